@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv from the pinned requirements.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export nnUNet_compile := f
+
+.PHONY: demo test benchmark clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m pipeline demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+benchmark: $(VENV)/.installed
+	$(PY) -m benchmarks.metric_suite
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Batch pipeline of the budget-aware uncertainty QA system: inference, metrics and storage."""

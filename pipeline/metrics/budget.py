@@ -1,0 +1,141 @@
+"""Review-budget measures over ROI voxels ranked by uncertainty: the UEO curve and the error-detection AUCs.
+
+Every function takes the ranking once computed by :func:`descending_order` (stable: among equal scores the voxel
+earlier in raster order ranks first), so one sort serves the UEO curve and both AUCs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def descending_order(scores: NDArray[np.floating]) -> NDArray[np.intp]:
+    """Indices sorting ``scores`` (n,) from highest to lowest; ties keep ascending index order."""
+    return np.argsort(-scores, kind="stable")
+
+
+def budget_counts(budgets: Sequence[Fraction], n: int) -> NDArray[np.int64]:
+    """ceil(b·n) for each exact budget fraction b: how many of n voxels a budget flags."""
+    return np.array([math.ceil(b * n) for b in budgets], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BudgetCurve:
+    """UEO and companions over the budget grid; every array has one value per budget.
+
+    Attributes:
+        budgets: b, fraction of ROI voxels flagged.
+        flagged_voxels: |U_b| = ceil(b·|R|).
+        flagged_ml: |U_b| times the voxel volume, in mL.
+        hits: |U_b ∩ E|.
+        ueo: 2|U_b ∩ E| / (|U_b| + |E|); 0 at b = 0; NaN throughout when E is empty and the policy excludes.
+        recall: |U_b ∩ E| / |E| (NaN when E is empty).
+        precision: |U_b ∩ E| / |U_b| (NaN when nothing is flagged).
+    """
+
+    budgets: NDArray[np.float64]
+    flagged_voxels: NDArray[np.int64]
+    flagged_ml: NDArray[np.float64]
+    hits: NDArray[np.int64]
+    ueo: NDArray[np.float64]
+    recall: NDArray[np.float64]
+    precision: NDArray[np.float64]
+
+    def area(self) -> float:
+        """UEO-AUC: trapezoid area of UEO(b) over the grid divided by the budget range (mean UEO), in [0, 1]."""
+        width = float(self.budgets[-1] - self.budgets[0])
+        return float(np.trapezoid(self.ueo, self.budgets) / width)
+
+
+def ueo_curve(
+    order: NDArray[np.intp],
+    errors: NDArray[np.bool_],
+    budgets: Sequence[Fraction],
+    voxel_ml: float,
+    exclude_if_no_error: bool = False,
+) -> BudgetCurve:
+    """UEO curve of ROI voxels ranked by ``order`` (from :func:`descending_order` of their entropy).
+
+    Args:
+        order: ranking of the |R| ROI voxels, most uncertain first.
+        errors: E as booleans over the same voxels, shape (|R|,).
+        budgets: exact budget fractions b in [0, 1], ascending.
+        voxel_ml: volume of one voxel in mL.
+        exclude_if_no_error: with no error voxel, UEO is NaN (instead of 0) so cohort means skip the case.
+    """
+    if order.shape != errors.shape:
+        raise ValueError(f"order {order.shape} and errors {errors.shape} must have equal shapes")
+    n = int(order.size)
+    flagged = budget_counts(budgets, n)
+    cumulative = np.concatenate(([0], np.cumsum(errors[order[: int(flagged.max())]], dtype=np.int64)))
+    hits = cumulative[flagged]
+    n_errors = int(np.count_nonzero(errors))
+    denominator = (flagged + n_errors).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ueo = np.where(denominator > 0, 2.0 * hits / denominator, 0.0)
+        recall = hits / n_errors if n_errors else np.full(flagged.shape, np.nan)
+        precision = np.where(flagged > 0, hits / flagged, np.nan)
+    ueo[flagged == 0] = 0.0
+    if n_errors == 0 and exclude_if_no_error:
+        ueo = np.full(flagged.shape, np.nan)
+    return BudgetCurve(
+        budgets=np.array([float(b) for b in budgets]),
+        flagged_voxels=flagged,
+        flagged_ml=flagged * voxel_ml,
+        hits=hits,
+        ueo=ueo,
+        recall=np.asarray(recall, dtype=np.float64),
+        precision=np.asarray(precision, dtype=np.float64),
+    )
+
+
+def auroc_ranked(sorted_scores: NDArray[np.floating], sorted_positive: NDArray[np.bool_]) -> float:
+    """AUROC (Mann-Whitney U / (n+ n-)) with average ranks for ties, from scores sorted in either direction.
+
+    ``sorted_scores`` (n,) must be monotone; ``sorted_positive`` (n,) flags positives in the same order.
+    Exact in integer arithmetic up to the final division; NaN when either class is empty.
+    """
+    n = int(sorted_scores.size)
+    n_pos = int(np.count_nonzero(sorted_positive))
+    n_neg = n - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ascending = sorted_scores.size < 2 or sorted_scores[0] <= sorted_scores[-1]
+    scores = sorted_scores if ascending else sorted_scores[::-1]
+    positive = sorted_positive if ascending else sorted_positive[::-1]
+    starts = np.concatenate(([0], np.flatnonzero(scores[1:] != scores[:-1]) + 1))
+    ends = np.append(starts[1:], n)
+    positives_per_group = np.add.reduceat(positive.astype(np.int64), starts)
+    twice_rank_sum = int(np.dot(positives_per_group, starts + ends + 1))
+    twice_u = twice_rank_sum - n_pos * (n_pos + 1)
+    return twice_u / (2 * n_pos * n_neg)
+
+
+def auroc(scores: NDArray[np.floating], positive: NDArray[np.bool_]) -> float:
+    """AUROC of ``scores`` (n,) separating ``positive`` (n,) from the rest; average ranks for ties."""
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ValueError(f"scores {scores.shape} and positive {positive.shape} must be 1-D of equal length")
+    order = np.argsort(scores, kind="stable")
+    return auroc_ranked(scores[order], positive[order])
+
+
+def capture_area(ranked_positive: NDArray[np.bool_], budgets: Sequence[Fraction]) -> float:
+    """Mean fraction of positives captured when flagging the top ceil(b·n) of n ranked voxels, over the budgets.
+
+    Trapezoid area of recall(b) divided by the budget range; NaN when there is no positive.
+    """
+    n = int(ranked_positive.size)
+    n_pos = int(np.count_nonzero(ranked_positive))
+    if n_pos == 0:
+        return math.nan
+    flagged = budget_counts(budgets, n)
+    cumulative = np.concatenate(([0], np.cumsum(ranked_positive[: int(flagged.max())], dtype=np.int64)))
+    recall = cumulative[flagged] / n_pos
+    grid = np.array([float(b) for b in budgets])
+    return float(np.trapezoid(recall, grid) / (grid[-1] - grid[0]))

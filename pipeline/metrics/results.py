@@ -1,0 +1,105 @@
+"""Typed results of the per-case metric suite, with a JSON-ready view."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.metrics.budget import BudgetCurve
+from pipeline.metrics.calibration import ReliabilityBins
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _list(values: NDArray[np.generic]) -> list[Any]:
+    return [_finite_or_none(float(v)) if isinstance(v, float) else v for v in values.tolist()]
+
+
+@dataclass(frozen=True)
+class CaseMetrics:
+    """The spec's per-case numbers for one configuration.
+
+    Attributes:
+        dsc: DSC per class, index = class (background included), on the full volume.
+        dsc_mean_fg: mean DSC over the foreground classes 1..C-1.
+        ece: ROI-masked ECE in the configured mode; reliability: its per-bin sums.
+        brier: ROI-masked Brier score (0..2). nll: ROI mean negative log-likelihood of the reference (nats).
+        curve: UEO, recall, precision and flagged volume over the budget grid; ueo_auc: its normalised area.
+        fp_tp_auc, fn_tn_auc: AUROC (or capture area) of entropy for FP vs TP and FN vs TN ROI voxels; NaN if a
+            side is empty.
+        roi_voxels: |R|; error_voxels: |E|; mean_entropy_roi: mean normalised entropy over R.
+        voxel_ml: volume of one voxel in mL; temperature: T applied (None = no scaling).
+    """
+
+    dsc: tuple[float, ...]
+    dsc_mean_fg: float
+    ece: float
+    reliability: ReliabilityBins
+    brier: float
+    nll: float
+    curve: BudgetCurve
+    ueo_auc: float
+    fp_tp_auc: float
+    fn_tn_auc: float
+    roi_voxels: int
+    error_voxels: int
+    mean_entropy_roi: float
+    voxel_ml: float
+    temperature: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN written as None) with the keys of ``python -m pipeline evaluate``."""
+        return {
+            "dsc": {str(c): value for c, value in enumerate(self.dsc)},
+            "dsc_mean_fg": _finite_or_none(self.dsc_mean_fg),
+            "ece": _finite_or_none(self.ece),
+            "brier": self.brier,
+            "nll": self.nll,
+            "ueo_auc": _finite_or_none(self.ueo_auc),
+            "fp_tp_auc": _finite_or_none(self.fp_tp_auc),
+            "fn_tn_auc": _finite_or_none(self.fn_tn_auc),
+            "budgets": _list(self.curve.budgets),
+            "ueo_curve": _list(self.curve.ueo),
+            "error_recall": _list(self.curve.recall),
+            "error_precision": _list(self.curve.precision),
+            "flagged_ml": _list(self.curve.flagged_ml),
+            "roi_voxels": self.roi_voxels,
+            "error_voxels": self.error_voxels,
+            "mean_entropy_roi": self.mean_entropy_roi,
+            "temperature": self.temperature,
+            "reliability": {
+                "count": self.reliability.count.tolist(),
+                "sum_confidence": self.reliability.sum_confidence.tolist(),
+                "sum_correct": self.reliability.sum_correct.tolist(),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class CaseMaps:
+    """Voxel maps of one case and configuration, each shaped (Z, Y, X) on the original grid.
+
+    Attributes:
+        prediction: argmax class (uint8). entropy: normalised entropy of p_cal (float32, 0..1).
+        error: prediction != reference (bool). budget_mask: U_b, the top-``budget`` ROI voxels by entropy (bool).
+    """
+
+    prediction: NDArray[np.uint8]
+    entropy: NDArray[np.float32]
+    error: NDArray[np.bool_]
+    budget_mask: NDArray[np.bool_]
+    budget: float
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What :func:`pipeline.metrics.suite.evaluate_case` returns: metrics, and maps when asked for."""
+
+    metrics: CaseMetrics
+    maps: CaseMaps | None

@@ -1,0 +1,98 @@
+"""Every option of ``shared/spec/metrics.md`` as one typed, validated settings object.
+
+The defaults are the spec's defaults; each field names the spec line it follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+PoolingRule = Literal["prob_mean", "logit_mean"]
+TemperatureMode = Literal["after_pooling", "per_member"]
+RoiMode = Literal["union", "pred", "gt", "whole_volume"]
+EceMode = Literal["top_label", "foreground", "classwise"]
+BrierMode = Literal["all_classes", "foreground"]
+EmptyErrorPolicy = Literal["zero", "exclude"]
+AucMode = Literal["roc", "capture"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "pooling": ("prob_mean", "logit_mean"),
+    "temperature_mode": ("after_pooling", "per_member"),
+    "roi_mode": ("union", "pred", "gt", "whole_volume"),
+    "ece_mode": ("top_label", "foreground", "classwise"),
+    "brier_mode": ("all_classes", "foreground"),
+    "empty_error_policy": ("zero", "exclude"),
+    "auc_mode": ("roc", "capture"),
+}
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Options of the metric definitions (spec defaults).
+
+    Attributes:
+        pooling: member pooling; ``prob_mean`` = mean of member softmaxes (spec default),
+            ``logit_mean`` = softmax of the mean logit (nnU-Net's native rule).
+        temperature_mode: ``after_pooling`` = p_cal = softmax(log p̄ / T) (default);
+            ``per_member`` = T applied to each member's logits before pooling.
+        temperature_min, temperature_max: bounds of the 1-D search over log T.
+        temperature_max_voxels: size of the seeded subsample of calibration ROI voxels.
+        temperature_seed: seed of that subsample.
+        roi_mode: which foreground the ROI grows from (``union`` of reference and prediction by default).
+        roi_radius_mm: ROI radius in millimetres (Euclidean, real spacing).
+        ece_bins: number of equal-width confidence bins on (0, 1].
+        ece_mode: ``top_label`` (default), ``foreground`` (binary P(foreground) vs [g > 0]) or ``classwise``.
+        brier_mode: ``all_classes`` (sum over all C classes, range 0..2) or ``foreground`` (classes 1..C-1).
+        budget_max: the largest review budget, a fraction of ROI voxels.
+        budget_points: points of the budget grid on [0, budget_max], both ends included.
+        empty_error_policy: a case with no error voxel gets UEO(b) = 0 (``zero``) or NaN (``exclude``).
+        auc_mode: ``roc`` = full AUROC (default); ``capture`` = area of the error-capture curve over the budget range.
+        sum_tolerance: largest accepted |Σ_c p_c - 1| of an input probability map.
+    """
+
+    pooling: PoolingRule = "prob_mean"
+    temperature_mode: TemperatureMode = "after_pooling"
+    temperature_min: float = 0.05
+    temperature_max: float = 20.0
+    temperature_max_voxels: int = 2_000_000
+    temperature_seed: int = 0
+    roi_mode: RoiMode = "union"
+    roi_radius_mm: float = 15.0
+    ece_bins: int = 15
+    ece_mode: EceMode = "top_label"
+    brier_mode: BrierMode = "all_classes"
+    budget_max: float = 0.05
+    budget_points: int = 51
+    empty_error_policy: EmptyErrorPolicy = "zero"
+    auc_mode: AucMode = "roc"
+    sum_tolerance: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"MetricSettings.{name} must be one of {allowed}, got {value!r}")
+        if not 0 < self.temperature_min < self.temperature_max:
+            raise ValueError(
+                "MetricSettings.temperature_min and temperature_max must satisfy 0 < min < max, "
+                f"got {self.temperature_min}, {self.temperature_max}"
+            )
+        if self.temperature_max_voxels < 1:
+            raise ValueError(f"MetricSettings.temperature_max_voxels must be >= 1, got {self.temperature_max_voxels}")
+        if not self.roi_radius_mm >= 0:
+            raise ValueError(f"MetricSettings.roi_radius_mm must be >= 0, got {self.roi_radius_mm}")
+        if self.ece_bins < 1:
+            raise ValueError(f"MetricSettings.ece_bins must be >= 1, got {self.ece_bins}")
+        if not 0 < self.budget_max <= 1:
+            raise ValueError(f"MetricSettings.budget_max must be in (0, 1], got {self.budget_max}")
+        if self.budget_points < 2:
+            raise ValueError(f"MetricSettings.budget_points must be >= 2, got {self.budget_points}")
+        if not 0 < self.sum_tolerance < 1:
+            raise ValueError(f"MetricSettings.sum_tolerance must be in (0, 1), got {self.sum_tolerance}")
+
+    def budget_fractions(self) -> list[Fraction]:
+        """The budget grid as exact fractions: b_i = budget_max * i / (budget_points - 1)."""
+        top = Fraction(str(self.budget_max))
+        return [top * i / (self.budget_points - 1) for i in range(self.budget_points)]
