@@ -15,6 +15,7 @@ demo: $(VENV)/.installed
 	$(PY) -m pipeline demo
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check pipeline benchmarks tests
 	$(PY) -m pytest -q tests
 
 benchmark: $(VENV)/.installed

@@ -1,7 +1,8 @@
 """Review-budget measures over ROI voxels ranked by uncertainty: the UEO curve and the error-detection AUCs.
 
-Every function takes the ranking once computed by :func:`descending_order` (stable: among equal scores the voxel
-earlier in raster order ranks first), so one sort serves the UEO curve and both AUCs.
+Voxels are ranked by uncertainty, highest first; among equal scores the voxel earlier in raster order ranks first
+(a stable tie-break). One ranking of the ROI (:func:`descending_order`) serves the UEO curve, the budget mask and
+both AUCs: a subset of a ranking, taken in order, is a ranking of the subset.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.metrics.kernels import ranked_auroc_pair, stable_descending_order
 
-def descending_order(scores: NDArray[np.floating]) -> NDArray[np.intp]:
-    """Indices sorting ``scores`` (n,) from highest to lowest; ties keep ascending index order."""
-    return np.argsort(-scores, kind="stable")
+
+def descending_order(scores: NDArray[np.floating]) -> NDArray[np.signedinteger]:
+    """Indices sorting non-negative ``scores`` (n,) from highest to lowest; ties keep ascending index order.
+
+    The one sort of a case: a compiled stable radix sort (:func:`pipeline.metrics.kernels.stable_descending_order`).
+    """
+    return stable_descending_order(scores)
 
 
 def budget_counts(budgets: Sequence[Fraction], n: int) -> NDArray[np.int64]:
@@ -54,7 +60,7 @@ class BudgetCurve:
 
 
 def ueo_curve(
-    order: NDArray[np.intp],
+    order: NDArray[np.signedinteger],
     errors: NDArray[np.bool_],
     budgets: Sequence[Fraction],
     voxel_ml: float,
@@ -63,16 +69,19 @@ def ueo_curve(
     """UEO curve of ROI voxels ranked by ``order`` (from :func:`descending_order` of their entropy).
 
     Args:
-        order: ranking of the |R| ROI voxels, most uncertain first.
+        order: the ranking of the |R| ROI voxels, most uncertain first, or its first ceil(max(b)·|R|) entries.
         errors: E as booleans over the same voxels, shape (|R|,).
         budgets: exact budget fractions b in [0, 1], ascending.
         voxel_ml: volume of one voxel in mL.
         exclude_if_no_error: with no error voxel, UEO is NaN (instead of 0) so cohort means skip the case.
     """
-    if order.shape != errors.shape:
-        raise ValueError(f"order {order.shape} and errors {errors.shape} must have equal shapes")
-    n = int(order.size)
+    n = int(errors.size)
     flagged = budget_counts(budgets, n)
+    if order.ndim != 1 or errors.ndim != 1 or not int(flagged.max()) <= order.size <= n:
+        raise ValueError(
+            f"order must rank at least the {int(flagged.max())} most uncertain of the {n} voxels of errors, "
+            f"got {order.shape} for errors {errors.shape}"
+        )
     cumulative = np.concatenate(([0], np.cumsum(errors[order[: int(flagged.max())]], dtype=np.int64)))
     hits = cumulative[flagged]
     n_errors = int(np.count_nonzero(errors))
@@ -95,40 +104,20 @@ def ueo_curve(
     )
 
 
-def auroc_ranked(sorted_scores: NDArray[np.floating], sorted_positive: NDArray[np.bool_]) -> float:
-    """AUROC (Mann-Whitney U / (n+ n-)) with average ranks for ties, from scores sorted in either direction.
-
-    ``sorted_scores`` (n,) must be monotone; ``sorted_positive`` (n,) flags positives in the same order.
-    Exact in integer arithmetic up to the final division; NaN when either class is empty.
-    """
-    n = int(sorted_scores.size)
-    n_pos = int(np.count_nonzero(sorted_positive))
-    n_neg = n - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ascending = sorted_scores.size < 2 or sorted_scores[0] <= sorted_scores[-1]
-    scores = sorted_scores if ascending else sorted_scores[::-1]
-    positive = sorted_positive if ascending else sorted_positive[::-1]
-    starts = np.concatenate(([0], np.flatnonzero(scores[1:] != scores[:-1]) + 1))
-    ends = np.append(starts[1:], n)
-    positives_per_group = np.add.reduceat(positive.astype(np.int64), starts)
-    twice_rank_sum = int(np.dot(positives_per_group, starts + ends + 1))
-    twice_u = twice_rank_sum - n_pos * (n_pos + 1)
-    return twice_u / (2 * n_pos * n_neg)
-
-
 def auroc(scores: NDArray[np.floating], positive: NDArray[np.bool_]) -> float:
-    """AUROC of ``scores`` (n,) separating ``positive`` (n,) from the rest; average ranks for ties."""
+    """AUROC of finite ``scores`` (n,) separating ``positive`` (n,) from the rest; average ranks for ties; NaN
+    when either class is empty."""
     if scores.shape != positive.shape or scores.ndim != 1:
         raise ValueError(f"scores {scores.shape} and positive {positive.shape} must be 1-D of equal length")
-    order = np.argsort(scores, kind="stable")
-    return auroc_ranked(scores[order], positive[order])
+    everything = np.ones(scores.shape, dtype=bool)
+    return ranked_auroc_pair(descending_order(scores), scores, positive.astype(bool, copy=False), everything)[0]
 
 
 def capture_area(ranked_positive: NDArray[np.bool_], budgets: Sequence[Fraction]) -> float:
     """Mean fraction of positives captured when flagging the top ceil(b·n) of n ranked voxels, over the budgets.
 
-    Trapezoid area of recall(b) divided by the budget range; NaN when there is no positive.
+    ``ranked_positive`` (n,) flags positives, most uncertain voxel first. Trapezoid area of recall(b) divided by
+    the budget range; NaN when there is no positive.
     """
     n = int(ranked_positive.size)
     n_pos = int(np.count_nonzero(ranked_positive))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import entr
 
+from pipeline.metrics.kernels import reliability_sums
 from pipeline.metrics.validation import check_same_length
 
 
@@ -17,12 +17,18 @@ def normalized_entropy(probs: NDArray[np.floating]) -> NDArray[np.floating]:
     n_classes = probs.shape[0]
     if n_classes < 2:
         raise ValueError(f"probs must have at least 2 classes on axis 0, got {probs.shape}")
-    total = entr(probs[0])
+    floor = np.finfo(probs.dtype).tiny
+    total = np.zeros(probs.shape[1:], dtype=probs.dtype)
     term = np.empty_like(total)
-    for c in range(1, n_classes):
-        entr(probs[c], out=term)
-        total += term
+    for c in range(n_classes):
+        np.maximum(probs[c], floor, out=term)
+        np.log(term, out=term)
+        term *= probs[c]
+        total -= term
     total *= np.asarray(1.0 / math.log(n_classes), dtype=total.dtype)
+    # Rounding (a few ulp above 1 at uniform p) and inputs summing to 1 only within the accepted tolerance
+    # (p = 1.0002 gives entr < 0) can leave [0, 1]: clip.
+    np.clip(total, 0.0, 1.0, out=total)
     return total
 
 
@@ -75,24 +81,18 @@ class ReliabilityBins:
         )
 
 
-def bin_index(confidence: NDArray[np.floating], n_bins: int) -> NDArray[np.intp]:
-    """Bin of each confidence in equal-width bins on (0, 1], right-closed: (m/M, (m+1)/M] -> m; 0 -> 0."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.searchsorted(edges, confidence, side="left") - 1
-    return np.clip(index, 0, n_bins - 1)
-
-
 def reliability_bins(
     confidence: NDArray[np.floating], correct: NDArray[np.bool_], n_bins: int = 15
 ) -> ReliabilityBins:
-    """One-group reliability bins of ``confidence`` (n,) in [0, 1] against ``correct`` (n,) booleans."""
+    """One-group reliability bins of ``confidence`` (n,) in [0, 1] against ``correct`` (n,) booleans.
+
+    Equal-width bins on (0, 1], right-closed: (m/M, (m+1)/M] -> m, a confidence of exactly 0 -> bin 0;
+    sums in float64 (a compiled single pass, :func:`pipeline.metrics.kernels.reliability_sums`).
+    """
     check_same_length("confidence", confidence, "correct", correct)
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    index = bin_index(confidence, n_bins)
-    count = np.bincount(index, minlength=n_bins).astype(np.int64)
-    sum_conf = np.bincount(index, weights=confidence, minlength=n_bins)
-    sum_correct = np.bincount(index[correct.astype(bool, copy=False)], minlength=n_bins).astype(np.int64)
+    count, sum_conf, sum_correct = reliability_sums(confidence, correct, n_bins)
     return ReliabilityBins(count[None, :], sum_conf[None, :], sum_correct[None, :])
 
 

@@ -96,3 +96,7 @@ class MetricSettings:
         """The budget grid as exact fractions: b_i = budget_max * i / (budget_points - 1)."""
         top = Fraction(str(self.budget_max))
         return [top * i / (self.budget_points - 1) for i in range(self.budget_points)]
+
+
+DEFAULT_SETTINGS = MetricSettings()
+"""The spec's defaults."""

@@ -1,20 +1,22 @@
 """One entry point computing every per-case metric of the spec for one configuration, sharing the work.
 
-Cost: the probability map is validated (two passes), then scanned once in z-chunks that stay in cache (one argmax,
-the confusion counts, the ROI seed, and the entropy map when maps are asked for); everything else runs on the ROI
-voxels only: one temperature application, one entropy, one stable sort shared by the UEO curve and both AUCs.
+Cost: one chunked pass over the probability map (each z-chunk stays in cache) validates it and builds the ROI seed
+(plus the prediction and entropy maps when asked for); the compiled distance kernel grows the ROI; everything else
+runs on the ROI voxels only: one argmax, one temperature application, one entropy, and one stable ranking shared
+by the UEO curve, both AUCs and the budget mask.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.metrics.budget import auroc_ranked, capture_area, descending_order, ueo_curve
+from pipeline.metrics.budget import capture_area, descending_order, ueo_curve
 from pipeline.metrics.calibration import (
     ReliabilityBins,
     brier_score,
@@ -22,14 +24,21 @@ from pipeline.metrics.calibration import (
     reliability_bins,
     stack_bins,
 )
+from pipeline.metrics.kernels import (
+    SEED_PREDICTION,
+    SEED_REFERENCE,
+    SEED_UNION,
+    ranked_auroc_pair,
+    scan_volume,
+)
 from pipeline.metrics.overlap import confusion_counts, dice_from_confusion
 from pipeline.metrics.results import CaseMaps, CaseMetrics, CaseResult
 from pipeline.metrics.roi import Roi, dilate_mm, whole_volume
-from pipeline.metrics.settings import MetricSettings
+from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.temperature import apply_temperature, log_probabilities
-from pipeline.metrics.validation import check_labels, check_probabilities, check_spacing
+from pipeline.metrics.validation import check_labels, check_probability_chunk, check_probability_shape, check_spacing
 
-_CHUNK_VOXELS = 1 << 16
+_CHUNK_VOXELS = 1 << 17
 
 
 def argmax_classes(probs: NDArray[np.floating]) -> NDArray[np.uint8]:
@@ -46,41 +55,62 @@ def argmax_classes(probs: NDArray[np.floating]) -> NDArray[np.uint8]:
     return index
 
 
+@dataclass
+class _Scan:
+    """What the pass over the volume yields."""
+
+    seed: NDArray[np.bool_]
+    prediction_counts: NDArray[np.int64]
+    reference_counts: NDArray[np.int64]
+    prediction: NDArray[np.uint8] | None
+    entropy: NDArray[np.float32] | None
+
+
+_SEED_RULES = {"union": SEED_UNION, "pred": SEED_PREDICTION, "gt": SEED_REFERENCE, "whole_volume": SEED_PREDICTION}
+
+
 def _scan(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
     settings: MetricSettings,
     temperature: float | None,
-    with_entropy: bool,
-) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.bool_], NDArray[np.float32] | None]:
-    """Chunked pass over z: prediction, confusion matrix, ROI seed and (optionally) the calibrated entropy map."""
-    n_classes, depth = probs.shape[0], probs.shape[1]
-    prediction = np.empty(probs.shape[1:], dtype=np.uint8)
-    seed = np.empty(probs.shape[1:], dtype=bool)
-    entropy = np.empty(probs.shape[1:], dtype=np.float32) if with_entropy else None
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    step = max(1, _CHUNK_VOXELS // (probs.shape[2] * probs.shape[3]))
-    for z0 in range(0, depth, step):
-        z1 = min(depth, z0 + step)
-        chunk = probs[:, z0:z1]
-        pred = argmax_classes(chunk)
-        prediction[z0:z1] = pred
-        ref = labels[z0:z1]
-        confusion += confusion_counts(pred, ref, n_classes)
-        if settings.roi_mode == "union":
-            np.logical_or(pred > 0, ref > 0, out=seed[z0:z1])
-        elif settings.roi_mode == "pred":
-            np.greater(pred, 0, out=seed[z0:z1])
-        else:
-            np.greater(ref, 0, out=seed[z0:z1])
-        if entropy is not None:
-            entropy[z0:z1] = normalized_entropy(apply_temperature(chunk, temperature))
-    return prediction, confusion, seed, entropy
+    with_maps: bool,
+) -> _Scan:
+    """Validate ``probs`` and build the ROI seed and class counts in one compiled pass; maps when asked for."""
+    seed, prediction, prediction_counts, reference_counts, (where, _) = scan_volume(
+        probs, labels.view(np.uint8) if labels.dtype == np.bool_ else labels,
+        _SEED_RULES[settings.roi_mode], settings.sum_tolerance, with_maps,
+    )
+    if where >= 0:
+        check_probability_chunk(probs[:, where : where + 1], settings.sum_tolerance, where)
+    entropy = None
+    if with_maps:
+        entropy = np.empty(probs.shape[1:], dtype=np.float32)
+        step = max(1, _CHUNK_VOXELS // (probs.shape[2] * probs.shape[3]))
+        for z0 in range(0, probs.shape[1], step):
+            chunk = probs[:, z0 : z0 + step]
+            entropy[z0 : z0 + step] = normalized_entropy(apply_temperature(chunk, temperature))
+    return _Scan(seed, prediction_counts, reference_counts, prediction, entropy)
+
+
+def _confusion(
+    scan: _Scan, roi_confusion: NDArray[np.int64], n_voxels: int, settings: MetricSettings
+) -> NDArray[np.int64]:
+    """The whole volume's confusion matrix from the ROI's; outside the ROI the seed is empty, so the counts follow."""
+    confusion = roi_confusion.copy()
+    outside = n_voxels - int(roi_confusion.sum())
+    if settings.roi_mode == "union":
+        confusion[0, 0] += outside
+    elif settings.roi_mode == "pred":
+        confusion[0, :] += scan.reference_counts - roi_confusion.sum(axis=0)
+    elif settings.roi_mode == "gt":
+        confusion[:, 0] += scan.prediction_counts - roi_confusion.sum(axis=1)
+    return confusion
 
 
 def _ece_bins(
     p_cal: NDArray[np.floating], prediction: NDArray[np.uint8], reference: NDArray[np.integer], settings: MetricSettings
-):
+) -> ReliabilityBins:
     if settings.ece_mode == "top_label":
         confidence = np.take_along_axis(p_cal, prediction[None, :].astype(np.intp), axis=0)[0]
         return reliability_bins(confidence, prediction == reference, settings.ece_bins)
@@ -91,11 +121,24 @@ def _ece_bins(
     )
 
 
+def _roi(
+    scan: _Scan, shape: tuple[int, int, int], spacing: tuple[float, float, float], settings: MetricSettings
+) -> Roi:
+    if settings.roi_mode == "whole_volume":
+        return whole_volume(shape)
+    if not scan.seed.any():
+        raise ValueError(
+            f"empty ROI: no foreground in the {'reference' if settings.roi_mode == 'gt' else 'prediction'}"
+            f"{' or the reference' if settings.roi_mode == 'union' else ''} (roi_mode={settings.roi_mode!r})"
+        )
+    return dilate_mm(scan.seed, spacing, settings.roi_radius_mm)
+
+
 def evaluate_case(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
     spacing: Sequence[float],
-    settings: MetricSettings = MetricSettings(),
+    settings: MetricSettings = DEFAULT_SETTINGS,
     temperature: float | None = None,
     maps_budget: float | None = None,
 ) -> CaseResult:
@@ -115,44 +158,40 @@ def evaluate_case(
     Returns:
         A :class:`CaseResult` with the metrics and, when ``maps_budget`` is given, the maps.
     """
-    check_probabilities(probs, settings.sum_tolerance)
+    check_probability_shape(probs)
     check_labels(labels, probs.shape[1:], probs.shape[0])
     spacing3 = check_spacing(spacing)
     if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     if maps_budget is not None and not 0 <= maps_budget <= 1:
         raise ValueError(f"maps_budget must be in [0, 1], got {maps_budget}")
+    n_classes = probs.shape[0]
     shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
-    with_maps = maps_budget is not None
-    prediction, confusion, seed, entropy_map = _scan(probs, labels, settings, temperature, with_maps)
-    if settings.roi_mode == "whole_volume":
-        roi = whole_volume(shape)
-    else:
-        try:
-            roi = dilate_mm(seed, spacing3, settings.roi_radius_mm)
-        except ValueError as error:
-            raise ValueError(
-                f"empty ROI: neither prediction nor reference holds foreground for roi_mode={settings.roi_mode!r}"
-            ) from error
-    del seed
-    p_cal = apply_temperature(roi.gather(probs), temperature)
-    pred_roi = roi.gather(prediction)
-    ref_roi = roi.gather(labels)
-    entropy = roi.gather(entropy_map) if entropy_map is not None else normalized_entropy(p_cal)
+    scan = _scan(probs, labels, settings, temperature, maps_budget is not None)
+    roi = _roi(scan, shape, spacing3, settings)
+    scan.seed = np.empty(0, dtype=bool)
+    flat = roi.flat_indices()
+    p_roi = roi.gather(probs, flat)
+    ref_roi = roi.gather(labels, flat)
+    pred_roi = argmax_classes(p_roi)
+    p_cal = apply_temperature(p_roi, temperature)
+    reuse_map = scan.entropy is not None and scan.entropy.dtype == p_cal.dtype
+    entropy = roi.gather(scan.entropy, flat) if reuse_map and scan.entropy is not None else normalized_entropy(p_cal)
     errors = pred_roi != ref_roi
+    budgets = settings.budget_fractions()
+    n_roi = int(entropy.size)
     order = descending_order(entropy)
     voxel_ml = spacing3[0] * spacing3[1] * spacing3[2] / 1000.0
-    budgets = settings.budget_fractions()
     curve = ueo_curve(order, errors, budgets, voxel_ml, settings.empty_error_policy == "exclude")
-    ranked_fg = pred_roi[order] > 0
-    ranked_errors = errors[order]
-    ranked_entropy = entropy[order]
+    foreground = pred_roi > 0
     if settings.auc_mode == "roc":
-        fp_tp = auroc_ranked(ranked_entropy[ranked_fg], ranked_errors[ranked_fg])
-        fn_tn = auroc_ranked(ranked_entropy[~ranked_fg], ranked_errors[~ranked_fg])
+        fp_tp, fn_tn = ranked_auroc_pair(order, entropy, errors, foreground)
     else:
-        fp_tp = capture_area(ranked_errors[ranked_fg], budgets)
-        fn_tn = capture_area(ranked_errors[~ranked_fg], budgets)
+        ranked_foreground = foreground[order]
+        ranked_errors = errors[order]
+        fp_tp = capture_area(ranked_errors[ranked_foreground], budgets)
+        fn_tn = capture_area(ranked_errors[~ranked_foreground], budgets)
+    confusion = _confusion(scan, confusion_counts(pred_roi, ref_roi, n_classes), math.prod(shape), settings)
     dsc = dice_from_confusion(confusion)
     bins = _ece_bins(p_cal, pred_roi, ref_roi, settings)
     picked = np.take_along_axis(p_cal, ref_roi[None, :].astype(np.intp), axis=0)[0]
@@ -167,53 +206,42 @@ def evaluate_case(
         ueo_auc=curve.area(),
         fp_tp_auc=fp_tp,
         fn_tn_auc=fn_tn,
-        roi_voxels=int(entropy.size),
+        roi_voxels=n_roi,
         error_voxels=int(np.count_nonzero(errors)),
         mean_entropy_roi=float(np.mean(entropy, dtype=np.float64)),
         voxel_ml=voxel_ml,
         temperature=temperature,
     )
     maps = None
-    if with_maps and entropy_map is not None and maps_budget is not None:
-        maps = _maps(prediction, labels, entropy_map, roi, order, maps_budget)
+    if maps_budget is not None and scan.prediction is not None and scan.entropy is not None:
+        flagged = math.ceil(Fraction(str(maps_budget)) * n_roi)
+        mask = np.zeros(shape, dtype=bool)
+        mask.ravel()[flat[order[:flagged]]] = True
+        maps = CaseMaps(
+            prediction=scan.prediction,
+            entropy=scan.entropy,
+            error=scan.prediction != labels,
+            budget_mask=mask,
+            budget=maps_budget,
+        )
     return CaseResult(metrics=metrics, maps=maps)
-
-
-def _maps(
-    prediction: NDArray[np.uint8],
-    labels: NDArray[np.integer],
-    entropy: NDArray[np.float32],
-    roi: Roi,
-    order: NDArray[np.intp],
-    budget: float,
-) -> CaseMaps:
-    flagged = math.ceil(Fraction(str(budget)) * order.size)
-    mask = np.zeros(roi.shape, dtype=bool)
-    mask.ravel()[roi.flat_indices()[np.sort(order[:flagged])]] = True
-    return CaseMaps(
-        prediction=prediction,
-        entropy=entropy,
-        error=prediction != labels,
-        budget_mask=mask,
-        budget=budget,
-    )
 
 
 def calibration_voxels(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
     spacing: Sequence[float],
-    settings: MetricSettings = MetricSettings(),
+    settings: MetricSettings = DEFAULT_SETTINGS,
 ) -> tuple[NDArray[np.floating], NDArray[np.integer]]:
     """ROI voxels of one calibration case for :func:`~pipeline.metrics.temperature.fit_temperature`.
 
     Returns the pooled probabilities (C, |R|) and reference labels (|R|,) at the ROI voxels (the same ROI as the
     metrics); concatenate over calibration cases along the last axis before fitting.
     """
-    check_probabilities(probs, settings.sum_tolerance)
+    check_probability_shape(probs)
     check_labels(labels, probs.shape[1:], probs.shape[0])
     spacing3 = check_spacing(spacing)
     shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
-    _, _, seed, _ = _scan(probs, labels, settings, None, with_entropy=False)
-    roi = whole_volume(shape) if settings.roi_mode == "whole_volume" else dilate_mm(seed, spacing3, settings.roi_radius_mm)
-    return roi.gather(probs), roi.gather(labels)
+    roi = _roi(_scan(probs, labels, settings, None, with_maps=False), shape, spacing3, settings)
+    flat = roi.flat_indices()
+    return roi.gather(probs, flat), roi.gather(labels, flat)

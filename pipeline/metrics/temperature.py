@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from pipeline.metrics.settings import MetricSettings
+from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -71,13 +71,14 @@ def _subsample(n: int, settings: MetricSettings) -> NDArray[np.intp]:
 
 
 def fit_temperature(
-    scores: NDArray[np.floating], labels: NDArray[np.integer], settings: MetricSettings = MetricSettings()
+    scores: NDArray[np.floating], labels: NDArray[np.integer], settings: MetricSettings = DEFAULT_SETTINGS
 ) -> TemperatureFit:
     """Fit one scalar T > 0 minimising the mean NLL of reference labels on calibration voxels.
 
     Args:
         scores: with ``settings.temperature_mode == "after_pooling"``, pooled probabilities p̄ shaped (C, n)
-            (ROI voxels of calibration cases, concatenated); with ``"per_member"``, member logits shaped (K, C, n).
+            (ROI voxels of calibration cases, concatenated); with ``"per_member"``, member logits shaped (K, C, n),
+            pooled by ``settings.pooling`` (mean of the scaled softmaxes, or softmax of the scaled mean logit).
         labels: reference class index per voxel, shape (n,).
         settings: bounds of the search over ln T, subsample size and seed.
 
@@ -88,10 +89,14 @@ def fit_temperature(
     expected_ndim = 3 if per_member else 2
     if scores.ndim != expected_ndim:
         shape = "(K, C, n) member logits" if per_member else "(C, n) pooled probabilities"
-        raise ValueError(f"scores must be {shape} for temperature_mode={settings.temperature_mode!r}, got {scores.shape}")
+        raise ValueError(
+            f"scores must be {shape} for temperature_mode={settings.temperature_mode!r}, got {scores.shape}"
+        )
     n_classes, n = scores.shape[-2], scores.shape[-1]
     if labels.shape != (n,):
         raise ValueError(f"labels must be shaped ({n},) to match scores, got {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+        raise ValueError(f"labels must have an integer dtype, got {labels.dtype}")
     if n == 0:
         raise ValueError("scores holds no calibration voxel")
     if labels.min() < 0 or labels.max() >= n_classes:
@@ -100,7 +105,13 @@ def fit_temperature(
         raise ValueError("scores must be finite")
     keep = _subsample(n, settings)
     picked_labels = labels[keep].astype(np.intp)
-    if per_member:
+    if per_member and settings.pooling == "logit_mean":
+        # softmax(mean_k(z_k / T)) = softmax(mean_k(z_k) / T): the mean logit is the pooled logit.
+        data = scores[..., keep].astype(np.float64).mean(axis=0)
+
+        def objective(log_t: float) -> float:
+            return _nll_pooled(data, picked_labels, math.exp(log_t))
+    elif per_member:
         data = scores[..., keep].astype(np.float64)
 
         def objective(log_t: float) -> float:

@@ -11,11 +11,8 @@ from numpy.typing import NDArray
 Spacing = tuple[float, float, float]
 
 
-def check_probabilities(probs: NDArray[np.floating], tolerance: float, name: str = "probs") -> None:
-    """Check a class-probability map shaped (C, Z, Y, X), C >= 2: finite, >= 0, Σ_c p = 1 within ``tolerance``.
-
-    Costs two streaming passes (a class sum and a minimum); NaN and inf fail either check.
-    """
+def check_probability_shape(probs: NDArray[np.floating], name: str = "probs") -> None:
+    """Check the container of a class-probability map: a float32/float64 array shaped (C, Z, Y, X), C >= 2."""
     if not isinstance(probs, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(probs).__name__}")
     if probs.ndim != 4:
@@ -26,14 +23,34 @@ def check_probabilities(probs: NDArray[np.floating], tolerance: float, name: str
         raise ValueError(f"{name} must be float32 or float64, got {probs.dtype}")
     if probs.size == 0:
         raise ValueError(f"{name} is empty, shape {probs.shape}")
-    lowest = float(np.min(probs))
+
+
+def check_probability_chunk(
+    chunk: NDArray[np.floating], tolerance: float, z_offset: int = 0, name: str = "probs"
+) -> None:
+    """Check values of a (C, z, Y, X) slab: finite, >= 0, Σ_c p = 1 within ``tolerance`` (NaN and inf fail).
+
+    Computed in the input's precision; ``z_offset`` locates the slab in the volume for the message.
+    """
+    lowest = float(np.min(chunk))
     if not lowest >= 0.0:
-        raise ValueError(f"{name} must be finite and non-negative; found minimum {lowest}")
-    deviation = float(np.max(np.abs(np.sum(probs, axis=0, dtype=np.float64) - 1.0)))
+        raise ValueError(f"{name} must be finite and non-negative; found minimum {lowest} in slices from z={z_offset}")
+    total = np.sum(chunk, axis=0)
+    total -= 1
+    deviation = float(max(-np.min(total), np.max(total)))
     if not deviation <= tolerance:
         raise ValueError(
-            f"{name} must sum to 1 over classes (axis 0) within {tolerance}; largest deviation {deviation}"
+            f"{name} must sum to 1 over classes (axis 0) within {tolerance}; "
+            f"largest deviation {deviation} in slices from z={z_offset}"
         )
+
+
+def check_probabilities(probs: NDArray[np.floating], tolerance: float, name: str = "probs") -> None:
+    """Check a whole class-probability map (container and values), in z-slabs to bound the temporary memory."""
+    check_probability_shape(probs, name)
+    step = max(1, (1 << 20) // max(1, probs.shape[2] * probs.shape[3]))
+    for z0 in range(0, probs.shape[1], step):
+        check_probability_chunk(probs[:, z0 : z0 + step], tolerance, z0, name)
 
 
 def check_labels(labels: NDArray[np.integer], shape: tuple[int, ...], n_classes: int, name: str = "labels") -> None:
@@ -51,7 +68,10 @@ def check_labels(labels: NDArray[np.integer], shape: tuple[int, ...], n_classes:
 
 def check_spacing(spacing: Sequence[float], name: str = "spacing") -> Spacing:
     """Return ``spacing`` as a (z, y, x) tuple of floats in mm, each finite and > 0."""
-    values = tuple(float(s) for s in spacing)
+    try:
+        values = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a sequence of 3 numbers (z, y, x) in mm, got {spacing!r}") from error
     if len(values) != 3:
         raise ValueError(f"{name} must have 3 values (z, y, x) in mm, got {len(values)}")
     if not all(math.isfinite(s) and s > 0 for s in values):

@@ -1,0 +1,131 @@
+"""``python -m pipeline evaluate``: real files in, JSON out; bad files get one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
+
+from pipeline.metrics import MetricSettings, evaluate_case
+from pipeline.metrics.pooling import softmax
+from tests.conftest import REPO_ROOT
+
+REQUIRED_KEYS = {
+    "dsc", "dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc",
+    "budgets", "ueo_curve", "roi_voxels", "error_voxels",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def spleen_case(shared_data: Path) -> tuple[np.ndarray, sitk.Image]:
+    """Spleen (label 1 of TotalSegmentator's prediction on the real 2 mm DICOM-derived CT) and a blurred
+    two-class probability map of it, shaped (2, Z, Y, X) float32."""
+    reference = sitk.ReadImage(str(shared_data / "totalsegmentator" / "example_seg_dicom.nii.gz"))
+    spleen = (sitk.GetArrayFromImage(reference) == 1).astype(np.uint8)
+    assert spleen.any(), "the real segmentation must hold spleen voxels"
+    logit = 8.0 * (gaussian_filter(spleen.astype(np.float32), sigma=(0.7, 2.0, 2.0)) - 0.45)
+    probs = softmax(np.stack([np.zeros_like(logit), logit]).astype(np.float32))
+    label_image = sitk.GetImageFromArray(spleen)
+    label_image.CopyInformation(reference)
+    return probs, label_image
+
+
+def test_nifti_inputs_use_header_spacing(tmp_path: Path, shared_data: Path) -> None:
+    probs, label_image = spleen_case(shared_data)
+    probs_image = sitk.GetImageFromArray(probs, isVector=False)
+    probs_image.SetSpacing((*label_image.GetSpacing(), 1.0))
+    sitk.WriteImage(probs_image, str(tmp_path / "probs.nii.gz"))
+    sitk.WriteImage(label_image, str(tmp_path / "ref.nii.gz"))
+    out = tmp_path / "out.json"
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "probs.nii.gz"), "--reference", str(tmp_path / "ref.nii.gz"),
+                   "--json", str(out))
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(out.read_text())
+    assert document.keys() >= REQUIRED_KEYS
+    spacing_xyz = label_image.GetSpacing()
+    assert document["spacing_mm"] == pytest.approx([spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]])
+    expected = evaluate_case(probs, sitk.GetArrayFromImage(label_image), document["spacing_mm"]).metrics
+    assert document["ece"] == pytest.approx(expected.ece, abs=1e-12)
+    assert document["roi_voxels"] == expected.roi_voxels
+    assert len(document["budgets"]) == len(document["ueo_curve"]) == MetricSettings().budget_points
+
+
+def test_npy_inputs_with_spacing_and_temperature(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    labels = np.zeros((12, 20, 20), dtype=np.uint8)
+    labels[3:8, 5:12, 5:12] = 1
+    logits = rng.normal(size=(2, 12, 20, 20)).astype(np.float32)
+    logits[1] += 4.0 * labels - 2.0
+    probs = softmax(logits)
+    np.save(tmp_path / "p.npy", probs)
+    np.save(tmp_path / "l.npy", labels)
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "p.npy"), "--reference", str(tmp_path / "l.npy"),
+                   "--spacing", "2.5,1,1", "--temperature", "1.7")
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    expected = evaluate_case(probs, labels, (2.5, 1.0, 1.0), temperature=1.7).metrics
+    assert document["temperature"] == 1.7
+    assert document["brier"] == pytest.approx(expected.brier, abs=1e-12)
+    assert document["dsc"] == {str(c): pytest.approx(d) for c, d in enumerate(expected.dsc)}
+
+
+@pytest.mark.parametrize(
+    ("probs_name", "extra", "message"),
+    [
+        ("corrupt.npy", ["--spacing", "1,1,1"], "not a .npy file"),
+        ("missing.npy", ["--spacing", "1,1,1"], "no such file"),
+        ("unnormalised.npy", ["--spacing", "1,1,1"], "must sum to 1"),
+        ("labels.npy", ["--spacing", "1,1,1"], "must be 4-D"),
+        ("good.npy", [], "no spacing"),
+        ("good.npy", ["--spacing", "1,-1,1"], "--spacing"),
+        ("good.npy", ["--spacing", "1,1,1", "--temperature", "0"], "temperature"),
+        ("corrupt.nii.gz", [], "not a readable NIfTI"),
+        ("good.txt", ["--spacing", "1,1,1"], "unsupported file type"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path, probs_name: str, extra: list[str], message: str) -> None:
+    labels = np.zeros((4, 5, 6), dtype=np.uint8)
+    labels[1:3, 1:4, 1:4] = 1
+    good = np.stack([1.0 - 0.8 * labels, 0.8 * labels]).astype(np.float32)
+    np.save(tmp_path / "labels.npy", labels)
+    np.save(tmp_path / "good.npy", good)
+    np.save(tmp_path / "unnormalised.npy", good * 2)
+    (tmp_path / "corrupt.npy").write_bytes(b"not numpy at all")
+    (tmp_path / "corrupt.nii.gz").write_bytes(b"not nifti at all")
+    (tmp_path / "good.txt").write_text("0.5")
+
+    probs_file, labels_file = str(tmp_path / probs_name), str(tmp_path / "labels.npy")
+    done = run_cli("evaluate", "--probs", probs_file, "--reference", labels_file, *extra)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_geometry_mismatch_is_named(tmp_path: Path) -> None:
+    np.save(tmp_path / "p.npy", np.full((2, 4, 5, 6), 0.5, dtype=np.float32))
+    np.save(tmp_path / "l.npy", np.zeros((4, 5, 7), dtype=np.uint8))
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "p.npy"), "--reference", str(tmp_path / "l.npy"),
+                   "--spacing", "1,1,1")
+
+    assert done.returncode == 2
+    assert "labels must have the spatial shape (4, 5, 6)" in done.stderr
