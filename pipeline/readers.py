@@ -1,4 +1,4 @@
-"""Reading probability and label maps from ``.npy`` or NIfTI files, with their voxel spacing.
+"""Reading probability and label maps from ``.npy``, nnU-Net ``.npz`` or NIfTI files, with their voxel spacing.
 
 Array axes follow SimpleITK/NumPy order: probabilities (C, Z, Y, X), labels (Z, Y, X), spacing (z, y, x) in mm.
 Every failure is a ``ValueError`` whose message names the file.
@@ -56,16 +56,29 @@ def _read_nifti(path: Path) -> tuple[NDArray[np.generic], tuple[float, float, fl
     return array, (float(spacing_xyz[2]), float(spacing_xyz[1]), float(spacing_xyz[0]))
 
 
+def _read_npz_probabilities(path: Path) -> NDArray[np.generic]:
+    """The ``probabilities`` array of nnU-Net's ``--save_probabilities`` output (its .pkl is not read)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "probabilities" not in archive.files:
+                raise ValueError(f"{path}: no 'probabilities' array (found {archive.files})")
+            return archive["probabilities"]
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npz archive ({error})") from error
+
+
 def read_map(path: Path) -> LoadedMap:
-    """Read ``path`` (.npy, .nii or .nii.gz); NIfTI spacing comes from its header."""
+    """Read ``path`` (.npy, nnU-Net .npz, .nii or .nii.gz); NIfTI spacing comes from its header."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         return LoadedMap(_read_npy(path), None, path)
+    if path.suffix.lower() == ".npz":
+        return LoadedMap(_read_npz_probabilities(path), None, path)
     if _is_nifti(path):
         array, spacing = _read_nifti(path)
         return LoadedMap(array, spacing, path)
-    raise ValueError(f"{path}: unsupported file type (expected .npy, .nii or .nii.gz)")
+    raise ValueError(f"{path}: unsupported file type (expected .npy, .npz, .nii or .nii.gz)")
 
 
 def read_probabilities(path: Path) -> LoadedMap:

@@ -129,3 +129,31 @@ def test_geometry_mismatch_is_named(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert "labels must have the spatial shape (4, 5, 6)" in done.stderr
+
+
+def test_precomputed_members_are_pooled(tmp_path: Path) -> None:
+    """Members from nnU-Net's --save_probabilities (.npz) and a NIfTI map pool into one evaluation."""
+    rng = np.random.default_rng(5)
+    labels = np.zeros((10, 16, 16), dtype=np.uint8)
+    labels[2:7, 4:11, 4:11] = 1
+    members = []
+    for k in range(2):
+        logits = rng.normal(size=(2, 10, 16, 16)).astype(np.float32)
+        logits[1] += (3.0 + k) * labels - 1.5
+        members.append(softmax(logits))
+    np.savez_compressed(tmp_path / "member0.npz", probabilities=members[0])
+    image = sitk.GetImageFromArray(members[1], isVector=False)
+    image.SetSpacing((1.0, 1.0, 3.0, 1.0))
+    sitk.WriteImage(image, str(tmp_path / "member1.nii.gz"))
+    np.save(tmp_path / "ref.npy", labels)
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "member0.npz"), str(tmp_path / "member1.nii.gz"),
+                   "--reference", str(tmp_path / "ref.npy"), "--spacing", "3,1,1")
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    pooled = (members[0] + members[1]) / 2
+    expected = evaluate_case(pooled, labels, (3.0, 1.0, 1.0)).metrics
+    assert document["members"] == 2
+    assert document["ece"] == pytest.approx(expected.ece, abs=1e-6)
+    assert document["brier"] == pytest.approx(expected.brier, abs=1e-6)

@@ -1,0 +1,1 @@
+"""nnU-Net v2 inference for every uncertainty configuration: each (member, TTA view) forward pass once per case."""

@@ -1,0 +1,170 @@
+"""Forward passes of nnU-Net v2 members on one case, each (member, view) once, mapped back to the CT grid.
+
+The case is preprocessed once with nnU-Net's own preprocessor; each member's weights are loaded once; each TTA
+view flips the preprocessed input, runs nnU-Net's sliding window (mirroring off) and flips the logits back; the
+logits then go back to the original geometry with nnU-Net's probability resampling, un-cropping (background
+outside the crop) and inverse transpose. Pooling into configurations happens in :mod:`pipeline.inference.pooling`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from numpy.typing import NDArray
+
+from pipeline.inference.grid import View
+from pipeline.inference.model_set import ModelSet, ModelSetError
+
+log = logging.getLogger(__name__)
+
+_OUTSIDE_LOGIT = -1.0e4
+
+
+def choose_device(requested: str | None = None) -> torch.device:
+    """``requested`` ('cpu', 'cuda', 'cuda:1'), else CUDA when present, else CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Preprocessed:
+    """A case after nnU-Net's preprocessing: network input (channels, *spatial) and nnU-Net's properties."""
+
+    data: torch.Tensor
+    properties: dict[str, Any]
+    original_shape: tuple[int, int, int]
+
+
+class MemberPredictor:
+    """Runs the members of a :class:`ModelSet` on cases; counts every forward pass it makes.
+
+    Args:
+        model_set: the members and their shared plans.
+        device: torch device (default: CUDA if present, else CPU).
+        mixed_precision: autocast on CUDA (nnU-Net's default there); ignored on CPU.
+    """
+
+    def __init__(self, model_set: ModelSet, device: torch.device | None = None, mixed_precision: bool = True) -> None:
+        self.model_set = model_set
+        self.device = device or choose_device()
+        self.plans_manager = PlansManager(model_set.plans)
+        self.configuration_manager = self.plans_manager.get_configuration(model_set.configuration)
+        label_manager = self.plans_manager.get_label_manager(model_set.dataset_json)
+        self.n_classes = int(label_manager.num_segmentation_heads)
+        if self.n_classes != len(model_set.labels):
+            raise ModelSetError(
+                f"{model_set.folder}: plans give {self.n_classes} outputs for labels {model_set.labels}"
+            )
+        n_inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, model_set.dataset_json)
+        network = nnUNetTrainer.build_network_architecture(
+            self.plans_manager, self.configuration_manager, n_inputs, self.n_classes, enable_deep_supervision=False
+        )
+        with contextlib.redirect_stdout(io.StringIO()) as chatter:
+            self._predictor = nnUNetPredictor(
+                use_mirroring=False,
+                perform_everything_on_device=self.device.type == "cuda",
+                device=self.device,
+                allow_tqdm=False,
+            )
+        log.debug("nnU-Net: %s", chatter.getvalue().strip())
+        self._predictor.manual_initialization(
+            network, self.plans_manager, self.configuration_manager, None, model_set.dataset_json, "nnUNetTrainer", None
+        )
+        self._mixed_precision = mixed_precision
+        self._loaded: str | None = None
+        self.forward_passes: Counter[tuple[str, View]] = Counter()
+
+    def _checkpoint(self, member_name: str) -> dict[str, Any]:
+        member = self.model_set.member(member_name)
+        try:
+            checkpoint = torch.load(member.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ModelSetError(f"{member.checkpoint}: not a loadable nnU-Net checkpoint ({error})") from error
+        if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
+            raise ModelSetError(f"{member.checkpoint}: no 'network_weights' in the checkpoint")
+        return checkpoint
+
+    def mirror_axes(self) -> tuple[int, ...]:
+        """The TTA mirror axes the first member allows (``inference_allowed_mirroring_axes``; () when none)."""
+        axes = self._checkpoint(self.model_set.members[0].name).get("inference_allowed_mirroring_axes")
+        return tuple(int(a) for a in axes) if axes else ()
+
+    def _load(self, member_name: str) -> None:
+        if self._loaded == member_name:
+            return
+        member = self.model_set.member(member_name)
+        weights = self._checkpoint(member_name)["network_weights"]
+        try:
+            self._predictor.network.load_state_dict(weights)
+        except RuntimeError as error:
+            raise ModelSetError(f"{member.checkpoint}: weights do not fit the plans' network ({error})") from error
+        self._loaded = member_name
+
+    def preprocess(self, image: sitk.Image) -> Preprocessed:
+        """nnU-Net's preprocessing of a single-channel CT ``image`` (once per case)."""
+        expected = len(self.model_set.dataset_json.get("channel_names", {"0": "CT"}))
+        if expected != 1:
+            raise ModelSetError(
+                f"{self.model_set.folder}: {expected} input channels; only single-channel CT is supported"
+            )
+        array = sitk.GetArrayFromImage(image).astype(np.float32)[None]
+        spacing_zyx = list(reversed(image.GetSpacing()))
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(
+            array, None, {"spacing": spacing_zyx}, self.plans_manager, self.configuration_manager,
+            self.model_set.dataset_json,
+        )
+        shape = array.shape[1:]
+        return Preprocessed(torch.from_numpy(np.ascontiguousarray(data)), properties, (shape[0], shape[1], shape[2]))
+
+    def forward(self, case: Preprocessed, member_name: str, view: View) -> NDArray[np.float32]:
+        """Logits (C, Z, Y, X) of one member on one view, on the original CT grid, float32."""
+        self._load(member_name)
+        flip_axes = [axis + 1 for axis in view]
+        data = torch.flip(case.data, flip_axes) if flip_axes else case.data
+        with torch.autocast(self.device.type, enabled=self._mixed_precision and self.device.type == "cuda"):
+            logits = self._predictor.predict_sliding_window_return_logits(data)
+        logits = logits.float().cpu()
+        if flip_axes:
+            logits = torch.flip(logits, flip_axes)
+        self.forward_passes[(member_name, view)] += 1
+        return self._to_original_grid(logits, case.properties)
+
+    def _to_original_grid(self, logits: torch.Tensor, properties: dict[str, Any]) -> NDArray[np.float32]:
+        transpose_forward = self.plans_manager.transpose_forward
+        spacing_transposed = [properties["spacing"][i] for i in transpose_forward]
+        target = self.configuration_manager.spacing
+        current = target if len(target) == 3 else [spacing_transposed[0], *target]
+        resampled = self.configuration_manager.resampling_fn_probabilities(
+            logits, properties["shape_after_cropping_and_before_resampling"], current, spacing_transposed
+        )
+        resampled = np.asarray(resampled.numpy() if isinstance(resampled, torch.Tensor) else resampled, np.float32)
+        full = np.full((self.n_classes, *properties["shape_before_cropping"]), _OUTSIDE_LOGIT, dtype=np.float32)
+        full[0] = 0.0
+        box = tuple(slice(int(lo), int(hi)) for lo, hi in properties["bbox_used_for_cropping"])
+        full[(slice(None), *box)] = resampled
+        return np.ascontiguousarray(full.transpose([0, *[i + 1 for i in self.plans_manager.transpose_backward]]))
+
+    def passes(
+        self, case: Preprocessed, schedule: Sequence[tuple[str, View]]
+    ) -> Iterator[tuple[str, View, NDArray[np.float32]]]:
+        """Run ``schedule`` (each pair once, grouped by member so weights load once) yielding logits per pass."""
+        rank = {member.name: index for index, member in enumerate(self.model_set.members)}
+        ordered = sorted(set(schedule), key=lambda pair: (rank[pair[0]], pair[1]))
+        for member_name, view in ordered:
+            log.debug("forward %s view %s", member_name, view)
+            yield member_name, view, self.forward(case, member_name, view)

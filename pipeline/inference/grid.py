@@ -1,0 +1,76 @@
+"""The configuration grid: which (member, TTA view) forward passes each uncertainty configuration pools.
+
+A view is a tuple of flipped spatial axes (of the network's input, after nnU-Net's transpose); ``()`` is the
+identity. TTA uses the 8 mirror combinations of the 3 axes. TS configurations pool the same passes as their
+uncalibrated twins and differ only by the temperature applied afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+View = tuple[int, ...]
+IDENTITY: View = ()
+
+
+def mirror_views(axes: Sequence[int] = (0, 1, 2)) -> tuple[View, ...]:
+    """Every subset of ``axes`` (identity first): 8 views for 3 axes."""
+    return tuple(combo for k in range(len(axes) + 1) for combo in itertools.combinations(axes, k))
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """An uncertainty configuration: its members, whether it uses TTA, whether it applies TS.
+
+    Attributes:
+        name: e.g. ``DE+TTA+TS``.
+        members: member names pooled.
+        views: the views of each member pooled.
+        temperature_scaling: whether a fitted temperature is applied after pooling.
+    """
+
+    name: str
+    members: tuple[str, ...]
+    views: tuple[View, ...]
+    temperature_scaling: bool
+
+    @property
+    def passes(self) -> frozenset[tuple[str, View]]:
+        """The (member, view) forward passes this configuration pools."""
+        return frozenset(itertools.product(self.members, self.views))
+
+    @property
+    def pool_key(self) -> tuple[tuple[str, ...], tuple[View, ...]]:
+        """Configurations with equal keys pool identical passes (a configuration and its +TS twin)."""
+        return (self.members, self.views)
+
+
+def default_grid(
+    base: str, deep_ensemble: Sequence[str], checkpoint_ensemble: Sequence[str], views: Sequence[View]
+) -> tuple[Configuration, ...]:
+    """The spec's 12 configurations: Base, TTA, DE, DE+TTA, CE, CE+TTA, each without and with TS.
+
+    Args:
+        base: the single member of Base (fold 0, final checkpoint).
+        deep_ensemble: the fold members of DE.
+        checkpoint_ensemble: the checkpoint members of CE (one run); none leaves the CE rows out.
+        views: the TTA views (identity first); with the identity alone the TTA rows are left out (a model
+            trained without mirroring).
+    """
+    if not deep_ensemble:
+        raise ValueError("the grid needs at least one deep-ensemble member")
+    if IDENTITY not in views:
+        raise ValueError("the TTA views must include the identity view ()")
+    groups = [("Base", (base,)), ("DE", tuple(deep_ensemble))]
+    if checkpoint_ensemble:
+        groups.append(("CE", tuple(checkpoint_ensemble)))
+    grid = []
+    for group, members in groups:
+        for tta in (False, True) if len(views) > 1 else (False,):
+            chosen = tuple(views) if tta else (IDENTITY,)
+            stem = ("TTA" if group == "Base" else f"{group}+TTA") if tta else group
+            for scaled in (False, True):
+                grid.append(Configuration(f"{stem}+TS" if scaled else stem, members, chosen, scaled))
+    return tuple(grid)
