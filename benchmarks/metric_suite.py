@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.metrics.results import CaseMetrics
+from pipeline.nnunet.compat import ensure_torchvision_importable
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
 from pipeline.synthetic import synthetic_case
@@ -289,6 +290,7 @@ def run_peers(
     from scipy.ndimage import distance_transform_edt
     from scipy.stats import entropy as scipy_entropy
     from sklearn.metrics import brier_score_loss
+    ensure_torchvision_importable()  # torchmetrics imports torchvision, a CUDA build beside the CPU torch
     from torchmetrics.functional.classification import multiclass_calibration_error
 
     n_classes = probs.shape[0]

@@ -37,10 +37,13 @@ def repeated_holdout(
     test_fraction: float = 0.2,
     calibration_fraction: float = 0.2,
     seed: int = 0,
+    with_development: bool = True,
 ) -> list[Split]:
-    """``repeats`` seeded patient-level splits; every set non-empty, no patient in two sets of one repeat.
+    """``repeats`` seeded patient-level splits; no patient in two sets of one repeat.
 
     Sizes: ceil(test_fraction·n) test and ceil(calibration_fraction·n) calibration patients, the rest development.
+    ``with_development=False`` is for models trained elsewhere (the demo's): the development set may be empty and
+    the calibration set takes every patient not in test.
     """
     unique = sorted(set(patients))
     if len(unique) != len(patients):
@@ -51,8 +54,8 @@ def repeated_holdout(
         raise ValueError("test_fraction and calibration_fraction must be in (0, 1) and sum to less than 1")
     n = len(unique)
     n_test = math.ceil(test_fraction * n)
-    n_calibration = math.ceil(calibration_fraction * n)
-    if n - n_test - n_calibration < 1:
+    n_calibration = math.ceil(calibration_fraction * n) if with_development else n - n_test
+    if n_calibration < 1 or n - n_test - n_calibration < (1 if with_development else 0):
         raise ValueError(f"{n} patients are too few for non-empty test, calibration and development sets")
     rng = np.random.default_rng(seed)
     splits = []

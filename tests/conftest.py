@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pipeline.nnunet.compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # torchmetrics (an oracle) imports torchvision, a CUDA build beside the CPU torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("QA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -17,3 +25,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "SOURCES.md").is_file():
         pytest.fail(f"real test data not found at {SHARED_DATA}; set QA_SHARED_DATA to the shared/data folder")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``train-demo-models --smoke`` run (real nnU-Net models, barely trained) shared by the whole session."""
+    root = tmp_path_factory.mktemp("smoke")
+    out = root / "models"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "train-demo-models", "--smoke", "--out", str(out), "--workdir",
+         str(root / "work")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, json.loads((out / "manifest.json").read_text())

@@ -23,6 +23,11 @@ def test_splits_partition_the_patients_and_are_seeded() -> None:
     assert len({s.test for s in splits}) == 5
 
 
+def test_without_development_calibration_takes_the_rest() -> None:
+    split = repeated_holdout(PATIENTS[:8], repeats=1, test_fraction=0.5, with_development=False)[0]
+    assert (len(split.test), len(split.calibration), split.development) == (4, 4, ())
+
+
 @pytest.mark.parametrize(
     ("patients", "kwargs", "message"),
     [

@@ -148,8 +148,30 @@ def load_model_set(
     return ModelSet(folder, dataset_json, plans, configuration, labels, tuple(members))
 
 
+def _spec_from_manifest(document: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The model set of a ``train-demo-models`` manifest: its DE fold checkpoints and its CE cycle checkpoints."""
+    rows = document.get("checkpoints")
+    if not isinstance(rows, list):
+        return None
+    folds = [row for row in rows if row.get("ensemble") == "DE"]
+    cycles = [row for row in rows if row.get("ensemble") == "CE"]
+    if not folds:
+        raise ModelSetError(f"{path}: the manifest lists no deep-ensemble (DE) checkpoint")
+    first = Path(folds[0]["path"])
+    spec: dict[str, Any] = {
+        "results_folder": str(first.parent.parent),
+        "folds": [int(row["fold"]) for row in folds],
+        "checkpoint_name": first.name,
+    }
+    if cycles:
+        spec["checkpoint_run"] = str(Path(cycles[0]["path"]).parent)
+        spec["run_checkpoints"] = [Path(row["path"]).name for row in cycles]
+    return spec
+
+
 def load_model_set_file(path: Path) -> ModelSet:
-    """A model set described by a JSON file's ``model_set`` object (paths relative to the file), e.g.::
+    """A model set described by a ``train-demo-models`` manifest, or by a JSON file's ``model_set`` object
+    (paths relative to the file), e.g.::
 
         {"model_set": {"results_folder": "Dataset501_X/Trainer__Plans__3d_fullres", "folds": [0, 1, 2, 3, 4],
                        "checkpoint_name": "checkpoint_final.pth",
@@ -157,7 +179,8 @@ def load_model_set_file(path: Path) -> ModelSet:
                        "run_checkpoints": ["checkpoint_cycle_1.pth", "checkpoint_cycle_2.pth"]}}
     """
     path = Path(path)
-    spec = _read_json(path).get("model_set")
+    document = _read_json(path)
+    spec = document.get("model_set") or _spec_from_manifest(document, path)
     if not isinstance(spec, dict) or "results_folder" not in spec:
         raise ModelSetError(f"{path}: no 'model_set' object with a 'results_folder'")
     root = path.parent
@@ -169,3 +192,13 @@ def load_model_set_file(path: Path) -> ModelSet:
         checkpoint_run=root / run if run else None,
         run_checkpoints=spec.get("run_checkpoints", ()),
     )
+
+
+def check_label_set(model_set: ModelSet, labels: dict[str, int], source: Path) -> None:
+    """Refuse a reference whose label names/indices (e.g. from its dataset.json) differ from the models'."""
+    expected = {name: index for index, name in enumerate(model_set.labels)}
+    if dict(labels) != expected:
+        raise ModelSetError(
+            f"{source}: reference labels {dict(labels)} differ from the models' {expected} "
+            f"({model_set.folder / 'dataset.json'})"
+        )
