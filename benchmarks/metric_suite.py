@@ -37,9 +37,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.metrics.results import CaseMetrics
-from pipeline.nnunet.compat import ensure_torchvision_importable
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
+from pipeline.nnunet.compat import ensure_torchvision_importable
 from pipeline.synthetic import synthetic_case
 
 LOG = logging.getLogger("benchmarks.metric_suite")
