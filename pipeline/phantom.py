@@ -15,7 +15,7 @@ shell (-100), a muscle wall (45) and a cavity: neck muscle, mediastinal fat, or 
 (-20 ± 40). Lungs (-840), heart, liver (60), kidneys (~165), bladder, psoas; spine, ribs, iliac wings and femora
 (bone 450-800); contrast-enhanced vessels (arteries 170-210, veins 130-160) along z: carotids and jugulars, aorta
 with its bifurcation into the iliac and femoral arteries, IVC and iliac veins. The spleen (115-140 HU, 110-650 mL,
-lobulated) lies in the left upper abdomen; 12-25 lymph nodes (55-90 HU, 11-18 mm in-plane semi-axes) sit in
+lobulated) lies in the left upper abdomen; 12-25 lymph nodes (80-105 HU, 11-18 mm in-plane semi-axes) sit in
 fat pads beside the vessels of six stations: cervical, axillary, mediastinal, para-aortic, iliac and inguinal.
 Every patient differs in size, fat, organ position and size, contrast, node count and noise (10-20 HU).
 
@@ -275,7 +275,7 @@ def generate_phantom(seed: int, shape: Shape3 = DEFAULT_SHAPE, spacing: Spacing3
     _paint_vessels(canvas, vessels, rng)
     canvas.paint(spleen, float(rng.uniform(115.0, 140.0)), SPLEEN)
     for node in nodes:
-        canvas.paint(node, float(rng.uniform(55.0, 90.0)), LYMPH_NODES)
+        canvas.paint(node, float(rng.uniform(80.0, 105.0)), LYMPH_NODES)
 
     ct = _finish_ct(canvas.hu, shape3, rng)
     truth = _majority_labels(canvas.owner, shape3)

@@ -2,13 +2,13 @@
 
 Import only after :func:`pipeline.nnunet.compat.prepare_nnunet_environment`.
 
-- :class:`nnUNetTrainerTinyCPU`: few iterations per epoch (default 15 epochs of 25 training and 2 validation
-  iterations), mirror-only augmentation (``inference_allowed_mirroring_axes`` stays (0, 1, 2), so test-time
-  mirroring remains available), seeded, CPU. Writes checkpoint_final.pth only: no checkpoint_best/latest and no
-  progress plot per epoch.
-- :class:`nnUNetTrainerCheckpointEnsemble`: the same, trained for M cycles (default 3) of ``epochs`` epochs each
-  with a cosine learning rate restarted at every cycle (per iteration, down to ~0 at the cycle's end), saving
-  checkpoint_cycle_<k>.pth (k = 1..M) at the end of each cycle: the members of a checkpoint ensemble.
+- :class:`nnUNetTrainerTinyCPU`: few iterations per epoch (default 32 epochs of 25 training and 2 validation
+  iterations), AdamW with a cosine learning rate set every iteration (down to ~0 at the end), mirror-only
+  augmentation (``inference_allowed_mirroring_axes`` stays (0, 1, 2), so test-time mirroring remains available),
+  seeded, CPU. Writes checkpoint_final.pth only: no checkpoint_best/latest and no progress plot per epoch.
+- :class:`nnUNetTrainerCheckpointEnsemble`: the same, trained for M cycles (default 3) of ``epochs`` epochs each,
+  the cosine restarted at every cycle, saving checkpoint_cycle_<k>.pth (k = 1..M) at the end of each cycle: the
+  members of a checkpoint ensemble.
 
 Build them directly, ``Trainer(plans, configuration, fold, dataset_json)``, then :meth:`~nnUNetTrainerTinyCPU.
 set_schedule` and ``run_training()``; nnU-Net's lookup by name finds them only through nnUNet_extTrainer.
@@ -50,7 +50,7 @@ class Schedule:
         cycles: cosine cycles (checkpoint ensemble only; 1 otherwise).
     """
 
-    epochs: int = 15
+    epochs: int = 32
     iterations: int = 25
     val_iterations: int = 2
     seed: int = 0
@@ -101,11 +101,13 @@ class nnUNetTrainerTinyCPU(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int | str, dataset_json: dict,
                  device: torch.device = CPU) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 3e-3
         self.schedule = Schedule()
+        self._iteration = 0
         self.set_schedule(self.schedule)
 
     def set_schedule(self, schedule: Schedule) -> None:
-        """Set epochs, iterations and seed; before training starts."""
+        """Set epochs, iterations, seed (and cycles); before training starts."""
         if self.was_initialized:
             raise RuntimeError("set the schedule before the trainer is initialized")
         if schedule.cycles != 1 and not self.trains_in_cycles:
@@ -121,6 +123,15 @@ class nnUNetTrainerTinyCPU(nnUNetTrainer):
         np.random.seed(self.schedule.seed)
         torch.manual_seed(self.schedule.seed)
         super().initialize()
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, CosineAnnealingWarmRestarts]:
+        """AdamW (lr 3e-3) with a cosine learning rate per cycle, set every iteration (see :meth:`train_step`).
+
+        nnU-Net's SGD (lr 1e-2, momentum 0.99, poly decay) learned nothing in 400 iterations on the phantoms,
+        whose structures fill 0.5 % of the image; AdamW found the spleen after ~200 and the nodes after ~450.
+        """
+        optimizer = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, CosineAnnealingWarmRestarts(optimizer, T_0=self.schedule.epochs, eta_min=0.0)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """nnU-Net's settings with the initial patch equal to the patch (no spatial transform to crop it);
@@ -140,16 +151,25 @@ class nnUNetTrainerTinyCPU(nnUNetTrainer):
             transforms.append(DownsampleSegForDSTransform(ds_scales=deep_supervision_scales))
         return ComposeTransforms(transforms)
 
+    def on_train_epoch_start(self) -> None:
+        self._iteration = 0
+        super().on_train_epoch_start()
+
+    def train_step(self, batch: dict) -> dict:
+        """Set this iteration's learning rate (cosine over the cycle, by fractional epoch), then nnU-Net's step."""
+        self.lr_scheduler.step(self.current_epoch + self._iteration / self.num_iterations_per_epoch)
+        self._iteration += 1
+        return super().train_step(batch)
+
     def on_epoch_end(self) -> None:
         """Log the epoch's losses and pseudo Dice and move on; no checkpoint_best/latest, no progress plot."""
         self.logger.log("epoch_end_timestamps", time(), self.current_epoch)
         ends, starts = (self.logger.get_value(f"epoch_{k}_timestamps", -1) for k in ("end", "start"))
-        seconds = ends - starts
         self.print_to_log_file(
             f"train_loss {self.logger.get_value('train_losses', -1):.4f}",
             f"val_loss {self.logger.get_value('val_losses', -1):.4f}",
             f"pseudo Dice {[round(float(d), 4) for d in self.logger.get_value('dice_per_class_or_region', -1)]}",
-            f"epoch time {seconds:.1f} s",
+            f"epoch time {ends - starts:.1f} s",
             also_print_to_console=False,
         )
         self.current_epoch += 1
@@ -163,31 +183,14 @@ class nnUNetTrainerCheckpointEnsemble(nnUNetTrainerTinyCPU):
     def __init__(self, plans: dict, configuration: str, fold: int | str, dataset_json: dict,
                  device: torch.device = CPU) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self._iteration = 0
         self.set_schedule(Schedule(cycles=3))
 
     def cycle_checkpoint(self, cycle: int) -> str:
         """Path of the checkpoint saved at the end of cycle ``cycle`` (1-based)."""
         return join(self.output_folder, f"checkpoint_cycle_{cycle}.pth")
 
-    def configure_optimizers(self):
-        """nnU-Net's SGD (Nesterov, momentum 0.99) with a cosine schedule restarted every cycle."""
-        optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
-                                    momentum=0.99, nesterov=True)
-        return optimizer, CosineAnnealingWarmRestarts(optimizer, T_0=self.schedule.epochs, eta_min=0.0)
-
-    def on_train_epoch_start(self) -> None:
-        self._iteration = 0
-        super().on_train_epoch_start()
-
-    def train_step(self, batch: dict) -> dict:
-        """Set the learning rate of this iteration (fractional epoch), then nnU-Net's step."""
-        self.lr_scheduler.step(self.current_epoch + self._iteration / self.num_iterations_per_epoch)
-        self._iteration += 1
-        return super().train_step(batch)
-
     def on_epoch_end(self) -> None:
-        """At the end of each cycle save checkpoint_cycle_<k>.pth, then nnU-Net's bookkeeping."""
+        """At the end of each cycle save checkpoint_cycle_<k>.pth, then the epoch's bookkeeping."""
         if (self.current_epoch + 1) % self.schedule.epochs == 0:
             cycle = (self.current_epoch + 1) // self.schedule.epochs
             self.save_checkpoint(self.cycle_checkpoint(cycle))
