@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,25 +13,10 @@ import pytest
 import torch
 
 from pipeline.nnunet.training import SMOKE, sha256_of
-from tests.conftest import REPO_ROOT
 
 WEIGHTS_ONLY_KEYS = {"network_weights", "trainer_name", "inference_allowed_mirroring_axes", "init_args"}
 DE_FOLDER = "Dataset501_TMLIPhantom/nnUNetTrainerTinyCPU__nnUNetPlans__3d_tiny"
 CE_FOLDER = "Dataset501_TMLIPhantom/nnUNetTrainerCheckpointEnsemble__nnUNetPlans__3d_tiny"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One smoke run through the command line, shared by the tests of this module."""
-    root = tmp_path_factory.mktemp("smoke")
-    out = root / "models"
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "train-demo-models", "--smoke", "--out", str(out), "--workdir",
-         str(root / "work")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return out, json.loads((out / "manifest.json").read_text())
 
 
 @pytest.fixture
