@@ -24,6 +24,7 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
+from benchmarks.memory import reset_peak_resident, status_kib
 from pipeline.inference.command import grid_for
 from pipeline.inference.engine import MemberPredictor, choose_device
 from pipeline.inference.grid import IDENTITY
@@ -36,24 +37,14 @@ TARGET_RATIO = 1.2
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models" / "demo" / "manifest.json"
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def measured(run: Callable[[], object]) -> tuple[float, int]:
     """(seconds, peak extra resident bytes) of ``run``; Linux's VmHWM is reset first."""
     gc.collect()
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
-        clear.write("5")
-    before = _status_kib("VmRSS")
+    before = reset_peak_resident()
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    return seconds, (_status_kib("VmHWM") - before) * 1024
+    return seconds, (status_kib("VmHWM") - before) * 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.memory import reset_peak_resident, status_kib
 from pipeline.metrics.results import CaseMetrics
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
@@ -204,14 +205,6 @@ def best_of(run: Callable[[], T], repeats: int) -> tuple[float, T]:
     return min(seconds), result
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def peak_extra(run: Callable[[], object]) -> int:
     """Peak extra bytes of ``run``: the larger of two views, since each misses something.
 
@@ -220,16 +213,14 @@ def peak_extra(run: Callable[[], object]) -> int:
     from earlier frees. Linux only.
     """
     gc.collect()
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
-        clear.write("5")
-    resident_before = _status_kib("VmRSS")
+    resident_before = reset_peak_resident()
     tracemalloc.start()
     try:
         run()
         traced = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    resident = (_status_kib("VmHWM") - resident_before) * 1024
+    resident = (status_kib("VmHWM") - resident_before) * 1024
     return max(traced, resident)
 
 
