@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--held-out", type=int, help="held-out phantoms for the Dice check (default 8)")
     train.add_argument("--folds", type=int, help="deep-ensemble folds of nnU-Net's 5-fold split (default 5)")
     train.add_argument("--cycles", type=int, help="checkpoint-ensemble cosine cycles (default 3)")
-    train.add_argument("--epochs", type=int, help="epochs per fold model and per cycle (default 15)")
+    train.add_argument("--epochs", type=int, help="epochs per fold model and per cycle (default 32)")
     train.add_argument("--iterations", type=int, help="training iterations per epoch (default 25)")
     train.add_argument("--seed", type=int, help="base seed of phantoms and networks (default 0)")
     train.add_argument("--features", type=_features, help="features per U-Net stage (default 8,16,32,64)")

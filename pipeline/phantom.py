@@ -58,7 +58,6 @@ FILE_ENDING = ".nii.gz"
 _NOMINAL_LENGTH_MM = 564.0  # z extent of the default geometry; sizes along z scale with the actual extent
 _FINE = 2  # supersampling factor per axis of the rendering grid
 _AIR, _FAT, _MUSCLE = -1000.0, -100.0, 45.0
-_FAR = 1.0e4  # signed distance (mm) standing for "far outside"
 _HU_MIN, _HU_MAX = -1024, 3071
 
 

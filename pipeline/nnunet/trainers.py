@@ -11,7 +11,8 @@ Import only after :func:`pipeline.nnunet.compat.prepare_nnunet_environment`.
   members of a checkpoint ensemble.
 
 Build them directly, ``Trainer(plans, configuration, fold, dataset_json)``, then :meth:`~nnUNetTrainerTinyCPU.
-set_schedule` and ``run_training()``; nnU-Net's lookup by name finds them only through nnUNet_extTrainer.
+set_schedule` and ``run_training()``. nnU-Net's lookup by name (used by its predictor) finds them through
+nnUNet_extTrainer, which :func:`~pipeline.nnunet.compat.prepare_nnunet_environment` sets.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Steps, all through nnU-Net's Python API (no shell-outs):
 2. fingerprint, planning and 3d_fullres preprocessing; the tiny configuration ``3d_tiny`` is added to the plans
    (same preprocessed data);
 3. the deep ensemble (DE): folds 0..K-1 of nnU-Net's 5-fold split, :class:`~pipeline.nnunet.trainers.
-   nnUNetTrainerTinyCPU`, seeds ``seed * 1000 + fold``;
+   nnUNetTrainerTinyCPU`, ``epochs`` epochs of ``iterations`` iterations, network seeds ``seed * 1000 + fold``;
 4. the checkpoint ensemble (CE): one run on fold 0's training cases, :class:`~pipeline.nnunet.trainers.
-   nnUNetTrainerCheckpointEnsemble`, M cosine cycles of ``epochs`` epochs each, seed ``seed * 1000 + 999``;
+   nnUNetTrainerCheckpointEnsemble`, M cosine cycles of ``epochs`` epochs each (each cycle as long as one DE
+   model: the first cycle learns from scratch), network seed ``seed * 1000 + 999``;
 5. weights-only export (network_weights, trainer_name, inference_allowed_mirroring_axes, init_args.configuration)
    into a results folder that nnU-Net's predictor reads::
 
@@ -64,7 +65,6 @@ Trainer = TypeVar("Trainer", bound="nnUNetTrainerTinyCPU")
 DATASET_ID = 501
 DATASET_NAME = "TMLIPhantom"
 CASE_PREFIX = "phantom"
-PLANS = "nnUNetPlans"
 MANIFEST = "manifest.json"
 HELD_OUT_OFFSET = 900  # held-out phantom seeds: seed * 1000 + 900 + j; training seeds: seed * 1000 + i, i < 900
 CE_MEMBER = 999  # the CE run's network seed: seed * 1000 + 999
@@ -99,7 +99,7 @@ class TrainingOptions:
     held_out: int = 8
     folds: int = 5
     cycles: int = 3
-    epochs: int = 15
+    epochs: int = 32
     iterations: int = 25
     val_iterations: int = 2
     seed: int = 0
@@ -132,10 +132,11 @@ class TrainingOptions:
         return shlex.join(parts)
 
 
-# A wiring-only run: 6 cases, 2 folds x 1 epoch x 5 iterations, CE 2 cycles x 1 epoch x 5 iterations.
+# A wiring-only run: 6 cases, 2 folds x 1 epoch x 5 iterations, CE 2 cycles x 1 epoch x 5 iterations; one pool
+# worker for fingerprinting and preprocessing (each spawned worker costs seconds of imports).
 SMOKE: dict[str, object] = {
     "cases": 6, "held_out": 2, "folds": 2, "cycles": 2, "epochs": 1, "iterations": 5, "val_iterations": 1,
-    "out": Path("var/smoke/models"), "workdir": Path("var/smoke/nnunet"), "smoke": True,
+    "processes": 1, "out": Path("var/smoke/models"), "workdir": Path("var/smoke/nnunet"), "smoke": True,
 }
 
 
