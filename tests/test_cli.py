@@ -157,3 +157,30 @@ def test_precomputed_members_are_pooled(tmp_path: Path) -> None:
     assert document["members"] == 2
     assert document["ece"] == pytest.approx(expected.ece, abs=1e-6)
     assert document["brier"] == pytest.approx(expected.brier, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("models", "ct", "message"),
+    [
+        ("missing_folder", "ct.nii.gz", "results folder missing"),
+        ("model_set.json", "not_a_ct.nii.gz", "not a readable CT"),
+    ],
+)
+def test_predict_bad_input_gets_one_line_and_exit_2(tmp_path: Path, models: str, ct: str, message: str) -> None:
+    (tmp_path / "not_a_ct.nii.gz").write_bytes(b"garbage")
+    folder = tmp_path / "Trainer__Plans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"w")
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "spleen": 1}}))
+    (folder / "plans.json").write_text(json.dumps({"configurations": {"3d_fullres": {}}}))
+    (tmp_path / "model_set.json").write_text(
+        json.dumps({"model_set": {"results_folder": folder.name, "folds": [0]}})
+    )
+
+    done = run_cli("predict", "--models", str(tmp_path / models), "--ct", str(tmp_path / ct),
+                   "--out", str(tmp_path / "out"))
+
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
