@@ -13,11 +13,12 @@ default geometry, so a shorter volume holds a shorter trunk.
 Anatomy (HU): air -1000; the body, an elliptic cylinder whose half-widths vary with f, is a subcutaneous fat
 shell (-100), a muscle wall (45) and a cavity: neck muscle, mediastinal fat, or textured bowel and mesentery
 (-20 ± 40). Lungs (-840), heart, liver (60), kidneys (~165), bladder, psoas; spine, ribs, iliac wings and femora
-(bone 450-800); contrast-enhanced vessels (arteries 170-210, veins 130-160) along z: carotids and jugulars, aorta
-with its bifurcation into the iliac and femoral arteries, IVC and iliac veins. The spleen (115-140 HU, 110-650 mL,
-lobulated) lies in the left upper abdomen; 12-25 lymph nodes (80-105 HU, 11-18 mm in-plane semi-axes) sit in
-fat pads beside the vessels of six stations: cervical, axillary, mediastinal, para-aortic, iliac and inguinal.
-Every patient differs in size, fat, organ position and size, contrast, node count and noise (10-20 HU).
+(cortex 600-800, marrow 250-400); contrast-enhanced vessels (arteries 170-210, veins 130-160) along z: carotids
+and jugulars, aorta with its bifurcation into the iliac and femoral arteries, IVC and iliac veins. The spleen
+(115-140 HU, 110-650 mL, lobulated) lies in the left upper abdomen; 12-25 lymph nodes (80-105 HU, semi-axes
+12-20 mm in-plane and 20-32 mm along z: bulky, so that a tiny network learns them in minutes) sit in fat pads
+beside the vessels of six stations: cervical, axillary, mediastinal, para-aortic, iliac and inguinal. Every
+patient differs in size, fat, organ position and size, contrast, node count and noise (10-20 HU).
 
 Rendering: each structure is a signed distance (mm, negative inside), painted in order on a grid 2x finer per axis
 and averaged down to the voxel grid, which gives partial-volume edges; correlated Gaussian noise is added last.
@@ -621,11 +622,11 @@ def _spleen(rng: np.random.Generator, body: _Body) -> _Shape:
 # nodes per vessel). Direction 0 points to the patient's left (+x), 90 posterior (+y), 180 right, 270 anterior;
 # for the right-sided vessels and the IVC the directions are mirrored. Axillary nodes: see _axillary_nodes.
 _STATIONS: tuple[tuple[tuple[float, float], tuple[str, ...], tuple[float, float], tuple[float, float], int], ...] = (
-    ((0.02, 0.11), ("jugular_left", "jugular_right"), (-30.0, 100.0), (10.0, 14.0), 3),  # cervical
-    ((0.17, 0.32), ("aorta",), (200.0, 300.0), (11.0, 18.0), 3),  # mediastinal
-    ((0.52, 0.68), ("aorta", "ivc"), (-60.0, 20.0), (11.0, 18.0), 2),  # para-aortic
-    ((0.77, 0.88), ("iliac_artery_left", "iliac_artery_right"), (150.0, 280.0), (11.0, 18.0), 2),  # iliac
-    ((0.93, 0.99), ("iliac_artery_left", "iliac_artery_right"), (-80.0, 0.0), (11.0, 18.0), 2),  # inguinal
+    ((0.02, 0.11), ("jugular_left", "jugular_right"), (-30.0, 100.0), (12.0, 16.0), 3),  # cervical
+    ((0.17, 0.32), ("aorta",), (200.0, 300.0), (14.0, 20.0), 3),  # mediastinal
+    ((0.52, 0.68), ("aorta", "ivc"), (-60.0, 20.0), (14.0, 20.0), 2),  # para-aortic
+    ((0.77, 0.88), ("iliac_artery_left", "iliac_artery_right"), (150.0, 280.0), (14.0, 20.0), 2),  # iliac
+    ((0.93, 0.99), ("iliac_artery_left", "iliac_artery_right"), (-80.0, 0.0), (14.0, 20.0), 2),  # inguinal
 )
 
 
@@ -638,7 +639,7 @@ def _nodes(rng: np.random.Generator, body: _Body, vessels: _Vessels) -> list[_Sh
             for _ in range(int(rng.integers(1, most + 1))):
                 f = float(rng.uniform(f0, f1))
                 cy, cx, radius = vessels.at(vessel, f, body)
-                semi = (float(rng.uniform(15.0, 28.0)) * body.zscale, float(rng.uniform(s0, s1)),
+                semi = (float(rng.uniform(20.0, 32.0)) * body.zscale, float(rng.uniform(s0, s1)),
                         float(rng.uniform(s0, s1)))
                 angle = math.radians(float(rng.uniform(a0, a1)))
                 if vessel.endswith("right") or vessel == "ivc":
@@ -659,8 +660,8 @@ def _axillary_nodes(rng: np.random.Generator, body: _Body, inside: _Shape) -> li
             f = float(rng.uniform(0.15, 0.24))
             half_x = float(np.interp(f, body.f, body.half_x) - np.interp(f, body.f, body.fat))
             half_y = float(np.interp(f, body.f, body.half_y))
-            semi = (float(rng.uniform(15.0, 25.0)) * body.zscale, float(rng.uniform(11.0, 16.0)),
-                    float(rng.uniform(11.0, 16.0)))
+            semi = (float(rng.uniform(20.0, 30.0)) * body.zscale, float(rng.uniform(13.0, 18.0)),
+                    float(rng.uniform(13.0, 18.0)))
             center = (body.z(f), body.center[0] + float(rng.uniform(-0.3, 0.2)) * half_y,
                       body.center[1] + sign * (half_x - float(rng.uniform(10.0, 20.0))))
             nodes.append(_intersection(_ellipsoid(center, semi), inside))

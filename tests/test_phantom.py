@@ -60,7 +60,7 @@ def test_spleen_and_node_volumes_are_plausible(phantoms: list[Phantom]) -> None:
         components, count = ndimage.label(phantom.labels == LYMPH_NODES)
         assert count >= 8, f"seed {phantom.seed}: only {count} node components"
         sizes = np.bincount(components.ravel())[1:] * np.prod(phantom.spacing) / 1000.0
-        assert np.median(sizes) < 40.0  # nodes, not organs (mL)
+        assert np.median(sizes) < 80.0  # nodes, not organs (mL)
 
 
 def test_reference_is_a_perturbed_truth(phantoms: list[Phantom]) -> None:
