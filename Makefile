@@ -15,7 +15,7 @@ demo: $(VENV)/.installed
 	$(PY) -m pipeline demo
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests
+	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests migrations
 	$(PY) -m pytest -q tests
 
 benchmark: $(VENV)/.installed

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.batch.command import add_store_verbs
 from pipeline.metrics.pooling import pool_members
 from pipeline.metrics.settings import MetricSettings, PoolingRule
 from pipeline.metrics.suite import evaluate_case
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wiring-only run: 6 cases, 2 folds x 5 iterations, CE 2 cycles x 5 iterations, "
                             "into var/smoke unless --out/--workdir are given")
     train.set_defaults(handler=_train_demo_models_command)
+    add_store_verbs(verbs)
     return parser
 
 
@@ -208,6 +210,7 @@ def _train_demo_models_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args))

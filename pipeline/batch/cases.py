@@ -1,0 +1,244 @@
+"""The batch's cases: found in a folder, a CSV manifest or DICOM series folders, then loaded and checked.
+
+A cohort folder holds ``images/<case>.nii.gz`` (also ``<case>_0000.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``) and,
+optionally, ``references/<case>.<same suffixes>``. A CSV manifest has the columns ``case, ct`` and optionally
+``reference, patient, cohort, reference_note``; ``ct`` may be an image file or a DICOM series folder, ``reference``
+an image file or an RTSTRUCT (``.dcm``); relative paths are read from the manifest's folder. A DICOM root holds one
+series folder per case. Loading checks what the nightly job must not trust: a readable CT, a reference on the same
+grid, reference labels the model knows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from numpy.typing import NDArray
+
+from pipeline.dicom import read_ct_series
+from pipeline.images import read_ct
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+GEOMETRY_TOLERANCE = 1e-3  # mm (spacing, origin) and direction cosines
+MANIFEST_COLUMNS = ("case", "ct", "reference", "patient", "cohort", "reference_note")
+
+
+class CaseError(ValueError):
+    """A case that cannot be processed; ``stage`` says where (``read``, ``reference``, ``geometry``, …)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case as listed: where its CT and reference are, and who it belongs to."""
+
+    name: str
+    ct: Path
+    reference: Path | None = None
+    patient: str | None = None
+    cohort: str = "default"
+    reference_note: str | None = None
+
+    @property
+    def source_kind(self) -> str:
+        """``dicom`` for a series folder, else ``image``."""
+        return "dicom" if self.ct.is_dir() else "image"
+
+
+@dataclass(frozen=True)
+class DicomUids:
+    """UIDs of a CT read from a DICOM series (empty strings where the files leave them empty)."""
+
+    study: str
+    series: str
+    frame_of_reference: str
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    """A case read and checked: the CT, the reference labels (None without one) and content hashes."""
+
+    spec: CaseSpec
+    image: sitk.Image
+    labels: NDArray[np.uint8] | None
+    content_hash: str
+    reference_hash: str | None
+    uids: DicomUids | None = None
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Voxel size (z, y, x) in mm."""
+        x, y, z = self.image.GetSpacing()
+        return (float(z), float(y), float(x))
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):
+            found[_stem(path)] = path
+    return found
+
+
+def cases_from_folder(folder: Path, cohort: str = "default") -> list[CaseSpec]:
+    """Cases of a cohort folder (``images/`` and optional ``references/``), sorted by name."""
+    images_dir = folder / "images"
+    if not images_dir.is_dir():
+        raise ValueError(f"{folder}: a cohort folder needs an images/ subfolder")
+    references = _images_in(folder / "references") if (folder / "references").is_dir() else {}
+    return [CaseSpec(name, path, references.get(name), cohort=cohort) for name, path in _images_in(images_dir).items()]
+
+
+def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
+    """Cases of a CSV manifest (see the module's description); duplicate case names are refused."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a readable CSV manifest ({error})") from error
+    if not {"case", "ct"} <= columns:
+        raise ValueError(f"{path}: a manifest needs a header with at least the columns case, ct")
+    if not rows:
+        raise ValueError(f"{path}: the manifest lists no case")
+    base = path.parent
+    cases = []
+    for number, row in enumerate(rows, start=2):
+        if not (row.get("case") or "").strip() or not (row.get("ct") or "").strip():
+            raise ValueError(f"{path}:{number}: case and ct must not be empty")
+        reference = (row.get("reference") or "").strip()
+        cases.append(CaseSpec(
+            name=row["case"].strip(),
+            ct=base / row["ct"].strip(),
+            reference=base / reference if reference else None,
+            patient=(row.get("patient") or "").strip() or None,
+            cohort=(row.get("cohort") or "").strip() or cohort,
+            reference_note=(row.get("reference_note") or "").strip() or None,
+        ))
+    names = [c.name for c in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: duplicate case names {duplicates}")
+    return cases
+
+
+def cases_from_dicom_root(root: Path, cohort: str = "default") -> list[CaseSpec]:
+    """One case per subfolder of ``root`` that holds DICOM files (named after the folder)."""
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    return [CaseSpec(sub.name, sub, cohort=cohort) for sub in sorted(root.iterdir()) if sub.is_dir()]
+
+
+def discover(source: Path, cohort: str = "default") -> list[CaseSpec]:
+    """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders."""
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return cases_from_manifest(source, cohort)
+    if (source / "images").is_dir():
+        return cases_from_folder(source, cohort)
+    if source.is_dir():
+        return cases_from_dicom_root(source, cohort)
+    raise ValueError(f"{source}: not a CSV manifest, a cohort folder or a folder of DICOM series")
+
+
+def _hash_image(image: sitk.Image, voxels: NDArray[np.generic]) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())).encode())
+    digest.update(str(voxels.dtype).encode())
+    digest.update(np.ascontiguousarray(voxels).tobytes())
+    return digest.hexdigest()
+
+
+def _nifti_non_finite(path: Path) -> bool:
+    """Whether a float NIfTI file holds NaN or ±Inf: ITK < 6 reads those as 0 without a word (ITK PR #6683)."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    import nibabel  # a dependency of nnunetv2
+
+    try:
+        image = nibabel.load(str(path))
+        if not np.issubdtype(image.get_data_dtype(), np.floating):
+            return False  # integer voxels cannot be NaN (the common int16 CT is not read twice)
+        return not np.all(np.isfinite(np.asanyarray(image.dataobj)))
+    except Exception:  # what ITK read, nibabel may not; ITK's reading stands then
+        return False
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> str | None:
+    if a.GetSize() != b.GetSize():
+        return f"size {b.GetSize()} != CT {a.GetSize()}"
+    for what, left, right in (("spacing", a.GetSpacing(), b.GetSpacing()), ("origin", a.GetOrigin(), b.GetOrigin()),
+                              ("direction", a.GetDirection(), b.GetDirection())):
+        if not np.allclose(left, right, rtol=0, atol=GEOMETRY_TOLERANCE):
+            return f"{what} {tuple(round(v, 4) for v in right)} != CT {tuple(round(v, 4) for v in left)}"
+    return None
+
+
+def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], uids: DicomUids | None
+                    ) -> NDArray[np.uint8]:
+    assert spec.reference is not None
+    path = spec.reference
+    if path.suffix.lower() == ".dcm":
+        from pipeline.batch.rtstruct import reference_from_rtstruct
+
+        return reference_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
+    try:
+        reference = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise CaseError("reference", f"{path}: not a readable reference ({first})") from error
+    mismatch = _same_grid(image, reference)
+    if mismatch:
+        raise CaseError("geometry", f"{path}: reference grid differs from the CT: {mismatch}")
+    array = sitk.GetArrayFromImage(reference)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)) or _nifti_non_finite(path):
+            raise CaseError("reference", f"{path}: reference labels must be integers")
+        array = array.astype(np.int64)
+    values = np.unique(array)
+    if values.min() < 0 or values.max() >= len(labels):
+        raise CaseError("reference", f"{path}: reference labels {values.tolist()} outside the model's "
+                        f"0..{len(labels) - 1} ({', '.join(labels)})")
+    return array.astype(np.uint8)
+
+
+def load_case(spec: CaseSpec, labels: tuple[str, ...]) -> LoadedCase:
+    """Read and check one case; every problem is a :class:`CaseError` naming the file."""
+    uids = None
+    try:
+        if spec.ct.is_dir():
+            series = read_ct_series(spec.ct)
+            image = series.image
+            uids = DicomUids(series.study_instance_uid, series.series_instance_uid, series.frame_of_reference_uid)
+        else:
+            image = read_ct(spec.ct)
+    except ValueError as error:
+        raise CaseError("read", str(error)) from error
+    voxels = sitk.GetArrayViewFromImage(image)
+    if not np.all(np.isfinite(voxels)) or _nifti_non_finite(spec.ct):
+        raise CaseError("read", f"{spec.ct}: the CT holds NaN or infinite values")
+    content_hash = _hash_image(image, voxels)
+    if spec.reference is None:
+        return LoadedCase(spec, image, None, content_hash, None, uids)
+    reference = _read_reference(spec, image, labels, uids)
+    if not reference.any():
+        raise CaseError("reference", f"{spec.reference}: the reference is empty (no foreground voxel)")
+    reference_image = sitk.GetImageFromArray(reference)
+    reference_image.CopyInformation(image)
+    return LoadedCase(spec, image, reference, content_hash, _hash_image(reference_image, reference), uids)

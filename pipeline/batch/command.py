@@ -1,0 +1,122 @@
+"""The store's command-line verbs: ``migrate``, ``run``, ``protocol`` and ``export-map``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from pipeline.store.settings import artifacts_dir, database_url
+
+log = logging.getLogger(__name__)
+EXIT_BAD_INPUT = 2
+
+
+def add_store_verbs(verbs: Any) -> None:
+    """Add the verbs to ``python -m pipeline``'s sub-parsers."""
+    migrate = verbs.add_parser("migrate", help="upgrade the store (QA_DATABASE_URL) to the code's schema")
+    migrate.set_defaults(handler=migrate_command)
+    run = verbs.add_parser("run", help="the nightly batch: every configuration on a cohort, into the store")
+    run.add_argument("source", type=Path, help="cohort folder (images/, references/), CSV manifest or DICOM root")
+    run.add_argument("--models", type=Path, required=True, help="model-set JSON or train-demo-models manifest")
+    run.add_argument("--cohort", default="default", help="cohort name of these cases (default: default)")
+    run.add_argument("--budget", type=float, default=0.02, help="review budget of the stored top-budget mask")
+    run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
+    run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    run.set_defaults(handler=run_command)
+    protocol = verbs.add_parser("protocol", help="repeated hold-out temperature fits and TS results of a cohort")
+    protocol.add_argument("--models", type=Path, required=True, help="the model set the batch used")
+    protocol.add_argument("--cohort", default="default", help="cohort to split (cases with a reference)")
+    protocol.add_argument("--repeats", type=int, default=5, help="seeded splits (default 5)")
+    protocol.add_argument("--test-fraction", type=float, default=0.5, help="test share of each split (default 0.5)")
+    protocol.add_argument("--seed", type=int, default=0, help="split seed")
+    protocol.add_argument("--budget", type=float, default=0.02, help="review budget of the stored top-budget mask")
+    protocol.set_defaults(handler=protocol_command)
+    export = verbs.add_parser("export-map", help="a stored voxel map as NIfTI on the CT's original grid")
+    export.add_argument("--case", required=True, help="case name")
+    export.add_argument("--configuration", help="configuration name (not for ct / reference)")
+    export.add_argument("--map", required=True, choices=("ct", "reference", "entropy", "prediction", "error",
+                                                         "budget_mask"))
+    export.add_argument("--out", type=Path, required=True, help="output .nii.gz")
+    export.set_defaults(handler=export_command)
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    """Alembic upgrade to head."""
+    from alembic import command
+
+    from pipeline.store.database import alembic_config
+
+    url = database_url()
+    command.upgrade(alembic_config(url), "head")
+    sys.stdout.write(f"store at head: {url}\n")
+    return 0
+
+
+def _model_set(path: Path):  # a ModelSet (inference types load lazily)
+    from pipeline.inference.model_set import load_model_set_file
+
+    return load_model_set_file(path)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The batch; exit 1 when a case failed, 2 on bad input or a store that is not ready."""
+    from pipeline.batch.cases import discover
+    from pipeline.batch.runner import BatchOptions, print_summary, run_batch
+    from pipeline.store.database import StoreNotReadyError
+
+    if not 0 <= args.budget <= 1:
+        raise ValueError(f"--budget must be in [0, 1], got {args.budget}")
+    cases = tuple(discover(args.source, args.cohort))
+    options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
+                           database_url=database_url(), artifacts=artifacts_dir(), budget=args.budget,
+                           tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
+                           progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        summary = run_batch(options)
+    except StoreNotReadyError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_BAD_INPUT
+    sys.stdout.write(print_summary(summary, cases) + "\n")
+    return summary.exit_code
+
+
+def protocol_command(args: argparse.Namespace) -> int:
+    """The protocol stage in one transaction."""
+    from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
+    from pipeline.store.artifacts import ArtifactStore
+    from pipeline.store.database import StoreNotReadyError, check_at_head, make_engine, session_factory
+    from pipeline.store.schema import ModelSet
+
+    identity = _model_set(args.models).identity()
+    engine = make_engine(database_url())
+    try:
+        check_at_head(engine)
+    except StoreNotReadyError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_BAD_INPUT
+    options = ProtocolOptions(cohort=args.cohort, repeats=args.repeats, test_fraction=args.test_fraction,
+                              seed=args.seed, budget=args.budget)
+    with session_factory(engine).begin() as session:
+        model_set = session.scalar(select(ModelSet).where(ModelSet.identity == identity))
+        if model_set is None:
+            raise ValueError(f"{args.models}: this model set has no processed case in the store; run the batch first")
+        protocol = run_protocol(session, ArtifactStore(artifacts_dir()), model_set, options)
+        sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
+    engine.dispose()
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Write one stored map as NIfTI."""
+    from pipeline.store.export import export_map
+
+    path = export_map(database_url(), artifacts_dir(), args.case, args.configuration, args.map, args.out)
+    sys.stdout.write(f"wrote {path}\n")
+    return 0

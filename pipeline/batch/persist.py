@@ -1,0 +1,150 @@
+"""Writing the batch's results: model sets and their grid, and one case's rows in one transaction (bulk inserts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from pipeline.inference.grid import Configuration as GridConfiguration
+from pipeline.inference.model_set import ModelSet as LoadedModelSet
+from pipeline.store.schema import (
+    Artifact,
+    CaseResult,
+    Configuration,
+    CurvePoint,
+    Image,
+    Member,
+    ModelSet,
+    Patient,
+    Processing,
+    ReliabilityBin,
+    StructureResult,
+    TemperatureFit,
+)
+
+
+def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence[GridConfiguration], source: str
+                     ) -> tuple[ModelSet, dict[str, Configuration]]:
+    """The model set's row (created on first sight, keyed by its identity) and its configurations by name."""
+    row = session.scalar(select(ModelSet).where(ModelSet.identity == model_set.identity()))
+    if row is None:
+        row = ModelSet(identity=model_set.identity(), name=model_set.folder.name, source=source,
+                       nnunet_configuration=model_set.configuration, labels=list(model_set.labels))
+        row.members = [Member(name=m.name, checkpoint=str(m.checkpoint), sha256=m.sha256) for m in model_set.members]
+        session.add(row)
+        session.flush()
+    known = {c.name: c for c in row.configurations}
+    for position, configuration in enumerate(grid):
+        if configuration.name not in known:
+            created = Configuration(name=configuration.name, position=position, members=list(configuration.members),
+                                    views=[list(v) for v in configuration.views],
+                                    temperature_scaling=configuration.temperature_scaling)
+            row.configurations.append(created)
+            known[configuration.name] = created
+    session.flush()
+    return row, known
+
+
+def deployed_fits(session: Session, configurations: dict[str, Configuration]) -> dict[str, TemperatureFit]:
+    """The newest deployed (protocol-free) temperature fit of each TS configuration that has one."""
+    fits: dict[str, TemperatureFit] = {}
+    for name, configuration in configurations.items():
+        if not configuration.temperature_scaling:
+            continue
+        fit = session.scalar(
+            select(TemperatureFit)
+            .where(TemperatureFit.configuration_id == configuration.id, TemperatureFit.protocol_id.is_(None))
+            .order_by(TemperatureFit.created_at.desc(), TemperatureFit.id.desc())
+            .limit(1)
+        )
+        if fit is not None:
+            fits[name] = fit
+    return fits
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The ``images`` columns of a case (with its patient pseudonym)."""
+
+    name: str
+    patient: str
+    values: dict[str, Any]
+
+
+def upsert_image(session: Session, record: ImageRecord) -> Image:
+    """Create or update the case's patient and image rows."""
+    patient = session.scalar(select(Patient).where(Patient.pseudonym == record.patient))
+    if patient is None:
+        patient = Patient(pseudonym=record.patient)
+        session.add(patient)
+        session.flush()
+    image = session.scalar(select(Image).where(Image.name == record.name))
+    if image is None:
+        image = Image(name=record.name, patient_id=patient.id, **record.values)
+        session.add(image)
+    else:
+        image.patient_id = patient.id
+        for key, value in record.values.items():
+            setattr(image, key, value)
+    session.flush()
+    return image
+
+
+@dataclass(frozen=True)
+class ResultRows:
+    """One configuration's rows, ready for insertion (the result id is filled in by :func:`write_results`)."""
+
+    configuration_id: int
+    temperature_fit_id: int | None
+    result: dict[str, Any]
+    structures: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+    bins: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+
+
+def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
+    """Insert the results and their children: one row per result, then one bulk insert per child table."""
+    children: dict[type, list[dict[str, Any]]] = {StructureResult: [], CurvePoint: [], ReliabilityBin: [],
+                                                  Artifact: []}
+    for rows in results:
+        result = CaseResult(processing_id=processing_id, image_id=image.id, configuration_id=rows.configuration_id,
+                            temperature_fit_id=rows.temperature_fit_id, **rows.result)
+        session.add(result)
+        session.flush()
+        children[StructureResult] += [{"result_id": result.id} | r for r in rows.structures]
+        children[CurvePoint] += [{"result_id": result.id} | r for r in rows.curve]
+        children[ReliabilityBin] += [{"result_id": result.id} | r for r in rows.bins]
+        children[Artifact] += [{"result_id": result.id, "image_id": image.id, "processing_id": processing_id,
+                                "configuration_id": rows.configuration_id} | r for r in rows.artifacts]
+    for table, values in children.items():
+        if values:
+            session.execute(insert(table), values)
+
+
+def replace_processing(session: Session, image: Image, model_set: ModelSet, values: dict[str, Any],
+                       image_artifacts: Sequence[dict[str, Any]], processing_artifacts: Sequence[dict[str, Any]]
+                       ) -> Processing:
+    """Delete the image's earlier processing by this model set (its results cascade) and insert the new one.
+
+    ``image_artifacts`` (CT, reference) replace the image's; ``processing_artifacts`` (pooled probabilities) belong
+    to the new processing.
+    """
+    session.execute(delete(Processing).where(Processing.image_id == image.id,
+                                             Processing.model_set_id == model_set.id))
+    session.execute(delete(Artifact).where(Artifact.image_id == image.id, Artifact.processing_id.is_(None),
+                                           Artifact.result_id.is_(None)))
+    processing = Processing(image_id=image.id, model_set_id=model_set.id, **values)
+    session.add(processing)
+    session.flush()
+    rows = [{"image_id": image.id, "processing_id": None, "result_id": None, "configuration_id": None} | a
+            for a in image_artifacts]
+    rows += [{"image_id": image.id, "processing_id": processing.id, "result_id": None} | a
+             for a in processing_artifacts]
+    if rows:
+        session.execute(insert(Artifact), rows)
+    return processing

@@ -1,0 +1,169 @@
+"""One case through the grid: inference, metrics, artifacts, and its rows in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from sqlalchemy.orm import Session
+
+from pipeline.batch.cases import LoadedCase
+from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
+from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
+from pipeline.inference.engine import MemberPredictor
+from pipeline.inference.grid import Configuration as GridConfiguration
+from pipeline.inference.pooling import predict_grid
+from pipeline.metrics.settings import MetricSettings
+from pipeline.store.artifacts import ArtifactStore, safe_name
+from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
+
+
+@dataclass(frozen=True)
+class CaseWork:
+    """What processing a case needs besides the case: models, grid, rows of the store, settings."""
+
+    predictor: MemberPredictor
+    grid: tuple[GridConfiguration, ...]
+    model_set: ModelSet
+    configurations: dict[str, Configuration]
+    fits: dict[str, TemperatureFit]
+    settings: MetricSettings
+    budget: float
+    artifacts: ArtifactStore
+    code_version: str
+    run_id: int
+
+
+@dataclass(frozen=True)
+class CaseTimings:
+    """Seconds spent per stage, and the forward passes run."""
+
+    inference: float
+    metrics: float
+    storage: float
+    forward_passes: int
+
+
+def result_prefix(case: str, model_identity: str, configuration: str, fit_id: int | None) -> str:
+    """The artifact folder of one result: ``<case>/<model>/<configuration>[@fit<id>]``."""
+    suffix = f"@fit{fit_id}" if fit_id is not None else ""
+    return f"{safe_name(case)}/{model_identity}/{safe_name(configuration)}{suffix}"
+
+
+def map_artifacts(store: ArtifactStore, prefix: str, outcome: Outcome) -> list[dict[str, object]]:
+    """Write the maps of one outcome; return their ``artifacts`` rows."""
+    maps = outcome.result.maps
+    assert maps is not None
+    arrays = {"entropy": maps.entropy.astype(np.float16), "prediction": maps.prediction,
+              "budget_mask": maps.budget_mask.astype(np.uint8)}
+    if outcome.has_reference:
+        arrays["error"] = maps.error.astype(np.uint8)
+    rows = []
+    for kind, array in arrays.items():
+        path = store.write(f"{prefix}/{kind}.zarr", array)
+        rows.append({"kind": kind, "path": path, "dtype": str(array.dtype), "shape": list(array.shape),
+                     "budget": maps.budget if kind == "budget_mask" else None})
+    return rows
+
+
+def image_record(case: LoadedCase) -> ImageRecord:
+    """The ``images`` columns of a loaded case."""
+    spec, image = case.spec, case.image
+    return ImageRecord(
+        name=spec.name,
+        patient=spec.patient or spec.name,
+        values={
+            "cohort": spec.cohort, "source_kind": spec.source_kind, "source_path": str(spec.ct),
+            "reference_path": str(spec.reference) if spec.reference else None,
+            "reference_note": spec.reference_note, "size": list(image.GetSize()),
+            "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
+            "direction": list(image.GetDirection()), "content_hash": case.content_hash,
+            "reference_hash": case.reference_hash,
+            "study_uid": case.uids.study or None if case.uids else None,
+            "series_uid": case.uids.series or None if case.uids else None,
+            "frame_of_reference_uid": case.uids.frame_of_reference or None if case.uids else None,
+        },
+    )
+
+
+def _image_artifacts(case: LoadedCase, store: ArtifactStore) -> list[dict[str, object]]:
+    ct = sitk.GetArrayFromImage(case.image)
+    if np.issubdtype(ct.dtype, np.integer) and ct.min() >= -32768 and ct.max() <= 32767:
+        ct = ct.astype(np.int16)
+    else:
+        ct = ct.astype(np.float32)
+    arrays = {"ct": ct}
+    if case.labels is not None:
+        arrays["reference"] = case.labels
+    rows = []
+    for kind, array in arrays.items():
+        path = store.write(f"{safe_name(case.spec.name)}/{kind}.zarr", array)
+        rows.append({"kind": kind, "path": path, "dtype": str(array.dtype), "shape": list(array.shape),
+                     "budget": None})
+    return rows
+
+
+def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash: str) -> CaseTimings:
+    """Run the grid on a case and store everything in ``session``'s transaction (the caller commits)."""
+    start = time.perf_counter()
+    prediction = predict_grid(work.predictor, case.image, work.grid, work.settings.pooling)
+    inference = time.perf_counter() - start
+    start = time.perf_counter()
+    reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
+                        if case.labels is not None else None)
+    outcomes: list[tuple[Outcome, int | None]] = []
+    for configuration in work.grid:
+        fit = work.fits.get(configuration.name) if configuration.temperature_scaling else None
+        if configuration.temperature_scaling and fit is None:
+            continue
+        temperature = fit.temperature if fit is not None else None
+        began = time.perf_counter()
+        result = evaluate_configuration(prediction.probabilities[configuration.name], case.labels,
+                                        prediction.spacing, work.settings, temperature, work.budget)
+        outcome = Outcome(configuration.name, temperature, result, case.labels is not None,
+                          time.perf_counter() - began)
+        outcomes.append((outcome, fit.id if fit is not None else None))
+    metrics = time.perf_counter() - start
+    start = time.perf_counter()
+    store, identity, name = work.artifacts, work.model_set.identity, case.spec.name
+    image_rows = _image_artifacts(case, store)
+    pooled_rows = []
+    for configuration in work.grid:
+        if configuration.temperature_scaling:
+            continue
+        path = store.write(f"{result_prefix(name, identity, configuration.name, None)}/probabilities.zarr",
+                           prediction.probabilities[configuration.name].astype(np.float16))
+        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float16", "budget": None,
+                            "configuration_id": work.configurations[configuration.name].id,
+                            "shape": list(prediction.probabilities[configuration.name].shape)})
+    results = [
+        ResultRows(
+            configuration_id=work.configurations[outcome.configuration].id,
+            temperature_fit_id=fit_id,
+            result=result_row(outcome),
+            structures=structure_rows(outcome, tuple(work.model_set.labels), reference_counts),
+            curve=curve_rows(outcome),
+            bins=bin_rows(outcome),
+            artifacts=map_artifacts(store, result_prefix(name, identity, outcome.configuration, fit_id), outcome),
+        )
+        for outcome, fit_id in outcomes
+    ]
+    image = upsert_image(session, image_record(case))
+    values = {"run_id": work.run_id, "input_hash": input_hash, "code_version": work.code_version,
+              "forward_passes": prediction.forward_passes, "seconds_inference": inference, "seconds_metrics": metrics,
+              "seconds_storage": 0.0}
+    processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows)
+    write_results(session, image, processing.id, results)
+    processing.seconds_storage = time.perf_counter() - start
+    return CaseTimings(inference, metrics, processing.seconds_storage, prediction.forward_passes)
+
+
+def pooled_name(grid: Sequence[GridConfiguration], configuration: GridConfiguration) -> str:
+    """The non-TS twin whose stored probabilities a TS configuration rescales."""
+    for other in grid:
+        if not other.temperature_scaling and other.pool_key == configuration.pool_key:
+            return other.name
+    raise ValueError(f"{configuration.name}: no uncalibrated twin in the grid")

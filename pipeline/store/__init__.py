@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy schema, database sessions, settings and the chunked voxel-map artifacts."""

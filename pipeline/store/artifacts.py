@@ -1,0 +1,111 @@
+"""The artifact store: voxel maps as chunked, compressed zarr arrays under one root folder.
+
+Each map is a zarr v3 array (Zstandard) of shape (Z, Y, X) — or (C, Z, Y, X) for class probabilities — chunked
+one axial slice per chunk, so one axial slice reads by decompressing that slice only (a coronal or sagittal slice
+reads every axial chunk). Arrays are written to a temporary folder and renamed into place, so a reader never sees
+a half-written map. Paths in the database are relative to the root (``QA_ARTIFACTS_DIR``), so the root can move.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import zarr
+from numpy.typing import NDArray
+
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+class ArtifactError(ValueError):
+    """A map that is missing, unreadable or asked for with a bad slice; the message names the path."""
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9._+-]`` replaced by ``_`` (a path component)."""
+    cleaned = _SAFE.sub("_", name)
+    if cleaned in {"", ".", ".."}:
+        raise ValueError(f"{name!r} cannot name an artifact folder")
+    return cleaned
+
+
+class ArtifactStore:
+    """Chunked voxel maps under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def write(self, relative: str, array: NDArray[np.generic]) -> str:
+        """Write ``array`` at ``relative`` (replacing what was there, atomically); returns ``relative``."""
+        if array.ndim not in (3, 4):
+            raise ValueError(f"a map is (Z, Y, X) or (C, Z, Y, X), got shape {array.shape}")
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        chunks = (1, *array.shape[1:]) if array.ndim == 3 else (array.shape[0], 1, *array.shape[2:])
+        stored = zarr.create_array(str(temporary), shape=array.shape, chunks=chunks, dtype=array.dtype)
+        stored[...] = array
+        if target.exists():
+            old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+            os.replace(target, old)
+            os.replace(temporary, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, target)
+        return relative
+
+    def _open(self, relative: str) -> zarr.Array:
+        path = self.root / relative
+        try:
+            return zarr.open_array(str(path), mode="r")
+        except (FileNotFoundError, ValueError, KeyError) as error:
+            raise ArtifactError(f"{path}: not a readable map ({error})") from error
+
+    def read(self, relative: str) -> NDArray[np.generic]:
+        """The whole map."""
+        return np.asarray(self._open(relative)[...])
+
+    def read_slice(self, relative: str, axis: str, index: int) -> NDArray[np.generic]:
+        """One slice of a (Z, Y, X) map: ``axis`` in axial / coronal / sagittal, ``index`` along that axis.
+
+        For a (C, Z, Y, X) map, the slice keeps the class axis first.
+        """
+        if axis not in AXES:
+            raise ArtifactError(f"{self.root / relative}: axis must be one of {sorted(AXES)}, got {axis!r}")
+        stored = self._open(relative)
+        offset = stored.ndim - 3
+        size = stored.shape[offset + AXES[axis]]
+        if not 0 <= index < size:
+            raise ArtifactError(f"{axis} slice {index} is outside 0..{size - 1} of {self.root / relative}")
+        selection: list[slice | int] = [slice(None)] * stored.ndim
+        selection[offset + AXES[axis]] = index
+        return np.asarray(stored[tuple(selection)])
+
+    def delete(self, relative: str) -> None:
+        """Remove a map (no error when it is already gone)."""
+        shutil.rmtree(self.root / relative, ignore_errors=True)
+
+
+def export_nifti(
+    array: NDArray[np.generic], path: Path, spacing: list[float], origin: list[float], direction: list[float]
+) -> Path:
+    """Write a (Z, Y, X) map as NIfTI on the original CT geometry (SimpleITK order: spacing, origin (x, y, z))."""
+    if array.ndim != 3:
+        raise ValueError(f"NIfTI export takes one (Z, Y, X) map, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(o) for o in origin))
+    image.SetDirection(tuple(float(d) for d in direction))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path

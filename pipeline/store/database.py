@@ -1,0 +1,83 @@
+"""Engines and sessions of the store, and the check that its schema is at Alembic's head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+UPGRADE_HINT = "alembic upgrade head"
+
+
+class StoreNotReadyError(RuntimeError):
+    """The database is missing, unreachable or behind the code's schema; the message names the fix."""
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys on, a busy timeout and its parent folder created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration (``alembic.ini`` at the repository root) pointed at ``url``."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration of ``migrations/``."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:
+        raise StoreNotReadyError("migrations/ holds no revision")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_at_head(engine: Engine) -> None:
+    """Raise :class:`StoreNotReadyError` unless the database's schema is the code's (Alembic head)."""
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except Exception as error:
+        raise StoreNotReadyError(f"cannot open the store {url}: {error}".splitlines()[0]) from error
+    head = head_revision()
+    if current != head:
+        state = "empty" if current is None else f"at revision {current}"
+        raise StoreNotReadyError(
+            f"the store {url} is {state}, the code needs {head}: run `{UPGRADE_HINT}` in {REPO_ROOT} "
+            "(or `python -m pipeline migrate`) with the same QA_DATABASE_URL"
+        )
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
