@@ -13,6 +13,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: $(VENV)/.installed
 	$(PY) -m pipeline demo
+	$(PY) app.py
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests migrations

@@ -132,16 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--temperatures", help="JSON: configuration name -> fitted temperature (for +TS)")
     predict.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     predict.set_defaults(handler=_predict_command)
-    demo = verbs.add_parser("demo", help="the demo on synthetic cases")
-    demo.add_argument("--workdir", default="var/demo", help="folder for the demo's files")
+    demo = verbs.add_parser("demo", help="demo models on phantoms and a real CT, into the embedded store")
+    demo.add_argument("--workdir", type=Path, default=Path("var/demo"), help="folder for the demo's input files")
+    demo.add_argument("--models", type=Path, help="model-set JSON or manifest (default: models/demo)")
+    demo.add_argument("--cases", type=int, default=6, help="held-out phantoms (seeds 9000, 9001, …; default 6)")
+    demo.add_argument("--repeats", type=int, default=3, help="calibration/test repeats of the protocol (default 3)")
+    demo.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
     demo.set_defaults(handler=_demo_command)
-    grid_demo = verbs.add_parser("grid-demo", help="a model set's 12 configurations on phantoms and a real CT")
-    grid_demo.add_argument("--models", type=Path, required=True, help="model-set JSON or train-demo-models manifest")
-    grid_demo.add_argument("--workdir", type=Path, default=Path("var/grid-demo"), help="folder for its tables")
-    grid_demo.add_argument("--cases", type=int, default=8, help="held-out phantoms (seeds 9000, 9001, …)")
-    grid_demo.add_argument("--repeats", type=int, default=3, help="calibration/test repeats")
-    grid_demo.add_argument("--no-real-ct", action="store_true", help="skip the real CT of shared/data")
-    grid_demo.set_defaults(handler=_grid_demo_command)
     train = verbs.add_parser("train-demo-models", help="train the tiny nnU-Net demo models on phantoms (CPU)")
     train.add_argument("--out", type=Path, help="exported models and manifest.json (default models/demo)")
     train.add_argument("--workdir", type=Path, help="nnU-Net raw/preprocessed/results folders (default var/nnunet)")
@@ -178,19 +175,12 @@ def _predict_command(args: argparse.Namespace) -> int:
     return predict_command(args)
 
 
-def _grid_demo_command(args: argparse.Namespace) -> int:
-    from pipeline.grid_demo import run_grid_demo
+def _demo_command(args: argparse.Namespace) -> int:
+    from pipeline.demo import DEMO_MODELS, run_demo
 
     if args.cases < 2 or args.repeats < 1:
         raise UsageError("--cases must be >= 2 and --repeats >= 1")
-    seeds = tuple(range(9000, 9000 + args.cases))
-    return run_grid_demo(args.workdir, args.models, seeds, args.repeats, real_ct=not args.no_real_ct)
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
-
-    return run_demo(Path(args.workdir))
+    return run_demo(args.workdir, args.models or DEMO_MODELS, args.cases, args.repeats, tta=not args.no_tta)
 
 
 def _train_demo_models_command(args: argparse.Namespace) -> int:

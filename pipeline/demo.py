@@ -1,106 +1,150 @@
-"""The demo on the embedded default: a synthetic cohort, temperature scaling on a repeated hold-out, a summary.
+"""The demo on the embedded default: the committed demo models on a phantom cohort and a real CT, into the store.
 
-At this stage the demo exercises the metric engine on synthetic probability maps (no network yet): it writes the
-cases as .npy files, fits T per repeat on calibration cases, evaluates Base and Base+TS on the test cases, prints the
-cohort table (mean ± SD over repeats) and a paired comparison, and writes one case's JSON through the CLI's path.
+1. Migrates the store (``QA_DATABASE_URL``, default SQLite ``var/qa.sqlite3``) to head.
+2. Writes held-out phantoms (seeds 9000, 9001, …; never trained on) as a cohort folder under the work folder.
+3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations).
+4. Runs the repeated hold-out protocol (R seeded 50/50 calibration/test splits): one temperature per TS
+   configuration and repeat, TS results on each repeat's test cases, then a deployed fit on the whole cohort.
+5. Runs the batch on the real abdominal CT of ``shared/data/totalsegmentator`` (reference: TotalSegmentator's
+   spleen PREDICTION, not an expert contour; no lymph-node reference, so every predicted node voxel counts as an
+   error there), with every configuration including the deployed TS.
+6. Prints the cohort table (mean ± SD over repeats) and the real CT's rows; the dashboard then shows them all.
+A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
+from alembic import command
+from sqlalchemy import or_, select
 
-from pipeline.metrics.cohort import paired_comparison, summarise_repeats
-from pipeline.metrics.settings import MetricSettings
-from pipeline.metrics.suite import calibration_voxels, evaluate_case
-from pipeline.metrics.temperature import fit_temperature
-from pipeline.synthetic import synthetic_case
+from pipeline.batch.cases import CaseSpec, discover
+from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
+from pipeline.batch.runner import BatchOptions, RunSummary, print_summary, run_batch
+from pipeline.inference.model_set import load_model_set_file
+from pipeline.metrics.cohort import summarise_repeats
+from pipeline.phantom import LABELS, SPLEEN, generate_phantom
+from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
+from pipeline.store.database import alembic_config, make_engine, session_factory
+from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
+from pipeline.store.settings import artifacts_dir, database_url
 
 log = logging.getLogger(__name__)
 
-N_CASES = 8
-N_REPEATS = 3
-N_CALIBRATION = 2
-SHAPE = (64, 96, 96)
-SPACING = (5.0, 4.0, 4.0)
-METRICS = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODELS = REPO_ROOT / "models" / "demo" / "manifest.json"
+FIRST_SEED = 9000
+SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz")
+TOTALSEGMENTATOR_SPLEEN = 1
+REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert contour; no lymph-node reference"
 
 
-def _write_cases(folder: Path) -> list[str]:
+def write_phantom_cohort(folder: Path, seeds: range) -> Path:
+    """Phantom CTs and their observer references as NIfTI under ``folder/images`` and ``folder/references``."""
+    for sub in ("images", "references"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        phantom = generate_phantom(seed)
+        for array, sub in ((phantom.ct, "images"), (phantom.labels, "references")):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing(tuple(reversed(phantom.spacing)))
+            sitk.WriteImage(image, str(folder / sub / f"phantom_{seed}.nii.gz"), useCompression=True)
+    return folder
+
+
+def real_ct_case(folder: Path) -> CaseSpec | None:
+    """The real CT with its spleen reference mapped to the model's label, or None when shared/data is absent."""
+    shared = Path(os.environ.get("QA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    ct, segmentation = (shared / part for part in REAL_CT)
+    if not ct.is_file() or not segmentation.is_file():
+        log.warning("real CT skipped: %s not found (set QA_SHARED_DATA to the shared/data folder)", ct)
+        return None
+    source = sitk.ReadImage(str(segmentation))
+    spleen = (sitk.GetArrayFromImage(source) == TOTALSEGMENTATOR_SPLEEN).astype(np.uint8) * SPLEEN
+    reference = sitk.GetImageFromArray(spleen)
+    reference.CopyInformation(source)
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for seed in range(N_CASES):
-        case = synthetic_case(SHAPE, SPACING, seed=seed)
-        name = f"synthetic_{seed:03d}"
-        np.save(folder / f"{name}_probs.npy", case.probs)
-        np.save(folder / f"{name}_labels.npy", case.labels)
-        names.append(name)
-    return names
+    path = folder / "example_ct_sm_spleen_totalsegmentator.nii.gz"
+    sitk.WriteImage(reference, str(path), useCompression=True)
+    return CaseSpec("real_ct_totalsegmentator", ct, path, patient="real-ct-1", cohort="real", reference_note=REAL_NOTE)
 
 
-def _load(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(folder / f"{name}_probs.npy"), np.load(folder / f"{name}_labels.npy")
-
-
-def _rows(folder: Path, names: list[str], settings: MetricSettings) -> pd.DataFrame:
-    rows = []
-    for repeat in range(N_REPEATS):
-        order = np.random.default_rng(repeat).permutation(len(names))
-        calibration = [names[i] for i in order[:N_CALIBRATION]]
-        test = [names[i] for i in order[N_CALIBRATION:]]
-        pairs = [calibration_voxels(*_load(folder, n), SPACING, settings) for n in calibration]
-        fit = fit_temperature(
-            np.concatenate([p for p, _ in pairs], axis=1), np.concatenate([g for _, g in pairs]), settings
-        )
-        log.info(
-            "repeat %d: T = %.3f (calibration NLL %.4f -> %.4f)", repeat, fit.temperature, fit.nll_before, fit.nll_after
-        )
-        for name in test:
-            probs, labels = _load(folder, name)
-            for configuration, temperature in (("Base", None), ("Base+TS", fit.temperature)):
-                metrics = evaluate_case(probs, labels, SPACING, settings, temperature).metrics
-                row = {"repeat": repeat, "case": name, "configuration": configuration}
-                rows.append(row | {m: getattr(metrics, m) for m in METRICS})
-    return pd.DataFrame(rows)
-
-
-def _table(summary: pd.DataFrame) -> str:
-    shown = pd.DataFrame({"configuration": summary["configuration"]})
-    for metric in METRICS:
-        pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_sd"], strict=True)
+def _format(summary: pd.DataFrame, order: list[str]) -> str:
+    shown = pd.DataFrame({"configuration": order})
+    indexed = summary.set_index("configuration").loc[order]
+    for metric in SHOWN:
+        pairs = zip(indexed[f"{metric}_mean"], indexed[f"{metric}_sd"], strict=True)
         shown[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in pairs]
-    shown["repeats"] = summary["n_repeats"]
-    shown["case rows"] = summary["n_cases"]
+    shown["n"] = indexed["n_cases"].to_numpy()
     return shown.to_string(index=False)
 
 
-def run_demo(workdir: Path) -> int:
-    """Run the demo in ``workdir``; returns the exit code."""
-    settings = MetricSettings()
-    cases = workdir / "cases"
-    names = _write_cases(cases)
-    log.info("wrote %d synthetic cases to %s", len(names), cases)
-    frame = _rows(cases, names, settings)
-    frame.to_csv(workdir / "per_case.csv", index=False)
-    summary = summarise_repeats(frame, METRICS)
-    base = frame[frame.configuration == "Base"].sort_values(["repeat", "case"])
-    scaled = frame[frame.configuration == "Base+TS"].sort_values(["repeat", "case"])
-    comparison = paired_comparison(scaled["ece"].to_numpy(), base["ece"].to_numpy())
-    probs, labels = _load(cases, names[0])
-    example = evaluate_case(probs, labels, SPACING, settings).metrics.to_dict()
-    (workdir / f"{names[0]}.json").write_text(json.dumps(example, indent=2), encoding="utf-8")
-    sys.stdout.write(
-        f"\nSynthetic cohort: {len(names)} cases, {N_REPEATS} repeats ({N_CALIBRATION} calibration cases each)\n"
-        f"{_table(summary)}\n\n"
-        f"ECE, Base+TS minus Base over {comparison.n} paired case rows (a case can recur across repeats): "
-        f"{comparison.mean_difference:+.4f} (95% bootstrap CI {comparison.ci_low:+.4f} to {comparison.ci_high:+.4f}, "
-        f"Wilcoxon p = {comparison.wilcoxon_p:.3g})\n"
-        f"Per-case rows: {workdir / 'per_case.csv'}; one case's full JSON: {workdir / (names[0] + '.json')}\n"
-        f"Evaluate your own maps: python -m pipeline evaluate --probs P.npy --reference L.npy --spacing Z,Y,X\n"
-    )
-    return 0
+def _report(url: str, identity: str, repeats: int) -> str:
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        model_set = session.scalars(select(ModelSet).where(ModelSet.identity == identity)).one()
+        protocol = latest_protocol(session, "phantom")
+        assert protocol is not None
+        rows = protocol_case_rows(session, protocol)
+        order = [c.name for c in sorted(model_set.configurations, key=lambda c: c.position)]
+        text = [f"Phantom cohort, {repeats} repeats of a 50/50 calibration/test split (mean ± SD over repeats of the "
+                f"per-repeat test means; n = test-case rows):", _format(summarise_repeats(rows, SHOWN), order)]
+        real = deployed_case_rows(session, "real")
+        if not real.empty:
+            spleen = pd.DataFrame(session.execute(
+                select(Configuration.name, StructureResult.dsc, StructureResult.predicted_ml)
+                .join(CaseResult, CaseResult.id == StructureResult.result_id)
+                .join(Configuration, Configuration.id == CaseResult.configuration_id)
+                .join(Image, Image.id == CaseResult.image_id)
+                .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+                .where(Image.cohort == "real", StructureResult.class_index == SPLEEN,
+                       or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+            ).all(), columns=["configuration", "spleen_dsc", "spleen_ml"])
+            real = real.merge(spleen, on="configuration").set_index("configuration").loc[order].reset_index()
+            text.append(f"\nReal CT (reference: {REAL_NOTE}); TS rows use the deployed temperatures:")
+            columns = ["configuration", "spleen_dsc", "spleen_ml", *SHOWN, "mean_entropy_roi"]
+            text.append(real[columns].round(3).to_string(index=False))
+    engine.dispose()
+    return "\n".join(text)
+
+
+def _batch(cases: list[CaseSpec], models: Path, url: str, tta: bool) -> RunSummary:
+    options = BatchOptions(cases=tuple(cases), model_set=load_model_set_file(models), models_source=str(models),
+                           database_url=url, artifacts=artifacts_dir(), tta=tta, progress=sys.stderr.isatty())
+    summary = run_batch(options)
+    sys.stdout.write(print_summary(summary, cases) + "\n")
+    return summary
+
+
+def run_demo(workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3, tta: bool = True) -> int:
+    """The demo of the module's description; the exit code is 1 when a case failed."""
+    if not models.is_file():
+        raise ValueError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
+    url = database_url()
+    command.upgrade(alembic_config(url), "head")
+    cohort = write_phantom_cohort(workdir / "phantoms", range(FIRST_SEED, FIRST_SEED + cases))
+    phantoms = _batch(discover(cohort, "phantom"), models, url, tta)
+    engine = make_engine(url)
+    identity = load_model_set_file(models).identity()
+    with session_factory(engine).begin() as session:
+        model_set = session.scalars(select(ModelSet).where(ModelSet.identity == identity)).one()
+        run_protocol(session, ArtifactStore(artifacts_dir()), model_set,
+                     ProtocolOptions(cohort="phantom", repeats=repeats, test_fraction=0.5, seed=0))
+    real = real_ct_case(workdir / "real")
+    failed = bool(phantoms.failed)
+    if real is not None:
+        failed |= bool(_batch([real], models, url, tta).failed)
+    with session_factory(engine)() as session:
+        stored = len(session.scalars(select(Image.id)).all())
+    sys.stdout.write(f"\n{_report(url, identity, repeats)}\n\nStore: {url} ({stored} images), maps under "
+                     f"{artifacts_dir()}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then http://127.0.0.1:8050\n")
+    return 1 if failed else 0

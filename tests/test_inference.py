@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import SimpleITK as sitk
 
@@ -21,7 +18,6 @@ from pipeline.inference.pooling import predict_grid
 from pipeline.metrics import evaluate_case
 from pipeline.metrics.pooling import softmax
 from pipeline.phantom import generate_phantom
-from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +124,3 @@ def test_a_reference_with_another_label_set_is_refused(model_set: ModelSet) -> N
     check_label_set(model_set, {name: i for i, name in enumerate(model_set.labels)}, source)
     with pytest.raises(ModelSetError, match=r"reference/dataset\.json: reference labels"):
         check_label_set(model_set, {"background": 0, "spleen": 1}, source)
-
-
-def test_grid_demo_writes_the_cohort_tables(smoke_run: tuple[Path, dict], tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "grid-demo", "--models", str(smoke_run[0] / "manifest.json"),
-         "--cases", "2", "--repeats", "1", "--no-real-ct", "--workdir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = pd.read_csv(tmp_path / "summary.csv")
-    assert set(summary["configuration"]) == {c.name for c in grid_for(load_model_set_file(
-        smoke_run[0] / "manifest.json"), (0, 1, 2))}
-    assert "DE+TTA+TS" in done.stdout and "Real CT: not run" in done.stdout

@@ -1,0 +1,58 @@
+"""Per-case rows of a protocol, as the cohort tables read them (pure SQL over the store, no torch).
+
+For repeat r of a protocol: its test cases; an uncalibrated configuration's result is the one without temperature
+fit, a TS configuration's the one fitted on r's calibration cases. Rows without a reference are never in a protocol.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
+
+METRICS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+
+
+def latest_protocol(session: Session, cohort: str | None = None) -> Protocol | None:
+    """The newest protocol (of ``cohort`` when given)."""
+    query = select(Protocol).order_by(Protocol.created_at.desc(), Protocol.id.desc()).limit(1)
+    if cohort is not None:
+        query = query.where(Protocol.cohort == cohort)
+    return session.scalar(query)
+
+
+def protocol_case_rows(session: Session, protocol: Protocol) -> pd.DataFrame:
+    """One row per (repeat, test case, configuration): ``repeat, case, configuration, position`` + the metrics."""
+    query = (
+        select(SplitRole.repeat, Image.name, Configuration.name, Configuration.position,
+               *(getattr(CaseResult, m) for m in METRICS))
+        .join(Image, Image.id == SplitRole.image_id)
+        .join(CaseResult, CaseResult.image_id == Image.id)
+        .join(Configuration, Configuration.id == CaseResult.configuration_id)
+        .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+        .where(SplitRole.protocol_id == protocol.id, SplitRole.role == "test",
+               Configuration.model_set_id == protocol.model_set_id,
+               or_(and_(Configuration.temperature_scaling.is_(False), CaseResult.temperature_fit_id.is_(None)),
+                   and_(TemperatureFit.protocol_id == protocol.id, TemperatureFit.repeat == SplitRole.repeat)))
+    )
+    columns = ["repeat", "case", "configuration", "position", *METRICS]
+    frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+    return frame.sort_values(["position", "repeat", "case"]).reset_index(drop=True)
+
+
+def deployed_case_rows(session: Session, cohort: str) -> pd.DataFrame:
+    """Every case of ``cohort`` with each configuration's result (TS configurations: the deployed fit)."""
+    query = (
+        select(Image.name, Configuration.name, Configuration.position, CaseResult.mean_entropy_roi,
+               *(getattr(CaseResult, m) for m in METRICS))
+        .join(CaseResult, CaseResult.image_id == Image.id)
+        .join(Configuration, Configuration.id == CaseResult.configuration_id)
+        .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+        .where(Image.cohort == cohort,
+               or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+    )
+    columns = ["case", "configuration", "position", "mean_entropy_roi", *METRICS]
+    frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+    return frame.sort_values(["case", "position"]).reset_index(drop=True)

@@ -1,0 +1,46 @@
+"""The README's demo on real (smoke-trained) nnU-Net models: phantoms and the real CT into the embedded store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from pipeline.store.database import make_engine, session_factory
+from pipeline.store.schema import CaseResult, Image, Protocol, Run
+from tests.conftest import REPO_ROOT
+
+
+def test_demo_fills_the_store_and_prints_the_cohort_table(smoke_run: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                                          shared_data: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'qa.sqlite3'}"
+    environment = os.environ | {"QA_DATABASE_URL": url, "QA_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+                                "QA_SHARED_DATA": str(shared_data), "CI": "true"}
+    command = [sys.executable, "-m", "pipeline", "demo", "--models", str(smoke_run[0] / "manifest.json"),
+               "--cases", "2", "--repeats", "2", "--no-tta", "--workdir", str(tmp_path / "demo")]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Phantom cohort, 2 repeats" in done.stdout and "DE+TS" in done.stdout
+    assert "Real CT (reference: TotalSegmentator model prediction" in done.stdout
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        images = {i.name: i for i in session.scalars(select(Image))}
+        assert set(images) == {"phantom_9000", "phantom_9001", "real_ct_totalsegmentator"}
+        assert images["real_ct_totalsegmentator"].reference_note.startswith("TotalSegmentator model prediction")
+        real = session.scalars(select(CaseResult).where(
+            CaseResult.image_id == images["real_ct_totalsegmentator"].id)).all()
+        assert len(real) == 6, "the real CT gets every configuration, TS with the deployed temperatures"
+        assert len(session.scalars(select(Protocol)).all()) == 1
+    engine.dispose()
+
+    again = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 processed, 2 unchanged" in again.stdout, "a second demo run redoes no inference"
+    with session_factory(engine)() as session:
+        assert len(session.scalars(select(Run)).all()) == 4
+        assert len(session.scalars(select(Protocol)).all()) == 1, "the refitted protocol replaces the first"
+    engine.dispose()
