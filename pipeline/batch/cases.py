@@ -2,8 +2,9 @@
 
 A cohort folder holds ``images/<case>.nii.gz`` (also ``<case>_0000.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``) and,
 optionally, ``references/<case>.<same suffixes>``. A CSV manifest has the columns ``case, ct`` and optionally
-``reference, patient, cohort, reference_note``; ``ct`` may be an image file or a DICOM series folder, ``reference``
-an image file or an RTSTRUCT (``.dcm``); relative paths are read from the manifest's folder. A DICOM root holds one
+``reference, patient, cohort, reference_note, mrn`` (the hospital number, stored only as a keyed hash); ``ct`` may
+be an image file or a DICOM series folder, ``reference`` an image file or an RTSTRUCT (``.dcm``); relative paths are
+read from the manifest's folder. A DICOM root holds one
 series folder per case. Loading checks what the nightly job must not trust: a readable CT, a reference on the same
 grid, reference labels the model knows.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from pipeline.images import read_ct
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 GEOMETRY_TOLERANCE = 1e-3  # mm (spacing, origin) and direction cosines
-MANIFEST_COLUMNS = ("case", "ct", "reference", "patient", "cohort", "reference_note")
+MRN_SALT = "QA_MRN_SALT"
 
 
 class CaseError(ValueError):
@@ -45,6 +48,7 @@ class CaseSpec:
     patient: str | None = None
     cohort: str = "default"
     reference_note: str | None = None
+    mrn_hash: str | None = None
 
     @property
     def source_kind(self) -> str:
@@ -105,6 +109,17 @@ def cases_from_folder(folder: Path, cohort: str = "default") -> list[CaseSpec]:
     return [CaseSpec(name, path, references.get(name), cohort=cohort) for name, path in _images_in(images_dir).items()]
 
 
+def hash_mrn(mrn: str, source: Path) -> str | None:
+    """HMAC-SHA-256 of a hospital number keyed by the secret ``QA_MRN_SALT``; the number itself is never stored."""
+    if not mrn:
+        return None
+    salt = os.environ.get(MRN_SALT, "")
+    if not salt:
+        raise ValueError(f"{source}: the manifest gives an mrn; set {MRN_SALT} (a secret of the department) so that "
+                         "only its keyed hash is stored")
+    return hmac.new(salt.encode(), mrn.encode(), hashlib.sha256).hexdigest()
+
+
 def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
     """Cases of a CSV manifest (see the module's description); duplicate case names are refused."""
     try:
@@ -129,6 +144,7 @@ def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
             ct=base / row["ct"].strip(),
             reference=base / reference if reference else None,
             patient=(row.get("patient") or "").strip() or None,
+            mrn_hash=hash_mrn((row.get("mrn") or "").strip(), path),
             cohort=(row.get("cohort") or "").strip() or cohort,
             reference_note=(row.get("reference_note") or "").strip() or None,
         ))

@@ -73,15 +73,18 @@ class ImageRecord:
     name: str
     patient: str
     values: dict[str, Any]
+    mrn_hash: str | None = None
 
 
 def upsert_image(session: Session, record: ImageRecord) -> Image:
     """Create or update the case's patient and image rows."""
     patient = session.scalar(select(Patient).where(Patient.pseudonym == record.patient))
     if patient is None:
-        patient = Patient(pseudonym=record.patient)
+        patient = Patient(pseudonym=record.patient, mrn_hash=record.mrn_hash)
         session.add(patient)
         session.flush()
+    elif record.mrn_hash is not None:
+        patient.mrn_hash = record.mrn_hash
     image = session.scalar(select(Image).where(Image.name == record.name))
     if image is None:
         image = Image(name=record.name, patient_id=patient.id, **record.values)

@@ -75,6 +75,7 @@ def image_record(case: LoadedCase) -> ImageRecord:
     return ImageRecord(
         name=spec.name,
         patient=spec.patient or spec.name,
+        mrn_hash=spec.mrn_hash,
         values={
             "cohort": spec.cohort, "source_kind": spec.source_kind, "source_path": str(spec.ct),
             "reference_path": str(spec.reference) if spec.reference else None,
