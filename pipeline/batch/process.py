@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
+from pipeline.batch.maps import map_artifacts, result_prefix
 from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
 from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
 from pipeline.inference.engine import MemberPredictor
@@ -45,28 +46,6 @@ class CaseTimings:
     metrics: float
     storage: float
     forward_passes: int
-
-
-def result_prefix(case: str, model_identity: str, configuration: str, fit_id: int | None) -> str:
-    """The artifact folder of one result: ``<case>/<model>/<configuration>[@fit<id>]``."""
-    suffix = f"@fit{fit_id}" if fit_id is not None else ""
-    return f"{safe_name(case)}/{model_identity}/{safe_name(configuration)}{suffix}"
-
-
-def map_artifacts(store: ArtifactStore, prefix: str, outcome: Outcome) -> list[dict[str, object]]:
-    """Write the maps of one outcome; return their ``artifacts`` rows."""
-    maps = outcome.result.maps
-    assert maps is not None
-    arrays = {"entropy": maps.entropy.astype(np.float16), "prediction": maps.prediction,
-              "budget_mask": maps.budget_mask.astype(np.uint8)}
-    if outcome.has_reference:
-        arrays["error"] = maps.error.astype(np.uint8)
-    rows = []
-    for kind, array in arrays.items():
-        path = store.write(f"{prefix}/{kind}.zarr", array)
-        rows.append({"kind": kind, "path": path, "dtype": str(array.dtype), "shape": list(array.shape),
-                     "budget": maps.budget if kind == "budget_mask" else None})
-    return rows
 
 
 def image_record(case: LoadedCase) -> ImageRecord:

@@ -20,9 +20,9 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from pipeline.batch.maps import map_artifacts, result_prefix
 from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
 from pipeline.batch.persist import ResultRows, write_results
-from pipeline.batch.process import map_artifacts, result_prefix
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature

@@ -403,3 +403,28 @@ def reliability_sums(
     sum_correct = np.zeros(n_bins, np.int64)
     _reliability_kernel(confidence, correct.astype(np.bool_, copy=False), n_bins, count, sum_confidence, sum_correct)
     return count, sum_confidence, sum_correct
+
+
+@numba.njit(cache=True, nogil=True)
+def _pooled_nll_kernel(log_probs, labels, inverse_temperature):  # type: ignore[no-untyped-def]
+    n_classes, n = log_probs.shape
+    total = 0.0
+    for i in range(n):
+        top = -math.inf
+        for c in range(n_classes):
+            top = max(top, log_probs[c, i] * inverse_temperature)
+        acc = 0.0
+        for c in range(n_classes):
+            acc += math.exp(log_probs[c, i] * inverse_temperature - top)
+        total += top + math.log(acc) - log_probs[labels[i], i] * inverse_temperature
+    return total / n
+
+
+def pooled_nll(log_probs: NDArray[np.float64], labels: NDArray[np.intp], temperature: float) -> float:
+    """Mean NLL of ``labels`` under softmax(ln p̄ / T) over voxels, in one pass (float64, max-shifted logsumexp).
+
+    Args:
+        log_probs: ln p̄ shaped (C, n), float64, finite. labels: class index per voxel, shape (n,).
+        temperature: T > 0.
+    """
+    return float(_pooled_nll_kernel(np.ascontiguousarray(log_probs), labels, 1.0 / temperature))

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from pipeline.metrics.kernels import pooled_nll
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 
 _TINY = np.finfo(np.float64).tiny
@@ -47,12 +48,6 @@ class TemperatureFit:
     nll_before: float
     nll_after: float
     n_voxels: int
-
-
-def _nll_pooled(log_probs: NDArray[np.float64], labels: NDArray[np.intp], temperature: float) -> float:
-    scaled = log_probs / temperature
-    picked = np.take_along_axis(scaled, labels[None, :], axis=0)[0]
-    return float(np.mean(logsumexp(scaled, axis=0) - picked))
 
 
 def _nll_members(member_logits: NDArray[np.float64], labels: NDArray[np.intp], temperature: float) -> float:
@@ -110,7 +105,7 @@ def fit_temperature(
         data = scores[..., keep].astype(np.float64).mean(axis=0)
 
         def objective(log_t: float) -> float:
-            return _nll_pooled(data, picked_labels, math.exp(log_t))
+            return pooled_nll(data, picked_labels, math.exp(log_t))
     elif per_member:
         data = scores[..., keep].astype(np.float64)
 
@@ -122,7 +117,7 @@ def fit_temperature(
         data = log_probabilities(scores[:, keep].astype(np.float64))
 
         def objective(log_t: float) -> float:
-            return _nll_pooled(data, picked_labels, math.exp(log_t))
+            return pooled_nll(data, picked_labels, math.exp(log_t))
 
     bounds = (math.log(settings.temperature_min), math.log(settings.temperature_max))
     result = minimize_scalar(objective, bounds=bounds, method="bounded", options={"xatol": 1e-5})

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
 from pipeline.metrics.kernels import (
@@ -14,6 +15,7 @@ from pipeline.metrics.kernels import (
     SEED_REFERENCE,
     SEED_UNION,
     block_occupancy,
+    pooled_nll,
     ranked_auroc_pair,
     reliability_sums,
     scan_volume,
@@ -115,3 +117,16 @@ def test_scan_volume_reports_the_first_bad_slice(value: float, reason: int) -> N
     probs[1, 2, 1, 1] = value
     labels = np.zeros((4, 3, 3), dtype=np.uint8)
     assert scan_volume(probs, labels, SEED_UNION, 1e-3, False)[4] == (2, reason)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("temperature", [0.05, 0.7, 1.0, 3.0, 20.0])
+def test_pooled_nll_equals_scipy_logsumexp(seed: int, temperature: float) -> None:
+    rng = np.random.default_rng(seed)
+    n_classes, n = int(rng.integers(2, 6)), int(rng.integers(1, 5000))
+    probs = rng.dirichlet(np.full(n_classes, 0.3), size=n).T
+    log_probs = np.log(np.maximum(probs, np.finfo(np.float64).tiny))
+    labels = rng.integers(0, n_classes, n).astype(np.intp)
+    scaled = log_probs / temperature
+    expected = float(np.mean(logsumexp(scaled, axis=0) - scaled[labels, np.arange(n)]))
+    assert pooled_nll(log_probs, labels, temperature) == pytest.approx(expected, rel=1e-12, abs=1e-12)
