@@ -15,9 +15,11 @@ from pipeline.store.schema import CaseResult, Image, Protocol, Run
 from tests.conftest import REPO_ROOT
 
 
-def test_demo_fills_the_store_and_prints_the_cohort_table(smoke_run: tuple[Path, dict[str, Any]], tmp_path: Path,
-                                                          shared_data: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'qa.sqlite3'}"
+def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
+    smoke_run: tuple[Path, dict[str, Any]], tmp_path: Path, shared_data: Path, empty_store_url: str
+) -> None:
+    """From nothing (no tables) to a filled store, on SQLite and, with QA_DATABASE_URL set, on PostgreSQL."""
+    url = empty_store_url
     environment = os.environ | {"QA_DATABASE_URL": url, "QA_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
                                 "QA_SHARED_DATA": str(shared_data), "CI": "true"}
     command = [sys.executable, "-m", "pipeline", "demo", "--models", str(smoke_run[0] / "manifest.json"),
