@@ -6,6 +6,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
+import pipeline.store  # noqa: F401  (registers every table, results and review, on Base.metadata)
 from pipeline.store.database import make_engine
 from pipeline.store.schema import Base
 from pipeline.store.settings import database_url

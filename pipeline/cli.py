@@ -23,6 +23,7 @@ from pipeline.metrics.suite import evaluate_case
 from pipeline.metrics.temperature import log_probabilities
 from pipeline.metrics.validation import check_probabilities
 from pipeline.readers import LoadedMap, read_labels, read_probabilities
+from pipeline.review.command import add_review_verbs
 
 log = logging.getLogger("pipeline")
 
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "into var/smoke unless --out/--workdir are given")
     train.set_defaults(handler=_train_demo_models_command)
     add_store_verbs(verbs)
+    add_review_verbs(verbs)
     return parser
 
 

@@ -18,6 +18,7 @@ from pipeline.store.database import (
     make_engine,
     session_factory,
 )
+from pipeline.store.review_schema import AuditEntry, ReviewItem, User
 from pipeline.store.schema import Base, Configuration, Image, ModelSet, Patient, Run
 
 
@@ -92,8 +93,24 @@ def test_every_migration_step_keeps_stored_rows(empty_store_url: str) -> None:
         counts = {table.__name__: len(session.scalars(select(table)).all())
                   for table in (Patient, Image, ModelSet, Configuration, Run)}
         assert session.scalars(select(Configuration)).one().name == "Base"
+    with session_factory(engine).begin() as session:  # the review tables (0002) work with the rows of 0001
+        user = User(username="rita", password_hash="scrypt:x", role="reviewer")
+        session.add(user)
+        session.flush()
+        session.add_all([ReviewItem(image_id=1, configuration_id=1, class_index=1, structure="lymph_nodes",
+                                    state="in_review", reviewer_id=user.id),
+                         AuditEntry(actor_id=user.id, actor="rita", action="review.start_review", outcome="ok",
+                                    object_type="review_item", object_id="1/1/1", after={"state": "in_review"})])
+    with session_factory(engine)() as session:
+        assert session.scalars(select(ReviewItem)).one().version == 1
     engine.dispose()
     assert counts == {"Patient": 1, "Image": 1, "ModelSet": 1, "Configuration": 1, "Run": 1}
+    command.downgrade(config, revisions[0])  # and a downgrade back to the first revision keeps its rows
+    assert {"users", "review_items", "audit_log"}.isdisjoint(_tables(empty_store_url))
+    engine = make_engine(empty_store_url)
+    with session_factory(engine)() as session:
+        assert session.scalars(select(Image)).one().name == "case-1"
+    engine.dispose()
 
 
 def test_a_store_below_head_is_refused_naming_the_command(empty_store_url: str) -> None:

@@ -1,0 +1,221 @@
+"""The review verbs of ``python -m pipeline``: ``users add|list``, ``export-worklist``, ``export-regions``,
+``export-rtstruct`` and ``audit-report``.
+
+They act as :class:`~pipeline.review.service.CommandLine` (whoever holds the store's credentials, audited as
+``cli:<os user>``); every export is audited like one from the dashboard. Passwords are read from standard input
+(one line) or, on a terminal, prompted twice; never taken as an argument (it would land in the shell history and
+the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.review.service import CommandLine, ReviewService
+from pipeline.review.workflow import Role, WorkflowError
+from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.database import StoreNotReadyError, check_at_head, make_engine, session_factory
+from pipeline.store.settings import artifacts_dir, database_url
+
+EXIT_BAD_INPUT = 2
+
+
+def add_review_verbs(verbs: Any) -> None:
+    """Add the review verbs to ``python -m pipeline``'s sub-parsers."""
+    users = verbs.add_parser("users", help="local accounts of the dashboard")
+    actions = users.add_subparsers(dest="users_verb", required=True)
+    add = actions.add_parser("add", help="create an account; the password is read from stdin or prompted")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.set_defaults(handler=users_add_command)
+    listing = actions.add_parser("list", help="list the accounts")
+    listing.set_defaults(handler=users_list_command)
+
+    worklist = verbs.add_parser("export-worklist", help="the review worklist as CSV or Excel")
+    _budget_options(worklist)
+    worklist.add_argument("--configuration", required=True, help="uncertainty configuration (e.g. DE+TTA+TS)")
+    worklist.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    worklist.add_argument("--out", type=Path, required=True)
+    worklist.set_defaults(handler=export_worklist_command)
+
+    regions = verbs.add_parser("export-regions", help="a case's review regions and entropy map as NIfTI")
+    _case_options(regions)
+    regions.add_argument("--out-dir", type=Path, required=True)
+    regions.set_defaults(handler=export_regions_command)
+
+    rtstruct = verbs.add_parser("export-rtstruct", help="a DICOM case's review regions as an RTSTRUCT")
+    _case_options(rtstruct)
+    rtstruct.add_argument("--out", type=Path, required=True, help="output .dcm")
+    rtstruct.add_argument("--allow-generated-uids", action="store_true",
+                          help="for de-identified CTs without Study/Series Instance UIDs: generate placeholders")
+    rtstruct.set_defaults(handler=export_rtstruct_command)
+
+    report = verbs.add_parser("audit-report", help="the audit report PDF")
+    _budget_options(report)
+    report.add_argument("--configuration", help="worklist configuration (default: the newest model set's first)")
+    report.add_argument("--out", type=Path, required=True, help="output .pdf")
+    report.set_defaults(handler=audit_report_command)
+
+
+def _budget_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--budget", type=float, default=0.02, help="fraction of ROI voxels (default 0.02)")
+    group.add_argument("--minutes", type=float, help="time budget per patient instead (QA_REVIEW_SECONDS_PER_ML)")
+
+
+def _case_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--case", required=True)
+    parser.add_argument("--configuration", required=True)
+    _budget_options(parser)
+
+
+def _budget(args: argparse.Namespace) -> Budget:
+    return Budget("minutes", args.minutes) if args.minutes is not None else Budget("fraction", args.budget)
+
+
+def _engine() -> Engine:
+    engine = make_engine(database_url())
+    check_at_head(engine)
+    return engine
+
+
+def _read_password(username: str) -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {username}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    """A store that is not ready, refusals and missing store rows: one line on stderr and exit code 2."""
+    try:
+        return run()
+    except (StoreNotReadyError, LookupError, WorkflowError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_BAD_INPUT
+
+
+def users_add_command(args: argparse.Namespace) -> int:
+    """Create an account."""
+    def run() -> int:
+        password = _read_password(args.username)
+        engine = _engine()
+        try:
+            user = ReviewService(engine).create_user(CommandLine(), args.username, password, args.role)
+        finally:
+            engine.dispose()
+        sys.stdout.write(f"created {user.username} ({user.role})\n")
+        return 0
+
+    return _guarded(run)
+
+
+def users_list_command(args: argparse.Namespace) -> int:
+    """Print the accounts, one a line."""
+    def run() -> int:
+        engine = _engine()
+        try:
+            for user in ReviewService(engine).list_users(CommandLine()):
+                state = "active" if user.active else "deactivated"
+                last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+                sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
+        finally:
+            engine.dispose()
+        return 0
+
+    return _guarded(run)
+
+
+def _export(kind: str, object_id: str, produce: Callable[[Engine, Session, ArtifactStore], Path]) -> int:
+    """Run one audited export (reading in a session closed before the audit row is written); print the path."""
+    def run() -> int:
+        engine = _engine()
+
+        def make() -> Path:
+            with session_factory(engine)() as session:
+                return produce(engine, session, ArtifactStore(artifacts_dir()))
+
+        try:
+            path = ReviewService(engine).export(CommandLine(), kind, object_id, make)
+        finally:
+            engine.dispose()
+        sys.stdout.write(f"wrote {path}\n")
+        return 0
+
+    return _guarded(run)
+
+
+def export_worklist_command(args: argparse.Namespace) -> int:
+    """Write the worklist."""
+    from pipeline.review.exports import write_worklist
+    from pipeline.review.worklist import build_worklist
+
+    budget = _budget(args)
+
+    def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
+        worklist = build_worklist(session, artifacts, args.configuration, budget, ReviewSettings.from_env())
+        return write_worklist(worklist, args.out, args.format)
+
+    return _export(f"worklist_{args.format}", f"{args.configuration} @ {budget.describe()}", produce)
+
+
+def export_regions_command(args: argparse.Namespace) -> int:
+    """Write a case's regions and entropy as NIfTI."""
+    from pipeline.review.exports import export_region_maps
+
+    budget = _budget(args)
+
+    def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
+        regions, entropy = export_region_maps(session, artifacts, args.case, args.configuration, budget,
+                                              args.out_dir, ReviewSettings.from_env())
+        sys.stdout.write(f"wrote {entropy}\n")
+        return regions
+
+    return _export("regions_nifti", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
+
+
+def export_rtstruct_command(args: argparse.Namespace) -> int:
+    """Write a DICOM case's regions as an RTSTRUCT."""
+    from pipeline.review.exports import export_case_rtstruct
+
+    budget = _budget(args)
+
+    def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
+        return export_case_rtstruct(session, artifacts, args.case, args.configuration, budget, args.out,
+                                    args.allow_generated_uids, ReviewSettings.from_env())
+
+    return _export("rtstruct", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
+
+
+def audit_report_command(args: argparse.Namespace) -> int:
+    """Write the audit report PDF."""
+    from pipeline.review.report import gather_report, write_report
+    from pipeline.store.schema import CaseResult, Configuration
+
+    budget = _budget(args)
+
+    def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
+        configuration = args.configuration
+        if configuration is None:
+            newest = session.scalar(select(Configuration.model_set_id).join(
+                CaseResult, CaseResult.configuration_id == Configuration.id).order_by(CaseResult.id.desc()).limit(1))
+            if newest is None:
+                raise LookupError("the store holds no result yet: run the batch first")
+            configuration = session.scalar(select(Configuration.name).where(
+                Configuration.model_set_id == newest).order_by(Configuration.position).limit(1))
+        store = engine.url.render_as_string(hide_password=True)
+        content = gather_report(session, artifacts, store, configuration, budget, ReviewSettings.from_env())
+        return write_report(content, args.out)
+
+    return _export("audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)

@@ -1,0 +1,281 @@
+"""Review regions: the connected components of a top-budget mask, described and ranked for the worklist.
+
+Pure NumPy/SciPy on (Z, Y, X) arrays; no store, web or torch import.
+
+- **Budget**: a fraction b of the case's ROI voxels (the spec's U_b: the ceil(b·|R|) ROI voxels of highest
+  entropy, ties in raster order), or a time budget in minutes per patient, converted to millilitres with a
+  seconds-per-mL review rate (:class:`ReviewSettings`) and then to a fraction of the case's ROI volume, capped
+  at ``max_fraction`` (the spec's 5 % budget range).
+- **Regions**: connected components of U_b, 26-connected by default (voxels sharing a face, an edge or a corner
+  belong together; ``connectivity=6`` joins face neighbours only).
+- **Score**: the region's entropy mass, Σ_v H(v) × voxel volume = mean entropy × volume in mL. It grows with both
+  how uncertain and how large a region is, so a large moderately uncertain region outranks a one-voxel speck of
+  maximal entropy. Regions of a case are ranked by score (ties: larger volume, then raster order); cases by the
+  sum of their regions' scores (the entropy mass of their whole U_b).
+- **Structure** of a region: the most frequent predicted foreground class among its voxels; a region without any
+  predicted foreground voxel (a possible missed structure) takes the class of the nearest predicted foreground
+  voxel within ``structure_search_mm`` (majority over its voxels), else class 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+SECONDS_PER_ML_ENV = "QA_REVIEW_SECONDS_PER_ML"
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """Options of the worklist.
+
+    Attributes:
+        seconds_per_ml: review rate that converts a time budget into a volume (default 30 s per mL; calibrate it
+            on your own reviews). ``QA_REVIEW_SECONDS_PER_ML`` overrides it (:meth:`from_env`).
+        max_fraction: the largest budget a time budget may become, as a fraction of ROI voxels (spec: 5 %).
+        connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only).
+        structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
+    """
+
+    seconds_per_ml: float = 30.0
+    max_fraction: float = 0.05
+    connectivity: Literal[6, 26] = 26
+    structure_search_mm: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
+            raise ValueError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
+        if not 0 < self.max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
+        if self.connectivity not in (6, 26):
+            raise ValueError(f"connectivity must be 6 or 26, got {self.connectivity}")
+        if not self.structure_search_mm >= 0:
+            raise ValueError(f"structure_search_mm must be >= 0, got {self.structure_search_mm}")
+
+    @classmethod
+    def from_env(cls) -> ReviewSettings:
+        """The defaults, with ``QA_REVIEW_SECONDS_PER_ML`` when it is set."""
+        value = os.environ.get(SECONDS_PER_ML_ENV, "").strip()
+        if not value:
+            return cls()
+        try:
+            return cls(seconds_per_ml=float(value))
+        except ValueError as error:
+            raise ValueError(f"{SECONDS_PER_ML_ENV}={value!r}: {error}") from error
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A review budget: ``fraction`` of ROI voxels (0..1), or ``minutes`` of review per patient."""
+
+    kind: Literal["fraction", "minutes"]
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fraction", "minutes"):
+            raise ValueError(f"budget kind must be 'fraction' or 'minutes', got {self.kind!r}")
+        if not math.isfinite(self.value) or self.value < 0 or (self.kind == "fraction" and self.value > 1):
+            bound = "in [0, 1]" if self.kind == "fraction" else "finite and >= 0"
+            raise ValueError(f"a {self.kind} budget must be {bound}, got {self.value}")
+
+    def fraction(self, roi_voxels: int, voxel_ml: float, settings: ReviewSettings) -> tuple[float, bool]:
+        """The fraction of this case's ROI voxels to flag, and whether a time budget was capped to fit.
+
+        A time budget flags ``minutes × 60 / seconds_per_ml`` mL, i.e. that volume over the ROI's volume.
+        """
+        if self.kind == "fraction":
+            return self.value, False
+        if roi_voxels <= 0 or voxel_ml <= 0:
+            return 0.0, False
+        wanted = self.value * 60.0 / settings.seconds_per_ml / (roi_voxels * voxel_ml)
+        return min(wanted, settings.max_fraction), wanted > settings.max_fraction
+
+    def describe(self) -> str:
+        """``2.0 % of ROI voxels`` or ``5 min per patient``."""
+        if self.kind == "fraction":
+            return f"{100 * self.value:g} % of ROI voxels"
+        return f"{self.value:g} min per patient"
+
+
+def flagged_count(fraction: float, roi_voxels: int) -> int:
+    """|U_b| = ceil(b·|R|), on the decimal value of ``fraction`` as the metric engine computes it."""
+    return min(roi_voxels, math.ceil(Fraction(str(fraction)) * roi_voxels))
+
+
+def top_budget_mask(entropy: NDArray[np.floating], roi: NDArray[np.bool_], fraction: float) -> NDArray[np.bool_]:
+    """U_b: the ceil(b·|R|) voxels of the ROI with the highest entropy (ties: earlier in raster order first)."""
+    if entropy.shape != roi.shape:
+        raise ValueError(f"entropy {entropy.shape} and ROI {roi.shape} must have one shape")
+    flat = np.flatnonzero(roi)
+    return _top_of(entropy, flat, flagged_count(fraction, flat.size))
+
+
+def narrow_budget_mask(
+    stored: NDArray[np.bool_], entropy: NDArray[np.floating], roi_voxels: int, fraction: float
+) -> NDArray[np.bool_]:
+    """U_b from a stored U_b0 with b <= b0: its ceil(b·|R|) highest-entropy voxels.
+
+    Exact because the top-k of a ranking is a prefix of it; with the store's float16 entropy, voxels whose entropies
+    tie in float16 but not in float32 may be ordered differently at the cut.
+    """
+    if entropy.shape != stored.shape:
+        raise ValueError(f"entropy {entropy.shape} and mask {stored.shape} must have one shape")
+    flat = np.flatnonzero(stored)
+    wanted = flagged_count(fraction, roi_voxels)
+    if wanted > flat.size:
+        raise ValueError(f"a budget of {fraction} needs {wanted} voxels, the stored mask holds {flat.size}")
+    return _top_of(entropy, flat, wanted)
+
+
+def _top_of(entropy: NDArray[np.floating], flat: NDArray[np.intp], count: int) -> NDArray[np.bool_]:
+    values = entropy.ravel()[flat].astype(np.float32)
+    order = np.argsort(-values, kind="stable")
+    mask = np.zeros(entropy.shape, dtype=bool)
+    mask.ravel()[flat[order[:count]]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected component of U_b.
+
+    Attributes:
+        rank: 1 for the highest score of its case; also its value in :attr:`CaseRegions.labels`.
+        class_index: the structure it belongs to (module docstring).
+        voxels: its size; volume_ml: the same in mL.
+        slices: first and last axial slice (z index, inclusive).
+        centroid: the region's voxel (z, y, x) nearest (in mm) to its centre of mass: always inside the region.
+        mean_entropy, max_entropy: over its voxels (normalised entropy, 0..1).
+        score: mean entropy × volume in mL.
+    """
+
+    rank: int
+    class_index: int
+    voxels: int
+    volume_ml: float
+    slices: tuple[int, int]
+    centroid: tuple[int, int, int]
+    mean_entropy: float
+    max_entropy: float
+    score: float
+
+
+@dataclass(frozen=True)
+class CaseRegions:
+    """The ranked regions of one case and their label map (0 outside, the region's rank inside)."""
+
+    labels: NDArray[np.int32]
+    regions: tuple[Region, ...]
+
+
+def case_score(regions: Sequence[Region]) -> float:
+    """A case's score: the sum of its regions' scores (the entropy mass of its U_b, in mL)."""
+    return float(sum(r.score for r in regions))
+
+
+def _structures(
+    labels: NDArray[np.int32], count: int, prediction: NDArray[np.integer], spacing: tuple[float, float, float],
+    search_mm: float,
+) -> NDArray[np.int64]:
+    """The class of each labelled region 1..count (module docstring's rule)."""
+    flat = np.flatnonzero(labels)
+    region = labels.ravel()[flat]
+    predicted = prediction.ravel()[flat].astype(np.int64)
+    n_classes = int(prediction.max()) + 1 if prediction.size else 1
+    votes = np.zeros((count + 1, n_classes), dtype=np.int64)
+    np.add.at(votes, (region, predicted), 1)
+    votes[:, 0] = 0
+    classes = votes.argmax(axis=1)
+    margins = [math.ceil(search_mm / s) for s in spacing]
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or votes[number].any():
+            continue
+        grown = tuple(slice(max(0, b.start - m), min(n, b.stop + m))
+                      for b, m, n in zip(box, margins, labels.shape, strict=True))
+        foreground = prediction[grown] > 0
+        if not foreground.any():
+            continue
+        distance, nearest = ndimage.distance_transform_edt(~foreground, sampling=spacing, return_indices=True)
+        inside = labels[grown] == number
+        near = inside & (distance <= search_mm)
+        if near.any():
+            nearest_classes = prediction[grown][tuple(axis[near] for axis in nearest)].astype(np.int64)
+            classes[number] = int(np.bincount(nearest_classes).argmax())
+    return classes
+
+
+def find_regions(
+    mask: NDArray[np.bool_],
+    entropy: NDArray[np.floating],
+    prediction: NDArray[np.integer],
+    spacing_zyx: tuple[float, float, float],
+    settings: ReviewSettings | None = None,
+) -> CaseRegions:
+    """The connected components of ``mask`` (U_b), described and ranked (module docstring).
+
+    Args:
+        mask: U_b, boolean (Z, Y, X).
+        entropy: normalised entropy per voxel, same shape (float16 as stored is fine).
+        prediction: predicted class per voxel, same shape.
+        spacing_zyx: voxel size (z, y, x) in mm.
+        settings: connectivity and the structure search radius.
+    """
+    settings = settings or ReviewSettings()
+    if not mask.shape == entropy.shape == prediction.shape or mask.ndim != 3:
+        raise ValueError(f"mask {mask.shape}, entropy {entropy.shape} and prediction {prediction.shape} must be "
+                         "one (Z, Y, X) shape")
+    spacing = (float(spacing_zyx[0]), float(spacing_zyx[1]), float(spacing_zyx[2]))
+    structure = ndimage.generate_binary_structure(3, 1 if settings.connectivity == 6 else 3)
+    labels, count = ndimage.label(mask, structure=structure)
+    labels = labels.astype(np.int32)
+    if count == 0:
+        return CaseRegions(labels=labels, regions=())
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    flat = np.flatnonzero(labels)
+    region = labels.ravel()[flat]
+    values = entropy.ravel()[flat].astype(np.float64)
+    sizes = np.bincount(region, minlength=count + 1)
+    sums = np.bincount(region, weights=values, minlength=count + 1)
+    peaks = np.zeros(count + 1)
+    np.maximum.at(peaks, region, values)
+    coordinates = np.stack(np.unravel_index(flat, labels.shape), axis=1)
+    centres = np.stack([np.bincount(region, weights=coordinates[:, a], minlength=count + 1) for a in range(3)], 1)
+    centres[1:] /= sizes[1:, None]
+    squared = (((coordinates - centres[region]) * np.asarray(spacing)) ** 2).sum(axis=1)
+    by_region = np.lexsort((squared, region))  # per region, nearest to its centre first
+    first = np.searchsorted(region[by_region], np.arange(1, count + 1))
+    nearest = coordinates[by_region[first]]
+    classes = _structures(labels, count, prediction, spacing, settings.structure_search_mm)
+    boxes = ndimage.find_objects(labels)
+    described = []
+    for number in range(1, count + 1):
+        box = boxes[number - 1]
+        assert box is not None
+        mean = float(sums[number] / sizes[number])
+        volume = float(sizes[number] * voxel_ml)
+        described.append((number, Region(
+            rank=0, class_index=int(classes[number]), voxels=int(sizes[number]), volume_ml=volume,
+            slices=(int(box[0].start), int(box[0].stop - 1)),
+            centroid=(int(nearest[number - 1][0]), int(nearest[number - 1][1]), int(nearest[number - 1][2])),
+            mean_entropy=mean, max_entropy=float(peaks[number]), score=mean * volume,
+        )))
+    described.sort(key=lambda item: (-item[1].score, -item[1].voxels, item[0]))
+    relabel = np.zeros(count + 1, dtype=np.int32)
+    regions = []
+    for rank, (number, item) in enumerate(described, start=1):
+        relabel[number] = rank
+        regions.append(replace(item, rank=rank))
+    return CaseRegions(labels=relabel[labels], regions=tuple(regions))
+
+
+def rank_cases(cases: Mapping[str, Sequence[Region]]) -> list[str]:
+    """Case names from the highest :func:`case_score` down (ties: larger flagged volume, then name)."""
+    return sorted(cases, key=lambda name: (-case_score(cases[name]), -sum(r.volume_ml for r in cases[name]), name))

@@ -1,0 +1,292 @@
+"""The worklist read from the store: for one configuration and budget, every case's ranked review regions, grouped
+by structure with each structure's review state, cases ranked by score (:mod:`pipeline.review.regions`).
+
+A case's result is the newest one of the configuration with no protocol fit (for TS configurations: the deployed
+temperature). Its U_b comes from the stored maps: for a budget at or below the stored mask's, the stored mask's
+highest-entropy voxels (:func:`~pipeline.review.regions.narrow_budget_mask`); above it, the ROI is grown again from
+the stored prediction (and reference) with the metric settings' radius and U_b taken from it (a warning is logged
+when its size differs from the stored ``roi_voxels``: other metric settings were used).
+
+``expected_recall`` estimates the share of a case's contour errors that its budget captures: the cohort's mean error
+recall at that budget over the configuration's results that have a reference (None without any). The items of a
+case are its predicted structures plus any structure its regions were assigned to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from pipeline.metrics.roi import dilate_mm
+from pipeline.metrics.settings import MetricSettings
+from pipeline.review.regions import (
+    Budget,
+    CaseRegions,
+    Region,
+    ReviewSettings,
+    case_score,
+    find_regions,
+    narrow_budget_mask,
+    rank_cases,
+    top_budget_mask,
+)
+from pipeline.review.workflow import State
+from pipeline.store.artifacts import ArtifactError, ArtifactStore
+from pipeline.store.review_schema import ReviewItem, User
+from pipeline.store.schema import (
+    Artifact,
+    CaseResult,
+    Configuration,
+    CurvePoint,
+    Image,
+    ModelSet,
+    StructureResult,
+    TemperatureFit,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """One structure of one case: its review state and its regions (best first)."""
+
+    class_index: int
+    structure: str
+    state: State
+    decision: str | None
+    comment: str | None
+    reviewer: str | None
+    approver: str | None
+    version: int
+    regions: tuple[Region, ...]
+
+
+@dataclass(frozen=True)
+class WorklistCase:
+    """One case of the worklist. ``fraction`` is its budget as a fraction of ROI voxels (``capped``: a time budget
+    that exceeded the maximum)."""
+
+    rank: int
+    case: str
+    image_id: int
+    configuration_id: int
+    result_id: int
+    has_reference: bool
+    fraction: float
+    capped: bool
+    flagged_ml: float
+    score: float
+    expected_recall: float | None
+    regions: tuple[Region, ...]
+    items: tuple[WorklistItem, ...]
+
+
+@dataclass(frozen=True)
+class Worklist:
+    """The ranked cases of one configuration at one budget; ``skipped``: one line per case whose maps are missing."""
+
+    configuration: str
+    budget: Budget
+    cases: tuple[WorklistCase, ...]
+    skipped: tuple[str, ...] = ()
+
+    def unreviewed(self) -> int:
+        """Items neither reviewed nor approved."""
+        return sum(item.state in (State.PENDING, State.IN_REVIEW) for case in self.cases for item in case.items)
+
+
+@dataclass(frozen=True)
+class ResultRef:
+    """What locating one case's maps needs."""
+
+    result: CaseResult
+    image: Image
+    labels: tuple[str, ...]
+
+
+def deployed_results(session: Session, configuration: str, case: str | None = None) -> list[ResultRef]:
+    """The newest non-protocol result of ``configuration`` per case (of ``case`` only, when given)."""
+    query = (select(CaseResult, Image, ModelSet.labels)
+             .join(Image, Image.id == CaseResult.image_id)
+             .join(Configuration, Configuration.id == CaseResult.configuration_id)
+             .join(ModelSet, ModelSet.id == Configuration.model_set_id)
+             .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+             .where(Configuration.name == configuration, TemperatureFit.protocol_id.is_(None))
+             .order_by(Image.name, CaseResult.id.desc()))
+    if case is not None:
+        query = query.where(Image.name == case)
+    newest: dict[int, ResultRef] = {}
+    for result, image, labels in session.execute(query):
+        newest.setdefault(image.id, ResultRef(result, image, tuple(str(label) for label in labels)))
+    return list(newest.values())
+
+
+def _maps(session: Session, ref: ResultRef) -> dict[str, Artifact]:
+    rows = session.scalars(select(Artifact).where(
+        (Artifact.result_id == ref.result.id) | ((Artifact.image_id == ref.image.id) & (Artifact.kind == "reference"))
+    ))
+    return {row.kind: row for row in rows}
+
+
+def spacing_zyx(image: Image) -> tuple[float, float, float]:
+    """The image's voxel size (z, y, x) in mm (the store keeps SimpleITK's x, y, z)."""
+    x, y, z = (float(v) for v in image.spacing)
+    return (z, y, x)
+
+
+def budget_mask(
+    artifacts: ArtifactStore, maps: dict[str, Artifact], ref: ResultRef, fraction: float,
+    metric_settings: MetricSettings,
+) -> tuple[NDArray[np.bool_], NDArray[np.float16], NDArray[np.uint8]]:
+    """U_b of one result at ``fraction``, with its entropy and prediction maps (module docstring)."""
+    missing = {"entropy", "prediction", "budget_mask"} - set(maps)
+    if missing:
+        raise LookupError(f"case {ref.image.name!r} has no stored {', '.join(sorted(missing))} map")
+    entropy = artifacts.read(maps["entropy"].path)
+    prediction = artifacts.read(maps["prediction"].path)
+    stored_budget = maps["budget_mask"].budget
+    if stored_budget is not None and fraction <= stored_budget:
+        stored = artifacts.read(maps["budget_mask"].path).astype(bool)
+        return narrow_budget_mask(stored, entropy, ref.result.roi_voxels, fraction), entropy, prediction
+    seed = prediction > 0
+    if ref.result.has_reference and "reference" in maps:
+        seed |= artifacts.read(maps["reference"].path) > 0
+    roi = dilate_mm(seed, spacing_zyx(ref.image), metric_settings.roi_radius_mm).dense()
+    if int(roi.sum()) != ref.result.roi_voxels:
+        log.warning("case %s: the regrown ROI has %d voxels, the stored result %d (other metric settings?)",
+                    ref.image.name, int(roi.sum()), ref.result.roi_voxels)
+    return top_budget_mask(entropy, roi, fraction), entropy, prediction
+
+
+def case_regions(
+    session: Session, artifacts: ArtifactStore, ref: ResultRef, budget: Budget,
+    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None,
+) -> tuple[CaseRegions, float, bool]:
+    """The regions of one case at ``budget``, the fraction it became and whether it was capped."""
+    settings = settings or ReviewSettings()
+    fraction, capped = budget.fraction(ref.result.roi_voxels, ref.result.voxel_ml, settings)
+    mask, entropy, prediction = budget_mask(artifacts, _maps(session, ref), ref, fraction,
+                                            metric_settings or MetricSettings())
+    return find_regions(mask, entropy, prediction, spacing_zyx(ref.image), settings), fraction, capped
+
+
+def recall_curve(session: Session, configuration: str) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """The cohort's mean error recall per budget over ``configuration``'s reference-backed, non-protocol results."""
+    query = (select(CurvePoint.budget, func.avg(CurvePoint.recall))
+             .join(CaseResult, CaseResult.id == CurvePoint.result_id)
+             .join(Configuration, Configuration.id == CaseResult.configuration_id)
+             .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+             .where(Configuration.name == configuration, CaseResult.has_reference.is_(True),
+                    TemperatureFit.protocol_id.is_(None), CurvePoint.recall.is_not(None))
+             .group_by(CurvePoint.budget).order_by(CurvePoint.budget))
+    rows = session.execute(query).all()
+    if not rows:
+        return None
+    return np.array([r[0] for r in rows], dtype=np.float64), np.array([r[1] for r in rows], dtype=np.float64)
+
+
+def _expected(curve: tuple[NDArray[np.float64], NDArray[np.float64]] | None, fraction: float) -> float | None:
+    if curve is None or fraction > curve[0][-1] + 1e-12:
+        return None
+    return float(np.interp(fraction, curve[0], curve[1]))
+
+
+def review_states(session: Session, configuration_ids: set[int]) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """(image id, configuration id, class index) → the stored review item's fields, with user names."""
+    reviewer, approver = aliased(User), aliased(User)
+    query = (select(ReviewItem, reviewer.username, approver.username)
+             .outerjoin(reviewer, reviewer.id == ReviewItem.reviewer_id)
+             .outerjoin(approver, approver.id == ReviewItem.approver_id)
+             .where(ReviewItem.configuration_id.in_(configuration_ids)))
+    return {(item.image_id, item.configuration_id, item.class_index): {
+        "state": State(item.state), "decision": item.decision, "comment": item.comment, "reviewer": reviewer_name,
+        "approver": approver_name, "version": item.version,
+    } for item, reviewer_name, approver_name in session.execute(query)}
+
+
+def _predicted_classes(session: Session, result_ids: list[int]) -> dict[int, set[int]]:
+    rows = session.execute(select(StructureResult.result_id, StructureResult.class_index).where(
+        StructureResult.result_id.in_(result_ids), StructureResult.class_index > 0, StructureResult.predicted_ml > 0))
+    found: dict[int, set[int]] = {}
+    for result_id, class_index in rows:
+        found.setdefault(result_id, set()).add(class_index)
+    return found
+
+
+def _items(ref: ResultRef, regions: tuple[Region, ...], predicted: set[int],
+           states: dict[tuple[int, int, int], dict[str, Any]]) -> tuple[WorklistItem, ...]:
+    items = []
+    for class_index in sorted(predicted | {r.class_index for r in regions}):
+        stored = states.get((ref.image.id, ref.result.configuration_id, class_index), {})
+        items.append(WorklistItem(
+            class_index=class_index, structure=ref.labels[class_index] if class_index < len(ref.labels) else "?",
+            state=stored.get("state", State.PENDING), decision=stored.get("decision"),
+            comment=stored.get("comment"), reviewer=stored.get("reviewer"), approver=stored.get("approver"),
+            version=stored.get("version", 0), regions=tuple(r for r in regions if r.class_index == class_index),
+        ))
+    return tuple(items)
+
+
+def build_worklist(
+    session: Session, artifacts: ArtifactStore, configuration: str, budget: Budget,
+    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None,
+) -> Worklist:
+    """The worklist of ``configuration`` at ``budget`` (reads every case's maps: cache it in a UI).
+
+    Raises LookupError when the store has no result of ``configuration``; a case whose maps are missing or
+    unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
+    """
+    settings = settings or ReviewSettings()
+    refs = deployed_results(session, configuration)
+    if not refs:
+        known = sorted(set(session.scalars(select(Configuration.name).join(
+            CaseResult, CaseResult.configuration_id == Configuration.id))))
+        raise LookupError(f"no stored result of configuration {configuration!r} (stored: {', '.join(known) or 'none'})")
+    curve = recall_curve(session, configuration)
+    states = review_states(session, {ref.result.configuration_id for ref in refs})
+    predicted = _predicted_classes(session, [ref.result.id for ref in refs])
+    found: dict[str, tuple[ResultRef, CaseRegions, float, bool]] = {}
+    skipped = []
+    for ref in refs:
+        try:
+            regions, fraction, capped = case_regions(session, artifacts, ref, budget, settings, metric_settings)
+        except (LookupError, ArtifactError) as error:
+            log.warning("worklist %s: skipped %s (%s)", configuration, ref.image.name, error)
+            skipped.append(f"{ref.image.name}: {error}")
+            continue
+        found[ref.image.name] = (ref, regions, fraction, capped)
+    order = rank_cases({name: entry[1].regions for name, entry in found.items()})
+    cases = []
+    for rank, name in enumerate(order, start=1):
+        ref, regions, fraction, capped = found[name]
+        cases.append(WorklistCase(
+            rank=rank, case=name, image_id=ref.image.id, configuration_id=ref.result.configuration_id,
+            result_id=ref.result.id, has_reference=ref.result.has_reference, fraction=fraction, capped=capped,
+            flagged_ml=float(sum(r.volume_ml for r in regions.regions)), score=case_score(regions.regions),
+            expected_recall=_expected(curve, fraction), regions=regions.regions,
+            items=_items(ref, regions.regions, predicted.get(ref.result.id, set()), states),
+        ))
+    return Worklist(configuration=configuration, budget=budget, cases=tuple(cases), skipped=tuple(skipped))
+
+
+def unreviewed_count(session: Session, configuration: str) -> int:
+    """The header badge: predicted structures of ``configuration``'s cases not yet reviewed or approved.
+
+    Pure SQL (no maps): structures with predicted volume, per newest non-protocol result, minus the review items in
+    ``reviewed`` or ``approved``. Regions assigned to a structure that was not predicted are not counted here.
+    """
+    refs = deployed_results(session, configuration)
+    predicted = _predicted_classes(session, [ref.result.id for ref in refs])
+    states = review_states(session, {ref.result.configuration_id for ref in refs})
+    done = {State.REVIEWED, State.APPROVED}
+    return sum(
+        states.get((ref.image.id, ref.result.configuration_id, c), {}).get("state") not in done
+        for ref in refs for c in predicted.get(ref.result.id, set())
+    )

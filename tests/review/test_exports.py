@@ -1,0 +1,231 @@
+"""The worklist from a seeded store, its CSV / Excel exports, NIfTI maps on the original grid, the case RTSTRUCT of a
+DICOM case, the audit report PDF (rendered to PNG) and the command-line verbs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pypdfium2
+import pytest
+import SimpleITK as sitk
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from pipeline.dicom import read_ct_series, read_rtstruct
+from pipeline.review.command import add_review_verbs
+from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
+from pipeline.review.regions import Budget
+from pipeline.review.report import gather_report, write_report
+from pipeline.review.rtstruct import RtstructError
+from pipeline.review.service import CommandLine, ItemKey, ReviewService
+from pipeline.review.workflow import State
+from pipeline.review.worklist import Worklist, build_worklist, unreviewed_count
+from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.database import make_engine, session_factory
+from pipeline.store.review_schema import AuditEntry
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing
+from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded
+
+
+def _worklist(seeded: Seeded, configuration: str, budget: Budget) -> Worklist:
+    engine = make_engine(seeded.url)
+    with session_factory(engine)() as session:
+        worklist = build_worklist(session, ArtifactStore(seeded.artifacts), configuration, budget)
+    engine.dispose()
+    return worklist
+
+
+def test_worklist_ranks_cases_and_regions(seeded: Seeded) -> None:
+    worklist = _worklist(seeded, "DE", Budget("fraction", STORED_BUDGET))
+    assert [c.rank for c in worklist.cases] == [1, 2, 3]
+    assert {c.case for c in worklist.cases} == {"synthetic-1", "synthetic-2", "ibsi"}
+    scores = [c.score for c in worklist.cases]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    for case in worklist.cases:
+        assert [r.rank for r in case.regions] == list(range(1, len(case.regions) + 1))
+        assert case.flagged_ml == pytest.approx(sum(r.volume_ml for r in case.regions))
+        assert {item.state for item in case.items} == {State.PENDING}
+        assert sum(len(item.regions) for item in case.items) == len(case.regions)
+    ibsi = next(c for c in worklist.cases if c.case == "ibsi")
+    assert [i.structure for i in ibsi.items] == ["spleen"] and ibsi.expected_recall == pytest.approx(0.28)
+    synthetic = next(c for c in worklist.cases if c.case == "synthetic-1")
+    assert [i.structure for i in synthetic.items] == ["lymph_nodes", "spleen"]
+    assert worklist.unreviewed() == 5
+
+
+def test_budgets_below_and_above_the_stored_one(seeded: Seeded) -> None:
+    stored = _worklist(seeded, "Base", Budget("fraction", STORED_BUDGET))
+    smaller = _worklist(seeded, "Base", Budget("fraction", 0.01))
+    larger = _worklist(seeded, "Base", Budget("fraction", 0.04))  # regrows the ROI from the stored maps
+    for case in stored.cases:
+        small = next(c for c in smaller.cases if c.case == case.case)
+        large = next(c for c in larger.cases if c.case == case.case)
+        assert small.flagged_ml < case.flagged_ml < large.flagged_ml
+        assert large.flagged_ml == pytest.approx(2 * case.flagged_ml, rel=0.01)
+    minutes = _worklist(seeded, "Base", Budget("minutes", 0.5))  # 0.5 min at 30 s/mL = 1 mL per case
+    assert all(c.flagged_ml == pytest.approx(1.0, abs=0.01) or c.capped for c in minutes.cases)
+
+
+def test_worklist_csv_and_excel(seeded: Seeded, tmp_path: Path) -> None:
+    service = ReviewService(make_engine(seeded.url), password_method=FAST_HASH)
+    reviewer = service.create_user(CommandLine("t"), "csv-reviewer", PASSWORD, "reviewer").id
+    key = ItemKey(seeded.image_ids["synthetic-2"], seeded.configuration_ids["Base"], 2)
+    service.start_review(reviewer, key)
+    service.record_decision(reviewer, key, "rejected", "=HYPERLINK(\"http://x\")  formula-looking comment")
+    worklist = _worklist(seeded, "Base", Budget("fraction", STORED_BUDGET))
+    rows = list(csv.DictReader(io.StringIO(write_worklist(worklist, tmp_path / "w.csv", "csv").read_text())))
+    assert len(rows) == sum(max(1, len(i.regions)) for c in worklist.cases for i in c.items)
+    decided = [r for r in rows if r["case"] == "synthetic-2" and r["structure"] == "spleen"]
+    assert {r["state"] for r in decided} == {"reviewed"} and {r["reviewer"] for r in decided} == {"csv-reviewer"}
+    assert decided[0]["comment"].startswith("'=HYPERLINK")  # never a live formula
+    book = load_workbook(write_worklist(worklist, tmp_path / "w.xlsx", "xlsx"))
+    assert book.sheetnames == ["about", "cases", "regions"]
+    cases = list(book["cases"].values)
+    assert cases[0][:2] == ("rank", "case") and len(cases) == 1 + len(worklist.cases)
+    comments = [row[6] for row in book["regions"].iter_rows(min_row=2) if row[6].value]
+    assert comments and all(c.value.startswith("=HYPERLINK") and c.data_type == "s" for c in comments)
+    with pytest.raises(ValueError, match="csv or xlsx"):
+        write_worklist(worklist, tmp_path / "w.pdf", "pdf")  # type: ignore[arg-type]
+
+
+def test_region_and_entropy_maps_as_nifti_on_the_original_grid(seeded: Seeded, tmp_path: Path) -> None:
+    engine = make_engine(seeded.url)
+    with session_factory(engine)() as session:
+        regions, entropy = export_region_maps(session, ArtifactStore(seeded.artifacts), "ibsi", "DE",
+                                              Budget("fraction", STORED_BUDGET), tmp_path)
+    engine.dispose()
+    ct = read_ct_series(IBSI_IMAGE).image
+    for path in (regions, entropy):
+        image = sitk.ReadImage(str(path))
+        assert image.GetSize() == ct.GetSize()
+        np.testing.assert_allclose(image.GetOrigin(), ct.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(image.GetSpacing(), ct.GetSpacing(), atol=1e-6)
+        np.testing.assert_allclose(image.GetDirection(), ct.GetDirection(), atol=1e-6)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(regions)))
+    worklist = _worklist(seeded, "DE", Budget("fraction", STORED_BUDGET))
+    case = next(c for c in worklist.cases if c.case == "ibsi")
+    assert int(labels.max()) == len(case.regions)
+    assert [int((labels == r.rank).sum()) for r in case.regions] == [r.voxels for r in case.regions]
+
+
+def test_case_rtstruct_references_the_dicom_series_and_round_trips(seeded: Seeded, tmp_path: Path) -> None:
+    engine = make_engine(seeded.url)
+    artifacts = ArtifactStore(seeded.artifacts)
+    budget = Budget("fraction", STORED_BUDGET)
+    with session_factory(engine)() as session:
+        path = export_case_rtstruct(session, artifacts, "ibsi", "DE", budget, tmp_path / "qa.dcm")
+        with pytest.raises(RtstructError, match="not a DICOM series"):
+            export_case_rtstruct(session, artifacts, "synthetic-1", "DE", budget, tmp_path / "no.dcm")
+        with pytest.raises(LookupError, match="no stored result of configuration 'CE'"):
+            export_case_rtstruct(session, artifacts, "ibsi", "CE", budget, tmp_path / "no.dcm")
+        from pipeline.review.worklist import case_regions, deployed_results
+
+        regions, _, _ = case_regions(session, artifacts, deployed_results(session, "DE", "ibsi")[0], budget)
+    engine.dispose()
+    series = read_ct_series(IBSI_IMAGE)
+    back = read_rtstruct(path, series.image, series.frame_of_reference_uid)
+    assert list(back) == ["QA spleen"]
+    assert int(np.count_nonzero(back["QA spleen"] != (regions.labels > 0))) == 0
+
+
+def test_audit_report_pdf_renders(seeded: Seeded, tmp_path: Path) -> None:
+    engine = make_engine(seeded.url)
+    with session_factory(engine)() as session:
+        content = gather_report(session, ArtifactStore(seeded.artifacts), "sqlite:///test", "DE",
+                                Budget("fraction", STORED_BUDGET))
+    engine.dispose()
+    assert set(content.reliability) == {"Base", "DE"} and len(content.cohort) == 2
+    path = write_report(content, tmp_path / "report.pdf")
+    document = pypdfium2.PdfDocument(str(path))
+    try:
+        assert len(document) == 5  # cover, charts, worklist, decisions, sign-off
+        for index in range(len(document)):
+            pixels = np.asarray(document[index].render(scale=0.6).to_pil().convert("L"))
+            ink = float((pixels < 200).mean())
+            assert 0.002 < ink < 0.5, f"page {index + 1} looks blank or black ({ink:.4f} inked)"
+    finally:
+        document.close()
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_review_verbs(parser.add_subparsers(dest="verb", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
+    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(seeded.artifacts))
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    engine = make_engine(seeded.url)
+
+    def audit_count() -> int:
+        with session_factory(engine)() as session:
+            return int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+
+    before = audit_count()
+    assert _cli(["users", "add", "--username", "cli-approver", "--role", "approver"]) == 0
+    assert ReviewService(engine, password_method=FAST_HASH).authenticate("cli-approver", PASSWORD).role == "approver"
+    assert _cli(["users", "list"]) == 0
+    assert "cli-approver\tapprover\tactive" in capsys.readouterr().out
+    assert _cli(["export-worklist", "--configuration", "DE", "--format", "xlsx", "--out",
+                 str(tmp_path / "w.xlsx")]) == 0
+    assert _cli(["export-rtstruct", "--case", "ibsi", "--configuration", "DE", "--minutes", "0.5", "--out",
+                 str(tmp_path / "rs.dcm")]) == 0
+    assert _cli(["export-regions", "--case", "ibsi", "--configuration", "DE", "--out-dir", str(tmp_path)]) == 0
+    assert _cli(["audit-report", "--out", str(tmp_path / "r.pdf")]) == 0
+    assert _cli(["export-rtstruct", "--case", "nope", "--configuration", "DE", "--out", str(tmp_path / "x.dcm")]) == 2
+    assert "error: case 'nope' has no stored result" in capsys.readouterr().err
+    with session_factory(engine)() as session:
+        rows = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id).offset(before)))
+    assert [(r.action, r.outcome) for r in rows] == [
+        ("user.create", "ok"), ("login", "ok"), ("export.worklist_xlsx", "ok"), ("export.rtstruct", "ok"),
+        ("export.regions_nifti", "ok"), ("export.audit_report", "ok"), ("export.rtstruct", "failure")]
+    assert {r.actor for r in rows} - {"cli-approver"} == {f"cli:{CommandLine().os_user}"}
+    assert "LookupError: case 'nope'" in rows[-1].after["reason"]
+    assert all((tmp_path / name).stat().st_size > 0 for name in ("w.xlsx", "rs.dcm", "r.pdf"))
+    assert audit_count() == before + 7
+    written = write_audit_csv(ReviewService(engine).audit_entries(CommandLine()), tmp_path / "audit.csv")
+    assert len(list(csv.DictReader(written.open()))) == audit_count()
+    with session_factory(engine)() as session:
+        assert unreviewed_count(session, "DE") == 5  # 2 + 2 + 1 predicted structures, none reviewed under DE
+    engine.dispose()
+    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert _cli(["users", "list"]) == 2
+    assert re.search(r"error: the store .* is empty, .* run `alembic upgrade head`", capsys.readouterr().err)
+
+
+def test_unknown_configurations_and_missing_maps(seeded: Seeded) -> None:
+    """Runs last in this module: it adds a configuration whose only result points at maps that are not there."""
+    engine = make_engine(seeded.url)
+    artifacts = ArtifactStore(seeded.artifacts)
+    unknown = r"no stored result of configuration 'XX' \(stored: Base, DE\)"
+    with session_factory(engine)() as session, pytest.raises(LookupError, match=unknown):
+        build_worklist(session, artifacts, "XX", Budget("fraction", 0.02))
+    with session_factory(engine).begin() as session:
+        base = session.get_one(Configuration, seeded.configuration_ids["Base"])
+        broken = Configuration(model_set_id=base.model_set_id, name="CE+TTA", position=9, members=[], views=[],
+                               temperature_scaling=False)
+        session.add(broken)
+        session.flush()
+        image_id = seeded.image_ids["synthetic-1"]
+        processing = session.scalars(select(Processing.id).where(Processing.image_id == image_id)).first()
+        result = CaseResult(processing_id=processing, image_id=image_id, configuration_id=broken.id,
+                            has_reference=False, roi_voxels=100, mean_entropy_roi=0.1, voxel_ml=0.002, seconds=0.0)
+        session.add(result)
+        session.flush()
+        session.add_all([Artifact(image_id=image_id, result_id=result.id, kind=kind, path=f"gone/{kind}.zarr",
+                                  dtype="uint8", shape=[1, 1, 1], budget=0.02) for kind in ("entropy", "prediction",
+                                                                                           "budget_mask")])
+    with session_factory(engine)() as session:
+        worklist = build_worklist(session, artifacts, "CE+TTA", Budget("fraction", 0.02))
+    engine.dispose()
+    assert worklist.cases == () and len(worklist.skipped) == 1
+    assert worklist.skipped[0].startswith("synthetic-1: ") and "gone/entropy.zarr" in worklist.skipped[0]

@@ -1,0 +1,119 @@
+"""Review regions on synthetic masks: volumes, slice ranges, ranking, connectivity, structures, budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.review.regions import (
+    Budget,
+    ReviewSettings,
+    case_score,
+    find_regions,
+    flagged_count,
+    narrow_budget_mask,
+    rank_cases,
+    top_budget_mask,
+)
+
+SPACING = (2.0, 0.5, 0.5)  # mm; a voxel is 0.5 µL = 0.0005 mL
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mask = np.zeros((10, 30, 30), dtype=bool)
+    entropy = np.zeros(mask.shape, dtype=np.float16)
+    prediction = np.zeros(mask.shape, dtype=np.uint8)
+    mask[2:6, 5:15, 5:15] = True  # A: 400 voxels, entropy 0.5, on predicted spleen (2)
+    entropy[2:6, 5:15, 5:15] = 0.5
+    prediction[2:6, 5:15, 5:10] = 2
+    prediction[2:6, 5:15, 10:12] = 1  # fewer node voxels than spleen voxels: A is spleen
+    mask[7, 20:22, 20:22] = True  # B: 4 voxels of entropy 1.0, no foreground inside; nodes 3 voxels away
+    entropy[7, 20:22, 20:22] = 1.0
+    prediction[7, 25, 20:22] = 1
+    mask[8, 2, 2] = mask[9, 3, 3] = True  # C: two voxels touching at a corner only
+    entropy[8, 2, 2] = entropy[9, 3, 3] = 0.25
+    return mask, entropy, prediction
+
+
+def test_regions_volumes_slices_scores_and_ranking() -> None:
+    mask, entropy, prediction = _scene()
+    found = find_regions(mask, entropy, prediction, SPACING)
+    a, b, c = found.regions
+    assert [r.rank for r in found.regions] == [1, 2, 3]
+    assert (a.voxels, a.slices, a.class_index) == (400, (2, 5), 2)
+    assert a.volume_ml == pytest.approx(400 * 0.0005)
+    assert a.mean_entropy == pytest.approx(0.5) and a.score == pytest.approx(0.5 * 0.2)
+    assert (b.voxels, b.slices, b.class_index, b.max_entropy) == (4, (7, 7), 1, 1.0)
+    assert b.score == pytest.approx(1.0 * 4 * 0.0005)
+    assert (c.voxels, c.slices, c.class_index) == (2, (8, 9), 2)  # 26-connected; the spleen is nearest
+    for region in found.regions:
+        assert found.labels[region.centroid] == region.rank  # the centroid voxel lies inside its region
+        assert int((found.labels == region.rank).sum()) == region.voxels
+    assert case_score(found.regions) == pytest.approx(a.score + b.score + c.score)
+
+
+def test_six_connectivity_splits_corner_neighbours() -> None:
+    mask, entropy, prediction = _scene()
+    found = find_regions(mask, entropy, prediction, SPACING, ReviewSettings(connectivity=6))
+    assert [r.voxels for r in found.regions] == [400, 4, 1, 1]
+
+
+def test_a_region_far_from_any_structure_is_class_zero() -> None:
+    mask = np.zeros((3, 40, 40), dtype=bool)
+    mask[1, 1, 1] = True
+    prediction = np.zeros(mask.shape, dtype=np.uint8)
+    prediction[1, 39, 39] = 2  # 38 * 0.5 * sqrt(2) = 26.9 mm away: inside a 30 mm search, outside a 20 mm one
+    entropy = np.ones(mask.shape, dtype=np.float32)
+    assert find_regions(mask, entropy, prediction, SPACING).regions[0].class_index == 2
+    narrow = ReviewSettings(structure_search_mm=20.0)
+    assert find_regions(mask, entropy, prediction, SPACING, narrow).regions[0].class_index == 0
+
+
+def test_an_empty_mask_has_no_region() -> None:
+    mask, entropy, prediction = _scene()
+    found = find_regions(np.zeros_like(mask), entropy, prediction, SPACING)
+    assert found.regions == () and not found.labels.any()
+
+
+def test_cases_rank_by_their_summed_scores() -> None:
+    mask, entropy, prediction = _scene()
+    big = find_regions(mask, entropy, prediction, SPACING).regions
+    small = find_regions(mask & (entropy >= 1.0), entropy, prediction, SPACING).regions
+    assert rank_cases({"small": small, "big": big, "empty": ()}) == ["big", "small", "empty"]
+
+
+def test_budgets_fraction_and_minutes() -> None:
+    settings = ReviewSettings(seconds_per_ml=30.0)
+    assert Budget("fraction", 0.02).fraction(1000, 0.001, settings) == (0.02, False)
+    # 1 minute at 30 s/mL = 2 mL of a 100 mL ROI = 2 %
+    assert Budget("minutes", 1.0).fraction(100_000, 0.001, settings) == (pytest.approx(0.02), False)
+    assert Budget("minutes", 10.0).fraction(100_000, 0.001, settings) == (0.05, True)  # 20 % capped at 5 %
+    with pytest.raises(ValueError, match=r"fraction budget must be in \[0, 1\]"):
+        Budget("fraction", 1.5)
+    with pytest.raises(ValueError, match="seconds_per_ml"):
+        ReviewSettings(seconds_per_ml=0)
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_REVIEW_SECONDS_PER_ML", "12.5")
+    assert ReviewSettings.from_env().seconds_per_ml == 12.5
+    monkeypatch.setenv("QA_REVIEW_SECONDS_PER_ML", "fast")
+    with pytest.raises(ValueError, match="QA_REVIEW_SECONDS_PER_ML='fast'"):
+        ReviewSettings.from_env()
+
+
+def test_top_budget_mask_and_its_narrowing_agree() -> None:
+    rng = np.random.default_rng(0)
+    entropy = rng.random((6, 20, 20)).astype(np.float16)
+    roi = np.zeros(entropy.shape, dtype=bool)
+    roi[1:5, 2:18, 3:17] = True
+    n = int(roi.sum())
+    wide = top_budget_mask(entropy, roi, 0.05)
+    assert int(wide.sum()) == flagged_count(0.05, n) == int(np.ceil(0.05 * n))
+    assert not (wide & ~roi).any()
+    assert entropy[wide].min() >= entropy[roi & ~wide].max()
+    for fraction in (0.0, 0.01, 0.02, 0.05):
+        np.testing.assert_array_equal(narrow_budget_mask(wide, entropy, n, fraction),
+                                      top_budget_mask(entropy, roi, fraction))
+    with pytest.raises(ValueError, match="the stored mask holds"):
+        narrow_budget_mask(wide, entropy, n, 0.06)
