@@ -16,6 +16,7 @@ demo: $(VENV)/.installed
 	$(PY) app.py
 
 test: $(VENV)/.installed
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver)
 	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests migrations
 	$(PY) -m pytest -q tests
 

@@ -1,32 +1,42 @@
-"""The landing page: what the dashboard will show, and how to fill it while the store is empty."""
+"""The overview: what the store holds, and every case with a link to its slice browser."""
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import html
+from dash.development.base_component import Component
+
+from qa_dashboard.components import grid, guarded, patient_href, section
+from qa_dashboard.queries.overview import case_rows, totals
+from qa_dashboard.store import Store
 
 dash.register_page(__name__, path="/", title="Uncertainty QA")
 
-layout = dbc.Alert(
-    [
-        html.H4("No results to show yet", className="alert-heading"),
-        html.P(
-            "This dashboard reads the results store of the nightly pipeline (cohort calibration, method comparison, "
-            "patient slice browser, review worklist). The store is not part of this version yet."
-        ),
-        html.P(
-            [
-                "Meanwhile the pipeline runs from the command line: ",
-                html.Code("make demo"),
-                ", ",
-                html.Code("python -m pipeline evaluate --probs P --reference R"),
-                " and ",
-                html.Code("python -m pipeline predict --models M --ct CT --out DIR"),
-                " (see the README).",
-            ]
-        ),
-    ],
-    color="info",
-    id="empty-state",
-)
+COLUMNS = [
+    {"field": "case", "headerName": "Case", "cellRenderer": "markdown", "pinned": "left"},
+    {"field": "cohort"}, {"field": "patient", "headerName": "Patient (pseudonym)"},
+    {"field": "reference", "headerName": "Reference"}, {"field": "note", "headerName": "Reference note", "flex": 1},
+    {"field": "processed", "headerName": "Last processed"}, {"field": "results", "headerName": "Results"},
+]
+
+
+def _overview(store: Store) -> Component:
+    with store.session() as session:
+        counts = totals(session)
+        rows = case_rows(session)
+    for row in rows:
+        row["case"] = f"[{row['case']}]({patient_href(row['case'])})"
+    latest = ("no run yet" if counts.latest_run is None else
+              f"run {counts.latest_run[0]}: {counts.latest_run[1]} ({counts.latest_run[2]:%Y-%m-%d %H:%M})")
+    cards = [(str(counts.patients), "patients"), (str(counts.cases), "cases"), (str(counts.results), "results"),
+             (str(counts.protocols), "protocols"), (latest, "latest run")]
+    return html.Div([
+        dbc.Row([dbc.Col(dbc.Card(dbc.CardBody([html.H5(value, className="mb-0"), html.Small(label)])))
+                 for value, label in cards], className="mb-3 g-2", id="totals"),
+        section("Cases", grid("case-grid", COLUMNS, rows, 460), help_text="open a case in the slice browser"),
+    ])
+
+
+def layout(**_query: str) -> Component:
+    return guarded(_overview)

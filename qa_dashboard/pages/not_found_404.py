@@ -1,15 +1,14 @@
-"""The not-found page for unknown URLs (Dash Pages serves it for any path no page claims)."""
+"""The not-found page for addresses no page claims (Dash Pages serves it for any unmatched path)."""
 
 from __future__ import annotations
 
 import dash
-import dash_bootstrap_components as dbc
-from dash import html
+from dash.development.base_component import Component
+
+from qa_dashboard.components import not_found
 
 dash.register_page(__name__, path="/404", title="Not found")
 
-layout = dbc.Alert(
-    [html.H4("Page not found"), html.P(["Nothing lives at this address. ", html.A("Back to the start", href="/")])],
-    color="secondary",
-    id="not-found",
-)
+
+def layout(**_query: str) -> Component:
+    return not_found("Nothing lives at this address.")

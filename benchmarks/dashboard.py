@@ -1,0 +1,186 @@
+"""Dashboard server times on a seeded cohort: ``python -m benchmarks.dashboard [--patients 1000]``.
+
+Seeds a store (``tests/dashboard/seed.py``: no inference) of N phantom patients × the 12-configuration grid under a
+5-repeat protocol, with 512 × 512 × 100 voxel maps for a few cases, then times, through Dash's own HTTP endpoint
+(``/_dash-update-component`` on the Flask test client, so routing, the callback and JSON encoding all count):
+
+- a slice change in the browser: the axial view's callback at a slice not seen before (p50 / p95 over a sweep
+  through the volume), with two overlays (entropy heat map + reference contour) and with the four default
+  overlays, and the crosshair-only update of the other two views;
+- the cohort calibration page: its layout, the table callback and the reliability diagram callback.
+
+Targets (issue 5): slice change p95 ≤ 50 ms for a 512 × 512 slice with two overlays; cohort page ≤ 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("benchmarks.dashboard")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Dash:
+    """Calls a Dash callback the way the browser does."""
+
+    def __init__(self, app: Any) -> None:
+        self.client = app.server.test_client()
+
+    def call(self, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]],
+             state: list[tuple[str, str, Any]], changed: list[str]) -> float:
+        """Seconds the server took to answer (the response is checked and decoded)."""
+        body = {
+            "output": outputs[0][0] + "." + outputs[0][1] if len(outputs) == 1
+            else ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1
+            else {"id": outputs[0][0], "property": outputs[0][1]},
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+            "changedPropIds": changed,
+        }
+        began = time.perf_counter()
+        response = self.client.post("/_dash-update-component", json=body)
+        elapsed = time.perf_counter() - began
+        if response.status_code not in (200, 204):
+            raise RuntimeError(f"callback {body['output']} answered {response.status_code}: {response.data[:500]!r}")
+        if response.status_code == 200:
+            json.loads(response.data)
+        return elapsed
+
+
+def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays: list[str], changed: str,
+                case: str, budget: float) -> float:
+    others = [p for p in ("axial", "coronal", "sagittal") if p != plane]
+    inputs = [(f"slice-{plane}", "data", slices[plane]), *((f"slice-{p}", "data", slices[p]) for p in others),
+              ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-wl", "value", "1"),
+              ("viewer-overlays", "value", overlays), ("viewer-structures", "value", [1, 2]),
+              ("viewer-opacity", "value", 0.6), ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget)]
+    return dash.call([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs,
+                     [("viewer-case", "data", case)], [changed])
+
+
+def slice_changes(dash: Dash, case: str, a: int, shape: tuple[int, int, int], budget: float, count: int
+                  ) -> dict[str, Any]:
+    """Sweep the axial slices (each one new to the caches) with two and with four overlays."""
+    z, y, x = shape
+    figures: dict[str, Any] = {}
+    centre = {"axial": z // 2, "coronal": y // 2, "sagittal": x // 2}
+    _plane_call(dash, "axial", centre, a, ["entropy", "reference"], "slice-axial.data", case, budget)  # warm-up
+    for label, overlays in (("two overlays (entropy, reference contour)", ["entropy", "reference"]),
+                            ("four overlays (+ predicted contour, budget mask)",
+                             ["entropy", "reference", "prediction", "budget"])):
+        offset = 0 if "two" in label else 1
+        times = [_plane_call(dash, "axial", {**centre, "axial": index}, a, overlays, "slice-axial.data", case, budget)
+                 for index in range(offset, min(z, offset + 2 * count), 2)]
+        figures[label] = {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * _percentile(times, 95),
+                          "n": len(times)}
+    crosshair = [_plane_call(dash, "coronal", {**centre, "axial": index}, a, ["entropy", "reference"],
+                             "slice-axial.data", case, budget) for index in range(0, min(z, count))]
+    figures["crosshair update of another view"] = {"p50_ms": 1000 * statistics.median(crosshair),
+                                                   "p95_ms": 1000 * _percentile(crosshair, 95), "n": len(crosshair)}
+    return figures
+
+
+def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeats: int, structures: list[str],
+                configurations: list[int], runs: int) -> dict[str, Any]:
+    """The cohort page's server work: layout, table and reliability diagram (first, then from the page caches)."""
+    filters = [("cohort-protocol", "value", protocol_id), ("cohort-repeats", "value", list(range(repeats))),
+               ("cohort-dates", "start_date", None), ("cohort-dates", "end_date", None)]
+    totals = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        layout()
+        parts = [time.perf_counter() - began]
+        parts.append(dash.call([("cohort-grid", "rowData")], [*filters, ("cohort-structures", "value", structures)],
+                               [], ["cohort-protocol.value"]))
+        parts.append(dash.call([("cohort-reliability", "figure")],
+                               [*filters, ("cohort-diagram-configurations", "value", configurations)], [],
+                               ["cohort-protocol.value"]))
+        totals.append(parts)
+    first = totals[0]
+    return {"first_layout_ms": 1000 * first[0], "first_table_ms": 1000 * first[1],
+            "first_diagram_ms": 1000 * first[2], "first_total_ms": 1000 * sum(first),
+            "cached_total_median_ms": 1000 * statistics.median(sum(t) for t in totals[1:]), "runs": runs}
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 1) if isinstance(value, float) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=1000, help="phantom patients (default 1000)")
+    parser.add_argument("--repeats", type=int, default=5, help="protocol repeats (default 5)")
+    parser.add_argument("--map-shape", default="100,512,512", help="Z,Y,X of the voxel maps (default 100,512,512)")
+    parser.add_argument("--map-cases", type=int, default=2, help="phantoms with voxel maps (default 2)")
+    parser.add_argument("--changes", type=int, default=40, help="slice changes timed per setting (default 40)")
+    parser.add_argument("--database-url", help="an empty database to seed (default: a temporary SQLite file)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="qa-dashboard-bench-") as folder:
+        figures = _run(args, Path(folder))
+    text = json.dumps(_rounded(figures), indent=2)
+    sys.stdout.write(text + "\n")
+    if args.json:
+        args.json.write_text(text)
+    return 0
+
+
+def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Seed the store (maps under ``workdir``), start the app on it and measure."""
+    from alembic import command
+
+    from pipeline.store.database import alembic_config
+    from tests.dashboard.seed import FULL_GRID, SeedPlan, seed_store
+
+    url = args.database_url or f"sqlite:///{workdir / 'qa.sqlite3'}"
+    shape = tuple(int(v) for v in args.map_shape.split(","))
+    plan = SeedPlan(patients=args.patients, configurations=FULL_GRID, repeats=args.repeats,
+                    map_cases=args.map_cases, map_configurations=("DE+TTA", "DE+TTA+TS"),
+                    map_shape=shape, spacing_xyz=(0.9, 0.9, 2.5))  # type: ignore[arg-type]
+    command.upgrade(alembic_config(url), "head")
+    began = time.perf_counter()
+    seeded = seed_store(url, workdir / "artifacts", plan)
+    log.info("seeded %d patients × %d configurations in %.0f s (%s)", args.patients, len(FULL_GRID),
+             time.perf_counter() - began, url.split("://")[0])
+    os.environ["QA_DATABASE_URL"], os.environ["QA_ARTIFACTS_DIR"] = url, str(workdir / "artifacts")
+
+    import dash
+
+    from qa_dashboard.app import create_app
+    from qa_dashboard.charts import SHOWN_AT_FIRST
+
+    app = create_app()
+    page = next(p for p in dash.page_registry.values() if p["path"] == "/cohort")
+    client = Dash(app)
+    return {
+        "store": {"backend": url.split("://")[0], "patients": args.patients, "configurations": len(FULL_GRID),
+                  "repeats": args.repeats, "map_shape_zyx": list(shape)},
+        "slice_change": slice_changes(client, seeded.map_cases[0], seeded.configurations["DE+TTA"], shape,
+                                      plan.budget, args.changes),
+        "cohort_page": cohort_page(client, page["layout"], seeded.protocol_id, args.repeats,
+                                   ["all foreground", "lymph_nodes", "spleen"],
+                                   list(seeded.configurations.values())[:SHOWN_AT_FIRST], runs=3),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+// The slice browser's keyboard and mouse wheel (pages/patient.py). Events become updates of the dcc.Store
+// "viewer-nav" ({plane, step}); the clientside callback qa.navigate turns them into slice indices, clamped.
+(function () {
+    "use strict";
+    const STEPS = {ArrowUp: -1, ArrowDown: 1, PageUp: -10, PageDown: 10, Home: "first", End: "last"};
+    const PRESETS = ["1", "2", "3", "4", "5"];
+    const WHEEL_INTERVAL_MS = 40;
+    let active = "axial";
+    let lastWheel = 0;
+
+    function viewOf(target) {
+        return target && target.closest ? target.closest(".qa-view") : null;
+    }
+
+    function send(plane, step) {
+        window.dash_clientside.set_props("viewer-nav", {data: {plane: plane, step: step, at: Date.now()}});
+    }
+
+    document.addEventListener("mouseover", function (event) {
+        const view = viewOf(event.target);
+        if (view) {
+            active = view.dataset.plane;
+        }
+    });
+
+    document.addEventListener("wheel", function (event) {
+        const view = viewOf(event.target);
+        if (!view) {
+            return;
+        }
+        event.preventDefault();
+        active = view.dataset.plane;
+        const now = Date.now();
+        if (now - lastWheel >= WHEEL_INTERVAL_MS && event.deltaY !== 0) {
+            lastWheel = now;
+            send(active, event.deltaY > 0 ? 1 : -1);
+        }
+    }, {passive: false});
+
+    document.addEventListener("keydown", function (event) {
+        const target = event.target;
+        const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)
+            || (target.closest && target.closest("[role=slider]"));
+        if (!document.getElementById("viewer") || typing || event.ctrlKey || event.metaKey || event.altKey) {
+            return;
+        }
+        if (event.key in STEPS) {
+            event.preventDefault();
+            send(active, STEPS[event.key]);
+        } else if (PRESETS.includes(event.key)) {
+            window.dash_clientside.set_props("viewer-wl", {value: event.key});
+        } else if (event.key === "?") {
+            window.dash_clientside.set_props("viewer-help", {is_open: true});
+        }
+    });
+
+    window.dash_clientside = Object.assign({}, window.dash_clientside, {
+        qa: {
+            navigate: function (nav, axial, coronal, sagittal, shape) {
+                const skip = window.dash_clientside.no_update;
+                if (!nav || !shape || !(nav.plane in shape)) {
+                    return [skip, skip, skip];
+                }
+                const current = {axial: axial, coronal: coronal, sagittal: sagittal};
+                const last = shape[nav.plane] - 1;
+                let next = nav.step === "first" ? 0 : nav.step === "last" ? last : current[nav.plane] + nav.step;
+                next = Math.max(0, Math.min(last, next));
+                return ["axial", "coronal", "sagittal"].map(function (plane) {
+                    return plane === nav.plane && next !== current[plane] ? next : skip;
+                });
+            },
+        },
+    });
+}());

@@ -1,0 +1,83 @@
+"""The protocol filters shared by the cohort and comparison pages: model set, protocol, repeats, date range.
+
+Each page gets its own copy (ids prefixed with the page's name) and registers the copy's callbacks once.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+from dash.development.base_component import Component
+
+from qa_dashboard.queries.cohort import CohortFilter, ProtocolInfo, protocol, protocols
+from qa_dashboard.store import get_store
+
+
+def parse_protocol(value: str | None, infos: list[ProtocolInfo]) -> ProtocolInfo | None:
+    """The protocol named by a ``?protocol=ID`` query value (the newest when absent); None when it names none."""
+    if value is None:
+        return infos[0] if infos else None
+    return next((p for p in infos if str(p.id) == value.strip()), None)
+
+
+def protocol_filters(prefix: str, infos: list[ProtocolInfo], chosen: ProtocolInfo) -> Component:
+    """Model set, protocol, repeats and processing dates; ``chosen`` preselected."""
+    model_sets = {p.model_set_id: p.model_set for p in infos}
+    return dbc.Row(
+        [
+            dbc.Col([dbc.Label("Model set"), dcc.Dropdown(
+                id=f"{prefix}-model-set", options=[{"label": n, "value": i} for i, n in model_sets.items()],
+                value=chosen.model_set_id, clearable=False)], md=3),
+            dbc.Col([dbc.Label("Protocol"), dcc.Dropdown(
+                id=f"{prefix}-protocol", options=_protocol_options(infos, chosen.model_set_id), value=chosen.id,
+                clearable=False)], md=4),
+            dbc.Col([dbc.Label("Repeats"), dcc.Dropdown(
+                id=f"{prefix}-repeats", options=_repeat_options(chosen), value=list(range(chosen.repeats)),
+                multi=True, placeholder="every repeat")], md=2),
+            dbc.Col([dbc.Label("Processed between"), html.Div(dcc.DatePickerRange(
+                id=f"{prefix}-dates", display_format="YYYY-MM-DD", clearable=True))], md=3),
+        ],
+        className="g-2 mb-3",
+    )
+
+
+def _protocol_options(infos: list[ProtocolInfo], model_set_id: int) -> list[dict[str, object]]:
+    return [{"label": p.label, "value": p.id} for p in infos if p.model_set_id == model_set_id]
+
+
+def _repeat_options(info: ProtocolInfo) -> list[dict[str, object]]:
+    return [{"label": f"repeat {r}", "value": r} for r in range(info.repeats)]
+
+
+def cohort_filter(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
+                  configurations: list[int] | None = None) -> CohortFilter | None:
+    """The filter of the controls' values (no repeat chosen = every repeat); None without a protocol."""
+    if protocol_id is None:
+        return None
+    def day(value: str | None) -> date | None:
+        return date.fromisoformat(value[:10]) if value else None
+
+    return CohortFilter(int(protocol_id), tuple(sorted(repeats)) if repeats else None,
+                        tuple(configurations) if configurations is not None else None, day(start), day(end))
+
+
+def register_protocol_callbacks(prefix: str) -> None:
+    """The model set narrows the protocols; a protocol sets its repeats."""
+
+    @callback(Output(f"{prefix}-protocol", "options"), Output(f"{prefix}-protocol", "value"),
+              Input(f"{prefix}-model-set", "value"), prevent_initial_call=True)
+    def _protocols_of(model_set_id: int) -> tuple[list[dict[str, object]], int | None]:
+        with get_store().session() as session:
+            options = _protocol_options(protocols(session), model_set_id)
+        return options, options[0]["value"] if options else None  # type: ignore[return-value]
+
+    @callback(Output(f"{prefix}-repeats", "options"), Output(f"{prefix}-repeats", "value"),
+              Input(f"{prefix}-protocol", "value"), prevent_initial_call=True)
+    def _repeats_of(protocol_id: int | None) -> tuple[list[dict[str, object]], list[int]]:
+        if protocol_id is None:
+            return [], []
+        with get_store().session() as session:
+            info = protocol(session, protocol_id)
+        return _repeat_options(info), list(range(info.repeats))

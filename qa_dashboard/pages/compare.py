@@ -1,0 +1,133 @@
+"""Method comparison: budget curves with bands, AUC distributions, a paired comparison with a clickable scatter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html, no_update
+from dash.development.base_component import Component
+
+from qa_dashboard import charts
+from qa_dashboard.components import guarded, not_found, patient_href, section
+from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
+from qa_dashboard.queries.cohort import CASE_METRICS, case_table, configurations, curves, paired, per_case, protocol
+from qa_dashboard.queries.cohort import protocols as list_protocols
+from qa_dashboard.store import Store, get_store
+
+dash.register_page(__name__, path="/compare", title="Method comparison", name="Method comparison")
+PREFIX = "compare"
+METRIC_LABELS = {"dsc_mean_fg": "DSC (mean foreground)", "ece": "ECE (ROI)", "brier": "Brier (ROI)", "nll": "NLL",
+                 "ueo_auc": "UEO-AUC", "fp_tp_auc": "FP-TP AUC", "fn_tn_auc": "FN-TN AUC"}
+GRAPH_CONFIG = {"displaylogo": False}
+
+
+def _page(store: Store, wanted: str | None) -> Component:
+    with store.session() as session:
+        infos = list_protocols(session)
+        if not infos:
+            return dbc.Alert(["No protocol has been run yet: ",
+                              html.Code("python -m pipeline protocol --models MANIFEST --cohort NAME"), "."],
+                             color="info", id="no-protocol")
+        chosen = parse_protocol(wanted, infos)
+        if chosen is None:
+            return not_found(f"There is no protocol {wanted!r}.")
+        options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
+    ids = [o["value"] for o in options]
+    dropdown = {"options": options, "clearable": False}
+    return html.Div([
+        html.H3("Method comparison"),
+        protocol_filters(PREFIX, infos, chosen),
+        dbc.Label("Configurations"),
+        dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,
+                     className="mb-3"),
+        dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}", config=GRAPH_CONFIG), lg=4) for m in charts.CURVE_LABELS]),
+        dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}-box", config=GRAPH_CONFIG), lg=6)
+                 for m in ("fp_tp_auc", "fn_tn_auc")]),
+        section(
+            "Paired comparison on the same cases",
+            dbc.Row([
+                dbc.Col([dbc.Label("A"), dcc.Dropdown(id="compare-a", value=ids[0], **dropdown)], md=4),
+                dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=ids[min(1, len(ids) - 1)], **dropdown)],
+                        md=4),
+                dbc.Col([dbc.Label("Metric"), dcc.Dropdown(
+                    id="compare-metric", options=[{"label": v, "value": k} for k, v in METRIC_LABELS.items()],
+                    value="ece", clearable=False)], md=4),
+            ], className="g-2 mb-2"),
+            dbc.Row([dbc.Col(html.Div(id="compare-paired-summary"), md=4),
+                     dbc.Col(dcc.Graph(id="compare-scatter", config=GRAPH_CONFIG), md=8)]),
+            help_text="each case's mean over the repeats it was tested in; bootstrap CI of the mean difference "
+                      "(10 000 resamples) and Wilcoxon signed-rank test",
+        ),
+        dcc.Location(id="compare-nav", refresh="callback-nav"),
+    ])
+
+
+def layout(protocol: str | None = None, **_query: str) -> Component:
+    return guarded(lambda store: _page(store, protocol))
+
+
+register_protocol_callbacks(PREFIX)
+FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
+           Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
+
+
+def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int]]:
+    grid = configurations(session, protocol(session, protocol_id).model_set_id)
+    return dict(grid), {i: k for k, (i, _) in enumerate(grid)}
+
+
+@callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
+          Input("compare-configurations", "value"))
+def _curves(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
+            shown: list[int] | None) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+    if chosen is None:
+        return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
+    store = get_store()
+    with store.session() as session:
+        names, positions = _grid(session, chosen.protocol_id)
+        frame = store.cached(session, ("curves", chosen), lambda: curves(session, chosen))
+    return tuple(charts.curve_figure(frame, m, names, positions) for m in charts.CURVE_LABELS)
+
+
+@callback(Output("compare-fp_tp_auc-box", "figure"), Output("compare-fn_tn_auc-box", "figure"), *FILTERS,
+          Input("compare-configurations", "value"))
+def _distributions(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
+                   shown: list[int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+    if chosen is None:
+        return charts.empty_figure("choose a protocol"), charts.empty_figure("choose a protocol")
+    store = get_store()
+    with store.session() as session:
+        names, positions = _grid(session, chosen.protocol_id)
+        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
+    return tuple(charts.distribution_figure(per_case(cases, m), METRIC_LABELS[m], names, positions)  # type: ignore
+                 for m in ("fp_tp_auc", "fn_tn_auc"))
+
+
+@callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"))
+def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None, a: int | None,
+            b: int | None, metric: str) -> tuple[Component, dict[str, Any]]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, [c for c in (a, b) if c is not None])
+    if chosen is None or a is None or b is None or metric not in CASE_METRICS:
+        return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
+    store = get_store()
+    with store.session() as session:
+        names, _ = _grid(session, chosen.protocol_id)
+        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
+    result, values = paired(cases, metric, a, b)
+    rows = charts.paired_summary(result, METRIC_LABELS[metric], names[a], names[b])
+    table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
+                      id="compare-paired-table")
+    return table, charts.paired_figure(values, METRIC_LABELS[metric], names[a], names[b])
+
+
+@callback(Output("compare-nav", "href"), Input("compare-scatter", "clickData"), State("compare-a", "value"),
+          State("compare-b", "value"), prevent_initial_call=True)
+def _open_case(click: dict[str, Any] | None, a: int | None, b: int | None) -> str:
+    points = (click or {}).get("points", [])
+    case = next((p.get("customdata") for p in points if p.get("customdata")), None)
+    return patient_href(case, a=a, b=b) if case else no_update

@@ -1,0 +1,206 @@
+"""The patient slice browser: three planes per configuration, overlays, probe, metrics (layout: ``viewer_layout``).
+
+Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel. Pictures are
+rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two PNGs per
+view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
+``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
+other two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, html
+from dash.development.base_component import Component
+
+from qa_dashboard import viewer
+from qa_dashboard.components import guarded, not_found, number
+from qa_dashboard.queries.patient import Case
+from qa_dashboard.rendering import views
+from qa_dashboard.rendering.geometry import PLANES
+from qa_dashboard.store import Store, get_store
+from qa_dashboard.viewer_layout import header, viewer_layout
+
+dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
+SIDES = ("a", "b")
+
+
+def _choice(value: str | None, view: viewer.CaseView) -> tuple[bool, int | None]:
+    """(valid, configuration id) of an ``a`` / ``b`` query value."""
+    if value is None or value == "":
+        return True, None
+    if not value.isdigit() or int(value) not in view.results:
+        return False, None
+    return True, int(value)
+
+
+def _at(value: str | None, case: Case) -> tuple[bool, views.Slices]:
+    """(valid, slices) of an ``at=z,y,x`` query value (voxel indices); the centre when absent."""
+    if not value:
+        return True, viewer.middle(case)
+    parts = value.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        return False, {}
+    position = dict(zip(PLANES, (int(p) for p in parts), strict=True))
+    inside = all(position[p] < n for p, n in zip(PLANES, case.shape_zyx, strict=True))
+    return inside, position
+
+
+def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
+    view = viewer.load(store, name)
+    if view is None:
+        return not_found(f"There is no case called {name!r}.")
+    valid_a, a = _choice(query.get("a"), view)
+    valid_b, b = _choice(query.get("b"), view)
+    valid_at, slices = _at(query.get("at"), view.case)
+    if not (valid_a and valid_b):
+        return not_found(f"The configuration asked for ({query.get('a') or query.get('b')!r}) has no result for "
+                         f"case {name!r}.")
+    if not valid_at:
+        return not_found(f"at={query.get('at')!r} is not a voxel z,y,x inside case {name!r}.")
+    if not view.results:
+        return html.Div([header(view.case), dbc.Alert("The batch stored no result for this case yet.", color="info")])
+    if view.case.ct_path is None:
+        return html.Div([header(view.case), dbc.Alert("The batch stored no CT map for this case: run the batch "
+                                                      "again.", color="warning")])
+    with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
+    return viewer_layout(view, a if a is not None else (with_maps or list(view.results))[0], b, slices)
+
+
+def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
+           **_query: str) -> Component:
+    if not name:
+        return not_found("The address names no case.")
+    return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at}))
+
+
+def _settings(preset: str, overlays: list[str] | None, structures: list[int] | None, opacity: float | None,
+              threshold: float | None, budget: float | None) -> viewer.Settings:
+    return viewer.Settings(preset or "1", tuple(overlays or ()), tuple(structures or ()), float(opacity or 0),
+                           float(threshold or 0), float(budget or 0))
+
+
+SETTINGS = [Input("viewer-wl", "value"), Input("viewer-overlays", "value"), Input("viewer-structures", "value"),
+            Input("viewer-opacity", "value"), Input("viewer-threshold", "value"), Input("viewer-budget", "value")]
+SLICES = [State(f"slice-{p}", "data") for p in PLANES]
+
+
+def _shapes_patch(shapes: list[dict[str, Any]]) -> Patch:
+    patch = Patch()
+    patch["layout"]["shapes"] = shapes
+    return patch
+
+
+def _register_plane(plane: str) -> None:
+    others = [p for p in PLANES if p != plane]
+
+    @callback(Output(f"view-a-{plane}", "figure"), Output(f"view-b-{plane}", "figure"),
+              Input(f"slice-{plane}", "data"), *(Input(f"slice-{p}", "data") for p in others),
+              Input("viewer-a", "value"), Input("viewer-b", "value"), *SETTINGS, State("viewer-case", "data"))
+    def _draw(index: int, first: int, second: int, a: int | None, b: int | None, preset: str, overlays: list[str],
+              structures: list[int], opacity: float, threshold: float, budget: float, name: str
+              ) -> tuple[Any, Any]:
+        slices = {plane: index, others[0]: first, others[1]: second}
+        store = get_store()
+        view = viewer.load(store, name)
+        if view is None:
+            return dash.no_update, dash.no_update
+        triggered = {t.split(".")[0] for t in ctx.triggered_prop_ids}
+        if triggered and triggered <= {f"slice-{p}" for p in others}:
+            shapes = views.crosshair(views.geometry(view.case, plane), slices)
+            return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
+        settings = _settings(preset, overlays, structures, opacity, threshold, budget)
+        return viewer.plane_figures(store, view, plane, slices, a, b, settings)
+
+
+for _plane in PLANES:
+    _register_plane(_plane)
+
+clientside_callback(
+    ClientsideFunction("qa", "navigate"),
+    *(Output(f"slice-{p}", "data", allow_duplicate=True) for p in PLANES),
+    Input("viewer-nav", "data"), *SLICES, State("viewer-shape", "data"), prevent_initial_call=True,
+)
+clientside_callback("function(n) { return n > 0; }", Output("viewer-help", "is_open"),
+                    Input("viewer-help-button", "n_clicks"), prevent_initial_call=True)
+
+
+@callback(*(Output(f"slice-{p}", "data", allow_duplicate=True) for p in PLANES), Output("viewer-region", "data"),
+          Output("viewer-region-info", "children"),
+          *(Input(f"view-{s}-{p}", "clickData") for s in SIDES for p in PLANES),
+          Input("viewer-most-uncertain", "n_clicks"), Input("viewer-next-region", "n_clicks"),
+          *SLICES, State("viewer-a", "value"), State("viewer-budget", "value"), State("viewer-region", "data"),
+          State("viewer-case", "data"), prevent_initial_call=True)
+def _locate(*values: Any) -> tuple[Any, ...]:
+    clicks = dict(zip((f"view-{s}-{p}" for s in SIDES for p in PLANES), values[:6], strict=True))
+    axial, coronal, sagittal, a, budget, region, name = values[8:]
+    slices = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
+    store = get_store()
+    view = viewer.load(store, name)
+    unchanged = (dash.no_update,) * 5
+    if view is None or a not in view.results:
+        return unchanged
+    trigger = ctx.triggered_id
+    moved: views.Slices | None = None
+    info: Any = dash.no_update
+    if trigger in clicks:
+        moved = viewer.clicked(view, trigger.split("-")[2], slices, clicks[trigger])
+    elif trigger == "viewer-most-uncertain":
+        moved = viewer.jump_to_most_uncertain(store, view.results[a], slices)
+        info = "no entropy map stored" if moved is None else f"most uncertain axial slice: {moved['axial'] + 1}"
+    elif trigger == "viewer-next-region":
+        found = viewer.regions(store, view, view.results[a], float(budget or 0))
+        if not found:
+            return *(dash.no_update,) * 4, "no uncertain region at this budget"
+        region = (int(region) + 1) % len(found)
+        chosen = found[region]
+        moved = dict(zip(PLANES, chosen.centroid, strict=True))
+        info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices {chosen.slices[0] + 1}–"
+                f"{chosen.slices[1] + 1}, mean entropy {chosen.mean_entropy:.2f}")
+    if moved is None:
+        return *(dash.no_update,) * 4, info
+    return (*(moved[p] if moved[p] != slices[p] else dash.no_update for p in PLANES), region, info)
+
+
+@callback(Output("viewer-probe", "children"), *(Input(f"view-{s}-{p}", "hoverData") for s in SIDES for p in PLANES),
+          *SLICES, State("viewer-a", "value"), State("viewer-b", "value"), State("viewer-case", "data"),
+          prevent_initial_call=True)
+def _probe(*values: Any) -> Any:
+    hovers = dict(zip((f"view-{s}-{p}" for s in SIDES for p in PLANES), values[:6], strict=True))
+    axial, coronal, sagittal, a, b, name = values[6:]
+    trigger = ctx.triggered_id
+    points = (hovers.get(trigger) or {}).get("points", [])
+    if not points or "x" not in points[0]:
+        return dash.no_update
+    store = get_store()
+    view = viewer.load(store, name)
+    if view is None:
+        return dash.no_update
+    slices = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
+    voxel = views.voxel_at(view.case, trigger.split("-")[2], slices, float(points[0]["x"]), float(points[0]["y"]))
+    if voxel is None:
+        return dash.no_update
+    return viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
+
+
+@callback(Output("viewer-metrics-box", "children"), Output("viewer-b-column", "style"), Input("viewer-a", "value"),
+          Input("viewer-b", "value"), Input("viewer-budget", "value"), State("viewer-case", "data"))
+def _metrics(a: int | None, b: int | None, budget: float | None, name: str) -> tuple[Any, dict[str, str]]:
+    store = get_store()
+    view = viewer.load(store, name)
+    hidden = {} if b is not None else {"display": "none"}
+    if view is None:
+        return dash.no_update, hidden
+    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], float(budget or 0)), hidden
+
+
+@callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),
+          Input("viewer-threshold", "value"), Input("viewer-opacity", "value"))
+def _colourbar(threshold: float | None, opacity: float | None) -> tuple[dict[str, str], str]:
+    threshold = float(threshold or 0)
+    return ({"width": f"{threshold * 100:.0f}%"},
+            f"transparent below {number(threshold, 2)}, opacity {number(float(opacity or 0) * 100, 0)} %")

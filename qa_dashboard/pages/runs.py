@@ -1,0 +1,61 @@
+"""Batch runs: status, counts, duration; below, the failed cases (of the selected run, or of every run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, html
+from dash.development.base_component import Component
+
+from qa_dashboard.components import grid, guarded, section
+from qa_dashboard.queries.runs import failure_rows, run_rows
+from qa_dashboard.store import Store, get_store
+
+dash.register_page(__name__, path="/runs", title="Runs", name="Runs")
+
+RUN_COLUMNS = [
+    {"field": "run", "headerName": "Run", "type": "numericColumn", "width": 90},
+    {"field": "kind", "width": 100},
+    {"field": "status", "width": 120, "cellClassRules": {"text-danger fw-semibold": "params.value === 'failed'",
+                                                          "text-warning fw-semibold":
+                                                              "params.value === 'interrupted'",
+                                                          "text-success": "params.value === 'succeeded'"}},
+    {"field": "started"}, {"field": "duration"},
+    *({"field": f, "type": "numericColumn", "width": 100} for f in ("total", "done", "skipped", "failed")),
+    {"field": "summary", "headerName": "Error summary", "flex": 1}, {"field": "host"}, {"field": "code"},
+]
+FAILURE_COLUMNS = [{"field": "run", "width": 90}, {"field": "case"}, {"field": "stage", "width": 110},
+                   {"field": "reason", "flex": 2, "wrapText": True, "autoHeight": True},
+                   {"field": "source", "flex": 1}, {"field": "at"}]
+
+
+def _page(store: Store) -> Component:
+    with store.session() as session:
+        runs = run_rows(session)
+        failures = failure_rows(session)
+    if not runs:
+        return dbc.Alert(["No batch has run yet: ", html.Code("python -m pipeline run COHORT --models MANIFEST"),
+                          "."], color="info", id="no-runs")
+    return html.Div([
+        html.H3("Runs"),
+        section("Batch runs", grid("runs-grid", RUN_COLUMNS, runs, 320, rowSelection={
+            "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
+            help_text="select a run to see only its failed cases"),
+        section("Failed cases", html.Div(id="failures-title", className="small text-muted mb-1"),
+                grid("failures-grid", FAILURE_COLUMNS, failures, 300)),
+    ])
+
+
+def layout(**_query: str) -> Component:
+    return guarded(_page)
+
+
+@callback(Output("failures-grid", "rowData"), Output("failures-title", "children"),
+          Input("runs-grid", "selectedRows"), prevent_initial_call=True)
+def _failures_of(selected: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
+    run = int(selected[0]["run"]) if selected else None
+    with get_store().session() as session:
+        rows = failure_rows(session, run)
+    return rows, ("every run" if run is None else f"run {run}") + f": {len(rows)} failed case(s)"

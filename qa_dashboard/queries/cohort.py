@@ -1,0 +1,244 @@
+"""Cohort numbers of a protocol, exactly as ``docs/metrics.md`` defines them.
+
+For each repeat r of the protocol the test cases of r count; an uncalibrated configuration contributes its result
+without a temperature fit, a TS configuration the result of the fit of this protocol and repeat r. Per-repeat means
+over test cases, then mean ± SD over repeats (``summarise_repeats``); pooled reliability bins (``pooled_bins``); a
+paired comparison of two configurations per case (``paired_comparison``). Sums and means over cases are done by
+the database, so the work grows with configurations and repeats, not with the cohort's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import CTE, Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from pipeline.metrics.calibration import ReliabilityBins
+from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
+from pipeline.store.schema import (
+    CaseResult,
+    Configuration,
+    CurvePoint,
+    Image,
+    ModelSet,
+    Processing,
+    Protocol,
+    ReliabilityBin,
+    SplitRole,
+    StructureResult,
+    TemperatureFit,
+)
+
+CASE_METRICS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+CURVE_METRICS = ("ueo", "recall", "precision", "flagged_ml")
+
+
+@dataclass(frozen=True)
+class ProtocolInfo:
+    """A protocol as the filters list it."""
+
+    id: int
+    model_set_id: int
+    model_set: str
+    cohort: str
+    repeats: int
+    seed: int
+    test_fraction: float
+    created_at: datetime
+    labels: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return (f"{self.cohort} · {self.repeats} repeats · seed {self.seed} · {self.model_set} · "
+                f"{self.created_at:%Y-%m-%d}")
+
+
+@dataclass(frozen=True)
+class CohortFilter:
+    """Which results count: a protocol, optionally some repeats, configurations and a processing date range."""
+
+    protocol_id: int
+    repeats: tuple[int, ...] | None = None
+    configurations: tuple[int, ...] | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def protocols(session: Session) -> list[ProtocolInfo]:
+    """Every protocol, newest first."""
+    rows = session.execute(
+        select(Protocol, ModelSet).join(ModelSet, ModelSet.id == Protocol.model_set_id)
+        .order_by(Protocol.created_at.desc(), Protocol.id.desc())
+    )
+    return [ProtocolInfo(p.id, m.id, m.name, p.cohort, p.repeats, p.seed, p.test_fraction, p.created_at,
+                         tuple(m.labels)) for p, m in rows]
+
+
+def protocol(session: Session, protocol_id: int) -> ProtocolInfo:
+    """One protocol; LookupError when it is gone."""
+    found = next((p for p in protocols(session) if p.id == protocol_id), None)
+    if found is None:
+        raise LookupError(f"there is no protocol {protocol_id}")
+    return found
+
+
+def configurations(session: Session, model_set_id: int) -> list[tuple[int, str]]:
+    """(id, name) of a model set's configurations in grid order."""
+    rows = session.execute(select(Configuration.id, Configuration.name)
+                           .where(Configuration.model_set_id == model_set_id).order_by(Configuration.position))
+    return [(int(i), str(n)) for i, n in rows]
+
+
+def selection(f: CohortFilter) -> Select:
+    """(repeat, result_id, image_id, configuration_id) of every result that counts for ``f``."""
+    query = (
+        select(SplitRole.repeat.label("repeat"), CaseResult.id.label("result_id"),
+               CaseResult.image_id.label("image_id"), Configuration.id.label("configuration_id"))
+        .select_from(SplitRole)
+        .join(Protocol, Protocol.id == SplitRole.protocol_id)
+        .join(CaseResult, CaseResult.image_id == SplitRole.image_id)
+        .join(Configuration, and_(Configuration.id == CaseResult.configuration_id,
+                                  Configuration.model_set_id == Protocol.model_set_id))
+        .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+        .where(SplitRole.protocol_id == f.protocol_id, SplitRole.role == "test",
+               or_(and_(Configuration.temperature_scaling.is_(False), CaseResult.temperature_fit_id.is_(None)),
+                   and_(Configuration.temperature_scaling.is_(True), TemperatureFit.protocol_id == f.protocol_id,
+                        TemperatureFit.repeat == SplitRole.repeat)))
+    )
+    if f.repeats is not None:
+        query = query.where(SplitRole.repeat.in_(f.repeats))
+    if f.configurations is not None:
+        query = query.where(Configuration.id.in_(f.configurations))
+    if f.start is not None or f.end is not None:
+        query = query.join(Processing, Processing.id == CaseResult.processing_id)
+        if f.start is not None:
+            query = query.where(Processing.completed_at >= datetime.combine(f.start, time.min))
+        if f.end is not None:
+            query = query.where(Processing.completed_at < datetime.combine(f.end + timedelta(days=1), time.min))
+    return query
+
+
+def chosen(f: CohortFilter) -> CTE:
+    """The selection as a materialised CTE: the database resolves it once, before joining the big tables."""
+    return selection(f).cte("chosen").prefix_with("MATERIALIZED")
+
+
+def _frame(session: Session, query: Select) -> pd.DataFrame:
+    result = session.execute(query)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def case_table(session: Session, f: CohortFilter) -> pd.DataFrame:
+    """One row per (repeat, test case, configuration): case name, configuration name and position, metrics."""
+    picked = chosen(f)
+    query = (
+        select(picked.c.repeat, picked.c.image_id, Image.name.label("case"), picked.c.configuration_id,
+               Configuration.name.label("configuration"), Configuration.position,
+               *(getattr(CaseResult, m).label(m) for m in CASE_METRICS))
+        .join(CaseResult, CaseResult.id == picked.c.result_id)
+        .join(Image, Image.id == picked.c.image_id)
+        .join(Configuration, Configuration.id == picked.c.configuration_id)
+    )
+    frame = _frame(session, query)
+    return frame.astype({m: "float64" for m in CASE_METRICS})
+
+
+def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean ± SD over repeats: per configuration (case metrics) and per configuration × structure (DSC).
+
+    The database averages each repeat's test cases (NULLs skipped, as pandas skips NaN); ``summarise_repeats`` of
+    those per-repeat means gives the mean and SD over repeats. Both frames carry ``n_cases`` (distinct test cases
+    per configuration) and ``n_repeats``.
+    """
+    picked = chosen(f)
+    per_repeat = _frame(session, (
+        select(picked.c.configuration_id, picked.c.repeat,
+               *(func.avg(getattr(CaseResult, m)).label(m) for m in CASE_METRICS))
+        .join(CaseResult, CaseResult.id == picked.c.result_id)
+        .group_by(picked.c.configuration_id, picked.c.repeat)))
+    if per_repeat.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    counts = dict(session.execute(select(picked.c.configuration_id, func.count(picked.c.image_id.distinct()))
+                                  .group_by(picked.c.configuration_id)).all())
+    overall = summarise_repeats(per_repeat.astype({m: "float64" for m in CASE_METRICS}), CASE_METRICS,
+                                by=("configuration_id",))
+    structures = _frame(session, (
+        select(picked.c.configuration_id, picked.c.repeat, StructureResult.class_index, StructureResult.structure,
+               func.avg(StructureResult.dsc).label("dsc"))
+        .join(StructureResult, StructureResult.result_id == picked.c.result_id)
+        .group_by(picked.c.configuration_id, picked.c.repeat, StructureResult.class_index,
+                  StructureResult.structure)))
+    per_structure = summarise_repeats(structures.astype({"dsc": "float64"}), ("dsc",),
+                                      by=("configuration_id", "class_index", "structure"))
+    for frame in (overall, per_structure):
+        frame["n_cases"] = frame["configuration_id"].map(counts)
+    return overall, per_structure
+
+
+def reliability(session: Session, f: CohortFilter) -> dict[int, ReliabilityBins]:
+    """Pooled reliability bins per configuration: bins summed per repeat by the database, pooled over repeats."""
+    picked = chosen(f)
+    query = (
+        select(picked.c.configuration_id, picked.c.repeat, ReliabilityBin.group, ReliabilityBin.bin,
+               func.sum(ReliabilityBin.count).label("count"),
+               func.sum(ReliabilityBin.sum_confidence).label("sum_confidence"),
+               func.sum(ReliabilityBin.sum_correct).label("sum_correct"))
+        .join(ReliabilityBin, ReliabilityBin.result_id == picked.c.result_id)
+        .group_by(picked.c.configuration_id, picked.c.repeat, ReliabilityBin.group, ReliabilityBin.bin)
+    )
+    frame = _frame(session, query)
+    pooled: dict[int, ReliabilityBins] = {}
+    for configuration, rows in frame.groupby("configuration_id", sort=True):
+        groups, bins = int(rows["group"].max()) + 1, int(rows["bin"].max()) + 1
+        per_repeat = []
+        for _, part in rows.groupby("repeat", sort=True):
+            count = np.zeros((groups, bins), np.int64)
+            confidence = np.zeros((groups, bins), np.float64)
+            correct = np.zeros((groups, bins), np.int64)
+            where = (part["group"].to_numpy(int), part["bin"].to_numpy(int))
+            count[where] = part["count"].to_numpy(np.int64)
+            confidence[where] = part["sum_confidence"].to_numpy(np.float64)
+            correct[where] = np.rint(part["sum_correct"].to_numpy(np.float64)).astype(np.int64)
+            per_repeat.append(ReliabilityBins(count, confidence, correct))
+        pooled[int(configuration)] = pooled_bins(per_repeat)
+    return pooled
+
+
+def curves(session: Session, f: CohortFilter) -> pd.DataFrame:
+    """Per configuration and budget: mean and SD over repeats of the per-repeat mean curves (UEO, recall, …)."""
+    picked = chosen(f)
+    query = (
+        select(picked.c.configuration_id, picked.c.repeat, CurvePoint.budget_index,
+               func.min(CurvePoint.budget).label("budget"),
+               *(func.avg(getattr(CurvePoint, m)).label(m) for m in CURVE_METRICS))
+        .join(CurvePoint, CurvePoint.result_id == picked.c.result_id)
+        .group_by(picked.c.configuration_id, picked.c.repeat, CurvePoint.budget_index)
+    )
+    per_repeat = _frame(session, query)
+    if per_repeat.empty:
+        return per_repeat
+    per_repeat = per_repeat.astype({m: "float64" for m in CURVE_METRICS})
+    # each row is already one repeat's mean over its test cases: summarising it gives mean ± SD over repeats
+    frame = summarise_repeats(per_repeat, CURVE_METRICS, by=("configuration_id", "budget_index"))
+    budgets = per_repeat.groupby("budget_index")["budget"].first()
+    frame["budget"] = frame["budget_index"].map(budgets)
+    return frame.drop(columns=["n_cases"])
+
+
+def per_case(cases: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each test case's mean over the repeats it was tested in: one column per configuration id."""
+    return cases.pivot_table(index="case", columns="configuration_id", values=metric, aggfunc="mean")
+
+
+def paired(cases: pd.DataFrame, metric: str, a: int, b: int) -> tuple[PairedComparison, pd.DataFrame]:
+    """A minus B on ``metric`` over the cases both have (per-case means over repeats), and those cases' values."""
+    table = per_case(cases, metric)
+    if a not in table.columns or b not in table.columns:
+        return paired_comparison(np.array([]), np.array([])), pd.DataFrame(columns=["case", "a", "b"])
+    both = table[[a, b]].dropna()
+    both.columns = ["a", "b"]
+    return paired_comparison(both["a"].to_numpy(), both["b"].to_numpy()), both.reset_index()

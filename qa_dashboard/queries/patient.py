@@ -1,0 +1,158 @@
+"""One case for the slice browser: its image, the result shown per configuration, the maps and the metrics.
+
+Per configuration the browser shows one result: an uncalibrated configuration's only result, and for a TS
+configuration the result of the deployed temperature fit (no protocol) — what the nightly batch applies to every
+case. Class probabilities of a TS result are its uncalibrated twin's stored probabilities with its temperature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.store.schema import (
+    Artifact,
+    CaseResult,
+    Configuration,
+    CurvePoint,
+    Image,
+    ModelSet,
+    Patient,
+    StructureResult,
+    TemperatureFit,
+)
+
+SCALARS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc", "roi_voxels", "error_voxels",
+           "mean_entropy_roi", "voxel_ml")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A case's image: name, cohort, patient pseudonym, geometry (SimpleITK x, y, z order) and image maps."""
+
+    id: int
+    name: str
+    cohort: str
+    pseudonym: str
+    size_xyz: tuple[int, int, int]
+    spacing_xyz: tuple[float, float, float]
+    origin_xyz: tuple[float, float, float]
+    direction: tuple[float, ...]
+    reference_note: str | None
+    ct_path: str | None
+    reference_path: str | None
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        x, y, z = self.size_xyz
+        return z, y, x
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        x, y, z = self.spacing_xyz
+        return z, y, x
+
+
+@dataclass(frozen=True)
+class ShownResult:
+    """The result shown for one configuration, with its maps (kind → path) and what its numbers mean."""
+
+    result_id: int
+    configuration_id: int
+    configuration: str
+    model_set: str
+    labels: tuple[str, ...]
+    temperature: float | None
+    roi_voxels: int
+    fit_cases: tuple[str, ...]
+    maps: dict[str, str]
+    mask_budget: float | None
+    probabilities_path: str | None
+
+    def label(self, with_model_set: bool) -> str:
+        return f"{self.configuration} · {self.model_set}" if with_model_set else self.configuration
+
+
+def find_case(session: Session, name: str) -> Case | None:
+    """The case called ``name``, or None."""
+    row = session.execute(select(Image, Patient.pseudonym).join(Patient, Patient.id == Image.patient_id)
+                          .where(Image.name == name)).first()
+    if row is None:
+        return None
+    image, pseudonym = row
+    paths = dict(session.execute(select(Artifact.kind, Artifact.path).where(
+        Artifact.image_id == image.id, Artifact.kind.in_(("ct", "reference")))).all())
+    return Case(image.id, image.name, image.cohort, pseudonym, tuple(image.size), tuple(image.spacing),
+                tuple(image.origin), tuple(image.direction), image.reference_note, paths.get("ct"),
+                paths.get("reference"))
+
+
+def shown_results(session: Session, case: Case) -> list[ShownResult]:
+    """One result per configuration of every model set that processed the case, in grid order."""
+    rows = session.execute(
+        select(CaseResult, Configuration, ModelSet, TemperatureFit)
+        .join(Configuration, Configuration.id == CaseResult.configuration_id)
+        .join(ModelSet, ModelSet.id == Configuration.model_set_id)
+        .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+        .where(CaseResult.image_id == case.id,
+               (CaseResult.temperature_fit_id.is_(None)) | (TemperatureFit.protocol_id.is_(None)))
+        .order_by(ModelSet.id, Configuration.position, CaseResult.id.desc())
+    ).all()
+    chosen: dict[int, tuple[CaseResult, Configuration, ModelSet, TemperatureFit | None]] = {}
+    for result, configuration, model_set, fit in rows:
+        chosen.setdefault(configuration.id, (result, configuration, model_set, fit))
+    if not chosen:
+        return []
+    result_ids = [r.id for r, *_ in chosen.values()]
+    maps: dict[int, dict[str, tuple[str, float | None]]] = {}
+    for result_id, kind, path, budget in session.execute(
+            select(Artifact.result_id, Artifact.kind, Artifact.path, Artifact.budget)
+            .where(Artifact.result_id.in_(result_ids))):
+        maps.setdefault(result_id, {})[kind] = (path, budget)
+    probabilities = dict(session.execute(
+        select(Artifact.configuration_id, Artifact.path)
+        .where(Artifact.image_id == case.id, Artifact.kind == "probabilities")).all())
+    twins = _twins(session, {c.model_set_id for _, c, _, _ in chosen.values()})
+    shown = []
+    for result, configuration, model_set, fit in chosen.values():
+        kinds = maps.get(result.id, {})
+        twin = twins.get(configuration.id, configuration.id)
+        shown.append(ShownResult(
+            result.id, configuration.id, configuration.name, model_set.name, tuple(model_set.labels),
+            result.temperature, result.roi_voxels, tuple(fit.cases) if fit is not None else (),
+            {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1], probabilities.get(twin)))
+    return shown
+
+
+def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
+    """Each TS configuration's uncalibrated twin (same members and views) by id."""
+    configurations = session.scalars(select(Configuration).where(Configuration.model_set_id.in_(model_sets))).all()
+    plain = {(c.model_set_id, str(c.members), str(c.views)): c.id for c in configurations if not c.temperature_scaling}
+    return {c.id: plain[key] for c in configurations if c.temperature_scaling
+            and (key := (c.model_set_id, str(c.members), str(c.views))) in plain}
+
+
+@dataclass(frozen=True)
+class ResultMetrics:
+    """A result's scalars, its structures' DSC and volumes, and the flagged volume (mL) per budget."""
+
+    scalars: dict[str, float | None]
+    structures: list[tuple[str, float | None, float, float | None]]
+    flagged_ml: dict[float, float]
+
+
+def result_metrics(session: Session, result_id: int) -> ResultMetrics:
+    """The numbers shown beside the viewer."""
+    result = session.get(CaseResult, result_id)
+    if result is None:
+        raise LookupError(f"no case result {result_id}")
+    structures = session.execute(
+        select(StructureResult.structure, StructureResult.dsc, StructureResult.predicted_ml,
+               StructureResult.reference_ml).where(StructureResult.result_id == result_id)
+        .order_by(StructureResult.class_index)).all()
+    flagged = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml)
+                              .where(CurvePoint.result_id == result_id)).all()
+    return ResultMetrics({name: getattr(result, name) for name in SCALARS}, list(structures),
+                         {round(b, 6): v for b, v in flagged})

@@ -1,0 +1,41 @@
+"""Batch runs and the cases they could not process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.store.schema import CaseFailure, Run
+
+
+def _duration(run: Run) -> str:
+    if run.finished_at is None:
+        return ""
+    seconds = int((run.finished_at - run.started_at).total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def run_rows(session: Session) -> list[dict[str, Any]]:
+    """One row per run, newest first: status, counts, duration, where and with which code it ran."""
+    return [
+        {"run": r.id, "kind": r.kind, "status": r.status, "started": f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+         "duration": _duration(r), "total": r.cases_total, "done": r.cases_done, "skipped": r.cases_skipped,
+         "failed": r.cases_failed, "summary": r.error_summary or "", "host": f"{r.host} (pid {r.pid})",
+         "code": r.code_version}
+        for r in session.scalars(select(Run).order_by(Run.id.desc()))
+    ]
+
+
+def failure_rows(session: Session, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Each failed case (of one run, or of all runs) with its stage and reason."""
+    query = select(CaseFailure).order_by(CaseFailure.run_id.desc(), CaseFailure.id)
+    if run_id is not None:
+        query = query.where(CaseFailure.run_id == run_id)
+    return [
+        {"run": f.run_id, "case": f.case_name, "stage": f.stage, "reason": f.reason, "source": f.source,
+         "at": f"{f.at:%Y-%m-%d %H:%M:%S}"}
+        for f in session.scalars(query)
+    ]

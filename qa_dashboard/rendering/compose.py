@@ -1,0 +1,153 @@
+"""One view's pictures: the CT under a window/level (grey PNG) and the chosen overlays (RGBA PNG) drawn over it.
+
+Overlays, bottom to top: the entropy heat map (inferno, perceptual; transparent below the threshold), the error
+map (orange fill), the top-budget mask (white outline), then per structure the reference contour (solid outline)
+and the predicted contour (dashed outline) in the structure's colour. Small images are enlarged by an integer
+factor first (nearest neighbour, so voxels stay square) so the outlines stay thin.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from plotly.colors import hex_to_rgb, sequential
+
+OVERLAYS = ("reference", "prediction", "entropy", "budget", "error")
+STRUCTURE_COLOURS = ("#00e5ff", "#ff4dff", "#7dff7a", "#4d7cff", "#ffffff", "#ff9f9f")
+BUDGET_COLOUR = "#ffffff"
+ERROR_COLOUR = "#ff7a00"
+ERROR_ALPHA = 0.45
+TARGET_PIXELS = 512
+
+
+def _lut(colours: list[str]) -> NDArray[np.uint8]:
+    stops = np.array([hex_to_rgb(c) for c in colours], dtype=np.float64)
+    at = np.linspace(0, 1, len(colours))
+    grid = np.linspace(0, 1, 256)
+    return np.stack([np.interp(grid, at, stops[:, k]) for k in range(3)], axis=1).round().astype(np.uint8)
+
+
+ENTROPY_COLOURS = list(sequential.Inferno)
+ENTROPY_LUT = _lut(ENTROPY_COLOURS)
+
+
+def structure_colour(class_index: int) -> str:
+    """The colour of foreground class ``class_index`` (1, 2, …)."""
+    return STRUCTURE_COLOURS[(class_index - 1) % len(STRUCTURE_COLOURS)]
+
+
+@dataclass(frozen=True)
+class Style:
+    """What shapes the overlay picture besides the maps (hashable: part of the render cache key)."""
+
+    overlays: frozenset[str]
+    structures: tuple[int, ...]
+    opacity: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The 2-D overlay slices of one view, in display orientation, all of ``shape``; None where a map is absent."""
+
+    shape: tuple[int, int]
+    reference: NDArray[np.uint8] | None = None
+    prediction: NDArray[np.uint8] | None = None
+    entropy: NDArray[np.floating] | None = None
+    budget: NDArray[np.bool_] | None = None
+    error: NDArray[np.bool_] | None = None
+
+
+def scale_for(shape: tuple[int, int]) -> int:
+    """The integer enlargement that brings the longer side near ``TARGET_PIXELS`` (1 for real CT)."""
+    return int(max(1, min(8, TARGET_PIXELS // max(shape))))
+
+
+def window_level(ct: NDArray[np.generic], window: float, level: float) -> NDArray[np.uint8]:
+    """Grey levels of HU values: [level - window/2, level + window/2] mapped linearly onto 0..255."""
+    low = level - window / 2
+    scaled = (ct.astype(np.float32) - np.float32(low)) * np.float32(255.0 / max(window, 1e-6))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def outline(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The pixels of ``mask`` with a 4-neighbour outside it."""
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+@lru_cache(maxsize=16)
+def _dashes(shape: tuple[int, int]) -> NDArray[np.bool_]:
+    rows, cols = np.indices(shape, sparse=True)
+    return ((rows + cols) // 4) % 2 == 0
+
+
+def _enlarge(array: NDArray[np.generic], scale: int) -> NDArray[np.generic]:
+    return array if scale == 1 else np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
+
+
+def ct_layer(ct: NDArray[np.generic], window: float, level: float, scale: int) -> NDArray[np.uint8]:
+    """The grey CT picture (rows × scale, columns × scale)."""
+    return window_level(_enlarge(ct, scale), window, level)
+
+
+def overlay_layer(layers: Layers, style: Style, scale: int) -> NDArray[np.uint8] | None:
+    """The overlays as an RGBA picture drawn over the CT (None when no overlay is on)."""
+    shape = tuple(s * scale for s in layers.shape)
+    rgba = np.zeros((*shape, 4), np.uint8)
+    drawn = False
+    if "entropy" in style.overlays and layers.entropy is not None:
+        entropy = _enlarge(layers.entropy, scale)
+        shown = entropy >= style.threshold
+        rgba[shown, :3] = ENTROPY_LUT[np.clip(entropy[shown].astype(np.float32) * 255, 0, 255).astype(np.uint8)]
+        rgba[shown, 3] = round(style.opacity * 255)
+        drawn = True
+    if "error" in style.overlays and layers.error is not None:
+        error = _enlarge(layers.error, scale).astype(bool)
+        below = rgba[error].astype(np.float32)
+        below_alpha = below[:, 3:] / 255
+        alpha = ERROR_ALPHA + below_alpha * (1 - ERROR_ALPHA)
+        tint = np.array(hex_to_rgb(ERROR_COLOUR), np.float32)
+        colour = (tint * ERROR_ALPHA + below[:, :3] * below_alpha * (1 - ERROR_ALPHA)) / alpha
+        rgba[error] = np.concatenate([colour, alpha * 255], axis=1).round().astype(np.uint8)
+        drawn = True
+    if "budget" in style.overlays and layers.budget is not None:
+        _paint(rgba, outline(_enlarge(layers.budget, scale).astype(bool)), BUDGET_COLOUR)
+        drawn = True
+    dashes = _dashes(shape) if "prediction" in style.overlays and layers.prediction is not None else None
+    contours = "reference" in style.overlays and layers.reference is not None
+    for class_index in style.structures:
+        colour = structure_colour(class_index)
+        if contours:
+            _paint(rgba, outline(_enlarge(layers.reference == class_index, scale)), colour)
+        if dashes is not None:
+            _paint(rgba, outline(_enlarge(layers.prediction == class_index, scale)) & dashes, colour)
+        drawn = drawn or contours or dashes is not None
+    return rgba if drawn else None
+
+
+def _paint(rgba: NDArray[np.uint8], where: NDArray[np.bool_], colour: str) -> None:
+    rgba[where] = (*hex_to_rgb(colour), 255)
+
+
+def png_uri(picture: NDArray[np.uint8]) -> str:
+    """A ``data:image/png;base64,…`` URI of a grey (2-D) or RGBA picture (fast, lossless compression)."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture, "L" if picture.ndim == 2 else "RGBA").save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def colourbar_gradient() -> str:
+    """The entropy colour map as a CSS linear gradient (the colour bar beside the viewer)."""
+    stops = ", ".join(f"{c} {100 * i / (len(ENTROPY_COLOURS) - 1):.0f}%" for i, c in enumerate(ENTROPY_COLOURS))
+    return f"linear-gradient(to right, {stops})"

@@ -1,0 +1,198 @@
+"""The slice browser's logic behind its callbacks: settings, the views' figures, clicks and jumps, probe, metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from dash import html
+from dash.development.base_component import Component
+
+from pipeline.review.regions import Region, find_regions, narrow_budget_mask
+from qa_dashboard.components import number
+from qa_dashboard.queries.patient import Case, ResultMetrics, ShownResult, find_case, result_metrics, shown_results
+from qa_dashboard.rendering import views
+from qa_dashboard.rendering.analysis import is_stored_budget, most_uncertain_slice
+from qa_dashboard.rendering.compose import OVERLAYS, Style
+from qa_dashboard.rendering.geometry import PLANES
+from qa_dashboard.store import Store
+
+# key → (name, window, level)
+PRESETS = {"1": ("soft tissue", 400.0, 40.0), "2": ("lung", 1500.0, -600.0), "3": ("liver", 150.0, 90.0),
+           "4": ("bone", 2500.0, 480.0), "5": ("brain", 80.0, 40.0)}
+CASE_CACHE_SECONDS = 60  # a rerun batch's new results show within a minute
+DEFAULT_OVERLAYS = ("reference", "prediction", "entropy", "budget")
+VIEW_HEIGHTS = {"axial": 460, "coronal": 250, "sagittal": 250}
+SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view"),
+             ("↑ / ↓", "previous / next slice of the view under the mouse (axial first)"),
+             ("PgUp / PgDn", "10 slices back / forward"), ("Home / End", "first / last slice"),
+             ("click in a view", "move the crosshair (the other two views) there"),
+             *((key, f"W/L preset {name} ({window:g}/{level:g})") for key, (name, window, level) in PRESETS.items()),
+             ("?", "this list"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The viewer's controls: W/L preset key, overlays, structures, entropy opacity and threshold, budget."""
+
+    preset: str
+    overlays: tuple[str, ...]
+    structures: tuple[int, ...]
+    opacity: float
+    threshold: float
+    budget: float
+
+    def style(self) -> Style:
+        return Style(frozenset(o for o in self.overlays if o in OVERLAYS), tuple(sorted(self.structures)),
+                     float(self.opacity), float(self.threshold))
+
+    def window_level(self) -> tuple[float, float]:
+        _, window, level = PRESETS.get(self.preset, PRESETS["1"])
+        return window, level
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case and the result shown per configuration id."""
+
+    case: Case
+    results: dict[int, ShownResult]
+
+
+def load(store: Store, name: str) -> CaseView | None:
+    """The case called ``name`` with its shown results (cached up to a minute); None for an unknown case."""
+    def read() -> CaseView | None:
+        with store.session() as session:
+            case = find_case(session, name)
+            if case is None:
+                return None
+            return CaseView(case, {r.configuration_id: r for r in shown_results(session, case)})
+
+    return store.maps.derived(("case", name, int(time.monotonic() // CASE_CACHE_SECONDS)), read)
+
+
+def middle(case: Case) -> views.Slices:
+    """The centre voxel's slices."""
+    return {plane: count // 2 for plane, count in zip(PLANES, case.shape_zyx, strict=True)}
+
+
+def plane_figures(store: Store, view: CaseView, plane: str, slices: views.Slices, a: int | None, b: int | None,
+                  settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The figures of ``plane`` for configuration A and B (B's is blank without B)."""
+    window, level = settings.window_level()
+    geometry = views.geometry(view.case, plane)
+    ct = views.ct_picture(store, view.case, plane, slices[plane], window, level)
+    request = views.OverlayRequest(plane, slices[plane], settings.style(), round(float(settings.budget), 6))
+    figures = []
+    for side, chosen in (("A", a), ("B", b)):
+        result = view.results.get(chosen) if chosen is not None else None
+        if result is None:
+            figures.append({"data": [], "layout": {"height": VIEW_HEIGHTS[plane], "xaxis": {"visible": False},
+                                                   "yaxis": {"visible": False}}})
+            continue
+        overlay = views.overlay_picture(store, view.case, result, request, result.roi_voxels)
+        title = f"{plane} {slices[plane] + 1}/{slice_count(view.case, plane)} · {side}: {result.configuration}"
+        figures.append(views.figure(geometry, [ct, overlay], slices, title, VIEW_HEIGHTS[plane]))
+    return figures[0], figures[1]
+
+
+def slice_count(case: Case, plane: str) -> int:
+    """How many slices ``plane`` has."""
+    return dict(zip(PLANES, case.shape_zyx, strict=True))[plane]
+
+
+def clicked(view: CaseView, plane: str, slices: views.Slices, click: dict[str, Any] | None) -> views.Slices | None:
+    """The slices after a click in ``plane``: the other two planes move to the clicked voxel."""
+    points = (click or {}).get("points", [])
+    if not points or "x" not in points[0] or "y" not in points[0]:
+        return None
+    voxel = views.voxel_at(view.case, plane, slices, float(points[0]["x"]), float(points[0]["y"]))
+    if voxel is None:
+        return None
+    return dict(zip(PLANES, voxel, strict=True))
+
+
+def jump_to_most_uncertain(store: Store, result: ShownResult, slices: views.Slices) -> views.Slices | None:
+    """The axial slice with the most entropy (None when the result has no entropy map)."""
+    path = result.maps.get("entropy")
+    return None if path is None else {**slices, "axial": most_uncertain_slice(store.maps, path)}
+
+
+def regions(store: Store, view: CaseView, result: ShownResult, budget: float) -> tuple[Region, ...]:
+    """The review regions of a result at a budget, ranked as the worklist ranks them (``pipeline.review``)."""
+    paths = [result.maps.get(k) for k in ("entropy", "budget_mask", "prediction")]
+    if None in paths or result.mask_budget is None or budget <= 0:
+        return ()
+    entropy_path, mask_path, prediction_path = paths
+
+    def compute() -> tuple[Region, ...]:
+        entropy = store.maps.volume(entropy_path)
+        mask = store.maps.volume(mask_path).astype(bool)
+        if not is_stored_budget(budget, result.mask_budget):
+            mask = narrow_budget_mask(mask, entropy, result.roi_voxels, budget)
+        return find_regions(mask, entropy, store.maps.volume(prediction_path), view.case.spacing_zyx).regions
+
+    return store.maps.derived(("regions", mask_path, round(budget, 6)), compute)
+
+
+def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown: list[int]) -> Component:
+    """The probe's table: slice, voxel, mm, HU, reference label, and per configuration label, entropy, p."""
+    results = [view.results[c] for c in shown if c in view.results]
+    probe = views.probe(store, view.case, results, voxel)
+    z, y, x = probe.voxel
+    rows = [("slice (axial)", f"{z + 1} / {view.case.shape_zyx[0]}"), ("voxel (z, y, x)", f"{z}, {y}, {x}"),
+            ("position (mm, LPS)", ", ".join(f"{v:.1f}" for v in probe.position_mm)),
+            ("HU", number(probe.hu, 0)), ("reference", probe.reference or "—")]
+    for item in probe.results:
+        rows.append((f"{item.configuration}: predicted", item.predicted or "—"))
+        rows.append((f"{item.configuration}: entropy", number(item.entropy)))
+        if item.probabilities:
+            rows.append((f"{item.configuration}: p", ", ".join(f"{k} {v:.3f}" for k, v in item.probabilities.items())))
+    return html.Table(html.Tbody([html.Tr([html.Th(k, className="pe-2"), html.Td(v)]) for k, v in rows]),
+                      className="table table-sm small mb-0", id="viewer-probe-table")
+
+
+def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float) -> Component:
+    """The case's metrics for the shown configurations, side by side."""
+    results = [view.results[c] for c in shown if c in view.results]
+    with store.session() as session:
+        metrics = [result_metrics(session, r.result_id) for r in results]
+    header = html.Tr([html.Th("metric"), *(html.Th(r.configuration) for r in results)])
+    body = [html.Tr([html.Td(label), *(html.Td(cell(m)) for m in metrics)]) for label, cell in _rows(metrics, budget)]
+    body.append(html.Tr([html.Td("temperature scaling"), *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
+    return html.Table([html.Thead(header), html.Tbody(body)], className="table table-sm small", id="viewer-metrics")
+
+
+def _fit_note(result: ShownResult, case: str) -> str:
+    """What the result's temperature is: none, or the deployed fit and whether this case was among its cases."""
+    if result.temperature is None:
+        return "none"
+    included = " (this case included)" if case in result.fit_cases else ""
+    return f"T = {result.temperature:.2f}, deployed fit on {len(result.fit_cases)} cases{included}"
+
+
+def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [
+        ("DSC mean fg", lambda m: number(m.scalars["dsc_mean_fg"])),
+    ]
+    names = [s[0] for s in metrics[0].structures[1:]] if metrics else []
+    for index, name in enumerate(names, start=1):
+        rows.append((f"DSC {name}", lambda m, i=index: number(m.structures[i][1])))
+        rows.append((f"{name} mL pred / ref",
+                     lambda m, i=index: f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"))
+    for key, label in (("ece", "ECE (ROI)"), ("brier", "Brier (ROI)"), ("nll", "NLL"), ("ueo_auc", "UEO-AUC"),
+                       ("fp_tp_auc", "FP-TP AUC"), ("fn_tn_auc", "FN-TN AUC"),
+                       ("mean_entropy_roi", "mean entropy (ROI)")):
+        rows.append((label, lambda m, k=key: number(m.scalars[k])))
+    rows += [
+        ("ROI mL", lambda m: number(_ml(m, "roi_voxels"), 1)),
+        ("error mL", lambda m: number(_ml(m, "error_voxels"), 1)),
+        (f"flagged mL at {budget * 100:.1f} %", lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
+    ]
+    return rows
+
+
+def _ml(metrics: ResultMetrics, key: str) -> float | None:
+    voxels, voxel_ml = metrics.scalars[key], metrics.scalars["voxel_ml"]
+    return None if voxels is None or voxel_ml is None else float(voxels) * float(voxel_ml)

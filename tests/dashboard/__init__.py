@@ -1,0 +1,1 @@
+"""Tests of the QA dashboard (queries, rendering, callbacks, pages in Chromium)."""

@@ -1,0 +1,152 @@
+"""Dashboard fixtures: seeded stores (SQLite and PostgreSQL), the app served in a thread, headless Chromium.
+
+The browser is Debian's ``chromium`` driven through Debian's ``chromium-driver`` (``/usr/bin/chromedriver``, never
+selenium-manager: nothing is downloaded at run time). ``ensure_chromium`` installs both with apt when they are
+missing and the tests run as root; otherwise it fails with the command to run. Screenshots go to the session's
+``screenshots`` folder under pytest's temporary directory (``/tmp/pytest-of-$USER/pytest-N/screenshots0``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dash
+import numpy as np
+import pytest
+from alembic import command
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from werkzeug.serving import make_server
+
+from pipeline.store.database import alembic_config
+from tests.dashboard.seed import Seeded, SeedPlan, seed_store
+from tests.store.conftest import _drop_postgres, _fresh_postgres
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver")
+PLAN = SeedPlan()
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium and chromium-driver when they are missing (root only)."""
+    if CHROMIUM.is_file() and CHROMEDRIVER.is_file():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail(f"the browser tests need {CHROMIUM} and {CHROMEDRIVER}: run `{' '.join(APT_INSTALL)}` as root")
+    done = subprocess.run(APT_INSTALL, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if done.returncode != 0:
+        pytest.fail(f"`{' '.join(APT_INSTALL)}` failed: {done.stderr[-2000:]}")
+
+
+def decode_png(uri: str) -> np.ndarray:
+    """The pixels of a ``data:image/png;base64,…`` picture."""
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+
+@dataclass(frozen=True)
+class SeededStore:
+    """A migrated, seeded store: database URL, artifact root and what the seed wrote."""
+
+    backend: str
+    url: str
+    root: Path
+    seeded: Seeded
+
+
+def _seeded(url: str, root: Path, backend: str) -> SeededStore:
+    command.upgrade(alembic_config(url), "head")
+    return SeededStore(backend, url, root, seed_store(url, root, PLAN))
+
+
+@pytest.fixture(scope="session")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+    folder = tmp_path_factory.mktemp("sqlite_store")
+    return _seeded(f"sqlite:///{folder / 'qa.sqlite3'}", folder / "artifacts", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededStore]:
+    name, url = _fresh_postgres()
+    try:
+        yield _seeded(url, tmp_path_factory.mktemp("postgres_artifacts"), "postgresql")
+    finally:
+        _drop_postgres(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> SeededStore:
+    """Each backend's seeded store, made the app's store (QA_DATABASE_URL, QA_ARTIFACTS_DIR) for the test."""
+    seeded: SeededStore = request.getfixturevalue({"sqlite": "sqlite_store", "postgresql": "postgres_store"}[
+        request.param])
+    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
+    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(seeded.root))
+    return seeded
+
+
+@pytest.fixture(scope="session")
+def dash_app() -> dash.Dash:
+    """The app, created once (Dash Pages keeps one global page registry)."""
+    from qa_dashboard.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture(scope="session")
+def server(dash_app: dash.Dash, sqlite_store: SeededStore) -> Iterator[str]:
+    """The app on a free local port, reading the seeded SQLite store; yields its base URL."""
+    saved = {k: os.environ.get(k) for k in ("QA_DATABASE_URL", "QA_ARTIFACTS_DIR")}
+    os.environ["QA_DATABASE_URL"], os.environ["QA_ARTIFACTS_DIR"] = sqlite_store.url, str(sqlite_store.root)
+    http = make_server("127.0.0.1", 0, dash_app.server, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{http.server_port}"
+    finally:
+        http.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots (kept with pytest's temporary folders)."""
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="session")
+def browser(downloads: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium through /usr/bin/chromedriver."""
+    ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1600,1300", "--lang=en-GB"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    try:
+        yield driver
+    finally:
+        driver.quit()

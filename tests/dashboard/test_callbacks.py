@@ -1,0 +1,158 @@
+"""The logic behind the pages' callbacks, on a seeded store of each backend: the cohort table and its CSV, the
+filters, the paired summary, and the slice browser's figures, clicks, jumps, regions, probe and metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.metrics.temperature import apply_temperature
+from qa_dashboard import charts, filters, tables, viewer
+from qa_dashboard.queries import cohort
+from qa_dashboard.rendering import views
+from qa_dashboard.store import get_store
+from tests.dashboard.conftest import PLAN, SeededStore, decode_png
+
+SETTINGS = viewer.Settings("1", ("reference", "prediction", "entropy", "budget"), (1, 2), 0.6, 0.1, PLAN.budget)
+
+
+def _rows(store: SeededStore, structures: list[str]) -> list[dict[str, object]]:
+    with get_store().session() as session:
+        overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
+        names = dict(cohort.configurations(session, store.seeded.model_set_id))
+    return tables.cohort_rows(overall, per_structure, names, structures)
+
+
+def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: SeededStore) -> None:
+    rows = _rows(store, [tables.ALL_FOREGROUND, "spleen"])
+    assert [(r["configuration"], r["structure"]) for r in rows] == [
+        *((c, tables.ALL_FOREGROUND) for c in PLAN.configurations), *((c, "spleen") for c in PLAN.configurations)]
+    overall = [r for r in rows if r["structure"] == tables.ALL_FOREGROUND]
+    assert [r["ece_best"] for r in overall] == [r["ece"] == min(x["ece"] for x in overall) for r in overall]
+    assert [r["ueo_auc_best"] for r in overall] == [r["ueo_auc"] == max(x["ueo_auc"] for x in overall)
+                                                    for r in overall]
+    spleen = [r for r in rows if r["structure"] == "spleen"]
+    assert sum(r["dsc_best"] for r in spleen) == 1 and all(r["ece"] is None for r in spleen)
+    parsed = list(csv.DictReader(io.StringIO(tables.cohort_csv(rows))))
+    assert len(parsed) == len(rows) and parsed[0]["configuration"] == "Base"
+    assert float(parsed[0]["ece_mean"]) == pytest.approx(rows[0]["ece"], rel=1e-5)
+    assert {"ece_sd", "ece_best", "n_cases", "n_repeats"} <= set(parsed[0])
+    assert _rows(store, ["lymph_nodes"])[0]["structure"] == "lymph_nodes"
+
+
+def test_filters_parse_the_controls_and_the_address() -> None:
+    chosen = filters.cohort_filter(3, [2, 0], "2026-11-02T00:00:00", None, [5])
+    assert chosen == cohort.CohortFilter(3, (0, 2), (5,), chosen.start, None) and str(chosen.start) == "2026-11-02"
+    assert filters.cohort_filter(None, [], None, None) is None
+    assert filters.cohort_filter(3, [], None, None).repeats is None  # no repeat chosen = every repeat
+
+
+def test_charts_of_a_seeded_cohort(store: SeededStore) -> None:
+    ids = store.seeded.configurations
+    names, positions = {v: k for k, v in ids.items()}, {v: i for i, v in enumerate(ids.values())}
+    with get_store().session() as session:
+        chosen = cohort.CohortFilter(store.seeded.protocol_id)
+        diagram = charts.reliability_figure(cohort.reliability(session, chosen), names, positions)
+        curves = charts.curve_figure(cohort.curves(session, chosen), "ueo", names, positions)
+        result, values = cohort.paired(cohort.case_table(session, chosen), "ece", ids["DE"], ids["DE+TS"])
+    assert [t["name"].split(" (")[0] for t in diagram["data"][1:]] == list(PLAN.configurations)
+    assert len(curves["data"]) == 2 * len(PLAN.configurations)  # a band and a mean line each
+    scatter = charts.paired_figure(values, "ECE", "DE", "DE+TS")["data"][1]
+    assert scatter["customdata"] == list(values["case"])
+    summary = dict(charts.paired_summary(result, "ECE", "DE", "DE+TS"))
+    assert summary["cases (pairs)"] == str(result.n) and summary["A"] == "DE"
+
+
+def test_plane_figures_show_both_configurations_with_crosshair(store: SeededStore) -> None:
+    app_store = get_store()
+    view = viewer.load(app_store, "phantom_9000")
+    assert view is not None
+    slices = viewer.middle(view.case)
+    a, b = store.seeded.configurations["DE"], store.seeded.configurations["Base+TS"]
+    first, second = viewer.plane_figures(app_store, view, "axial", slices, a, b, SETTINGS)
+    assert [t["name"] for t in first["data"]] == ["ct", "overlay"] and len(second["data"]) == 2
+    assert first["data"][0]["source"] == second["data"][0]["source"], "one CT picture for both"
+    assert first["data"][1]["source"] != second["data"][1]["source"]
+    titles = [x["text"] for x in first["layout"]["annotations"]]
+    assert f"axial {slices['axial'] + 1}/{PLAN.map_shape[0]} · A: DE" in titles
+    only_a = viewer.plane_figures(app_store, view, "coronal", slices, a, None, SETTINGS)
+    assert only_a[1]["data"] == [] and len(only_a[0]["layout"]["shapes"]) == 3
+    bare = viewer.Settings("2", (), (), 0.6, 0.1, PLAN.budget)
+    assert len(viewer.plane_figures(app_store, view, "axial", slices, a, None, bare)[0]["data"]) == 1
+
+
+def test_a_smaller_budget_draws_fewer_flagged_voxels(store: SeededStore) -> None:
+    app_store = get_store()
+    view = viewer.load(app_store, "phantom_9000")
+    result = view.results[store.seeded.configurations["DE"]]
+    mask = app_store.maps.volume(result.maps["budget_mask"])
+    busiest = int(np.argmax(mask.sum(axis=(1, 2))))
+    style = viewer.Settings("1", ("budget",), (), 0.6, 0.1, 0).style()
+
+    def drawn(budget: float) -> int:
+        request = views.OverlayRequest("axial", busiest, style, budget)
+        picture = views.overlay_picture(app_store, view.case, result, request, result.roi_voxels)
+        return 0 if picture is None else int((decode_png(picture)[..., 3] > 0).sum())
+
+    assert drawn(PLAN.budget) > drawn(0.005) > 0
+    assert drawn(0.0) == 0
+
+
+def test_clicks_jumps_and_regions_move_the_slices(store: SeededStore) -> None:
+    app_store = get_store()
+    view = viewer.load(app_store, "phantom_9000")
+    slices = viewer.middle(view.case)
+    spacing_z, spacing_y, spacing_x = view.case.spacing_zyx
+    moved = viewer.clicked(view, "axial", slices, {"points": [{"x": 10.5 * spacing_x, "y": 20.5 * spacing_y}]})
+    assert moved == {**slices, "coronal": 20, "sagittal": 10}
+    top = viewer.clicked(view, "coronal", slices, {"points": [{"x": 3.2 * spacing_x, "y": 0.5 * spacing_z}]})
+    assert top == {**slices, "axial": PLAN.map_shape[0] - 1, "sagittal": 3}, "superior is up"
+    assert viewer.clicked(view, "axial", slices, {"points": []}) is None
+    result = view.results[store.seeded.configurations["DE"]]
+    entropy = app_store.maps.volume(result.maps["entropy"]).astype(np.float32)
+    jumped = viewer.jump_to_most_uncertain(app_store, result, slices)
+    assert jumped == {**slices, "axial": int(np.argmax(entropy.sum(axis=(1, 2))))}
+    found = viewer.regions(app_store, view, result, PLAN.budget)
+    mask = app_store.maps.volume(result.maps["budget_mask"]).astype(bool)
+    assert sum(r.voxels for r in found) == mask.sum() and [r.rank for r in found] == list(range(1, len(found) + 1))
+    assert all(mask[r.centroid] for r in found), "each region's centre voxel lies inside it"
+    smaller = viewer.regions(app_store, view, result, 0.005)
+    assert sum(r.voxels for r in smaller) == math.ceil(0.005 * result.roi_voxels)
+    assert viewer.regions(app_store, view, result, 0.0) == ()
+
+
+def test_probe_reads_the_voxel_from_every_map_and_rescales_ts_probabilities(store: SeededStore) -> None:
+    app_store = get_store()
+    view = viewer.load(app_store, "phantom_9000")
+    de, ts = (view.results[store.seeded.configurations[n]] for n in ("DE", "DE+TS"))
+    voxel = (12, 30, 40)
+    probe = views.probe(app_store, view.case, [de, ts], voxel)
+    ct = app_store.maps.volume(view.case.ct_path)
+    assert probe.hu == float(ct[voxel]) and probe.voxel == voxel
+    x, y, z = view.case.origin_xyz
+    sx, sy, sz = view.case.spacing_xyz
+    assert probe.position_mm == pytest.approx((x + 40 * sx, y + 30 * sy, z + 12 * sz))
+    stored = app_store.maps.volume(de.probabilities_path)[(slice(None), *voxel)].astype(np.float64)
+    plain = stored / stored.sum()
+    assert list(probe.results[0].probabilities.values()) == pytest.approx(plain)
+    expected = apply_temperature(plain[:, None], ts.temperature)[:, 0]
+    assert list(probe.results[1].probabilities.values()) == pytest.approx(expected)
+    assert probe.results[0].entropy == pytest.approx(float(app_store.maps.volume(de.maps["entropy"])[voxel]))
+    table = str(viewer.probe_table(app_store, view, voxel, [de.configuration_id]))
+    assert "HU" in table and "DE: entropy" in table and "position (mm, LPS)" in table
+
+
+def test_metrics_table_lists_both_configurations(store: SeededStore) -> None:
+    app_store = get_store()
+    view = viewer.load(app_store, "prospective_001")
+    ids = store.seeded.configurations
+    text = str(viewer.metrics_table(app_store, view, [ids["Base"], ids["DE+TS"]], PLAN.budget))
+    assert "Base" in text and "DE+TS" in text and "flagged mL at 2.0 %" in text
+    assert "—" in text, "a case without reference has no DSC or ECE"
+    assert "deployed fit on 6 cases" in text and "this case included" not in text
+    phantom = str(viewer.metrics_table(app_store, viewer.load(app_store, "phantom_9000"), [ids["DE+TS"]], PLAN.budget))
+    assert "deployed fit on 6 cases (this case included)" in phantom
