@@ -33,7 +33,7 @@ from pipeline.metrics.cohort import summarise_repeats
 from pipeline.phantom import LABELS, SPLEEN, generate_phantom
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
-from pipeline.store.database import alembic_config, make_engine, session_factory
+from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
 from pipeline.store.settings import artifacts_dir, database_url
 
@@ -143,6 +143,7 @@ def run_demo(workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats:
     failed = bool(phantoms.failed)
     if real is not None:
         failed |= bool(_batch([real], models, url, tta).failed)
+    refresh_statistics(engine)
     with session_factory(engine)() as session:
         stored = len(session.scalars(select(Image.id)).all())
     sys.stdout.write(f"\n{_report(url, identity, repeats)}\n\nStore: {url} ({stored} images), maps under "

@@ -91,7 +91,13 @@ def protocol_command(args: argparse.Namespace) -> int:
     """The protocol stage in one transaction."""
     from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
     from pipeline.store.artifacts import ArtifactStore
-    from pipeline.store.database import StoreNotReadyError, check_at_head, make_engine, session_factory
+    from pipeline.store.database import (
+        StoreNotReadyError,
+        check_at_head,
+        make_engine,
+        refresh_statistics,
+        session_factory,
+    )
     from pipeline.store.schema import ModelSet
 
     identity = _model_set(args.models).identity()
@@ -109,6 +115,7 @@ def protocol_command(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.models}: this model set has no processed case in the store; run the batch first")
         protocol = run_protocol(session, ArtifactStore(artifacts_dir()), model_set, options)
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
+    refresh_statistics(engine)
     engine.dispose()
     return 0
 

@@ -33,7 +33,7 @@ from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.database import check_at_head, make_engine, session_factory
+from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ def run_batch(options: BatchOptions) -> RunSummary:
                 run.cases_failed, run.finished_at = len(summary.failed), utcnow()
                 run.status = "failed" if summary.failed else "succeeded"
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
+            if summary.done:
+                refresh_statistics(engine)
         engine.dispose()
     return batch.summary
 

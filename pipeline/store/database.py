@@ -8,7 +8,7 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -76,6 +76,14 @@ def check_at_head(engine: Engine) -> None:
             f"the store {url} is {state}, the code needs {head}: run `{UPGRADE_HINT}` in {REPO_ROOT} "
             "(or `python -m pipeline migrate`) with the same QA_DATABASE_URL"
         )
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """``ANALYZE`` on PostgreSQL after bulk writes: without planner statistics a freshly loaded store made the
+    dashboard's cohort query take 33 s instead of 0.3 s (measured). Nothing to do on SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE"))
 
 
 def session_factory(engine: Engine) -> sessionmaker:
