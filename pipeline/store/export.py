@@ -36,8 +36,8 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
                          .order_by(CaseResult.id.desc()))
             path = session.scalars(query).first()
             if path is None:
-                what = f"{kind} of {configuration}" if kind not in IMAGE_MAPS else kind
-                raise ValueError(f"case {case!r} has no stored {what} map")
+                what = f"{kind} map of {configuration}" if kind not in IMAGE_MAPS else f"{kind} map"
+                raise ValueError(f"case {case!r} has no stored {what}")
             array = ArtifactStore(root).read(path)
             return export_nifti(array, out, image.spacing, image.origin, image.direction)
     finally:

@@ -18,6 +18,7 @@ from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import StoreNotReadyError, make_engine, session_factory
+from pipeline.store.export import export_map
 from pipeline.store.schema import (
     Artifact,
     CaseFailure,
@@ -187,6 +188,16 @@ def test_case_without_reference_gets_maps_but_no_reference_metrics(
         kinds = set(session.scalars(select(Artifact.kind)))
         assert {"entropy", "prediction", "budget_mask", "ct"} <= kinds and "error" not in kinds
     engine.dispose()
+    entropy = export_map(store_url, tmp_path / "a", "prospective", "DE", "entropy", tmp_path / "entropy.nii.gz")
+    exported, original = sitk.ReadImage(str(entropy)), sitk.ReadImage(str(ct))
+    assert exported.GetSize() == original.GetSize() and exported.GetSpacing() == original.GetSpacing()
+    assert exported.GetOrigin() == original.GetOrigin() and exported.GetDirection() == original.GetDirection()
+    values = sitk.GetArrayFromImage(exported)
+    assert values.dtype == np.float32 and values.min() >= 0 and values.max() <= 1
+    with pytest.raises(ValueError, match="unknown case 'nobody'"):
+        export_map(store_url, tmp_path / "a", "nobody", "DE", "entropy", tmp_path / "x.nii.gz")
+    with pytest.raises(ValueError, match="no stored error map of DE"):
+        export_map(store_url, tmp_path / "a", "prospective", "DE", "error", tmp_path / "x.nii.gz")
 
 
 def test_a_store_behind_head_is_refused_with_the_command_to_run(
