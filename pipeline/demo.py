@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from alembic import command
-from sqlalchemy import or_, select
+from sqlalchemy import Engine, or_, select
 
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
@@ -46,6 +46,9 @@ SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
 REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz")
 TOTALSEGMENTATOR_SPLEEN = 1
 REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert contour; no lymph-node reference"
+DEMO_USERS = (("demo-admin", "admin"), ("demo-reviewer", "reviewer"), ("demo-approver", "approver"))
+DEMO_PASSWORD = "QA_DEMO_PASSWORD"
+DEFAULT_DEMO_PASSWORD = "demo-only-password"  # the embedded demo store only; set QA_DEMO_PASSWORD elsewhere
 
 
 def write_phantom_cohort(folder: Path, seeds: range) -> Path:
@@ -117,6 +120,21 @@ def _report(url: str, identity: str, repeats: int) -> str:
     return "\n".join(text)
 
 
+def ensure_demo_users(engine: Engine) -> str:
+    """The demo's accounts (admin, reviewer, approver), created once through the audited review service."""
+    from pipeline.review.service import CommandLine, ReviewService
+
+    service = ReviewService(engine)
+    password = os.environ.get(DEMO_PASSWORD, DEFAULT_DEMO_PASSWORD)
+    existing = {user.username for user in service.list_users(CommandLine())}
+    for username, role in DEMO_USERS:
+        if username not in existing:
+            service.create_user(CommandLine(), username, password, role)
+    users = ", ".join(f"{name} ({role})" for name, role in DEMO_USERS)
+    shown = "from QA_DEMO_PASSWORD" if DEMO_PASSWORD in os.environ else f"'{DEFAULT_DEMO_PASSWORD}'"
+    return f"Demo accounts: {users}; password {shown}."
+
+
 def _batch(cases: list[CaseSpec], models: Path, url: str, tta: bool) -> RunSummary:
     options = BatchOptions(cases=tuple(cases), model_set=load_model_set_file(models), models_source=str(models),
                            database_url=url, artifacts=artifacts_dir(), tta=tta, progress=sys.stderr.isatty())
@@ -144,8 +162,11 @@ def run_demo(workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats:
     if real is not None:
         failed |= bool(_batch([real], models, url, tta).failed)
     refresh_statistics(engine)
+    accounts = ensure_demo_users(engine)
     with session_factory(engine)() as session:
         stored = len(session.scalars(select(Image.id)).all())
+    engine.dispose()
     sys.stdout.write(f"\n{_report(url, identity, repeats)}\n\nStore: {url} ({stored} images), maps under "
-                     f"{artifacts_dir()}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then http://127.0.0.1:8050\n")
+                     f"{artifacts_dir()}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then "
+                     f"http://127.0.0.1:8050 (login required). {accounts}\n")
     return 1 if failed else 0

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 from dash import html
+from dash.development.base_component import Component
+
+from qa_dashboard import auth
 
 DISCLAIMER = "Research and QA support software, not a medical device."
 NAVIGATION = (("Overview", "/"), ("Cohort calibration", "/cohort"), ("Method comparison", "/compare"),
@@ -28,7 +32,27 @@ def create_app() -> dash.Dash:
         title="Uncertainty QA",
         suppress_callback_exceptions=True,
     )
-    app.layout = html.Div(
+    app.layout = _layout
+    auth.install(app.server)
+    return app
+
+
+def _signed_in() -> Component:
+    """Who is signed in (name and role) and the logout link; empty outside a request (layout validation)."""
+    user = auth.current_user() if flask.has_request_context() else None
+    if user is None:
+        return html.Span(id="signed-in")
+    return html.Span(
+        [html.Span(user["username"], id="signed-in-user", className="fw-semibold"), " ",
+         dbc.Badge(user["role"], color="secondary", id="signed-in-role", className="me-2"),
+         html.A("Log out", href="/logout", id="logout", className="link-light")],
+        id="signed-in", className="text-light small ms-3 text-nowrap",
+    )
+
+
+def _layout() -> Component:
+    """The shell, built per request so the navbar names the signed-in user."""
+    return html.Div(
         [
             dbc.Navbar(
                 dbc.Container(
@@ -37,6 +61,7 @@ def create_app() -> dash.Dash:
                         dbc.Nav([dbc.NavItem(dbc.NavLink(label, href=href, active="exact"))
                                  for label, href in NAVIGATION], className="me-auto", navbar=True),
                         dbc.Badge(DISCLAIMER, color="warning", text_color="dark", id="disclaimer"),
+                        _signed_in(),
                     ],
                     fluid=True,
                 ),
@@ -45,4 +70,3 @@ def create_app() -> dash.Dash:
             dbc.Container(dash.page_container, fluid=True, id="page"),
         ]
     )
-    return app

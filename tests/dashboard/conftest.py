@@ -4,6 +4,8 @@ The browser is Debian's ``chromium`` driven through Debian's ``chromium-driver``
 selenium-manager: nothing is downloaded at run time). ``ensure_chromium`` installs both with apt when they are
 missing and the tests run as root; otherwise it fails with the command to run. Screenshots go to the session's
 ``screenshots`` folder under pytest's temporary directory (``/tmp/pytest-of-$USER/pytest-N/screenshots0``).
+Every page needs a signed-in user: :func:`ensure_user` creates accounts (as the command line would) and
+:func:`login` signs a Flask test client in through the form; the browser is signed in as :data:`ADMIN`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dash
 import numpy as np
@@ -25,9 +29,13 @@ from alembic import command
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from pipeline.store.database import alembic_config
+from pipeline.review.service import CommandLine, ReviewService
+from pipeline.review.workflow import Role
+from pipeline.store.database import alembic_config, make_engine
 from tests.dashboard.seed import Seeded, SeedPlan, seed_store
 from tests.store.conftest import _drop_postgres, _fresh_postgres
 
@@ -35,6 +43,36 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver")
 PLAN = SeedPlan()
+FAST_HASH = "scrypt:1024:8:1"  # tests only: the production default is werkzeug's scrypt (n = 32768)
+ADMIN = "qa-admin"
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def ensure_user(url: str, username: str = ADMIN, role: Role | str = Role.ADMIN, password: str = PASSWORD) -> int:
+    """The id of account ``username`` in the store at ``url``, created by the command line when missing."""
+    engine = make_engine(url)
+    try:
+        service = ReviewService(engine, password_method=FAST_HASH)
+        existing = {u.username: u.id for u in service.list_users(CommandLine("tester"))}
+        if username in existing:
+            return existing[username]
+        return service.create_user(CommandLine("tester"), username, password, role).id
+    finally:
+        engine.dispose()
+
+
+def csrf_token(client: Any) -> str:
+    """The CSRF token of the login form the client's session gets."""
+    match = CSRF.search(client.get("/login").get_data(as_text=True))
+    assert match, "the login page has no CSRF token"
+    return match.group(1)
+
+
+def login(client: Any, username: str = ADMIN, password: str = PASSWORD) -> Any:
+    """Sign a Flask test client in through the login form; the POST's response."""
+    return client.post("/login", data={"csrf_token": csrf_token(client), "username": username,
+                                       "password": password, "next": "/"})
 
 
 def ensure_chromium() -> None:
@@ -103,16 +141,29 @@ def dash_app() -> dash.Dash:
     return create_app()
 
 
+def browser_login(driver: webdriver.Chrome, base: str, username: str = ADMIN, password: str = PASSWORD) -> None:
+    """Sign the browser in through the login form and wait for the app shell."""
+    driver.get(base + "/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 40).until(lambda d: d.find_elements(By.ID, "signed-in-user"), "the signed-in app")
+
+
 @pytest.fixture(scope="session")
-def server(dash_app: dash.Dash, sqlite_store: SeededStore) -> Iterator[str]:
-    """The app on a free local port, reading the seeded SQLite store; yields its base URL."""
+def server(dash_app: dash.Dash, sqlite_store: SeededStore, browser: webdriver.Chrome) -> Iterator[str]:
+    """The app on a free local port, reading the seeded SQLite store, with the browser signed in as the admin;
+    yields its base URL."""
+    ensure_user(sqlite_store.url)
     saved = {k: os.environ.get(k) for k in ("QA_DATABASE_URL", "QA_ARTIFACTS_DIR")}
     os.environ["QA_DATABASE_URL"], os.environ["QA_ARTIFACTS_DIR"] = sqlite_store.url, str(sqlite_store.root)
     http = make_server("127.0.0.1", 0, dash_app.server, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{http.server_port}"
+        base = f"http://127.0.0.1:{http.server_port}"
+        browser_login(browser, base)
+        yield base
     finally:
         http.shutdown()
         for key, value in saved.items():

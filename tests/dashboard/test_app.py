@@ -45,7 +45,11 @@ def _by_id(component: Any, wanted: str) -> Any:
 def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore) -> None:
     script = (
         "import sys, dash, app\n"
+        "from tests.dashboard.conftest import ensure_user, login\n"
+        "ensure_user(sys.argv[1])\n"
         "client = app.server.test_client()\n"
+        "assert client.get('/').status_code == 302\n"
+        "assert login(client).status_code == 302\n"
         "assert client.get('/').status_code == 200\n"
         "assert client.get('/assets/viewer.js').status_code == 200\n"
         "paths = sorted(p['path_template'] or p['path'] for p in dash.page_registry.values())\n"
@@ -57,8 +61,8 @@ def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore
         "assert not {'torch', 'nnunetv2'} & set(sys.modules), 'the dashboard imported torch or nnunetv2'\n"
     )
     env = {**os.environ, "QA_DATABASE_URL": sqlite_store.url, "QA_ARTIFACTS_DIR": str(sqlite_store.root)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
-                          env=env)
+    done = subprocess.run([sys.executable, "-c", script, sqlite_store.url], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.dashboard.conftest import PLAN, SeededStore
+from tests.dashboard.conftest import ADMIN, PLAN, SeededStore, browser_login
 
 TIMEOUT = 40
 SLICES = PLAN.map_shape[0]
@@ -207,3 +207,14 @@ def test_runs_page_filters_failures_by_run(browser: webdriver.Chrome, server: st
 def test_unknown_addresses_show_not_found(browser: webdriver.Chrome, server: str, path: str) -> None:
     open_page(browser, server + path)
     wait_for(browser, lambda: browser.find_element(By.ID, "not-found").is_displayed(), "the not-found content")
+
+
+def test_navbar_names_the_user_and_logout_returns_to_the_login_form(browser: webdriver.Chrome, server: str) -> None:
+    open_page(browser, server + "/runs")
+    assert browser.find_element(By.ID, "signed-in-user").text == ADMIN
+    assert browser.find_element(By.ID, "signed-in-role").text == "admin"
+    browser.find_element(By.ID, "logout").click()
+    wait_for(browser, lambda: browser.find_element(By.ID, "login-form").is_displayed(), "the login form")
+    browser.get(server + "/cohort")
+    wait_for(browser, lambda: "/login?next=/cohort" in browser.current_url, "the redirect to the login form")
+    browser_login(browser, server)  # signed in again for any test that runs after this one

@@ -28,6 +28,7 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Phantom cohort, 2 repeats" in done.stdout and "DE+TS" in done.stdout
     assert "Real CT (reference: TotalSegmentator model prediction" in done.stdout
+    assert "Demo accounts: demo-admin (admin), demo-reviewer (reviewer), demo-approver (approver)" in done.stdout
     engine = make_engine(url)
     with session_factory(engine)() as session:
         images = {i.name: i for i in session.scalars(select(Image))}

@@ -1,0 +1,196 @@
+"""Login for the dashboard: a Flask guard in front of every page, Dash callback and export URL, and a server-rendered
+login form backed by :class:`~pipeline.review.service.ReviewService` (hashed local accounts, throttling, audit rows).
+
+- Only ``/login``, ``/logout``, static assets (``/assets/``, ``/_dash-component-suites/``) and the favicon are
+  served without a session; a page request without one is redirected (302) to ``/login``, anything else (Dash's
+  ``/_dash-*`` endpoints, non-GET requests) gets 401 JSON with no data.
+- The session (Flask's signed cookie: HttpOnly, SameSite=Lax, Secure when ``QA_SECURE_COOKIES`` is set) holds the user
+  id, name and role; the user is re-read from the store on every request, so a deactivation applies at once.
+- The login form carries a per-session CSRF token checked on POST (400 when missing or wrong); a successful login
+  starts a fresh session (no fixation). The secret key comes from ``QA_SECRET_KEY``; without it a random key is made
+  per process (sessions end at restart and are not shared between gunicorn workers) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+from typing import Any
+
+import flask
+from sqlalchemy import Engine, func, select
+
+from pipeline.review.service import AccountLockedError, AuthenticationError, ReviewService
+from pipeline.review.workflow import Action, PermissionDenied
+from pipeline.store.database import StoreNotReadyError
+from pipeline.store.review_schema import User
+from qa_dashboard.store import MIGRATE_HINT, get_store
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/favicon.ico", "/_favicon.ico"})
+PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/")
+CREATE_USER_HINT = "python -m pipeline users add --username U --role admin"
+SESSION_KEYS = ("user_id", "username", "role")
+
+_services: dict[int, ReviewService] = {}
+_services_lock = threading.Lock()
+
+
+def review_service(engine: Engine) -> ReviewService:
+    """One ReviewService per store engine (its dummy hash for unknown usernames is computed once)."""
+    with _services_lock:
+        service = _services.get(id(engine))
+        if service is None:
+            service = _services[id(engine)] = ReviewService(engine)
+        return service
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _csrf_token() -> str:
+    token = flask.session.get("csrf")
+    if not token:
+        token = flask.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def _safe_next(target: str | None) -> str:
+    """A local path to go to after login (never another site: no scheme, no ``//`` or backslash)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def current_user() -> dict[str, Any] | None:
+    """The signed-in user of this request (id, username, role), or None."""
+    return flask.g.get("qa_user")
+
+
+def _authenticated() -> dict[str, Any] | None:
+    """The session's user when it is still an active user of the ready store; else None."""
+    user_id = flask.session.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+    try:
+        actor = review_service(get_store().engine).check(user_id, Action.VIEW)
+    except (StoreNotReadyError, PermissionDenied):
+        return None
+    except Exception:  # an unreachable database: treat as signed out rather than leak an error page
+        log.exception("could not check the session's user")
+        return None
+    return {"user_id": actor.user_id, "username": actor.username, "role": actor.role.value}
+
+
+def _guard() -> Any:
+    path = flask.request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return None
+    user = _authenticated()
+    if user is not None:
+        flask.g.qa_user = user
+        return None
+    if flask.request.method in ("GET", "HEAD") and not path.startswith("/_"):
+        full = flask.request.full_path if flask.request.query_string else path
+        return flask.redirect(flask.url_for("qa_login", next=full), code=302)
+    return flask.jsonify({"error": "authentication required", "login": "/login"}), 401
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · Uncertainty QA</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/assets/bootstrap.min.css"></head>
+<body class="bg-light"><main class="container" style="max-width: 28rem; margin-top: 8vh">
+<h1 class="h4 mb-3">Budget-aware uncertainty QA</h1>
+<p><span class="badge text-bg-warning">Research and QA support software, not a medical device.</span></p>
+{% if not_ready %}
+<div class="alert alert-danger" id="store-not-ready"><h2 class="h5">The results store is not ready</h2>
+<p class="font-monospace small">{{ not_ready }}</p>
+<p>Create or upgrade it with <code>{{ migrate_hint }}</code> (same QA_DATABASE_URL as this app), then reload this
+page.</p></div>
+{% else %}
+{% if no_users %}
+<div class="alert alert-info" id="no-users">No account exists yet. Create the first one on the server with
+<code>{{ create_hint }}</code> (the password is read from standard input or prompted), then sign in.</div>
+{% endif %}
+{% if error %}<div class="alert alert-danger" id="login-error" role="alert">{{ error }}</div>{% endif %}
+<form method="post" action="/login" id="login-form" class="card card-body">
+<input type="hidden" name="csrf_token" value="{{ csrf }}">
+<input type="hidden" name="next" value="{{ next }}">
+<label class="form-label" for="username">Username</label>
+<input class="form-control mb-2" id="username" name="username" autocomplete="username" required
+ value="{{ username }}">
+<label class="form-label" for="password">Password</label>
+<input class="form-control mb-3" id="password" name="password" type="password" autocomplete="current-password"
+ required>
+<button class="btn btn-primary" type="submit" id="login-submit">Sign in</button>
+</form>
+{% endif %}
+</main></body></html>
+"""
+
+
+def _login_page(status: int = 200, error: str | None = None, username: str = "", next_path: str = "/") -> Any:
+    not_ready, no_users = None, False
+    try:
+        store = get_store()
+        with store.session() as session:
+            no_users = not session.scalar(select(func.count()).select_from(User))
+    except StoreNotReadyError as problem:
+        not_ready = str(problem)
+    body = flask.render_template_string(
+        LOGIN_PAGE, not_ready=not_ready, no_users=no_users, error=error, csrf=_csrf_token(), username=username,
+        next=_safe_next(next_path), migrate_hint=MIGRATE_HINT, create_hint=CREATE_USER_HINT)
+    response = flask.make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _login() -> Any:
+    if flask.request.method == "GET":
+        return _login_page(next_path=flask.request.args.get("next", "/"))
+    form = flask.request.form
+    sent, expected = form.get("csrf_token", ""), flask.session.get("csrf", "")
+    if not sent or not expected or not hmac.compare_digest(sent, expected):
+        flask.abort(400, description="the form's CSRF token is missing or wrong: reload the login page")
+    username, next_path = form.get("username", "").strip(), form.get("next", "/")
+    try:
+        engine = get_store().engine
+    except StoreNotReadyError:
+        return _login_page(503, next_path=next_path)
+    try:
+        user = review_service(engine).authenticate(username, form.get("password", ""), ip=flask.request.remote_addr)
+    except AccountLockedError as error:
+        return _login_page(429, str(error), username, next_path)
+    except AuthenticationError as error:
+        return _login_page(401, str(error), username, next_path)
+    flask.session.clear()  # a fresh session for the signed-in user (no session fixation)
+    flask.session.update({"user_id": user.id, "username": user.username, "role": user.role.value,
+                          "csrf": secrets.token_urlsafe(32)})
+    return flask.redirect(_safe_next(next_path), code=302)
+
+
+def _logout() -> Any:
+    flask.session.clear()
+    return flask.redirect("/login", code=302)
+
+
+def install(server: flask.Flask) -> None:
+    """Protect ``server`` (the Dash app's Flask server): session settings, the guard, /login and /logout."""
+    secret = os.environ.get("QA_SECRET_KEY")
+    if not secret:
+        log.warning("QA_SECRET_KEY is not set: using a random per-process key (sessions end when the app restarts "
+                    "and are not shared between workers); set QA_SECRET_KEY in production")
+        secret = secrets.token_hex(32)
+    server.secret_key = secret
+    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                         SESSION_COOKIE_SECURE=_truthy(os.environ.get("QA_SECURE_COOKIES")),
+                         SESSION_COOKIE_NAME="qa_session")
+    server.before_request(_guard)
+    server.add_url_rule("/login", "qa_login", _login, methods=["GET", "POST"])
+    server.add_url_rule("/logout", "qa_logout", _logout, methods=["GET", "POST"])
