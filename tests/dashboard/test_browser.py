@@ -121,12 +121,13 @@ def test_comparison_scatter_click_opens_the_patient(browser: webdriver.Chrome, s
         wait_for(browser, lambda g=graph: len(figure(browser, g)["data"]) == 8, f"{graph} with bands")
     wait_for(browser, lambda: "Wilcoxon" in browser.find_element(By.ID, "compare-paired-table").text,
              "the paired comparison")
-    points = wait_for(browser, lambda: browser.find_elements(
-        By.CSS_SELECTOR, "#compare-scatter .scatterlayer .trace:last-of-type .point") or None, "scatter points")
     shot(browser, screenshots, "03_compare_curves")
     browser.set_window_size(1600, 2100)  # the whole page, paired comparison included
     shot(browser, screenshots, "04_compare_full")
     browser.set_window_size(1600, 1300)
+    time.sleep(0.5)  # plotly redraws the resized graphs: points found before the resize are stale
+    points = wait_for(browser, lambda: browser.find_elements(
+        By.CSS_SELECTOR, "#compare-scatter .scatterlayer .trace:last-of-type .point") or None, "scatter points")
     cases = figure(browser, "compare-scatter")["data"][1]["customdata"]
     ActionChains(browser).move_to_element(points[0]).click().perform()
     wait_for(browser, lambda: "/patient/" in browser.current_url, "navigation to the patient")
