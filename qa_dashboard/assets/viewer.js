@@ -24,7 +24,9 @@
     });
 
     document.addEventListener("wheel", function (event) {
-        const view = viewOf(event.target);
+        // a wheel event that lands while plotly redraws a view may target a node already detached from the page:
+        // then the view under the pointer decides
+        const view = viewOf(event.target) || viewOf(document.elementFromPoint(event.clientX, event.clientY));
         if (!view) {
             return;
         }
