@@ -7,7 +7,7 @@ fit, a TS configuration's the one fitted on r's calibration cases. Rows without 
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
@@ -23,6 +23,17 @@ def latest_protocol(session: Session, cohort: str | None = None) -> Protocol | N
     return session.scalar(query)
 
 
+def counts_in_repeat(protocol_id: int) -> ColumnElement[bool]:
+    """The rule of the module's description as a WHERE clause over ``SplitRole``, ``Configuration``, ``CaseResult``
+    and (outer-joined) ``TemperatureFit``: the result counts in ``SplitRole.repeat`` of ``protocol_id``."""
+    return and_(
+        SplitRole.protocol_id == protocol_id, SplitRole.role == "test",
+        or_(and_(Configuration.temperature_scaling.is_(False), CaseResult.temperature_fit_id.is_(None)),
+            and_(Configuration.temperature_scaling.is_(True), TemperatureFit.protocol_id == protocol_id,
+                 TemperatureFit.repeat == SplitRole.repeat)),
+    )
+
+
 def protocol_case_rows(session: Session, protocol: Protocol) -> pd.DataFrame:
     """One row per (repeat, test case, configuration): ``repeat, case, configuration, position`` + the metrics."""
     query = (
@@ -32,10 +43,7 @@ def protocol_case_rows(session: Session, protocol: Protocol) -> pd.DataFrame:
         .join(CaseResult, CaseResult.image_id == Image.id)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-        .where(SplitRole.protocol_id == protocol.id, SplitRole.role == "test",
-               Configuration.model_set_id == protocol.model_set_id,
-               or_(and_(Configuration.temperature_scaling.is_(False), CaseResult.temperature_fit_id.is_(None)),
-                   and_(TemperatureFit.protocol_id == protocol.id, TemperatureFit.repeat == SplitRole.repeat)))
+        .where(counts_in_repeat(protocol.id), Configuration.model_set_id == protocol.model_set_id)
     )
     columns = ["repeat", "case", "configuration", "position", *METRICS]
     frame = pd.DataFrame(session.execute(query).all(), columns=columns)

@@ -14,11 +14,12 @@ from datetime import date, datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CTE, Select, and_, func, or_, select
+from sqlalchemy import CTE, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
+from pipeline.store.cohort_rows import counts_in_repeat
 from pipeline.store.schema import (
     CaseResult,
     Configuration,
@@ -104,10 +105,7 @@ def selection(f: CohortFilter) -> Select:
         .join(Configuration, and_(Configuration.id == CaseResult.configuration_id,
                                   Configuration.model_set_id == Protocol.model_set_id))
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-        .where(SplitRole.protocol_id == f.protocol_id, SplitRole.role == "test",
-               or_(and_(Configuration.temperature_scaling.is_(False), CaseResult.temperature_fit_id.is_(None)),
-                   and_(Configuration.temperature_scaling.is_(True), TemperatureFit.protocol_id == f.protocol_id,
-                        TemperatureFit.repeat == SplitRole.repeat)))
+        .where(counts_in_repeat(f.protocol_id))
     )
     if f.repeats is not None:
         query = query.where(SplitRole.repeat.in_(f.repeats))
