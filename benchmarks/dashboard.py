@@ -2,7 +2,8 @@
 
 Seeds a store (``tests/dashboard/seed.py``: no inference) of N phantom patients × the 12-configuration grid under a
 5-repeat protocol, with 512 × 512 × 100 voxel maps for a few cases, then times, through Dash's own HTTP endpoint
-(``/_dash-update-component`` on the Flask test client, so routing, the callback and JSON encoding all count):
+(``/_dash-update-component`` on the Flask test client, signed in, so the login guard, routing, the callback and
+JSON encoding all count):
 
 - a slice change in the browser: the axial view's callback at a slice not seen before (p50 / p95 over a sweep
   through the volume), with two overlays (entropy heat map + reference contour) and with the four default
@@ -37,8 +38,15 @@ def _percentile(values: list[float], q: float) -> float:
 class Dash:
     """Calls a Dash callback the way the browser does."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, url: str) -> None:
+        from tests.dashboard.conftest import ensure_user, login
+        from tests.dashboard.http import csrf_header
+
         self.client = app.server.test_client()
+        ensure_user(url)
+        if login(self.client).status_code != 302:
+            raise RuntimeError("the benchmark's account could not sign in")
+        self.headers = csrf_header(self.client)
 
     def call(self, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]],
              state: list[tuple[str, str, Any]], changed: list[str]) -> float:
@@ -53,7 +61,7 @@ class Dash:
             "changedPropIds": changed,
         }
         began = time.perf_counter()
-        response = self.client.post("/_dash-update-component", json=body)
+        response = self.client.post("/_dash-update-component", json=body, headers=self.headers)
         elapsed = time.perf_counter() - began
         if response.status_code not in (200, 204):
             raise RuntimeError(f"callback {body['output']} answered {response.status_code}: {response.data[:500]!r}")
@@ -170,7 +178,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     app = create_app()
     page = next(p for p in dash.page_registry.values() if p["path"] == "/cohort")
-    client = Dash(app)
+    client = Dash(app, url)
     return {
         "store": {"backend": url.split("://")[0], "patients": args.patients, "configurations": len(FULL_GRID),
                   "repeats": args.repeats, "map_shape_zyx": list(shape)},

@@ -1,9 +1,11 @@
 """The Dash application: Dash Pages (one module per page under ``qa_dashboard/pages``), dash-bootstrap-components.
 
 Bootstrap's CSS (5.3.6, the version dash-bootstrap-components 2.0.4 is built for) is served from ``assets/``, so
-nothing is fetched from the internet. The app reads the results store (``QA_DATABASE_URL``, ``QA_ARTIFACTS_DIR``)
-and never writes it. It starts whatever state the store is in: until the store exists and is at the code's schema
-every page says so and names the fix (``python -m pipeline migrate``); an empty store explains how to fill it.
+nothing is fetched from the internet. The app reads the results store (``QA_DATABASE_URL``, ``QA_ARTIFACTS_DIR``);
+its only writes are the review workflow's (review items, login bookkeeping, audit rows, through
+``pipeline.review.service``) and the exported files (``QA_EXPORTS_DIR``). It starts whatever state the store is
+in: until the store exists and is at the code's schema every page says so and names the fix
+(``python -m pipeline migrate``); an empty store explains how to fill it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from pathlib import Path
 import dash
 import dash_bootstrap_components as dbc
 import flask
-from dash import html
+from dash import Input, Output, callback, html
 from dash.development.base_component import Component
 
-from qa_dashboard import auth
+from pipeline.review.workflow import Action, allowed
+from qa_dashboard import auth, exports
+from qa_dashboard.review import badge_text
 
 DISCLAIMER = "Research and QA support software, not a medical device."
-NAVIGATION = (("Overview", "/"), ("Cohort calibration", "/cohort"), ("Method comparison", "/compare"),
-              ("Runs", "/runs"))
+NAVIGATION = (("Overview", "/"), ("Worklist", "/worklist"), ("Cohort calibration", "/cohort"),
+              ("Method comparison", "/compare"), ("Runs", "/runs"))
+#: pages shown in the navbar only to the roles allowed to use them
+RESTRICTED = ((("Audit", "/audit"), Action.VIEW_AUDIT),)
 
 
 def create_app() -> dash.Dash:
@@ -34,18 +40,37 @@ def create_app() -> dash.Dash:
     )
     app.layout = _layout
     auth.install(app.server)
+    exports.install(app.server)
     return app
 
 
+def _navigation() -> list[tuple[str, str]]:
+    """The navbar's pages for the signed-in user's role."""
+    user = auth.current_user()
+    role = user["role"] if user else ""
+    return [*NAVIGATION, *(page for page, action in RESTRICTED if allowed(role, action))]
+
+
+def _badge() -> Component:
+    """The count of review items not reviewed yet (of the review configuration), linking to the worklist."""
+    return html.A(dbc.Badge("", id="unreviewed-badge", color="info", className="ms-2"), href="/worklist",
+                  title="review items of the review configuration not reviewed yet", id="unreviewed-link")
+
+
 def _signed_in() -> Component:
-    """Who is signed in (name and role) and the logout link; empty outside a request (layout validation)."""
+    """Who is signed in (name and role) and the logout button, a POST form with the session's CSRF token (a link
+    could be followed from another site); empty outside a request (layout validation)."""
     user = auth.current_user() if flask.has_request_context() else None
     if user is None:
         return html.Span(id="signed-in")
+    logout = html.Form(
+        [dash.dcc.Input(type="hidden", name=auth.CSRF_FIELD, value=auth.csrf_token()),
+         html.Button("Log out", type="submit", id="logout",
+                     className="btn btn-link btn-sm link-light p-0 align-baseline")],
+        method="POST", action="/logout", className="d-inline")
     return html.Span(
         [html.Span(user["username"], id="signed-in-user", className="fw-semibold"), " ",
-         dbc.Badge(user["role"], color="secondary", id="signed-in-role", className="me-2"),
-         html.A("Log out", href="/logout", id="logout", className="link-light")],
+         dbc.Badge(user["role"], color="secondary", id="signed-in-role", className="me-2"), logout],
         id="signed-in", className="text-light small ms-3 text-nowrap",
     )
 
@@ -58,15 +83,21 @@ def _layout() -> Component:
                 dbc.Container(
                     [
                         dbc.NavbarBrand("Budget-aware uncertainty QA", href="/"),
-                        dbc.Nav([dbc.NavItem(dbc.NavLink(label, href=href, active="exact"))
-                                 for label, href in NAVIGATION], className="me-auto", navbar=True),
+                        dbc.Nav([dbc.NavItem(dbc.NavLink(label, href=href, active="exact", className="text-nowrap"))
+                                 for label, href in _navigation()], className="me-auto", navbar=True),
+                        _badge(),
                         dbc.Badge(DISCLAIMER, color="warning", text_color="dark", id="disclaimer"),
                         _signed_in(),
                     ],
-                    fluid=True,
+                    fluid=True, className="flex-wrap row-gap-1",
                 ),
                 color="dark", dark=True, className="mb-3",
             ),
             dbc.Container(dash.page_container, fluid=True, id="page"),
         ]
     )
+
+
+@callback(Output("unreviewed-badge", "children"), Input("_pages_location", "pathname"))
+def _count_unreviewed(_path: str | None) -> str:
+    return badge_text()

@@ -5,11 +5,14 @@ renormalised on reading: relative error <= 1e-3) and the reference of every case
 patient-level splits it fits one temperature per TS configuration on the calibration cases and evaluates the TS
 configurations on the test cases; then a deployed fit on every case of the cohort is applied to every processed
 image of the model set (other cohorts and cases without reference included), which the nightly batch then uses.
-A protocol with the same parameters replaces the earlier one. Everything is written in one transaction.
+Each deployment is a configuration change: one ``config.deploy_ts`` audit row per TS configuration, the replaced
+temperature before and the new one after. A protocol with the same parameters replaces the earlier one. Everything
+is written in one transaction.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +31,7 @@ from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.protocol import repeated_holdout
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
     Artifact,
     Configuration,
@@ -37,6 +41,7 @@ from pipeline.store.schema import (
     Protocol,
     SplitRole,
     TemperatureFit,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -168,11 +173,20 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     return protocol
 
 
+def _deployment(fit: TemperatureFit) -> dict[str, object]:
+    """What the audit log keeps of a deployed temperature (a configuration change of the TS configurations)."""
+    return {"temperature": fit.temperature, "nll_before": fit.nll_before, "nll_after": fit.nll_after,
+            "voxels": fit.voxels, "cases": len(fit.cases or [])}
+
+
 def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequence[_Case],
             twins: dict[str, Configuration], by_name: dict[str, Configuration], options: ProtocolOptions) -> None:
     """Fit on the whole cohort; replace earlier deployed fits; TS results for every processed image."""
     everything = _cases(session, loader.store, model_set, None)
     for name, twin in twins.items():
+        replaced = session.scalar(select(TemperatureFit).where(TemperatureFit.configuration_id == by_name[name].id,
+                                                               TemperatureFit.protocol_id.is_(None)))
+        old = _deployment(replaced) if replaced is not None else None
         session.execute(delete(TemperatureFit).where(TemperatureFit.configuration_id == by_name[name].id,
                                                      TemperatureFit.protocol_id.is_(None)))
         temperature, before, after, voxels = _fit(loader, cohort, twin, options.settings)
@@ -181,6 +195,9 @@ def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequ
                              cases=[c.image.name for c in cohort])
         session.add(fit)
         session.flush()
+        session.add(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
+                               action="config.deploy_ts", outcome="ok", object_type="configuration",
+                               object_id=f"{model_set.name}/{name}"[:200], before=old, after=_deployment(fit)))
         log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels)", name, temperature, before, after, voxels)
         for case in everything:
             _evaluate(session, loader, case, by_name[name], twin, fit, model_set, options)

@@ -1,4 +1,4 @@
-"""The review verbs of ``python -m pipeline``: ``users add|list``, ``export-worklist``, ``export-regions``,
+"""The review verbs of ``python -m pipeline``: ``users add|list|set``, ``export-worklist``, ``export-regions``,
 ``export-rtstruct`` and ``audit-report``.
 
 They act as :class:`~pipeline.review.service.CommandLine` (whoever holds the store's credentials, audited as
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pipeline.review.regions import Budget, ReviewSettings
@@ -39,6 +39,15 @@ def add_review_verbs(verbs: Any) -> None:
     add.set_defaults(handler=users_add_command)
     listing = actions.add_parser("list", help="list the accounts")
     listing.set_defaults(handler=users_list_command)
+    change = actions.add_parser("set", help="change an account's role, (de)activate it or set a new password")
+    change.add_argument("--username", required=True)
+    change.add_argument("--role", choices=[r.value for r in Role])
+    state = change.add_mutually_exclusive_group()
+    state.add_argument("--deactivate", dest="active", action="store_false", default=None,
+                       help="the account can no longer sign in (its history stays)")
+    state.add_argument("--activate", dest="active", action="store_true", help="allow signing in again")
+    change.add_argument("--password", action="store_true", help="set a new password (read from stdin or prompted)")
+    change.set_defaults(handler=users_set_command)
 
     worklist = verbs.add_parser("export-worklist", help="the review worklist as CSV or Excel")
     _budget_options(worklist)
@@ -61,7 +70,8 @@ def add_review_verbs(verbs: Any) -> None:
 
     report = verbs.add_parser("audit-report", help="the audit report PDF")
     _budget_options(report)
-    report.add_argument("--configuration", help="worklist configuration (default: the newest model set's first)")
+    report.add_argument("--configuration", help="worklist configuration (default: QA_REVIEW_CONFIGURATION, else "
+                        "the newest model set's first)")
     report.add_argument("--out", type=Path, required=True, help="output .pdf")
     report.set_defaults(handler=audit_report_command)
 
@@ -98,10 +108,11 @@ def _read_password(username: str) -> str:
 
 
 def _guarded(run: Callable[[], int]) -> int:
-    """A store that is not ready, refusals and missing store rows: one line on stderr and exit code 2."""
+    """A store that is not ready, refusals, missing store rows and invalid values: one line on stderr and exit
+    code 2."""
     try:
         return run()
-    except (StoreNotReadyError, LookupError, WorkflowError) as error:
+    except (StoreNotReadyError, LookupError, WorkflowError, ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_BAD_INPUT
 
@@ -116,6 +127,22 @@ def users_add_command(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
         sys.stdout.write(f"created {user.username} ({user.role})\n")
+        return 0
+
+    return _guarded(run)
+
+
+def users_set_command(args: argparse.Namespace) -> int:
+    """Change an account."""
+    def run() -> int:
+        password = _read_password(args.username) if args.password else None
+        engine = _engine()
+        try:
+            user = ReviewService(engine).update_user(CommandLine(), args.username, role=args.role, active=args.active,
+                                                     password=password)
+        finally:
+            engine.dispose()
+        sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
         return 0
 
     return _guarded(run)
@@ -201,19 +228,14 @@ def export_rtstruct_command(args: argparse.Namespace) -> int:
 def audit_report_command(args: argparse.Namespace) -> int:
     """Write the audit report PDF."""
     from pipeline.review.report import gather_report, write_report
-    from pipeline.store.schema import CaseResult, Configuration
+    from pipeline.review.worklist import default_configuration
 
     budget = _budget(args)
 
     def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
-        configuration = args.configuration
+        configuration = args.configuration or default_configuration(session)
         if configuration is None:
-            newest = session.scalar(select(Configuration.model_set_id).join(
-                CaseResult, CaseResult.configuration_id == Configuration.id).order_by(CaseResult.id.desc()).limit(1))
-            if newest is None:
-                raise LookupError("the store holds no result yet: run the batch first")
-            configuration = session.scalar(select(Configuration.name).where(
-                Configuration.model_set_id == newest).order_by(Configuration.position).limit(1))
+            raise LookupError("the store holds no result yet: run the batch first")
         store = engine.url.render_as_string(hide_password=True)
         content = gather_report(session, artifacts, store, configuration, budget, ReviewSettings.from_env())
         return write_report(content, args.out)

@@ -242,6 +242,41 @@ class ReviewService:
 
         return self._run(principal, "user.create", "user", username, ip, body)
 
+    def update_user(self, principal: Principal, username: str, *, role: Role | str | None = None,
+                    active: bool | None = None, password: str | None = None, ip: str | None = None) -> UserInfo:
+        """Change an account's role, deactivate or reactivate it, or set a new password (admin or the command line);
+        one ``user.update`` audit row with the changed fields before → after (a password only as "changed").
+        Reactivating or setting a password also clears a login lock."""
+
+        def body(session: Session, actor: Actor) -> UserInfo:
+            workflow.require(actor.role, Action.MANAGE_USERS, actor.username)
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise LookupError(f"there is no user named {username!r}")
+            before: dict[str, Any] = {}
+            after: dict[str, Any] = {}
+            if role is not None:
+                try:
+                    checked = Role(role)
+                except ValueError as error:
+                    raise ValueError(f"unknown role {role!r}: use one of {', '.join(Role)}") from error
+                before["role"], after["role"], user.role = user.role, checked.value, checked.value
+            if active is not None:
+                before["active"], after["active"], user.active = user.active, active, active
+            if password is not None:
+                if len(password) < MIN_PASSWORD_LENGTH:
+                    raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+                user.password_hash = generate_password_hash(password, method=self._password_method)
+                before["password"], after["password"] = "unchanged", "changed"
+            if not after:
+                raise ValueError("nothing to change: give a role, active or a password")
+            if active or password is not None:
+                user.failed_logins, user.locked_until = 0, None
+            self._audit(session, actor, "user.update", "ok", "user", str(user.id), before, after, ip)
+            return _user_info(user)
+
+        return self._run(principal, "user.update", "user", username, ip, body)
+
     def check(self, principal: Principal, action: Action | str) -> Actor:
         """The actor, when it is an active user (or the command line) allowed to ``action``; else
         :class:`PermissionDenied`. Not audited: the page and callback guard of the dashboard, and of reads."""
@@ -286,6 +321,42 @@ class ReviewService:
         if outcome != "ok" or info is None:
             raise AuthenticationError("invalid username or password")
         return info
+
+    def authenticate_external(self, username: str, issuer: str, ip: str | None = None) -> UserInfo:
+        """The active local user ``username``, whom the identity provider ``issuer`` has authenticated (single
+        sign-on); :class:`AuthenticationError` when no active account has that name. One ``login`` audit row either
+        way, with ``{"method": "oidc", "issuer": issuer}``.
+
+        The provider authenticates, this store authorizes: the account and its role must exist here already, and a
+        deactivated one is refused. The password throttle is neither checked nor reset (it guards the password,
+        which the provider does not use)."""
+        detail: dict[str, Any] = {"method": "oidc", "issuer": issuer}
+        with self._sessions.begin() as session:
+            user = session.scalar(select(User).where(User.username == username).with_for_update())
+            if user is None or not user.active:
+                outcome = "failure"
+                detail["reason"] = "unknown user" if user is None else "deactivated"
+                actor = Actor(user.id if user else None, username[:100], Role(user.role) if user else Role.VIEWER)
+            else:
+                outcome, user.last_login_at = "ok", self._clock()
+                detail["role"] = user.role
+                actor = Actor(user.id, user.username, Role(user.role))
+            self._audit(session, actor, "login", outcome, "user", str(user.id) if user else None, None, detail, ip)
+            info = _user_info(user) if outcome == "ok" and user is not None else None
+        if info is None:
+            raise AuthenticationError(f"the identity provider signed you in as {username!r}, but this dashboard has "
+                                      "no active account of that name: ask an administrator to create (or "
+                                      "reactivate) it")
+        return info
+
+    def record_logout(self, user_id: int, ip: str | None = None) -> None:
+        """Audit the end of ``user_id``'s dashboard session: one ``logout`` row (also for a deactivated account,
+        whose session is ending all the same)."""
+        with self._sessions.begin() as session:
+            user = session.get(User, user_id)
+            actor = (Actor(user.id, user.username, Role(user.role)) if user is not None
+                     else Actor(None, f"user#{user_id}", Role.VIEWER))
+            self._audit(session, actor, "logout", "ok", "user", str(user_id), None, None, ip)
 
     # ------------------------------------------------------------------ the review workflow
 
@@ -419,11 +490,14 @@ class ReviewService:
     # ------------------------------------------------------------------ exports and the audit log
 
     def export(self, principal: Principal, kind: str, object_id: str, produce: Callable[[], Path],
-               ip: str | None = None) -> Path:
-        """Check the export permission, write the file with ``produce``, and audit it (path, size, SHA-256); an
-        export that fails is audited as ``failure`` with the reason."""
+               ip: str | None = None, *, also: Action | None = None) -> Path:
+        """Check the export permission (and ``also``, e.g. VIEW_AUDIT for the audit log), write the file with
+        ``produce``, and audit it (path, size, SHA-256); an export that fails is audited as ``failure`` with the
+        reason, a refused one as ``denied``."""
         try:
             self.check(principal, Action.EXPORT)
+            if also is not None:
+                self.check(principal, also)
         except PermissionDenied as error:
             self._deny(principal, f"export.{kind}", _Refused(error, "export", object_id), ip)
             raise

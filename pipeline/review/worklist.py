@@ -15,7 +15,8 @@ case are its predicted structures plus any structure its regions were assigned t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ from pipeline.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+CONFIGURATION_ENV = "QA_REVIEW_CONFIGURATION"
 
 
 @dataclass(frozen=True)
@@ -236,15 +239,18 @@ def _items(ref: ResultRef, regions: tuple[Region, ...], predicted: set[int],
 
 def build_worklist(
     session: Session, artifacts: ArtifactStore, configuration: str, budget: Budget,
-    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None,
+    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None, case: str | None = None,
 ) -> Worklist:
-    """The worklist of ``configuration`` at ``budget`` (reads every case's maps: cache it in a UI).
+    """The worklist of ``configuration`` at ``budget`` (reads every case's maps: cache it in a UI); of ``case``
+    alone when given (its rank is then 1).
 
-    Raises LookupError when the store has no result of ``configuration``; a case whose maps are missing or
-    unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
+    Raises LookupError when the store has no result of ``configuration`` (for ``case``); a case whose maps are
+    missing or unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
     """
     settings = settings or ReviewSettings()
-    refs = deployed_results(session, configuration)
+    refs = deployed_results(session, configuration, case)
+    if not refs and case is not None:
+        raise LookupError(f"case {case!r} has no stored result of configuration {configuration!r}")
     if not refs:
         known = sorted(set(session.scalars(select(Configuration.name).join(
             CaseResult, CaseResult.configuration_id == Configuration.id))))
@@ -290,3 +296,32 @@ def unreviewed_count(session: Session, configuration: str) -> int:
         states.get((ref.image.id, ref.result.configuration_id, c), {}).get("state") not in done
         for ref in refs for c in predicted.get(ref.result.id, set())
     )
+
+
+def default_configuration(session: Session) -> str | None:
+    """The configuration to review: ``QA_REVIEW_CONFIGURATION`` when set, else the first configuration (grid order)
+    of the newest model set with a stored result; None when the store holds no result."""
+    chosen = os.environ.get(CONFIGURATION_ENV, "").strip()
+    if chosen:
+        return chosen
+    newest = session.scalar(select(Configuration.model_set_id).join(
+        CaseResult, CaseResult.configuration_id == Configuration.id).order_by(CaseResult.id.desc()).limit(1))
+    if newest is None:
+        return None
+    return session.scalar(select(Configuration.name).where(Configuration.model_set_id == newest)
+                          .order_by(Configuration.position).limit(1))
+
+
+def with_current_states(session: Session, worklist: Worklist) -> Worklist:
+    """``worklist`` with every item's review fields re-read from the store (the regions stay: a cached worklist's
+    maps do not change when someone reviews, its review states do)."""
+    states = review_states(session, {case.configuration_id for case in worklist.cases})
+
+    def fresh(case: WorklistCase, item: WorklistItem) -> WorklistItem:
+        stored = states.get((case.image_id, case.configuration_id, item.class_index), {})
+        return replace(item, state=stored.get("state", State.PENDING), decision=stored.get("decision"),
+                       comment=stored.get("comment"), reviewer=stored.get("reviewer"),
+                       approver=stored.get("approver"), version=stored.get("version", 0))
+
+    return replace(worklist, cases=tuple(replace(case, items=tuple(fresh(case, item) for item in case.items))
+                                         for case in worklist.cases))

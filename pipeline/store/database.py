@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import sessionmaker
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 UPGRADE_HINT = "alembic upgrade head"
+
+log = logging.getLogger(__name__)
 
 
 class StoreNotReadyError(RuntimeError):
@@ -81,9 +84,20 @@ def check_at_head(engine: Engine) -> None:
 def refresh_statistics(engine: Engine) -> None:
     """``ANALYZE`` on PostgreSQL after bulk writes: without planner statistics a freshly loaded store made the
     dashboard's cohort query take 33 s instead of 0.3 s (measured). Nothing to do on SQLite."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("ANALYZE"))
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # only the tables this role may analyze (its own, or MAINTAIN from PostgreSQL 17): a plain ANALYZE would
+        # skip the others with a server-log warning each (a least-privilege batch role, docs/postgres-roles.md)
+        tables = list(connection.scalars(text(
+            "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables "
+            "WHERE schemaname = current_schema() AND (pg_has_role(current_user, tableowner, 'USAGE') OR CASE "
+            "WHEN current_setting('server_version_num')::int >= 170000 THEN has_table_privilege("
+            "format('%I.%I', schemaname, tablename), 'MAINTAIN') ELSE false END) ORDER BY tablename")))
+        if tables:
+            connection.execute(text("ANALYZE " + ", ".join(tables)))
+        else:
+            log.info("ANALYZE skipped: this role may analyze no table of the store (autovacuum will)")
 
 
 def session_factory(engine: Engine) -> sessionmaker:

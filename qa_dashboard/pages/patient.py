@@ -4,21 +4,24 @@ Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id
 rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two PNGs per
 view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
-other two.
+other two. Below the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A
+with the workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlencode
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, html
 from dash.development.base_component import Component
 
-from qa_dashboard import viewer
-from qa_dashboard.components import guarded, not_found, number
+from pipeline.review.regions import Budget
+from pipeline.review.workflow import Action, allowed
+from qa_dashboard import auth, review, viewer
+from qa_dashboard.components import guarded, not_found, number, section
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
@@ -27,6 +30,7 @@ from qa_dashboard.viewer_layout import header, viewer_layout
 
 dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
 SIDES = ("a", "b")
+REVIEW_BUDGET = Budget("fraction", 0.02)
 
 
 def _choice(value: str | None, view: viewer.CaseView) -> tuple[bool, int | None]:
@@ -68,7 +72,40 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
         return html.Div([header(view.case), dbc.Alert("The batch stored no CT map for this case: run the batch "
                                                       "again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
-    return viewer_layout(view, a if a is not None else (with_maps or list(view.results))[0], b, slices)
+    shown = a if a is not None else (with_maps or list(view.results))[0]
+    return html.Div([viewer_layout(view, shown, b, slices), _review(view, shown)])
+
+
+def _review(view: viewer.CaseView, configuration_id: int) -> Component:
+    """The review panel of this case under configuration A (its structures' items and the workflow's actions), and
+    the case's downloads."""
+    data = review.scope(view.results[configuration_id].configuration, REVIEW_BUDGET, view.case.name, case_only=True)
+    return section("Review", review.panel(data, _rows(data), height=200),
+                   html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
+                   help_text="this case's structures under configuration A; approval needs a second user")
+
+
+def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
+    """The case's review regions as NIfTI (and as an RTSTRUCT for a DICOM case) at the review budget."""
+    user = auth.current_user()
+    if user is None or not allowed(user["role"], Action.EXPORT):
+        return html.Span()
+    query = urlencode({"configuration": data["configuration"], "kind": data["kind"], "value": data["value"]})
+    name = quote(view.case.name, safe="")
+    links = [("Regions + entropy (NIfTI)", f"/export/regions/{name}.zip?{query}", "download-regions")]
+    if view.case.source_kind == "dicom":
+        links.append(("Regions as RTSTRUCT", f"/export/rtstruct/{name}.dcm?{query}", "download-rtstruct"))
+    return html.Div([html.Small(f"Downloads ({data['configuration']}, {REVIEW_BUDGET.describe()}): ",
+                                className="text-muted me-1"),
+                     *(dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
+                                  className="me-1", id=ident) for label, href, ident in links)])
+
+
+def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        return review.scope_rows(data)
+    except LookupError:
+        return []
 
 
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
@@ -204,3 +241,14 @@ def _colourbar(threshold: float | None, opacity: float | None) -> tuple[dict[str
     threshold = float(threshold or 0)
     return ({"width": f"{threshold * 100:.0f}%"},
             f"transparent below {number(threshold, 2)}, opacity {number(float(opacity or 0) * 100, 0)} %")
+
+
+@callback(Output("review-scope", "data", allow_duplicate=True), Output("review-items", "rowData", allow_duplicate=True),
+          Output("case-downloads", "children"), Input("viewer-a", "value"), State("viewer-case", "data"),
+          prevent_initial_call=True)
+def _review_scope(a: int | None, name: str) -> tuple[Any, Any, Any]:
+    view = viewer.load(get_store(), name)
+    if view is None or a not in view.results:
+        return dash.no_update, dash.no_update, dash.no_update
+    data = review.scope(view.results[a].configuration, REVIEW_BUDGET, name, case_only=True)
+    return data, _rows(data), _downloads(view, data)

@@ -43,6 +43,7 @@ class Case:
     reference_note: str | None
     ct_path: str | None
     reference_path: str | None
+    source_kind: str = "nifti"  # "dicom" when read from a DICOM series (an RTSTRUCT can reference it)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -86,7 +87,7 @@ def find_case(session: Session, name: str) -> Case | None:
         Artifact.image_id == image.id, Artifact.kind.in_(("ct", "reference")))).all())
     return Case(image.id, image.name, image.cohort, pseudonym, tuple(image.size), tuple(image.spacing),
                 tuple(image.origin), tuple(image.direction), image.reference_note, paths.get("ct"),
-                paths.get("reference"))
+                paths.get("reference"), image.source_kind)
 
 
 def shown_results(session: Session, case: Case) -> list[ShownResult]:

@@ -17,7 +17,8 @@ from pipeline.store.database import alembic_config
 from tests.conftest import REPO_ROOT
 from tests.dashboard.conftest import SeededStore
 
-PAGES = {"/": {}, "/cohort": {}, "/compare": {}, "/runs": {}, "/patient/<name>": {"name": "phantom_9000"}}
+PAGES = {"/": {}, "/cohort": {}, "/compare": {}, "/runs": {}, "/worklist": {},
+         "/patient/<name>": {"name": "phantom_9000"}}
 
 
 def _page(path: str, **query: Any) -> Any:
@@ -53,7 +54,8 @@ def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore
         "assert client.get('/').status_code == 200\n"
         "assert client.get('/assets/viewer.js').status_code == 200\n"
         "paths = sorted(p['path_template'] or p['path'] for p in dash.page_registry.values())\n"
-        "assert paths == ['/', '/404', '/cohort', '/compare', '/patient/<name>', '/runs'], paths\n"
+        "assert paths == ['/', '/404', '/audit', '/cohort', '/compare', '/patient/<name>', '/runs', '/worklist'], "
+        "paths\n"
         "assert 'not a medical device' in str(client.get('/_dash-layout').get_json())\n"
         "for page in dash.page_registry.values():\n"
         "    query = {'name': 'phantom_9000'} if page['path_template'] else {}\n"
@@ -111,8 +113,9 @@ def test_unknown_cases_configurations_and_addresses_are_not_found(dash_app: dash
     assert "There is no protocol '42'" in _layout("/cohort", protocol="42")
     assert "There is no protocol 'x'" in _layout("/compare", protocol="x")
     assert "Nothing lives at this address" in _layout("/404")
-    viewer = _page("/patient/<name>", name="phantom_9000", a=str(store.seeded.configurations["DE+TS"]), at="3,4,5")
-    assert viewer.id == "viewer" and _by_id(viewer, "not-found") is None
+    page = _page("/patient/<name>", name="phantom_9000", a=str(store.seeded.configurations["DE+TS"]), at="3,4,5")
+    viewer = _by_id(page, "viewer")
+    assert viewer is not None and _by_id(page, "not-found") is None and _by_id(page, "review-panel") is not None
     assert [_by_id(viewer, f"slice-{p}").data for p in ("axial", "coronal", "sagittal")] == [3, 4, 5]
     assert _by_id(viewer, "viewer-a").value == store.seeded.configurations["DE+TS"]
 

@@ -202,6 +202,19 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
     assert re.search(r"error: the store .* is empty, .* run `alembic upgrade head`", capsys.readouterr().err)
 
 
+def test_accounts_are_changed_from_the_command_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert _cli(["users", "add", "--username", "cli-viewer", "--role", "viewer"]) == 0
+    assert _cli(["users", "set", "--username", "cli-viewer", "--role", "reviewer", "--deactivate"]) == 0
+    assert "cli-viewer: reviewer, deactivated" in capsys.readouterr().out
+    assert _cli(["users", "set", "--username", "cli-viewer"]) == 2
+    assert "error: nothing to change" in capsys.readouterr().err
+    assert _cli(["users", "set", "--username", "ghost", "--activate"]) == 2
+    assert "error: there is no user named 'ghost'" in capsys.readouterr().err
+
+
 def test_unknown_configurations_and_missing_maps(seeded: Seeded) -> None:
     """Runs last in this module: it adds a configuration whose only result points at maps that are not there."""
     engine = make_engine(seeded.url)

@@ -217,6 +217,36 @@ def test_accounts_are_validated(service: ReviewService, users: dict[str, int]) -
     assert listed["approver2"] == "approver" and len(listed) == 6
 
 
+def test_accounts_change_role_are_deactivated_and_get_new_passwords(
+    service: ReviewService, users: dict[str, int], engine: Engine
+) -> None:
+    count = _count(engine)
+    assert service.update_user(users["admin"], "viewer", role="reviewer").role == "reviewer"
+    assert service.check(users["viewer"], Action.START_REVIEW).role == "reviewer"
+    assert not service.update_user(CommandLine("tester"), "viewer", active=False).active
+    with pytest.raises(PermissionDenied, match="unknown or deactivated"):
+        service.check(users["viewer"], Action.VIEW)
+    with pytest.raises(AuthenticationError):
+        service.authenticate("viewer", PASSWORD)
+    new_password = "a different passphrase"
+    service.update_user(CommandLine("tester"), "viewer", active=True, password=new_password)
+    assert service.authenticate("viewer", new_password).username == "viewer"
+    with pytest.raises(PermissionDenied, match="may not manage_users"):
+        service.update_user(users["approver"], "reviewer", role="admin")
+    for wrong, reason in (({"role": "root"}, "unknown role 'root'"), ({}, "nothing to change"),
+                          ({"password": "tiny"}, "at least 12 characters")):
+        with pytest.raises(ValueError, match=reason):
+            service.update_user(CommandLine("tester"), "viewer", **wrong)
+    with pytest.raises(LookupError, match="no user named 'ghost'"):
+        service.update_user(CommandLine("tester"), "ghost", active=False)
+    rows = _audit(engine)[count:]
+    assert [(r.action, r.outcome) for r in rows] == [
+        ("user.update", "ok"), ("user.update", "ok"), ("login", "failure"), ("user.update", "ok"), ("login", "ok"),
+        ("user.update", "denied"), *[("user.update", "denied")] * 4]
+    assert (rows[0].before, rows[0].after) == ({"role": "viewer"}, {"role": "reviewer"})
+    assert rows[3].after == {"active": True, "password": "changed"} and "a different" not in str(rows[3].after)
+
+
 def test_the_audit_log_refuses_update_and_delete_at_the_database_level(
     service: ReviewService, users: dict[str, int], engine: Engine
 ) -> None:

@@ -19,6 +19,7 @@ from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import StoreNotReadyError, make_engine, session_factory
 from pipeline.store.export import export_map
+from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
     Artifact,
     CaseFailure,
@@ -159,6 +160,17 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         assert all(f.nll_after <= f.nll_before + 1e-9 for f in fits)
         ts_results = session.scalars(select(CaseResult).where(CaseResult.temperature_fit_id.is_not(None))).all()
         assert len(ts_results) == 3 * 2 * 1 + 3 * 2, "repeat test cases (1 of 2 per repeat) and deployed (both)"
+        changes = session.scalars(select(AuditEntry).where(AuditEntry.action == "config.deploy_ts")).all()
+        deployed = {f.configuration_id: f.temperature for f in fits if f.protocol_id is None}
+        assert len(changes) == 3 and all(c.before is None and c.actor.startswith("cli:") for c in changes)
+        assert sorted(c.after["temperature"] for c in changes) == sorted(deployed.values())
+    with session_factory(engine).begin() as session:  # a second protocol: the audit row keeps the replaced value
+        run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=2, seed=1))
+    with session_factory(engine)() as session:
+        changes = session.scalars(select(AuditEntry).where(AuditEntry.action == "config.deploy_ts")
+                                  .order_by(AuditEntry.id)).all()
+        assert len(changes) == 6
+        assert sorted(c.before["temperature"] for c in changes[3:]) == sorted(deployed.values())
     engine.dispose()
     new_case = tmp_path / "new"
     write_phantom_case(new_case, 9004)

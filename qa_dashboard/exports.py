@@ -1,0 +1,205 @@
+"""Downloads from the dashboard, as Flask routes behind the login guard: the worklist (CSV, Excel), a case's review
+regions and entropy map (NIfTI on the original grid, zipped), its regions as a DICOM RTSTRUCT, the audit report
+(PDF) and the audit log (CSV).
+
+Each download is one :meth:`~pipeline.review.service.ReviewService.export`: the role is checked (export; the audit
+log also needs view_audit), the file is written under ``QA_EXPORTS_DIR`` (default ``var/exports``, one folder per
+download, kept: the audit row names its path and SHA-256), and exactly one audit row says who exported what, or why
+it was refused (403) or failed. A malformed address is a 400, an unknown case or configuration a 404, each with a
+one-line reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import flask
+from sqlalchemy.orm import Session
+
+from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
+from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.review.report import gather_report, write_report
+from pipeline.review.rtstruct import RtstructError
+from pipeline.review.workflow import Action, PermissionDenied
+from pipeline.store.artifacts import safe_name
+from pipeline.store.database import StoreNotReadyError
+from pipeline.store.settings import exports_dir
+from qa_dashboard import auth
+from qa_dashboard.queries.worklist import load_worklist
+from qa_dashboard.store import Store, get_store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MEDIA = {".csv": "text/csv", ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+         ".zip": "application/zip", ".dcm": "application/dicom", ".pdf": "application/pdf"}
+
+
+class BadRequest(ValueError):
+    """A malformed export address."""
+
+
+def _budget(args: Any) -> Budget:
+    kind, raw = args.get("kind", "fraction"), args.get("value", "0.02")
+    try:
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError
+        return Budget(kind, value)
+    except ValueError:
+        raise BadRequest(f"kind={kind!r}, value={raw!r}: use kind=fraction with a value in [0, 1] or kind=minutes "
+                         "with a value >= 0") from None
+
+
+def _configuration(args: Any) -> str:
+    configuration = (args.get("configuration") or "").strip()
+    if not configuration:
+        raise BadRequest("the address needs ?configuration=NAME")
+    return configuration
+
+
+def _in_new_folder(user: dict[str, Any], store: Store, produce: Callable[[Store, Path], Path]) -> Path:
+    """``produce`` into a new folder of its own under QA_EXPORTS_DIR, removed again when it fails."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder = exports_dir() / f"{stamp}-{safe_name(str(user['username']))}"
+    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        return produce(store, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _send(kind: str, object_id: str, produce: Callable[[Store, Path], Path], also: Action | None = None) -> Any:
+    """One audited export as the signed-in user; the file as an attachment, or a one-line error."""
+    user = auth.current_user()
+    if user is None:  # the guard answers first; kept for safety
+        return flask.jsonify({"error": "authentication required"}), 401
+    try:
+        store = get_store()
+        path = auth.review_service(store.engine).export(
+            int(user["user_id"]), kind, object_id, lambda: _in_new_folder(user, store, produce),
+            ip=flask.request.remote_addr, also=also)
+    except PermissionDenied as error:
+        return flask.jsonify({"error": str(error)}), 403
+    except BadRequest as error:
+        return flask.jsonify({"error": str(error)}), 400
+    except (LookupError, RtstructError) as error:
+        return flask.jsonify({"error": str(error)}), 404 if isinstance(error, LookupError) else 422
+    except StoreNotReadyError as error:
+        return flask.jsonify({"error": str(error)}), 503
+    response = flask.send_file(path, mimetype=MEDIA.get(path.suffix, "application/octet-stream"),
+                               as_attachment=True, download_name=path.name)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _read(store: Store, body: Callable[[Session], T]) -> T:
+    with store.session() as session:
+        return body(session)
+
+
+def worklist_file(fmt: Literal["csv", "xlsx"]) -> Any:
+    """``/export/worklist.csv`` and ``.xlsx``: the worklist's region rows (Excel: cases, regions, about)."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        configuration, budget = _configuration(args), _budget(args)
+        worklist = load_worklist(store, configuration, budget)
+        return write_worklist(worklist, folder / f"worklist_{safe_name(configuration)}.{fmt}", fmt)
+
+    return _send(f"worklist_{fmt}", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
+
+
+def regions_zip(case: str) -> Any:
+    """``/export/regions/<case>.zip``: the case's region label map and entropy map as NIfTI, zipped."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        configuration, budget = _configuration(args), _budget(args)
+        labels, entropy = _read(store, lambda session: export_region_maps(
+            session, store.maps.artifacts, case, configuration, budget, folder, ReviewSettings.from_env()))
+        archive = folder / f"{safe_name(case)}_{safe_name(configuration)}_review.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+            for member in (labels, entropy):
+                bundle.write(member, member.name)
+        return archive
+
+    return _send("regions_nifti", f"{case}/{args.get('configuration')} @ {args.get('kind')}={args.get('value')}",
+                 produce)
+
+
+def rtstruct_file(case: str) -> Any:
+    """``/export/rtstruct/<case>.dcm``: the case's review regions as an RTSTRUCT on its original DICOM series."""
+    args = flask.request.args
+    generated = args.get("allow_generated_uids") in ("1", "true", "yes")
+
+    def produce(store: Store, folder: Path) -> Path:
+        configuration, budget = _configuration(args), _budget(args)
+        out = folder / f"{safe_name(case)}_{safe_name(configuration)}_rtstruct.dcm"
+        return _read(store, lambda session: export_case_rtstruct(
+            session, store.maps.artifacts, case, configuration, budget, out, generated, ReviewSettings.from_env()))
+
+    return _send("rtstruct", f"{case}/{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
+
+
+def report_file() -> Any:
+    """``/export/report.pdf``: the audit report (cohort table, curves, reliability, worklist, decisions, sign-off)."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        configuration, budget = _configuration(args), _budget(args)
+        address = store.engine.url.render_as_string(hide_password=True)
+        content = _read(store, lambda session: gather_report(
+            session, store.maps.artifacts, address, configuration, budget, ReviewSettings.from_env()))
+        return write_report(content, folder / f"audit_report_{safe_name(configuration)}.pdf")
+
+    return _send("audit_report", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
+
+
+def audit_csv() -> Any:
+    """``/export/audit.csv?actor=&action=&outcome=&since=&until=``: the filtered audit log (approver or admin)."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        user = auth.current_user()
+        assert user is not None
+        filters = audit_filters(args)
+        records = auth.review_service(store.engine).audit_entries(int(user["user_id"]), limit=100_000, **filters)
+        return write_audit_csv(records, folder / "audit_log.csv")
+
+    return _send("audit_csv", "audit log " + "&".join(f"{k}={v}" for k, v in sorted(args.items())), produce,
+                 also=Action.VIEW_AUDIT)
+
+
+def audit_filters(args: Any) -> dict[str, Any]:
+    """The audit log's filters from an address or form: actor, action (a prefix), outcome, since and until (ISO
+    dates or times, UTC); BadRequest for a malformed date."""
+    filters: dict[str, Any] = {key: (args.get(key) or "").strip() or None for key in ("actor", "action", "outcome")}
+    for key in ("since", "until"):
+        raw = (args.get(key) or "").strip()
+        try:
+            filters[key] = datetime.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise BadRequest(f"{key}={raw!r} is not an ISO date or time (e.g. 2026-11-29 or 2026-11-29T08:00)"
+                             ) from None
+        if filters[key] is not None and filters[key].tzinfo is None:
+            filters[key] = filters[key].replace(tzinfo=UTC)
+    return filters
+
+
+def install(server: flask.Flask) -> None:
+    """Add the export routes to the app's Flask server (the login guard already covers them)."""
+    server.add_url_rule("/export/worklist.csv", "qa_export_worklist_csv", lambda: worklist_file("csv"))
+    server.add_url_rule("/export/worklist.xlsx", "qa_export_worklist_xlsx", lambda: worklist_file("xlsx"))
+    server.add_url_rule("/export/regions/<path:case>.zip", "qa_export_regions", regions_zip)
+    server.add_url_rule("/export/rtstruct/<path:case>.dcm", "qa_export_rtstruct", rtstruct_file)
+    server.add_url_rule("/export/report.pdf", "qa_export_report", report_file)
+    server.add_url_rule("/export/audit.csv", "qa_export_audit", audit_csv)

@@ -1,0 +1,93 @@
+"""The audit trail (approver and admin): every login, review action, export, account and configuration change (a
+deployed temperature), newest first,
+filtered by who, what, outcome and date, and downloadable as CSV with the same filters (an audited export itself).
+
+The log is append-only: the database refuses UPDATE and DELETE of its rows (migration 0002). This page only reads it,
+through :meth:`~pipeline.review.service.ReviewService.audit_entries`, which checks the role again on every call.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+from dash.development.base_component import Component
+
+from pipeline.review.service import AuditRecord
+from pipeline.review.workflow import Action, PermissionDenied, allowed
+from qa_dashboard import auth
+from qa_dashboard.components import grid, section
+from qa_dashboard.exports import BadRequest, audit_filters
+from qa_dashboard.store import get_store
+
+dash.register_page(__name__, path="/audit", title="Audit trail", name="Audit")
+
+SHOWN = 2000
+ACTIONS = ("login", "logout", "review.", "export.", "user.", "config.")
+OUTCOME_RULES = {"text-danger fw-semibold": "params.value === 'denied' || params.value === 'failure'",
+                 "text-warning fw-semibold": "params.value === 'locked'", "text-success": "params.value === 'ok'"}
+COLUMNS = [
+    {"field": "id", "width": 90, "type": "numericColumn"}, {"field": "at", "headerName": "When (UTC)", "width": 190},
+    {"field": "actor"}, {"field": "action"}, {"field": "outcome", "width": 110, "cellClassRules": OUTCOME_RULES},
+    {"field": "object", "headerName": "Object"},
+    {"field": "before", "flex": 1, "tooltipField": "before"}, {"field": "after", "flex": 1, "tooltipField": "after"},
+    {"field": "ip", "width": 120},
+]
+
+
+def _json(value: dict[str, Any] | None) -> str:
+    return json.dumps(value, sort_keys=True, default=str) if value is not None else ""
+
+
+def rows(records: list[AuditRecord]) -> list[dict[str, Any]]:
+    """Grid rows of audit records (before/after as JSON text)."""
+    return [{"id": r.id, "at": f"{r.at:%Y-%m-%d %H:%M:%S}", "actor": r.actor, "action": r.action,
+             "outcome": r.outcome, "object": f"{r.object_type} {r.object_id or ''}".strip(),
+             "before": _json(r.before), "after": _json(r.after), "ip": r.ip or ""} for r in records]
+
+
+def layout(**_query: str) -> Component:
+    user = auth.current_user()
+    if user is None or not allowed(user["role"], Action.VIEW_AUDIT):
+        return dbc.Alert("The audit trail is for the approver and admin roles.", color="warning", id="forbidden")
+    return html.Div([
+        html.H3("Audit trail"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Who (user name)"), dbc.Input(id="audit-actor", debounce=True)], lg=2),
+            dbc.Col([dbc.Label("What"), dcc.Dropdown([{"label": a.rstrip(".") + (" …" if a.endswith(".") else ""),
+                                                       "value": a} for a in ACTIONS], id="audit-action")], lg=2),
+            dbc.Col([dbc.Label("Outcome"), dcc.Dropdown(["ok", "denied", "failure", "locked"], id="audit-outcome")],
+                    lg=2),
+            dbc.Col([dbc.Label("From (date, UTC)"), dbc.Input(id="audit-since", type="date")], lg=2),
+            dbc.Col([dbc.Label("Before (date, UTC)"), dbc.Input(id="audit-until", type="date")], lg=2),
+            dbc.Col([dbc.Label("\u00a0", className="d-block"), dbc.Button(
+                "Download CSV", id="audit-download", href="/export/audit.csv", external_link=True,
+                color="outline-primary")], lg=2),
+        ], className="mb-3 g-2"),
+        html.Div(id="audit-summary", className="text-muted small mb-1"),
+        section("Entries", grid("audit-grid", COLUMNS, [], 560, tooltipShowDelay=300)),
+    ])
+
+
+@callback(Output("audit-grid", "rowData"), Output("audit-summary", "children"), Output("audit-download", "href"),
+          Input("audit-actor", "value"), Input("audit-action", "value"), Input("audit-outcome", "value"),
+          Input("audit-since", "value"), Input("audit-until", "value"))
+def _entries(actor: str | None, action: str | None, outcome: str | None, since: str | None,
+             until: str | None) -> tuple[Any, Any, Any]:
+    user = auth.current_user()
+    query = {k: v for k, v in (("actor", actor), ("action", action), ("outcome", outcome), ("since", since),
+                               ("until", until)) if v}
+    href = "/export/audit.csv" + (f"?{urlencode(query)}" if query else "")
+    if user is None:
+        return [], "Sign in again.", href
+    try:
+        records = auth.review_service(get_store().engine).audit_entries(
+            int(user["user_id"]), limit=SHOWN, **audit_filters(query))
+    except (PermissionDenied, BadRequest) as error:
+        return [], str(error), href
+    more = " (the newest shown: narrow the filters or download the CSV)" if len(records) == SHOWN else ""
+    return rows(records), f"{len(records)} entr{'y' if len(records) == 1 else 'ies'}{more}", href

@@ -1,0 +1,170 @@
+"""The review worklist: for a configuration and a review budget, the cases most likely to hold contour errors, their
+ranked regions (each opens the slice browser at the region), the review items with the workflow's actions, and the
+exports to the clinic.
+
+Address: ``/worklist?configuration=NAME&budget=PERCENT`` or ``&minutes=M`` (a time budget per patient, converted
+with ``QA_REVIEW_SECONDS_PER_ML`` and capped at 5 % of ROI voxels). Without a configuration, the review
+configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at 2 %.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+from dash.development.base_component import Component
+
+from pipeline.review.regions import Budget
+from pipeline.review.workflow import Action, allowed
+from pipeline.review.worklist import Worklist, default_configuration
+from qa_dashboard import auth
+from qa_dashboard.components import grid, guarded, not_found, section
+from qa_dashboard.queries.worklist import (
+    STATE_CLASSES,
+    case_rows,
+    configurations,
+    item_rows,
+    load_worklist,
+    region_rows,
+)
+from qa_dashboard.review import STATE_RULES, panel, scope
+from qa_dashboard.store import Store, get_store
+
+dash.register_page(__name__, path="/worklist", title="Review worklist", name="Worklist")
+
+DEFAULT_PERCENT = 2.0
+MAX_PERCENT = 5.0
+CASE_COLUMNS = [
+    {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
+    {"field": "case", "cellRenderer": "markdown", "minWidth": 150},
+    {"field": "status", "cellClassRules": {**STATE_RULES, STATE_CLASSES["accepted"]: "params.value === 'reviewed'"}},
+    {"field": "unreviewed", "headerName": "Unreviewed items", "type": "numericColumn"},
+    {"field": "regions", "type": "numericColumn", "width": 100},
+    {"field": "flagged_ml", "headerName": "Flagged mL", "type": "numericColumn"},
+    {"field": "score", "headerName": "Score (entropy·mL)", "type": "numericColumn"},
+    {"field": "expected_recall", "headerName": "Expected errors captured %", "type": "numericColumn",
+     "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
+    {"field": "budget_pct", "headerName": "Budget % of ROI", "type": "numericColumn"},
+    {"field": "capped", "width": 90},
+]
+REGION_COLUMNS = [
+    {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
+    {"field": "case", "minWidth": 140}, {"field": "region", "headerName": "Region", "width": 95},
+    {"field": "open", "cellRenderer": "markdown", "width": 90, "sortable": False, "filter": False},
+    {"field": "structure"}, {"field": "volume_ml", "headerName": "Volume mL", "type": "numericColumn"},
+    {"field": "slices", "headerName": "Slices (z)"},
+    {"field": "mean_entropy", "headerName": "Mean entropy", "type": "numericColumn"},
+    {"field": "max_entropy", "headerName": "Max entropy", "type": "numericColumn"},
+    {"field": "state", "cellClassRules": STATE_RULES},
+]
+
+
+def parse_budget(budget: str | None, minutes: str | None) -> Budget:
+    """The budget of the address: ``minutes`` when given, else ``budget`` in percent (ValueError when malformed)."""
+    try:
+        if minutes not in (None, ""):
+            value = float(minutes)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError
+            return Budget("minutes", value)
+        percent = DEFAULT_PERCENT if budget in (None, "") else float(budget)
+    except ValueError:
+        raise ValueError(f"budget={budget!r}, minutes={minutes!r}: give a budget in percent (0–5) or minutes "
+                         "(≥ 0)") from None
+    if not (math.isfinite(percent) and 0 <= percent <= MAX_PERCENT):
+        raise ValueError(f"budget={budget!r} must be a percentage of ROI voxels between 0 and {MAX_PERCENT:g}")
+    return Budget("fraction", round(percent / 100, 6))
+
+
+def export_links(configuration: str, budget: Budget) -> Component:
+    """The worklist and report downloads (served by ``qa_dashboard.exports``), for roles that may export."""
+    user = auth.current_user()
+    if user is None or not allowed(user["role"], Action.EXPORT):
+        return html.Small("Exports need the reviewer, approver or admin role.", className="text-muted",
+                          id="export-links")
+    query = urlencode({"configuration": configuration, "kind": budget.kind, "value": budget.value})
+    links = [("Worklist CSV", f"/export/worklist.csv?{query}"), ("Worklist Excel", f"/export/worklist.xlsx?{query}"),
+             ("Audit report PDF", f"/export/report.pdf?{query}")]
+    return html.Div([dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
+                                className="me-1", id=f"export-{label.split()[-1].lower()}")
+                     for label, href in links], id="export-links")
+
+
+def _content(worklist: Worklist) -> Component:
+    warnings = [dbc.Alert(["Left out (maps missing): ", html.Ul([html.Li(line) for line in worklist.skipped])],
+                          color="warning", id="worklist-skipped")] if worklist.skipped else []
+    budget = worklist.budget
+    return html.Div([
+        *warnings,
+        html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
+               f"{worklist.configuration} at {budget.describe()}", id="worklist-summary", className="text-muted"),
+        section("Cases", grid("worklist-cases", CASE_COLUMNS, case_rows(worklist), 260, rowSelection={
+            "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
+            help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
+        section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),
+                help_text="connected parts of the top-budget mask, highest mean entropy × volume first"),
+        section("Review", panel(scope(worklist.configuration, budget), item_rows(worklist)),
+                help_text="select items, then act; approval needs a second user with the approver role"),
+        section("Exports", export_links(worklist.configuration, budget)),
+    ])
+
+
+def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
+    with store.session() as session:
+        names = configurations(session)
+        chosen = configuration or default_configuration(session)
+    if chosen not in names:
+        return not_found(f"There is no stored result of configuration {chosen!r} (stored: {', '.join(names)}).")
+    percent = 100 * budget.value if budget.kind == "fraction" else DEFAULT_PERCENT
+    return html.Div([
+        html.H3("Review worklist"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Configuration"), dcc.Dropdown(names, chosen, id="worklist-configuration",
+                                                              clearable=False)], lg=3),
+            dbc.Col([dbc.Label("Budget"), dbc.RadioItems(
+                options=[{"label": "% of ROI voxels", "value": "fraction"},
+                         {"label": "minutes per patient", "value": "minutes"}],
+                value=budget.kind, id="worklist-kind", inline=True)], lg=3),
+            dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
+                0, MAX_PERCENT, 0.1, value=percent, id="worklist-percent", marks={i: f"{i} %" for i in range(6)},
+                tooltip={"placement": "bottom"})], lg=4),
+            dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
+                id="worklist-minutes", type="number", min=0, step=0.5,
+                value=budget.value if budget.kind == "minutes" else 5)], lg=2),
+        ], className="mb-3 g-3", id="worklist-controls"),
+        dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget)), id="worklist-content")),
+    ])
+
+
+def layout(configuration: str | None = None, budget: str | None = None, minutes: str | None = None,
+           **_query: str) -> Component:
+    try:
+        parsed = parse_budget(budget, minutes)
+    except ValueError as error:
+        return not_found(str(error))
+    return guarded(lambda store: _page(store, configuration, parsed))
+
+
+@callback(Output("worklist-content", "children"), Input("worklist-configuration", "value"),
+          Input("worklist-kind", "value"), Input("worklist-percent", "value"), Input("worklist-minutes", "value"),
+          prevent_initial_call=True)
+def _reload(configuration: str, kind: str, percent: float | None, minutes: float | None) -> Component:
+    value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
+    try:
+        budget = Budget(kind, float(value))
+        return _content(load_worklist(get_store(), configuration, budget))
+    except (ValueError, LookupError) as error:
+        return dbc.Alert(str(error), color="danger", id="worklist-error")
+
+
+@callback(Output("worklist-regions", "rowData"), Output("review-items", "rowData", allow_duplicate=True),
+          Output("review-scope", "data"), Input("worklist-cases", "selectedRows"), State("review-scope", "data"),
+          prevent_initial_call=True)
+def _narrow(selected: list[dict[str, Any]] | None, data: dict[str, Any]) -> tuple[Any, Any, Any]:
+    case = selected[0]["name"] if selected else None
+    worklist = load_worklist(get_store(), data["configuration"], Budget(data["kind"], float(data["value"])))
+    return region_rows(worklist, case), item_rows(worklist, case), {**data, "case": case}

@@ -1,0 +1,110 @@
+"""The worklist as the dashboard shows it: the cached worklist of a configuration and budget with fresh review states,
+and its rows for the case, region and review-item grids.
+
+Computing a worklist reads every case's maps, so it is cached until the batch or a protocol changes the results
+(:meth:`~qa_dashboard.store.Store.cached`); review states change by the minute and are re-read on every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.review.worklist import Worklist, build_worklist, with_current_states
+from pipeline.store.schema import CaseResult, Configuration, ModelSet
+from qa_dashboard.components import patient_href
+from qa_dashboard.store import Store
+
+#: review state (and decision) → the Bootstrap text class the grids colour it with
+STATE_CLASSES = {"pending": "text-secondary", "in_review": "text-primary fw-semibold",
+                 "accepted": "text-success", "edited": "text-warning fw-semibold",
+                 "rejected": "text-danger fw-semibold", "approved": "text-success fw-bold"}
+
+
+def configurations(session: Session) -> list[str]:
+    """Names of the configurations with a stored result, newest model set first, in grid order."""
+    rows = session.execute(
+        select(Configuration.name, ModelSet.id, Configuration.position)
+        .join(ModelSet, ModelSet.id == Configuration.model_set_id)
+        .where(select(CaseResult.id).where(CaseResult.configuration_id == Configuration.id).exists())
+        .order_by(ModelSet.id.desc(), Configuration.position)).all()
+    seen: dict[str, None] = {}
+    for name, _model_set, _position in rows:
+        seen.setdefault(name, None)
+    return list(seen)
+
+
+def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None) -> Worklist:
+    """The worklist of ``configuration`` at ``budget``, of ``case`` alone when given (LookupError when there is no
+    such result)."""
+    settings = ReviewSettings.from_env()
+    with store.session() as session:
+        cached = store.cached(session, ("worklist", configuration, budget, settings, case), lambda: build_worklist(
+            session, store.maps.artifacts, configuration, budget, settings, case=case))
+        return with_current_states(session, cached)
+
+
+def status(states: list[str]) -> str:
+    """A case's status from its items' states: the least advanced one wins."""
+    for state in ("pending", "in_review", "reviewed", "approved"):
+        if state in states:
+            return state
+    return "no items"
+
+
+def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
+    """One row per case, in rank order; ``case`` is a markdown link to its top region."""
+    rows = []
+    for case in worklist.cases:
+        top = case.regions[0].centroid if case.regions else None
+        href = patient_href(case.case, a=case.configuration_id, at=",".join(map(str, top)) if top else None)
+        rows.append({
+            "rank": case.rank, "case": f"[{case.case}]({href})", "name": case.case,
+            "budget_pct": round(100 * case.fraction, 3), "capped": "yes" if case.capped else "",
+            "flagged_ml": round(case.flagged_ml, 2), "score": round(case.score, 3), "regions": len(case.regions),
+            "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
+            "unreviewed": sum(i.state.value in ("pending", "in_review") for i in case.items),
+            "status": status([i.state.value for i in case.items]),
+        })
+    return rows
+
+
+def region_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, Any]]:
+    """One row per region (of ``case`` only, when given): where it is, how big and how uncertain, its item's state."""
+    rows = []
+    for entry in worklist.cases:
+        if case is not None and entry.case != case:
+            continue
+        for item in entry.items:
+            for region in item.regions:
+                at = ",".join(map(str, region.centroid))
+                rows.append({
+                    "case_rank": entry.rank, "case": entry.case, "region": region.rank,
+                    "open": f"[open]({patient_href(entry.case, a=entry.configuration_id, at=at)})",
+                    "structure": item.structure, "volume_ml": round(region.volume_ml, 3),
+                    "slices": f"{region.slices[0]}–{region.slices[1]}", "mean_entropy": round(region.mean_entropy, 3),
+                    "max_entropy": round(region.max_entropy, 3), "state": item.state.value,
+                })
+    return sorted(rows, key=lambda row: (row["case_rank"], row["region"]))
+
+
+def item_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, Any]]:
+    """One row per review item (a structure of a case), with the key and version the review actions need."""
+    rows = []
+    for entry in worklist.cases:
+        if case is not None and entry.case != case:
+            continue
+        for item in entry.items:
+            rows.append({
+                "id": f"{entry.image_id}/{entry.configuration_id}/{item.class_index}",
+                "image_id": entry.image_id, "configuration_id": entry.configuration_id,
+                "class_index": item.class_index, "version": item.version, "case_rank": entry.rank,
+                "case": entry.case, "structure": item.structure, "regions": len(item.regions),
+                "flagged_ml": round(sum(r.volume_ml for r in item.regions), 3), "state": item.state.value,
+                "decision": item.decision or "", "comment": item.comment or "", "reviewer": item.reviewer or "",
+                "approver": item.approver or "",
+            })
+    return rows

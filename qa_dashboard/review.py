@@ -1,0 +1,154 @@
+"""The review panel shared by the worklist and the slice browser: the review items of a scope (a configuration and
+budget, optionally one case), their states in colour, and the actions of the review workflow on the selected rows.
+
+Every action goes through :class:`~pipeline.review.service.ReviewService` as the signed-in user, which checks the
+role, the workflow and self-approval, and writes one audit row per item (or one ``denied`` row). Buttons a role may
+not use are disabled, but the service decides: a forged callback is refused and audited the same way. One selected
+row carries its version, so an item that changed since the page showed it is refused ("reload"); several selected
+rows are one bulk action, all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import flask
+from dash import Input, Output, State, callback, ctx, dcc, html
+from dash.development.base_component import Component
+
+from pipeline.review.regions import Budget
+from pipeline.review.service import ItemKey
+from pipeline.review.workflow import Action, WorkflowError, allowed
+from pipeline.review.worklist import default_configuration, unreviewed_count
+from pipeline.store.database import StoreNotReadyError
+from qa_dashboard import auth
+from qa_dashboard.components import grid
+from qa_dashboard.queries.worklist import STATE_CLASSES, item_rows, load_worklist
+from qa_dashboard.store import get_store
+
+log = logging.getLogger(__name__)
+
+#: button id → (label, workflow action, decision, Bootstrap colour)
+BUTTONS: dict[str, tuple[str, Action, str | None, str]] = {
+    "review-start": ("Start review", Action.START_REVIEW, None, "primary"),
+    "review-accept": ("Accept", Action.DECIDE, "accepted", "success"),
+    "review-edited": ("Edited", Action.DECIDE, "edited", "warning"),
+    "review-rejected": ("Reject", Action.DECIDE, "rejected", "danger"),
+    "review-reopen": ("Reopen", Action.REOPEN, None, "secondary"),
+    "review-approve": ("Approve", Action.APPROVE, None, "dark"),
+}
+STATE_RULES = {cls: f"params.value === '{state}'" for state, cls in STATE_CLASSES.items()}
+ITEM_COLUMNS = [
+    {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
+    {"field": "case", "minWidth": 140}, {"field": "structure"},
+    {"field": "state", "cellClassRules": STATE_RULES},
+    {"field": "decision", "cellClassRules": STATE_RULES}, {"field": "comment", "flex": 1, "tooltipField": "comment"},
+    {"field": "regions", "type": "numericColumn", "width": 100},
+    {"field": "flagged_ml", "headerName": "Flagged mL", "type": "numericColumn", "width": 120},
+    {"field": "reviewer"}, {"field": "approver"},
+]
+
+
+def scope(configuration: str, budget: Budget, case: str | None = None, case_only: bool = False) -> dict[str, Any]:
+    """What the panel lists: ``configuration``'s items at ``budget`` (of ``case`` only, when given; ``case_only``:
+    without computing the whole worklist, as the slice browser does)."""
+    return {"configuration": configuration, "kind": budget.kind, "value": budget.value, "case": case,
+            "case_only": case_only}
+
+
+def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The item rows of a scope (empty when the scope names nothing)."""
+    if not data or not data.get("configuration"):
+        return []
+    case = data.get("case")
+    worklist = load_worklist(get_store(), data["configuration"], Budget(data["kind"], float(data["value"])),
+                             case if data.get("case_only") else None)
+    return item_rows(worklist, case)
+
+
+def panel(data: dict[str, Any], rows: list[dict[str, Any]], height: int = 320) -> Component:
+    """The items grid (multi-select), the comment box and the action buttons the signed-in user's role allows."""
+    user = auth.current_user()
+    role = user["role"] if user else ""
+    buttons = [dbc.Button(label, id=button, color=colour, size="sm", className="me-1 mb-1",
+                          disabled=not allowed(role, action), title=None if allowed(role, action) else
+                          f"your role ({role or 'none'}) may not {action.value}")
+               for button, (label, action, _decision, colour) in BUTTONS.items()]
+    return html.Div([
+        dcc.Store(id="review-scope", data=data),
+        grid("review-items", ITEM_COLUMNS, rows, height, getRowId="params.data.id", tooltipShowDelay=300,
+             rowSelection={"mode": "multiRow", "checkboxes": True, "headerCheckbox": True,
+                           "enableClickSelection": False}),
+        dbc.Row([
+            dbc.Col(dbc.Textarea(id="review-comment", placeholder="Comment (required for Edited and Reject)",
+                                 rows=2, maxLength=2000), lg=5),
+            dbc.Col(buttons, lg=7),
+        ], className="mt-2 g-2"),
+        html.Div(id="review-result", className="mt-2"),
+    ], id="review-panel")
+
+
+def _keys(selected: list[dict[str, Any]]) -> list[ItemKey]:
+    return [ItemKey(int(row["image_id"]), int(row["configuration_id"]), int(row["class_index"])) for row in selected]
+
+
+def apply(button: str, selected: list[dict[str, Any]], comment: str | None) -> str:
+    """Run the action of ``button`` on the selected rows as the signed-in user; a one-line summary of what was done.
+
+    Raises WorkflowError, LookupError or ValueError with the service's reason when it is refused."""
+    user = auth.current_user()
+    if user is None:
+        raise WorkflowError("sign in again: the session has ended")
+    label, action, decision, _colour = BUTTONS[button]
+    service = auth.review_service(get_store().engine)
+    principal, ip = int(user["user_id"]), flask.request.remote_addr
+    keys = _keys(selected)
+    if len(keys) == 1:
+        version = int(selected[0].get("version") or 0)  # 0: the item was pending when the page showed it
+        calls = {Action.START_REVIEW: lambda: service.start_review(principal, keys[0], expected_version=version, ip=ip),
+                 Action.DECIDE: lambda: service.record_decision(principal, keys[0], decision or "", comment,
+                                                                expected_version=version, ip=ip),
+                 Action.REOPEN: lambda: service.reopen(principal, keys[0], expected_version=version, ip=ip),
+                 Action.APPROVE: lambda: service.approve(principal, keys[0], expected_version=version, ip=ip)}
+        done = [calls[action]()]
+    else:
+        done = service.bulk(principal, action, keys, decision=decision, comment=comment, ip=ip)
+    return f"{label}: {len(done)} item(s) now {done[0].state.value}" + (
+        f" ({done[0].decision.value})" if done[0].decision else "")
+
+
+def badge_text() -> str:
+    """The header badge: how many items of the review configuration are not reviewed yet ('' without results)."""
+    try:
+        store = get_store()
+    except StoreNotReadyError:
+        return ""
+    with store.session() as session:
+        configuration = default_configuration(session)
+        if configuration is None:
+            return ""
+        return f"{unreviewed_count(session, configuration)} unreviewed"
+
+
+@callback(Output("review-result", "children"), Output("review-items", "rowData"),
+          Output("review-comment", "value"), Output("unreviewed-badge", "children", allow_duplicate=True),
+          *(Input(button, "n_clicks") for button in BUTTONS),
+          State("review-items", "selectedRows"), State("review-comment", "value"), State("review-scope", "data"),
+          prevent_initial_call=True)
+def _act(*values: Any) -> tuple[Any, Any, Any, Any]:
+    selected, comment, data = values[len(BUTTONS):]
+    button = ctx.triggered_id
+    if button not in BUTTONS or not any(values[:len(BUTTONS)]):
+        return dash.no_update, dash.no_update, dash.no_update, dash.no_update
+    if not selected:
+        return (dbc.Alert("Select one or more items first (the boxes on the left).", color="info", id="review-alert"),
+                dash.no_update, dash.no_update, dash.no_update)
+    try:
+        message = apply(button, selected, comment)
+    except (WorkflowError, LookupError, ValueError) as error:
+        return (dbc.Alert(f"Refused: {error}", color="danger", id="review-alert"), scope_rows(data),
+                dash.no_update, badge_text())
+    return dbc.Alert(message, color="success", id="review-alert"), scope_rows(data), "", badge_text()

@@ -1,0 +1,115 @@
+"""A review cycle in headless Chromium by two users, as the README's demo walk-through has it: a reviewer signs in,
+opens the worklist, follows a region to the slice browser, starts a review of an item and accepts it (approval is
+not offered to the reviewer); then an approver signs in and approves it. The header's unreviewed count follows."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+
+from pipeline.review.workflow import Role
+from tests.dashboard.conftest import ADMIN, SeededStore, browser_login, ensure_user
+from tests.dashboard.test_browser import grid_rows, open_page, shot, wait_for
+
+WORKLIST = "/worklist?configuration=Base&budget=2"
+
+
+def _click(driver: webdriver.Chrome, find: Callable[[], WebElement], what: str) -> None:
+    """Scroll the element to the middle of the window and click it, retrying while the page re-renders over it."""
+    def attempt() -> bool:
+        element = find()
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        element.click()
+        return True
+
+    wait_for(driver, attempt, what)
+
+
+def _select(driver: webdriver.Chrome, row_id: str) -> None:
+    """Tick the row's checkbox as a user would (the row scrolled into view first)."""
+    driver.execute_script("const api = dash_ag_grid.getApi('review-items'); api.deselectAll();"
+                          "api.ensureNodeVisible(api.getRowNode(arguments[0]));", row_id)
+    box = f"#review-items .ag-row[row-id='{row_id}'] .ag-selection-checkbox .ag-checkbox-input-wrapper"
+    _click(driver, lambda: driver.find_element(By.CSS_SELECTOR, box), "a click on the row's checkbox")
+    wait_for(driver, lambda: driver.execute_script(
+        "return dash_ag_grid.getApi('review-items').getSelectedRows().length === 1"), "the selection")
+
+
+def _act(driver: webdriver.Chrome, button: str, expected: str) -> None:
+    _click(driver, lambda: driver.find_element(By.ID, button), f"a click on {button}")
+    wait_for(driver, lambda: expected in driver.find_element(By.ID, "review-alert").text, f"'{expected}'")
+
+
+def _state(driver: webdriver.Chrome, row_id: str) -> str:
+    return next(r["state"] for r in grid_rows(driver, "review-items") if r["id"] == row_id)
+
+
+def _badge(driver: webdriver.Chrome) -> int:
+    text = wait_for(driver, lambda: re.fullmatch(r"(\d+) unreviewed", driver.find_element(
+        By.ID, "unreviewed-badge").text), "the unreviewed badge")
+    return int(text.group(1))
+
+
+def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome, server: str, screenshots: Path,
+                                                       sqlite_store: SeededStore) -> None:
+    reviewer, approver = f"rev-{uuid.uuid4().hex[:6]}", f"appr-{uuid.uuid4().hex[:6]}"
+    ensure_user(sqlite_store.url, reviewer, Role.REVIEWER)
+    ensure_user(sqlite_store.url, approver, Role.APPROVER)
+    try:
+        browser.delete_all_cookies()
+        browser_login(browser, server, reviewer)
+        open_page(browser, server + WORKLIST)
+        cases = wait_for(browser, lambda: grid_rows(browser, "worklist-cases") or None, "the ranked cases")
+        assert [c["rank"] for c in cases] == list(range(1, len(cases) + 1))
+        rows = wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
+        item = next(r for r in rows if r["state"] == "pending" and r["regions"] > 0)
+        unreviewed = _badge(browser)
+        assert browser.find_element(By.ID, "review-approve").get_attribute("disabled") is not None
+        shot(browser, screenshots, "08_worklist")
+
+        region = next(r for r in grid_rows(browser, "worklist-regions") if r["case"] == item["case"])
+        link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
+        first = grid_rows(browser, "worklist-regions")[0]
+        link.click()
+        wait_for(browser, lambda: "/patient/" in browser.current_url and "at=" in browser.current_url,
+                 "the slice browser at the region")
+        assert first["case"] in browser.current_url.replace("%20", " ")
+        wait_for(browser, lambda: browser.find_element(By.ID, "review-items"), "the case's review panel")
+        assert "/export/regions/" in browser.find_element(By.ID, "download-regions").get_attribute("href")
+        assert region["structure"] in {r["structure"] for r in grid_rows(browser, "review-items")} or first != region
+
+        open_page(browser, server + WORKLIST)
+        wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
+        _select(browser, item["id"])
+        _act(browser, "review-start", "now in_review")
+        _select(browser, item["id"])
+        _act(browser, "review-accept", "now reviewed (accepted)")
+        assert _state(browser, item["id"]) == "reviewed"
+        wait_for(browser, lambda: _badge(browser) == unreviewed - 1, "the badge to count one less")
+
+        _click(browser, lambda: browser.find_element(By.ID, "logout"), "a click on logout")
+        wait_for(browser, lambda: browser.find_elements(By.ID, "login-form"), "the login form")
+        browser_login(browser, server, approver)
+        open_page(browser, server + WORKLIST)
+        wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
+        assert _state(browser, item["id"]) == "reviewed"
+        _select(browser, item["id"])
+        _act(browser, "review-approve", "now approved")
+        row = next(r for r in grid_rows(browser, "review-items") if r["id"] == item["id"])
+        assert (row["state"], row["decision"], row["reviewer"], row["approver"]) == (
+            "approved", "accepted", reviewer, approver)
+        shot(browser, screenshots, "09_worklist_approved")
+        open_page(browser, server + "/audit")
+        entries = wait_for(browser, lambda: grid_rows(browser, "audit-grid") or None, "the audit trail")
+        mine = [(e["actor"], e["action"], e["outcome"]) for e in entries if e["actor"] in (reviewer, approver)]
+        assert (approver, "review.approve", "ok") in mine and (reviewer, "review.decide", "ok") in mine
+        shot(browser, screenshots, "10_audit")
+    finally:
+        browser.delete_all_cookies()
+        browser_login(browser, server, ADMIN)
