@@ -131,9 +131,9 @@ def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
                 value=budget.kind, id="worklist-kind", inline=True)], lg=3),
             dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
                 0, MAX_PERCENT, 0.1, value=percent, id="worklist-percent", marks={i: f"{i} %" for i in range(6)},
-                tooltip={"placement": "bottom"})], lg=4),
+                tooltip={"placement": "bottom"}, disabled=budget.kind == "minutes")], lg=4),
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
-                id="worklist-minutes", type="number", min=0, step=0.5,
+                id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
         ], className="mb-3 g-3", id="worklist-controls"),
         dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget)), id="worklist-content")),
@@ -159,6 +159,12 @@ def _reload(configuration: str, kind: str, percent: float | None, minutes: float
         return _content(load_worklist(get_store(), configuration, budget))
     except (ValueError, LookupError) as error:
         return dbc.Alert(str(error), color="danger", id="worklist-error")
+
+
+@callback(Output("worklist-percent", "disabled"), Output("worklist-minutes", "disabled"),
+          Input("worklist-kind", "value"), prevent_initial_call=True)
+def _budget_kind(kind: str) -> tuple[bool, bool]:
+    return kind == "minutes", kind != "minutes"
 
 
 @callback(Output("worklist-regions", "rowData"), Output("review-items", "rowData", allow_duplicate=True),

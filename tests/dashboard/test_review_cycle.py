@@ -1,6 +1,7 @@
 """A review cycle in headless Chromium by two users, as the README's demo walk-through has it: a reviewer signs in,
 opens the worklist, follows a region to the slice browser, starts a review of an item and accepts it (approval is
-not offered to the reviewer); then an approver signs in and approves it. The header's unreviewed count follows."""
+not offered to the reviewer); then an approver signs in, approves it and switches to a time budget. The header's
+unreviewed count follows."""
 
 from __future__ import annotations
 
@@ -105,6 +106,11 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         assert (row["state"], row["decision"], row["reviewer"], row["approver"]) == (
             "approved", "accepted", reviewer, approver)
         shot(browser, screenshots, "09_worklist_approved")
+        _click(browser, lambda: browser.find_element(By.XPATH, "//label[text()='minutes per patient']"),
+               "a click on the time budget")
+        wait_for(browser, lambda: "Base at 5 min per patient" in browser.find_element(By.ID, "worklist-summary").text,
+                 "the worklist at a time budget")
+        assert browser.find_element(By.ID, "worklist-minutes").is_enabled()
         open_page(browser, server + "/audit")
         entries = wait_for(browser, lambda: grid_rows(browser, "audit-grid") or None, "the audit trail")
         mine = [(e["actor"], e["action"], e["outcome"]) for e in entries if e["actor"] in (reviewer, approver)]
