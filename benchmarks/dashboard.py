@@ -8,7 +8,9 @@ JSON encoding all count):
 - a slice change in the browser: the axial view's callback at a slice not seen before (p50 / p95 over a sweep
   through the volume), with two overlays (entropy heat map + reference contour) and with the four default
   overlays, and the crosshair-only update of the other two views;
-- the cohort calibration page: its layout, the table callback and the reliability diagram callback.
+- the cohort calibration page: its layout, the table callback and the reliability diagram callback;
+- the review worklist's content callback at a new budget (every case's maps read and its regions labelled; only the
+  cases with maps have regions, the others are listed as skipped).
 
 Targets (issue 5): slice change p95 ≤ 50 ms for a 512 × 512 slice with two overlays; cohort page ≤ 1 s.
 """
@@ -125,6 +127,20 @@ def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeat
             "cached_total_median_ms": 1000 * statistics.median(sum(t) for t in totals[1:]), "runs": runs}
 
 
+def worklist_page(dash: Dash, configuration: str, map_cases: int) -> dict[str, Any]:
+    """The worklist's content callback (what a budget change costs): the first build at the stored mask's budget,
+    the same again (cached), a smaller budget (narrowed from the stored mask) and a larger one (the ROI regrown)."""
+    def at(percent: float) -> float:
+        return dash.call([("worklist-content", "children")],
+                         [("worklist-configuration", "value", configuration), ("worklist-kind", "value", "fraction"),
+                          ("worklist-percent", "value", percent), ("worklist-minutes", "value", 5)], [],
+                         ["worklist-percent.value"])
+
+    first, cached, smaller, larger = at(2.0), at(2.0), at(1.0), at(3.0)
+    return {"cases_with_maps": map_cases, "first_2pct_ms": 1000 * first, "cached_2pct_ms": 1000 * cached,
+            "new_budget_1pct_ms": 1000 * smaller, "new_budget_3pct_ms": 1000 * larger}
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
@@ -187,6 +203,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "cohort_page": cohort_page(client, page["layout"], seeded.protocol_id, args.repeats,
                                    ["all foreground", "lymph_nodes", "spleen"],
                                    list(seeded.configurations.values())[:SHOWN_AT_FIRST], runs=3),
+        "worklist": worklist_page(client, "DE+TTA", len(seeded.map_cases)),
     }
 
 

@@ -233,11 +233,45 @@ def find_regions(
         raise ValueError(f"mask {mask.shape}, entropy {entropy.shape} and prediction {prediction.shape} must be "
                          "one (Z, Y, X) shape")
     spacing = (float(spacing_zyx[0]), float(spacing_zyx[1]), float(spacing_zyx[2]))
+    box = _search_box(mask, [math.ceil(settings.structure_search_mm / s) for s in spacing])
+    full = np.zeros(mask.shape, dtype=np.int32)
+    if box is None:
+        return CaseRegions(labels=full, regions=())
+    labels, regions = _regions_in(mask[box], entropy[box], prediction[box], spacing, settings)
+    full[box] = labels
+    offset = tuple(axis.start for axis in box)
+    return CaseRegions(labels=full, regions=tuple(replace(
+        r, slices=(r.slices[0] + offset[0], r.slices[1] + offset[0]),
+        centroid=(r.centroid[0] + offset[0], r.centroid[1] + offset[1], r.centroid[2] + offset[2]))
+        for r in regions))
+
+
+def _search_box(mask: NDArray[np.bool_], margins: Sequence[int]) -> tuple[slice, slice, slice] | None:
+    """The mask's bounding box grown by ``margins`` voxels (the structure search's reach), clipped; None if empty.
+
+    Regions, their structures and every tie-break are the same inside this box as in the whole volume (raster order
+    is kept by a translation), and the work then scales with the box, not the CT."""
+    extents = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if present.size == 0:
+            return None
+        extents.append((int(present[0]), int(present[-1])))
+    z, y, x = (slice(max(0, low - margin), min(size, high + 1 + margin))
+               for (low, high), margin, size in zip(extents, margins, mask.shape, strict=True))
+    return z, y, x
+
+
+def _regions_in(
+    mask: NDArray[np.bool_], entropy: NDArray[np.floating], prediction: NDArray[np.integer],
+    spacing: tuple[float, float, float], settings: ReviewSettings,
+) -> tuple[NDArray[np.int32], tuple[Region, ...]]:
+    """:func:`find_regions` on arrays holding every U_b voxel: the label map (ranks) and the ranked regions."""
     structure = ndimage.generate_binary_structure(3, 1 if settings.connectivity == 6 else 3)
     labels, count = ndimage.label(mask, structure=structure)
     labels = labels.astype(np.int32)
     if count == 0:
-        return CaseRegions(labels=labels, regions=())
+        return labels, ()
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     flat = np.flatnonzero(labels)
     region = labels.ravel()[flat]
@@ -273,7 +307,7 @@ def find_regions(
     for rank, (number, item) in enumerate(described, start=1):
         relabel[number] = rank
         regions.append(replace(item, rank=rank))
-    return CaseRegions(labels=relabel[labels], regions=tuple(regions))
+    return relabel[labels], tuple(regions)
 
 
 def rank_cases(cases: Mapping[str, Sequence[Region]]) -> list[str]:

@@ -117,3 +117,25 @@ def test_top_budget_mask_and_its_narrowing_agree() -> None:
                                       top_budget_mask(entropy, roi, fraction))
     with pytest.raises(ValueError, match="the stored mask holds"):
         narrow_budget_mask(wide, entropy, n, 0.06)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_regions_inside_the_search_box_equal_those_of_the_whole_volume(seed: int) -> None:
+    """find_regions works on the mask's bounding box (plus the structure search's reach); the labels, regions and
+    every tie-break equal those computed on the whole volume."""
+    from pipeline.review.regions import _regions_in
+
+    rng = np.random.default_rng(seed)
+    shape = (30, 60, 50)
+    mask = np.zeros(shape, dtype=bool)
+    z, y, x = rng.integers(3, 20), rng.integers(5, 40), rng.integers(5, 30)
+    mask[z:z + 8, y:y + 15, x:x + 15] = rng.random((8, 15, 15)) < 0.25  # many small, touching and tied components
+    entropy = np.round(rng.random(shape), 1).astype(np.float16)  # coarse values: ties in scores
+    prediction = np.zeros(shape, dtype=np.uint8)
+    prediction[z:z + 6, y + 2:y + 9, x:x + 20] = 1
+    prediction[max(0, z - 3):z + 2, y + 12:y + 25, x + 10:x + 25] = 2  # beside the mask: the search finds it
+    settings = ReviewSettings(structure_search_mm=6.0, connectivity=26 if seed % 2 else 6)
+    found = find_regions(mask, entropy, prediction, SPACING, settings)
+    labels, regions = _regions_in(mask, entropy, prediction, SPACING, settings)
+    assert found.regions == regions and len(regions) >= 2
+    assert np.array_equal(found.labels, labels)
