@@ -239,7 +239,8 @@ def _oidc_start() -> Any:
     next_path = _safe_next(flask.request.args.get("next"))
     flask.session["oidc_next"] = next_path
     try:
-        return oidc.authorize_redirect(config, flask.url_for("qa_oidc_callback", _external=True))
+        return oidc.authorize_redirect(config, config.redirect_uri or flask.url_for("qa_oidc_callback",
+                                                                                    _external=True))
     except oidc.OidcError as error:
         log.error("single sign-on could not start: %s", error)
         return _login_page(error.status, f"Single sign-on is unavailable: {error}", next_path=next_path)

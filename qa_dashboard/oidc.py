@@ -1,8 +1,10 @@
 """Single sign-on through an OpenID Connect identity provider (Authlib), offered beside the password login.
 
 - Enabled when ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID`` and ``QA_OIDC_CLIENT_SECRET`` are set; optional
-  ``QA_OIDC_USERNAME_CLAIM`` (default ``preferred_username``) and ``QA_OIDC_LABEL`` (the login button's text). They
-  are read on each request, like the store's settings.
+  ``QA_OIDC_USERNAME_CLAIM`` (default ``preferred_username``), ``QA_OIDC_LABEL`` (the login button's text) and
+  ``QA_OIDC_REDIRECT_URI`` (the callback address registered with the provider; default: built from the request,
+  which behind a proxy that terminates HTTPS says ``http://``). They are read on each request, like the store's
+  settings.
 - The provider's endpoints and keys come from ``<issuer>/.well-known/openid-configuration``, whose ``issuer`` must
   be ``QA_OIDC_ISSUER`` exactly. The flow is the authorization code flow with state, nonce and PKCE (S256); Authlib
   checks the id_token's signature (the provider's JWKS), ``iss``, ``aud``, ``exp`` and ``nonce``. ``aud`` is checked
@@ -60,6 +62,7 @@ class OidcSettings:
     client_secret: str
     username_claim: str = DEFAULT_USERNAME_CLAIM
     label: str = DEFAULT_LABEL
+    redirect_uri: str | None = None  # None: this request's own host (wrong behind a proxy that terminates HTTPS)
 
 
 def settings() -> OidcSettings | None:
@@ -70,7 +73,8 @@ def settings() -> OidcSettings | None:
         return None
     return OidcSettings(issuer, client_id, secret,
                         os.environ.get("QA_OIDC_USERNAME_CLAIM", "").strip() or DEFAULT_USERNAME_CLAIM,
-                        os.environ.get("QA_OIDC_LABEL", "").strip() or DEFAULT_LABEL)
+                        os.environ.get("QA_OIDC_LABEL", "").strip() or DEFAULT_LABEL,
+                        os.environ.get("QA_OIDC_REDIRECT_URI", "").strip() or None)
 
 
 _clients: dict[OidcSettings, FlaskOAuth2App] = {}

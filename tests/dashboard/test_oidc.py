@@ -205,6 +205,17 @@ def test_an_existing_user_signs_in_through_the_provider(store: SeededStore, clie
     assert _login_rows(store, name) == [("ok", {"method": "oidc", "issuer": provider.base, "role": "reviewer"})]
 
 
+def test_the_registered_redirect_uri_is_used_behind_a_proxy(store: SeededStore, client: Any, provider: FakeProvider,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    registered = "https://qa.hospital.example/login/oidc/callback"
+    monkeypatch.setenv("QA_OIDC_REDIRECT_URI", registered)
+    name = f"sso-{uuid.uuid4().hex[:8]}"
+    ensure_user(store.url, name, "viewer")
+    response = _sign_on(client, provider, name)
+    assert provider.authorize_requests[-1]["redirect_uri"] == registered
+    assert response.status_code == 302 and response.headers["Location"] == "/runs"
+
+
 def test_unknown_and_deactivated_users_are_refused(store: SeededStore, client: Any, provider: FakeProvider) -> None:
     unknown = f"nobody-{uuid.uuid4().hex[:8]}"
     response = _sign_on(client, provider, unknown)
