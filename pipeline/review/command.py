@@ -14,7 +14,7 @@ import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from pipeline.store.database import StoreNotReadyError, check_at_head, make_engi
 from pipeline.store.settings import artifacts_dir, database_url
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def add_review_verbs(verbs: Any) -> None:
@@ -117,15 +118,20 @@ def _guarded(run: Callable[[], int]) -> int:
         return EXIT_BAD_INPUT
 
 
+def _with_service(call: Callable[[ReviewService], T]) -> T:
+    """``call`` with the review service of the store (checked at head), acting as the command line."""
+    engine = _engine()
+    try:
+        return call(ReviewService(engine))
+    finally:
+        engine.dispose()
+
+
 def users_add_command(args: argparse.Namespace) -> int:
     """Create an account."""
     def run() -> int:
         password = _read_password(args.username)
-        engine = _engine()
-        try:
-            user = ReviewService(engine).create_user(CommandLine(), args.username, password, args.role)
-        finally:
-            engine.dispose()
+        user = _with_service(lambda service: service.create_user(CommandLine(), args.username, password, args.role))
         sys.stdout.write(f"created {user.username} ({user.role})\n")
         return 0
 
@@ -136,12 +142,8 @@ def users_set_command(args: argparse.Namespace) -> int:
     """Change an account."""
     def run() -> int:
         password = _read_password(args.username) if args.password else None
-        engine = _engine()
-        try:
-            user = ReviewService(engine).update_user(CommandLine(), args.username, role=args.role, active=args.active,
-                                                     password=password)
-        finally:
-            engine.dispose()
+        user = _with_service(lambda service: service.update_user(
+            CommandLine(), args.username, role=args.role, active=args.active, password=password))
         sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
         return 0
 
@@ -151,14 +153,10 @@ def users_set_command(args: argparse.Namespace) -> int:
 def users_list_command(args: argparse.Namespace) -> int:
     """Print the accounts, one a line."""
     def run() -> int:
-        engine = _engine()
-        try:
-            for user in ReviewService(engine).list_users(CommandLine()):
-                state = "active" if user.active else "deactivated"
-                last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
-                sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
-        finally:
-            engine.dispose()
+        for user in _with_service(lambda service: service.list_users(CommandLine())):
+            state = "active" if user.active else "deactivated"
+            last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+            sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
         return 0
 
     return _guarded(run)

@@ -139,6 +139,9 @@ def test_the_report_renders_and_the_audit_log_downloads_for_an_approver(app_on: 
                                                        "export.regions_nifti", "export.rtstruct",
                                                        "export.audit_report", "export.audit_csv"}
     assert "export.audit_report" in {row["action"] for row in log}
+    malformed = approver.get("/export/audit.csv?since=yesterday")
+    assert malformed.status_code == 400 and "'yesterday' is not an ISO date" in malformed.get_json()["error"]
+    assert [(r.action, r.outcome) for r in _audit(store.url)[-1:]] == [("export.audit_csv", "failure")]
 
 
 def test_bad_requests_get_a_reason_and_no_file(app_on: tuple[Seeded, Any, Path], dash_app: dash.Dash) -> None:
