@@ -74,16 +74,19 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         assert browser.find_element(By.ID, "review-approve").get_attribute("disabled") is not None
         shot(browser, screenshots, "08_worklist")
 
-        region = next(r for r in grid_rows(browser, "worklist-regions") if r["case"] == item["case"])
-        link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
         first = grid_rows(browser, "worklist-regions")[0]
+        assert (first["case_rank"], first["region"]) == (1, 1), "regions are listed best first"
+        link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
+        target = link.get_attribute("href")
+        assert re.search(r"/patient/[^?]+\?a=\d+&at=\d+%2C\d+%2C\d+$", target), target
         link.click()
-        wait_for(browser, lambda: "/patient/" in browser.current_url and "at=" in browser.current_url,
-                 "the slice browser at the region")
-        assert first["case"] in browser.current_url.replace("%20", " ")
-        wait_for(browser, lambda: browser.find_element(By.ID, "review-items"), "the case's review panel")
+        wait_for(browser, lambda: browser.current_url == target, "the slice browser at the region")
+        panel = wait_for(browser, lambda: [r for r in grid_rows(browser, "review-items")
+                                           if browser.find_elements(By.ID, "viewer")] or None,
+                         "the case's review panel below the slice browser")
+        assert {r["case"] for r in panel} == {first["case"]}
+        assert first["structure"] in {r["structure"] for r in panel}
         assert "/export/regions/" in browser.find_element(By.ID, "download-regions").get_attribute("href")
-        assert region["structure"] in {r["structure"] for r in grid_rows(browser, "review-items")} or first != region
 
         open_page(browser, server + WORKLIST)
         wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
