@@ -25,12 +25,11 @@ import SimpleITK as sitk
 import torch
 
 from benchmarks.memory import reset_peak_resident, status_kib
-from pipeline.inference.command import grid_for
 from pipeline.inference.engine import MemberPredictor, choose_device
-from pipeline.inference.grid import IDENTITY
+from pipeline.inference.grid import IDENTITY, grid_for
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.inference.pooling import predict_grid
-from pipeline.phantom import generate_phantom
+from pipeline.phantoms.ct import generate_phantom
 
 LOG = logging.getLogger("benchmarks.inference_grid")
 TARGET_RATIO = 1.2

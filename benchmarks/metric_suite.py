@@ -4,7 +4,7 @@ Run::
 
     python -m benchmarks.metric_suite [--shapes small large] [--repeats 3] [--json OUT] [--strict]
 
-Per synthetic case (``pipeline.synthetic``) it measures, in one process:
+Per synthetic case (``pipeline.phantoms.probabilities``) it measures, in one process:
 
 (a) one streaming pass over the probability map, ``np.sum(probs)`` (best of several repeats);
 (b) the full suite, ``evaluate_case`` with default settings, and again with ``maps_budget=0.02`` (best of a few);
@@ -41,7 +41,7 @@ from pipeline.metrics.results import CaseMetrics
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
 from pipeline.nnunet.compat import ensure_torchvision_importable
-from pipeline.synthetic import synthetic_case
+from pipeline.phantoms.probabilities import synthetic_case
 
 LOG = logging.getLogger("benchmarks.metric_suite")
 T = TypeVar("T")

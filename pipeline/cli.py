@@ -1,6 +1,9 @@
-"""Command line of the pipeline: ``python -m pipeline evaluate``, ``demo`` and ``train-demo-models``.
+"""Command line of the pipeline: ``python -m pipeline evaluate``, ``predict``, ``demo``, ``train-demo-models`` and
+the store's and the review's verbs (:mod:`pipeline.batch.command`, :mod:`pipeline.review.command`).
 
-Bad input gets a one-line message on stderr and exit code 2, never a traceback.
+One error handler (:func:`main`): a user's mistake (:class:`~pipeline.errors.UserError`, or the operating system
+refusing a path) gets a one-line message on stderr and exit code 2, never a traceback; anything else is an internal
+error, logged with its traceback, exit code 1.
 """
 
 from __future__ import annotations
@@ -17,20 +20,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.batch.command import add_store_verbs
+from pipeline.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, UserError, one_line
+from pipeline.io.maps import LoadedMap, read_labels, read_probabilities
 from pipeline.metrics.pooling import pool_members
 from pipeline.metrics.settings import MetricSettings, PoolingRule
 from pipeline.metrics.suite import evaluate_case
 from pipeline.metrics.temperature import log_probabilities
 from pipeline.metrics.validation import check_probabilities
-from pipeline.readers import LoadedMap, read_labels, read_probabilities
 from pipeline.review.command import add_review_verbs
 
 log = logging.getLogger("pipeline")
 
-EXIT_BAD_INPUT = 2
 
-
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad command-line input, reported in one line with exit code 2."""
 
 
@@ -73,13 +75,16 @@ def _pooled_members(paths: Sequence[str], rule: PoolingRule) -> tuple[LoadedMap,
     first = members[0]
     for member in members[1:]:
         if member.array.shape != first.array.shape:
-            raise ValueError(
+            raise InputError(
                 f"{member.path}: shape {member.array.shape} differs from {first.path}'s {first.array.shape}"
             )
     if len(members) == 1:
         return first, first.array
     for member in members:
-        check_probabilities(member.array, MetricSettings().sum_tolerance, name=str(member.path))
+        try:
+            check_probabilities(member.array, MetricSettings().sum_tolerance, name=str(member.path))
+        except ValueError as error:
+            raise InputError(str(error)) from error
     pooled = pool_members((log_probabilities(m.array) for m in members), rule)
     return first, pooled
 
@@ -92,7 +97,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     try:
         result = evaluate_case(probs, labels.array, spacing, MetricSettings(), temperature=args.temperature)
     except ValueError as error:
-        raise ValueError(f"--probs {first.path} against --reference {labels.path}: {error}") from error
+        raise InputError(f"--probs {first.path} against --reference {labels.path}: {error}") from error
     document = result.metrics.to_dict() | {"spacing_mm": list(spacing), "members": len(args.probs)}
     text = json.dumps(document, indent=2, allow_nan=False)
     if args.json:
@@ -206,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args))
-    except (ValueError, OSError) as error:
-        message = str(error).replace("\n", " ")
-        sys.stderr.write(f"error: {message}\n")
+    except (UserError, OSError) as error:  # OSError: a path the operating system refuses (missing, unwritable)
+        sys.stderr.write(f"error: {one_line(error)}\n")
         return EXIT_BAD_INPUT
+    except Exception as error:
+        log.exception("internal error")
+        sys.stderr.write(f"internal error ({type(error).__name__}): {one_line(error)}; the traceback is above\n")
+        return EXIT_FAILURE

@@ -28,9 +28,10 @@ from sqlalchemy import Engine, or_, select
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, print_summary, run_batch
+from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics.cohort import summarise_repeats
-from pipeline.phantom import LABELS, SPLEEN, generate_phantom
+from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
@@ -146,7 +147,7 @@ def _batch(cases: list[CaseSpec], models: Path, url: str, tta: bool) -> RunSumma
 def run_demo(workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3, tta: bool = True) -> int:
     """The demo of the module's description; the exit code is 1 when a case failed."""
     if not models.is_file():
-        raise ValueError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
+        raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
     url = database_url()
     command.upgrade(alembic_config(url), "head")
     cohort = write_phantom_cohort(workdir / "phantoms", range(FIRST_SEED, FIRST_SEED + cases))

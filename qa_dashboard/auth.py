@@ -30,9 +30,9 @@ import flask
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.errors import StoreNotReadyError
 from pipeline.review.service import AccountLockedError, AuthenticationError, ReviewService, UserInfo
 from pipeline.review.workflow import Action, PermissionDenied
-from pipeline.store.database import StoreNotReadyError
 from pipeline.store.review_schema import User
 from qa_dashboard import oidc
 from qa_dashboard.store import MIGRATE_HINT, get_store

@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 from dash.development.base_component import Component
 
-from pipeline.store.database import StoreNotReadyError
+from pipeline.errors import StoreNotReadyError
 from qa_dashboard.store import MIGRATE_HINT, Store, get_store, has_results
 
 log = logging.getLogger(__name__)

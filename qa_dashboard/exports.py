@@ -23,13 +23,13 @@ from typing import Any, Literal, TypeVar
 import flask
 from sqlalchemy.orm import Session
 
+from pipeline.errors import InputError, StoreNotReadyError
+from pipeline.io.rtstruct_export import RtstructError
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
 from pipeline.review.regions import Budget, ReviewSettings
 from pipeline.review.report import gather_report, write_report
-from pipeline.review.rtstruct import RtstructError
 from pipeline.review.workflow import Action, PermissionDenied
 from pipeline.store.artifacts import safe_name
-from pipeline.store.database import StoreNotReadyError
 from pipeline.store.settings import exports_dir
 from qa_dashboard import auth
 from qa_dashboard.queries.worklist import load_worklist
@@ -42,7 +42,7 @@ MEDIA = {".csv": "text/csv", ".xlsx": "application/vnd.openxmlformats-officedocu
          ".zip": "application/zip", ".dcm": "application/dicom", ".pdf": "application/pdf"}
 
 
-class BadRequest(ValueError):
+class BadRequest(InputError):
     """A malformed export address."""
 
 

@@ -19,11 +19,11 @@ import flask
 from dash import Input, Output, State, callback, ctx, dcc, html
 from dash.development.base_component import Component
 
+from pipeline.errors import StoreNotReadyError
 from pipeline.review.regions import Budget
 from pipeline.review.service import ItemKey
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from pipeline.review.worklist import default_configuration, unreviewed_count
-from pipeline.store.database import StoreNotReadyError
 from qa_dashboard import auth
 from qa_dashboard.components import grid
 from qa_dashboard.queries.worklist import STATE_CLASSES, item_rows, load_worklist

@@ -19,8 +19,9 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.errors import StoreNotReadyError
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.database import StoreNotReadyError, check_at_head, make_engine, session_factory
+from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.schema import CaseResult, Protocol
 from pipeline.store.settings import artifacts_dir, database_url
 from qa_dashboard.rendering.maps import LruCache, MapCache

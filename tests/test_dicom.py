@@ -1,4 +1,5 @@
-"""pipeline.dicom on the real DICOM data in ``../shared/data`` (see its SOURCES.md) and on damaged copies of it."""
+"""pipeline.io.dicom and pipeline.io.rtstruct on the real DICOM data in ``../shared/data`` (see its SOURCES.md)
+and on damaged copies of it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from pipeline.dicom import DicomError, DicomSeries, read_ct_series, read_rtstruct
+from pipeline.io.dicom import DicomError, DicomSeries, read_ct_series
+from pipeline.io.rtstruct import read_rtstruct
 
 IBSI_ROI = "GTV_Mass_CT"
 
@@ -178,7 +180,7 @@ def test_totalsegmentator_deidentified_uids(totalseg: DicomSeries, caplog: pytes
     assert totalseg.study_instance_uid == "" and totalseg.series_instance_uid == ""
     assert totalseg.frame_of_reference_uid == "1.3.12.2.1107.5.1.4.60064.30000022120807274275100000041"
     assert all(path.name == f"CT.{uid}" for path, uid in zip(totalseg.files, totalseg.sop_instance_uids, strict=True))
-    with caplog.at_level("WARNING", logger="pipeline.dicom"):
+    with caplog.at_level("WARNING", logger="pipeline.io.dicom"):
         read_ct_series(totalseg.folder)
     assert "no SeriesInstanceUID" in caplog.text and "MediaStorageSOPInstanceUID" in caplog.text
 

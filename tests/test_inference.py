@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipeline.inference.command import grid_for
 from pipeline.inference.engine import MemberPredictor
-from pipeline.inference.grid import IDENTITY, mirror_views
+from pipeline.inference.grid import IDENTITY, grid_for, mirror_views
 from pipeline.inference.model_set import ModelSet, ModelSetError, check_label_set, load_model_set_file
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics import evaluate_case
 from pipeline.metrics.pooling import softmax
-from pipeline.phantom import generate_phantom
+from pipeline.phantoms.ct import generate_phantom
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from pipeline.phantom import (
+from pipeline.phantoms.ct import (
     BACKGROUND,
     LABELS,
     LYMPH_NODES,

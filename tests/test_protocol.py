@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.protocol import repeated_holdout
+from pipeline.batch.splits import repeated_holdout
 
 PATIENTS = [f"p{i:02d}" for i in range(45)]
 

@@ -93,7 +93,7 @@ def test_results_folders_hold_the_tiny_plans(smoke_run: tuple[Path, dict]) -> No
 def test_nnunet_predictor_reads_the_exported_folder(smoke_run: tuple[Path, dict], nnunet_environment: None) -> None:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from pipeline.phantom import generate_phantom
+    from pipeline.phantoms.ct import generate_phantom
 
     out, _ = smoke_run
     predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=False,

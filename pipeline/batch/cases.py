@@ -22,15 +22,16 @@ import numpy as np
 import SimpleITK as sitk
 from numpy.typing import NDArray
 
-from pipeline.dicom import read_ct_series
-from pipeline.images import read_ct
+from pipeline.errors import InputError
+from pipeline.io.ct import nifti_non_finite, read_ct, read_image
+from pipeline.io.rtstruct import labels_from_rtstruct
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 GEOMETRY_TOLERANCE = 1e-3  # mm (spacing, origin) and direction cosines
 MRN_SALT = "QA_MRN_SALT"
 
 
-class CaseError(ValueError):
+class CaseError(InputError):
     """A case that cannot be processed; ``stage`` says where (``read``, ``reference``, ``geometry``, …)."""
 
     def __init__(self, stage: str, message: str) -> None:
@@ -104,7 +105,7 @@ def cases_from_folder(folder: Path, cohort: str = "default") -> list[CaseSpec]:
     """Cases of a cohort folder (``images/`` and optional ``references/``), sorted by name."""
     images_dir = folder / "images"
     if not images_dir.is_dir():
-        raise ValueError(f"{folder}: a cohort folder needs an images/ subfolder")
+        raise InputError(f"{folder}: a cohort folder needs an images/ subfolder")
     references = _images_in(folder / "references") if (folder / "references").is_dir() else {}
     return [CaseSpec(name, path, references.get(name), cohort=cohort) for name, path in _images_in(images_dir).items()]
 
@@ -115,7 +116,7 @@ def hash_mrn(mrn: str, source: Path) -> str | None:
         return None
     salt = os.environ.get(MRN_SALT, "")
     if not salt:
-        raise ValueError(f"{source}: the manifest gives an mrn; set {MRN_SALT} (a secret of the department) so that "
+        raise InputError(f"{source}: the manifest gives an mrn; set {MRN_SALT} (a secret of the department) so that "
                          "only its keyed hash is stored")
     return hmac.new(salt.encode(), mrn.encode(), hashlib.sha256).hexdigest()
 
@@ -128,16 +129,16 @@ def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
             rows = list(reader)
             columns = set(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"{path}: not a readable CSV manifest ({error})") from error
+        raise InputError(f"{path}: not a readable CSV manifest ({error})") from error
     if not {"case", "ct"} <= columns:
-        raise ValueError(f"{path}: a manifest needs a header with at least the columns case, ct")
+        raise InputError(f"{path}: a manifest needs a header with at least the columns case, ct")
     if not rows:
-        raise ValueError(f"{path}: the manifest lists no case")
+        raise InputError(f"{path}: the manifest lists no case")
     base = path.parent
     cases = []
     for number, row in enumerate(rows, start=2):
         if not (row.get("case") or "").strip() or not (row.get("ct") or "").strip():
-            raise ValueError(f"{path}:{number}: case and ct must not be empty")
+            raise InputError(f"{path}:{number}: case and ct must not be empty")
         reference = (row.get("reference") or "").strip()
         cases.append(CaseSpec(
             name=row["case"].strip(),
@@ -151,14 +152,14 @@ def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"{path}: duplicate case names {duplicates}")
+        raise InputError(f"{path}: duplicate case names {duplicates}")
     return cases
 
 
 def cases_from_dicom_root(root: Path, cohort: str = "default") -> list[CaseSpec]:
     """One case per subfolder of ``root`` that holds DICOM files (named after the folder)."""
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder")
+        raise InputError(f"{root}: not a folder")
     return [CaseSpec(sub.name, sub, cohort=cohort) for sub in sorted(root.iterdir()) if sub.is_dir()]
 
 
@@ -170,7 +171,7 @@ def discover(source: Path, cohort: str = "default") -> list[CaseSpec]:
         return cases_from_folder(source, cohort)
     if source.is_dir():
         return cases_from_dicom_root(source, cohort)
-    raise ValueError(f"{source}: not a CSV manifest, a cohort folder or a folder of DICOM series")
+    raise InputError(f"{source}: not a CSV manifest, a cohort folder or a folder of DICOM series")
 
 
 def _hash_image(image: sitk.Image, voxels: NDArray[np.generic]) -> str:
@@ -179,21 +180,6 @@ def _hash_image(image: sitk.Image, voxels: NDArray[np.generic]) -> str:
     digest.update(str(voxels.dtype).encode())
     digest.update(np.ascontiguousarray(voxels).tobytes())
     return digest.hexdigest()
-
-
-def _nifti_non_finite(path: Path) -> bool:
-    """Whether a float NIfTI file holds NaN or ±Inf: ITK < 6 reads those as 0 without a word (ITK PR #6683)."""
-    if not path.name.lower().endswith((".nii", ".nii.gz")):
-        return False
-    import nibabel  # a dependency of nnunetv2
-
-    try:
-        image = nibabel.load(str(path))
-        if not np.issubdtype(image.get_data_dtype(), np.floating):
-            return False  # integer voxels cannot be NaN (the common int16 CT is not read twice)
-        return not np.all(np.isfinite(np.asanyarray(image.dataobj)))
-    except Exception:  # what ITK read, nibabel may not; ITK's reading stands then
-        return False
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> str | None:
@@ -210,21 +196,18 @@ def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], 
                     ) -> NDArray[np.uint8]:
     assert spec.reference is not None
     path = spec.reference
-    if path.suffix.lower() == ".dcm":
-        from pipeline.batch.rtstruct import reference_from_rtstruct
-
-        return reference_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
     try:
-        reference = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise CaseError("reference", f"{path}: not a readable reference ({first})") from error
+        if path.suffix.lower() == ".dcm":
+            return labels_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
+        reference = read_image(path, "reference")
+    except InputError as error:
+        raise CaseError("reference", str(error)) from error
     mismatch = _same_grid(image, reference)
     if mismatch:
         raise CaseError("geometry", f"{path}: reference grid differs from the CT: {mismatch}")
     array = sitk.GetArrayFromImage(reference)
     if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)) or _nifti_non_finite(path):
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)) or nifti_non_finite(path):
             raise CaseError("reference", f"{path}: reference labels must be integers")
         array = array.astype(np.int64)
     values = np.unique(array)
@@ -236,19 +219,14 @@ def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], 
 
 def load_case(spec: CaseSpec, labels: tuple[str, ...]) -> LoadedCase:
     """Read and check one case; every problem is a :class:`CaseError` naming the file."""
-    uids = None
     try:
-        if spec.ct.is_dir():
-            series = read_ct_series(spec.ct)
-            image = series.image
-            uids = DicomUids(series.study_instance_uid, series.series_instance_uid, series.frame_of_reference_uid)
-        else:
-            image = read_ct(spec.ct)
-    except ValueError as error:
+        ct = read_ct(spec.ct)
+    except InputError as error:
         raise CaseError("read", str(error)) from error
+    image, series = ct.image, ct.series
+    uids = DicomUids(series.study_instance_uid, series.series_instance_uid, series.frame_of_reference_uid
+                     ) if series is not None else None
     voxels = sitk.GetArrayViewFromImage(image)
-    if not np.all(np.isfinite(voxels)) or _nifti_non_finite(spec.ct):
-        raise CaseError("read", f"{spec.ct}: the CT holds NaN or infinite values")
     content_hash = _hash_image(image, voxels)
     if spec.reference is None:
         return LoadedCase(spec, image, None, content_hash, None, uids)

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pipeline.errors import InputError, NotFoundError
 from pipeline.store.settings import artifacts_dir, database_url
 
 log = logging.getLogger(__name__)
-EXIT_BAD_INPUT = 2
 
 
 def add_store_verbs(verbs: Any) -> None:
@@ -69,20 +69,15 @@ def run_command(args: argparse.Namespace) -> int:
     """The batch; exit 1 when a case failed, 2 on bad input or a store that is not ready."""
     from pipeline.batch.cases import discover
     from pipeline.batch.runner import BatchOptions, print_summary, run_batch
-    from pipeline.store.database import StoreNotReadyError
 
     if not 0 <= args.budget <= 1:
-        raise ValueError(f"--budget must be in [0, 1], got {args.budget}")
+        raise InputError(f"--budget must be in [0, 1], got {args.budget}")
     cases = tuple(discover(args.source, args.cohort))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=database_url(), artifacts=artifacts_dir(), budget=args.budget,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty())
-    try:
-        summary = run_batch(options)
-    except StoreNotReadyError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return EXIT_BAD_INPUT
+    summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary.exit_code
 
@@ -91,28 +86,22 @@ def protocol_command(args: argparse.Namespace) -> int:
     """The protocol stage in one transaction."""
     from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
     from pipeline.store.artifacts import ArtifactStore
-    from pipeline.store.database import (
-        StoreNotReadyError,
-        check_at_head,
-        make_engine,
-        refresh_statistics,
-        session_factory,
-    )
+    from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
     from pipeline.store.schema import ModelSet
 
+    if args.repeats < 1 or not 0 < args.test_fraction < 1 or not 0 <= args.budget <= 1:
+        raise InputError(f"--repeats must be >= 1, --test-fraction in (0, 1) and --budget in [0, 1]; got "
+                         f"{args.repeats}, {args.test_fraction}, {args.budget}")
     identity = _model_set(args.models).identity()
     engine = make_engine(database_url())
-    try:
-        check_at_head(engine)
-    except StoreNotReadyError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return EXIT_BAD_INPUT
+    check_at_head(engine)
     options = ProtocolOptions(cohort=args.cohort, repeats=args.repeats, test_fraction=args.test_fraction,
                               seed=args.seed, budget=args.budget)
     with session_factory(engine).begin() as session:
         model_set = session.scalar(select(ModelSet).where(ModelSet.identity == identity))
         if model_set is None:
-            raise ValueError(f"{args.models}: this model set has no processed case in the store; run the batch first")
+            raise NotFoundError(f"{args.models}: this model set has no processed case in the store; "
+                                "run the batch first")
         protocol = run_protocol(session, ArtifactStore(artifacts_dir()), model_set, options)
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
     refresh_statistics(engine)

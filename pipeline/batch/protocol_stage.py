@@ -26,10 +26,11 @@ from sqlalchemy.orm import Session
 from pipeline.batch.maps import map_artifacts, result_prefix
 from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
 from pipeline.batch.persist import ResultRows, write_results
+from pipeline.batch.splits import repeated_holdout
+from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature
-from pipeline.protocol import repeated_holdout
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
@@ -81,7 +82,8 @@ class _Loader:
                 Artifact.processing_id == case.processing.id, Artifact.configuration_id == configuration.id,
                 Artifact.kind == "probabilities"))
             if path is None:
-                raise ValueError(f"{case.image.name}: no stored probabilities of {configuration.name}; rerun the batch")
+                raise NotFoundError(f"{case.image.name}: no stored probabilities of {configuration.name}; "
+                                    "rerun the batch")
             stored = self.store.read(path).astype(np.float32)
             stored /= stored.sum(axis=0, keepdims=True)
             self._cache[key] = stored
@@ -143,7 +145,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     loader = _Loader(session, store)
     cohort = _cases(session, store, model_set, options.cohort)
     if len(cohort) < 2:
-        raise ValueError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
+        raise InputError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
                          "the protocol needs at least 2 (run the batch first)")
     session.execute(delete(Protocol).where(
         Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
@@ -153,8 +155,11 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     session.add(protocol)
     session.flush()
     named = {c.image.name: c for c in cohort}
-    splits = repeated_holdout(sorted(named), options.repeats, test_fraction=options.test_fraction,
-                              seed=options.seed, with_development=False)
+    try:
+        splits = repeated_holdout(sorted(named), options.repeats, test_fraction=options.test_fraction,
+                                  seed=options.seed, with_development=False)
+    except ValueError as error:
+        raise InputError(f"cohort {options.cohort!r}: {error}") from error
     for split in splits:
         session.add_all(SplitRole(protocol_id=protocol.id, repeat=split.repeat, image_id=named[n].image.id,
                                   role=split.role(n)) for n in sorted(named))

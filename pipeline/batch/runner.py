@@ -28,8 +28,8 @@ from pipeline.batch.locking import claim
 from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.batch.process import CaseWork, process_case
 from pipeline.batch.version import code_version
-from pipeline.inference.command import grid_for
 from pipeline.inference.grid import Configuration as GridConfiguration
+from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.store.artifacts import ArtifactStore

@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.images import read_ct, write_probabilities
+from pipeline.errors import InputError
 from pipeline.inference.engine import MemberPredictor, choose_device
-from pipeline.inference.grid import Configuration, default_grid, mirror_views
+from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet, load_model_set, load_model_set_file
 from pipeline.inference.pooling import predict_grid
+from pipeline.io.ct import read_ct
+from pipeline.io.maps import write_probabilities
 from pipeline.metrics.temperature import apply_temperature
 
 log = logging.getLogger(__name__)
@@ -28,31 +30,22 @@ def model_set_from_args(args: argparse.Namespace) -> ModelSet:
     return load_model_set(models, args.folds, args.checkpoint, run, args.run_checkpoints or ())
 
 
-def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...]) -> tuple[Configuration, ...]:
-    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest."""
-    folds = [m.name for m in model_set.members if m.name.startswith("fold_")]
-    checkpoints = [m.name for m in model_set.members if not m.name.startswith("fold_")]
-    if not folds:
-        raise ValueError(f"{model_set.folder}: the grid needs at least one fold member")
-    return default_grid(folds[0], folds, checkpoints, mirror_views(mirror_axes))
-
-
 def _temperatures(path: str | None) -> dict[str, float]:
     if not path:
         return {}
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not readable JSON ({error})") from error
+        raise InputError(f"{path}: not readable JSON ({error})") from error
     if not isinstance(values, dict) or not all(isinstance(v, int | float) and v > 0 for v in values.values()):
-        raise ValueError(f"{path}: expected an object of configuration name -> temperature > 0")
+        raise InputError(f"{path}: expected an object of configuration name -> temperature > 0")
     return {str(k): float(v) for k, v in values.items()}
 
 
 def predict_command(args: argparse.Namespace) -> int:
     """Run the grid on one CT; write <out>/<configuration>.nii.gz and <out>/summary.json."""
     model_set = model_set_from_args(args)
-    image = read_ct(Path(args.ct))
+    image = read_ct(Path(args.ct)).image
     temperatures = _temperatures(args.temperatures)
     predictor = MemberPredictor(model_set, choose_device(args.device))
     grid = grid_for(model_set, predictor.mirror_axes())

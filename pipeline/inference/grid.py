@@ -11,6 +11,9 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipeline.errors import InputError
+from pipeline.inference.model_set import ModelSet
+
 View = tuple[int, ...]
 IDENTITY: View = ()
 
@@ -74,3 +77,12 @@ def default_grid(
             for scaled in (False, True):
                 grid.append(Configuration(f"{stem}+TS" if scaled else stem, members, chosen, scaled))
     return tuple(grid)
+
+
+def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...]) -> tuple[Configuration, ...]:
+    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest."""
+    folds = [m.name for m in model_set.members if m.name.startswith("fold_")]
+    checkpoints = [m.name for m in model_set.members if not m.name.startswith("fold_")]
+    if not folds:
+        raise InputError(f"{model_set.folder}: the grid needs at least one fold member")
+    return default_grid(folds[0], folds, checkpoints, mirror_views(mirror_axes))

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import InputError
 
-class ModelSetError(ValueError):
+
+class ModelSetError(InputError):
     """A results folder that cannot serve as a model set; the message names the file."""
 
 

@@ -1,7 +1,7 @@
 """``python -m pipeline train-demo-models``: the project's own tiny nnU-Net v2 models, trained on phantoms on CPU.
 
 Steps, all through nnU-Net's Python API (no shell-outs):
-1. a seeded phantom cohort (:mod:`pipeline.phantom`) written as nnU-Net raw data under the work folder;
+1. a seeded phantom cohort (:mod:`pipeline.phantoms.ct`) written as nnU-Net raw data under the work folder;
 2. fingerprint, planning and 3d_fullres preprocessing; the tiny configuration ``3d_tiny`` is added to the plans
    (same preprocessed data);
 3. the deep ensemble (DE): folds 0..K-1 of nnU-Net's 5-fold split, :class:`~pipeline.nnunet.trainers.
@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
+from pipeline.errors import InputError
 from pipeline.nnunet.compat import prepare_nnunet_environment
-from pipeline.phantom import (
+from pipeline.phantoms.ct import (
     DEFAULT_SHAPE,
     DEFAULT_SPACING,
     LABELS,
@@ -110,15 +111,15 @@ class TrainingOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.folds <= 5:
-            raise ValueError(f"--folds must be 1..5 (nnU-Net's 5-fold split), got {self.folds}")
+            raise InputError(f"--folds must be 1..5 (nnU-Net's 5-fold split), got {self.folds}")
         if not 5 <= self.cases < HELD_OUT_OFFSET:
-            raise ValueError(f"--cases must be 5..{HELD_OUT_OFFSET - 1} (5 folds need 5 cases), got {self.cases}")
+            raise InputError(f"--cases must be 5..{HELD_OUT_OFFSET - 1} (5 folds need 5 cases), got {self.cases}")
         counts = (self.held_out, self.cycles, self.epochs, self.iterations, self.val_iterations, self.processes,
                   self.threads)
         if min(counts) < 1:
-            raise ValueError("--held-out, --cycles, --epochs, --iterations, --threads and processes must be >= 1")
+            raise InputError("--held-out, --cycles, --epochs, --iterations, --threads and processes must be >= 1")
         if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
 
     def command(self) -> str:
         """The command line that reproduces this run."""

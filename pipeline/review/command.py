@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from pipeline.errors import InputError, NotFoundError
 from pipeline.review.regions import Budget, ReviewSettings
 from pipeline.review.service import CommandLine, ReviewService
-from pipeline.review.workflow import Role, WorkflowError
+from pipeline.review.workflow import Role
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.database import StoreNotReadyError, check_at_head, make_engine, session_factory
+from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.settings import artifacts_dir, database_url
 
-EXIT_BAD_INPUT = 2
 T = TypeVar("T")
 
 
@@ -104,18 +104,8 @@ def _read_password(username: str) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass(f"password for {username}: ")
     if getpass.getpass("again: ") != first:
-        raise ValueError("the two passwords differ")
+        raise InputError("the two passwords differ")
     return first
-
-
-def _guarded(run: Callable[[], int]) -> int:
-    """A store that is not ready, refusals, missing store rows and invalid values: one line on stderr and exit
-    code 2."""
-    try:
-        return run()
-    except (StoreNotReadyError, LookupError, WorkflowError, ValueError) as error:
-        sys.stderr.write(f"error: {error}\n")
-        return EXIT_BAD_INPUT
 
 
 def _with_service(call: Callable[[ReviewService], T]) -> T:
@@ -129,56 +119,44 @@ def _with_service(call: Callable[[ReviewService], T]) -> T:
 
 def users_add_command(args: argparse.Namespace) -> int:
     """Create an account."""
-    def run() -> int:
-        password = _read_password(args.username)
-        user = _with_service(lambda service: service.create_user(CommandLine(), args.username, password, args.role))
-        sys.stdout.write(f"created {user.username} ({user.role})\n")
-        return 0
-
-    return _guarded(run)
+    password = _read_password(args.username)
+    user = _with_service(lambda service: service.create_user(CommandLine(), args.username, password, args.role))
+    sys.stdout.write(f"created {user.username} ({user.role})\n")
+    return 0
 
 
 def users_set_command(args: argparse.Namespace) -> int:
     """Change an account."""
-    def run() -> int:
-        password = _read_password(args.username) if args.password else None
-        user = _with_service(lambda service: service.update_user(
-            CommandLine(), args.username, role=args.role, active=args.active, password=password))
-        sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
-        return 0
-
-    return _guarded(run)
+    password = _read_password(args.username) if args.password else None
+    user = _with_service(lambda service: service.update_user(
+        CommandLine(), args.username, role=args.role, active=args.active, password=password))
+    sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
+    return 0
 
 
 def users_list_command(args: argparse.Namespace) -> int:
     """Print the accounts, one a line."""
-    def run() -> int:
-        for user in _with_service(lambda service: service.list_users(CommandLine())):
-            state = "active" if user.active else "deactivated"
-            last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
-            sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
-        return 0
-
-    return _guarded(run)
+    for user in _with_service(lambda service: service.list_users(CommandLine())):
+        state = "active" if user.active else "deactivated"
+        last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+        sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
+    return 0
 
 
 def _export(kind: str, object_id: str, produce: Callable[[Engine, Session, ArtifactStore], Path]) -> int:
     """Run one audited export (reading in a session closed before the audit row is written); print the path."""
-    def run() -> int:
-        engine = _engine()
+    engine = _engine()
 
-        def make() -> Path:
-            with session_factory(engine)() as session:
-                return produce(engine, session, ArtifactStore(artifacts_dir()))
+    def make() -> Path:
+        with session_factory(engine)() as session:
+            return produce(engine, session, ArtifactStore(artifacts_dir()))
 
-        try:
-            path = ReviewService(engine).export(CommandLine(), kind, object_id, make)
-        finally:
-            engine.dispose()
-        sys.stdout.write(f"wrote {path}\n")
-        return 0
-
-    return _guarded(run)
+    try:
+        path = ReviewService(engine).export(CommandLine(), kind, object_id, make)
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
 
 
 def export_worklist_command(args: argparse.Namespace) -> int:
@@ -233,7 +211,7 @@ def audit_report_command(args: argparse.Namespace) -> int:
     def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         configuration = args.configuration or default_configuration(session)
         if configuration is None:
-            raise LookupError("the store holds no result yet: run the batch first")
+            raise NotFoundError("the store holds no result yet: run the batch first")
         store = engine.url.render_as_string(hide_password=True)
         content = gather_report(session, artifacts, store, configuration, budget, ReviewSettings.from_env())
         return write_report(content, args.out)

@@ -20,12 +20,14 @@ from openpyxl import Workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.dicom import read_ct_series
+from pipeline.errors import NotFoundError
+from pipeline.io.dicom import read_ct_series
+from pipeline.io.maps import export_nifti
+from pipeline.io.rtstruct_export import RoiMask, RtstructError, referenced_series, write_rtstruct
 from pipeline.review.regions import Budget, ReviewSettings
-from pipeline.review.rtstruct import RoiMask, RtstructError, referenced_series, write_rtstruct
 from pipeline.review.service import AuditRecord
 from pipeline.review.worklist import ResultRef, Worklist, case_regions, deployed_results
-from pipeline.store.artifacts import ArtifactStore, export_nifti, safe_name
+from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.schema import Artifact
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ def write_audit_csv(records: Sequence[AuditRecord], path: Path) -> Path:
 def _one_result(session: Session, case: str, configuration: str) -> ResultRef:
     found = deployed_results(session, configuration, case)
     if not found:
-        raise LookupError(f"case {case!r} has no stored result of configuration {configuration!r}")
+        raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
     return found[0]
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from pipeline.errors import InputError
+
 SECONDS_PER_ML_ENV = "QA_REVIEW_SECONDS_PER_ML"
 
 
@@ -52,7 +54,7 @@ class ReviewSettings:
 
     def __post_init__(self) -> None:
         if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
-            raise ValueError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
+            raise InputError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
         if not 0 < self.max_fraction <= 1:
             raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
         if self.connectivity not in (6, 26):
@@ -69,7 +71,7 @@ class ReviewSettings:
         try:
             return cls(seconds_per_ml=float(value))
         except ValueError as error:
-            raise ValueError(f"{SECONDS_PER_ML_ENV}={value!r}: {error}") from error
+            raise InputError(f"{SECONDS_PER_ML_ENV}={value!r}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,10 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.kind not in ("fraction", "minutes"):
-            raise ValueError(f"budget kind must be 'fraction' or 'minutes', got {self.kind!r}")
+            raise InputError(f"budget kind must be 'fraction' or 'minutes', got {self.kind!r}")
         if not math.isfinite(self.value) or self.value < 0 or (self.kind == "fraction" and self.value > 1):
             bound = "in [0, 1]" if self.kind == "fraction" else "finite and >= 0"
-            raise ValueError(f"a {self.kind} budget must be {bound}, got {self.value}")
+            raise InputError(f"a {self.kind} budget must be {bound}, got {self.value}")
 
     def fraction(self, roi_voxels: int, voxel_ml: float, settings: ReviewSettings) -> tuple[float, bool]:
         """The fraction of this case's ROI voxels to flag, and whether a time budget was capped to fit.

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from pipeline.errors import InputError, NotFoundError, RefusedError
 from pipeline.review import workflow
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, Role, State, WorkflowError
 from pipeline.store.review_schema import AuditEntry, ReviewItem, User
@@ -51,7 +52,7 @@ class ConcurrentEditError(WorkflowError):
     """The item changed since the caller read it (optimistic locking); reload and try again."""
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(RefusedError):
     """A login that failed; the message never says whether the username exists."""
 
 
@@ -222,15 +223,15 @@ class ReviewService:
         def body(session: Session, actor: Actor) -> UserInfo:
             workflow.require(actor.role, Action.MANAGE_USERS, actor.username)
             if not USERNAME.match(username):
-                raise ValueError(f"username {username!r} must be 2-64 characters of letters, digits and ._@-")
+                raise InputError(f"username {username!r} must be 2-64 characters of letters, digits and ._@-")
             if len(password) < MIN_PASSWORD_LENGTH:
-                raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+                raise InputError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
             try:
                 checked = Role(role)
             except ValueError as error:
-                raise ValueError(f"unknown role {role!r}: use one of {', '.join(Role)}") from error
+                raise InputError(f"unknown role {role!r}: use one of {', '.join(Role)}") from error
             if session.scalar(select(User.id).where(User.username == username)) is not None:
-                raise ValueError(f"a user named {username!r} exists already")
+                raise InputError(f"a user named {username!r} exists already")
             user = User(username=username, role=checked.value, active=True, failed_logins=0,
                         password_hash=generate_password_hash(password, method=self._password_method),
                         created_at=self._clock())
@@ -252,24 +253,24 @@ class ReviewService:
             workflow.require(actor.role, Action.MANAGE_USERS, actor.username)
             user = session.scalar(select(User).where(User.username == username))
             if user is None:
-                raise LookupError(f"there is no user named {username!r}")
+                raise NotFoundError(f"there is no user named {username!r}")
             before: dict[str, Any] = {}
             after: dict[str, Any] = {}
             if role is not None:
                 try:
                     checked = Role(role)
                 except ValueError as error:
-                    raise ValueError(f"unknown role {role!r}: use one of {', '.join(Role)}") from error
+                    raise InputError(f"unknown role {role!r}: use one of {', '.join(Role)}") from error
                 before["role"], after["role"], user.role = user.role, checked.value, checked.value
             if active is not None:
                 before["active"], after["active"], user.active = user.active, active, active
             if password is not None:
                 if len(password) < MIN_PASSWORD_LENGTH:
-                    raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+                    raise InputError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
                 user.password_hash = generate_password_hash(password, method=self._password_method)
                 before["password"], after["password"] = "unchanged", "changed"
             if not after:
-                raise ValueError("nothing to change: give a role, active or a password")
+                raise InputError("nothing to change: give a role, active or a password")
             if active or password is not None:
                 user.failed_logins, user.locked_until = 0, None
             self._audit(session, actor, "user.update", "ok", "user", str(user.id), before, after, ip)
@@ -369,10 +370,10 @@ class ReviewService:
         image = session.get(Image, key.image_id)
         configuration = session.get(Configuration, key.configuration_id)
         if image is None or configuration is None:
-            raise LookupError(f"no case #{key.image_id} or configuration #{key.configuration_id} in the store")
+            raise NotFoundError(f"no case #{key.image_id} or configuration #{key.configuration_id} in the store")
         labels = session.get_one(ModelSet, configuration.model_set_id).labels
         if not 0 <= key.class_index < len(labels):
-            raise LookupError(f"class {key.class_index} is not one of the model's {len(labels)} labels")
+            raise NotFoundError(f"class {key.class_index} is not one of the model's {len(labels)} labels")
         item = ReviewItem(image_id=key.image_id, configuration_id=key.configuration_id,
                           class_index=key.class_index, structure=str(labels[key.class_index]),
                           state=State.PENDING.value, created_at=self._clock())
@@ -437,7 +438,7 @@ class ReviewService:
             return workflow.reopen
         if action == Action.APPROVE:
             return workflow.approve
-        raise ValueError(f"{action} is not a review action")
+        raise InputError(f"{action} is not a review action")
 
     def _one(self, principal: Principal, action: Action, key: ItemKey, expected_version: int | None,
              ip: str | None, decision: Decision | str | None = None, comment: str | None = None) -> ItemInfo:
@@ -476,7 +477,7 @@ class ReviewService:
 
         def body(session: Session, actor: Actor) -> list[ItemInfo]:
             if not keys:
-                raise ValueError("a bulk action needs at least one item")
+                raise InputError("a bulk action needs at least one item")
             done = []
             for number, key in enumerate(keys, start=1):
                 try:

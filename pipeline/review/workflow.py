@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from pipeline.errors import RefusedError
+
 
 class Role(StrEnum):
     """Who a user is."""
@@ -77,7 +79,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
 }
 
 
-class WorkflowError(Exception):
+class WorkflowError(RefusedError):
     """A refused review action; the message says why."""
 
 

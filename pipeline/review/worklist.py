@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from pipeline.errors import NotFoundError
 from pipeline.metrics.roi import dilate_mm
 from pipeline.metrics.settings import MetricSettings
 from pipeline.review.regions import (
@@ -151,7 +152,7 @@ def budget_mask(
     """U_b of one result at ``fraction``, with its entropy and prediction maps (module docstring)."""
     missing = {"entropy", "prediction", "budget_mask"} - set(maps)
     if missing:
-        raise LookupError(f"case {ref.image.name!r} has no stored {', '.join(sorted(missing))} map")
+        raise NotFoundError(f"case {ref.image.name!r} has no stored {', '.join(sorted(missing))} map")
     entropy = artifacts.read(maps["entropy"].path)
     prediction = artifacts.read(maps["prediction"].path)
     stored_budget = maps["budget_mask"].budget
@@ -250,11 +251,12 @@ def build_worklist(
     settings = settings or ReviewSettings()
     refs = deployed_results(session, configuration, case)
     if not refs and case is not None:
-        raise LookupError(f"case {case!r} has no stored result of configuration {configuration!r}")
+        raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
     if not refs:
         known = sorted(set(session.scalars(select(Configuration.name).join(
             CaseResult, CaseResult.configuration_id == Configuration.id))))
-        raise LookupError(f"no stored result of configuration {configuration!r} (stored: {', '.join(known) or 'none'})")
+        raise NotFoundError(f"no stored result of configuration {configuration!r} "
+                            f"(stored: {', '.join(known) or 'none'})")
     curve = recall_curve(session, configuration)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     predicted = _predicted_classes(session, [ref.result.id for ref in refs])

@@ -15,15 +15,16 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import zarr
 from numpy.typing import NDArray
+
+from pipeline.errors import InputError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
-class ArtifactError(ValueError):
+class ArtifactError(InputError):
     """A map that is missing, unreadable or asked for with a bad slice; the message names the path."""
 
 
@@ -31,7 +32,7 @@ def safe_name(name: str) -> str:
     """``name`` with every character outside ``[A-Za-z0-9._+-]`` replaced by ``_`` (a path component)."""
     cleaned = _SAFE.sub("_", name)
     if cleaned in {"", ".", ".."}:
-        raise ValueError(f"{name!r} cannot name an artifact folder")
+        raise InputError(f"{name!r} cannot name an artifact folder")
     return cleaned
 
 
@@ -91,21 +92,3 @@ class ArtifactStore:
         """Remove a map (no error when it is already gone)."""
         shutil.rmtree(self.root / relative, ignore_errors=True)
 
-
-def export_nifti(
-    array: NDArray[np.generic], path: Path, spacing: list[float], origin: list[float], direction: list[float]
-) -> Path:
-    """Write a (Z, Y, X) map as NIfTI on the original CT geometry (SimpleITK order: spacing, origin (x, y, z))."""
-    if array.ndim != 3:
-        raise ValueError(f"NIfTI export takes one (Z, Y, X) map, got shape {array.shape}")
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    if array.dtype == np.float16:
-        array = array.astype(np.float32)
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetOrigin(tuple(float(o) for o in origin))
-    image.SetDirection(tuple(float(d) for d in direction))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return path

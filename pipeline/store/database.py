@@ -13,15 +13,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
+from pipeline.errors import StoreNotReadyError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 UPGRADE_HINT = "alembic upgrade head"
 
 log = logging.getLogger(__name__)
-
-
-class StoreNotReadyError(RuntimeError):
-    """The database is missing, unreachable or behind the code's schema; the message names the fix."""
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from pipeline.store.artifacts import ArtifactStore, export_nifti
+from pipeline.errors import InputError
+from pipeline.io.maps import export_nifti
+from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, TemperatureFit
 
@@ -14,7 +16,7 @@ IMAGE_MAPS = ("ct", "reference")
 
 
 def export_map(url: str, root: Path, case: str, configuration: str | None, kind: str, out: Path) -> Path:
-    """Write ``kind`` of ``case`` (and ``configuration``, for result maps) to ``out``; ValueError when absent.
+    """Write ``kind`` of ``case`` (and ``configuration``, for result maps) to ``out``; InputError when absent.
 
     For a TS configuration the map of the deployed temperature fit is exported.
     """
@@ -24,11 +26,11 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
         with session_factory(engine)() as session:
             image = session.scalar(select(Image).where(Image.name == case))
             if image is None:
-                raise ValueError(f"unknown case {case!r}")
+                raise InputError(f"unknown case {case!r}")
             query = select(Artifact.path).where(Artifact.image_id == image.id, Artifact.kind == kind)
             if kind not in IMAGE_MAPS:
                 if not configuration:
-                    raise ValueError(f"--configuration is needed for the {kind} map")
+                    raise InputError(f"--configuration is needed for the {kind} map")
                 query = (query.join(CaseResult, CaseResult.id == Artifact.result_id)
                          .join(Configuration, Configuration.id == CaseResult.configuration_id)
                          .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
@@ -37,7 +39,7 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
             path = session.scalars(query).first()
             if path is None:
                 what = f"{kind} map of {configuration}" if kind not in IMAGE_MAPS else f"{kind} map"
-                raise ValueError(f"case {case!r} has no stored {what}")
+                raise InputError(f"case {case!r} has no stored {what}")
             array = ArtifactStore(root).read(path)
             return export_nifti(array, out, image.spacing, image.origin, image.direction)
     finally:

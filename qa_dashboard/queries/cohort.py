@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import CTE, Select, and_, func, select
 from sqlalchemy.orm import Session
 
+from pipeline.errors import NotFoundError
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
 from pipeline.store.cohort_rows import counts_in_repeat
@@ -83,7 +84,7 @@ def protocol(session: Session, protocol_id: int) -> ProtocolInfo:
     """One protocol; LookupError when it is gone."""
     found = next((p for p in protocols(session) if p.id == protocol_id), None)
     if found is None:
-        raise LookupError(f"there is no protocol {protocol_id}")
+        raise NotFoundError(f"there is no protocol {protocol_id}")
     return found
 
 

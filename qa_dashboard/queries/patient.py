@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.errors import NotFoundError
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -148,7 +149,7 @@ def result_metrics(session: Session, result_id: int) -> ResultMetrics:
     """The numbers shown beside the viewer."""
     result = session.get(CaseResult, result_id)
     if result is None:
-        raise LookupError(f"no case result {result_id}")
+        raise NotFoundError(f"no case result {result_id}")
     structures = session.execute(
         select(StructureResult.structure, StructureResult.dsc, StructureResult.predicted_ml,
                StructureResult.reference_ml).where(StructureResult.result_id == result_id)

@@ -21,7 +21,8 @@ import SimpleITK as sitk
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from pipeline.dicom import read_ct_series, read_rtstruct
+from pipeline.io.dicom import read_ct_series
+from pipeline.io.rtstruct import read_rtstruct
 from pipeline.review.regions import Budget
 from pipeline.review.workflow import Role
 from pipeline.review.worklist import build_worklist, case_regions, deployed_results

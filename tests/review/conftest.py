@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pipeline.dicom import read_ct_series
+from pipeline.io.dicom import read_ct_series
 from pipeline.metrics.roi import dilate_mm
 from pipeline.review.regions import top_budget_mask
 from pipeline.review.service import ReviewService

@@ -3,7 +3,6 @@ DICOM case, the audit report PDF (rendered to PNG) and the command-line verbs, o
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import re
@@ -16,12 +15,13 @@ import SimpleITK as sitk
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from pipeline.dicom import read_ct_series, read_rtstruct
-from pipeline.review.command import add_review_verbs
+from pipeline.cli import main
+from pipeline.io.dicom import read_ct_series
+from pipeline.io.rtstruct import read_rtstruct
+from pipeline.io.rtstruct_export import RtstructError
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
 from pipeline.review.regions import Budget
 from pipeline.review.report import gather_report, write_report
-from pipeline.review.rtstruct import RtstructError
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import State
 from pipeline.review.worklist import Worklist, build_worklist, unreviewed_count
@@ -153,10 +153,7 @@ def test_audit_report_pdf_renders(seeded: Seeded, tmp_path: Path) -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_review_verbs(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
+    return main(argv)
 
 
 def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -189,7 +186,7 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
         ("user.create", "ok"), ("login", "ok"), ("export.worklist_xlsx", "ok"), ("export.rtstruct", "ok"),
         ("export.regions_nifti", "ok"), ("export.audit_report", "ok"), ("export.rtstruct", "failure")]
     assert {r.actor for r in rows} - {"cli-approver"} == {f"cli:{CommandLine().os_user}"}
-    assert "LookupError: case 'nope'" in rows[-1].after["reason"]
+    assert "NotFoundError: case 'nope'" in rows[-1].after["reason"]
     assert all((tmp_path / name).stat().st_size > 0 for name in ("w.xlsx", "rs.dcm", "r.pdf"))
     assert audit_count() == before + 7
     written = write_audit_csv(ReviewService(engine).audit_entries(CommandLine()), tmp_path / "audit.csv")

@@ -1,4 +1,4 @@
-"""RTSTRUCT export: contours traced on voxel edges re-import through pipeline.dicom.read_rtstruct onto the same
+"""RTSTRUCT export: contours traced on voxel edges re-import through pipeline.io.rtstruct.read_rtstruct onto the same
 voxels, on synthetic grids of any orientation, on IBSI STS_019 and on the TotalSegmentator DICOM series."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 import SimpleITK as sitk
 from scipy.ndimage import binary_dilation, gaussian_filter
 
-from pipeline.dicom import DicomSeries, read_ct_series, read_rtstruct
-from pipeline.review.rtstruct import (
+from pipeline.io.dicom import DicomSeries, read_ct_series
+from pipeline.io.rtstruct import read_rtstruct
+from pipeline.io.rtstruct_export import (
     ReferencedSeries,
     RoiMask,
     RtstructError,
@@ -120,7 +121,7 @@ def test_totalsegmentator_spleen_round_trips_with_generated_uids(
     on_grid = sitk.Resample(seg, totalseg.image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     spleen = (sitk.GetArrayFromImage(on_grid) == 1).astype(np.uint8)
     assert int(spleen.sum()) == 130634
-    with caplog.at_level(logging.WARNING, logger="pipeline.review.rtstruct"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.io.rtstruct_export"):
         reference = referenced_series(totalseg, allow_generated_uids=True)
     assert "generated StudyInstanceUID and SeriesInstanceUID" in caplog.text
     assert reference.generated == ("StudyInstanceUID", "SeriesInstanceUID")

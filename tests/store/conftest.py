@@ -60,7 +60,7 @@ def write_phantom_case(folder: Path, seed: int, name: str | None = None) -> tupl
     """A phantom CT and its reference as NIfTI in ``folder/images`` and ``folder/references``."""
     import SimpleITK as sitk
 
-    from pipeline.phantom import generate_phantom
+    from pipeline.phantoms.ct import generate_phantom
 
     phantom = generate_phantom(seed)
     paths = []

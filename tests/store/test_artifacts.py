@@ -11,7 +11,8 @@ import SimpleITK as sitk
 import zarr
 from numpy.typing import NDArray
 
-from pipeline.store.artifacts import AXES, ArtifactError, ArtifactStore, export_nifti, safe_name
+from pipeline.io.maps import export_nifti
+from pipeline.store.artifacts import AXES, ArtifactError, ArtifactStore, safe_name
 
 SHAPE = (6, 7, 9)  # (Z, Y, X), all different so that a wrong axis shows
 

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, discover, load_case
-from pipeline.phantom import LABELS, Phantom, generate_phantom
+from pipeline.phantoms.ct import LABELS, Phantom, generate_phantom
 
 MODEL_LABELS: tuple[str, ...] = tuple(LABELS)  # ("background", "lymph_nodes", "spleen")
 SHAPE = (10, 32, 32)

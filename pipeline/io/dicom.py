@@ -1,31 +1,12 @@
-"""DICOM in: one CT series as a SimpleITK image in HU, and RTSTRUCT contours rasterised onto that image's grid.
+"""DICOM in: one CT series as a SimpleITK image in HU, with the UIDs that reference it.
 
 ``read_ct_series`` picks the CT series of a folder, orders its slices by ImagePositionPatient along the slice normal
 and lets SimpleITK (GDCM) decode the pixels and apply RescaleSlope/RescaleIntercept. It returns the image with the
 UIDs an RTSTRUCT written later must reference (study, series, frame of reference, SOP instances in slice order).
+RTSTRUCTs are read by :mod:`pipeline.io.rtstruct` and written by :mod:`pipeline.io.rtstruct_export`.
 
-``read_rtstruct`` rasterises every ROI of an RTSTRUCT onto an image grid with the project's own even-odd rasteriser
-(no skimage / matplotlib). Masks are ``uint8`` (0/1) arrays in SimpleITK/NumPy order (Z, Y, X).
-
-Rasterisation rule:
-
-* contour points are mapped from patient coordinates to continuous voxel indices through the image's origin,
-  direction and spacing, then rounded to 1e-5 voxel (removes floating-point noise of the mapping);
-* a contour belongs to the slice nearest to it; more than half a slice off the image is an error;
-* in-plane, a voxel centre (i, j) is inside when it lies strictly inside by the even-odd rule along its column:
-  the edges crossing the line x = i are taken half-open (an edge counts when min(x0, x1) <= i < max(x0, x1)),
-  and the centre is inside when the number of crossings strictly below it and strictly above it are both odd.
-  A centre exactly on a crossing is outside; a centre on a vertical (constant-x) edge follows the half-open rule
-  (inside on the low-x side of the polygon, outside on the high-x side). This is the convention of MIRP's
-  ray-casting ``poly2grid`` (the tool that made the IBSI masks);
-* several contours on one slice combine by the even-odd rule, i.e. XOR: a contour inside another is a hole.
-
-On IBSI STS_019 (RTSTRUCT and NIfTI mask both exported by MIRP) this reproduces the NIfTI mask voxel for voxel
-(5564 voxels, 0 differences). There no voxel centre lies on a contour edge (the closest is 2e-5 voxel away), so
-the plain "voxel centre inside the polygon" rule is what the mask encodes; the tie conventions above only decide
-centres exactly on an edge. Mapping precision matters: rounding the indices to 1e-3 voxel already changes 43 voxels.
-
-Every failure is a :class:`DicomError` (a ``ValueError``) whose message names the folder or file.
+Every failure is a :class:`DicomError` (an :class:`~pipeline.errors.InputError`) whose message names the folder or
+file.
 """
 
 from __future__ import annotations
@@ -41,25 +22,22 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
 
-__all__ = ["DicomError", "DicomSeries", "read_ct_series", "read_rtstruct"]
+from pipeline.errors import InputError
+
+__all__ = ["DicomError", "DicomSeries", "read_ct_series"]
 
 log = logging.getLogger(__name__)
 
 #: slices whose positions deviate from an evenly spaced stack by more than this fraction of the spacing are refused
 _SPACING_TOLERANCE = 0.05
-#: contour points are rounded to this many decimals of a voxel after mapping to continuous indices
-_INDEX_DECIMALS = 5
-#: a contour whose points lie further than this (in slices) from its slice is logged as off-grid
-_OFF_SLICE_WARNING = 0.1
 
 
 _DICOMDIR = "1.2.840.10008.1.3.10"
 _CT_STORAGE = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
 
 
-class DicomError(ValueError):
+class DicomError(InputError):
     """A DICOM input that cannot be used; the message names the folder or file."""
 
 
@@ -88,7 +66,7 @@ class _Slice:
     position: NDArray[np.float64]
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """The informative line of an error: ITK's ``ERROR:`` line when there is one, else the first line."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
@@ -105,10 +83,10 @@ def _read_header(path: Path) -> Dataset | None:
     except InvalidDicomError:
         return None
     except Exception as error:  # pydicom raises many types for a broken file; all mean "corrupt"
-        raise DicomError(f"{path}: corrupt DICOM file ({_first_line(error)})") from error
+        raise DicomError(f"{path}: corrupt DICOM file ({first_line(error)})") from error
 
 
-def _uid(header: Dataset, keyword: str) -> str:
+def header_uid(header: Dataset, keyword: str) -> str:
     value = header.get(keyword)
     return str(value).strip() if value is not None else ""
 
@@ -137,14 +115,14 @@ def _scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
             continue
         modality = str(header.get("Modality", "")).strip()
         meta = getattr(header, "file_meta", None) or Dataset()
-        storage_class = _uid(meta, "MediaStorageSOPClassUID")
+        storage_class = header_uid(meta, "MediaStorageSOPClassUID")
         if storage_class == _DICOMDIR:
             continue
-        if not modality and (storage_class in _CT_STORAGE or not _uid(header, "SOPClassUID")):
+        if not modality and (storage_class in _CT_STORAGE or not header_uid(header, "SOPClassUID")):
             raise DicomError(f"{path}: corrupt DICOM file (no Modality; truncated or damaged header?)")
         modalities.add(modality or "<none>")
         if modality == "CT":
-            series[_uid(header, "SeriesInstanceUID")].append((path, header))
+            series[header_uid(header, "SeriesInstanceUID")].append((path, header))
     if skipped:
         log.warning("%s: skipped %d file(s) that are not DICOM: %s", folder, len(skipped), ", ".join(skipped[:5]))
     if not series:
@@ -238,7 +216,7 @@ def _read_pixels(folder: Path, paths: list[Path]) -> sitk.Image:
     except RuntimeError as error:
         culprit = _failing_file(paths)
         where = f"{culprit}: corrupt or unreadable pixel data" if culprit else f"{folder}: the CT series is unreadable"
-        raise DicomError(f"{where} ({_first_line(error)})") from error
+        raise DicomError(f"{where} ({first_line(error)})") from error
     if image.GetDimension() == 2:  # defensive: a single slice may come back 2-D
         image = sitk.JoinSeries(image)
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -266,7 +244,7 @@ def _series_uids(folder: Path, slices: list[_Slice]) -> tuple[str, str, str, tup
     """Study, series, frame-of-reference and SOP instance UIDs; empty ones are logged, conflicting ones refused."""
     found: dict[str, str] = {}
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
-        values = {_uid(s.header, keyword) for s in slices}
+        values = {header_uid(s.header, keyword) for s in slices}
         if len(values) > 1:
             raise DicomError(f"{folder}: the CT slices disagree on {keyword}: {sorted(values)}")
         found[keyword] = values.pop()
@@ -275,9 +253,9 @@ def _series_uids(folder: Path, slices: list[_Slice]) -> tuple[str, str, str, tup
     sop_uids = []
     from_meta = 0
     for s in slices:
-        uid = _uid(s.header, "SOPInstanceUID")
+        uid = header_uid(s.header, "SOPInstanceUID")
         if not uid:
-            uid = _uid(s.header.file_meta, "MediaStorageSOPInstanceUID") if hasattr(s.header, "file_meta") else ""
+            uid = header_uid(s.header.file_meta, "MediaStorageSOPInstanceUID") if hasattr(s.header, "file_meta") else ""
             if not uid:
                 raise DicomError(f"{s.path}: no SOPInstanceUID (nor MediaStorageSOPInstanceUID in the file meta)")
             from_meta += 1
@@ -326,188 +304,3 @@ def read_ct_series(folder: Path, series_uid: str | None = None) -> DicomSeries:
         files=tuple(s.path for s in slices),
         folder=folder,
     )
-
-
-def _to_index(points: NDArray[np.float64], image: sitk.Image) -> NDArray[np.float64]:
-    """Continuous voxel indices (i, j, k) of patient-coordinate points (N, 3), rounded to 1e-5 voxel."""
-    direction = np.reshape(image.GetDirection(), (3, 3))
-    scaled = np.linalg.solve(direction, (points - np.asarray(image.GetOrigin())).T).T
-    return np.round(scaled / np.asarray(image.GetSpacing()), _INDEX_DECIMALS)
-
-
-def _fill_polygons(polygons: list[NDArray[np.float64]], nx: int, ny: int) -> NDArray[np.bool_]:
-    """Even-odd fill of closed polygons (each (N, 2) in continuous (i, j) voxel indices) on voxel centres.
-
-    Scan lines are the columns x = i. Every edge with min(x0, x1) <= i < max(x0, x1) crosses column i at height y;
-    a centre (i, j) is inside when the crossings strictly below j and strictly above j are both odd in number, which
-    is the even-odd rule with centres exactly on a crossing counted as outside. All polygons of the slice share the
-    crossing lists, so overlapping contours combine by XOR (holes). Returns a (ny, nx) boolean array.
-    """
-    mask = np.zeros((ny, nx), dtype=bool)
-    start = np.concatenate(polygons)
-    end = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
-    x0, y0, x1, y1 = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
-    first = np.clip(np.ceil(np.minimum(x0, x1)), 0, nx).astype(np.int64)  # columns lo <= i < hi inside the image
-    counts = np.maximum(np.clip(np.ceil(np.maximum(x0, x1)), 0, nx).astype(np.int64) - first, 0)
-    total = int(counts.sum())
-    if total == 0:
-        return mask
-    edge = np.repeat(np.arange(len(x0)), counts)
-    column = first[edge] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    y = y0[edge] + (column - x0[edge]) * (y1[edge] - y0[edge]) / (x1[edge] - x0[edge])
-    # work in the bounding box of the crossings: columns c0..c1-1, rows r0..r1-1 (no centre outside can be inside)
-    c0, c1 = int(column.min()), int(column.max()) + 1
-    r0 = int(np.clip(np.ceil(y.min()), 0, ny))
-    r1 = int(np.clip(np.floor(y.max()) + 1, 0, ny))
-    if r1 <= r0:
-        return mask
-    rows = r1 - r0
-    column = column - c0
-    below = np.zeros((c1 - c0, rows + 1), dtype=np.int32)  # crossings with y < j start counting at j = floor(y) + 1
-    np.add.at(below, (column, np.clip(np.floor(y) + 1 - r0, 0, rows).astype(np.int64)), 1)
-    at_or_below = np.zeros((c1 - c0, rows + 1), dtype=np.int32)  # crossings with y <= j from j = ceil(y)
-    np.add.at(at_or_below, (column, np.clip(np.ceil(y) - r0, 0, rows).astype(np.int64)), 1)
-    n_total = np.bincount(column, minlength=c1 - c0)[:, None]
-    n_below = np.cumsum(below, axis=1)[:, :rows]
-    n_above = n_total - np.cumsum(at_or_below, axis=1)[:, :rows]
-    mask[r0:r1, c0:c1] = ((n_below % 2 == 1) & (n_above % 2 == 1)).T
-    return mask
-
-
-def _read_rtstruct_dataset(path: Path) -> Dataset:
-    if not path.is_file():
-        raise DicomError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DicomError(f"{path}: empty file (0 bytes)")
-    try:
-        dataset = pydicom.dcmread(path)
-    except InvalidDicomError as error:
-        raise DicomError(f"{path}: not a DICOM file ({_first_line(error)})") from error
-    except Exception as error:  # pydicom raises many types for a broken file; all mean "corrupt"
-        raise DicomError(f"{path}: corrupt DICOM file ({_first_line(error)})") from error
-    modality = str(dataset.get("Modality", "")).strip()
-    if not modality and not _uid(dataset, "SOPClassUID"):
-        raise DicomError(f"{path}: corrupt DICOM file (no Modality; truncated or damaged header?)")
-    if modality != "RTSTRUCT":
-        raise DicomError(f"{path}: not an RTSTRUCT (Modality {modality or '<none>'})")
-    return dataset
-
-
-def _roi_names(path: Path, dataset: Dataset) -> dict[int, tuple[str, str]]:
-    """ROI number → (name, referenced frame of reference UID); refuses duplicate numbers or names."""
-    referenced = dataset.get("ReferencedFrameOfReferenceSequence", [])
-    default_frames = [_uid(item, "FrameOfReferenceUID") for item in referenced]
-    default_frame = default_frames[0] if len(default_frames) == 1 else ""
-    rois: dict[int, tuple[str, str]] = {}
-    for item in dataset.get("StructureSetROISequence", []):
-        number = int(item.ROINumber)
-        name = str(item.get("ROIName", "")).strip() or f"ROI-{number}"
-        frame = _uid(item, "ReferencedFrameOfReferenceUID") or default_frame
-        if number in rois:
-            raise DicomError(f"{path}: ROI number {number} is defined twice")
-        if name in {n for n, _ in rois.values()}:
-            raise DicomError(f"{path}: two ROIs are named {name!r}")
-        rois[number] = (name, frame)
-    return rois
-
-
-def _check_frame(path: Path, rois: dict[int, tuple[str, str]], frame_of_reference_uid: str | None) -> None:
-    if frame_of_reference_uid is None:
-        return
-    for name, frame in rois.values():
-        if frame != frame_of_reference_uid:
-            raise DicomError(
-                f"{path}: ROI {name!r} is in frame of reference {frame or '<none>'}, the image is in "
-                f"{frame_of_reference_uid or '<none>'}"
-            )
-
-
-def _contour_points(contour: Dataset) -> NDArray[np.float64]:
-    """ContourData as floats, parsed straight from the raw decimal string (pydicom's DS objects are ~100x slower)."""
-    element = contour.get_item("ContourData")
-    if element is None:
-        raise KeyError("no ContourData")
-    raw = element.value
-    if isinstance(raw, bytes | bytearray):
-        return np.asarray(bytes(raw).decode("ascii").split("\\"), dtype=np.float64)
-    values = raw if isinstance(raw, list | tuple | MultiValue) else [raw]
-    return np.asarray([float(v) for v in values], dtype=np.float64)
-
-
-def _contour_slices(
-    path: Path, name: str, item: Dataset, image: sitk.Image
-) -> dict[int, list[NDArray[np.float64]]]:
-    """The closed planar contours of one ROI, in (i, j) voxel indices, grouped by slice index k."""
-    nz = image.GetSize()[2]
-    spacing_z = image.GetSpacing()[2]
-    by_slice: dict[int, list[NDArray[np.float64]]] = defaultdict(list)
-    skipped: set[str] = set()
-    for contour in item.get("ContourSequence", []):
-        kind = str(contour.get("ContourGeometricType", "")).strip()
-        if kind != "CLOSED_PLANAR":
-            skipped.add(kind or "<none>")
-            continue
-        try:
-            points = _contour_points(contour)
-        except (KeyError, TypeError, ValueError) as error:
-            raise DicomError(f"{path}: ROI {name!r} has unreadable ContourData ({_first_line(error)})") from error
-        if points.size < 9 or points.size % 3:
-            raise DicomError(f"{path}: ROI {name!r} has a contour with {points.size} coordinates (need 3N, N >= 3)")
-        index = _to_index(points.reshape(-1, 3), image)
-        k = index[:, 2]
-        slice_k = int(np.rint(k.mean()))
-        if not 0 <= slice_k < nz or np.abs(k - slice_k).max() > 0.5:
-            z = points.reshape(-1, 3)[:, 2]
-            raise DicomError(
-                f"{path}: ROI {name!r} has a contour at z = {z.min():.2f}..{z.max():.2f} mm that does not fall on a "
-                f"slice of the image (within half a slice, {spacing_z / 2:.2f} mm)"
-            )
-        off = float(np.abs(k - slice_k).max())
-        if off > _OFF_SLICE_WARNING:
-            log.warning("%s: ROI %r contour is %.2f slices off slice %d; assigned to it", path, name, off, slice_k)
-        by_slice[slice_k].append(index[:, :2])
-    if skipped:
-        log.warning("%s: ROI %r: skipped contours of type %s (only CLOSED_PLANAR is filled)", path, name,
-                    ", ".join(sorted(skipped)))
-    return by_slice
-
-
-def read_rtstruct(
-    path: Path, image: sitk.Image, frame_of_reference_uid: str | None = None
-) -> dict[str, NDArray[np.uint8]]:
-    """Rasterise every ROI of the RTSTRUCT ``path`` onto the grid of ``image``.
-
-    Returns ROI name → ``uint8`` mask (0/1) shaped like ``sitk.GetArrayFromImage(image)``, i.e. (Z, Y, X). An ROI
-    without contours gets an all-zero mask; only CLOSED_PLANAR contours are filled (others are skipped with a
-    warning). The fill rule is described in this module's docstring. Parts of a contour outside the image are cut.
-
-    Args:
-        path: the RTSTRUCT file.
-        image: the grid (size, origin, spacing, direction) to rasterise on, usually ``read_ct_series(...).image``.
-        frame_of_reference_uid: when given, every ROI must reference this FrameOfReferenceUID.
-
-    Raises:
-        DicomError: unreadable file, not an RTSTRUCT, another frame of reference, duplicate ROI names, or a contour
-            that does not fall on a slice of the image (the message names the ROI).
-    """
-    path = Path(path)
-    if image.GetDimension() != 3:
-        raise DicomError(f"{path}: the image must be 3-D to rasterise on, got {image.GetDimension()}-D")
-    dataset = _read_rtstruct_dataset(path)
-    rois = _roi_names(path, dataset)
-    _check_frame(path, rois, frame_of_reference_uid)
-    nx, ny, nz = image.GetSize()
-    masks = {name: np.zeros((nz, ny, nx), dtype=np.uint8) for name, _ in rois.values()}
-    seen: set[int] = set()
-    for item in dataset.get("ROIContourSequence", []):
-        number = int(item.ReferencedROINumber)
-        if number not in rois:
-            raise DicomError(f"{path}: ROIContourSequence references ROI number {number}, not in the structure set")
-        if number in seen:
-            raise DicomError(f"{path}: ROIContourSequence lists ROI number {number} twice")
-        seen.add(number)
-        name = rois[number][0]
-        for k, polygons in _contour_slices(path, name, item, image).items():
-            masks[name][k] = _fill_polygons(polygons, nx, ny)
-        log.debug("%s: ROI %r rasterised, %d voxels", path, name, int(masks[name].sum()))
-    return masks

@@ -1,7 +1,8 @@
-"""Reading probability and label maps from ``.npy``, nnU-Net ``.npz`` or NIfTI files, with their voxel spacing.
+"""Voxel maps in and out: probability and label maps from ``.npy``, nnU-Net ``.npz`` or NIfTI files with their
+voxel spacing, and maps written as NIfTI on a CT's geometry.
 
 Array axes follow SimpleITK/NumPy order: probabilities (C, Z, Y, X), labels (Z, Y, X), spacing (z, y, x) in mm.
-Every failure is a ``ValueError`` whose message names the file.
+Every reading failure is an :class:`~pipeline.errors.InputError` whose message names the file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from numpy.typing import NDArray
+
+from pipeline.errors import InputError
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -33,13 +36,13 @@ def _is_nifti(path: Path) -> bool:
 def _read_npy(path: Path) -> NDArray[np.generic]:
     with path.open("rb") as handle:
         if handle.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-            raise ValueError(f"{path}: not a .npy file (no NumPy header)")
+            raise InputError(f"{path}: not a .npy file (no NumPy header)")
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npy array ({error})") from error
+        raise InputError(f"{path}: not a readable .npy array ({error})") from error
     if not isinstance(array, np.ndarray):
-        raise ValueError(f"{path}: expected a single .npy array")
+        raise InputError(f"{path}: expected a single .npy array")
     return array
 
 
@@ -48,7 +51,7 @@ def _read_nifti(path: Path) -> tuple[NDArray[np.generic], tuple[float, float, fl
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise ValueError(f"{path}: not a readable NIfTI image ({first_line})") from error
+        raise InputError(f"{path}: not a readable NIfTI image ({first_line})") from error
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = np.moveaxis(array, -1, 0)
@@ -61,16 +64,16 @@ def _read_npz_probabilities(path: Path) -> NDArray[np.generic]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "probabilities" not in archive.files:
-                raise ValueError(f"{path}: no 'probabilities' array (found {archive.files})")
+                raise InputError(f"{path}: no 'probabilities' array (found {archive.files})")
             return archive["probabilities"]
     except (OSError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npz archive ({error})") from error
+        raise InputError(f"{path}: not a readable .npz archive ({error})") from error
 
 
 def read_map(path: Path) -> LoadedMap:
     """Read ``path`` (.npy, nnU-Net .npz, .nii or .nii.gz); NIfTI spacing comes from its header."""
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         return LoadedMap(_read_npy(path), None, path)
     if path.suffix.lower() == ".npz":
@@ -78,7 +81,7 @@ def read_map(path: Path) -> LoadedMap:
     if _is_nifti(path):
         array, spacing = _read_nifti(path)
         return LoadedMap(array, spacing, path)
-    raise ValueError(f"{path}: unsupported file type (expected .npy, .npz, .nii or .nii.gz)")
+    raise InputError(f"{path}: unsupported file type (expected .npy, .npz, .nii or .nii.gz)")
 
 
 def read_probabilities(path: Path) -> LoadedMap:
@@ -86,11 +89,11 @@ def read_probabilities(path: Path) -> LoadedMap:
     loaded = read_map(path)
     array = loaded.array
     if array.ndim != 4:
-        raise ValueError(f"{path}: probabilities must be 4-D (C, Z, Y, X), got shape {array.shape}")
+        raise InputError(f"{path}: probabilities must be 4-D (C, Z, Y, X), got shape {array.shape}")
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     if array.dtype not in (np.float32, np.float64):
-        raise ValueError(f"{path}: probabilities must be floating point, got {array.dtype}")
+        raise InputError(f"{path}: probabilities must be floating point, got {array.dtype}")
     return LoadedMap(array, loaded.spacing, path)
 
 
@@ -99,11 +102,44 @@ def read_labels(path: Path) -> LoadedMap:
     loaded = read_map(path)
     array = loaded.array
     if array.ndim != 3:
-        raise ValueError(f"{path}: labels must be 3-D (Z, Y, X), got shape {array.shape}")
+        raise InputError(f"{path}: labels must be 3-D (Z, Y, X), got shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError(f"{path}: labels must be whole numbers, found fractional or non-finite values")
+            raise InputError(f"{path}: labels must be whole numbers, found fractional or non-finite values")
         array = array.astype(np.int64)
     elif not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        raise ValueError(f"{path}: labels must be integers, got {array.dtype}")
+        raise InputError(f"{path}: labels must be integers, got {array.dtype}")
     return LoadedMap(array, loaded.spacing, path)
+
+
+def write_probabilities(path: Path, probs: NDArray[np.floating], reference: sitk.Image) -> None:
+    """Write class probabilities (C, Z, Y, X) as a 4-D NIfTI on ``reference``'s grid (4th axis = class)."""
+    grid = tuple(reversed(reference.GetSize()))
+    if probs.shape[1:] != grid:
+        raise ValueError(f"probabilities {probs.shape[1:]} do not match the CT grid {grid}")
+    image = sitk.GetImageFromArray(probs.astype(np.float32), isVector=False)
+    image.SetSpacing((*reference.GetSpacing(), 1.0))
+    image.SetOrigin((*reference.GetOrigin(), 0.0))
+    direction = np.eye(4)
+    direction[:3, :3] = np.reshape(reference.GetDirection(), (3, 3))
+    image.SetDirection(direction.ravel().tolist())
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def export_nifti(
+    array: NDArray[np.generic], path: Path, spacing: list[float], origin: list[float], direction: list[float]
+) -> Path:
+    """Write a (Z, Y, X) map as NIfTI on the original CT geometry (SimpleITK order: spacing, origin (x, y, z))."""
+    if array.ndim != 3:
+        raise ValueError(f"NIfTI export takes one (Z, Y, X) map, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(o) for o in origin))
+    image.SetDirection(tuple(float(d) for d in direction))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path

@@ -5,10 +5,10 @@ versions: ``truth``, the labels of the anatomy as rendered, and ``labels``, an o
 (small boundary shifts and a smooth boundary wobble of a few mm, now and then a missed node), which is what
 training and evaluation use, as with real delineations.
 
-Axes and frame (as in :mod:`pipeline.synthetic`): arrays are (Z, Y, X); z runs from the neck (z = 0) to the groin,
-y from anterior to posterior, x from the patient's right to left. Positions along z are fractions ``f`` of the
-volume's z extent; sizes are in mm, and sizes along z scale with that extent relative to the nominal 564 mm of the
-default geometry, so a shorter volume holds a shorter trunk.
+Axes and frame (as in :mod:`pipeline.phantoms.probabilities`): arrays are (Z, Y, X); z runs from the neck (z = 0)
+to the groin, y from anterior to posterior, x from the patient's right to left. Positions along z are fractions
+``f`` of the volume's z extent; sizes are in mm, and sizes along z scale with that extent relative to the nominal
+564 mm of the default geometry, so a shorter volume holds a shorter trunk.
 
 Anatomy (HU): air -1000; the body, an elliptic cylinder whose half-widths vary with f, is a subcutaneous fat
 shell (-100), a muscle wall (45) and a cavity: neck muscle, mediastinal fat, or textured bowel and mesentery
@@ -310,7 +310,7 @@ def write_nnunet_raw(
         sitk.WriteImage(_image(phantom.labels, phantom.spacing), str(label_file))
     description = {
         "name": name,
-        "description": "Seeded CT-like phantoms (pipeline.phantom); labels are the observer reference.",
+        "description": "Seeded CT-like phantoms (pipeline.phantoms.ct); labels are the observer reference.",
         "channel_names": {"0": "CT"},
         "labels": dict(LABELS),
         "numTraining": len(phantoms),

@@ -5,7 +5,7 @@ the image border) becomes a segment on the half-voxel lines; the segments are ch
 corner shared by two diagonal voxels the loop keeps to the voxel it came along, so diagonal neighbours get separate
 loops) and collinear vertices are dropped. Outer boundaries and holes are separate loops; combined by the even-odd
 rule they enclose exactly the mask's voxel centres, and no centre lies on an edge, so
-:func:`pipeline.dicom.read_rtstruct` re-imports the mask voxel for voxel (tested on IBSI STS_019 and the
+:func:`pipeline.io.rtstruct.read_rtstruct` re-imports the mask voxel for voxel (tested on IBSI STS_019 and the
 TotalSegmentator CT). The outlines are staircases on the voxel grid, not smoothed curves: they show what was
 flagged, exactly.
 
@@ -36,7 +36,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from pipeline.dicom import DicomSeries
+from pipeline.errors import InputError
+from pipeline.io.dicom import DicomSeries
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ PATIENT_AND_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex
 DISCLAIMER = "Uncertainty QA review regions; research / QA support, not a medical device, not for planning."
 
 
-class RtstructError(ValueError):
+class RtstructError(InputError):
     """A structure set that cannot be written; the message names the series or ROI."""
 
 
@@ -79,7 +80,7 @@ class RoiMask:
 
 
 def referenced_series(series: DicomSeries, allow_generated_uids: bool = False) -> ReferencedSeries:
-    """The references of a CT read by :func:`pipeline.dicom.read_ct_series` (module docstring for empty UIDs)."""
+    """The references of a CT read by :func:`pipeline.io.dicom.read_ct_series` (module docstring for empty UIDs)."""
     if not series.frame_of_reference_uid:
         raise RtstructError(f"{series.folder}: the CT series has no FrameOfReferenceUID; an RTSTRUCT cannot "
                             "reference it")
