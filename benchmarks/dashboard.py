@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -172,6 +171,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Seed the store (maps under ``workdir``), start the app on it and measure."""
     from alembic import command
 
+    from pipeline.settings import Settings
     from pipeline.store.database import alembic_config
     from tests.dashboard.seed import FULL_GRID, SeedPlan, seed_store
 
@@ -185,14 +185,13 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seeded = seed_store(url, workdir / "artifacts", plan)
     log.info("seeded %d patients × %d configurations in %.0f s (%s)", args.patients, len(FULL_GRID),
              time.perf_counter() - began, url.split("://")[0])
-    os.environ["QA_DATABASE_URL"], os.environ["QA_ARTIFACTS_DIR"] = url, str(workdir / "artifacts")
 
     import dash
 
     from qa_dashboard.app import create_app
     from qa_dashboard.charts import SHOWN_AT_FIRST
 
-    app = create_app()
+    app = create_app(Settings(database_url=url, artifacts_dir=workdir / "artifacts", exports_dir=workdir / "exports"))
     page = next(p for p in dash.page_registry.values() if p["path"] == "/cohort")
     client = Dash(app, url)
     return {

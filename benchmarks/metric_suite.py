@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from benchmarks.memory import reset_peak_resident, status_kib
 from pipeline.metrics.results import CaseMetrics
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
 from pipeline.nnunet.compat import ensure_torchvision_importable
@@ -49,7 +50,7 @@ T = TypeVar("T")
 TARGET_PASSES = 15.0
 TARGET_SPEEDUP = 50.0
 TARGET_MEMORY = 1.0
-MAPS_BUDGET = 0.02
+MAPS_BUDGET = DEFAULT_FRACTION
 PASS_REPEATS = 7
 DEFAULT_SPACING = (2.0, 1.2, 1.2)
 

@@ -1,4 +1,5 @@
-"""Alembic environment: the store's URL comes from the caller or ``QA_DATABASE_URL`` (see pipeline.store)."""
+"""Alembic environment: the store's URL comes from the caller or, for the ``alembic`` command line, from the
+process settings (``QA_DATABASE_URL``, :mod:`pipeline.settings`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from logging.config import fileConfig
 from alembic import context
 
 import pipeline.store  # noqa: F401  (registers every table, results and review, on Base.metadata)
+from pipeline.settings import Settings
 from pipeline.store.database import make_engine
 from pipeline.store.schema import Base
-from pipeline.store.settings import database_url
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("database_url"):
@@ -18,7 +19,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return str(config.attributes.get("database_url") or database_url())
+    return str(config.attributes.get("database_url") or Settings.from_env().database_url)
 
 
 def run_migrations_offline() -> None:

@@ -15,7 +15,6 @@ A second run finds every case unchanged and only reprints (the protocol is refit
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -32,15 +31,15 @@ from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
+from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
-from pipeline.store.settings import artifacts_dir, database_url
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
 DEMO_MODELS = REPO_ROOT / "models" / "demo" / "manifest.json"
 FIRST_SEED = 9000
 SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
@@ -48,8 +47,6 @@ REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_se
 TOTALSEGMENTATOR_SPLEEN = 1
 REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert contour; no lymph-node reference"
 DEMO_USERS = (("demo-admin", "admin"), ("demo-reviewer", "reviewer"), ("demo-approver", "approver"))
-DEMO_PASSWORD = "QA_DEMO_PASSWORD"
-DEFAULT_DEMO_PASSWORD = "demo-only-password"  # the embedded demo store only; set QA_DEMO_PASSWORD elsewhere
 
 
 def write_phantom_cohort(folder: Path, seeds: range) -> Path:
@@ -65,9 +62,9 @@ def write_phantom_cohort(folder: Path, seeds: range) -> Path:
     return folder
 
 
-def real_ct_case(folder: Path) -> CaseSpec | None:
-    """The real CT with its spleen reference mapped to the model's label, or None when shared/data is absent."""
-    shared = Path(os.environ.get("QA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+def real_ct_case(folder: Path, shared: Path) -> CaseSpec | None:
+    """The real CT of ``shared`` (the shared/data folder) with its spleen reference mapped to the model's label, or
+    None when it is absent."""
     ct, segmentation = (shared / part for part in REAL_CT)
     if not ct.is_file() or not segmentation.is_file():
         log.warning("real CT skipped: %s not found (set QA_SHARED_DATA to the shared/data folder)", ct)
@@ -121,53 +118,56 @@ def _report(url: str, identity: str, repeats: int) -> str:
     return "\n".join(text)
 
 
-def ensure_demo_users(engine: Engine) -> str:
-    """The demo's accounts (admin, reviewer, approver), created once through the audited review service."""
+def ensure_demo_users(engine: Engine, settings: Settings) -> str:
+    """The demo's accounts (admin, reviewer, approver), created once through the audited review service with the
+    settings' demo password."""
     from pipeline.review.service import CommandLine, ReviewService
 
     service = ReviewService(engine)
-    password = os.environ.get(DEMO_PASSWORD, DEFAULT_DEMO_PASSWORD)
+    password = settings.demo_password
     existing = {user.username for user in service.list_users(CommandLine())}
     for username, role in DEMO_USERS:
         if username not in existing:
             service.create_user(CommandLine(), username, password, role)
     users = ", ".join(f"{name} ({role})" for name, role in DEMO_USERS)
-    shown = "from QA_DEMO_PASSWORD" if DEMO_PASSWORD in os.environ else f"'{DEFAULT_DEMO_PASSWORD}'"
+    shown = f"'{password}'" if settings.demo_password_is_default else "from QA_DEMO_PASSWORD"
     return f"Demo accounts: {users}; password {shown}."
 
 
-def _batch(cases: list[CaseSpec], models: Path, url: str, tta: bool) -> RunSummary:
+def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool) -> RunSummary:
     options = BatchOptions(cases=tuple(cases), model_set=load_model_set_file(models), models_source=str(models),
-                           database_url=url, artifacts=artifacts_dir(), tta=tta, progress=sys.stderr.isatty())
+                           database_url=settings.database_url, artifacts=settings.artifacts_dir, tta=tta,
+                           progress=sys.stderr.isatty())
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary
 
 
-def run_demo(workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3, tta: bool = True) -> int:
-    """The demo of the module's description; the exit code is 1 when a case failed."""
+def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3,
+             tta: bool = True) -> int:
+    """The demo of the module's description into the store of ``settings``; the exit code is 1 when a case failed."""
     if not models.is_file():
         raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
-    url = database_url()
+    url = settings.database_url
     command.upgrade(alembic_config(url), "head")
     cohort = write_phantom_cohort(workdir / "phantoms", range(FIRST_SEED, FIRST_SEED + cases))
-    phantoms = _batch(discover(cohort, "phantom"), models, url, tta)
+    phantoms = _batch(discover(cohort, "phantom"), models, settings, tta)
     engine = make_engine(url)
     identity = load_model_set_file(models).identity()
     with session_factory(engine).begin() as session:
         model_set = session.scalars(select(ModelSet).where(ModelSet.identity == identity)).one()
-        run_protocol(session, ArtifactStore(artifacts_dir()), model_set,
+        run_protocol(session, ArtifactStore(settings.artifacts_dir), model_set,
                      ProtocolOptions(cohort="phantom", repeats=repeats, test_fraction=0.5, seed=0))
-    real = real_ct_case(workdir / "real")
+    real = real_ct_case(workdir / "real", settings.shared_data)
     failed = bool(phantoms.failed)
     if real is not None:
-        failed |= bool(_batch([real], models, url, tta).failed)
+        failed |= bool(_batch([real], models, settings, tta).failed)
     refresh_statistics(engine)
-    accounts = ensure_demo_users(engine)
+    accounts = ensure_demo_users(engine, settings)
     with session_factory(engine)() as session:
         stored = len(session.scalars(select(Image.id)).all())
     engine.dispose()
     sys.stdout.write(f"\n{_report(url, identity, repeats)}\n\nStore: {url} ({stored} images), maps under "
-                     f"{artifacts_dir()}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then "
+                     f"{settings.artifacts_dir}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then "
                      f"http://127.0.0.1:8050 (login required). {accounts}\n")
     return 1 if failed else 0

@@ -1,9 +1,9 @@
 """The Dash application: Dash Pages (one module per page under ``qa_dashboard/pages``), dash-bootstrap-components.
 
 Bootstrap's CSS (5.3.6, the version dash-bootstrap-components 2.0.4 is built for) is served from ``assets/``, so
-nothing is fetched from the internet. The app reads the results store (``QA_DATABASE_URL``, ``QA_ARTIFACTS_DIR``);
-its only writes are the review workflow's (review items, login bookkeeping, audit rows, through
-``pipeline.review.service``) and the exported files (``QA_EXPORTS_DIR``). It starts whatever state the store is
+nothing is fetched from the internet. The app reads the results store of its settings (``database_url``,
+``artifacts_dir``); its only writes are the review workflow's (review items, login bookkeeping, audit rows, through
+``pipeline.review.service``) and the exported files (``exports_dir``). It starts whatever state the store is
 in: until the store exists and is at the code's schema every page says so and names the fix
 (``python -m pipeline migrate``); an empty store explains how to fill it.
 """
@@ -18,8 +18,10 @@ import flask
 from dash import Input, Output, callback, html
 from dash.development.base_component import Component
 
+from pipeline.errors import UserError, http_status, one_line
 from pipeline.review.workflow import Action, allowed
-from qa_dashboard import auth, exports
+from pipeline.settings import Settings
+from qa_dashboard import auth, config, exports
 from qa_dashboard.review import badge_text
 
 DISCLAIMER = "Research and QA support software, not a medical device."
@@ -29,8 +31,14 @@ NAVIGATION = (("Overview", "/"), ("Worklist", "/worklist"), ("Cohort calibration
 RESTRICTED = ((("Audit", "/audit"), Action.VIEW_AUDIT),)
 
 
-def create_app() -> dash.Dash:
-    """Build the app with every page of ``qa_dashboard/pages`` registered (once per process: Dash Pages is global)."""
+def create_app(settings: Settings | None = None) -> dash.Dash:
+    """Build the app with every page of ``qa_dashboard/pages`` registered (once per process: Dash Pages is global).
+
+    ``settings`` (default: read from the environment, :meth:`Settings.from_env`) become the dashboard's
+    (:mod:`qa_dashboard.config`).
+    """
+    settings = settings or Settings.from_env()
+    config.configure(settings)
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -39,9 +47,17 @@ def create_app() -> dash.Dash:
         suppress_callback_exceptions=True,
     )
     app.layout = _layout
-    auth.install(app.server)
+    auth.install(app.server, settings)
     exports.install(app.server)
+    app.server.register_error_handler(UserError, _user_error)
     return app
+
+
+def _user_error(error: UserError) -> tuple[flask.Response, int]:
+    """The one web handler of user errors (a page, callback or download asked for something wrong or unknown): its
+    4xx status and the one-line reason as JSON. Other exceptions are internal errors: Flask logs them and answers
+    500."""
+    return flask.jsonify({"error": one_line(error)}), http_status(error)
 
 
 def _navigation() -> list[tuple[str, str]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import threading
 from typing import Any
@@ -33,8 +32,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.errors import StoreNotReadyError
 from pipeline.review.service import AccountLockedError, AuthenticationError, ReviewService, UserInfo
 from pipeline.review.workflow import Action, PermissionDenied
+from pipeline.settings import OidcSettings, Settings
 from pipeline.store.review_schema import User
 from qa_dashboard import oidc
+from qa_dashboard.config import settings
 from qa_dashboard.store import MIGRATE_HINT, get_store
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,6 @@ def review_service(engine: Engine) -> ReviewService:
             service = _services[id(engine)] = ReviewService(engine)
         return service
 
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def csrf_token() -> str:
@@ -191,7 +189,7 @@ def _login_page(status: int = 200, error: str | None = None, username: str = "",
     body = flask.render_template_string(
         LOGIN_PAGE, not_ready=not_ready, no_users=no_users, error=error, csrf=csrf_token(), username=username,
         next=_safe_next(next_path), migrate_hint=MIGRATE_HINT, create_hint=CREATE_USER_HINT,
-        oidc_label=config.label if (config := oidc.settings()) else None)
+        oidc_label=config.label if (config := settings().oidc) else None)
     response = flask.make_response(body, status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -225,8 +223,8 @@ def _login() -> Any:
     return flask.redirect(_safe_next(next_path), code=302)
 
 
-def _oidc_settings() -> oidc.OidcSettings:
-    config = oidc.settings()
+def _oidc_settings() -> OidcSettings:
+    config = settings().oidc
     if config is None:
         flask.abort(404, description="single sign-on is not configured (QA_OIDC_ISSUER, QA_OIDC_CLIENT_ID, "
                                      "QA_OIDC_CLIENT_SECRET)")
@@ -286,17 +284,17 @@ def _logout() -> Any:
     return flask.redirect("/login", code=302)
 
 
-def install(server: flask.Flask) -> None:
+def install(server: flask.Flask, configured: Settings) -> None:
     """Protect ``server`` (the Dash app's Flask server): session settings, the guard and the CSRF cookie, /login
     (with single sign-on when configured) and /logout."""
-    secret = os.environ.get("QA_SECRET_KEY")
+    secret = configured.secret_key
     if not secret:
         log.warning("QA_SECRET_KEY is not set: using a random per-process key (sessions end when the app restarts "
                     "and are not shared between workers); set QA_SECRET_KEY in production")
         secret = secrets.token_hex(32)
     server.secret_key = secret
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                         SESSION_COOKIE_SECURE=_truthy(os.environ.get("QA_SECURE_COOKIES")),
+                         SESSION_COOKIE_SECURE=configured.secure_cookies,
                          SESSION_COOKIE_NAME="qa_session")
     server.before_request(_guard)
     server.after_request(_sync_csrf_cookie)

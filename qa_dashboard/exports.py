@@ -3,10 +3,10 @@ regions and entropy map (NIfTI on the original grid, zipped), its regions as a D
 (PDF) and the audit log (CSV).
 
 Each download is one :meth:`~pipeline.review.service.ReviewService.export`: the role is checked (export; the audit
-log also needs view_audit), the file is written under ``QA_EXPORTS_DIR`` (default ``var/exports``, one folder per
-download, kept: the audit row names its path and SHA-256), and exactly one audit row says who exported what, or why
-it was refused (403) or failed. A malformed address is a 400, an unknown case or configuration a 404, each with a
-one-line reason.
+log also needs view_audit), the file is written under the settings' ``exports_dir`` (``QA_EXPORTS_DIR``, default
+``var/exports``, one folder per download, kept: the audit row names its path and SHA-256), and exactly one audit row
+says who exported what, or why it was refused (403) or failed. A malformed address is a 400, an unknown case or
+configuration a 404, an RTSTRUCT of a case without a DICOM series a 422, each with a one-line reason.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any, Literal, TypeVar
 import flask
 from sqlalchemy.orm import Session
 
-from pipeline.errors import InputError, StoreNotReadyError
+from pipeline.errors import InputError, UserError, http_status, one_line
 from pipeline.io.rtstruct_export import RtstructError
+from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
-from pipeline.review.regions import Budget, ReviewSettings
 from pipeline.review.report import gather_report, write_report
-from pipeline.review.workflow import Action, PermissionDenied
+from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
-from pipeline.store.settings import exports_dir
 from qa_dashboard import auth
+from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import load_worklist
 from qa_dashboard.store import Store, get_store
 
@@ -47,7 +47,7 @@ class BadRequest(InputError):
 
 
 def _budget(args: Any) -> Budget:
-    kind, raw = args.get("kind", "fraction"), args.get("value", "0.02")
+    kind, raw = args.get("kind", "fraction"), args.get("value", str(DEFAULT_FRACTION))
     try:
         value = float(raw)
         if not math.isfinite(value):
@@ -68,7 +68,7 @@ def _configuration(args: Any) -> str:
 def _in_new_folder(user: dict[str, Any], store: Store, produce: Callable[[Store, Path], Path]) -> Path:
     """``produce`` into a new folder of its own under QA_EXPORTS_DIR, removed again when it fails."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = exports_dir() / f"{stamp}-{safe_name(str(user['username']))}"
+    folder = settings().exports_dir / f"{stamp}-{safe_name(str(user['username']))}"
     folder.mkdir(parents=True, exist_ok=False)
     try:
         return produce(store, folder)
@@ -87,14 +87,9 @@ def _send(kind: str, object_id: str, produce: Callable[[Store, Path], Path], als
         path = auth.review_service(store.engine).export(
             int(user["user_id"]), kind, object_id, lambda: _in_new_folder(user, store, produce),
             ip=flask.request.remote_addr, also=also)
-    except PermissionDenied as error:
-        return flask.jsonify({"error": str(error)}), 403
-    except BadRequest as error:
-        return flask.jsonify({"error": str(error)}), 400
-    except (LookupError, RtstructError) as error:
-        return flask.jsonify({"error": str(error)}), 404 if isinstance(error, LookupError) else 422
-    except StoreNotReadyError as error:
-        return flask.jsonify({"error": str(error)}), 503
+    except UserError as error:
+        status = 422 if isinstance(error, RtstructError) else http_status(error)
+        return flask.jsonify({"error": one_line(error)}), status
     response = flask.send_file(path, mimetype=MEDIA.get(path.suffix, "application/octet-stream"),
                                as_attachment=True, download_name=path.name)
     response.headers["Cache-Control"] = "no-store"
@@ -125,7 +120,7 @@ def regions_zip(case: str) -> Any:
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
         labels, entropy = _read(store, lambda session: export_region_maps(
-            session, store.maps.artifacts, case, configuration, budget, folder, ReviewSettings.from_env()))
+            session, store.maps.artifacts, case, configuration, budget, folder, settings().review))
         archive = folder / f"{safe_name(case)}_{safe_name(configuration)}_review.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
             for member in (labels, entropy):
@@ -145,7 +140,7 @@ def rtstruct_file(case: str) -> Any:
         configuration, budget = _configuration(args), _budget(args)
         out = folder / f"{safe_name(case)}_{safe_name(configuration)}_rtstruct.dcm"
         return _read(store, lambda session: export_case_rtstruct(
-            session, store.maps.artifacts, case, configuration, budget, out, generated, ReviewSettings.from_env()))
+            session, store.maps.artifacts, case, configuration, budget, out, generated, settings().review))
 
     return _send("rtstruct", f"{case}/{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
 
@@ -158,7 +153,7 @@ def report_file() -> Any:
         configuration, budget = _configuration(args), _budget(args)
         address = store.engine.url.render_as_string(hide_password=True)
         content = _read(store, lambda session: gather_report(
-            session, store.maps.artifacts, address, configuration, budget, ReviewSettings.from_env()))
+            session, store.maps.artifacts, address, configuration, budget, settings().review))
         return write_report(content, folder / f"audit_report_{safe_name(configuration)}.pdf")
 
     return _send("audit_report", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)

@@ -3,8 +3,8 @@
 - Enabled when ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID`` and ``QA_OIDC_CLIENT_SECRET`` are set; optional
   ``QA_OIDC_USERNAME_CLAIM`` (default ``preferred_username``), ``QA_OIDC_LABEL`` (the login button's text) and
   ``QA_OIDC_REDIRECT_URI`` (the callback address registered with the provider; default: built from the request,
-  which behind a proxy that terminates HTTPS says ``http://``). They are read on each request, like the store's
-  settings.
+  which behind a proxy that terminates HTTPS says ``http://``): :class:`pipeline.settings.OidcSettings`, read with
+  the process's settings when the app is created.
 - The provider's endpoints and keys come from ``<issuer>/.well-known/openid-configuration``, whose ``issuer`` must
   be ``QA_OIDC_ISSUER`` exactly. The flow is the authorization code flow with state, nonce and PKCE (S256); Authlib
   checks the id_token's signature (the provider's JWKS), ``iss``, ``aud``, ``exp`` and ``nonce``. ``aud`` is checked
@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import flask
@@ -28,11 +26,11 @@ from authlib.integrations.base_client import MismatchingStateError
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App
 from joserfc.errors import JoseError
 
+from pipeline.settings import OidcSettings
+
 CLIENT_NAME = "oidc"  # Authlib keeps the flow's state in the session under ``_state_oidc_<state>``
 SCOPE = "openid profile email"
 HTTP_TIMEOUT_S = 10
-DEFAULT_USERNAME_CLAIM = "preferred_username"
-DEFAULT_LABEL = "single sign-on"
 
 
 class OidcError(Exception):
@@ -51,30 +49,6 @@ class ProviderUnavailableError(OidcError):
     """The identity provider could not be reached or its discovery document is wrong."""
 
     status = 502
-
-
-@dataclass(frozen=True)
-class OidcSettings:
-    """The identity provider this dashboard trusts and how it names users."""
-
-    issuer: str
-    client_id: str
-    client_secret: str
-    username_claim: str = DEFAULT_USERNAME_CLAIM
-    label: str = DEFAULT_LABEL
-    redirect_uri: str | None = None  # None: this request's own host (wrong behind a proxy that terminates HTTPS)
-
-
-def settings() -> OidcSettings | None:
-    """The configured provider, or None when single sign-on is off (any of the three required variables unset)."""
-    issuer, client_id, secret = (os.environ.get(name, "").strip() for name in
-                                 ("QA_OIDC_ISSUER", "QA_OIDC_CLIENT_ID", "QA_OIDC_CLIENT_SECRET"))
-    if not (issuer and client_id and secret):
-        return None
-    return OidcSettings(issuer, client_id, secret,
-                        os.environ.get("QA_OIDC_USERNAME_CLAIM", "").strip() or DEFAULT_USERNAME_CLAIM,
-                        os.environ.get("QA_OIDC_LABEL", "").strip() or DEFAULT_LABEL,
-                        os.environ.get("QA_OIDC_REDIRECT_URI", "").strip() or None)
 
 
 _clients: dict[OidcSettings, FlaskOAuth2App] = {}

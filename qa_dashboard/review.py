@@ -20,12 +20,13 @@ from dash import Input, Output, State, callback, ctx, dcc, html
 from dash.development.base_component import Component
 
 from pipeline.errors import StoreNotReadyError
-from pipeline.review.regions import Budget
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.service import ItemKey
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from pipeline.review.worklist import default_configuration, unreviewed_count
 from qa_dashboard import auth
 from qa_dashboard.components import grid
+from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import STATE_CLASSES, item_rows, load_worklist
 from qa_dashboard.store import get_store
 
@@ -127,7 +128,7 @@ def badge_text() -> str:
     except StoreNotReadyError:
         return ""
     with store.session() as session:
-        configuration = default_configuration(session)
+        configuration = default_configuration(session, settings().review_configuration)
         if configuration is None:
             return ""
         return f"{unreviewed_count(session, configuration)} unreviewed"

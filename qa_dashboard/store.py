@@ -1,7 +1,8 @@
 """The dashboard's read-only handle on the results store: the database, the artifact maps and their caches.
 
-The store is located by ``QA_DATABASE_URL`` and ``QA_ARTIFACTS_DIR`` (``pipeline.store.settings``) each time a page
-asks for it, so a store created or migrated while the app runs is picked up on the next page load. A store is
+The store is the one the app's settings name (``database_url``, ``artifacts_dir``; :mod:`qa_dashboard.config`); it
+is opened on first use and checked at each use until ready, so a store created or migrated while the app runs is
+picked up on the next page load. A store is
 handed out only once its schema is at Alembic's head; until then :func:`get_store` raises
 :class:`~pipeline.store.database.StoreNotReadyError` with a message that names the fix.
 """
@@ -23,7 +24,7 @@ from pipeline.errors import StoreNotReadyError
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.schema import CaseResult, Protocol
-from pipeline.store.settings import artifacts_dir, database_url
+from qa_dashboard.config import settings
 from qa_dashboard.rendering.maps import LruCache, MapCache
 
 T = TypeVar("T")
@@ -92,8 +93,9 @@ def open_store(url: str, root: Path) -> Store:
 
 
 def get_store() -> Store:
-    """The store of ``QA_DATABASE_URL`` / ``QA_ARTIFACTS_DIR``; StoreNotReadyError (naming the fix) if not ready."""
-    return open_store(database_url(), artifacts_dir())
+    """The store of the app's settings; StoreNotReadyError (naming the fix) if not ready."""
+    current = settings()
+    return open_store(current.database_url, current.artifacts_dir)
 
 
 def has_results(session: Session) -> bool:

@@ -9,7 +9,8 @@ from typing import Any
 from dash import html
 from dash.development.base_component import Component
 
-from pipeline.review.regions import Region, find_regions, narrow_budget_mask
+from pipeline.metrics.review_budget import narrow_budget_mask
+from pipeline.review.regions import Region, find_regions
 from qa_dashboard.components import number
 from qa_dashboard.queries.patient import Case, ResultMetrics, ShownResult, find_case, result_metrics, shown_results
 from qa_dashboard.rendering import views

@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from qa_dashboard import viewer
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import (
@@ -38,7 +39,7 @@ def header(case: Case) -> Component:
 def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices) -> Component:
     """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices``."""
     case = view.case
-    budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or 0.02
+    budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or DEFAULT_FRACTION
     return html.Div([
         header(case),
         dcc.Store(id="viewer-case", data=case.name),

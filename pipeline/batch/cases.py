@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from pipeline.io.rtstruct import labels_from_rtstruct
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 GEOMETRY_TOLERANCE = 1e-3  # mm (spacing, origin) and direction cosines
-MRN_SALT = "QA_MRN_SALT"
 
 
 class CaseError(InputError):
@@ -110,19 +108,20 @@ def cases_from_folder(folder: Path, cohort: str = "default") -> list[CaseSpec]:
     return [CaseSpec(name, path, references.get(name), cohort=cohort) for name, path in _images_in(images_dir).items()]
 
 
-def hash_mrn(mrn: str, source: Path) -> str | None:
-    """HMAC-SHA-256 of a hospital number keyed by the secret ``QA_MRN_SALT``; the number itself is never stored."""
+def hash_mrn(mrn: str, source: Path, salt: str | None) -> str | None:
+    """HMAC-SHA-256 of a hospital number keyed by ``salt``, the department's secret (``QA_MRN_SALT``); the number
+    itself is never stored."""
     if not mrn:
         return None
-    salt = os.environ.get(MRN_SALT, "")
     if not salt:
-        raise InputError(f"{source}: the manifest gives an mrn; set {MRN_SALT} (a secret of the department) so that "
+        raise InputError(f"{source}: the manifest gives an mrn; set QA_MRN_SALT (a secret of the department) so that "
                          "only its keyed hash is stored")
     return hmac.new(salt.encode(), mrn.encode(), hashlib.sha256).hexdigest()
 
 
-def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
-    """Cases of a CSV manifest (see the module's description); duplicate case names are refused."""
+def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
+    """Cases of a CSV manifest (see the module's description); duplicate case names are refused; ``mrn_salt`` keys
+    the hash of an ``mrn`` column."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
             reader = csv.DictReader(handle)
@@ -145,7 +144,7 @@ def cases_from_manifest(path: Path, cohort: str = "default") -> list[CaseSpec]:
             ct=base / row["ct"].strip(),
             reference=base / reference if reference else None,
             patient=(row.get("patient") or "").strip() or None,
-            mrn_hash=hash_mrn((row.get("mrn") or "").strip(), path),
+            mrn_hash=hash_mrn((row.get("mrn") or "").strip(), path, mrn_salt),
             cohort=(row.get("cohort") or "").strip() or cohort,
             reference_note=(row.get("reference_note") or "").strip() or None,
         ))
@@ -163,10 +162,10 @@ def cases_from_dicom_root(root: Path, cohort: str = "default") -> list[CaseSpec]
     return [CaseSpec(sub.name, sub, cohort=cohort) for sub in sorted(root.iterdir()) if sub.is_dir()]
 
 
-def discover(source: Path, cohort: str = "default") -> list[CaseSpec]:
+def discover(source: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
     """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders."""
     if source.is_file() and source.suffix.lower() == ".csv":
-        return cases_from_manifest(source, cohort)
+        return cases_from_manifest(source, cohort, mrn_salt)
     if (source / "images").is_dir():
         return cases_from_folder(source, cohort)
     if source.is_dir():

@@ -28,6 +28,7 @@ from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_conf
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.batch.splits import repeated_holdout
 from pipeline.errors import InputError, NotFoundError
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature
@@ -56,7 +57,7 @@ class ProtocolOptions:
     repeats: int = 5
     test_fraction: float = 0.5
     seed: int = 0
-    budget: float = 0.02
+    budget: float = DEFAULT_FRACTION
     settings: MetricSettings = DEFAULT_SETTINGS
 
 

@@ -31,13 +31,13 @@ from pipeline.batch.version import code_version
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
 
 log = logging.getLogger(__name__)
-DEFAULT_BUDGET = 0.02
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class BatchOptions:
     database_url: str
     artifacts: Path
     settings: MetricSettings = DEFAULT_SETTINGS
-    budget: float = DEFAULT_BUDGET
+    budget: float = DEFAULT_FRACTION
     tta: bool = True
     device: str | None = None
     dry_run: bool = False

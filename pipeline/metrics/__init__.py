@@ -3,7 +3,7 @@
 Nothing here imports a web, database or deep-learning package.
 """
 
-from pipeline.metrics.budget import BudgetCurve, auroc, capture_area, descending_order, ueo_curve
+from pipeline.metrics.budget import BudgetCurve, auroc, capture_area, ueo_curve
 from pipeline.metrics.calibration import (
     ReliabilityBins,
     brier_score,
@@ -15,12 +15,14 @@ from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_
 from pipeline.metrics.overlap import dice_per_class
 from pipeline.metrics.pooling import MemberPool, pool_members, softmax
 from pipeline.metrics.results import CaseMaps, CaseMetrics, CaseResult
+from pipeline.metrics.review_budget import Budget, descending_order, flagged_count, top_budget_mask
 from pipeline.metrics.roi import Roi, dilate_mm
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
 from pipeline.metrics.temperature import TemperatureFit, apply_temperature, fit_temperature
 
 __all__ = [
+    "Budget",
     "BudgetCurve",
     "CaseMaps",
     "CaseMetrics",
@@ -41,6 +43,7 @@ __all__ = [
     "evaluate_case",
     "expected_calibration_error",
     "fit_temperature",
+    "flagged_count",
     "normalized_entropy",
     "paired_comparison",
     "pool_members",
@@ -48,5 +51,6 @@ __all__ = [
     "reliability_bins",
     "softmax",
     "summarise_repeats",
+    "top_budget_mask",
     "ueo_curve",
 ]

@@ -1,8 +1,8 @@
 """Review-budget measures over ROI voxels ranked by uncertainty: the UEO curve and the error-detection AUCs.
 
-Voxels are ranked by uncertainty, highest first; among equal scores the voxel earlier in raster order ranks first
-(a stable tie-break). One ranking of the ROI (:func:`descending_order`) serves the UEO curve, the budget mask and
-both AUCs: a subset of a ranking, taken in order, is a ranking of the subset.
+Voxels are ranked by uncertainty with the review budget's rounding and tie rule
+(:mod:`pipeline.metrics.review_budget`). One ranking of the ROI serves the UEO curve, the budget mask and both AUCs: a
+subset of a ranking, taken in order, is a ranking of the subset.
 """
 
 from __future__ import annotations
@@ -15,20 +15,13 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.metrics.kernels import ranked_auroc_pair, stable_descending_order
-
-
-def descending_order(scores: NDArray[np.floating]) -> NDArray[np.signedinteger]:
-    """Indices sorting non-negative ``scores`` (n,) from highest to lowest; ties keep ascending index order.
-
-    The one sort of a case: a compiled stable radix sort (:func:`pipeline.metrics.kernels.stable_descending_order`).
-    """
-    return stable_descending_order(scores)
+from pipeline.metrics.kernels import ranked_auroc_pair
+from pipeline.metrics.review_budget import descending_order, flagged_count
 
 
 def budget_counts(budgets: Sequence[Fraction], n: int) -> NDArray[np.int64]:
-    """ceil(b·n) for each exact budget fraction b: how many of n voxels a budget flags."""
-    return np.array([math.ceil(b * n) for b in budgets], dtype=np.int64)
+    """|U_b| = ceil(b·n) for each exact budget fraction b: how many of n voxels each budget flags."""
+    return np.array([flagged_count(b, n) for b in budgets], dtype=np.int64)
 
 
 @dataclass(frozen=True)

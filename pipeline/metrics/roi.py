@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import find_objects, label
 
 from pipeline.metrics.kernels import block_occupancy, within_radius
+from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.validation import Spacing
 
 _BLOCK = 8
@@ -117,3 +118,23 @@ def whole_volume(shape: tuple[int, int, int]) -> Roi:
     """An ROI holding every voxel of a volume shaped (Z, Y, X)."""
     box = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
     return Roi(shape=shape, box=box, local=np.ones(shape, dtype=bool))
+
+
+def roi_of(prediction: NDArray[np.integer], reference: NDArray[np.integer] | None, spacing: Spacing,
+           settings: MetricSettings) -> Roi:
+    """The spec's ROI rule on label maps shaped (Z, Y, X): the foreground that ``settings.roi_mode`` names —
+    ``union`` (prediction ∪ reference; the prediction alone without a reference, the prospective rule), ``pred``,
+    ``gt`` (the reference) or ``whole_volume`` — dilated by ``roi_radius_mm``. The metric suite builds the same
+    ROI from its own pass over the probabilities (a test holds the two equal)."""
+    shape = (int(prediction.shape[0]), int(prediction.shape[1]), int(prediction.shape[2]))
+    if settings.roi_mode == "whole_volume":
+        return whole_volume(shape)
+    if settings.roi_mode == "gt":
+        if reference is None:
+            raise ValueError("roi_mode 'gt' needs a reference")
+        seed = reference > 0
+    else:
+        seed = prediction > 0
+        if settings.roi_mode == "union" and reference is not None:
+            seed |= reference > 0
+    return dilate_mm(seed, spacing, settings.roi_radius_mm)

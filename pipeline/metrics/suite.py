@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.metrics.budget import capture_area, descending_order, ueo_curve
+from pipeline.metrics.budget import capture_area, ueo_curve
 from pipeline.metrics.calibration import (
     ReliabilityBins,
     brier_score,
@@ -33,6 +32,7 @@ from pipeline.metrics.kernels import (
 )
 from pipeline.metrics.overlap import confusion_counts, dice_from_confusion
 from pipeline.metrics.results import CaseMaps, CaseMetrics, CaseResult
+from pipeline.metrics.review_budget import descending_order, flagged_count
 from pipeline.metrics.roi import Roi, dilate_mm, whole_volume
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.temperature import apply_temperature, log_probabilities
@@ -153,7 +153,7 @@ def evaluate_case(
         temperature: T of temperature scaling (p_cal = softmax(ln p̄ / T)); None = no scaling. For the
             ``per_member`` mode, scale the members before pooling and pass None here.
         maps_budget: when given (a fraction in [0, 1]), also return the voxel maps, with the top-budget mask
-            U_b of this budget.
+            U_b of this budget (:mod:`pipeline.metrics.review_budget`: rounding, tie rule).
 
     Returns:
         A :class:`CaseResult` with the metrics and, when ``maps_budget`` is given, the maps.
@@ -214,9 +214,8 @@ def evaluate_case(
     )
     maps = None
     if maps_budget is not None and scan.prediction is not None and scan.entropy is not None:
-        flagged = math.ceil(Fraction(str(maps_budget)) * n_roi)
         mask = np.zeros(shape, dtype=bool)
-        mask.ravel()[flat[order[:flagged]]] = True
+        mask.ravel()[flat[order[: flagged_count(maps_budget, n_roi)]]] = True
         maps = CaseMaps(
             prediction=scan.prediction,
             entropy=scan.entropy,

@@ -24,9 +24,10 @@ from pipeline.errors import NotFoundError
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.maps import export_nifti
 from pipeline.io.rtstruct_export import RoiMask, RtstructError, referenced_series, write_rtstruct
-from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.service import AuditRecord
 from pipeline.review.worklist import ResultRef, Worklist, case_regions, deployed_results
+from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.schema import Artifact
 

@@ -2,10 +2,8 @@
 
 Pure NumPy/SciPy on (Z, Y, X) arrays; no store, web or torch import.
 
-- **Budget**: a fraction b of the case's ROI voxels (the spec's U_b: the ceil(b·|R|) ROI voxels of highest
-  entropy, ties in raster order), or a time budget in minutes per patient, converted to millilitres with a
-  seconds-per-mL review rate (:class:`ReviewSettings`) and then to a fraction of the case's ROI volume, capped
-  at ``max_fraction`` (the spec's 5 % budget range).
+- **Budget**: U_b and every rule of the budget (default, cap, rounding, ties, time budgets) belong to
+  :mod:`pipeline.metrics.review_budget`; here U_b is an input.
 - **Regions**: connected components of U_b, 26-connected by default (voxels sharing a face, an edge or a corner
   belong together; ``connectivity=6`` joins face neighbours only).
 - **Score**: the region's entropy mass, Σ_v H(v) × voxel volume = mean entropy × volume in mL. It grows with both
@@ -20,129 +18,14 @@ Pure NumPy/SciPy on (Z, Y, X) arrays; no store, web or torch import.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from pipeline.errors import InputError
-
-SECONDS_PER_ML_ENV = "QA_REVIEW_SECONDS_PER_ML"
-
-
-@dataclass(frozen=True)
-class ReviewSettings:
-    """Options of the worklist.
-
-    Attributes:
-        seconds_per_ml: review rate that converts a time budget into a volume (default 30 s per mL; calibrate it
-            on your own reviews). ``QA_REVIEW_SECONDS_PER_ML`` overrides it (:meth:`from_env`).
-        max_fraction: the largest budget a time budget may become, as a fraction of ROI voxels (spec: 5 %).
-        connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only).
-        structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
-    """
-
-    seconds_per_ml: float = 30.0
-    max_fraction: float = 0.05
-    connectivity: Literal[6, 26] = 26
-    structure_search_mm: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
-            raise InputError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
-        if not 0 < self.max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
-        if self.connectivity not in (6, 26):
-            raise ValueError(f"connectivity must be 6 or 26, got {self.connectivity}")
-        if not self.structure_search_mm >= 0:
-            raise ValueError(f"structure_search_mm must be >= 0, got {self.structure_search_mm}")
-
-    @classmethod
-    def from_env(cls) -> ReviewSettings:
-        """The defaults, with ``QA_REVIEW_SECONDS_PER_ML`` when it is set."""
-        value = os.environ.get(SECONDS_PER_ML_ENV, "").strip()
-        if not value:
-            return cls()
-        try:
-            return cls(seconds_per_ml=float(value))
-        except ValueError as error:
-            raise InputError(f"{SECONDS_PER_ML_ENV}={value!r}: {error}") from error
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A review budget: ``fraction`` of ROI voxels (0..1), or ``minutes`` of review per patient."""
-
-    kind: Literal["fraction", "minutes"]
-    value: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("fraction", "minutes"):
-            raise InputError(f"budget kind must be 'fraction' or 'minutes', got {self.kind!r}")
-        if not math.isfinite(self.value) or self.value < 0 or (self.kind == "fraction" and self.value > 1):
-            bound = "in [0, 1]" if self.kind == "fraction" else "finite and >= 0"
-            raise InputError(f"a {self.kind} budget must be {bound}, got {self.value}")
-
-    def fraction(self, roi_voxels: int, voxel_ml: float, settings: ReviewSettings) -> tuple[float, bool]:
-        """The fraction of this case's ROI voxels to flag, and whether a time budget was capped to fit.
-
-        A time budget flags ``minutes × 60 / seconds_per_ml`` mL, i.e. that volume over the ROI's volume.
-        """
-        if self.kind == "fraction":
-            return self.value, False
-        if roi_voxels <= 0 or voxel_ml <= 0:
-            return 0.0, False
-        wanted = self.value * 60.0 / settings.seconds_per_ml / (roi_voxels * voxel_ml)
-        return min(wanted, settings.max_fraction), wanted > settings.max_fraction
-
-    def describe(self) -> str:
-        """``2.0 % of ROI voxels`` or ``5 min per patient``."""
-        if self.kind == "fraction":
-            return f"{100 * self.value:g} % of ROI voxels"
-        return f"{self.value:g} min per patient"
-
-
-def flagged_count(fraction: float, roi_voxels: int) -> int:
-    """|U_b| = ceil(b·|R|), on the decimal value of ``fraction`` as the metric engine computes it."""
-    return min(roi_voxels, math.ceil(Fraction(str(fraction)) * roi_voxels))
-
-
-def top_budget_mask(entropy: NDArray[np.floating], roi: NDArray[np.bool_], fraction: float) -> NDArray[np.bool_]:
-    """U_b: the ceil(b·|R|) voxels of the ROI with the highest entropy (ties: earlier in raster order first)."""
-    if entropy.shape != roi.shape:
-        raise ValueError(f"entropy {entropy.shape} and ROI {roi.shape} must have one shape")
-    flat = np.flatnonzero(roi)
-    return _top_of(entropy, flat, flagged_count(fraction, flat.size))
-
-
-def narrow_budget_mask(
-    stored: NDArray[np.bool_], entropy: NDArray[np.floating], roi_voxels: int, fraction: float
-) -> NDArray[np.bool_]:
-    """U_b from a stored U_b0 with b <= b0: its ceil(b·|R|) highest-entropy voxels.
-
-    Exact because the top-k of a ranking is a prefix of it; with the store's float16 entropy, voxels whose entropies
-    tie in float16 but not in float32 may be ordered differently at the cut.
-    """
-    if entropy.shape != stored.shape:
-        raise ValueError(f"entropy {entropy.shape} and mask {stored.shape} must have one shape")
-    flat = np.flatnonzero(stored)
-    wanted = flagged_count(fraction, roi_voxels)
-    if wanted > flat.size:
-        raise ValueError(f"a budget of {fraction} needs {wanted} voxels, the stored mask holds {flat.size}")
-    return _top_of(entropy, flat, wanted)
-
-
-def _top_of(entropy: NDArray[np.floating], flat: NDArray[np.intp], count: int) -> NDArray[np.bool_]:
-    values = entropy.ravel()[flat].astype(np.float32)
-    order = np.argsort(-values, kind="stable")
-    mask = np.zeros(entropy.shape, dtype=bool)
-    mask.ravel()[flat[order[:count]]] = True
-    return mask
+from pipeline.settings import ReviewSettings
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import summarise_repeats
-from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.worklist import Worklist, build_worklist
+from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import METRICS, latest_protocol, protocol_case_rows
 from pipeline.store.review_schema import ReviewItem, User

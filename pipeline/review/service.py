@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from pipeline.errors import InputError, NotFoundError, RefusedError
+from pipeline.errors import InputError, NotFoundError, RefusedError, UserError
 from pipeline.review import workflow
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, Role, State, WorkflowError
 from pipeline.store.review_schema import AuditEntry, ReviewItem, User
@@ -208,7 +208,7 @@ class ReviewService:
             except IntegrityError as error:
                 raise _Refused(ConcurrentEditError(f"conflicting write: {str(error).splitlines()[0]}"), object_type,
                                object_id) from error
-            except (WorkflowError, LookupError, ValueError) as error:
+            except UserError as error:
                 raise _Refused(error, object_type, object_id) from error
         except _Refused as refused:
             self._deny(principal, action, refused, ip)
@@ -482,7 +482,7 @@ class ReviewService:
             for number, key in enumerate(keys, start=1):
                 try:
                     done.append(self._step(session, actor, checked, key, None, transition, ip))
-                except (WorkflowError, LookupError, ValueError) as error:
+                except UserError as error:
                     raise type(error)(f"item {number} of {len(keys)} ({key.text()}): {error}") from error
             return done
 

@@ -3,9 +3,10 @@ by structure with each structure's review state, cases ranked by score (:mod:`pi
 
 A case's result is the newest one of the configuration with no protocol fit (for TS configurations: the deployed
 temperature). Its U_b comes from the stored maps: for a budget at or below the stored mask's, the stored mask's
-highest-entropy voxels (:func:`~pipeline.review.regions.narrow_budget_mask`); above it, the ROI is grown again from
-the stored prediction (and reference) with the metric settings' radius and U_b taken from it (a warning is logged
-when its size differs from the stored ``roi_voxels``: other metric settings were used).
+highest-entropy voxels (:func:`~pipeline.metrics.review_budget.narrow_budget_mask`); above it, the ROI is grown
+again from the stored prediction (and reference) with the metric settings its run stored (``runs.options``), and
+U_b taken from it (a warning is logged when its size differs from the stored ``roi_voxels``). A time budget is capped
+at that run's ``budget_max``.
 
 ``expected_recall`` estimates the share of a case's contour errors that its budget captures: the cohort's mean error
 recall at that budget over the configuration's results that have a reference (None without any). The items of a
@@ -15,7 +16,6 @@ case are its predicted structures plus any structure its regions were assigned t
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,20 +25,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import NotFoundError
-from pipeline.metrics.roi import dilate_mm
-from pipeline.metrics.settings import MetricSettings
-from pipeline.review.regions import (
-    Budget,
-    CaseRegions,
-    Region,
-    ReviewSettings,
-    case_score,
-    find_regions,
-    narrow_budget_mask,
-    rank_cases,
-    top_budget_mask,
-)
+from pipeline.metrics.review_budget import Budget, narrow_budget_mask, top_budget_mask
+from pipeline.metrics.roi import roi_of
+from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
+from pipeline.review.regions import CaseRegions, Region, case_score, find_regions, rank_cases
 from pipeline.review.workflow import State
+from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactError, ArtifactStore
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
@@ -48,13 +40,13 @@ from pipeline.store.schema import (
     CurvePoint,
     Image,
     ModelSet,
+    Processing,
+    Run,
     StructureResult,
     TemperatureFit,
 )
 
 log = logging.getLogger(__name__)
-
-CONFIGURATION_ENV = "QA_REVIEW_CONFIGURATION"
 
 
 @dataclass(frozen=True)
@@ -159,25 +151,37 @@ def budget_mask(
     if stored_budget is not None and fraction <= stored_budget:
         stored = artifacts.read(maps["budget_mask"].path).astype(bool)
         return narrow_budget_mask(stored, entropy, ref.result.roi_voxels, fraction), entropy, prediction
-    seed = prediction > 0
-    if ref.result.has_reference and "reference" in maps:
-        seed |= artifacts.read(maps["reference"].path) > 0
-    roi = dilate_mm(seed, spacing_zyx(ref.image), metric_settings.roi_radius_mm).dense()
+    reference = artifacts.read(maps["reference"].path) if ref.result.has_reference and "reference" in maps else None
+    roi = roi_of(prediction, reference, spacing_zyx(ref.image), metric_settings).dense()
     if int(roi.sum()) != ref.result.roi_voxels:
         log.warning("case %s: the regrown ROI has %d voxels, the stored result %d (other metric settings?)",
                     ref.image.name, int(roi.sum()), ref.result.roi_voxels)
     return top_budget_mask(entropy, roi, fraction), entropy, prediction
 
 
+def run_metric_settings(session: Session, result: CaseResult) -> MetricSettings:
+    """The metric settings of the run that computed ``result`` (its processing's run); the spec's defaults, with a
+    warning, when the run is gone or stored none."""
+    stored = session.scalar(select(Run.options).join(Processing, Processing.run_id == Run.id)
+                            .where(Processing.id == result.processing_id))
+    values = (stored or {}).get("settings")
+    if not values:
+        log.warning("result %d: its run's metric settings are not stored; using the defaults", result.id)
+        return DEFAULT_SETTINGS
+    return MetricSettings(**values)
+
+
 def case_regions(
     session: Session, artifacts: ArtifactStore, ref: ResultRef, budget: Budget,
-    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None,
+    settings: ReviewSettings | None = None,
 ) -> tuple[CaseRegions, float, bool]:
-    """The regions of one case at ``budget``, the fraction it became and whether it was capped."""
+    """The regions of one case at ``budget``, the fraction it became and whether it was capped (the ROI and the cap
+    follow the metric settings of the run that stored the result)."""
     settings = settings or ReviewSettings()
-    fraction, capped = budget.fraction(ref.result.roi_voxels, ref.result.voxel_ml, settings)
-    mask, entropy, prediction = budget_mask(artifacts, _maps(session, ref), ref, fraction,
-                                            metric_settings or MetricSettings())
+    metric_settings = run_metric_settings(session, ref.result)
+    fraction, capped = budget.fraction(ref.result.roi_voxels, ref.result.voxel_ml, settings.seconds_per_ml,
+                                       metric_settings.budget_max)
+    mask, entropy, prediction = budget_mask(artifacts, _maps(session, ref), ref, fraction, metric_settings)
     return find_regions(mask, entropy, prediction, spacing_zyx(ref.image), settings), fraction, capped
 
 
@@ -240,7 +244,7 @@ def _items(ref: ResultRef, regions: tuple[Region, ...], predicted: set[int],
 
 def build_worklist(
     session: Session, artifacts: ArtifactStore, configuration: str, budget: Budget,
-    settings: ReviewSettings | None = None, metric_settings: MetricSettings | None = None, case: str | None = None,
+    settings: ReviewSettings | None = None, case: str | None = None,
 ) -> Worklist:
     """The worklist of ``configuration`` at ``budget`` (reads every case's maps: cache it in a UI); of ``case``
     alone when given (its rank is then 1).
@@ -264,7 +268,7 @@ def build_worklist(
     skipped = []
     for ref in refs:
         try:
-            regions, fraction, capped = case_regions(session, artifacts, ref, budget, settings, metric_settings)
+            regions, fraction, capped = case_regions(session, artifacts, ref, budget, settings)
         except (LookupError, ArtifactError) as error:
             log.warning("worklist %s: skipped %s (%s)", configuration, ref.image.name, error)
             skipped.append(f"{ref.image.name}: {error}")
@@ -300,10 +304,9 @@ def unreviewed_count(session: Session, configuration: str) -> int:
     )
 
 
-def default_configuration(session: Session) -> str | None:
-    """The configuration to review: ``QA_REVIEW_CONFIGURATION`` when set, else the first configuration (grid order)
-    of the newest model set with a stored result; None when the store holds no result."""
-    chosen = os.environ.get(CONFIGURATION_ENV, "").strip()
+def default_configuration(session: Session, chosen: str | None = None) -> str | None:
+    """The configuration to review: ``chosen`` (the settings' review configuration) when given, else the first
+    configuration (grid order) of the newest model set with a stored result; None when the store holds no result."""
     if chosen:
         return chosen
     newest = session.scalar(select(Configuration.model_set_id).join(

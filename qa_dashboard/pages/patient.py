@@ -18,7 +18,7 @@ import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, html
 from dash.development.base_component import Component
 
-from pipeline.review.regions import Budget
+from pipeline.metrics.review_budget import DEFAULT_BUDGET
 from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, review, viewer
 from qa_dashboard.components import guarded, not_found, number, section
@@ -30,7 +30,6 @@ from qa_dashboard.viewer_layout import header, viewer_layout
 
 dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
 SIDES = ("a", "b")
-REVIEW_BUDGET = Budget("fraction", 0.02)
 
 
 def _choice(value: str | None, view: viewer.CaseView) -> tuple[bool, int | None]:
@@ -79,7 +78,7 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
 def _review(view: viewer.CaseView, configuration_id: int) -> Component:
     """The review panel of this case under configuration A (its structures' items and the workflow's actions), and
     the case's downloads."""
-    data = review.scope(view.results[configuration_id].configuration, REVIEW_BUDGET, view.case.name, case_only=True)
+    data = review.scope(view.results[configuration_id].configuration, DEFAULT_BUDGET, view.case.name, case_only=True)
     return section("Review", review.panel(data, _rows(data), height=200),
                    html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
@@ -95,7 +94,7 @@ def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
     links = [("Regions + entropy (NIfTI)", f"/export/regions/{name}.zip?{query}", "download-regions")]
     if view.case.source_kind == "dicom":
         links.append(("Regions as RTSTRUCT", f"/export/rtstruct/{name}.dcm?{query}", "download-rtstruct"))
-    return html.Div([html.Small(f"Downloads ({data['configuration']}, {REVIEW_BUDGET.describe()}): ",
+    return html.Div([html.Small(f"Downloads ({data['configuration']}, {DEFAULT_BUDGET.describe()}): ",
                                 className="text-muted me-1"),
                      *(dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
                                   className="me-1", id=ident) for label, href, ident in links)])
@@ -250,5 +249,5 @@ def _review_scope(a: int | None, name: str) -> tuple[Any, Any, Any]:
     view = viewer.load(get_store(), name)
     if view is None or a not in view.results:
         return dash.no_update, dash.no_update, dash.no_update
-    data = review.scope(view.results[a].configuration, REVIEW_BUDGET, name, case_only=True)
+    data = review.scope(view.results[a].configuration, DEFAULT_BUDGET, name, case_only=True)
     return data, _rows(data), _downloads(view, data)

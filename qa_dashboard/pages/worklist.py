@@ -18,11 +18,12 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from dash.development.base_component import Component
 
-from pipeline.review.regions import Budget
+from pipeline.metrics.review_budget import DEFAULT_CAP, DEFAULT_FRACTION, Budget
 from pipeline.review.workflow import Action, allowed
 from pipeline.review.worklist import Worklist, default_configuration
 from qa_dashboard import auth
 from qa_dashboard.components import grid, guarded, not_found, section
+from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
     case_rows,
@@ -36,8 +37,8 @@ from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/worklist", title="Review worklist", name="Worklist")
 
-DEFAULT_PERCENT = 2.0
-MAX_PERCENT = 5.0
+DEFAULT_PERCENT = 100 * DEFAULT_FRACTION
+MAX_PERCENT = 100 * DEFAULT_CAP
 CASE_COLUMNS = [
     {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "cellRenderer": "markdown", "minWidth": 150},
@@ -116,7 +117,7 @@ def _content(worklist: Worklist) -> Component:
 def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
     with store.session() as session:
         names = configurations(session)
-        chosen = configuration or default_configuration(session)
+        chosen = configuration or default_configuration(session, settings().review_configuration)
     if chosen not in names:
         return not_found(f"There is no stored result of configuration {chosen!r} (stored: {', '.join(names)}).")
     percent = 100 * budget.value if budget.kind == "fraction" else DEFAULT_PERCENT
@@ -130,7 +131,8 @@ def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
                          {"label": "minutes per patient", "value": "minutes"}],
                 value=budget.kind, id="worklist-kind", inline=True)], lg=3),
             dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
-                0, MAX_PERCENT, 0.1, value=percent, id="worklist-percent", marks={i: f"{i} %" for i in range(6)},
+                0, MAX_PERCENT, 0.1, value=percent, id="worklist-percent",
+                marks={i: f"{i} %" for i in range(int(MAX_PERCENT) + 1)},
                 tooltip={"placement": "bottom"}, disabled=budget.kind == "minutes")], lg=4),
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",

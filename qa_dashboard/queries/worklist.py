@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.worklist import Worklist, build_worklist, with_current_states
 from pipeline.store.schema import CaseResult, Configuration, ModelSet
 from qa_dashboard.components import patient_href
+from qa_dashboard.config import settings
 from qa_dashboard.store import Store
 
 #: review state (and decision) → the Bootstrap text class the grids colour it with
@@ -40,10 +41,10 @@ def configurations(session: Session) -> list[str]:
 def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None) -> Worklist:
     """The worklist of ``configuration`` at ``budget``, of ``case`` alone when given (LookupError when there is no
     such result)."""
-    settings = ReviewSettings.from_env()
+    review = settings().review
     with store.session() as session:
-        cached = store.cached(session, ("worklist", configuration, budget, settings, case), lambda: build_worklist(
-            session, store.maps.artifacts, configuration, budget, settings, case=case))
+        cached = store.cached(session, ("worklist", configuration, budget, review, case), lambda: build_worklist(
+            session, store.maps.artifacts, configuration, budget, review, case=case))
         return with_current_states(session, cached)
 
 

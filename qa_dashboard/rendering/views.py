@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from pipeline.metrics.temperature import apply_temperature
 from qa_dashboard.queries.patient import Case, ShownResult
-from qa_dashboard.rendering.analysis import budget_mask, budget_threshold, is_stored_budget
+from qa_dashboard.rendering.analysis import budget_indices, is_stored_budget, mask_plane
 from qa_dashboard.rendering.compose import Layers, Style, ct_layer, overlay_layer, png_uri, scale_for
 from qa_dashboard.rendering.geometry import AXIS_PLANE, EDGE_LETTERS, PLANE_COLOURS, ViewGeometry, view_geometry
 from qa_dashboard.store import Store
@@ -29,7 +29,11 @@ def geometry(case: Case, plane: str) -> ViewGeometry:
 
 
 def _display(store: Store, path: str, view: ViewGeometry, index: int) -> NDArray[np.generic]:
-    plane = store.maps.plane(path, view.plane, index)
+    return _oriented(store.maps.plane(path, view.plane, index), view)
+
+
+def _oriented(plane: NDArray[np.generic], view: ViewGeometry) -> NDArray[np.generic]:
+    """A slice as the artifact store reads it, flipped as the view shows it."""
     if view.flip_rows:
         plane = plane[..., ::-1, :]
     if view.flip_cols:
@@ -57,16 +61,15 @@ class OverlayRequest:
     budget: float
 
 
-def _budget_layer(store: Store, result: ShownResult, view: ViewGeometry, index: int, budget: float,
+def _budget_layer(store: Store, case: Case, result: ShownResult, view: ViewGeometry, index: int, budget: float,
                   roi_voxels: int) -> NDArray[np.bool_] | None:
     mask_path, entropy_path = result.maps.get("budget_mask"), result.maps.get("entropy")
     if mask_path is None or result.mask_budget is None:
         return None
-    mask = _display(store, mask_path, view, index)
     if is_stored_budget(budget, result.mask_budget) or entropy_path is None:
-        return mask.astype(bool)
-    threshold = budget_threshold(store.maps, entropy_path, mask_path, roi_voxels, budget)
-    return budget_mask(mask, _display(store, entropy_path, view, index), threshold)
+        return _display(store, mask_path, view, index).astype(bool)
+    indices = budget_indices(store.maps, entropy_path, mask_path, roi_voxels, budget)
+    return _oriented(mask_plane(indices, case.shape_zyx, view.plane, index), view)
 
 
 def overlay_picture(store: Store, case: Case, result: ShownResult, request: OverlayRequest, roi_voxels: int
@@ -86,7 +89,7 @@ def overlay_picture(store: Store, case: Case, result: ShownResult, request: Over
             reference=read(case.reference_path, "reference" in on),
             prediction=read(result.maps.get("prediction"), "prediction" in on),
             entropy=read(result.maps.get("entropy"), "entropy" in on),
-            budget=_budget_layer(store, result, view, request.index, request.budget, roi_voxels)
+            budget=_budget_layer(store, case, result, view, request.index, request.budget, roi_voxels)
             if "budget" in on else None,
             error=read(result.maps.get("error"), "error" in on),
         )

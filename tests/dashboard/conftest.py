@@ -17,8 +17,8 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from werkzeug.serving import make_server
 
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import Role
+from pipeline.settings import Settings
 from pipeline.store.database import alembic_config, make_engine
+from qa_dashboard import config
 from tests.dashboard.seed import Seeded, SeedPlan, seed_store
 from tests.store.conftest import _drop_postgres, _fresh_postgres
 
@@ -123,22 +125,37 @@ def postgres_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededS
         _drop_postgres(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> SeededStore:
-    """Each backend's seeded store, made the app's store (QA_DATABASE_URL, QA_ARTIFACTS_DIR) for the test."""
-    seeded: SeededStore = request.getfixturevalue({"sqlite": "sqlite_store", "postgresql": "postgres_store"}[
-        request.param])
-    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
-    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(seeded.root))
-    return seeded
-
-
 @pytest.fixture(scope="session")
-def dash_app() -> dash.Dash:
-    """The app, created once (Dash Pages keeps one global page registry)."""
+def dash_app(tmp_path_factory: pytest.TempPathFactory) -> dash.Dash:
+    """The app, created once (Dash Pages keeps one global page registry), on an embedded store under a temporary
+    folder until a test configures another (:func:`configure_app`)."""
     from qa_dashboard.app import create_app
 
-    return create_app()
+    return create_app(Settings.embedded(tmp_path_factory.mktemp("app")))
+
+
+@pytest.fixture
+def configure_app(dash_app: dash.Dash) -> Iterator[Callable[..., Settings]]:
+    """``configure_app(**changes)`` gives the app settings with ``changes`` for this test (by argument, not by
+    environment variable); the app's settings are restored afterwards."""
+    before = config.settings()
+
+    def use(**changes: Any) -> Settings:
+        settings = replace(config.settings(), **changes)
+        config.configure(settings)
+        return settings
+
+    yield use
+    config.configure(before)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, configure_app: Callable[..., Settings]) -> SeededStore:
+    """Each backend's seeded store, made the app's store (its settings' database_url, artifacts_dir) for the test."""
+    seeded: SeededStore = request.getfixturevalue({"sqlite": "sqlite_store", "postgresql": "postgres_store"}[
+        request.param])
+    configure_app(database_url=seeded.url, artifacts_dir=seeded.root)
+    return seeded
 
 
 def browser_login(driver: webdriver.Chrome, base: str, username: str = ADMIN, password: str = PASSWORD) -> None:
@@ -155,8 +172,8 @@ def server(dash_app: dash.Dash, sqlite_store: SeededStore, browser: webdriver.Ch
     """The app on a free local port, reading the seeded SQLite store, with the browser signed in as the admin;
     yields its base URL."""
     ensure_user(sqlite_store.url)
-    saved = {k: os.environ.get(k) for k in ("QA_DATABASE_URL", "QA_ARTIFACTS_DIR")}
-    os.environ["QA_DATABASE_URL"], os.environ["QA_ARTIFACTS_DIR"] = sqlite_store.url, str(sqlite_store.root)
+    before = config.settings()
+    config.configure(replace(before, database_url=sqlite_store.url, artifacts_dir=sqlite_store.root))
     http = make_server("127.0.0.1", 0, dash_app.server, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -166,11 +183,7 @@ def server(dash_app: dash.Dash, sqlite_store: SeededStore, browser: webdriver.Ch
         yield base
     finally:
         http.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        config.configure(before)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import dash
 import pytest
 from alembic import command
 
+from pipeline.settings import Settings
 from pipeline.store.database import alembic_config
 from tests.conftest import REPO_ROOT
 from tests.dashboard.conftest import SeededStore
@@ -69,9 +71,9 @@ def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore
 
 
 def test_a_missing_sqlite_store_is_explained_on_every_page_and_not_created(
-        dash_app: dash.Dash, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, configure_app: Callable[..., Settings]) -> None:
     missing = tmp_path / "nowhere" / "qa.sqlite3"
-    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{missing}")
+    configure_app(database_url=f"sqlite:///{missing}")
     for path, query in PAGES.items():
         text = _layout(path, **query)
         assert "store-not-ready" in text and "python -m pipeline migrate" in text, path
@@ -80,24 +82,23 @@ def test_a_missing_sqlite_store_is_explained_on_every_page_and_not_created(
 
 @pytest.mark.parametrize("revision", ["base", "0001"])
 def test_a_store_behind_head_is_explained_on_every_page(
-        dash_app: dash.Dash, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revision: str) -> None:
+        tmp_path: Path, configure_app: Callable[..., Settings], revision: str) -> None:
     url = f"sqlite:///{tmp_path / 'qa.sqlite3'}"
     if revision == "base":
         (tmp_path / "qa.sqlite3").touch()
     else:
         command.upgrade(alembic_config(url), revision)
-    monkeypatch.setenv("QA_DATABASE_URL", url)
+    configure_app(database_url=url)
     for path, query in PAGES.items():
         text = _layout(path, **query)
         assert "python -m pipeline migrate" in text, path
         assert ("is empty" if revision == "base" else "at revision 0001") in text, path
 
 
-def test_an_empty_store_says_how_to_fill_it(dash_app: dash.Dash, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_store_says_how_to_fill_it(tmp_path: Path, configure_app: Callable[..., Settings]) -> None:
     url = f"sqlite:///{tmp_path / 'qa.sqlite3'}"
     command.upgrade(alembic_config(url), "head")
-    monkeypatch.setenv("QA_DATABASE_URL", url)
+    configure_app(database_url=url)
     for path, query in PAGES.items():
         text = _layout(path, **query)
         assert "empty-state" in text and "make demo" in text and "python -m pipeline run" in text, path

@@ -6,6 +6,7 @@ field, 403 otherwise); logout is a POST with the token, audited; five failures l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
+from pipeline.settings import Settings
 from pipeline.store.database import alembic_config, make_engine
 from pipeline.store.review_schema import AuditEntry
-from qa_dashboard import auth
+from qa_dashboard import auth, config
 from qa_dashboard.auth import CREATE_USER_HINT
 from tests.dashboard.conftest import PASSWORD, SeededStore, csrf_token, ensure_user, login
 
@@ -135,7 +137,7 @@ def test_a_signed_in_callback_without_the_csrf_token_is_refused(store: SeededSto
 
 def test_any_other_post_route_needs_the_token_in_a_header_or_form_field(store: SeededStore, client: Any) -> None:
     server = flask.Flask("probe")
-    auth.install(server)
+    auth.install(server, config.settings())
     server.add_url_rule("/probe", "probe", lambda: "done", methods=["POST"])
     probe = server.test_client()
     assert probe.post("/probe").status_code == 401
@@ -194,16 +196,16 @@ def test_five_failures_lock_the_account(store: SeededStore, client: Any) -> None
     assert _logins(store, name) == ["failure"] * 5 + ["locked"]
 
 
-def test_the_login_page_explains_a_store_without_users_or_not_ready(client: Any, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_login_page_explains_a_store_without_users_or_not_ready(
+        client: Any, tmp_path: Path, configure_app: Callable[..., Settings]) -> None:
     missing = tmp_path / "nowhere" / "qa.sqlite3"
-    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{missing}")
+    configure_app(database_url=f"sqlite:///{missing}")
     text = client.get("/login").get_data(as_text=True)
     assert "store-not-ready" in text and "python -m pipeline migrate" in text and not missing.exists()
     assert client.get("/").status_code == 302
     behind = f"sqlite:///{tmp_path / 'behind.sqlite3'}"
     command.upgrade(alembic_config(behind), "0001")
-    monkeypatch.setenv("QA_DATABASE_URL", behind)
+    configure_app(database_url=behind)
     text = client.get("/login").get_data(as_text=True)
     assert "store-not-ready" in text and "at revision 0001" in text
     with client.session_transaction() as session:  # the form is not shown: post with the session's own token
@@ -212,19 +214,18 @@ def test_the_login_page_explains_a_store_without_users_or_not_ready(client: Any,
     assert response.status_code == 503 and "store-not-ready" in response.get_data(as_text=True)
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     command.upgrade(alembic_config(empty), "head")
-    monkeypatch.setenv("QA_DATABASE_URL", empty)
+    configure_app(database_url=empty)
     text = client.get("/login").get_data(as_text=True)
     assert 'id="no-users"' in text and CREATE_USER_HINT in text and 'id="login-form"' in text
 
 
-def test_secure_cookies_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secure_cookies_follow_the_environment(tmp_path: Path) -> None:
     import flask
 
     from qa_dashboard import auth
 
-    monkeypatch.setenv("QA_SECURE_COOKIES", "1")
-    monkeypatch.setenv("QA_SECRET_KEY", "k" * 40)
+    settings = Settings.from_env({"QA_SECURE_COOKIES": "1", "QA_SECRET_KEY": "k" * 40}, cwd=tmp_path)
     server = flask.Flask("probe")
-    auth.install(server)
+    auth.install(server, settings)
     assert server.config["SESSION_COOKIE_SECURE"] is True and server.secret_key == "k" * 40
     assert server.config["SESSION_COOKIE_HTTPONLY"] is True and server.config["SESSION_COOKIE_SAMESITE"] == "Lax"

@@ -10,6 +10,7 @@ import hashlib
 import io
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from sqlalchemy import select
 
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
-from pipeline.review.regions import Budget
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.workflow import Role
 from pipeline.review.worklist import build_worklist, case_regions, deployed_results
+from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
@@ -37,11 +39,9 @@ QUERY = f"configuration=DE&kind=fraction&value={STORED_BUDGET}"
 
 @pytest.fixture
 def app_on(seeded: Seeded, dash_app: dash.Dash, tmp_path: Path,  # noqa: F811
-           monkeypatch: pytest.MonkeyPatch) -> tuple[Seeded, Any, Path]:
+           configure_app: Callable[..., Settings]) -> tuple[Seeded, Any, Path]:
     """The app on the seeded store with exports under ``tmp_path``; a client signed in as a reviewer."""
-    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
-    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(seeded.artifacts))
-    monkeypatch.setenv("QA_EXPORTS_DIR", str(tmp_path / "exports"))
+    configure_app(database_url=seeded.url, artifacts_dir=seeded.artifacts, exports_dir=tmp_path / "exports")
     name = f"reviewer-{uuid.uuid4().hex[:8]}"
     ensure_user(seeded.url, name, Role.REVIEWER)
     client = dash_app.server.test_client()

@@ -13,8 +13,8 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -27,9 +27,10 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
+from pipeline.settings import OidcSettings, Settings
 from pipeline.store.database import make_engine
 from pipeline.store.review_schema import AuditEntry
-from qa_dashboard import auth
+from qa_dashboard import auth, config
 from tests.dashboard.conftest import SeededStore, csrf_token, ensure_user
 
 CLIENT_ID, CLIENT_SECRET, KID = "qa-dashboard", "client-secret-for-tests", "test-key"
@@ -122,13 +123,11 @@ def served_provider() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture
-def provider(served_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> FakeProvider:
+def provider(served_provider: FakeProvider, configure_app: Callable[..., Settings]) -> FakeProvider:
     """The provider with honest answers, configured as the dashboard's single sign-on."""
     served_provider.signing_key, served_provider.nonce = None, None
     served_provider.audience, served_provider.authorized_party = CLIENT_ID, None
-    for name, value in (("QA_OIDC_ISSUER", served_provider.base), ("QA_OIDC_CLIENT_ID", CLIENT_ID),
-                        ("QA_OIDC_CLIENT_SECRET", CLIENT_SECRET), ("QA_OIDC_LABEL", "Hospital ID")):
-        monkeypatch.setenv(name, value)
+    configure_app(oidc=OidcSettings(served_provider.base, CLIENT_ID, CLIENT_SECRET, label="Hospital ID"))
     return served_provider
 
 
@@ -168,16 +167,15 @@ def _signed_out(client: Any) -> bool:
         return "user_id" not in session and client.get("/").status_code == 302
 
 
-def test_the_login_page_offers_single_sign_on_only_when_configured(store: SeededStore, client: Any,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("QA_OIDC_ISSUER", "QA_OIDC_CLIENT_ID", "QA_OIDC_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+def test_the_login_page_offers_single_sign_on_only_when_configured(
+        store: SeededStore, client: Any, configure_app: Callable[..., Settings]) -> None:
+    configure_app(oidc=None)
     assert 'id="oidc-login"' not in client.get("/login").get_data(as_text=True)
     assert client.get("/login/oidc").status_code == 404
-    monkeypatch.setenv("QA_OIDC_ISSUER", "https://idp.example")
-    monkeypatch.setenv("QA_OIDC_CLIENT_ID", CLIENT_ID)
+    partial = {"QA_OIDC_ISSUER": "https://idp.example", "QA_OIDC_CLIENT_ID": CLIENT_ID}
+    configure_app(oidc=Settings.from_env(partial).oidc)
     assert 'id="oidc-login"' not in client.get("/login").get_data(as_text=True)  # no secret: still off
-    monkeypatch.setenv("QA_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+    configure_app(oidc=Settings.from_env({**partial, "QA_OIDC_CLIENT_SECRET": CLIENT_SECRET}).oidc)
     page = client.get("/login", query_string={"next": "/runs?x=1&y=2"}).get_data(as_text=True)
     assert 'href="/login/oidc?next=/runs%3Fx%3D1%26y%3D2"' in page and "Sign in with single sign-on" in page
     assert 'id="login-form"' in page  # the password login stays
@@ -206,9 +204,9 @@ def test_an_existing_user_signs_in_through_the_provider(store: SeededStore, clie
 
 
 def test_the_registered_redirect_uri_is_used_behind_a_proxy(store: SeededStore, client: Any, provider: FakeProvider,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             configure_app: Callable[..., Settings]) -> None:
     registered = "https://qa.hospital.example/login/oidc/callback"
-    monkeypatch.setenv("QA_OIDC_REDIRECT_URI", registered)
+    configure_app(oidc=replace(config.settings().oidc, redirect_uri=registered))
     name = f"sso-{uuid.uuid4().hex[:8]}"
     ensure_user(store.url, name, "viewer")
     response = _sign_on(client, provider, name)

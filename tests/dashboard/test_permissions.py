@@ -21,7 +21,7 @@ from pipeline.review.workflow import Action, Role, allowed
 from pipeline.store.database import make_engine
 from pipeline.store.review_schema import AuditEntry, ReviewItem
 from pipeline.store.schema import Configuration, Image
-from tests.dashboard.conftest import FAST_HASH, SeededStore, ensure_user, login
+from tests.dashboard.conftest import FAST_HASH, PLAN, SeededStore, ensure_user, login
 from tests.dashboard.http import call, csrf_header
 
 PAGE = {"output": ".._pages_content.children..._pages_store.data..",
@@ -201,3 +201,19 @@ def test_malformed_worklist_addresses_explain_themselves(store: SeededStore, das
         assert '"not-found"' in content and reason in content, search
     timed = page(client, "/worklist", "?configuration=DE&minutes=2")
     assert "DE at 2 min per patient" in timed and "worklist-cases" in timed
+
+
+def test_a_forged_callback_gets_a_user_error_not_a_server_error(store: SeededStore, dash_app: dash.Dash) -> None:
+    """A slice past the end of the volume is the caller's mistake: the one web handler answers 400 with the reason
+    (not 500), and a well-formed call of the same callback still draws."""
+    ensure_user(store.url, "forger", Role.VIEWER)
+    client = dash_app.server.test_client()
+    assert login(client, "forger").status_code == 302
+    values = {"viewer-case.data": store.seeded.map_cases[0], "viewer-a.value": store.seeded.configurations["DE"],
+              "slice-coronal.data": 0, "slice-sagittal.data": 0, "viewer-wl.value": "1",
+              "viewer-overlays.value": ["entropy"], "viewer-budget.value": PLAN.budget}
+    forged = call(client, dash_app, "view-a-axial.figure", "slice-axial.data", {**values, "slice-axial.data": 10**6})
+    assert forged.status_code == 400, forged.get_data(as_text=True)
+    assert "axial slice 1000000 is outside" in forged.get_json()["error"]
+    fine = call(client, dash_app, "view-a-axial.figure", "slice-axial.data", {**values, "slice-axial.data": 1})
+    assert fine.status_code == 200

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.store.artifacts import ArtifactStore
 from qa_dashboard.rendering import analysis, compose, maps
 from qa_dashboard.rendering.geometry import PLANES, view_geometry
@@ -107,12 +108,15 @@ def test_a_smaller_budget_flags_the_most_uncertain_voxels_of_the_stored_mask(tmp
     cache, roi, stored = _stored(tmp_path, np.random.default_rng(1))
     entropy, mask = cache.volume("entropy.zarr"), cache.volume("mask.zarr")
     for budget in (0.01, 0.02, 0.03):
-        threshold = analysis.budget_threshold(cache, "entropy.zarr", "mask.zarr", roi, budget)
-        smaller = analysis.budget_mask(mask, entropy, threshold)
+        indices = analysis.budget_indices(cache, "entropy.zarr", "mask.zarr", roi, budget)
+        smaller = np.stack([analysis.mask_plane(indices, entropy.shape, "axial", z) for z in range(entropy.shape[0])])
         assert smaller.sum() == math.ceil(budget * roi)
         assert entropy[smaller].min() >= entropy[mask.astype(bool) & ~smaller].max()
-    assert analysis.budget_threshold(cache, "entropy.zarr", "mask.zarr", roi, 0.0) is None
-    assert not analysis.budget_mask(mask, entropy, None).any()
+        np.testing.assert_array_equal(smaller, narrow_budget_mask(mask.astype(bool), entropy, roi, budget))
+        for plane, axis in (("coronal", 1), ("sagittal", 2)):
+            np.testing.assert_array_equal(analysis.mask_plane(indices, entropy.shape, plane, 3),
+                                          np.take(smaller, 3, axis=axis))
+    assert analysis.budget_indices(cache, "entropy.zarr", "mask.zarr", roi, 0.0).size == 0
     assert analysis.is_stored_budget(stored, stored) and analysis.is_stored_budget(0.05, stored)
     assert not analysis.is_stored_budget(0.039, stored)
 

@@ -19,10 +19,11 @@ from scipy import ndimage
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-from pipeline.metrics.budget import auroc, descending_order, ueo_curve
+from pipeline.metrics.budget import auroc, ueo_curve
 from pipeline.metrics.calibration import brier_score, expected_calibration_error, reliability_bins
 from pipeline.metrics.overlap import dice_per_class
 from pipeline.metrics.results import CaseMetrics
+from pipeline.metrics.review_budget import descending_order
 from pipeline.metrics.roi import dilate_mm
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case

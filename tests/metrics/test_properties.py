@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from scipy.special import log_softmax, logsumexp
 
 import pipeline.metrics.roi as roi_module
-from pipeline.metrics.budget import descending_order, ueo_curve
+from pipeline.metrics.budget import ueo_curve
 from pipeline.metrics.calibration import (
     brier_score,
     expected_calibration_error,
@@ -24,6 +24,7 @@ from pipeline.metrics.calibration import (
 )
 from pipeline.metrics.cohort import pooled_bins
 from pipeline.metrics.pooling import MemberPool, pool_members
+from pipeline.metrics.review_budget import descending_order
 from pipeline.metrics.roi import dilate_mm
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import calibration_voxels, evaluate_case

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pipeline.io.dicom import read_ct_series
+from pipeline.metrics.review_budget import top_budget_mask
 from pipeline.metrics.roi import dilate_mm
-from pipeline.review.regions import top_budget_mask
 from pipeline.review.service import ReviewService
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import alembic_config, make_engine, session_factory

@@ -19,12 +19,13 @@ from pipeline.cli import main
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
 from pipeline.io.rtstruct_export import RtstructError
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
-from pipeline.review.regions import Budget
 from pipeline.review.report import gather_report, write_report
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import State
 from pipeline.review.worklist import Worklist, build_worklist, unreviewed_count
+from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
@@ -152,14 +153,17 @@ def test_audit_report_pdf_renders(seeded: Seeded, tmp_path: Path) -> None:
         document.close()
 
 
-def _cli(argv: list[str]) -> int:
-    return main(argv)
+def _cli(argv: list[str], settings: Settings) -> int:
+    return main(argv, settings)
+
+
+def _settings(url: str, seeded: Seeded, tmp_path: Path) -> Settings:
+    return Settings(database_url=url, artifacts_dir=seeded.artifacts, exports_dir=tmp_path / "exports")
 
 
 def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
-    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(seeded.artifacts))
+    settings = _settings(seeded.url, seeded, tmp_path)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     engine = make_engine(seeded.url)
 
@@ -168,17 +172,19 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
             return int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
 
     before = audit_count()
-    assert _cli(["users", "add", "--username", "cli-approver", "--role", "approver"]) == 0
+    assert _cli(["users", "add", "--username", "cli-approver", "--role", "approver"], settings) == 0
     assert ReviewService(engine, password_method=FAST_HASH).authenticate("cli-approver", PASSWORD).role == "approver"
-    assert _cli(["users", "list"]) == 0
+    assert _cli(["users", "list"], settings) == 0
     assert "cli-approver\tapprover\tactive" in capsys.readouterr().out
     assert _cli(["export-worklist", "--configuration", "DE", "--format", "xlsx", "--out",
-                 str(tmp_path / "w.xlsx")]) == 0
+                 str(tmp_path / "w.xlsx")], settings) == 0
     assert _cli(["export-rtstruct", "--case", "ibsi", "--configuration", "DE", "--minutes", "0.5", "--out",
-                 str(tmp_path / "rs.dcm")]) == 0
-    assert _cli(["export-regions", "--case", "ibsi", "--configuration", "DE", "--out-dir", str(tmp_path)]) == 0
-    assert _cli(["audit-report", "--out", str(tmp_path / "r.pdf")]) == 0
-    assert _cli(["export-rtstruct", "--case", "nope", "--configuration", "DE", "--out", str(tmp_path / "x.dcm")]) == 2
+                 str(tmp_path / "rs.dcm")], settings) == 0
+    assert _cli(["export-regions", "--case", "ibsi", "--configuration", "DE", "--out-dir", str(tmp_path)],
+                settings) == 0
+    assert _cli(["audit-report", "--out", str(tmp_path / "r.pdf")], settings) == 0
+    assert _cli(["export-rtstruct", "--case", "nope", "--configuration", "DE", "--out", str(tmp_path / "x.dcm")],
+                settings) == 2
     assert "error: case 'nope' has no stored result" in capsys.readouterr().err
     with session_factory(engine)() as session:
         rows = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id).offset(before)))
@@ -194,21 +200,20 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
     with session_factory(engine)() as session:
         assert unreviewed_count(session, "DE") == 5  # 2 + 2 + 1 predicted structures, none reviewed under DE
     engine.dispose()
-    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
-    assert _cli(["users", "list"]) == 2
+    assert _cli(["users", "list"], _settings(f"sqlite:///{tmp_path / 'empty.sqlite3'}", seeded, tmp_path)) == 2
     assert re.search(r"error: the store .* is empty, .* run `alembic upgrade head`", capsys.readouterr().err)
 
 
-def test_accounts_are_changed_from_the_command_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+def test_accounts_are_changed_from_the_command_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("QA_DATABASE_URL", seeded.url)
+    settings = _settings(seeded.url, seeded, tmp_path)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert _cli(["users", "add", "--username", "cli-viewer", "--role", "viewer"]) == 0
-    assert _cli(["users", "set", "--username", "cli-viewer", "--role", "reviewer", "--deactivate"]) == 0
+    assert _cli(["users", "add", "--username", "cli-viewer", "--role", "viewer"], settings) == 0
+    assert _cli(["users", "set", "--username", "cli-viewer", "--role", "reviewer", "--deactivate"], settings) == 0
     assert "cli-viewer: reviewer, deactivated" in capsys.readouterr().out
-    assert _cli(["users", "set", "--username", "cli-viewer"]) == 2
+    assert _cli(["users", "set", "--username", "cli-viewer"], settings) == 2
     assert "error: nothing to change" in capsys.readouterr().err
-    assert _cli(["users", "set", "--username", "ghost", "--activate"]) == 2
+    assert _cli(["users", "set", "--username", "ghost", "--activate"], settings) == 2
     assert "error: there is no user named 'ghost'" in capsys.readouterr().err
 
 

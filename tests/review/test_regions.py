@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.review.regions import (
-    Budget,
-    ReviewSettings,
-    case_score,
-    find_regions,
-    flagged_count,
-    narrow_budget_mask,
-    rank_cases,
-    top_budget_mask,
-)
+from pipeline.metrics.review_budget import Budget, flagged_count, narrow_budget_mask, top_budget_mask
+from pipeline.review.regions import case_score, find_regions, rank_cases
+from pipeline.settings import ReviewSettings
 
 SPACING = (2.0, 0.5, 0.5)  # mm; a voxel is 0.5 µL = 0.0005 mL
 
@@ -83,23 +76,15 @@ def test_cases_rank_by_their_summed_scores() -> None:
 
 
 def test_budgets_fraction_and_minutes() -> None:
-    settings = ReviewSettings(seconds_per_ml=30.0)
-    assert Budget("fraction", 0.02).fraction(1000, 0.001, settings) == (0.02, False)
+    rate = ReviewSettings(seconds_per_ml=30.0).seconds_per_ml
+    assert Budget("fraction", 0.02).fraction(1000, 0.001, rate) == (0.02, False)
     # 1 minute at 30 s/mL = 2 mL of a 100 mL ROI = 2 %
-    assert Budget("minutes", 1.0).fraction(100_000, 0.001, settings) == (pytest.approx(0.02), False)
-    assert Budget("minutes", 10.0).fraction(100_000, 0.001, settings) == (0.05, True)  # 20 % capped at 5 %
+    assert Budget("minutes", 1.0).fraction(100_000, 0.001, rate) == (pytest.approx(0.02), False)
+    assert Budget("minutes", 10.0).fraction(100_000, 0.001, rate) == (0.05, True)  # 20 % capped at 5 %
     with pytest.raises(ValueError, match=r"fraction budget must be in \[0, 1\]"):
         Budget("fraction", 1.5)
     with pytest.raises(ValueError, match="seconds_per_ml"):
         ReviewSettings(seconds_per_ml=0)
-
-
-def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QA_REVIEW_SECONDS_PER_ML", "12.5")
-    assert ReviewSettings.from_env().seconds_per_ml == 12.5
-    monkeypatch.setenv("QA_REVIEW_SECONDS_PER_ML", "fast")
-    with pytest.raises(ValueError, match="QA_REVIEW_SECONDS_PER_ML='fast'"):
-        ReviewSettings.from_env()
 
 
 def test_top_budget_mask_and_its_narrowing_agree() -> None:

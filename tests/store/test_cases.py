@@ -438,14 +438,12 @@ def test_damaged_dicom_series_is_a_read_error(shared_data: Path, tmp_path: Path)
     assert re.match(_at(victim) + ": corrupt DICOM file", str(error)), str(error)
 
 
-def test_manifest_mrn_is_stored_only_as_a_keyed_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_mrn_is_stored_only_as_a_keyed_hash(tmp_path: Path) -> None:
     manifest = tmp_path / "cases.csv"
     manifest.write_text("case,ct,mrn\nc1,c1.nii.gz,123456\n", encoding="utf-8")
-    monkeypatch.delenv("QA_MRN_SALT", raising=False)
     with pytest.raises(ValueError, match="QA_MRN_SALT"):
         discover(manifest)
-    monkeypatch.setenv("QA_MRN_SALT", "department-secret")
-    (case,) = discover(manifest)
+    (case,) = discover(manifest, mrn_salt="department-secret")
     assert case.mrn_hash is not None and len(case.mrn_hash) == 64 and "123456" not in case.mrn_hash
-    monkeypatch.setenv("QA_MRN_SALT", "another-secret")
-    assert discover(manifest)[0].mrn_hash != case.mrn_hash, "the hash is keyed by the department's secret"
+    assert discover(manifest, mrn_salt="another-secret")[0].mrn_hash != case.mrn_hash, (
+        "the hash is keyed by the department's secret")

@@ -1,4 +1,4 @@
-"""The store's command-line verbs: ``migrate``, ``run``, ``protocol`` and ``export-map``."""
+"""The store's command-line verbs: ``migrate``, ``run`` (the nightly batch), ``protocol`` and ``export-map``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import select
 
 from pipeline.errors import InputError, NotFoundError
-from pipeline.store.settings import artifacts_dir, database_url
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def add_store_verbs(verbs: Any) -> None:
+def add_verbs(verbs: Any) -> None:
     """Add the verbs to ``python -m pipeline``'s sub-parsers."""
     migrate = verbs.add_parser("migrate", help="upgrade the store (QA_DATABASE_URL) to the code's schema")
     migrate.set_defaults(handler=migrate_command)
@@ -24,7 +25,8 @@ def add_store_verbs(verbs: Any) -> None:
     run.add_argument("source", type=Path, help="cohort folder (images/, references/), CSV manifest or DICOM root")
     run.add_argument("--models", type=Path, required=True, help="model-set JSON or train-demo-models manifest")
     run.add_argument("--cohort", default="default", help="cohort name of these cases (default: default)")
-    run.add_argument("--budget", type=float, default=0.02, help="review budget of the stored top-budget mask")
+    run.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
+                     help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
@@ -36,7 +38,8 @@ def add_store_verbs(verbs: Any) -> None:
     protocol.add_argument("--repeats", type=int, default=5, help="seeded splits (default 5)")
     protocol.add_argument("--test-fraction", type=float, default=0.5, help="test share of each split (default 0.5)")
     protocol.add_argument("--seed", type=int, default=0, help="split seed")
-    protocol.add_argument("--budget", type=float, default=0.02, help="review budget of the stored top-budget mask")
+    protocol.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
+                          help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     protocol.set_defaults(handler=protocol_command)
     export = verbs.add_parser("export-map", help="a stored voxel map as NIfTI on the CT's original grid")
     export.add_argument("--case", required=True, help="case name")
@@ -47,13 +50,13 @@ def add_store_verbs(verbs: Any) -> None:
     export.set_defaults(handler=export_command)
 
 
-def migrate_command(args: argparse.Namespace) -> int:
+def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
     """Alembic upgrade to head."""
     from alembic import command
 
     from pipeline.store.database import alembic_config
 
-    url = database_url()
+    url = settings.database_url
     command.upgrade(alembic_config(url), "head")
     sys.stdout.write(f"store at head: {url}\n")
     return 0
@@ -65,16 +68,16 @@ def _model_set(path: Path):  # a ModelSet (inference types load lazily)
     return load_model_set_file(path)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
     """The batch; exit 1 when a case failed, 2 on bad input or a store that is not ready."""
     from pipeline.batch.cases import discover
     from pipeline.batch.runner import BatchOptions, print_summary, run_batch
 
     if not 0 <= args.budget <= 1:
         raise InputError(f"--budget must be in [0, 1], got {args.budget}")
-    cases = tuple(discover(args.source, args.cohort))
+    cases = tuple(discover(args.source, args.cohort, settings.mrn_salt))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
-                           database_url=database_url(), artifacts=artifacts_dir(), budget=args.budget,
+                           database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty())
     summary = run_batch(options)
@@ -82,7 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def protocol_command(args: argparse.Namespace) -> int:
+def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
     """The protocol stage in one transaction."""
     from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
     from pipeline.store.artifacts import ArtifactStore
@@ -93,7 +96,7 @@ def protocol_command(args: argparse.Namespace) -> int:
         raise InputError(f"--repeats must be >= 1, --test-fraction in (0, 1) and --budget in [0, 1]; got "
                          f"{args.repeats}, {args.test_fraction}, {args.budget}")
     identity = _model_set(args.models).identity()
-    engine = make_engine(database_url())
+    engine = make_engine(settings.database_url)
     check_at_head(engine)
     options = ProtocolOptions(cohort=args.cohort, repeats=args.repeats, test_fraction=args.test_fraction,
                               seed=args.seed, budget=args.budget)
@@ -102,17 +105,17 @@ def protocol_command(args: argparse.Namespace) -> int:
         if model_set is None:
             raise NotFoundError(f"{args.models}: this model set has no processed case in the store; "
                                 "run the batch first")
-        protocol = run_protocol(session, ArtifactStore(artifacts_dir()), model_set, options)
+        protocol = run_protocol(session, ArtifactStore(settings.artifacts_dir), model_set, options)
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
     refresh_statistics(engine)
     engine.dispose()
     return 0
 
 
-def export_command(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write one stored map as NIfTI."""
     from pipeline.store.export import export_map
 
-    path = export_map(database_url(), artifacts_dir(), args.case, args.configuration, args.map, args.out)
+    path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out)
     sys.stdout.write(f"wrote {path}\n")
     return 0

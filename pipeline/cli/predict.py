@@ -1,4 +1,5 @@
-"""``python -m pipeline predict``: every configuration's probabilities for one CT, written as 4-D NIfTI."""
+"""``python -m pipeline predict``: every configuration's probabilities for one CT, written as 4-D NIfTI (torch is
+imported only when the verb runs)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,31 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.inference.engine import MemberPredictor, choose_device
-from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet, load_model_set, load_model_set_file
-from pipeline.inference.pooling import predict_grid
 from pipeline.io.ct import read_ct
 from pipeline.io.maps import write_probabilities
 from pipeline.metrics.temperature import apply_temperature
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def add_verbs(verbs: Any) -> None:
+    """Add ``predict`` to ``python -m pipeline``'s sub-parsers."""
+    predict = verbs.add_parser("predict", help="every uncertainty configuration's probabilities for one CT")
+    predict.add_argument("--models", required=True, help="nnU-Net results folder, or a model-set JSON file")
+    predict.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="fold members (DE)")
+    predict.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file of each fold")
+    predict.add_argument("--checkpoint-run", help="fold folder of the checkpoint-ensemble run (CE)")
+    predict.add_argument("--run-checkpoints", nargs="+", help="checkpoint files of that run (CE members)")
+    predict.add_argument("--ct", required=True, help="CT image file or DICOM series folder")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--temperatures", help="JSON: configuration name -> fitted temperature (for +TS)")
+    predict.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
+    predict.set_defaults(handler=predict_command)
 
 
 def model_set_from_args(args: argparse.Namespace) -> ModelSet:
@@ -42,8 +57,12 @@ def _temperatures(path: str | None) -> dict[str, float]:
     return {str(k): float(v) for k, v in values.items()}
 
 
-def predict_command(args: argparse.Namespace) -> int:
+def predict_command(args: argparse.Namespace, _settings: Settings) -> int:
     """Run the grid on one CT; write <out>/<configuration>.nii.gz and <out>/summary.json."""
+    from pipeline.inference.engine import MemberPredictor, choose_device  # torch loads only for this verb
+    from pipeline.inference.grid import grid_for
+    from pipeline.inference.pooling import predict_grid
+
     model_set = model_set_from_args(args)
     image = read_ct(Path(args.ct)).image
     temperatures = _temperatures(args.temperatures)

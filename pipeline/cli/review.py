@@ -20,17 +20,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError, NotFoundError
-from pipeline.review.regions import Budget, ReviewSettings
+from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import Role
+from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
-from pipeline.store.settings import artifacts_dir, database_url
 
 T = TypeVar("T")
 
 
-def add_review_verbs(verbs: Any) -> None:
+def add_verbs(verbs: Any) -> None:
     """Add the review verbs to ``python -m pipeline``'s sub-parsers."""
     users = verbs.add_parser("users", help="local accounts of the dashboard")
     actions = users.add_subparsers(dest="users_verb", required=True)
@@ -79,7 +79,8 @@ def add_review_verbs(verbs: Any) -> None:
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--budget", type=float, default=0.02, help="fraction of ROI voxels (default 0.02)")
+    group.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
+                       help=f"fraction of ROI voxels (default {DEFAULT_FRACTION})")
     group.add_argument("--minutes", type=float, help="time budget per patient instead (QA_REVIEW_SECONDS_PER_ML)")
 
 
@@ -93,8 +94,8 @@ def _budget(args: argparse.Namespace) -> Budget:
     return Budget("minutes", args.minutes) if args.minutes is not None else Budget("fraction", args.budget)
 
 
-def _engine() -> Engine:
-    engine = make_engine(database_url())
+def _engine(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
     check_at_head(engine)
     return engine
 
@@ -108,48 +109,50 @@ def _read_password(username: str) -> str:
     return first
 
 
-def _with_service(call: Callable[[ReviewService], T]) -> T:
+def _with_service(settings: Settings, call: Callable[[ReviewService], T]) -> T:
     """``call`` with the review service of the store (checked at head), acting as the command line."""
-    engine = _engine()
+    engine = _engine(settings)
     try:
         return call(ReviewService(engine))
     finally:
         engine.dispose()
 
 
-def users_add_command(args: argparse.Namespace) -> int:
+def users_add_command(args: argparse.Namespace, settings: Settings) -> int:
     """Create an account."""
     password = _read_password(args.username)
-    user = _with_service(lambda service: service.create_user(CommandLine(), args.username, password, args.role))
+    user = _with_service(settings, lambda service: service.create_user(CommandLine(), args.username, password,
+                                                                       args.role))
     sys.stdout.write(f"created {user.username} ({user.role})\n")
     return 0
 
 
-def users_set_command(args: argparse.Namespace) -> int:
+def users_set_command(args: argparse.Namespace, settings: Settings) -> int:
     """Change an account."""
     password = _read_password(args.username) if args.password else None
-    user = _with_service(lambda service: service.update_user(
+    user = _with_service(settings, lambda service: service.update_user(
         CommandLine(), args.username, role=args.role, active=args.active, password=password))
     sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
     return 0
 
 
-def users_list_command(args: argparse.Namespace) -> int:
+def users_list_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the accounts, one a line."""
-    for user in _with_service(lambda service: service.list_users(CommandLine())):
+    for user in _with_service(settings, lambda service: service.list_users(CommandLine())):
         state = "active" if user.active else "deactivated"
         last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
         sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
     return 0
 
 
-def _export(kind: str, object_id: str, produce: Callable[[Engine, Session, ArtifactStore], Path]) -> int:
+def _export(settings: Settings, kind: str, object_id: str, produce: Callable[[Engine, Session, ArtifactStore], Path]
+            ) -> int:
     """Run one audited export (reading in a session closed before the audit row is written); print the path."""
-    engine = _engine()
+    engine = _engine(settings)
 
     def make() -> Path:
         with session_factory(engine)() as session:
-            return produce(engine, session, ArtifactStore(artifacts_dir()))
+            return produce(engine, session, ArtifactStore(settings.artifacts_dir))
 
     try:
         path = ReviewService(engine).export(CommandLine(), kind, object_id, make)
@@ -159,7 +162,7 @@ def _export(kind: str, object_id: str, produce: Callable[[Engine, Session, Artif
     return 0
 
 
-def export_worklist_command(args: argparse.Namespace) -> int:
+def export_worklist_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the worklist."""
     from pipeline.review.exports import write_worklist
     from pipeline.review.worklist import build_worklist
@@ -167,13 +170,13 @@ def export_worklist_command(args: argparse.Namespace) -> int:
     budget = _budget(args)
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
-        worklist = build_worklist(session, artifacts, args.configuration, budget, ReviewSettings.from_env())
+        worklist = build_worklist(session, artifacts, args.configuration, budget, settings.review)
         return write_worklist(worklist, args.out, args.format)
 
-    return _export(f"worklist_{args.format}", f"{args.configuration} @ {budget.describe()}", produce)
+    return _export(settings, f"worklist_{args.format}", f"{args.configuration} @ {budget.describe()}", produce)
 
 
-def export_regions_command(args: argparse.Namespace) -> int:
+def export_regions_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write a case's regions and entropy as NIfTI."""
     from pipeline.review.exports import export_region_maps
 
@@ -181,14 +184,14 @@ def export_regions_command(args: argparse.Namespace) -> int:
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         regions, entropy = export_region_maps(session, artifacts, args.case, args.configuration, budget,
-                                              args.out_dir, ReviewSettings.from_env())
+                                              args.out_dir, settings.review)
         sys.stdout.write(f"wrote {entropy}\n")
         return regions
 
-    return _export("regions_nifti", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
+    return _export(settings, "regions_nifti", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
 
 
-def export_rtstruct_command(args: argparse.Namespace) -> int:
+def export_rtstruct_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write a DICOM case's regions as an RTSTRUCT."""
     from pipeline.review.exports import export_case_rtstruct
 
@@ -196,12 +199,12 @@ def export_rtstruct_command(args: argparse.Namespace) -> int:
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         return export_case_rtstruct(session, artifacts, args.case, args.configuration, budget, args.out,
-                                    args.allow_generated_uids, ReviewSettings.from_env())
+                                    args.allow_generated_uids, settings.review)
 
-    return _export("rtstruct", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
+    return _export(settings, "rtstruct", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
 
 
-def audit_report_command(args: argparse.Namespace) -> int:
+def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the audit report PDF."""
     from pipeline.review.report import gather_report, write_report
     from pipeline.review.worklist import default_configuration
@@ -209,11 +212,11 @@ def audit_report_command(args: argparse.Namespace) -> int:
     budget = _budget(args)
 
     def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
-        configuration = args.configuration or default_configuration(session)
+        configuration = args.configuration or default_configuration(session, settings.review_configuration)
         if configuration is None:
             raise NotFoundError("the store holds no result yet: run the batch first")
         store = engine.url.render_as_string(hide_password=True)
-        content = gather_report(session, artifacts, store, configuration, budget, ReviewSettings.from_env())
+        content = gather_report(session, artifacts, store, configuration, budget, settings.review)
         return write_report(content, args.out)
 
-    return _export("audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)
+    return _export(settings, "audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)

@@ -1,0 +1,177 @@
+"""The process's settings: one object, read from the environment once at the edge and passed down.
+
+:meth:`Settings.from_env` is called by the command line (:func:`pipeline.cli.main`) and by the dashboard
+(:func:`qa_dashboard.app.create_app`), nowhere else; everything below them takes the values it needs as arguments,
+so tests configure by argument. Every variable, its default and what it is for:
+
+| variable | setting | default |
+|---|---|---|
+| ``QA_DATABASE_URL`` | the store's SQLAlchemy URL | SQLite ``var/qa.sqlite3`` under the working folder |
+| ``QA_ARTIFACTS_DIR`` | root of the chunked voxel maps | ``var/artifacts`` |
+| ``QA_EXPORTS_DIR`` | where the dashboard keeps exported files | ``var/exports`` |
+| ``QA_SHARED_DATA`` | the real CT / DICOM data (demo, tests) | ``../shared/data`` beside the checkout |
+| ``QA_SECRET_KEY`` | the session cookie's signing key | none: a random per-process key |
+| ``QA_SECURE_COOKIES`` | cookies only over HTTPS (1/true/yes/on) | off |
+| ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID``, ``QA_OIDC_CLIENT_SECRET`` | single sign-on (all three, or none) | off |
+| ``QA_OIDC_USERNAME_CLAIM``, ``QA_OIDC_LABEL``, ``QA_OIDC_REDIRECT_URI`` | its claim, button, callback | OidcSettings |
+| ``QA_REVIEW_SECONDS_PER_ML`` | review rate of a time budget | 30 s per mL |
+| ``QA_REVIEW_CONFIGURATION`` | the configuration reviewed by default | the newest model set's first |
+| ``QA_MRN_SALT`` | the key of the hospital-number hash | none: a manifest with an mrn is refused |
+| ``QA_DEMO_PASSWORD`` | the demo accounts' password | ``demo-only-password`` |
+| ``QA_HOST``, ``QA_PORT`` | where ``python app.py`` listens | 127.0.0.1:8050 |
+
+A malformed value is an :class:`~pipeline.errors.InputError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from pipeline.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE = Path("var") / "qa.sqlite3"
+DEFAULT_ARTIFACTS = Path("var") / "artifacts"
+DEFAULT_EXPORTS = Path("var") / "exports"
+DEFAULT_DEMO_PASSWORD = "demo-only-password"  # the embedded demo store only; set QA_DEMO_PASSWORD elsewhere
+DEFAULT_USERNAME_CLAIM = "preferred_username"
+DEFAULT_OIDC_LABEL = "single sign-on"
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """Options of the review worklist.
+
+    Attributes:
+        seconds_per_ml: review rate that converts a time budget into a volume (default 30 s per mL; calibrate it
+            on your own reviews; ``QA_REVIEW_SECONDS_PER_ML``).
+        connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only) for review regions.
+        structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
+    """
+
+    seconds_per_ml: float = 30.0
+    connectivity: Literal[6, 26] = 26
+    structure_search_mm: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
+            raise InputError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
+        if self.connectivity not in (6, 26):
+            raise InputError(f"connectivity must be 6 or 26, got {self.connectivity}")
+        if not self.structure_search_mm >= 0:
+            raise InputError(f"structure_search_mm must be >= 0, got {self.structure_search_mm}")
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """The identity provider the dashboard trusts and how it names users."""
+
+    issuer: str
+    client_id: str
+    client_secret: str
+    username_claim: str = DEFAULT_USERNAME_CLAIM
+    label: str = DEFAULT_OIDC_LABEL
+    redirect_uri: str | None = None  # None: this request's own host (wrong behind a proxy that terminates HTTPS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process is configured with (the module's table says where each value comes from)."""
+
+    database_url: str
+    artifacts_dir: Path
+    exports_dir: Path
+    shared_data: Path = REPO_ROOT.parent / "shared" / "data"
+    secret_key: str | None = None
+    secure_cookies: bool = False
+    oidc: OidcSettings | None = None
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+    review_configuration: str | None = None
+    mrn_salt: str | None = None
+    demo_password: str = DEFAULT_DEMO_PASSWORD
+    host: str = "127.0.0.1"
+    port: int = 8050
+
+    @classmethod
+    def embedded(cls, folder: Path) -> Settings:
+        """The embedded defaults under ``folder``: SQLite ``var/qa.sqlite3``, ``var/artifacts``, ``var/exports``."""
+        folder = Path(folder).resolve()
+        return cls(database_url=f"sqlite:///{folder / DEFAULT_DATABASE}", artifacts_dir=folder / DEFAULT_ARTIFACTS,
+                   exports_dir=folder / DEFAULT_EXPORTS)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        """The settings of this process: ``environ`` (default ``os.environ``) over the embedded defaults under
+        ``cwd`` (default: the working folder)."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str | None:
+            return (env.get(name) or "").strip() or None
+
+        base = cls.embedded(cwd or Path.cwd())
+        url = text("QA_DATABASE_URL") or base.database_url
+        try:
+            make_url(url)
+        except ArgumentError:
+            raise InputError(f"QA_DATABASE_URL={url!r} is not a database URL (e.g. sqlite:///var/qa.sqlite3 or "
+                             "postgresql+psycopg://user@host/db)") from None
+        values: dict[str, object] = {
+            "database_url": url,
+            "artifacts_dir": _path(text("QA_ARTIFACTS_DIR"), base.artifacts_dir),
+            "exports_dir": _path(text("QA_EXPORTS_DIR"), base.exports_dir),
+            "shared_data": _path(text("QA_SHARED_DATA"), base.shared_data),
+            "secret_key": env.get("QA_SECRET_KEY") or None,
+            "secure_cookies": (text("QA_SECURE_COOKIES") or "").lower() in {"1", "true", "yes", "on"},
+            "oidc": _oidc(text),
+            "review_configuration": text("QA_REVIEW_CONFIGURATION"),
+            "mrn_salt": env.get("QA_MRN_SALT") or None,
+            "demo_password": env.get("QA_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD,
+            "host": text("QA_HOST") or base.host,
+        }
+        rate = text("QA_REVIEW_SECONDS_PER_ML")
+        if rate is not None:
+            values["review"] = ReviewSettings(seconds_per_ml=_number("QA_REVIEW_SECONDS_PER_ML", rate))
+        port = text("QA_PORT")
+        if port is not None:
+            number = _number("QA_PORT", port)
+            if not (number.is_integer() and 0 < number < 65536):
+                raise InputError(f"QA_PORT={port!r} must be a port number (1-65535)")
+            values["port"] = int(number)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def demo_password_is_default(self) -> bool:
+        """Whether the demo accounts get the documented default password (not ``QA_DEMO_PASSWORD``)."""
+        return self.demo_password == DEFAULT_DEMO_PASSWORD
+
+
+def _path(value: str | None, default: Path) -> Path:
+    return Path(value).resolve() if value else default
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise InputError(f"{name}={value!r} must be finite")
+    return number
+
+
+def _oidc(read: Callable[[str], str | None]) -> OidcSettings | None:
+    """Single sign-on when ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID`` and ``QA_OIDC_CLIENT_SECRET`` are all set."""
+    required = ("QA_OIDC_ISSUER", "QA_OIDC_CLIENT_ID", "QA_OIDC_CLIENT_SECRET")
+    issuer, client_id, secret = (read(name) for name in required)
+    if not (issuer and client_id and secret):
+        return None
+    return OidcSettings(issuer, client_id, secret, read("QA_OIDC_USERNAME_CLAIM") or DEFAULT_USERNAME_CLAIM,
+                        read("QA_OIDC_LABEL") or DEFAULT_OIDC_LABEL, read("QA_OIDC_REDIRECT_URI"))
