@@ -111,7 +111,7 @@ def protocol_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     """Write one stored map as NIfTI."""
-    from pipeline.store.export import export_map
+    from pipeline.batch.export import export_map
 
     path = export_map(database_url(), artifacts_dir(), args.case, args.configuration, args.map, args.out)
     sys.stdout.write(f"wrote {path}\n")
