@@ -17,7 +17,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver)
-	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests migrations
+	$(VENV)/bin/ruff check app.py qa_dashboard pipeline benchmarks tests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 benchmark: $(VENV)/.installed

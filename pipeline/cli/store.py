@@ -114,7 +114,7 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def export_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write one stored map as NIfTI."""
-    from pipeline.store.export import export_map
+    from pipeline.batch.export import export_map
 
     path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out)
     sys.stdout.write(f"wrote {path}\n")

@@ -15,8 +15,8 @@ from sqlalchemy.orm import sessionmaker
 
 from pipeline.errors import StoreNotReadyError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+#: the Alembic scripts ship inside the package, so ``qa-pipeline migrate`` works from any folder after ``pip install``
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "alembic upgrade head"
 
 log = logging.getLogger(__name__)
@@ -42,18 +42,18 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(url: str) -> Config:
-    """Alembic's configuration (``alembic.ini`` at the repository root) pointed at ``url``."""
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    """Alembic's configuration built in code (no ``alembic.ini``): the package's migrations, aimed at ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = url
     return config
 
 
 def head_revision() -> str:
-    """The newest migration of ``migrations/``."""
+    """The newest migration of ``pipeline/store/migrations/``."""
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     if head is None:
-        raise StoreNotReadyError("migrations/ holds no revision")
+        raise StoreNotReadyError(f"{MIGRATIONS} holds no revision")
     return head
 
 
@@ -74,8 +74,8 @@ def check_at_head(engine: Engine) -> None:
     if current != head:
         state = "empty" if current is None else f"at revision {current}"
         raise StoreNotReadyError(
-            f"the store {url} is {state}, the code needs {head}: run `{UPGRADE_HINT}` in {REPO_ROOT} "
-            "(or `python -m pipeline migrate`) with the same QA_DATABASE_URL"
+            f"the store {url} is {state}, the code needs {head}: run `{UPGRADE_HINT}` in the checkout "
+            "(or `qa-pipeline migrate` / `python -m pipeline migrate`) with the same QA_DATABASE_URL"
         )
 
 

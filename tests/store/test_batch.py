@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from sqlalchemy import func, select
 
 from pipeline.batch.cases import CaseSpec, discover
+from pipeline.batch.export import export_map
 from pipeline.batch.locking import claim
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
@@ -19,7 +20,6 @@ from pipeline.errors import StoreNotReadyError
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.export import export_map
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
     Artifact,

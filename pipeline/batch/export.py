@@ -1,4 +1,4 @@
-"""Export of a stored voxel map to NIfTI on the CT's original geometry."""
+"""The ``export-map`` verb: a stored voxel map (pipeline.store) as NIfTI (pipeline.io) on the CT's original grid."""
 
 from __future__ import annotations
 
