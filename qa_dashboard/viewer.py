@@ -12,6 +12,7 @@ from dash.development.base_component import Component
 from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.review.regions import Region, find_regions
 from qa_dashboard.components import number
+from qa_dashboard.config import settings
 from qa_dashboard.queries.patient import Case, ResultMetrics, ShownResult, find_case, result_metrics, shown_results
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.analysis import is_stored_budget, most_uncertain_slice
@@ -132,7 +133,8 @@ def regions(store: Store, view: CaseView, result: ShownResult, budget: float) ->
         mask = store.maps.volume(mask_path).astype(bool)
         if not is_stored_budget(budget, result.mask_budget):
             mask = narrow_budget_mask(mask, entropy, result.roi_voxels, budget)
-        return find_regions(mask, entropy, store.maps.volume(prediction_path), view.case.spacing_zyx).regions
+        return find_regions(mask, entropy, store.maps.volume(prediction_path), view.case.spacing_zyx,
+                            settings().review).regions
 
     return store.maps.derived(("regions", mask_path, round(budget, 6)), compute)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +20,28 @@ from pipeline.cli import main
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
 from pipeline.io.rtstruct_export import RtstructError
-from pipeline.metrics.review_budget import Budget
+from pipeline.metrics.review_budget import Budget, flagged_count
+from pipeline.metrics.roi import roi_of
+from pipeline.metrics.settings import MetricSettings
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
 from pipeline.review.report import gather_report, write_report
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import State
-from pipeline.review.worklist import Worklist, build_worklist, unreviewed_count
+from pipeline.review.worklist import (
+    Worklist,
+    build_worklist,
+    case_regions,
+    deployed_results,
+    run_metric_settings,
+    spacing_zyx,
+    unreviewed_count,
+)
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
-from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing
-from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing, Run
+from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded, synthetic_case
 
 
 def _worklist(seeded: Seeded, configuration: str, budget: Budget) -> Worklist:
@@ -244,3 +255,29 @@ def test_unknown_configurations_and_missing_maps(seeded: Seeded) -> None:
     engine.dispose()
     assert worklist.cases == () and len(worklist.skipped) == 1
     assert worklist.skipped[0].startswith("synthetic-1: ") and "gone/entropy.zarr" in worklist.skipped[0]
+
+
+def test_the_worklist_follows_the_metric_settings_its_run_stored(seeded: Seeded) -> None:
+    """The ROI regrown above the stored budget and the cap of a time budget are those of the run that computed the
+    result (``runs.options``), not the defaults."""
+    settings = MetricSettings(roi_radius_mm=8.0, budget_max=0.03)
+    engine = make_engine(seeded.url)
+    with session_factory(engine)() as session:
+        (ref,) = deployed_results(session, "Base", "synthetic-1")
+        run = Run(kind="run", status="succeeded", host="h", pid=1, code_version="t",
+                  options={"settings": asdict(settings)})
+        session.add(run)
+        session.flush()
+        session.get(Processing, ref.result.processing_id).run_id = run.id
+        session.flush()
+        assert run_metric_settings(session, ref.result) == settings
+        artifacts = ArtifactStore(seeded.artifacts)
+        reference, prediction, _ = synthetic_case(1)
+        roi = roi_of(prediction, reference, spacing_zyx(ref.image), settings)
+        regions, fraction, capped = case_regions(session, artifacts, ref, Budget("fraction", 0.04))
+        assert (fraction, capped) == (0.04, False)
+        assert sum(r.voxels for r in regions.regions) == flagged_count(0.04, roi.n_voxels)
+        _, fraction, capped = case_regions(session, artifacts, ref, Budget("minutes", 60.0))
+        assert (fraction, capped) == (0.03, True)
+        session.rollback()
+    engine.dispose()
