@@ -15,6 +15,7 @@ RoiMode = Literal["union", "pred", "gt", "whole_volume"]
 EceMode = Literal["top_label", "foreground", "classwise"]
 BrierMode = Literal["all_classes", "foreground"]
 EmptyErrorPolicy = Literal["zero", "exclude"]
+EmptyStructurePolicy = Literal["exclude", "one"]
 AucMode = Literal["roc", "capture"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -24,6 +25,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ece_mode": ("top_label", "foreground", "classwise"),
     "brier_mode": ("all_classes", "foreground"),
     "empty_error_policy": ("zero", "exclude"),
+    "empty_structure_policy": ("exclude", "one"),
     "auc_mode": ("roc", "capture"),
 }
 
@@ -48,6 +50,9 @@ class MetricSettings:
         budget_max: the largest review budget, a fraction of ROI voxels.
         budget_points: points of the budget grid on [0, budget_max], both ends included.
         empty_error_policy: a case with no error voxel gets UEO(b) = 0 (``zero``) or NaN (``exclude``).
+        empty_structure_policy: a class absent from both the prediction and the reference: ``exclude`` (default)
+            leaves its DSC undefined (NaN; stored NULL, shown "—") and out of the foreground mean, so a structure
+            that is not there cannot lift the mean; ``one`` gives it DSC = 1, the spec's formula read literally.
         auc_mode: ``roc`` = full AUROC (default); ``capture`` = area of the error-capture curve over the budget range.
         sum_tolerance: largest accepted |Σ_c p_c - 1| of an input probability map.
     """
@@ -66,6 +71,7 @@ class MetricSettings:
     budget_max: float = 0.05
     budget_points: int = 51
     empty_error_policy: EmptyErrorPolicy = "zero"
+    empty_structure_policy: EmptyStructurePolicy = "exclude"
     auc_mode: AucMode = "roc"
     sum_tolerance: float = 1e-3
 
