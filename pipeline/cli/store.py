@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pipeline.cli.parsing import metric_settings_file
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from pipeline.metrics.settings import MetricSettings
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
                      help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
+    run.add_argument("--settings", type=metric_settings_file, default=MetricSettings(),
+                     help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's); stored "
+                          "with the run and part of every case's input hash")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
@@ -78,6 +83,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     cases = tuple(discover(args.source, args.cohort, settings.mrn_salt))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
+                           settings=args.settings,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty())
     summary = run_batch(options)

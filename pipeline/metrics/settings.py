@@ -5,7 +5,8 @@ The defaults are the spec's defaults; each field names the spec line it follows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Literal
 
@@ -97,6 +98,24 @@ class MetricSettings:
             raise ValueError(f"MetricSettings.budget_points must be >= 2, got {self.budget_points}")
         if not 0 < self.sum_tolerance < 1:
             raise ValueError(f"MetricSettings.sum_tolerance must be in (0, 1), got {self.sum_tolerance}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> MetricSettings:
+        """Settings from a mapping of field names (e.g. a JSON settings file); the defaults fill what it leaves out.
+
+        Unknown names and invalid values raise ``ValueError`` naming them.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown metric settings {unknown}; known: {sorted(known)}")
+        for name, value in values.items():
+            wanted = type(getattr(DEFAULT_SETTINGS, name))
+            if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, wanted) or isinstance(value, bool) != (wanted is bool):
+                raise ValueError(f"MetricSettings.{name} must be a {wanted.__name__}, got {value!r}")
+        return cls(**values)  # type: ignore[arg-type]
 
     def budget_fractions(self) -> list[Fraction]:
         """The budget grid as exact fractions: b_i = budget_max * i / (budget_points - 1)."""
