@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.cohort import paired_comparison
+from pipeline.metrics.settings import MetricSettings
 from pipeline.store.database import alembic_config
 from pipeline.store.schema import (
     CaseResult,
@@ -180,3 +182,10 @@ def test_page_caches_last_until_the_batch_writes(tmp_path: Path) -> None:
         session.flush()
         assert store.cached(session, "key", lambda: calls.append(1) or len(calls)) == 2, "a new protocol"
         session.rollback()
+
+
+def test_the_runs_page_names_the_metric_settings_a_run_used() -> None:
+    assert runs.settings_text({"settings": asdict(MetricSettings())}) == "spec defaults"
+    changed = asdict(MetricSettings(roi_radius_mm=10.0, ece_mode="classwise"))
+    assert runs.settings_text({"settings": changed}) == "ece_mode=classwise, roi_radius_mm=10.0"
+    assert runs.settings_text({"budget": 0.02}) == "" and runs.settings_text(None) == ""
