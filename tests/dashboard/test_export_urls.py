@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from benchmarks.http_client import ensure_user, login
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
 from pipeline.review.regions import Budget
@@ -29,7 +30,6 @@ from pipeline.review.worklist import build_worklist, case_regions, deployed_resu
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
-from tests.dashboard.conftest import ensure_user, login
 from tests.review.conftest import IBSI_IMAGE, STORED_BUDGET, Seeded, seeded  # noqa: F401
 
 QUERY = f"configuration=DE&kind=fraction&value={STORED_BUDGET}"
