@@ -121,7 +121,9 @@ def _report(url: str, identity: str, repeats: int) -> str:
                      *(m for m in registry.case_metrics() if not m.needs_reference and not m.in_summary)]
             digits = {"spleen_dsc": registry.metric("dsc").digits, "spleen_ml": 3} | {m.name: m.digits for m in shown}
             columns = ["configuration", "spleen_dsc", "spleen_ml", *(m.name for m in shown)]
-            text.append(real[columns].round(digits).to_string(index=False))
+            table = real[columns].round(digits)
+            table[[c for c in columns if table[c].isna().all()]] = None  # no value in any row: printed None
+            text.append(table.to_string(index=False))
     engine.dispose()
     return "\n".join(text)
 
