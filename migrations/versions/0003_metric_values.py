@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(["result_id"], ["case_results.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("result_id", "class_index", "name"),
+        sqlite_with_rowid=False,
     )
     for name in COLUMNS:
         op.execute(metric_values.insert().from_select(

@@ -256,6 +256,7 @@ class MetricValue(Base):
     ``value`` is NULL where the metric is undefined (no reference, or an empty side of an AUC)."""
 
     __tablename__ = "metric_values"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # SQLite: rows kept in key order, each value beside its key
     result_id: Mapped[int] = mapped_column(ForeignKey("case_results.id", ondelete="CASCADE"), primary_key=True)
     class_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
