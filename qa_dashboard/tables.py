@@ -1,4 +1,9 @@
-"""The cohort calibration table: configuration × structure rows, the best value of each column, CSV export."""
+"""The cohort calibration table: configuration × structure rows, the best value of each column, CSV export.
+
+Its metric columns are the registry's (``pipeline.metrics.registry``), read at call time: each structure-level
+metric (DSC), whose "all foreground" row shows the case-level metric it names as ``whole_case`` (the mean foreground
+DSC), then every other case-level metric. Headers, formats and tooltips come from the registry too.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,38 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.metrics import registry
+
 ALL_FOREGROUND = "all foreground"
-# (column, header, higher is better); DSC of the "all foreground" rows is the case's mean foreground DSC
-METRICS = (("dsc", "DSC", True), ("ece", "ECE (ROI)", False), ("brier", "Brier (ROI)", False), ("nll", "NLL", False),
-           ("ueo_auc", "UEO-AUC", True), ("fp_tp_auc", "FP-TP AUC", True), ("fn_tn_auc", "FN-TN AUC", True))
-CASE_LEVEL = tuple(m for m, _, _ in METRICS if m != "dsc")
+
+
+def table_metrics() -> list[registry.Metric]:
+    """The table's metric columns, in order (see the module's description)."""
+    structures = registry.structure_metrics()
+    folded = {m.whole_case for m in structures}
+    return [*structures, *(m for m in registry.case_metrics() if m.name not in folded)]
 
 
 def _value(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _whole_case_row(record: dict[str, Any], metrics: list[registry.Metric]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for metric in metrics:
+        source = metric.whole_case if metric.level == "structure" else metric.name
+        row[metric.name] = _value(record.get(f"{source}_mean")) if source else None
+        row[f"{metric.name}_sd"] = _value(record.get(f"{source}_sd")) if source else None
+    return row
+
+
+def _structure_row(record: dict[str, Any], metrics: list[registry.Metric]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for metric in metrics:
+        shown = metric.level == "structure"
+        row[metric.name] = _value(record.get(f"{metric.name}_mean")) if shown else None
+        row[f"{metric.name}_sd"] = _value(record.get(f"{metric.name}_sd")) if shown else None
+    return row
 
 
 def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[int, str],
@@ -23,41 +51,47 @@ def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[
     """Grid rows for the chosen ``structures`` (``ALL_FOREGROUND`` and/or structure names), in grid order.
 
     Each metric m gives ``m`` (mean over repeats), ``m_sd`` and ``m_best`` (the best mean among rows of the same
-    structure). Structure rows carry DSC only: the calibration and review metrics are per case, on the ROI.
+    structure; False for a metric without a better direction). Structure rows carry the structure-level metrics
+    only: the calibration and review metrics are per case, on the ROI.
     """
+    metrics = table_metrics()
     rows: list[dict[str, Any]] = []
     order = {c: i for i, c in enumerate(names)}
     if ALL_FOREGROUND in structures and not overall.empty:
         for record in overall.to_dict("records"):
-            row = {"configuration": names[int(record["configuration_id"])], "structure": ALL_FOREGROUND,
-                   "dsc": _value(record["dsc_mean_fg_mean"]), "dsc_sd": _value(record["dsc_mean_fg_sd"]),
-                   "n_cases": int(record["n_cases"]), "n_repeats": int(record["n_repeats"]),
-                   "_order": (0, order[int(record["configuration_id"])])}
-            for metric in CASE_LEVEL:
-                row[metric], row[f"{metric}_sd"] = _value(record[f"{metric}_mean"]), _value(record[f"{metric}_sd"])
-            rows.append(row)
+            configuration = int(record["configuration_id"])
+            rows.append({"configuration": names[configuration], "structure": ALL_FOREGROUND,
+                         **_whole_case_row(record, metrics), "n_cases": int(record["n_cases"]),
+                         "n_repeats": int(record["n_repeats"]), "_order": (0, order[configuration])})
     if not per_structure.empty:
         for record in per_structure.to_dict("records"):
             if record["structure"] not in structures:
                 continue
-            rows.append({"configuration": names[int(record["configuration_id"])], "structure": record["structure"],
-                         "dsc": _value(record["dsc_mean"]), "dsc_sd": _value(record["dsc_sd"]),
-                         "n_cases": int(record["n_cases"]), "n_repeats": int(record["n_repeats"]),
-                         "_order": (1 + int(record["class_index"]), order[int(record["configuration_id"])]),
-                         **{m: None for m in CASE_LEVEL}})
+            configuration = int(record["configuration_id"])
+            rows.append({"configuration": names[configuration], "structure": record["structure"],
+                         **_structure_row(record, metrics), "n_cases": int(record["n_cases"]),
+                         "n_repeats": int(record["n_repeats"]),
+                         "_order": (1 + int(record["class_index"]), order[configuration])})
     rows.sort(key=lambda r: r.pop("_order"))
-    _mark_best(rows)
+    _mark_best(rows, metrics)
     return rows
 
 
-def _mark_best(rows: list[dict[str, Any]]) -> None:
-    for metric, _, higher in METRICS:
+def _mark_best(rows: list[dict[str, Any]], metrics: list[registry.Metric]) -> None:
+    for metric in metrics:
         for structure in {r["structure"] for r in rows}:
-            values = [r[metric] for r in rows if r["structure"] == structure and r[metric] is not None]
-            best = (max if higher else min)(values) if values else None
+            values = [r[metric.name] for r in rows if r["structure"] == structure and r[metric.name] is not None]
+            pick = {"higher": max, "lower": min}.get(metric.direction or "")
+            best = pick(values) if pick is not None and values else None
             for row in rows:
                 if row["structure"] == structure:
-                    row[f"{metric}_best"] = best is not None and row[metric] == best
+                    row[f"{metric.name}_best"] = best is not None and row[metric.name] == best
+
+
+def _tooltip(metric: registry.Metric) -> str:
+    whole = (f" The {ALL_FOREGROUND} row shows {registry.metric(metric.whole_case).label}."
+             if metric.whole_case else "")
+    return f"{metric.describe()}{whole} Mean ± SD over repeats. See {metric.anchor}."
 
 
 def column_defs() -> list[dict[str, Any]]:
@@ -66,14 +100,14 @@ def column_defs() -> list[dict[str, Any]]:
         {"field": "configuration", "headerName": "Configuration", "pinned": "left"},
         {"field": "structure", "headerName": "Structure"},
     ]
-    for metric, header, higher in METRICS:
+    for metric in table_metrics():
+        name, digits = metric.name, metric.digits
         columns.append({
-            "field": metric, "headerName": header, "type": "numericColumn",
-            "headerTooltip": f"mean ± SD over repeats; {'higher' if higher else 'lower'} is better",
+            "field": name, "headerName": metric.label, "type": "numericColumn", "headerTooltip": _tooltip(metric),
             "valueFormatter": {"function": (
-                f"params.value == null ? '' : (params.data.{metric}_best ? '★ ' : '') + params.value.toFixed(3)"
-                f" + (params.data.{metric}_sd == null ? '' : ' ± ' + params.data.{metric}_sd.toFixed(3))")},
-            "cellClassRules": {"qa-best": f"params.data.{metric}_best === true"},
+                f"params.value == null ? '' : (params.data.{name}_best ? '★ ' : '') + params.value.toFixed({digits})"
+                f" + (params.data.{name}_sd == null ? '' : ' ± ' + params.data.{name}_sd.toFixed({digits}))")},
+            "cellClassRules": {"qa-best": f"params.data.{name}_best === true"},
         })
     columns += [{"field": "n_cases", "headerName": "n cases", "type": "numericColumn"},
                 {"field": "n_repeats", "headerName": "repeats", "type": "numericColumn"}]
@@ -82,9 +116,10 @@ def column_defs() -> list[dict[str, Any]]:
 
 def cohort_csv(rows: list[dict[str, Any]]) -> str:
     """The table as CSV: mean and SD columns per metric, whether it is the best, n cases and repeats."""
+    names = [m.name for m in table_metrics()]
     columns = ["configuration", "structure"]
-    for metric, _, _ in METRICS:
-        columns += [f"{metric}_mean", f"{metric}_sd", f"{metric}_best"]
+    for name in names:
+        columns += [f"{name}_mean", f"{name}_sd", f"{name}_best"]
     columns += ["n_cases", "n_repeats"]
-    records = [{**{f"{m}_mean": r[m] for m, _, _ in METRICS}, **r} for r in rows]
+    records = [{**{f"{m}_mean": r.get(m) for m in names}, **r} for r in rows]
     return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, float_format="%.6g")

@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
+from pipeline.batch.outcomes import (
+    Outcome,
+    bin_rows,
+    curve_rows,
+    evaluate_configuration,
+    result_row,
+    structure_rows,
+    value_rows,
+)
 from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
@@ -124,6 +132,7 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
             configuration_id=work.configurations[outcome.configuration].id,
             temperature_fit_id=fit_id,
             result=result_row(outcome),
+            values=value_rows(outcome),
             structures=structure_rows(outcome, tuple(work.model_set.labels), reference_counts),
             curve=curve_rows(outcome),
             bins=bin_rows(outcome),

@@ -24,7 +24,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
+from pipeline.batch.outcomes import (
+    Outcome,
+    bin_rows,
+    curve_rows,
+    evaluate_configuration,
+    result_row,
+    structure_rows,
+    value_rows,
+)
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.batch.splits import repeated_holdout
 from pipeline.errors import InputError, NotFoundError
@@ -133,8 +141,9 @@ def _evaluate(session: Session, loader: _Loader, case: _Case, configuration: Con
                       time.perf_counter() - began)
     counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
-    rows = ResultRows(configuration.id, fit.id, result_row(outcome), structure_rows(outcome, tuple(model_set.labels),
-                      counts), curve_rows(outcome), bin_rows(outcome), map_artifacts(loader.store, prefix, outcome))
+    rows = ResultRows(configuration.id, fit.id, result_row(outcome), value_rows(outcome),
+                      structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
+                      map_artifacts(loader.store, prefix, outcome))
     write_results(session, case.image, case.processing.id, [rows])
 
 

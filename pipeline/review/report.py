@@ -24,13 +24,15 @@ from matplotlib.figure import Figure
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
+from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.cohort_rows import METRICS, latest_protocol, protocol_case_rows
+from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
+from pipeline.store.metric_values import with_values
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
     CaseResult,
@@ -44,7 +46,6 @@ from pipeline.store.schema import (
 A4 = (8.27, 11.69)
 LANDSCAPE = (11.69, 8.27)
 ROWS_PER_PAGE = 24
-SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
 DISCLAIMER = "Research / QA support software, not a medical device."
 
 
@@ -72,19 +73,20 @@ def _deployed(query: Select[Any]) -> Select[Any]:
 
 
 def _cohort(session: Session) -> tuple[str, pd.DataFrame]:
+    shown = list(registry.names(registry.summary_metrics()))
     protocol = latest_protocol(session)
     if protocol is not None:
         rows = protocol_case_rows(session, protocol)
         if not rows.empty:
             note = (f"Protocol {protocol.id} (cohort {protocol.cohort}, {protocol.repeats} repeats): mean ± SD over "
                     "repeats of the per-repeat test means.")
-            return note, summarise_repeats(rows, SHOWN)
-    query = _deployed(select(Configuration.name, *(getattr(CaseResult, m) for m in METRICS)))
-    frame = pd.DataFrame(session.execute(query).all(), columns=["configuration", *METRICS])
+            return note, summarise_repeats(rows, shown)
+    frame = with_values(session, _deployed(select(CaseResult.id.label("result_id"),
+                                                  Configuration.name.label("configuration"))))
     if frame.empty:
         return "No reference-backed result in the store yet.", pd.DataFrame()
     grouped = frame.groupby("configuration")
-    summary = pd.concat({"mean": grouped[list(SHOWN)].mean(), "sd": grouped[list(SHOWN)].std(ddof=1)}, axis=1)
+    summary = pd.concat({"mean": grouped[shown].mean(), "sd": grouped[shown].std(ddof=1)}, axis=1)
     summary.columns = [f"{metric}_{stat}" for stat, metric in summary.columns]
     summary["n_cases"] = grouped.size()
     return "No protocol yet: mean ± SD over the reference-backed cases.", summary.reset_index()
@@ -191,10 +193,10 @@ def _cover(content: ReportContent) -> Figure:
     if content.cohort.empty:
         return figure
     shown = pd.DataFrame({"configuration": content.cohort["configuration"]})
-    for metric in SHOWN:
-        shown[metric] = [f"{m:.3f} ± {s:.3f}" if not math.isnan(m) else "" for m, s in
-                         zip(content.cohort[f"{metric}_mean"], content.cohort[f"{metric}_sd"].fillna(0.0),
-                             strict=True)]
+    for metric in registry.summary_metrics():
+        pairs = zip(content.cohort[f"{metric.name}_mean"], content.cohort[f"{metric.name}_sd"].fillna(0.0),
+                    strict=True)
+        shown[metric.name] = [f"{metric.format(m)} ± {metric.format(s)}" if not math.isnan(m) else "" for m, s in pairs]
     shown["n"] = content.cohort["n_cases"].to_numpy()
     table_axes = figure.add_axes((0.04, 0.1, 0.92, 0.62))
     table_axes.axis("off")

@@ -7,8 +7,9 @@ Layout, from inputs to results:
   configuration per repeat, or a deployed fit with no protocol);
 - ``runs`` (one batch invocation) → ``case_failures``;
 - ``processings`` (one image × model set, the unit of idempotency and of one transaction) → ``case_results``
-  (one configuration, optionally one temperature fit) → ``structure_results``, ``curve_points``,
-  ``reliability_bins``; ``artifacts`` point to the chunked voxel maps of an image or a result.
+  (one configuration, optionally one temperature fit) → ``metric_values`` (one row per metric of the registry),
+  ``structure_results``, ``curve_points``, ``reliability_bins``; ``artifacts`` point to the chunked voxel maps of
+  an image or a result.
 The worklist and review tables will hang off ``case_results`` and ``images`` by their integer ids.
 """
 
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+WHOLE_CASE = -1  # MetricValue.class_index of a case-level value; 0..C-1 are the structures
 
 
 def utcnow() -> datetime:
@@ -224,10 +227,11 @@ class Processing(Base):
 
 
 class CaseResult(Base):
-    """The spec's per-case scalars for one configuration (and temperature fit, for TS configurations).
+    """One configuration's result for a case (and temperature fit, for TS configurations): the ROI and error sizes,
+    the voxel volume and the time it took. Its metrics are rows of ``metric_values`` (one per registry metric).
 
-    Metrics that need a reference (DSC, ECE, Brier, NLL, UEO-AUC, both AUCs, ``error_voxels``) are NULL when the
-    image has none; the ROI is then the predicted foreground dilated (spec, prospective use).
+    ``error_voxels`` needs a reference and is NULL when the image has none; the ROI is then the predicted foreground
+    dilated (spec, prospective use).
     """
 
     __tablename__ = "case_results"
@@ -240,18 +244,23 @@ class CaseResult(Base):
     )
     temperature: Mapped[float | None] = mapped_column(Float)
     has_reference: Mapped[bool] = mapped_column(Boolean)
-    dsc_mean_fg: Mapped[float | None] = mapped_column(Float)
-    ece: Mapped[float | None] = mapped_column(Float)
-    brier: Mapped[float | None] = mapped_column(Float)
-    nll: Mapped[float | None] = mapped_column(Float)
-    ueo_auc: Mapped[float | None] = mapped_column(Float)
-    fp_tp_auc: Mapped[float | None] = mapped_column(Float)
-    fn_tn_auc: Mapped[float | None] = mapped_column(Float)
     roi_voxels: Mapped[int] = mapped_column(Integer)
     error_voxels: Mapped[int | None] = mapped_column(Integer)
-    mean_entropy_roi: Mapped[float] = mapped_column(Float)
     voxel_ml: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class MetricValue(Base):
+    """One metric of one result (``pipeline.metrics.registry`` names it): a long table, so a new metric needs no
+    new column. ``class_index`` is :data:`WHOLE_CASE` for a case-level value and 0..C-1 for a per-structure one.
+    ``value`` is NULL where the metric is undefined (no reference, or an empty side of an AUC)."""
+
+    __tablename__ = "metric_values"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # SQLite: rows kept in key order, each value beside its key
+    result_id: Mapped[int] = mapped_column(ForeignKey("case_results.id", ondelete="CASCADE"), primary_key=True)
+    class_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
 
 
 class StructureResult(Base):

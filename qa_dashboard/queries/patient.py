@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.store.metric_values import result_values
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -24,9 +25,6 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
-
-SCALARS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc", "roi_voxels", "error_voxels",
-           "mean_entropy_roi", "voxel_ml")
 
 
 @dataclass(frozen=True)
@@ -138,9 +136,11 @@ def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
 
 @dataclass(frozen=True)
 class ResultMetrics:
-    """A result's scalars, its structures' DSC and volumes, and the flagged volume (mL) per budget."""
+    """A result's case-level metrics (every one of the registry, by name), its sizes (``roi_voxels``,
+    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, and the flagged volume (mL) per budget."""
 
-    scalars: dict[str, float | None]
+    values: dict[str, float | None]
+    sizes: dict[str, float | None]
     structures: list[tuple[str, float | None, float, float | None]]
     flagged_ml: dict[float, float]
 
@@ -156,5 +156,6 @@ def result_metrics(session: Session, result_id: int) -> ResultMetrics:
         .order_by(StructureResult.class_index)).all()
     flagged = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml)
                               .where(CurvePoint.result_id == result_id)).all()
-    return ResultMetrics({name: getattr(result, name) for name in SCALARS}, list(structures),
+    sizes = {"roi_voxels": result.roi_voxels, "error_voxels": result.error_voxels, "voxel_ml": result.voxel_ml}
+    return ResultMetrics(result_values(session, result_id), sizes, list(structures),
                          {round(b, 6): v for b, v in flagged})

@@ -17,7 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.dashboard.conftest import ADMIN, PLAN, SeededStore, browser_login
+from benchmarks.http_client import ADMIN
+from tests.dashboard.conftest import PLAN, SeededStore, browser_login
 
 TIMEOUT = 40
 SLICES = PLAN.map_shape[0]

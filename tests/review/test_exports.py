@@ -244,7 +244,7 @@ def test_unknown_configurations_and_missing_maps(seeded: Seeded) -> None:
         image_id = seeded.image_ids["synthetic-1"]
         processing = session.scalars(select(Processing.id).where(Processing.image_id == image_id)).first()
         result = CaseResult(processing_id=processing, image_id=image_id, configuration_id=broken.id,
-                            has_reference=False, roi_voxels=100, mean_entropy_roi=0.1, voxel_ml=0.002, seconds=0.0)
+                            has_reference=False, roi_voxels=100, voxel_ml=0.002, seconds=0.0)
         session.add(result)
         session.flush()
         session.add_all([Artifact(image_id=image_id, result_id=result.id, kind=kind, path=f"gone/{kind}.zarr",

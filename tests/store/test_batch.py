@@ -18,8 +18,10 @@ from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.errors import StoreNotReadyError
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
+from pipeline.metrics import registry
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
+from pipeline.store.metric_values import result_values
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
     Artifact,
@@ -28,6 +30,7 @@ from pipeline.store.schema import (
     Configuration,
     CurvePoint,
     Image,
+    MetricValue,
     ReliabilityBin,
     Run,
     StructureResult,
@@ -102,7 +105,11 @@ def test_batch_stores_good_cases_and_records_each_bad_one(
         assert names == ["Base", "Base+TS", "DE", "DE+TS", "CE", "CE+TS"]
         results = session.scalars(select(CaseResult)).all()
         assert len(results) == 3, "without a deployed temperature only the uncalibrated configurations run"
-        assert all(r.has_reference and r.dsc_mean_fg is not None and 0 <= r.ueo_auc <= 1 for r in results)
+        values = [result_values(session, r.id) for r in results]
+        assert all(r.has_reference for r in results)
+        assert all(v["dsc_mean_fg"] is not None and 0 <= v["ueo_auc"] <= 1 for v in values)  # type: ignore[operator]
+        stored = session.scalar(select(func.count()).select_from(MetricValue))
+        assert stored == len(results) * len(registry.case_metrics()), "a row per result and metric of the registry"
         per_result = {r.id: 0 for r in results}
         for point in session.scalars(select(CurvePoint)):
             per_result[point.result_id] += 1
@@ -196,8 +203,10 @@ def test_case_without_reference_gets_maps_but_no_reference_metrics(
     engine = make_engine(store_url)
     with session_factory(engine)() as session:
         results = session.scalars(select(CaseResult)).all()
-        assert results and all(not r.has_reference and r.ece is None and r.dsc_mean_fg is None for r in results)
-        assert all(r.roi_voxels > 0 and 0 <= r.mean_entropy_roi <= 1 for r in results)
+        values = [result_values(session, r.id) for r in results]
+        assert results and all(not r.has_reference and r.roi_voxels > 0 for r in results)
+        assert all(v["ece"] is None and v["dsc_mean_fg"] is None for v in values)
+        assert all(0 <= v["mean_entropy_roi"] <= 1 for v in values)  # type: ignore[operator]
         kinds = set(session.scalars(select(Artifact.kind)))
         assert {"entropy", "prediction", "budget_mask", "ct"} <= kinds and "error" not in kinds
     engine.dispose()
