@@ -85,7 +85,8 @@ METRICS: tuple[Metric, ...] = (
            "Mean over the foreground structures of the Dice overlap of prediction and reference on the whole volume.",
            _anchor("dsc-mean-foreground"), 3, True, lambda m: m.dsc_mean_fg),
     Metric("dsc", "DSC", "", (0.0, 1.0), "higher", True, "structure",
-           "Dice overlap of the predicted and the reference structure on the whole volume (1 when both are empty).",
+           "Dice overlap of the predicted and the reference structure on the whole volume (undefined when both are "
+           "empty).",
            _anchor("dsc-per-structure"), 3, False, lambda m: m.dsc, whole_case="dsc_mean_fg"),
     Metric("ece", "ECE (ROI)", "", (0.0, 1.0), "lower", True, "case",
            "Voxel-weighted mean gap between stated confidence and observed accuracy over 15 confidence bins of the "
