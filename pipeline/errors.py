@@ -19,6 +19,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an internal error, or a batch in which some case failed
 EXIT_BAD_INPUT = 2  # a user's mistake, reported in one line
+EXIT_TAMPERED = 3  # `audit-verify` found the audit log altered (one line names the first bad row)
 
 
 class QAError(Exception):

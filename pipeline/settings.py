@@ -12,6 +12,8 @@ so tests configure by argument. Every variable, its default and what it is for:
 | ``QA_SHARED_DATA`` | the real CT / DICOM data (demo, tests) | ``../shared/data`` beside the checkout |
 | ``QA_SECRET_KEY`` | the session cookie's signing key | none: a random per-process key |
 | ``QA_SECURE_COOKIES`` | cookies only over HTTPS (1/true/yes/on) | off |
+| ``QA_SESSION_IDLE_MINUTES`` | a dashboard session ends after this long without a request | 30 |
+| ``QA_SESSION_MAX_HOURS`` | a dashboard session ends this long after its login, active or not | 12 |
 | ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID``, ``QA_OIDC_CLIENT_SECRET`` | single sign-on (all three, or none) | off |
 | ``QA_OIDC_USERNAME_CLAIM``, ``QA_OIDC_LABEL``, ``QA_OIDC_REDIRECT_URI`` | its claim, button, callback | OidcSettings |
 | ``QA_REVIEW_SECONDS_PER_ML`` | review rate of a time budget | 30 s per mL |
@@ -44,6 +46,8 @@ DEFAULT_EXPORTS = Path("var") / "exports"
 DEFAULT_DEMO_PASSWORD = "demo-only-password"  # the embedded demo store only; set QA_DEMO_PASSWORD elsewhere
 DEFAULT_USERNAME_CLAIM = "preferred_username"
 DEFAULT_OIDC_LABEL = "single sign-on"
+DEFAULT_SESSION_IDLE_MINUTES = 30.0
+DEFAULT_SESSION_MAX_HOURS = 12.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class Settings:
     shared_data: Path = REPO_ROOT.parent / "shared" / "data"
     secret_key: str | None = None
     secure_cookies: bool = False
+    session_idle_minutes: float = DEFAULT_SESSION_IDLE_MINUTES
+    session_max_hours: float = DEFAULT_SESSION_MAX_HOURS
     oidc: OidcSettings | None = None
     review: ReviewSettings = field(default_factory=ReviewSettings)
     review_configuration: str | None = None
@@ -99,6 +105,12 @@ class Settings:
     demo_password: str = DEFAULT_DEMO_PASSWORD
     host: str = "127.0.0.1"
     port: int = 8050
+
+    def __post_init__(self) -> None:
+        if not (0 < self.session_idle_minutes <= 60 * self.session_max_hours <= 60 * 24 * 31):
+            raise InputError(f"the session timeouts must satisfy 0 < QA_SESSION_IDLE_MINUTES "
+                             f"({self.session_idle_minutes:g}) <= 60 × QA_SESSION_MAX_HOURS "
+                             f"({self.session_max_hours:g}) <= 31 days")
 
     @classmethod
     def embedded(cls, folder: Path) -> Settings:
@@ -139,6 +151,11 @@ class Settings:
         rate = text("QA_REVIEW_SECONDS_PER_ML")
         if rate is not None:
             values["review"] = ReviewSettings(seconds_per_ml=_number("QA_REVIEW_SECONDS_PER_ML", rate))
+        for name, key in (("QA_SESSION_IDLE_MINUTES", "session_idle_minutes"),
+                          ("QA_SESSION_MAX_HOURS", "session_max_hours")):
+            raw = text(name)
+            if raw is not None:
+                values[key] = _number(name, raw)
         port = text("QA_PORT")
         if port is not None:
             number = _number("QA_PORT", port)

@@ -196,8 +196,10 @@ def _deployment(fit: TemperatureFit) -> dict[str, object]:
 
 def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequence[_Case],
             twins: dict[str, Configuration], by_name: dict[str, Configuration], options: ProtocolOptions) -> None:
-    """Fit on the whole cohort; replace earlier deployed fits; TS results for every processed image."""
+    """Fit on the whole cohort; replace earlier deployed fits; TS results for every processed image. The audit rows
+    of the changes are added last: writing one takes the audit log's lock until the transaction ends."""
     everything = _cases(session, loader.store, model_set, None)
+    changes = []
     for name, twin in twins.items():
         replaced = session.scalar(select(TemperatureFit).where(TemperatureFit.configuration_id == by_name[name].id,
                                                                TemperatureFit.protocol_id.is_(None)))
@@ -210,10 +212,11 @@ def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequ
                              cases=[c.image.name for c in cohort])
         session.add(fit)
         session.flush()
-        session.add(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
-                               action="config.deploy_ts", outcome="ok", object_type="configuration",
-                               object_id=f"{model_set.name}/{name}"[:200], before=old, after=_deployment(fit)))
+        changes.append(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
+                                  action="config.deploy_ts", outcome="ok", object_type="configuration",
+                                  object_id=f"{model_set.name}/{name}"[:200], before=old, after=_deployment(fit)))
         log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels)", name, temperature, before, after, voxels)
         for case in everything:
             _evaluate(session, loader, case, by_name[name], twin, fit, model_set, options)
+    session.add_all(changes)
 

@@ -5,6 +5,8 @@ hashes, model set identity, grid, metric settings, review budget, code version) 
 the stored processing has the same hash; otherwise run the grid and store the case in one transaction. A failing case
 is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any case failed.
 A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
+At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
+it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
@@ -34,6 +36,7 @@ from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
 
@@ -68,11 +71,12 @@ class RunSummary:
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     would_run: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    audit: ChainReport | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when every case was processed or skipped, 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every case was processed or skipped, 1 when any failed or the audit log's chain is broken."""
+        return 1 if self.failed or (self.audit is not None and not self.audit.ok) else 0
 
 
 def _input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConfiguration], version: str) -> str:
@@ -178,8 +182,18 @@ def run_batch(options: BatchOptions) -> RunSummary:
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
             if summary.done:
                 refresh_statistics(engine)
+            summary.audit = _check_audit_log(engine, sessions, run_id)
         engine.dispose()
     return batch.summary
+
+
+def _check_audit_log(engine: Engine, sessions: sessionmaker, run_id: int) -> ChainReport:
+    """Verify the audit log; the result goes to the log and onto the run."""
+    report = verify_engine(engine)
+    (log.info if report.ok else log.error)("%s", report.line())
+    with sessions.begin() as session:
+        session.get_one(Run, run_id).audit_check = report.record()
+    return report
 
 
 def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[GridConfiguration, ...],
@@ -232,4 +246,6 @@ def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:
                      f"{len(summary.busy)} held by another run, {len(summary.failed)} failed, "
                      f"in {summary.seconds:.1f} s.")
     lines += [f"  FAILED {name} ({stage}): {reason}" for name, stage, reason in summary.failed]
+    if summary.audit is not None:
+        lines.append(summary.audit.line())
     return "\n".join(lines)

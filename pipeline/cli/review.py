@@ -1,5 +1,5 @@
 """The review verbs of ``python -m pipeline``: ``users add|list|set``, ``export-worklist``, ``export-regions``,
-``export-rtstruct`` and ``audit-report``.
+``export-rtstruct``, ``audit-report`` and ``audit-verify``.
 
 They act as :class:`~pipeline.review.service.CommandLine` (whoever holds the store's credentials, audited as
 ``cli:<os user>``); every export is audited like one from the dashboard. Passwords are read from standard input
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import EXIT_TAMPERED, InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import Role
@@ -48,6 +48,8 @@ def add_verbs(verbs: Any) -> None:
                        help="the account can no longer sign in (its history stays)")
     state.add_argument("--activate", dest="active", action="store_true", help="allow signing in again")
     change.add_argument("--password", action="store_true", help="set a new password (read from stdin or prompted)")
+    change.add_argument("--unlock", action="store_true",
+                        help="clear the account's failed-login counters (every client): it may sign in at once")
     change.set_defaults(handler=users_set_command)
 
     worklist = verbs.add_parser("export-worklist", help="the review worklist as CSV or Excel")
@@ -75,6 +77,10 @@ def add_verbs(verbs: Any) -> None:
                         "the newest model set's first)")
     report.add_argument("--out", type=Path, required=True, help="output .pdf")
     report.set_defaults(handler=audit_report_command)
+
+    verify = verbs.add_parser("audit-verify", help="check the audit log's hash chain: exit 0 when intact, 3 and one "
+                              "line naming the first bad row when a row was edited, removed, inserted or reordered")
+    verify.set_defaults(handler=audit_verify_command)
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +137,7 @@ def users_set_command(args: argparse.Namespace, settings: Settings) -> int:
     """Change an account."""
     password = _read_password(args.username) if args.password else None
     user = _with_service(settings, lambda service: service.update_user(
-        CommandLine(), args.username, role=args.role, active=args.active, password=password))
+        CommandLine(), args.username, role=args.role, active=args.active, password=password, unlock=args.unlock))
     sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
     return 0
 
@@ -220,3 +226,10 @@ def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
         return write_report(content, args.out)
 
     return _export(settings, "audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)
+
+
+def audit_verify_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify the audit log's hash chain; one line either way."""
+    report = _with_service(settings, lambda service: service.verify_audit_log(CommandLine()))
+    sys.stdout.write(report.line() + "\n")
+    return 0 if report.ok else EXIT_TAMPERED

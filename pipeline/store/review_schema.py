@@ -1,9 +1,11 @@
-"""The review tables: local users, review items (one per case × configuration × structure) and the audit log.
+"""The review tables: local users, their dashboard sessions and login throttles, review items (one per case ×
+configuration × structure) and the audit log.
 
-They share :class:`pipeline.store.schema.Base`, so Alembic (``migrations/versions/0002_review.py``) and
-``alembic check`` see them. ``audit_log`` is append-only: the migration installs triggers that refuse UPDATE and
-DELETE (and TRUNCATE on PostgreSQL) at the database level; users are deactivated, never deleted (the audit log
-and review items reference them without cascades).
+They share :class:`pipeline.store.schema.Base`, so Alembic (``migrations/versions/0002_review.py``, ``0004``) and
+``alembic check`` see them. ``audit_log`` is append-only and hash-chained (:mod:`pipeline.store.audit_chain`): the
+migrations install triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), and any INSERT that does not
+extend the chain on SQLite; users are deactivated, never deleted (the audit log, sessions and review items reference
+them without cascades).
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
 
 class User(Base):
     """A local account. ``password_hash`` is werkzeug's ``method$salt$hash`` string (scrypt), never the password.
-
-    ``failed_logins`` counts consecutive failures; ``locked_until`` is set when they reach the throttling limit.
+    Failed logins are counted in :class:`LoginThrottle`, per account, client and pair.
     """
 
     __tablename__ = "users"
@@ -39,8 +40,6 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
 
 
@@ -81,7 +80,9 @@ class AuditEntry(Base):
 
     ``actor_id`` is NULL for the command line and for logins with an unknown username; ``actor`` always holds a
     name (the username, ``cli:<os user>``, or the name that was typed). ``outcome`` is ``ok``, ``denied`` (refused
-    by the permission matrix, the workflow or a stale version) or ``failure`` / ``locked`` for logins.
+    by the permission matrix, the workflow, a stale version or a malformed request) or ``failure`` / ``locked`` for
+    logins. ``db_user`` is the database role that wrote the row (PostgreSQL; NULL on SQLite); ``prev_hash`` and
+    ``row_hash`` chain the rows (:mod:`pipeline.store.audit_chain`).
     """
 
     __tablename__ = "audit_log"
@@ -96,3 +97,43 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column()
     after: Mapped[dict[str, Any] | None] = mapped_column()
     ip: Mapped[str | None] = mapped_column(String(45))
+    db_user: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class UserSession(Base):
+    """A signed-in dashboard session. The browser's cookie holds a random token; only its SHA-256 is stored here.
+
+    It ends at ``revoked_at`` (``revoked_reason``: logout, password, role, deactivated, ended by the user or an
+    admin) or when it is idle or older than the settings allow (``QA_SESSION_IDLE_MINUTES``, ``QA_SESSION_MAX_HOURS``:
+    ``expires_at`` is the absolute end). ``last_seen_at`` is refreshed at most once a minute.
+    """
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class LoginThrottle(Base):
+    """Failed-login counters: ``scope`` ``pair`` (one client and one typed username: exponential back-off),
+    ``client`` (one address, every username) and ``account`` (one username, every client), each with the window it
+    counts in and the time until which it refuses logins. ``client`` / ``account`` are '' where the scope has none.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (CheckConstraint(_one_of("scope", ("pair", "client", "account")), name="ck_login_throttle_scope"),)
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    client: Mapped[str] = mapped_column(String(45), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column()
+    blocked_until: Mapped[datetime | None] = mapped_column()

@@ -168,7 +168,8 @@ class Run(Base):
     """One invocation of the batch (``kind``: ``run`` or ``protocol``) and how it ended.
 
     ``status``: ``running``, ``succeeded``, ``failed`` (some cases failed) or ``interrupted`` (a run found still
-    ``running`` whose process is gone is marked so by the next run).
+    ``running`` whose process is gone is marked so by the next run). ``audit_check`` is the audit log's verification
+    at the end of the run (:meth:`pipeline.store.audit_chain.ChainReport.record`: result, rows, head id and hash).
     """
 
     __tablename__ = "runs"
@@ -187,6 +188,7 @@ class Run(Base):
     cases_failed: Mapped[int] = mapped_column(Integer, default=0)
     error_summary: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    audit_check: Mapped[dict[str, Any] | None] = mapped_column()
     failures: Mapped[list[CaseFailure]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
 

@@ -13,7 +13,6 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.review.service import (
-    LOCK_MINUTES,
     AccountLockedError,
     AuthenticationError,
     CommandLine,
@@ -21,6 +20,7 @@ from pipeline.review.service import (
     ItemKey,
     ReviewService,
 )
+from pipeline.review.throttle import BACKOFF_START, PAIR_FREE
 from pipeline.review.workflow import Action, InvalidTransition, PermissionDenied, SelfApprovalError, State
 from pipeline.store.database import session_factory
 from pipeline.store.review_schema import AuditEntry
@@ -183,25 +183,35 @@ def test_unknown_items_and_deactivated_users_are_refused(
     assert _audit(engine)[-1].actor == f"user#{users['reviewer']}"
 
 
-def test_login_throttling(engine: Engine) -> None:
+def test_login_throttling_delays_the_guessing_client_but_not_the_user(engine: Engine) -> None:
     now = [datetime(2026, 11, 29, 8, 0, tzinfo=UTC)]
     service = ReviewService(engine, password_method=FAST_HASH, clock=lambda: now[0])
     service.create_user(CommandLine("tester"), "ann", PASSWORD, "reviewer")
     count = _count(engine)
-    for _ in range(5):
+    for _ in range(PAIR_FREE):
         with pytest.raises(AuthenticationError, match=r"^invalid username or password$"):
             service.authenticate("ann", "wrong password!", ip="10.1.1.1")
-    with pytest.raises(AccountLockedError, match="too many failed logins"):
-        service.authenticate("ann", PASSWORD)  # locked: even the right password is refused
+    with pytest.raises(AccountLockedError, match="too many failed logins: try again in 30 s"):
+        service.authenticate("ann", PASSWORD, ip="10.1.1.1")  # locked: even the right password is refused
+    assert service.authenticate("ann", PASSWORD, ip="10.2.2.2").username == "ann"  # the user elsewhere is not
     with pytest.raises(AuthenticationError, match=r"^invalid username or password$"):
         service.authenticate("nobody", PASSWORD)
     rows = _audit(engine)[count:]
-    assert [r.outcome for r in rows] == ["failure"] * 5 + ["locked", "failure"]
-    assert rows[4].after["locked_until"] == (now[0] + timedelta(minutes=LOCK_MINUTES)).isoformat()
+    assert [r.outcome for r in rows] == ["failure"] * 5 + ["locked", "ok", "failure"]
+    assert rows[4].after["locked_until"] == (now[0] + BACKOFF_START).isoformat()
+    assert rows[5].after == {"scope": "pair", "locked_until": (now[0] + BACKOFF_START).isoformat()}
     assert rows[-1].actor == "nobody" and rows[-1].actor_id is None
-    now[0] += timedelta(minutes=LOCK_MINUTES, seconds=1)
-    assert service.authenticate("ann", PASSWORD).username == "ann"
+    now[0] += BACKOFF_START + timedelta(seconds=1)  # a delay, not a denial: one more try, then twice as long
+    with pytest.raises(AuthenticationError, match=r"^invalid username or password$"):
+        service.authenticate("ann", "wrong password!", ip="10.1.1.1")
+    with pytest.raises(AccountLockedError, match="try again in 60 s"):
+        service.authenticate("ann", PASSWORD, ip="10.1.1.1")
+    now[0] += 2 * BACKOFF_START
+    assert service.authenticate("ann", PASSWORD, ip="10.1.1.1").username == "ann"
     assert _audit(engine)[-1].outcome == "ok"
+    for _ in range(PAIR_FREE - 1):  # the success started the pair afresh
+        with pytest.raises(AuthenticationError, match=r"^invalid username or password$"):
+            service.authenticate("ann", "wrong password!", ip="10.1.1.1")
 
 
 def test_accounts_are_validated(service: ReviewService, users: dict[str, int]) -> None:
