@@ -12,6 +12,7 @@ import sys
 from pipeline.errors import EXIT_BAD_INPUT, UserError, one_line
 from pipeline.settings import Settings
 from qa_dashboard.app import create_app
+from qa_dashboard.security import QuietRequestHandler
 
 try:
     settings = Settings.from_env()
@@ -23,4 +24,4 @@ server = app.server
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.run(host=settings.host, port=settings.port)
+    app.run(host=settings.host, port=settings.port, request_handler=QuietRequestHandler)

@@ -11,14 +11,20 @@
 --
 --   <prefix>_batch           the nightly batch and `pipeline protocol`: reads and writes the results tables,
 --                            reads alembic_version, INSERT on audit_log (a deployed temperature is an audited
---                            configuration change; SELECT of its id column for INSERT ... RETURNING id); nothing
---                            of users or review_items.
---   <prefix>_dashboard_read  SELECT on every table, except users.password_hash.
+--                            configuration change) and SELECT on it (the run verifies the hash chain); nothing
+--                            of users, sessions or review_items.
+--   <prefix>_dashboard_read  SELECT on every table, except users.password_hash and user_sessions.token_hash.
 --   <prefix>_dashboard       <prefix>_dashboard_read, plus exactly the review service's writes: SELECT on users
---                            (password hashes, to check logins), UPDATE (failed_logins, locked_until,
---                            last_login_at) of users, INSERT/UPDATE on review_items, INSERT on audit_log, USAGE
---                            on those two tables' id sequences. No DELETE anywhere; no INSERT into users (user
---                            management stays with the owner: `python -m pipeline users add`).
+--                            (password hashes, to check logins), UPDATE (last_login_at) of users, SELECT/INSERT on
+--                            user_sessions and UPDATE of its last_seen_at, revoked_at and revoked_reason, SELECT/
+--                            INSERT/UPDATE on login_throttle, INSERT/UPDATE on review_items, INSERT on
+--                            audit_log, USAGE on the review_items and user_sessions id sequences. No DELETE
+--                            anywhere; no INSERT into users (user management stays with the owner: `python -m
+--                            pipeline users add`).
+--
+-- audit_log's rows are sealed by its trigger (migration 0004, SECURITY DEFINER, owned by the owner): whatever an
+-- INSERT of these roles gives, the id, time, actor name (from actor_id), database role and hashes are the server's,
+-- so no role here needs the id sequence of audit_log.
 --
 -- ALTER DEFAULT PRIVILEGES is deliberately not used: a new table must be classified, not granted blindly.
 -- Login roles are the DBA's, e.g. CREATE ROLE qa_app LOGIN PASSWORD '...' IN ROLE qa_dashboard;
@@ -43,7 +49,8 @@ INSERT INTO qa_roles_tables (name, kind) VALUES
     ('runs', 'results'), ('case_failures', 'results'), ('processings', 'results'), ('case_results', 'results'),
     ('metric_values', 'results'), ('structure_results', 'results'), ('curve_points', 'results'),
     ('reliability_bins', 'results'), ('artifacts', 'results'),
-    ('users', 'review'), ('review_items', 'review'), ('audit_log', 'review');
+    ('users', 'review'), ('user_sessions', 'review'), ('login_throttle', 'review'), ('review_items', 'review'),
+    ('audit_log', 'review');
 
 DO $$
 DECLARE
@@ -92,9 +99,7 @@ FROM (SELECT pg_get_serial_sequence(format('%I.%I', current_schema(), c.name), a
       FROM qa_roles_tables c JOIN pg_attribute a ON a.attrelid = format('%I.%I', current_schema(), c.name)::regclass
       WHERE c.kind = 'results' AND a.attnum > 0 AND NOT a.attisdropped) s
 WHERE s.seq IS NOT NULL ORDER BY s.seq \gexec
-SELECT format('GRANT INSERT, SELECT (id) ON %1$I.audit_log TO %2$I', current_schema(), :'batch_role'),
-       format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence(format('%I.audit_log', current_schema()),
-                                                                         'id'), :'batch_role') \gexec
+SELECT format('GRANT INSERT, SELECT ON %1$I.audit_log TO %2$I', current_schema(), :'batch_role') \gexec
 -- PostgreSQL 17+: let the batch's ANALYZE after a load refresh the planner statistics of its tables (on older
 -- servers a non-owner's ANALYZE skips them with a warning and autovacuum's autoanalyze does it shortly after).
 SELECT current_setting('server_version_num')::int >= 170000 AS qa_roles_has_maintain \gset
@@ -103,26 +108,30 @@ SELECT format('GRANT MAINTAIN ON %I.%I TO %I', current_schema(), name, :'batch_r
 FROM qa_roles_tables WHERE kind = 'results' ORDER BY name \gexec
 \endif
 
--- <prefix>_dashboard_read: every table, users without its password hashes.
+-- <prefix>_dashboard_read: every table, users without its password hashes, user_sessions without its token hashes.
 SELECT format('GRANT SELECT ON %I.%I TO %I', current_schema(), name, :'read_role')
-FROM qa_roles_tables WHERE name <> 'users' ORDER BY name \gexec
-SELECT format('GRANT SELECT (%s) ON %I.users TO %I', string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
-              current_schema(), :'read_role')
-FROM pg_attribute a
-WHERE a.attrelid = format('%I.users', current_schema())::regclass AND a.attnum > 0 AND NOT a.attisdropped
-  AND a.attname <> 'password_hash' \gexec
+FROM qa_roles_tables WHERE name NOT IN ('users', 'user_sessions') ORDER BY name \gexec
+SELECT format('GRANT SELECT (%s) ON %I.%I TO %I', string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+              current_schema(), t.name, :'read_role')
+FROM (VALUES ('users', 'password_hash'), ('user_sessions', 'token_hash')) AS t(name, secret)
+JOIN pg_attribute a ON a.attrelid = format('%I.%I', current_schema(), t.name)::regclass
+WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> t.secret
+GROUP BY t.name ORDER BY t.name \gexec
 
--- <prefix>_dashboard: the read role plus the writes of pipeline/review/service.py. authenticate() reads the user
--- row (hash included) with SELECT ... FOR UPDATE, which needs an UPDATE privilege on some column of users.
+-- <prefix>_dashboard: the read role plus the writes of pipeline/review/ (service, accounts, sessions, throttle).
+-- Single sign-on reads the user row with SELECT ... FOR UPDATE, which needs an UPDATE privilege on some column of
+-- users; the throttle locks its rows the same way.
 SELECT format('GRANT %I TO %I', :'read_role', :'dashboard_role')
 WHERE NOT pg_has_role(:'dashboard_role', :'read_role', 'MEMBER') \gexec
 SELECT format('GRANT SELECT ON %1$I.users TO %2$I', current_schema(), :'dashboard_role'),
-       format('GRANT UPDATE (failed_logins, locked_until, last_login_at) ON %1$I.users TO %2$I', current_schema(),
-              :'dashboard_role'),
+       format('GRANT UPDATE (last_login_at) ON %1$I.users TO %2$I', current_schema(), :'dashboard_role'),
+       format('GRANT SELECT, INSERT, UPDATE (last_seen_at, revoked_at, revoked_reason) ON %1$I.user_sessions TO %2$I',
+              current_schema(), :'dashboard_role'),
+       format('GRANT SELECT, INSERT, UPDATE ON %1$I.login_throttle TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_items TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT INSERT ON %1$I.audit_log TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT USAGE ON SEQUENCE %s, %s TO %I',
               pg_get_serial_sequence(format('%I.review_items', current_schema()), 'id'),
-              pg_get_serial_sequence(format('%I.audit_log', current_schema()), 'id'), :'dashboard_role') \gexec
+              pg_get_serial_sequence(format('%I.user_sessions', current_schema()), 'id'), :'dashboard_role') \gexec
 
 COMMIT;

@@ -21,12 +21,12 @@ from dash.development.base_component import Component
 from pipeline.errors import UserError, http_status, one_line
 from pipeline.review.workflow import Action, allowed
 from pipeline.settings import Settings
-from qa_dashboard import auth, config, exports
+from qa_dashboard import auth, config, exports, inputs, security
 from qa_dashboard.review import badge_text
 
 DISCLAIMER = "Research and QA support software, not a medical device."
 NAVIGATION = (("Overview", "/"), ("Worklist", "/worklist"), ("Cohort calibration", "/cohort"),
-              ("Method comparison", "/compare"), ("Runs", "/runs"))
+              ("Method comparison", "/compare"), ("Runs", "/runs"), ("Sessions", "/sessions"))
 #: pages shown in the navbar only to the roles allowed to use them
 RESTRICTED = ((("Audit", "/audit"), Action.VIEW_AUDIT),)
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     app.layout = _layout
     auth.install(app.server, settings)
+    security.install(app)
     exports.install(app.server)
     app.server.register_error_handler(UserError, _user_error)
     return app
@@ -55,9 +56,11 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
 
 def _user_error(error: UserError) -> tuple[flask.Response, int]:
     """The one web handler of user errors (a page, callback or download asked for something wrong or unknown): its
-    4xx status and the one-line reason as JSON. Other exceptions are internal errors: Flask logs them and answers
-    500."""
-    return flask.jsonify({"error": one_line(error)}), http_status(error)
+    4xx status and the one-line reason as JSON, audited once (:func:`qa_dashboard.auth.refuse`) unless the review
+    service audited it already. Other exceptions are internal errors: Flask logs them and answers 500."""
+    if getattr(error, "audited", False):
+        return flask.jsonify({"error": one_line(error)}), http_status(error)
+    return auth.refuse(one_line(error), http_status(error))
 
 
 def _navigation() -> list[tuple[str, str]]:
@@ -115,5 +118,6 @@ def _layout() -> Component:
 
 
 @callback(Output("unreviewed-badge", "children"), Input("_pages_location", "pathname"))
-def _count_unreviewed(_path: str | None) -> str:
+def _count_unreviewed(path: object) -> str:
+    inputs.optional(inputs.text, path, "pathname", 2000)
     return badge_text()

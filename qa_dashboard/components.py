@@ -19,6 +19,8 @@ from qa_dashboard.store import MIGRATE_HINT, Store, get_store, has_results
 log = logging.getLogger(__name__)
 
 DEFAULT_COLUMN = {"sortable": True, "resizable": True, "filter": True, "minWidth": 90}
+#: a column whose text links to the row's ``<field>_href`` (``assets/grid_links.js``): the text is never markup
+LINK_RENDERER = {"cellRenderer": "QaLink"}
 
 
 def store_not_ready(error: StoreNotReadyError) -> Component:

@@ -1,6 +1,6 @@
 """Downloads from the dashboard, as Flask routes behind the login guard: the worklist (CSV, Excel), a case's review
 regions and entropy map (NIfTI on the original grid, zipped), its regions as a DICOM RTSTRUCT, the audit report
-(PDF) and the audit log (CSV).
+(PDF), the audit log (CSV) and the cohort calibration table (CSV).
 
 Each download is one :meth:`~pipeline.review.service.ReviewService.export`: the role is checked (export; the audit
 log also needs view_audit), the file is written under the settings' ``exports_dir`` (``QA_EXPORTS_DIR``, default
@@ -32,11 +32,15 @@ from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
 from qa_dashboard import auth
 from qa_dashboard.config import settings
+from qa_dashboard.filters import cohort_filter
 from qa_dashboard.queries.worklist import load_worklist
 from qa_dashboard.store import Store, get_store
+from qa_dashboard.tables import cohort_csv, load_rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_DIGITS = 9  # of an id in an address
+MAX_VALUES = 100  # repeated values of one query key
 
 MEDIA = {".csv": "text/csv", ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
          ".zip": "application/zip", ".dcm": "application/dicom", ".pdf": "application/pdf"}
@@ -174,6 +178,35 @@ def audit_csv() -> Any:
                  also=Action.VIEW_AUDIT)
 
 
+def _whole(raw: str | None, key: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > MAX_DIGITS:
+        raise BadRequest(f"{key}={raw[:40]!r} must be a whole number")
+    return int(raw)
+
+
+def cohort_file() -> Any:
+    """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&structure=S…``: the cohort calibration table as the
+    page shows it with those filters (reviewer and above)."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        repeats, structures = args.getlist("repeat"), args.getlist("structure")
+        if len(repeats) > MAX_VALUES or len(structures) > MAX_VALUES or any(len(s) > 200 for s in structures):
+            raise BadRequest(f"at most {MAX_VALUES} repeats and structures (of at most 200 characters)")
+        chosen = cohort_filter(_whole(args.get("protocol"), "protocol"), [_whole(r, "repeat") for r in repeats],
+                               args.get("start"), args.get("end"))
+        if chosen is None:
+            raise BadRequest("the address needs ?protocol=ID")
+        path = folder / f"cohort_calibration_{chosen.protocol_id}.csv"
+        path.write_text(cohort_csv(load_rows(store, chosen, structures)), encoding="utf-8")
+        return path
+
+    object_id = "cohort " + "&".join(f"{k}={v}" for k, v in sorted(args.items(multi=True)))
+    return _send("cohort_csv", object_id[:200], produce)
+
+
 def audit_filters(args: Any) -> dict[str, Any]:
     """The audit log's filters from an address or form: actor, action (a prefix), outcome, since and until (ISO
     dates or times, UTC); BadRequest for a malformed date."""
@@ -198,3 +231,4 @@ def install(server: flask.Flask) -> None:
     server.add_url_rule("/export/rtstruct/<path:case>.dcm", "qa_export_rtstruct", rtstruct_file)
     server.add_url_rule("/export/report.pdf", "qa_export_report", report_file)
     server.add_url_rule("/export/audit.csv", "qa_export_audit", audit_csv)
+    server.add_url_rule("/export/cohort.csv", "qa_export_cohort", cohort_file)

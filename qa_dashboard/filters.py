@@ -6,13 +6,17 @@ Each page gets its own copy (ids prefixed with the page's name) and registers th
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
+from qa_dashboard import inputs
 from qa_dashboard.queries.cohort import CohortFilter, ProtocolInfo, protocol, protocols
 from qa_dashboard.store import get_store
+
+MAX_REPEATS = 10_000
 
 
 def parse_protocol(value: str | None, infos: list[ProtocolInfo]) -> ProtocolInfo | None:
@@ -51,11 +55,16 @@ def _repeat_options(info: ProtocolInfo) -> list[dict[str, object]]:
     return [{"label": f"repeat {r}", "value": r} for r in range(info.repeats)]
 
 
-def cohort_filter(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-                  configurations: list[int] | None = None) -> CohortFilter | None:
-    """The filter of the controls' values (no repeat chosen = every repeat); None without a protocol."""
+def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any,
+                  configurations: Any = None) -> CohortFilter | None:
+    """The filter of the controls' values, checked (no repeat chosen = every repeat); None without a protocol."""
+    protocol_id = inputs.optional(inputs.integer, protocol_id, "protocol")
     if protocol_id is None:
         return None
+    repeats = inputs.listed(repeats, "repeats", lambda v, n: inputs.integer(v, n, 0, MAX_REPEATS))
+    start, end = inputs.day(start, "start date"), inputs.day(end, "end date")
+    if configurations is not None:
+        configurations = inputs.listed(configurations, "configurations", inputs.integer)
     def day(value: str | None) -> date | None:
         return date.fromisoformat(value[:10]) if value else None
 
@@ -68,14 +77,16 @@ def register_protocol_callbacks(prefix: str) -> None:
 
     @callback(Output(f"{prefix}-protocol", "options"), Output(f"{prefix}-protocol", "value"),
               Input(f"{prefix}-model-set", "value"), prevent_initial_call=True)
-    def _protocols_of(model_set_id: int) -> tuple[list[dict[str, object]], int | None]:
+    def _protocols_of(model_set_id: Any) -> tuple[list[dict[str, object]], int | None]:
+        model_set_id = inputs.integer(model_set_id, f"{prefix}-model-set.value")
         with get_store().session() as session:
             options = _protocol_options(protocols(session), model_set_id)
         return options, options[0]["value"] if options else None  # type: ignore[return-value]
 
     @callback(Output(f"{prefix}-repeats", "options"), Output(f"{prefix}-repeats", "value"),
               Input(f"{prefix}-protocol", "value"), prevent_initial_call=True)
-    def _repeats_of(protocol_id: int | None) -> tuple[list[dict[str, object]], list[int]]:
+    def _repeats_of(protocol_id: Any) -> tuple[list[dict[str, object]], list[int]]:
+        protocol_id = inputs.optional(inputs.integer, protocol_id, f"{prefix}-protocol.value")
         if protocol_id is None:
             return [], []
         with get_store().session() as session:

@@ -5,7 +5,8 @@ Every action goes through :class:`~pipeline.review.service.ReviewService` as the
 role, the workflow and self-approval, and writes one audit row per item (or one ``denied`` row). Buttons a role may
 not use are disabled, but the service decides: a forged callback is refused and audited the same way. One selected
 row carries its version, so an item that changed since the page showed it is refused ("reload"); several selected
-rows are one bulk action, all or nothing.
+rows are one bulk action, all or nothing. What the browser sends (selected rows, comment, scope) is checked first
+(:mod:`qa_dashboard.inputs`): a malformed value is a 400, audited once, and reaches no service.
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from dash import Input, Output, State, callback, ctx, dcc, html
 from dash.development.base_component import Component
 
 from pipeline.errors import StoreNotReadyError
-from pipeline.metrics.review_budget import Budget
-from pipeline.review.service import ItemKey
+from pipeline.metrics.review_budget import DEFAULT_CAP, Budget
+from pipeline.review.service import MAX_COMMENT, ItemKey
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from pipeline.review.worklist import default_configuration, unreviewed_count
-from qa_dashboard import auth
+from qa_dashboard import auth, inputs
 from qa_dashboard.components import grid
 from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import STATE_CLASSES, item_rows, load_worklist
 from qa_dashboard.store import get_store
 
 log = logging.getLogger(__name__)
+MAX_MINUTES = 24 * 60.0  # a time budget per patient, at most a day
 
 #: button id → (label, workflow action, decision, Bootstrap colour)
 BUTTONS: dict[str, tuple[str, Action, str | None, str]] = {
@@ -60,12 +62,30 @@ def scope(configuration: str, budget: Budget, case: str | None = None, case_only
             "case_only": case_only}
 
 
+def checked_scope(data: Any) -> dict[str, Any]:
+    """A scope as the browser sent it back, checked (InputError when malformed)."""
+    checked = inputs.record(data, "review-scope", {
+        "configuration": inputs.text, "kind": lambda v, n: inputs.choice(v, n, ("fraction", "minutes")),
+        "value": lambda v, n: inputs.number(v, n, 0.0, MAX_MINUTES),
+        "case": lambda v, n: inputs.optional(inputs.text, v, n),
+        "case_only": inputs.flag})
+    if checked["kind"] == "fraction":
+        inputs.number(checked["value"], "review-scope.value", 0.0, DEFAULT_CAP)
+    return checked
+
+
+def scope_budget(data: dict[str, Any]) -> Budget:
+    """The budget of a checked scope."""
+    return Budget(data["kind"], float(data["value"]))
+
+
 def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The item rows of a scope (empty when the scope names nothing)."""
     if not data or not data.get("configuration"):
         return []
+    data = checked_scope(data)
     case = data.get("case")
-    worklist = load_worklist(get_store(), data["configuration"], Budget(data["kind"], float(data["value"])),
+    worklist = load_worklist(get_store(), data["configuration"], scope_budget(data),
                              case if data.get("case_only") else None)
     return item_rows(worklist, case)
 
@@ -85,15 +105,26 @@ def panel(data: dict[str, Any], rows: list[dict[str, Any]], height: int = 320) -
                            "enableClickSelection": False}),
         dbc.Row([
             dbc.Col(dbc.Textarea(id="review-comment", placeholder="Comment (required for Edited and Reject)",
-                                 rows=2, maxLength=2000), lg=5),
+                                 rows=2, maxLength=MAX_COMMENT), lg=5),
             dbc.Col(buttons, lg=7),
         ], className="mt-2 g-2"),
         html.Div(id="review-result", className="mt-2"),
     ], id="review-panel")
 
 
+ROW_FIELDS = {"image_id": inputs.integer, "configuration_id": inputs.integer,
+              "class_index": lambda v, n: inputs.integer(v, n, 0, 255),
+              "version": lambda v, n: inputs.optional(inputs.integer, v, n)}
+
+
+def checked_rows(selected: Any) -> list[dict[str, Any]]:
+    """Selected item rows as the browser sent them, checked: ids and class indices in range, a version or none."""
+    return inputs.listed(selected, "review-items.selectedRows",
+                         lambda row, name: inputs.record(row, name, ROW_FIELDS), inputs.MAX_ROWS)
+
+
 def _keys(selected: list[dict[str, Any]]) -> list[ItemKey]:
-    return [ItemKey(int(row["image_id"]), int(row["configuration_id"]), int(row["class_index"])) for row in selected]
+    return [ItemKey(row["image_id"], row["configuration_id"], row["class_index"]) for row in selected]
 
 
 def apply(button: str, selected: list[dict[str, Any]], comment: str | None) -> str:
@@ -108,7 +139,7 @@ def apply(button: str, selected: list[dict[str, Any]], comment: str | None) -> s
     principal, ip = int(user["user_id"]), flask.request.remote_addr
     keys = _keys(selected)
     if len(keys) == 1:
-        version = int(selected[0].get("version") or 0)  # 0: the item was pending when the page showed it
+        version = selected[0].get("version") or 0  # 0: the item was pending when the page showed it
         calls = {Action.START_REVIEW: lambda: service.start_review(principal, keys[0], expected_version=version, ip=ip),
                  Action.DECIDE: lambda: service.record_decision(principal, keys[0], decision or "", comment,
                                                                 expected_version=version, ip=ip),
@@ -140,9 +171,12 @@ def badge_text() -> str:
           State("review-items", "selectedRows"), State("review-comment", "value"), State("review-scope", "data"),
           prevent_initial_call=True)
 def _act(*values: Any) -> tuple[Any, Any, Any, Any]:
-    selected, comment, data = values[len(BUTTONS):]
+    clicks = [inputs.clicks(value, f"{button}.n_clicks") for value, button in zip(values, BUTTONS, strict=False)]
+    selected = checked_rows(values[len(BUTTONS)])
+    comment = inputs.optional(inputs.text, values[len(BUTTONS) + 1], "review-comment.value", MAX_COMMENT)
+    data = checked_scope(values[len(BUTTONS) + 2])
     button = ctx.triggered_id
-    if button not in BUTTONS or not any(values[:len(BUTTONS)]):
+    if button not in BUTTONS or not any(clicks):
         return dash.no_update, dash.no_update, dash.no_update, dash.no_update
     if not selected:
         return (dbc.Alert("Select one or more items first (the boxes on the left).", color="info", id="review-alert"),

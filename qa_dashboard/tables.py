@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline.metrics import registry
+from qa_dashboard.queries.cohort import CohortFilter, configurations, protocol, summary
+from qa_dashboard.store import Store
 
 ALL_FOREGROUND = "all foreground"
 
@@ -123,3 +125,12 @@ def cohort_csv(rows: list[dict[str, Any]]) -> str:
     columns += ["n_cases", "n_repeats"]
     records = [{**{f"{m}_mean": r.get(m) for m in names}, **r} for r in rows]
     return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, float_format="%.6g")
+
+
+def load_rows(store: Store, chosen: CohortFilter, structures: list[str]) -> list[dict[str, Any]]:
+    """The table's rows of a protocol filter and structures (the page's grid and its CSV export)."""
+    with store.session() as session:
+        info = protocol(session, chosen.protocol_id)
+        names = dict(configurations(session, info.model_set_id))
+        overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen))
+    return cohort_rows(overall, per_structure, names, structures)

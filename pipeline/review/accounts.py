@@ -132,17 +132,21 @@ class AccountOperations(SessionOperations):
 
         return self._run(principal, "user.update", "user", username[:200], ip, body)
 
-    def unlock_client(self, principal: Principal, client: str, ip: str | None = None) -> int:
-        """Clear the login throttle of an address (admin); one ``user.unlock`` row; how many counters were cleared."""
+    def unlock_logins(self, principal: Principal, account: str | None = None, client: str | None = None,
+                      ip: str | None = None) -> int:
+        """Clear the login throttle of a typed username (every client) or of an address (admin), whether or not an
+        account has that name; one ``user.unlock`` row; how many counters were cleared."""
+        target = f"account {account}" if account else f"client {client}"
 
         def body(session: Session, actor: Actor) -> int:
             workflow.require(actor.role, Action.MANAGE_USERS, actor.username)
-            cleared = throttle.unlock(session, client=client)
-            self._audit(session, actor, "user.unlock", "ok", "login_throttle", f"client {client}", None,
-                        {"cleared": cleared}, ip)
+            if not (account or client):
+                raise InputError("unlock needs an account or an address")
+            cleared = throttle.unlock(session, account=account, client=client)
+            self._audit(session, actor, "user.unlock", "ok", "login_throttle", target, None, {"cleared": cleared}, ip)
             return cleared
 
-        return self._run(principal, "user.unlock", "login_throttle", f"client {client[:45]}", ip, body)
+        return self._run(principal, "user.unlock", "login_throttle", target[:200], ip, body)
 
     def blocked_logins(self, principal: Principal) -> list[tuple[str, str, str, int, datetime]]:
         """(scope, client, account, failures, blocked until) of every counter that refuses logins now (admin)."""

@@ -144,4 +144,5 @@ class ServiceBase:
                 raise Refused(error, object_type, object_id) from error
         except Refused as refused:
             self._deny(principal, action, refused, ip)
+            refused.error.audited = True  # type: ignore[attr-defined]  (callers need not audit it again)
             raise refused.error from None

@@ -233,6 +233,7 @@ class ReviewService(AccountOperations):
                 self.check(principal, also)
         except PermissionDenied as error:
             self._deny(principal, f"export.{kind}", Refused(error, "export", object_id), ip)
+            error.audited = True  # type: ignore[attr-defined]
             raise
         try:
             path = Path(produce())

@@ -1,9 +1,11 @@
-"""The audit trail (approver and admin): every login, review action, export, account and configuration change (a
-deployed temperature), newest first,
-filtered by who, what, outcome and date, and downloadable as CSV with the same filters (an audited export itself).
+"""The audit trail (approver and admin): every login, session, review action, export, refused request, account and
+configuration change (a deployed temperature), newest first, filtered by who, what, outcome and date, and
+downloadable as CSV with the same filters (an audited export itself).
 
-The log is append-only: the database refuses UPDATE and DELETE of its rows (migration 0002). This page only reads it,
-through :meth:`~pipeline.review.service.ReviewService.audit_entries`, which checks the role again on every call.
+The log is append-only and hash-chained: the database refuses UPDATE and DELETE of its rows (migration 0002) and
+INSERTs that do not extend the chain (0004). The page verifies the chain when it opens (and on request) and shows the
+nightly batch's last verification. It only reads the log, through
+:meth:`~pipeline.review.service.ReviewService.audit_entries`, which checks the role again on every call.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
+from sqlalchemy import select
 
 from pipeline.review.service import AuditRecord
 from pipeline.review.workflow import Action, PermissionDenied, allowed
-from qa_dashboard import auth
+from pipeline.store.schema import Run
+from qa_dashboard import auth, inputs
 from qa_dashboard.components import grid, section
 from qa_dashboard.exports import BadRequest, audit_filters
 from qa_dashboard.store import get_store
@@ -27,7 +31,8 @@ from qa_dashboard.store import get_store
 dash.register_page(__name__, path="/audit", title="Audit trail", name="Audit")
 
 SHOWN = 2000
-ACTIONS = ("login", "logout", "review.", "export.", "user.", "config.")
+ACTIONS = ("login", "logout", "session.", "review.", "export.", "user.", "config.", "request.")
+OUTCOMES = ("ok", "denied", "failure", "locked")
 OUTCOME_RULES = {"text-danger fw-semibold": "params.value === 'denied' || params.value === 'failure'",
                  "text-warning fw-semibold": "params.value === 'locked'", "text-success": "params.value === 'ok'"}
 COLUMNS = [
@@ -60,14 +65,15 @@ def layout(**_query: str) -> Component:
             dbc.Col([dbc.Label("Who (user name)"), dbc.Input(id="audit-actor", debounce=True)], lg=2),
             dbc.Col([dbc.Label("What"), dcc.Dropdown([{"label": a.rstrip(".") + (" …" if a.endswith(".") else ""),
                                                        "value": a} for a in ACTIONS], id="audit-action")], lg=2),
-            dbc.Col([dbc.Label("Outcome"), dcc.Dropdown(["ok", "denied", "failure", "locked"], id="audit-outcome")],
-                    lg=2),
+            dbc.Col([dbc.Label("Outcome"), dcc.Dropdown(list(OUTCOMES), id="audit-outcome")], lg=2),
             dbc.Col([dbc.Label("From (date, UTC)"), dbc.Input(id="audit-since", type="date")], lg=2),
             dbc.Col([dbc.Label("Before (date, UTC)"), dbc.Input(id="audit-until", type="date")], lg=2),
             dbc.Col([dbc.Label("\u00a0", className="d-block"), dbc.Button(
                 "Download CSV", id="audit-download", href="/export/audit.csv", external_link=True,
                 color="outline-primary")], lg=2),
         ], className="mb-3 g-2"),
+        dbc.Row([dbc.Col(html.Div(id="audit-chain"), lg=10), dbc.Col(dbc.Button(
+            "Verify the chain", id="audit-verify", color="outline-secondary", size="sm"), lg=2)], className="g-2"),
         html.Div(id="audit-summary", className="text-muted small mb-1"),
         section("Entries", grid("audit-grid", COLUMNS, [], 560, tooltipShowDelay=300)),
     ])
@@ -76,8 +82,11 @@ def layout(**_query: str) -> Component:
 @callback(Output("audit-grid", "rowData"), Output("audit-summary", "children"), Output("audit-download", "href"),
           Input("audit-actor", "value"), Input("audit-action", "value"), Input("audit-outcome", "value"),
           Input("audit-since", "value"), Input("audit-until", "value"))
-def _entries(actor: str | None, action: str | None, outcome: str | None, since: str | None,
-             until: str | None) -> tuple[Any, Any, Any]:
+def _entries(actor: Any, action: Any, outcome: Any, since: Any, until: Any) -> tuple[Any, Any, Any]:
+    actor = inputs.optional(inputs.text, actor, "audit-actor.value", 100)
+    action = inputs.optional(inputs.choice, action, "audit-action.value", ACTIONS)
+    outcome = inputs.optional(inputs.choice, outcome, "audit-outcome.value", OUTCOMES)
+    since, until = inputs.day(since, "audit-since.value"), inputs.day(until, "audit-until.value")
     user = auth.current_user()
     query = {k: v for k, v in (("actor", actor), ("action", action), ("outcome", outcome), ("since", since),
                                ("until", until)) if v}
@@ -91,3 +100,29 @@ def _entries(actor: str | None, action: str | None, outcome: str | None, since: 
         return [], str(error), href
     more = " (the newest shown: narrow the filters or download the CSV)" if len(records) == SHOWN else ""
     return rows(records), f"{len(records)} entr{'y' if len(records) == 1 else 'ies'}{more}", href
+
+
+def _nightly() -> str:
+    """The last batch run's verification, in a few words."""
+    with get_store().session() as session:
+        last = session.execute(select(Run.id, Run.audit_check).where(Run.audit_check.is_not(None))
+                               .order_by(Run.id.desc()).limit(1)).first()
+    if last is None:
+        return "no batch run has verified it yet"
+    check = last[1] if isinstance(last[1], dict) else {}
+    verdict = "intact" if check.get("ok") else f"TAMPERED at row #{check.get('bad_id')}"
+    return f"run {last[0]} found it {verdict} ({check.get('rows')} rows, {check.get('checked_at', '')[:16]} UTC)"
+
+
+@callback(Output("audit-chain", "children"), Input("audit-verify", "n_clicks"))
+def _chain(clicks: Any) -> Any:
+    inputs.clicks(clicks, "audit-verify.n_clicks")
+    user = auth.current_user()
+    if user is None:
+        return ""
+    try:
+        report = auth.review_service(get_store().engine).verify_audit_log(int(user["user_id"]))
+    except PermissionDenied as error:
+        return str(error)
+    return dbc.Alert([html.Strong(report.line()), html.Span(f" · last nightly check: {_nightly()}")],
+                     color="success" if report.ok else "danger", id="audit-chain-status", className="py-2 small")

@@ -1,20 +1,23 @@
-"""Cohort calibration: configuration × structure table (mean ± SD over repeats) and the reliability diagram."""
+"""Cohort calibration: configuration × structure table (mean ± SD over repeats) and the reliability diagram; the
+table's CSV is an audited export (``/export/cohort.csv``, reviewer and above) with the filters shown."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
-from qa_dashboard import charts
+from pipeline.review.workflow import Action, allowed
+from qa_dashboard import auth, charts, inputs
 from qa_dashboard.components import grid, guarded, not_found, section
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability, summary
+from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability
 from qa_dashboard.store import Store, get_store
-from qa_dashboard.tables import ALL_FOREGROUND, cohort_csv, cohort_rows, column_defs
+from qa_dashboard.tables import ALL_FOREGROUND, column_defs, load_rows
 
 dash.register_page(__name__, path="/cohort", title="Cohort calibration", name="Cohort calibration")
 PREFIX = "cohort"
@@ -42,9 +45,8 @@ def _page(store: Store, wanted: str | None) -> Component:
             dbc.Col([dbc.Label("Structures"), dcc.Dropdown(
                 id="cohort-structures", options=[ALL_FOREGROUND, *chosen.labels], value=structures, multi=True)],
                 md=9),
-            dbc.Col(dbc.Button("Export CSV", id="cohort-csv-button", color="secondary", className="mt-4"), md=3),
+            dbc.Col(_export_button(), md=3),
         ], className="g-2 mb-2"),
-        dcc.Download(id="cohort-csv"),
         html.Div(grid("cohort-grid", column_defs(), [], 420, tooltipShowDelay=300), className="mb-3"),
         section("Reliability diagram",
                 dcc.Dropdown(id="cohort-diagram-configurations", options=config_options,
@@ -52,6 +54,15 @@ def _page(store: Store, wanted: str | None) -> Component:
                 dcc.Graph(id="cohort-reliability", config={"displaylogo": False}),
                 help_text="pooled bins of every test case and repeat; several configurations overlaid"),
     ])
+
+
+def _export_button() -> Component:
+    """The CSV download (an audited export): for the roles that may export."""
+    user = auth.current_user()
+    may = user is not None and allowed(user["role"], Action.EXPORT)
+    return dbc.Button("Export CSV", id="cohort-csv-button", color="secondary", className="mt-4", href="",
+                      external_link=True, disabled=not may,
+                      title=None if may else "exports need the reviewer, approver or admin role")
 
 
 def layout(protocol: str | None = None, **_query: str) -> Component:
@@ -66,23 +77,32 @@ def _filter_inputs() -> list[Input]:
             Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
 
 
+def _structures(value: Any) -> list[str]:
+    return inputs.listed(value, "cohort-structures.value", inputs.text)
+
+
 @callback(Output("cohort-grid", "rowData"), *_filter_inputs(), Input("cohort-structures", "value"))
-def _table(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-           structures: list[str] | None) -> list[dict[str, Any]]:
+def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, structures: Any) -> list[dict[str, Any]]:
     chosen = cohort_filter(protocol_id, repeats, start, end)
+    structures = _structures(structures)
     if chosen is None:
         return []
-    store = get_store()
-    with store.session() as session:
-        info = protocol(session, chosen.protocol_id)
-        names = dict(configurations(session, info.model_set_id))
-        overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen))
-    return cohort_rows(overall, per_structure, names, structures or [])
+    return load_rows(get_store(), chosen, structures)
+
+
+@callback(Output("cohort-csv-button", "href"), *_filter_inputs(), Input("cohort-structures", "value"))
+def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, structures: Any) -> str:
+    chosen = cohort_filter(protocol_id, repeats, start, end)
+    if chosen is None:
+        return ""
+    query = [("protocol", chosen.protocol_id), *(("repeat", r) for r in chosen.repeats or ()),
+             *(("start", str(d)) for d in (chosen.start,) if d), *(("end", str(d)) for d in (chosen.end,) if d),
+             *(("structure", s) for s in _structures(structures))]
+    return f"/export/cohort.csv?{urlencode(query)}"
 
 
 @callback(Output("cohort-reliability", "figure"), *_filter_inputs(), Input("cohort-diagram-configurations", "value"))
-def _diagram(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-             chosen_configurations: list[int] | None) -> dict[str, Any]:
+def _diagram(protocol_id: Any, repeats: Any, start: Any, end: Any, chosen_configurations: Any) -> dict[str, Any]:
     chosen = cohort_filter(protocol_id, repeats, start, end, chosen_configurations or [])
     if chosen is None:
         return charts.empty_figure("choose a protocol")
@@ -92,9 +112,3 @@ def _diagram(protocol_id: int | None, repeats: list[int] | None, start: str | No
         grid = configurations(session, info.model_set_id)
         pooled = store.cached(session, ("reliability", chosen), lambda: reliability(session, chosen))
     return charts.reliability_figure(pooled, dict(grid), {i: k for k, (i, _) in enumerate(grid)})
-
-
-@callback(Output("cohort-csv", "data"), Input("cohort-csv-button", "n_clicks"), State("cohort-grid", "rowData"),
-          prevent_initial_call=True)
-def _export(_clicks: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return dcc.send_string(cohort_csv(rows or []), "cohort_calibration.csv")

@@ -9,8 +9,9 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.development.base_component import Component
 
+from pipeline.errors import InputError
 from pipeline.metrics import registry
-from qa_dashboard import charts
+from qa_dashboard import charts, inputs
 from qa_dashboard.components import guarded, not_found, patient_href, section
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
 from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
@@ -74,6 +75,14 @@ FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "val
            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
 
 
+def _configuration(value: Any, field: str, names: dict[int, str]) -> int:
+    """A configuration id of the protocol's model set (InputError otherwise)."""
+    checked = inputs.integer(value, field)
+    if checked not in names:
+        raise InputError(f"{field}: configuration #{checked} is not one of this protocol's")
+    return checked
+
+
 def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int]]:
     grid = configurations(session, protocol(session, protocol_id).model_set_id)
     return dict(grid), {i: k for k, (i, _) in enumerate(grid)}
@@ -81,8 +90,7 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
-def _curves(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-            shown: list[int] | None) -> tuple[dict[str, Any], ...]:
+def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
     chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
@@ -94,8 +102,7 @@ def _curves(protocol_id: int | None, repeats: list[int] | None, start: str | Non
 
 
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
-def _distributions(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-                   shown: list[int] | None) -> tuple[dict[str, Any], ...]:
+def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
     chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
@@ -109,14 +116,17 @@ def _distributions(protocol_id: int | None, repeats: list[int] | None, start: st
 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"))
-def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None, a: int | None,
-            b: int | None, metric: str) -> tuple[Component, dict[str, Any]]:
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any,
+            metric: Any) -> tuple[Component, dict[str, Any]]:
+    a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
+    metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     chosen = cohort_filter(protocol_id, repeats, start, end, [c for c in (a, b) if c is not None])
-    if chosen is None or a is None or b is None or metric not in case_metrics():
+    if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
     with store.session() as session:
         names, _ = _grid(session, chosen.protocol_id)
+        a, b = _configuration(a, "compare-a.value", names), _configuration(b, "compare-b.value", names)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
     result, values = paired(cases, metric, a, b)
     label = registry.metric(metric).label
@@ -128,7 +138,9 @@ def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | Non
 
 @callback(Output("compare-nav", "href"), Input("compare-scatter", "clickData"), State("compare-a", "value"),
           State("compare-b", "value"), prevent_initial_call=True)
-def _open_case(click: dict[str, Any] | None, a: int | None, b: int | None) -> str:
-    points = (click or {}).get("points", [])
-    case = next((p.get("customdata") for p in points if p.get("customdata")), None)
-    return patient_href(case, a=a, b=b) if case else no_update
+def _open_case(click: Any, a: Any, b: Any) -> str:
+    a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
+    inputs.point(click, "compare-scatter.clickData")
+    points = click["points"] if click else []
+    case = next((p.get("customdata") for p in points if isinstance(p, dict) and p.get("customdata")), None)
+    return patient_href(inputs.text(case, "compare-scatter customdata"), a=a, b=b) if case else no_update

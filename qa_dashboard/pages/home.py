@@ -7,14 +7,14 @@ import dash_bootstrap_components as dbc
 from dash import html
 from dash.development.base_component import Component
 
-from qa_dashboard.components import grid, guarded, patient_href, section
+from qa_dashboard.components import LINK_RENDERER, grid, guarded, patient_href, section
 from qa_dashboard.queries.overview import case_rows, totals
 from qa_dashboard.store import Store
 
 dash.register_page(__name__, path="/", title="Uncertainty QA")
 
 COLUMNS = [
-    {"field": "case", "headerName": "Case", "cellRenderer": "markdown", "pinned": "left"},
+    {"field": "case", "headerName": "Case", "pinned": "left", **LINK_RENDERER},
     {"field": "cohort"}, {"field": "patient", "headerName": "Patient (pseudonym)"},
     {"field": "reference", "headerName": "Reference"}, {"field": "note", "headerName": "Reference note", "flex": 1},
     {"field": "processed", "headerName": "Last processed"}, {"field": "results", "headerName": "Results"},
@@ -26,7 +26,7 @@ def _overview(store: Store) -> Component:
         counts = totals(session)
         rows = case_rows(session)
     for row in rows:
-        row["case"] = f"[{row['case']}]({patient_href(row['case'])})"
+        row["case_href"] = patient_href(row["case"])
     latest = ("no run yet" if counts.latest_run is None else
               f"run {counts.latest_run[0]}: {counts.latest_run[1]} ({counts.latest_run[2]:%Y-%m-%d %H:%M})")
     cards = [(str(counts.patients), "patients"), (str(counts.cases), "cases"), (str(counts.results), "results"),

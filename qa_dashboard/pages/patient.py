@@ -20,7 +20,8 @@ from dash.development.base_component import Component
 
 from pipeline.metrics.review_budget import DEFAULT_BUDGET
 from pipeline.review.workflow import Action, allowed
-from qa_dashboard import auth, review, viewer
+from qa_dashboard import auth, inputs, review, viewer
+from qa_dashboard import viewer_inputs as checked
 from qa_dashboard.components import guarded, not_found, number, section
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering import views
@@ -30,13 +31,14 @@ from qa_dashboard.viewer_layout import header, viewer_layout
 
 dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
 SIDES = ("a", "b")
+MAX_DIGITS = 9  # of an id or a voxel index in the address
 
 
 def _choice(value: str | None, view: viewer.CaseView) -> tuple[bool, int | None]:
     """(valid, configuration id) of an ``a`` / ``b`` query value."""
     if value is None or value == "":
         return True, None
-    if not value.isdigit() or int(value) not in view.results:
+    if not value.isdigit() or len(value) > MAX_DIGITS or int(value) not in view.results:
         return False, None
     return True, int(value)
 
@@ -46,7 +48,7 @@ def _at(value: str | None, case: Case) -> tuple[bool, views.Slices]:
     if not value:
         return True, viewer.middle(case)
     parts = value.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.strip().isdigit() and len(p.strip()) <= MAX_DIGITS for p in parts):
         return False, {}
     position = dict(zip(PLANES, (int(p) for p in parts), strict=True))
     inside = all(position[p] < n for p, n in zip(PLANES, case.shape_zyx, strict=True))
@@ -111,13 +113,9 @@ def layout(name: str | None = None, a: str | None = None, b: str | None = None, 
            **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
+    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in (a, b, at)):
+        return not_found("The address is malformed: a value is too long.")
     return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at}))
-
-
-def _settings(preset: str, overlays: list[str] | None, structures: list[int] | None, opacity: float | None,
-              threshold: float | None, budget: float | None) -> viewer.Settings:
-    return viewer.Settings(preset or "1", tuple(overlays or ()), tuple(structures or ()), float(opacity or 0),
-                           float(threshold or 0), float(budget or 0))
 
 
 SETTINGS = [Input("viewer-wl", "value"), Input("viewer-overlays", "value"), Input("viewer-structures", "value"),
@@ -137,19 +135,19 @@ def _register_plane(plane: str) -> None:
     @callback(Output(f"view-a-{plane}", "figure"), Output(f"view-b-{plane}", "figure"),
               Input(f"slice-{plane}", "data"), *(Input(f"slice-{p}", "data") for p in others),
               Input("viewer-a", "value"), Input("viewer-b", "value"), *SETTINGS, State("viewer-case", "data"))
-    def _draw(index: int, first: int, second: int, a: int | None, b: int | None, preset: str, overlays: list[str],
-              structures: list[int], opacity: float, threshold: float, budget: float, name: str
-              ) -> tuple[Any, Any]:
-        slices = {plane: index, others[0]: first, others[1]: second}
+    def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, preset: Any, overlays: Any, structures: Any,
+              opacity: Any, threshold: Any, budget: Any, name: Any) -> tuple[Any, Any]:
         store = get_store()
-        view = viewer.load(store, name)
+        view = viewer.load(store, checked.name(name))
         if view is None:
             return dash.no_update, dash.no_update
+        slices = checked.slices(view.case, {plane: index, others[0]: first, others[1]: second})
+        a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
+        settings = checked.settings(view, preset, overlays, structures, opacity, threshold, budget)
         triggered = {t.split(".")[0] for t in ctx.triggered_prop_ids}
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
             return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
-        settings = _settings(preset, overlays, structures, opacity, threshold, budget)
         return viewer.plane_figures(store, view, plane, slices, a, b, settings)
 
 
@@ -173,12 +171,20 @@ clientside_callback("function(n) { return n > 0; }", Output("viewer-help", "is_o
           State("viewer-case", "data"), prevent_initial_call=True)
 def _locate(*values: Any) -> tuple[Any, ...]:
     clicks = dict(zip((f"view-{s}-{p}" for s in SIDES for p in PLANES), values[:6], strict=True))
+    for graph, click in clicks.items():
+        inputs.point(click, f"{graph}.clickData")
+    for count, button in zip(values[6:8], ("viewer-most-uncertain", "viewer-next-region"), strict=True):
+        inputs.clicks(count, f"{button}.n_clicks")
     axial, coronal, sagittal, a, budget, region, name = values[8:]
-    slices = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
     store = get_store()
-    view = viewer.load(store, name)
+    view = viewer.load(store, checked.name(name))
     unchanged = (dash.no_update,) * 5
-    if view is None or a not in view.results:
+    if view is None:
+        return unchanged
+    slices = checked.slices(view.case, {"axial": axial, "coronal": coronal, "sagittal": sagittal})
+    a, region = checked.configuration(a, "viewer-a.value"), checked.region(region)
+    budget = checked.budget(view, budget)
+    if a not in view.results:
         return unchanged
     trigger = ctx.triggered_id
     moved: views.Slices | None = None
@@ -189,10 +195,10 @@ def _locate(*values: Any) -> tuple[Any, ...]:
         moved = viewer.jump_to_most_uncertain(store, view.results[a], slices)
         info = "no entropy map stored" if moved is None else f"most uncertain axial slice: {moved['axial'] + 1}"
     elif trigger == "viewer-next-region":
-        found = viewer.regions(store, view, view.results[a], float(budget or 0))
+        found = viewer.regions(store, view, view.results[a], budget)
         if not found:
             return *(dash.no_update,) * 4, "no uncertain region at this budget"
-        region = (int(region) + 1) % len(found)
+        region = (region + 1) % len(found)
         chosen = found[region]
         moved = dict(zip(PLANES, chosen.centroid, strict=True))
         info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices {chosen.slices[0] + 1}–"
@@ -206,18 +212,20 @@ def _locate(*values: Any) -> tuple[Any, ...]:
           *SLICES, State("viewer-a", "value"), State("viewer-b", "value"), State("viewer-case", "data"),
           prevent_initial_call=True)
 def _probe(*values: Any) -> Any:
-    hovers = dict(zip((f"view-{s}-{p}" for s in SIDES for p in PLANES), values[:6], strict=True))
+    hovers = {f"view-{s}-{p}": inputs.point(v, f"view-{s}-{p}.hoverData")
+              for (s, p), v in zip(((s, p) for s in SIDES for p in PLANES), values[:6], strict=True)}
     axial, coronal, sagittal, a, b, name = values[6:]
     trigger = ctx.triggered_id
-    points = (hovers.get(trigger) or {}).get("points", [])
-    if not points or "x" not in points[0]:
+    point = hovers.get(trigger) if isinstance(trigger, str) else None
+    if point is None:
         return dash.no_update
     store = get_store()
-    view = viewer.load(store, name)
+    view = viewer.load(store, checked.name(name))
     if view is None:
         return dash.no_update
-    slices = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
-    voxel = views.voxel_at(view.case, trigger.split("-")[2], slices, float(points[0]["x"]), float(points[0]["y"]))
+    slices = checked.slices(view.case, {"axial": axial, "coronal": coronal, "sagittal": sagittal})
+    a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
+    voxel = views.voxel_at(view.case, trigger.split("-")[2], slices, *point)
     if voxel is None:
         return dash.no_update
     return viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
@@ -225,28 +233,31 @@ def _probe(*values: Any) -> Any:
 
 @callback(Output("viewer-metrics-box", "children"), Output("viewer-b-column", "style"), Input("viewer-a", "value"),
           Input("viewer-b", "value"), Input("viewer-budget", "value"), State("viewer-case", "data"))
-def _metrics(a: int | None, b: int | None, budget: float | None, name: str) -> tuple[Any, dict[str, str]]:
+def _metrics(a: Any, b: Any, budget: Any, name: Any) -> tuple[Any, dict[str, str]]:
+    a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
     store = get_store()
-    view = viewer.load(store, name)
+    view = viewer.load(store, checked.name(name))
     hidden = {} if b is not None else {"display": "none"}
     if view is None:
         return dash.no_update, hidden
-    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], float(budget or 0)), hidden
+    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget)), hidden
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),
           Input("viewer-threshold", "value"), Input("viewer-opacity", "value"))
-def _colourbar(threshold: float | None, opacity: float | None) -> tuple[dict[str, str], str]:
-    threshold = float(threshold or 0)
+def _colourbar(threshold: Any, opacity: Any) -> tuple[dict[str, str], str]:
+    threshold = checked.fraction(threshold, "viewer-threshold.value")
+    opacity = checked.fraction(opacity, "viewer-opacity.value")
     return ({"width": f"{threshold * 100:.0f}%"},
-            f"transparent below {number(threshold, 2)}, opacity {number(float(opacity or 0) * 100, 0)} %")
+            f"transparent below {number(threshold, 2)}, opacity {number(opacity * 100, 0)} %")
 
 
 @callback(Output("review-scope", "data", allow_duplicate=True), Output("review-items", "rowData", allow_duplicate=True),
           Output("case-downloads", "children"), Input("viewer-a", "value"), State("viewer-case", "data"),
           prevent_initial_call=True)
-def _review_scope(a: int | None, name: str) -> tuple[Any, Any, Any]:
-    view = viewer.load(get_store(), name)
+def _review_scope(a: Any, name: Any) -> tuple[Any, Any, Any]:
+    a = checked.configuration(a, "viewer-a.value")
+    view = viewer.load(get_store(), checked.name(name))
     if view is None or a not in view.results:
         return dash.no_update, dash.no_update, dash.no_update
     data = review.scope(view.results[a].configuration, DEFAULT_BUDGET, name, case_only=True)

@@ -9,6 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, html
 from dash.development.base_component import Component
 
+from qa_dashboard import inputs
 from qa_dashboard.components import grid, guarded, section
 from qa_dashboard.queries.runs import failure_rows, run_rows
 from qa_dashboard.store import Store, get_store
@@ -56,8 +57,10 @@ def layout(**_query: str) -> Component:
 
 @callback(Output("failures-grid", "rowData"), Output("failures-title", "children"),
           Input("runs-grid", "selectedRows"), prevent_initial_call=True)
-def _failures_of(selected: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
-    run = int(selected[0]["run"]) if selected else None
+def _failures_of(selected: Any) -> tuple[list[dict[str, Any]], str]:
+    rows = inputs.listed(selected, "runs-grid.selectedRows", lambda row, name: inputs.record(
+        row, name, {"run": inputs.integer}), 1)
+    run = rows[0]["run"] if rows else None
     with get_store().session() as session:
         rows = failure_rows(session, run)
     return rows, ("every run" if run is None else f"run {run}") + f": {len(rows)} failed case(s)"

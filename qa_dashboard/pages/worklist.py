@@ -21,8 +21,8 @@ from dash.development.base_component import Component
 from pipeline.metrics.review_budget import DEFAULT_CAP, DEFAULT_FRACTION, Budget
 from pipeline.review.workflow import Action, allowed
 from pipeline.review.worklist import Worklist, default_configuration
-from qa_dashboard import auth
-from qa_dashboard.components import grid, guarded, not_found, section
+from qa_dashboard import auth, inputs
+from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
@@ -32,7 +32,7 @@ from qa_dashboard.queries.worklist import (
     load_worklist,
     region_rows,
 )
-from qa_dashboard.review import STATE_RULES, panel, scope
+from qa_dashboard.review import MAX_MINUTES, STATE_RULES, checked_scope, panel, scope, scope_budget
 from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/worklist", title="Review worklist", name="Worklist")
@@ -41,7 +41,7 @@ DEFAULT_PERCENT = 100 * DEFAULT_FRACTION
 MAX_PERCENT = 100 * DEFAULT_CAP
 CASE_COLUMNS = [
     {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
-    {"field": "case", "cellRenderer": "markdown", "minWidth": 150},
+    {"field": "case", "minWidth": 150, **LINK_RENDERER},
     {"field": "status", "cellClassRules": {**STATE_RULES, STATE_CLASSES["accepted"]: "params.value === 'reviewed'"}},
     {"field": "unreviewed", "headerName": "Unreviewed items", "type": "numericColumn"},
     {"field": "regions", "type": "numericColumn", "width": 100},
@@ -55,7 +55,7 @@ CASE_COLUMNS = [
 REGION_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 140}, {"field": "region", "headerName": "Region", "width": 95},
-    {"field": "open", "cellRenderer": "markdown", "width": 90, "sortable": False, "filter": False},
+    {"field": "open", "width": 90, "sortable": False, "filter": False, **LINK_RENDERER},
     {"field": "structure"}, {"field": "volume_ml", "headerName": "Volume mL", "type": "numericColumn"},
     {"field": "slices", "headerName": "Slices (z)"},
     {"field": "mean_entropy", "headerName": "Mean entropy", "type": "numericColumn"},
@@ -144,6 +144,8 @@ def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
 
 def layout(configuration: str | None = None, budget: str | None = None, minutes: str | None = None,
            **_query: str) -> Component:
+    if any(value is not None and len(value) > inputs.MAX_NAME for value in (configuration, budget, minutes)):
+        return not_found("The address is malformed: a value is too long.")
     try:
         parsed = parse_budget(budget, minutes)
     except ValueError as error:
@@ -154,7 +156,11 @@ def layout(configuration: str | None = None, budget: str | None = None, minutes:
 @callback(Output("worklist-content", "children"), Input("worklist-configuration", "value"),
           Input("worklist-kind", "value"), Input("worklist-percent", "value"), Input("worklist-minutes", "value"),
           prevent_initial_call=True)
-def _reload(configuration: str, kind: str, percent: float | None, minutes: float | None) -> Component:
+def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any) -> Component:
+    configuration = inputs.text(configuration, "worklist-configuration.value")
+    kind = inputs.choice(kind, "worklist-kind.value", ("fraction", "minutes"))
+    percent = inputs.optional(inputs.number, percent, "worklist-percent.value", 0.0, MAX_PERCENT)
+    minutes = inputs.optional(inputs.number, minutes, "worklist-minutes.value", 0.0, MAX_MINUTES)
     value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
     try:
         budget = Budget(kind, float(value))
@@ -165,14 +171,18 @@ def _reload(configuration: str, kind: str, percent: float | None, minutes: float
 
 @callback(Output("worklist-percent", "disabled"), Output("worklist-minutes", "disabled"),
           Input("worklist-kind", "value"), prevent_initial_call=True)
-def _budget_kind(kind: str) -> tuple[bool, bool]:
+def _budget_kind(kind: Any) -> tuple[bool, bool]:
+    kind = inputs.choice(kind, "worklist-kind.value", ("fraction", "minutes"))
     return kind == "minutes", kind != "minutes"
 
 
 @callback(Output("worklist-regions", "rowData"), Output("review-items", "rowData", allow_duplicate=True),
           Output("review-scope", "data"), Input("worklist-cases", "selectedRows"), State("review-scope", "data"),
           prevent_initial_call=True)
-def _narrow(selected: list[dict[str, Any]] | None, data: dict[str, Any]) -> tuple[Any, Any, Any]:
-    case = selected[0]["name"] if selected else None
-    worklist = load_worklist(get_store(), data["configuration"], Budget(data["kind"], float(data["value"])))
+def _narrow(selected: Any, data: Any) -> tuple[Any, Any, Any]:
+    rows = inputs.listed(selected, "worklist-cases.selectedRows",
+                         lambda row, name: inputs.record(row, name, {"name": inputs.text}), 1)
+    case = rows[0]["name"] if rows else None
+    data = checked_scope(data)
+    worklist = load_worklist(get_store(), data["configuration"], scope_budget(data))
     return region_rows(worklist, case), item_rows(worklist, case), {**data, "case": case}

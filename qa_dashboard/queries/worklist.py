@@ -57,13 +57,13 @@ def status(states: list[str]) -> str:
 
 
 def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
-    """One row per case, in rank order; ``case`` is a markdown link to its top region."""
+    """One row per case, in rank order; ``case`` is its name and ``case_href`` the slice browser at its top region."""
     rows = []
     for case in worklist.cases:
         top = case.regions[0].centroid if case.regions else None
         href = patient_href(case.case, a=case.configuration_id, at=",".join(map(str, top)) if top else None)
         rows.append({
-            "rank": case.rank, "case": f"[{case.case}]({href})", "name": case.case,
+            "rank": case.rank, "case": case.case, "case_href": href, "name": case.case,
             "budget_pct": round(100 * case.fraction, 3), "capped": "yes" if case.capped else "",
             "flagged_ml": round(case.flagged_ml, 2), "score": round(case.score, 3), "regions": len(case.regions),
             "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
@@ -84,7 +84,7 @@ def region_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, A
                 at = ",".join(map(str, region.centroid))
                 rows.append({
                     "case_rank": entry.rank, "case": entry.case, "region": region.rank,
-                    "open": f"[open]({patient_href(entry.case, a=entry.configuration_id, at=at)})",
+                    "open": "open", "open_href": patient_href(entry.case, a=entry.configuration_id, at=at),
                     "structure": item.structure, "volume_ml": round(region.volume_ml, 3),
                     "slices": f"{region.slices[0]}–{region.slices[1]}", "mean_entropy": round(region.mean_entropy, 3),
                     "max_entropy": round(region.max_entropy, 3), "state": item.state.value,

@@ -21,7 +21,7 @@ from pipeline.settings import Settings
 from pipeline.store.database import alembic_config, make_engine
 from pipeline.store.review_schema import AuditEntry
 from qa_dashboard import auth, config
-from qa_dashboard.auth import CREATE_USER_HINT
+from qa_dashboard.login import CREATE_USER_HINT
 from tests.dashboard.conftest import SeededStore
 
 PAGES = ["/", "/cohort", "/compare", "/runs", "/patient/phantom_9000", "/patient/phantom_9000?at=1,2,3",
@@ -61,6 +61,11 @@ def _session_token(client: Any) -> str:
     return str(cookie.value)
 
 
+def _cookie_session(client: Any) -> str:
+    with client.session_transaction() as session:
+        return str(session[auth.SESSION_KEY])
+
+
 def _logout(client: Any) -> Any:
     """Log out the way the navbar's form does."""
     return client.post("/logout", data={"csrf_token": _session_token(client)})
@@ -94,8 +99,11 @@ def test_login_opens_the_pages_and_logout_closes_them(store: SeededStore, client
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie and "Secure" not in session_cookie
     assert "HttpOnly" not in csrf_cookie and "SameSite=Lax" in csrf_cookie and "Secure" not in csrf_cookie
     token = _session_token(client)
-    with client.session_transaction() as session:
-        assert session["csrf"] == token and session["username"] == name
+    with client.session_transaction() as session:  # the cookie holds the session's id only; the store has the rest
+        assert list(session) == [auth.SESSION_KEY]
+    with client.application.test_request_context("/"):
+        flask.session[auth.SESSION_KEY] = _cookie_session(client)
+        assert auth.csrf_token() == token
     for path in PAGES:
         assert client.get(path).status_code == 200, path
     layout = str(client.get("/_dash-layout").get_json())

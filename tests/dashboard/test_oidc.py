@@ -28,6 +28,7 @@ from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from benchmarks.http_client import csrf_token, ensure_user
+from pipeline.review.service import ReviewService
 from pipeline.settings import OidcSettings, Settings
 from pipeline.store.database import make_engine
 from pipeline.store.review_schema import AuditEntry
@@ -193,11 +194,17 @@ def test_an_existing_user_signs_in_through_the_provider(store: SeededStore, clie
     assert response.status_code == 302 and response.headers["Location"] == "/runs"
     sent = provider.authorize_requests[-1]
     assert sent["code_challenge_method"] == "S256" and sent["nonce"] and "openid" in sent["scope"].split()
-    with client.session_transaction() as session:
-        assert set(session) == {*auth.SESSION_KEYS, "csrf"}  # a fresh session: the flow's state is gone
-        assert session["username"] == name and session["role"] == "reviewer"
-        token = session["csrf"]
-    assert token != anonymous_token and client.get_cookie(auth.CSRF_COOKIE).value == token
+    with client.session_transaction() as session:  # a fresh session: the flow's state is gone, only its id is kept
+        assert list(session) == [auth.SESSION_KEY]
+        sid = session[auth.SESSION_KEY]
+    engine = make_engine(store.url)
+    try:
+        _, actor = ReviewService(engine).resolve_session(sid, idle_minutes=30)
+    finally:
+        engine.dispose()
+    assert (actor.username, actor.role) == (name, "reviewer")
+    token = client.get_cookie(auth.CSRF_COOKIE).value
+    assert token != anonymous_token
     assert client.get("/runs").status_code == 200 and name in str(client.get("/_dash-layout").get_json())
     answer = client.post("/_dash-update-component", json=CALLBACK, headers={"X-CSRFToken": token})
     assert answer.status_code == 200 and "runs-grid" in answer.get_data(as_text=True)

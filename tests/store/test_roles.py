@@ -45,6 +45,7 @@ from pipeline.inference.model_set import Member as LoadedMember
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.review.service import AuthenticationError, CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import PermissionDenied, Role, State
+from pipeline.store.audit_chain import verify_engine
 from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.review_schema import AuditEntry, User
@@ -70,7 +71,8 @@ PLAN = SeedPlan(patients=2, configurations=("Base", "Base+TS"), repeats=1, map_c
                 extra_cases=False)
 FAST_HASH = "scrypt:1024:8:1"  # tests only
 PASSWORD = "correct horse battery staple"
-REVIEW_TABLES = {"users", "review_items", "audit_log"}
+REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log"}
+SECRET_COLUMNS = {"users": "password_hash", "user_sessions": "token_hash"}  # the read role's column-level SELECT
 
 
 @dataclass(frozen=True)
@@ -199,26 +201,31 @@ def test_the_grant_matrix_covers_every_table_and_a_rerun_restores_it(roles: Role
             expected[("batch", table)] = {"SELECT"}
         elif table not in REVIEW_TABLES:  # a results table
             expected[("batch", table)] = {"SELECT", "INSERT", "UPDATE", "DELETE"}
-        if table != "users":  # users: column-level SELECT without password_hash
+        if table not in SECRET_COLUMNS:  # users, user_sessions: column-level SELECT without their secrets
             expected[("dashboard_read", table)] = {"SELECT"}
             expected[("dashboard", table)] = {"SELECT"}
     expected[("dashboard", "users")] = {"SELECT"}
-    expected[("dashboard", "review_items")] = {"SELECT", "INSERT", "UPDATE"}
+    for table in ("review_items", "login_throttle"):
+        expected[("dashboard", table)] = {"SELECT", "INSERT", "UPDATE"}
+    expected[("dashboard", "user_sessions")] = {"SELECT", "INSERT"}  # and UPDATE of three columns, below
     expected[("dashboard", "audit_log")] = {"SELECT", "INSERT"}
-    expected[("batch", "audit_log")] = {"INSERT"}  # the protocol's deployed temperatures are audited
+    expected[("batch", "audit_log")] = {"SELECT", "INSERT"}  # deployed temperatures are audited; runs verify the chain
     assert granted == expected
-    columns = _owner(roles.owner, f"SELECT a.attname, has_column_privilege('{roles.prefix}_dashboard_read', 'users', "
-                     f"a.attname, 'SELECT'), has_column_privilege('{roles.prefix}_dashboard', 'users', a.attname, "
-                     "'UPDATE') FROM pg_attribute a WHERE a.attrelid = 'users'::regclass AND a.attnum > 0")
-    assert {c for c, readable, _ in columns if not readable} == {"password_hash"}
-    assert {c for c, _, writable in columns if writable} == {"failed_logins", "locked_until", "last_login_at"}
+    for table, secret in SECRET_COLUMNS.items():
+        columns = _owner(roles.owner, f"SELECT a.attname, has_column_privilege('{roles.prefix}_dashboard_read', "
+                         f"'{table}', a.attname, 'SELECT'), has_column_privilege('{roles.prefix}_dashboard', "
+                         f"'{table}', a.attname, 'UPDATE') FROM pg_attribute a WHERE a.attrelid = '{table}'::regclass "
+                         "AND a.attnum > 0 AND NOT a.attisdropped")
+        assert {c for c, readable, _ in columns if not readable} == {secret}
+        writable = {"users": {"last_login_at"}, "user_sessions": {"last_seen_at", "revoked_at", "revoked_reason"}}
+        assert {c for c, _, can in columns if can} == writable[table]
     sequences = _owner(roles.owner, "SELECT r.name, c.relname FROM unnest(CAST(:groups AS text[])) AS r(name) "
                        "CROSS JOIN pg_class c WHERE c.relkind = 'S' AND has_sequence_privilege(r.name, c.oid, "
                        "'USAGE')", groups=groups)
     serial = {t.name for t in Base.metadata.sorted_tables if "id" in t.columns and t.columns["id"].primary_key}
     assert {(g.removeprefix(roles.prefix + "_"), q) for g, q in sequences} == {
         ("batch", f"{t}_id_seq") for t in serial - REVIEW_TABLES} | {
-        ("dashboard", "review_items_id_seq"), ("dashboard", "audit_log_id_seq"), ("batch", "audit_log_id_seq")}
+        ("dashboard", "review_items_id_seq"), ("dashboard", "user_sessions_id_seq")}  # audit_log: its trigger's
 
     before = _privileges(roles.owner)
     _owner(roles.owner, f"GRANT DELETE ON audit_log TO {roles.prefix}_dashboard",
@@ -251,6 +258,7 @@ def test_the_read_role_checks_the_head_and_reads_but_writes_nothing(roles: RoleS
             assert protocol is not None and not protocol_case_rows(session, protocol).empty
             assert set(session.scalars(select(User.username))) == {"rita-reviewer", "abe-approver"}
         _denied(engine, "SELECT password_hash FROM users", "users")
+        _denied(engine, "SELECT token_hash FROM user_sessions", "user_sessions")
         _denied(engine, "INSERT INTO case_results (processing_id, image_id, configuration_id, has_reference, "
                 "roi_voxels, voxel_ml, seconds) SELECT processing_id, image_id, configuration_id, "
                 "has_reference, roi_voxels, voxel_ml, seconds FROM case_results LIMIT 1",
@@ -259,7 +267,7 @@ def test_the_read_role_checks_the_head_and_reads_but_writes_nothing(roles: RoleS
         _denied(engine, "INSERT INTO audit_log (at, actor, action, outcome, object_type) "
                 "VALUES (now(), 'x', 'x', 'ok', 'x')", "audit_log")
         _denied(engine, "UPDATE review_items SET comment = 'x'", "review_items")
-        with pytest.raises(ProgrammingError, match="permission denied for table users"):  # SELECT ... FOR UPDATE
+        with pytest.raises(ProgrammingError, match="permission denied for table login_throttle"):  # the throttle
             ReviewService(engine, password_method=FAST_HASH).authenticate("rita-reviewer", PASSWORD)
     finally:
         engine.dispose()
@@ -290,13 +298,21 @@ def test_the_dashboard_role_runs_the_review_service_but_nothing_else(roles: Role
         assert [(r.action, r.outcome) for r in reversed(service.audit_entries(abe.id)) if r.id > first] == [
             ("login", "failure"), ("login", "ok"), ("review.start_review", "ok"), ("review.decide", "ok"),
             ("review.approve", "denied"), ("login", "ok"), ("review.approve", "ok")]
-        users = _owner(roles.owner, "SELECT username, failed_logins, last_login_at IS NOT NULL FROM users ORDER BY 1")
-        assert users == [("abe-approver", 0, True), ("rita-reviewer", 0, True)]
+        users = _owner(roles.owner, "SELECT username, last_login_at IS NOT NULL FROM users ORDER BY 1")
+        assert users == [("abe-approver", True), ("rita-reviewer", True)]
+        pairs = _owner(roles.owner, "SELECT account, failures FROM login_throttle WHERE scope = 'pair' ORDER BY 1")
+        assert pairs == [("abe-approver", 0), ("rita-reviewer", 0)]  # the success took the failure back
+        token = service.start_session(rita.id, max_hours=1, ip="127.0.0.1", user_agent="test")
+        assert service.resolve_session(token, idle_minutes=5)[1].username == "rita-reviewer"
+        assert service.record_logout(rita.id) == 1 and service.resolve_session(token, idle_minutes=5) is None
+        _forged_audit_rows_are_sealed(roles, engine, rita.id)
 
         _denied(engine, "DELETE FROM audit_log", "audit_log")
         _denied(engine, "DELETE FROM review_items", "review_items")
-        _denied(engine, "INSERT INTO users (username, password_hash, role, active, created_at, failed_logins) "
-                "VALUES ('mallory', 'x', 'admin', true, now(), 0)", "users")
+        _denied(engine, "INSERT INTO users (username, password_hash, role, active, created_at) "
+                "VALUES ('mallory', 'x', 'admin', true, now())", "users")
+        _denied(engine, "UPDATE user_sessions SET token_hash = 'x'", "user_sessions")
+        _denied(engine, "DELETE FROM user_sessions", "user_sessions")
         _denied(engine, "UPDATE users SET role = 'admin'", "users")
         _denied(engine, "UPDATE users SET password_hash = 'x'", "users")
         _denied(engine, "UPDATE case_results SET roi_voxels = 1", "case_results")
@@ -306,6 +322,28 @@ def test_the_dashboard_role_runs_the_review_service_but_nothing_else(roles: Role
             service.create_user(CommandLine("tester"), "mallory", PASSWORD, Role.ADMIN)
     finally:
         engine.dispose()
+
+
+def _forged_audit_rows_are_sealed(roles: RoleStore, engine: Engine, user_id: int) -> None:
+    """An INSERT into audit_log with a time and actor of the caller's choice: the trigger sets the server's time and
+    the name of actor_id (and the role that wrote it); a row naming a user without its id is refused; the chain
+    stays intact."""
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO audit_log (id, at, actor_id, actor, action, outcome, object_type, "
+                                "prev_hash, row_hash, db_user) VALUES (1, '2001-01-01', :user, 'someone else', "
+                                "'forged', 'ok', 'x', 'a', 'b', 'postgres')"), {"user": user_id})
+    with pytest.raises(ProgrammingError, match="is a user, so the row needs its actor_id"), engine.begin() as c:
+        c.execute(text("INSERT INTO audit_log (at, actor, action, outcome, object_type) "
+                       "VALUES (now(), 'abe-approver', 'forged', 'ok', 'x')"))
+    row = _owner(roles.owner, "SELECT id, at > now() - interval '1 hour', actor, db_user FROM audit_log "
+                 "WHERE action = 'forged'")
+    assert len(row) == 1 and row[0][0] != 1 and row[0][1:] == (True, "rita-reviewer", make_url(
+        roles.logins["dashboard"]).username)
+    owner = make_engine(roles.owner)
+    try:
+        assert verify_engine(owner).ok
+    finally:
+        owner.dispose()
 
 
 def test_the_app_serves_every_page_as_the_dashboard_role(roles: RoleStore) -> None:
@@ -427,12 +465,16 @@ def test_the_batch_role_writes_the_results_but_not_the_review_tables(roles: Role
 
         _denied(engine, "UPDATE audit_log SET actor = 'x'", "audit_log")
         _denied(engine, "DELETE FROM audit_log", "audit_log")
-        _denied(engine, "SELECT actor FROM audit_log", "audit_log")
         _denied(engine, "UPDATE review_items SET comment = 'x'", "review_items")
         _denied(engine, "DELETE FROM review_items", "review_items")
         _denied(engine, "SELECT username FROM users", "users")
         with sessions.begin() as session:  # the protocol's configuration-change row
             session.add(AuditEntry(at=now, actor="cli:batch", action="config.deploy_ts", outcome="ok",
                                    object_type="configuration", object_id="set/Base+TS", after={"temperature": 1.5}))
+        with pytest.raises(ProgrammingError, match="is a user, so the row needs its actor_id"), engine.begin() as c:
+            c.execute(text("INSERT INTO audit_log (at, actor, action, outcome, object_type) "
+                           "VALUES ('2001-01-01', 'rita-reviewer', 'forged', 'ok', 'x')"))
+        report = verify_engine(engine)  # what a run does at its end, as this role
+        assert report.ok and report.rows > 0
     finally:
         engine.dispose()

@@ -1,0 +1,67 @@
+"""Checks of the slice browser's callback inputs against the case they are about (``pages/patient.py``): slices inside
+the volume, configurations by id, the controls' values in their ranges (:mod:`qa_dashboard.inputs`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.errors import InputError
+from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from qa_dashboard import inputs, viewer
+from qa_dashboard.queries.patient import Case
+from qa_dashboard.rendering.compose import OVERLAYS
+from qa_dashboard.rendering.geometry import PLANES
+from qa_dashboard.rendering.views import Slices
+
+MAX_REGION = 100_000
+
+
+def name(value: Any) -> str:
+    """The case's name (``viewer-case.data``)."""
+    return inputs.text(value, "viewer-case.data")
+
+
+def configuration(value: Any, field: str) -> int | None:
+    """A configuration id (``viewer-a`` / ``viewer-b``), or None."""
+    return inputs.optional(inputs.integer, value, field)
+
+
+def slices(case: Case, values: dict[str, Any]) -> Slices:
+    """Slice indices of the planes (plane → value), each inside the volume."""
+    counts = dict(zip(PLANES, case.shape_zyx, strict=True))
+    checked = {}
+    for plane, value in values.items():
+        index = inputs.integer(value, f"slice-{plane}.data", -(2**31), 2**31)
+        if not 0 <= index < counts[plane]:
+            raise InputError(f"{plane} slice {index} is outside 0..{counts[plane] - 1} of case {case.name!r}")
+        checked[plane] = index
+    return checked
+
+
+def budget(view: viewer.CaseView, value: Any) -> float:
+    """The review budget (``viewer-budget``): a fraction up to the largest stored mask's."""
+    top = max((r.mask_budget or 0.0) for r in view.results.values()) if view.results else 0.0
+    return inputs.number(value or 0.0, "viewer-budget.value", 0.0, top or DEFAULT_FRACTION)
+
+
+def fraction(value: Any, field: str) -> float:
+    """A slider's value in [0, 1] (opacity, threshold)."""
+    return inputs.number(value or 0.0, field, 0.0, 1.0)
+
+
+def settings(view: viewer.CaseView, preset: Any, overlays: Any, structures: Any, opacity: Any, threshold: Any,
+             budget_value: Any) -> viewer.Settings:
+    """The viewer's controls, checked."""
+    labels = next(iter(view.results.values())).labels if view.results else ()
+    return viewer.Settings(
+        inputs.choice(preset or "1", "viewer-wl.value", tuple(viewer.PRESETS)),
+        tuple(inputs.listed(overlays, "viewer-overlays.value", lambda v, n: inputs.choice(v, n, OVERLAYS))),
+        tuple(inputs.listed(structures, "viewer-structures.value",
+                            lambda v, n: inputs.integer(v, n, 1, max(len(labels) - 1, 1)))),
+        fraction(opacity, "viewer-opacity.value"), fraction(threshold, "viewer-threshold.value"),
+        budget(view, budget_value))
+
+
+def region(value: Any) -> int:
+    """The index of the region shown last (``viewer-region``; -1 before the first)."""
+    return inputs.integer(-1 if value is None else value, "viewer-region.data", -1, MAX_REGION)
