@@ -182,12 +182,12 @@ def run_batch(options: BatchOptions) -> RunSummary:
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
             if summary.done:
                 refresh_statistics(engine)
-            summary.audit = _check_audit_log(engine, sessions, run_id)
+            summary.audit = check_audit_log(engine, sessions, run_id)
         engine.dispose()
     return batch.summary
 
 
-def _check_audit_log(engine: Engine, sessions: sessionmaker, run_id: int) -> ChainReport:
+def check_audit_log(engine: Engine, sessions: sessionmaker, run_id: int) -> ChainReport:
     """Verify the audit log; the result goes to the log and onto the run."""
     report = verify_engine(engine)
     (log.info if report.ok else log.error)("%s", report.line())
