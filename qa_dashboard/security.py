@@ -75,9 +75,6 @@ class _Hardening:
         request = flask.request
         if not HOST.match(request.host or ""):
             return flask.jsonify({"error": "the Host header is not a host name or address"}), 400
-        if (request.content_length or 0) > MAX_REQUEST_BYTES:
-            return auth.refuse(f"the request body has {request.content_length} bytes, more than {MAX_REQUEST_BYTES}",
-                               413)
         path = request.path
         if path == "/favicon.ico" or (path.startswith("/assets/") and not self._asset(path)):
             flask.abort(404)
@@ -85,9 +82,13 @@ class _Hardening:
             flask.abort(404)
         return None
 
-    def check_callback(self) -> Any:
-        """A callback request's shape (after the guard: only a signed-in user's request gets here)."""
+    def check_body(self) -> Any:
+        """The body's size, and a callback request's shape (after the guard: a signed-in user's request, so the
+        refusal is audited)."""
         request = flask.request
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:
+            return auth.refuse(f"the request body has {request.content_length} bytes, more than {MAX_REQUEST_BYTES}",
+                               413)
         if request.path != CALLBACK_PATH or request.method != "POST":
             return None
         body = request.get_json(silent=True)
@@ -137,10 +138,10 @@ def _address(item: Any) -> tuple[Any, Any] | None:
 
 
 def install(app: dash.Dash) -> None:
-    """Harden ``app``'s server: the request checks run before the login guard, the callback check after it."""
+    """Harden ``app``'s server: the request checks run before the login guard, the body checks after it."""
     hardening = _Hardening(app)
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     server.before_request_funcs.setdefault(None, []).insert(0, hardening.check_request)
-    server.before_request(hardening.check_callback)
+    server.before_request(hardening.check_body)
     server.after_request(hardening.add_headers)
