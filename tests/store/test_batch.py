@@ -20,6 +20,7 @@ from pipeline.errors import StoreNotReadyError
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
 from pipeline.metrics import registry
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.audit_chain import ChainReport
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.metric_values import result_values
 from pipeline.store.review_schema import AuditEntry
@@ -99,6 +100,7 @@ def test_batch_stores_good_cases_and_records_each_bad_one(
     with session_factory(engine)() as session:
         run = session.scalars(select(Run)).one()
         assert (run.status, run.cases_done, run.cases_failed, run.cases_total) == ("failed", 1, 4, 5)
+        assert run.audit_check["ok"] is True and summary.audit is not None and summary.audit.ok  # checked at the end
         failures = session.scalars(select(CaseFailure)).all()
         assert {f.case_name for f in failures} == set(stages)
         names = session.scalars(select(Configuration.name).order_by(Configuration.position)).all()
@@ -251,3 +253,4 @@ def test_two_claims_on_one_case_exclude_each_other(store_url: str) -> None:
 def test_summary_exit_code() -> None:
     assert RunSummary().exit_code == 0
     assert RunSummary(failed=[("a", "read", "x")]).exit_code == 1
+    assert RunSummary(audit=ChainReport(3, 2, "0" * 64, 3, "edited")).exit_code == 1
