@@ -10,6 +10,7 @@ from pipeline.errors import InputError
 from pipeline.io.maps import export_nifti
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
+from pipeline.store.deployed import deployed_result
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, TemperatureFit
 
 IMAGE_MAPS = ("ct", "reference")
@@ -34,7 +35,7 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
                 query = (query.join(CaseResult, CaseResult.id == Artifact.result_id)
                          .join(Configuration, Configuration.id == CaseResult.configuration_id)
                          .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-                         .where(Configuration.name == configuration, TemperatureFit.protocol_id.is_(None))
+                         .where(Configuration.name == configuration, deployed_result())
                          .order_by(CaseResult.id.desc()))
             path = session.scalars(query).first()
             if path is None:

@@ -27,6 +27,7 @@ from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.settings import MetricSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
+from pipeline.store.deployed import fit_for
 from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
 
 
@@ -38,7 +39,7 @@ class CaseWork:
     grid: tuple[GridConfiguration, ...]
     model_set: ModelSet
     configurations: dict[str, Configuration]
-    fits: dict[str, TemperatureFit]
+    fits: dict[str, list[TemperatureFit]]
     settings: MetricSettings
     budget: float
     artifacts: ArtifactStore
@@ -104,7 +105,8 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
                         if case.labels is not None else None)
     outcomes: list[tuple[Outcome, int | None]] = []
     for configuration in work.grid:
-        fit = work.fits.get(configuration.name) if configuration.temperature_scaling else None
+        fits = work.fits.get(configuration.name, []) if configuration.temperature_scaling else []
+        fit = fit_for(case.spec.name, fits)
         if configuration.temperature_scaling and fit is None:
             continue
         temperature = fit.temperature if fit is not None else None
@@ -123,8 +125,8 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
         if configuration.temperature_scaling:
             continue
         path = store.write(f"{result_prefix(name, identity, configuration.name, None)}/probabilities.zarr",
-                           prediction.probabilities[configuration.name].astype(np.float16))
-        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float16", "budget": None,
+                           prediction.probabilities[configuration.name].astype(np.float32))
+        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float32", "budget": None,
                             "configuration_id": work.configurations[configuration.name].id,
                             "shape": list(prediction.probabilities[configuration.name].shape)})
     results = [

@@ -32,6 +32,7 @@ from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import with_values
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
@@ -69,7 +70,7 @@ def _deployed(query: Select[Any]) -> Select[Any]:
     """Restrict a query over CaseResult to reference-backed results that are not protocol fits."""
     return (query.select_from(CaseResult).join(Configuration, Configuration.id == CaseResult.configuration_id)
             .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-            .where(CaseResult.has_reference.is_(True), TemperatureFit.protocol_id.is_(None)))
+            .where(CaseResult.has_reference.is_(True), deployed_result()))
 
 
 def _cohort(session: Session) -> tuple[str, pd.DataFrame]:

@@ -32,6 +32,7 @@ from pipeline.review.regions import CaseRegions, Region, case_score, find_region
 from pipeline.review.workflow import State
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactError, ArtifactStore
+from pipeline.store.deployed import deployed_result
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
     Artifact,
@@ -114,7 +115,7 @@ def deployed_results(session: Session, configuration: str, case: str | None = No
              .join(Configuration, Configuration.id == CaseResult.configuration_id)
              .join(ModelSet, ModelSet.id == Configuration.model_set_id)
              .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-             .where(Configuration.name == configuration, TemperatureFit.protocol_id.is_(None))
+             .where(Configuration.name == configuration, deployed_result())
              .order_by(Image.name, CaseResult.id.desc()))
     if case is not None:
         query = query.where(Image.name == case)
@@ -192,7 +193,7 @@ def recall_curve(session: Session, configuration: str) -> tuple[NDArray[np.float
              .join(Configuration, Configuration.id == CaseResult.configuration_id)
              .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
              .where(Configuration.name == configuration, CaseResult.has_reference.is_(True),
-                    TemperatureFit.protocol_id.is_(None), CurvePoint.recall.is_not(None))
+                    deployed_result(), CurvePoint.recall.is_not(None))
              .group_by(CurvePoint.budget).order_by(CurvePoint.budget))
     rows = session.execute(query).all()
     if not rows:

@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import with_values
 from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
 
@@ -62,7 +63,7 @@ def deployed_case_rows(session: Session, cohort: str) -> pd.DataFrame:
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(Image.cohort == cohort,
-               or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
     )
     frame = with_values(session, query).drop(columns="result_id")
     return frame.sort_values(["case", "position"]).reset_index(drop=True)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import result_values
 from pipeline.store.schema import (
     Artifact,
@@ -97,7 +98,7 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         .join(ModelSet, ModelSet.id == Configuration.model_set_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(CaseResult.image_id == case.id,
-               (CaseResult.temperature_fit_id.is_(None)) | (TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
         .order_by(ModelSet.id, Configuration.position, CaseResult.id.desc())
     ).all()
     chosen: dict[int, tuple[CaseResult, Configuration, ModelSet, TemperatureFit | None]] = {}

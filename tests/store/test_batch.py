@@ -164,14 +164,22 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=2))
     with session_factory(engine)() as session:
         fits = session.scalars(select(TemperatureFit)).all()
-        assert len(fits) == 3 * 2 + 3, "one fit per TS configuration and repeat, plus the deployed ones"
+        roles = [f.role for f in fits]
+        assert (roles.count("repeat"), roles.count("deployed"), roles.count("crossfit")) == (3 * 2, 3, 3 * 2), (
+            "per TS configuration: one fit per repeat, one on the whole cohort, one cross-fit per fold (2 cases)")
         assert all(f.nll_after <= f.nll_before + 1e-9 for f in fits)
-        ts_results = session.scalars(select(CaseResult).where(CaseResult.temperature_fit_id.is_not(None))).all()
+        ts_results = session.execute(select(CaseResult, Image.name, TemperatureFit).join(
+            Image, Image.id == CaseResult.image_id).join(
+            TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)).all()
         assert len(ts_results) == 3 * 2 * 1 + 3 * 2, "repeat test cases (1 of 2 per repeat) and deployed (both)"
+        assert all(name not in fit.cases for _, name, fit in ts_results), (
+            "out of sample everywhere: no TS result comes from a temperature fitted on its own case")
+        assert {fit.role for _, _, fit in ts_results} == {"repeat", "crossfit"}, "cohort cases use cross-fits"
         changes = session.scalars(select(AuditEntry).where(AuditEntry.action == "config.deploy_ts")).all()
-        deployed = {f.configuration_id: f.temperature for f in fits if f.protocol_id is None}
+        deployed = {f.configuration_id: f.temperature for f in fits if f.role == "deployed"}
         assert len(changes) == 3 and all(c.before is None and c.actor.startswith("cli:") for c in changes)
         assert sorted(c.after["temperature"] for c in changes) == sorted(deployed.values())
+        assert all(len(c.after["crossfit"]) == 2 for c in changes)
     with session_factory(engine).begin() as session:  # a second protocol: the audit row keeps the replaced value
         run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=2, seed=1))
     with session_factory(engine)() as session:
@@ -191,6 +199,8 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         assert len(rows) == 6, "with deployed temperatures the batch runs all six configurations"
         by_fit = {r.temperature_fit_id is not None: r for r in rows}
         assert by_fit[True].temperature is not None and by_fit[True].temperature > 0
+        applied = session.get_one(TemperatureFit, by_fit[True].temperature_fit_id)
+        assert applied.role == "deployed", "a new case gets the whole-cohort fit"
     engine.dispose()
 
 
