@@ -44,6 +44,7 @@ from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
@@ -121,8 +122,7 @@ def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: 
 
 def _twins(configurations: Sequence[Configuration]) -> dict[str, Configuration]:
     """Each TS configuration's uncalibrated twin (same members and views)."""
-    plain = {(tuple(c.members), str(c.views)): c for c in configurations if not c.temperature_scaling}
-    return {c.name: plain[(tuple(c.members), str(c.views))] for c in configurations if c.temperature_scaling}
+    return {c.name: twin_of(c, configurations) for c in configurations if c.temperature_scaling}
 
 
 def _fit(loader: _Loader, cases: Sequence[_Case], twin: Configuration, settings: MetricSettings

@@ -16,11 +16,13 @@ from pipeline.store.metric_values import with_values
 from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
 
 
-def latest_protocol(session: Session, cohort: str | None = None) -> Protocol | None:
-    """The newest protocol (of ``cohort`` when given)."""
+def latest_protocol(session: Session, cohort: str | None = None, model_set_id: int | None = None) -> Protocol | None:
+    """The newest protocol (of ``cohort`` and of the model set ``model_set_id`` when given)."""
     query = select(Protocol).order_by(Protocol.created_at.desc(), Protocol.id.desc()).limit(1)
     if cohort is not None:
         query = query.where(Protocol.cohort == cohort)
+    if model_set_id is not None:
+        query = query.where(Protocol.model_set_id == model_set_id)
     return session.scalar(query)
 
 

@@ -18,7 +18,7 @@ from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.errors import StoreNotReadyError
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
-from pipeline.metrics import registry
+from pipeline.metrics import evaluate_case, registry
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.metric_values import result_values
@@ -201,7 +201,21 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         assert by_fit[True].temperature is not None and by_fit[True].temperature > 0
         applied = session.get_one(TemperatureFit, by_fit[True].temperature_fit_id)
         assert applied.role == "deployed", "a new case gets the whole-cohort fit"
+        scaled = session.scalars(select(CaseResult).join(Configuration).where(
+            CaseResult.image_id == image.id, Configuration.name == "DE+TS")).one()
+        stored = result_values(session, scaled.id)
     engine.dispose()
+    # an auditor recomputes the stored numbers from the exported probabilities, outside the project's store
+    out = export_map(store_url, artifacts, "phantom_9004", "DE+TS", "probabilities", tmp_path / "p.nii.gz")
+    exported = sitk.ReadImage(str(out))
+    description = exported.GetMetaData("descrip")
+    assert description.startswith("DE+TS ") and f"T={scaled.temperature:.6g}" in description
+    probabilities = sitk.GetArrayFromImage(exported)  # (C, Z, Y, X): the class is the NIfTI's 4th axis
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(new_case / "references" / "phantom_9004.nii.gz")))
+    spacing = tuple(reversed(exported.GetSpacing()[:3]))
+    recomputed = evaluate_case(probabilities.astype(np.float32), reference, spacing).metrics
+    for name in ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc"):
+        assert recomputed.to_dict()[name] == pytest.approx(stored[name], abs=1e-5), name
 
 
 def test_case_without_reference_gets_maps_but_no_reference_metrics(
