@@ -11,7 +11,9 @@ from dash.development.base_component import Component
 
 from pipeline.metrics import registry
 from qa_dashboard import charts
+from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section
+from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
 from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
 from qa_dashboard.queries.cohort import protocols as list_protocols
@@ -108,10 +110,14 @@ def _distributions(protocol_id: int | None, repeats: list[int] | None, start: st
 
 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
-          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"))
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
+          Input("compare-configurations", "value"))
 def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None, a: int | None,
-            b: int | None, metric: str) -> tuple[Component, dict[str, Any]]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, [c for c in (a, b) if c is not None])
+            b: int | None, metric: str, shown: list[int] | None) -> tuple[Component, dict[str, Any]]:
+    """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
+    B), the family a reader compares by eye."""
+    family = sorted({*(shown or []), *(c for c in (a, b) if c is not None)})
+    chosen = cohort_filter(protocol_id, repeats, start, end, family)
     if chosen is None or a is None or b is None or metric not in case_metrics():
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
@@ -119,8 +125,10 @@ def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | Non
         names, _ = _grid(session, chosen.protocol_id)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
     result, values = paired(cases, metric, a, b)
+    correction = settings().multiple_comparisons
+    own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
     label = registry.metric(metric).label
-    rows = charts.paired_summary(result, label, names[a], names[b])
+    rows = charts.paired_summary(result, label, names[a], names[b], own, count, correction)
     table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
                       id="compare-paired-table")
     return table, charts.paired_figure(values, label, names[a], names[b])
