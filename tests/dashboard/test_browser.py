@@ -87,7 +87,8 @@ def test_cohort_table_filters_sorts_and_exports(browser: webdriver.Chrome, serve
     rows = wait_for(browser, lambda: grid_rows(browser, "cohort-grid") or None, "the cohort table")
     assert [r["configuration"] for r in rows[:4]] == list(PLAN.configurations)
     assert all(r["n_repeats"] == PLAN.repeats for r in rows)
-    assert browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .qa-best"), "best values are marked"
+    assert browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .qa-best, #cohort-grid .qa-tied"), (
+        "best (or tied-for-best) values are marked")
     wait_for(browser, lambda: len(figure(browser, "cohort-reliability")["data"]) == 1 + len(PLAN.configurations),
              "the reliability diagram with every configuration")
     shot(browser, screenshots, "02_cohort")

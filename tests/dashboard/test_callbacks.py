@@ -77,8 +77,9 @@ def test_charts_of_a_seeded_cohort(store: SeededStore) -> None:
     assert len(curves["data"]) == 2 * len(PLAN.configurations)  # a band and a mean line each
     scatter = charts.paired_figure(values, "ECE", "DE", "DE+TS")["data"][1]
     assert scatter["customdata"] == list(values["case"])
-    summary = dict(charts.paired_summary(result, "ECE", "DE", "DE+TS"))
+    summary = dict(charts.paired_summary(result, "ECE", "DE", "DE+TS", 0.0123, 6, "holm"))
     assert summary["cases (pairs)"] == str(result.n) and summary["A"] == "DE"
+    assert summary["p adjusted (Holm, 6 pairs of the shown configurations)"] == "0.0123"
 
 
 def test_plane_figures_show_both_configurations_with_crosshair(store: SeededStore) -> None:
