@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from pipeline.metrics.settings import MetricSettings
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ def add_verbs(verbs: Any) -> None:
                      help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
+    run.add_argument("--grid-mapping", choices=("pooled", "per_pass"), default="pooled",
+                     help="the spec's grid_mapping: pool on the network's grid and map each configuration once "
+                          "(pooled, default) or map every pass to the CT grid first (per_pass, validation)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     run.set_defaults(handler=run_command)
@@ -78,7 +82,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     cases = tuple(discover(args.source, args.cohort, settings.mrn_salt))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
-                           tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
+                           settings=MetricSettings(grid_mapping=args.grid_mapping), tta=not args.no_tta,
+                           device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty())
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")

@@ -16,6 +16,7 @@ EceMode = Literal["top_label", "foreground", "classwise"]
 BrierMode = Literal["all_classes", "foreground"]
 EmptyErrorPolicy = Literal["zero", "exclude"]
 AucMode = Literal["roc", "capture"]
+GridMapping = Literal["pooled", "per_pass"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": ("prob_mean", "logit_mean"),
@@ -25,6 +26,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "brier_mode": ("all_classes", "foreground"),
     "empty_error_policy": ("zero", "exclude"),
     "auc_mode": ("roc", "capture"),
+    "grid_mapping": ("pooled", "per_pass"),
 }
 
 
@@ -50,6 +52,9 @@ class MetricSettings:
         empty_error_policy: a case with no error voxel gets UEO(b) = 0 (``zero``) or NaN (``exclude``).
         auc_mode: ``roc`` = full AUROC (default); ``capture`` = area of the error-capture curve over the budget range.
         sum_tolerance: largest accepted |Σ_c p_c - 1| of an input probability map.
+        grid_mapping: where the pooled map lives: ``pooled`` (default) pools softmax probabilities on the network's
+            grid and maps each configuration's pooled map to the CT grid once; ``per_pass`` (validation) maps every
+            pass's logits to the CT grid first and pools there.
     """
 
     pooling: PoolingRule = "prob_mean"
@@ -68,6 +73,7 @@ class MetricSettings:
     empty_error_policy: EmptyErrorPolicy = "zero"
     auc_mode: AucMode = "roc"
     sum_tolerance: float = 1e-3
+    grid_mapping: GridMapping = "pooled"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
