@@ -128,7 +128,7 @@ class MemberPredictor:
             raise ModelSetError(
                 f"{self.model_set.folder}: {expected} input channels; only single-channel CT is supported"
             )
-        array = sitk.GetArrayFromImage(image).astype(np.float32)[None]
+        array = sitk.GetArrayViewFromImage(image)[None]  # no copy: nnU-Net makes its own float32 copy
         spacing_zyx = list(reversed(image.GetSpacing()))
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         data, _, properties = preprocessor.run_case_npy(
