@@ -11,6 +11,7 @@ import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -179,3 +180,17 @@ def test_predict_writes_every_configuration_with_one_mapping_each(
     written = sitk.ReadImage(str(tmp_path / "out" / "DE+TS.nii.gz"))
     assert written.GetSize()[:3] == finer_ct.GetSize()
     assert written.GetSpacing()[:3] == pytest.approx(finer_ct.GetSpacing())
+
+
+def test_the_batch_input_hash_includes_the_grid_mapping(model_set: ModelSet, tmp_path: Path) -> None:
+    from pipeline.batch.runner import BatchOptions, _input_hash
+    from pipeline.metrics.settings import GridMapping, MetricSettings
+
+    case = SimpleNamespace(content_hash="c" * 64, reference_hash=None)
+
+    def input_hash(mapping: GridMapping) -> str:
+        options = BatchOptions(cases=(), model_set=model_set, models_source="smoke", database_url="sqlite://",
+                               artifacts=tmp_path, settings=MetricSettings(grid_mapping=mapping))
+        return _input_hash(case, options, grid_for(model_set, ()), "v")  # type: ignore[arg-type]
+
+    assert input_hash("pooled") != input_hash("per_pass")

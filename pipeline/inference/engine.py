@@ -165,8 +165,7 @@ class MemberPredictor:
         Resampled, un-cropped and transposed on the tensor's device; only the CT-grid result comes back.
         """
         self.mappings += 1
-        mapped = map_probabilities(probabilities, case.geometry, self.configuration_manager)
-        return mapped.numpy() if mapped.device.type == "cpu" else mapped.cpu().numpy()
+        return map_probabilities(probabilities, case.geometry, self.configuration_manager).cpu().numpy()
 
     def _to_original_grid(self, logits: torch.Tensor, properties: dict[str, Any]) -> NDArray[np.float32]:
         transpose_forward = self.plans_manager.transpose_forward

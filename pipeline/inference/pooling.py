@@ -75,7 +75,8 @@ class GridPrediction:
     Attributes:
         spacing: the CT's voxel size (z, y, x) in mm.
         forward_passes: the (member, view) passes run.
-        seconds_mapping: time spent mapping pools to the CT grid so far.
+        seconds_mapping: time spent so far making the streamed maps: the mappings under ``pooled``; under
+            ``per_pass`` only the pools' final mean (its mappings ran with the passes).
     """
 
     spacing: tuple[float, float, float]
