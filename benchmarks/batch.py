@@ -33,6 +33,7 @@ from pipeline.store.schema import (
     CaseResult,
     CurvePoint,
     Image,
+    MetricValue,
     Processing,
     ReliabilityBin,
     StructureResult,
@@ -50,8 +51,8 @@ def _rows_of(session: Any, processing: Processing) -> list[ResultRows]:
 
         values = {c.name: getattr(result, c.key) for c in CaseResult.__table__.columns
                   if c.name not in ("id", "processing_id", "image_id", "configuration_id", "temperature_fit_id")}
-        rows.append(ResultRows(result.configuration_id, result.temperature_fit_id, values, children(StructureResult),
-                               children(CurvePoint), children(ReliabilityBin),
+        rows.append(ResultRows(result.configuration_id, result.temperature_fit_id, values, children(MetricValue),
+                               children(StructureResult), children(CurvePoint), children(ReliabilityBin),
                                children(Artifact, ("id", "result_id", "image_id", "processing_id",
                                                    "configuration_id"))))
     return rows
@@ -63,7 +64,7 @@ def _row_by_row(session: Any, image: Image, processing_id: int, results: list[Re
                             temperature_fit_id=rows.temperature_fit_id, **rows.result)
         session.add(result)
         session.flush()
-        for table, items in ((StructureResult, rows.structures), (CurvePoint, rows.curve),
+        for table, items in ((MetricValue, rows.values), (StructureResult, rows.structures), (CurvePoint, rows.curve),
                              (ReliabilityBin, rows.bins)):
             for item in items:
                 session.add(table(result_id=result.id, **item))
@@ -81,7 +82,8 @@ def _insert_times(url: str, repeats: int = 5) -> tuple[float, float, int]:
         processing = session.scalars(select(Processing).order_by(Processing.id)).first()
         image = session.get(Image, processing.image_id)
         results = _rows_of(session, processing)
-    n_rows = sum(1 + len(r.structures) + len(r.curve) + len(r.bins) + len(r.artifacts) for r in results)
+    n_rows = sum(1 + len(r.values) + len(r.structures) + len(r.curve) + len(r.bins) + len(r.artifacts)
+                 for r in results)
     for _ in range(repeats):
         for name, write in (("bulk", write_results), ("row", _row_by_row)):
             with sessions() as session:

@@ -1,6 +1,6 @@
 """Dashboard server times on a seeded cohort: ``python -m benchmarks.dashboard [--patients 1000]``.
 
-Seeds a store (``tests/dashboard/seed.py``: no inference) of N phantom patients × the 12-configuration grid under a
+Seeds a store (``benchmarks/store_seed.py``: no inference) of N phantom patients × the 12-configuration grid under a
 5-repeat protocol, with 512 × 512 × 100 voxel maps for a few cases, then times, through Dash's own HTTP endpoint
 (``/_dash-update-component`` on the Flask test client, signed in, so the login guard, routing, the callback and
 JSON encoding all count):
@@ -40,8 +40,7 @@ class Dash:
     """Calls a Dash callback the way the browser does."""
 
     def __init__(self, app: Any, url: str) -> None:
-        from tests.dashboard.conftest import ensure_user, login
-        from tests.dashboard.http import csrf_header
+        from benchmarks.http_client import csrf_header, ensure_user, login
 
         self.client = app.server.test_client()
         ensure_user(url)
@@ -171,9 +170,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Seed the store (maps under ``workdir``), start the app on it and measure."""
     from alembic import command
 
+    from benchmarks.store_seed import FULL_GRID, SeedPlan, seed_store
     from pipeline.settings import Settings
     from pipeline.store.database import alembic_config
-    from tests.dashboard.seed import FULL_GRID, SeedPlan, seed_store
 
     url = args.database_url or f"sqlite:///{workdir / 'qa.sqlite3'}"
     shape = tuple(int(v) for v in args.map_shape.split(","))

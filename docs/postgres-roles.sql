@@ -41,8 +41,8 @@ INSERT INTO qa_roles_tables (name, kind) VALUES
     ('model_sets', 'results'), ('members', 'results'), ('configurations', 'results'), ('patients', 'results'),
     ('images', 'results'), ('protocols', 'results'), ('split_roles', 'results'), ('temperature_fits', 'results'),
     ('runs', 'results'), ('case_failures', 'results'), ('processings', 'results'), ('case_results', 'results'),
-    ('structure_results', 'results'), ('curve_points', 'results'), ('reliability_bins', 'results'),
-    ('artifacts', 'results'),
+    ('metric_values', 'results'), ('structure_results', 'results'), ('curve_points', 'results'),
+    ('reliability_bins', 'results'), ('artifacts', 'results'),
     ('users', 'review'), ('review_items', 'review'), ('audit_log', 'review');
 
 DO $$

@@ -22,19 +22,21 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from alembic import command
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, select
 
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, print_summary, run_batch
 from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
+from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
+from pipeline.store.deployed import deployed_result
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ log = logging.getLogger(__name__)
 
 DEMO_MODELS = REPO_ROOT / "models" / "demo" / "manifest.json"
 FIRST_SEED = 9000
-SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
 REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz")
 TOTALSEGMENTATOR_SPLEEN = 1
 REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert contour; no lymph-node reference"
@@ -82,9 +83,9 @@ def real_ct_case(folder: Path, shared: Path) -> CaseSpec | None:
 def _format(summary: pd.DataFrame, order: list[str]) -> str:
     shown = pd.DataFrame({"configuration": order})
     indexed = summary.set_index("configuration").loc[order]
-    for metric in SHOWN:
-        pairs = zip(indexed[f"{metric}_mean"], indexed[f"{metric}_sd"], strict=True)
-        shown[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in pairs]
+    for metric in registry.summary_metrics():
+        pairs = zip(indexed[f"{metric.name}_mean"], indexed[f"{metric.name}_sd"], strict=True)
+        shown[metric.name] = [f"{metric.format(m)} ± {metric.format(s)}" for m, s in pairs]
     shown["n"] = indexed["n_cases"].to_numpy()
     return shown.to_string(index=False)
 
@@ -97,8 +98,9 @@ def _report(url: str, identity: str, repeats: int) -> str:
         assert protocol is not None
         rows = protocol_case_rows(session, protocol)
         order = [c.name for c in sorted(model_set.configurations, key=lambda c: c.position)]
+        summary = summarise_repeats(rows, registry.names(registry.summary_metrics()))
         text = [f"Phantom cohort, {repeats} repeats of a 50/50 calibration/test split (mean ± SD over repeats of the "
-                f"per-repeat test means; n = test-case rows):", _format(summarise_repeats(rows, SHOWN), order)]
+                f"per-repeat test means; n = test-case rows):", _format(summary, order)]
         real = deployed_case_rows(session, "real")
         if not real.empty:
             spleen = pd.DataFrame(session.execute(
@@ -108,12 +110,18 @@ def _report(url: str, identity: str, repeats: int) -> str:
                 .join(Image, Image.id == CaseResult.image_id)
                 .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
                 .where(Image.cohort == "real", StructureResult.class_index == SPLEEN,
-                       or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+                       deployed_result())
             ).all(), columns=["configuration", "spleen_dsc", "spleen_ml"])
             real = real.merge(spleen, on="configuration").set_index("configuration").loc[order].reset_index()
             text.append(f"\nReal CT (reference: {REAL_NOTE}); TS rows use the deployed temperatures:")
-            columns = ["configuration", "spleen_dsc", "spleen_ml", *SHOWN, "mean_entropy_roi"]
-            text.append(real[columns].round(3).to_string(index=False))
+            # the summary, then the metrics that need no reference (its reference is not an expert contour)
+            shown = [*registry.summary_metrics(),
+                     *(m for m in registry.case_metrics() if not m.needs_reference and not m.in_summary)]
+            digits = {"spleen_dsc": registry.metric("dsc").digits, "spleen_ml": 3} | {m.name: m.digits for m in shown}
+            columns = ["configuration", "spleen_dsc", "spleen_ml", *(m.name for m in shown)]
+            table = real[columns].round(digits)
+            table[[c for c in columns if table[c].isna().all()]] = None  # no value in any row: printed None
+            text.append(table.to_string(index=False))
     engine.dispose()
     return "\n".join(text)
 

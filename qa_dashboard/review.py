@@ -53,11 +53,13 @@ ITEM_COLUMNS = [
 ]
 
 
-def scope(configuration: str, budget: Budget, case: str | None = None, case_only: bool = False) -> dict[str, Any]:
-    """What the panel lists: ``configuration``'s items at ``budget`` (of ``case`` only, when given; ``case_only``:
-    without computing the whole worklist, as the slice browser does)."""
-    return {"configuration": configuration, "kind": budget.kind, "value": budget.value, "case": case,
-            "case_only": case_only}
+def scope(configuration: str, budget: Budget, case: str | None = None, case_only: bool = False,
+          model_set: str | None = None) -> dict[str, Any]:
+    """What the panel lists: ``configuration``'s items (of ``model_set``, default the newest with a result of it) at
+    ``budget`` (of ``case`` only, when given; ``case_only``: without computing the whole worklist, as the slice
+    browser does)."""
+    return {"configuration": configuration, "model_set": model_set, "kind": budget.kind, "value": budget.value,
+            "case": case, "case_only": case_only}
 
 
 def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -66,7 +68,7 @@ def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
         return []
     case = data.get("case")
     worklist = load_worklist(get_store(), data["configuration"], Budget(data["kind"], float(data["value"])),
-                             case if data.get("case_only") else None)
+                             case if data.get("case_only") else None, data.get("model_set"))
     return item_rows(worklist, case)
 
 
@@ -131,7 +133,10 @@ def badge_text() -> str:
         configuration = default_configuration(session, settings().review_configuration)
         if configuration is None:
             return ""
-        return f"{unreviewed_count(session, configuration)} unreviewed"
+        try:
+            return f"{unreviewed_count(session, configuration)} unreviewed"
+        except LookupError:  # the configured review configuration has no result (yet)
+            return ""
 
 
 @callback(Output("review-result", "children"), Output("review-items", "rowData"),

@@ -1,4 +1,9 @@
-"""The cohort calibration table: configuration × structure rows, the best value of each column, CSV export."""
+"""The cohort calibration table: configuration × structure rows, the best value of each column, CSV export.
+
+Its metric columns are the registry's (``pipeline.metrics.registry``), read at call time: each structure-level
+metric (DSC), whose "all foreground" row shows the case-level metric it names as ``whole_case`` (the mean foreground
+DSC), then every other case-level metric. Headers, formats and tooltips come from the registry too.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +12,111 @@ from typing import Any
 
 import pandas as pd
 
-ALL_FOREGROUND = "all foreground"
-# (column, header, higher is better); DSC of the "all foreground" rows is the case's mean foreground DSC
-METRICS = (("dsc", "DSC", True), ("ece", "ECE (ROI)", False), ("brier", "Brier (ROI)", False), ("nll", "NLL", False),
-           ("ueo_auc", "UEO-AUC", True), ("fp_tp_auc", "FP-TP AUC", True), ("fn_tn_auc", "FN-TN AUC", True))
-CASE_LEVEL = tuple(m for m, _, _ in METRICS if m != "dsc")
+from pipeline.metrics import registry
+from qa_dashboard.cell_statistics import CellStatistics, Key
+from qa_dashboard.queries.cohort import ALL_FOREGROUND
+
+
+def table_metrics() -> list[registry.Metric]:
+    """The table's metric columns, in order (see the module's description)."""
+    structures = registry.structure_metrics()
+    folded = {m.whole_case for m in structures}
+    return [*structures, *(m for m in registry.case_metrics() if m.name not in folded)]
 
 
 def _value(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+def _whole_case_row(record: dict[str, Any], metrics: list[registry.Metric]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for metric in metrics:
+        source = metric.whole_case if metric.level == "structure" else metric.name
+        row[metric.name] = _value(record.get(f"{source}_mean")) if source else None
+        row[f"{metric.name}_sd"] = _value(record.get(f"{source}_sd")) if source else None
+    return row
+
+
+def _structure_row(record: dict[str, Any], metrics: list[registry.Metric]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for metric in metrics:
+        shown = metric.level == "structure"
+        row[metric.name] = _value(record.get(f"{metric.name}_mean")) if shown else None
+        row[f"{metric.name}_sd"] = _value(record.get(f"{metric.name}_sd")) if shown else None
+    return row
+
+
 def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[int, str],
-                structures: list[str]) -> list[dict[str, Any]]:
+                structures: list[str], stats: dict[Key, CellStatistics] | None = None) -> list[dict[str, Any]]:
     """Grid rows for the chosen ``structures`` (``ALL_FOREGROUND`` and/or structure names), in grid order.
 
-    Each metric m gives ``m`` (mean over repeats), ``m_sd`` and ``m_best`` (the best mean among rows of the same
-    structure). Structure rows carry DSC only: the calibration and review metrics are per case, on the ROI.
+    Each metric m gives ``m`` (mean over repeats) and ``m_sd``; with ``stats`` (:mod:`qa_dashboard.cell_statistics`)
+    also ``m_low``/``m_high`` (case-level bootstrap CI), ``m_n`` (cases), ``m_mark`` (``best``, ``tied`` or "") and
+    ``m_best`` (the mark is ``best``: the best mean, separated from every other configuration of its structure by a
+    paired CI excluding 0 and a multiplicity-adjusted p). Structure rows carry the structure-level metrics only: the
+    calibration and review metrics are per case, on the ROI.
     """
+    metrics = table_metrics()
     rows: list[dict[str, Any]] = []
     order = {c: i for i, c in enumerate(names)}
     if ALL_FOREGROUND in structures and not overall.empty:
         for record in overall.to_dict("records"):
-            row = {"configuration": names[int(record["configuration_id"])], "structure": ALL_FOREGROUND,
-                   "dsc": _value(record["dsc_mean_fg_mean"]), "dsc_sd": _value(record["dsc_mean_fg_sd"]),
-                   "n_cases": int(record["n_cases"]), "n_repeats": int(record["n_repeats"]),
-                   "_order": (0, order[int(record["configuration_id"])])}
-            for metric in CASE_LEVEL:
-                row[metric], row[f"{metric}_sd"] = _value(record[f"{metric}_mean"]), _value(record[f"{metric}_sd"])
-            rows.append(row)
+            configuration = int(record["configuration_id"])
+            rows.append({"configuration": names[configuration], "structure": ALL_FOREGROUND,
+                         **_whole_case_row(record, metrics), "n_cases": int(record["n_cases"]),
+                         "n_repeats": int(record["n_repeats"]), "_order": (0, order[configuration]),
+                         **_statistics(stats, configuration, ALL_FOREGROUND, metrics)})
     if not per_structure.empty:
         for record in per_structure.to_dict("records"):
             if record["structure"] not in structures:
                 continue
-            rows.append({"configuration": names[int(record["configuration_id"])], "structure": record["structure"],
-                         "dsc": _value(record["dsc_mean"]), "dsc_sd": _value(record["dsc_sd"]),
-                         "n_cases": int(record["n_cases"]), "n_repeats": int(record["n_repeats"]),
-                         "_order": (1 + int(record["class_index"]), order[int(record["configuration_id"])]),
-                         **{m: None for m in CASE_LEVEL}})
+            configuration = int(record["configuration_id"])
+            rows.append({"configuration": names[configuration], "structure": record["structure"],
+                         **_structure_row(record, metrics), "n_cases": int(record["n_cases"]),
+                         "n_repeats": int(record["n_repeats"]),
+                         "_order": (1 + int(record["class_index"]), order[configuration]),
+                         **_statistics(stats, configuration, record["structure"], metrics)})
     rows.sort(key=lambda r: r.pop("_order"))
-    _mark_best(rows)
     return rows
 
 
-def _mark_best(rows: list[dict[str, Any]]) -> None:
-    for metric, _, higher in METRICS:
-        for structure in {r["structure"] for r in rows}:
-            values = [r[metric] for r in rows if r["structure"] == structure and r[metric] is not None]
-            best = (max if higher else min)(values) if values else None
-            for row in rows:
-                if row["structure"] == structure:
-                    row[f"{metric}_best"] = best is not None and row[metric] == best
+def _statistics(stats: dict[Key, CellStatistics] | None, configuration: int, structure: str,
+                metrics: list[registry.Metric]) -> dict[str, Any]:
+    """A row's CI, n, mark and comparison with its column's top configuration, per metric (empty without stats)."""
+    found: dict[str, Any] = {}
+    for metric in metrics:
+        cell = (stats or {}).get((configuration, structure, metric.name))
+        name = metric.name
+        found[f"{name}_mark"] = cell.mark if cell else ""
+        found[f"{name}_best"] = bool(cell and cell.mark == "best")
+        found[f"{name}_low"] = _value(cell.low) if cell else None
+        found[f"{name}_high"] = _value(cell.high) if cell else None
+        found[f"{name}_n"] = cell.n if cell else None
+        versus = cell.versus_top if cell else None
+        found[f"{name}_versus"] = [_value(v) for v in versus] if versus else None
+    return found
+
+
+def _tooltip(metric: registry.Metric) -> str:
+    whole = (f" The {ALL_FOREGROUND} row shows {registry.metric(metric.whole_case).label}."
+             if metric.whole_case else "")
+    return (f"{metric.describe()}{whole} Mean ± SD over repeats; hover a cell for its 95 % CI (case-level bootstrap) "
+            f"and n. ★ best: separated from every other configuration (paired CI excludes 0, Holm-adjusted p < 0.05); "
+            f"≈ tied for best. See {metric.anchor}.")
+
+
+def _cell_tooltip(name: str, digits: int) -> str:
+    """The cell's tooltip (JavaScript): mean ± SD, the CI and n, and the comparison with the column's top."""
+    def fixed(value: str) -> str:
+        return f"({value} == null ? '—' : {value}.toFixed({digits}))"
+
+    return (f"params.value == null ? '' : 'mean ' + {fixed('params.value')} + ' ± ' + {fixed(f'params.data.{name}_sd')}"
+            f" + ' (SD over repeats); 95 % CI [' + {fixed(f'params.data.{name}_low')} + ', ' + "
+            f"{fixed(f'params.data.{name}_high')} + '], n = ' + params.data.{name}_n + ' cases' + "
+            f"(params.data.{name}_versus ? '; vs the best: difference CI [' + "
+            f"{fixed(f'params.data.{name}_versus[0]')} + ', ' + {fixed(f'params.data.{name}_versus[1]')} + "
+            f"'], adjusted p = ' + (params.data.{name}_versus[2] == null ? '—' : "
+            f"params.data.{name}_versus[2].toPrecision(2)) : '')")
 
 
 def column_defs() -> list[dict[str, Any]]:
@@ -66,14 +125,17 @@ def column_defs() -> list[dict[str, Any]]:
         {"field": "configuration", "headerName": "Configuration", "pinned": "left"},
         {"field": "structure", "headerName": "Structure"},
     ]
-    for metric, header, higher in METRICS:
+    for metric in table_metrics():
+        name, digits = metric.name, metric.digits
         columns.append({
-            "field": metric, "headerName": header, "type": "numericColumn",
-            "headerTooltip": f"mean ± SD over repeats; {'higher' if higher else 'lower'} is better",
+            "field": name, "headerName": metric.label, "type": "numericColumn", "headerTooltip": _tooltip(metric),
             "valueFormatter": {"function": (
-                f"params.value == null ? '' : (params.data.{metric}_best ? '★ ' : '') + params.value.toFixed(3)"
-                f" + (params.data.{metric}_sd == null ? '' : ' ± ' + params.data.{metric}_sd.toFixed(3))")},
-            "cellClassRules": {"qa-best": f"params.data.{metric}_best === true"},
+                f"params.value == null ? '—' : ({{best: '★ ', tied: '≈ '}}[params.data.{name}_mark] || '') + "
+                f"params.value.toFixed({digits})"
+                f" + (params.data.{name}_sd == null ? '' : ' ± ' + params.data.{name}_sd.toFixed({digits}))")},
+            "tooltipValueGetter": {"function": _cell_tooltip(name, digits)},
+            "cellClassRules": {"qa-best": f"params.data.{name}_best === true",
+                               "qa-tied": f"params.data.{name}_mark === 'tied'"},
         })
     columns += [{"field": "n_cases", "headerName": "n cases", "type": "numericColumn"},
                 {"field": "n_repeats", "headerName": "repeats", "type": "numericColumn"}]
@@ -81,10 +143,12 @@ def column_defs() -> list[dict[str, Any]]:
 
 
 def cohort_csv(rows: list[dict[str, Any]]) -> str:
-    """The table as CSV: mean and SD columns per metric, whether it is the best, n cases and repeats."""
+    """The table as CSV: per metric the mean and SD over repeats, the case-level 95 % CI, n and the mark (best, tied
+    or empty); n cases and repeats."""
+    names = [m.name for m in table_metrics()]
     columns = ["configuration", "structure"]
-    for metric, _, _ in METRICS:
-        columns += [f"{metric}_mean", f"{metric}_sd", f"{metric}_best"]
+    for name in names:
+        columns += [f"{name}_mean", f"{name}_sd", f"{name}_low", f"{name}_high", f"{name}_n", f"{name}_mark"]
     columns += ["n_cases", "n_repeats"]
-    records = [{**{f"{m}_mean": r[m] for m, _, _ in METRICS}, **r} for r in rows]
+    records = [{**{f"{m}_mean": r.get(m) for m in names}, **r} for r in rows]
     return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, float_format="%.6g")

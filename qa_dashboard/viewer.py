@@ -9,6 +9,7 @@ from typing import Any
 from dash import html
 from dash.development.base_component import Component
 
+from pipeline.metrics import registry
 from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.review.regions import Region, find_regions
 from qa_dashboard.components import number
@@ -162,7 +163,8 @@ def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float)
     with store.session() as session:
         metrics = [result_metrics(session, r.result_id) for r in results]
     header = html.Tr([html.Th("metric"), *(html.Th(r.configuration) for r in results)])
-    body = [html.Tr([html.Td(label), *(html.Td(cell(m)) for m in metrics)]) for label, cell in _rows(metrics, budget)]
+    body = [html.Tr([html.Td(label, title=tip), *(html.Td(cell(m)) for m in metrics)])
+            for label, tip, cell in _rows(metrics, budget)]
     body.append(html.Tr([html.Td("temperature scaling"), *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
     return html.Table([html.Thead(header), html.Tbody(body)], className="table table-sm small", id="viewer-metrics")
 
@@ -175,27 +177,34 @@ def _fit_note(result: ShownResult, case: str) -> str:
     return f"T = {result.temperature:.2f}, deployed fit on {len(result.fit_cases)} cases{included}"
 
 
-def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = [
-        ("DSC mean fg", lambda m: number(m.scalars["dsc_mean_fg"])),
-    ]
+def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, Any]]:
+    """(label, tooltip, cell) rows: the registry's case-level metrics (the DSC ones with each structure's DSC and
+    volumes after them), then the ROI, error and flagged volumes."""
+    dsc = registry.metric("dsc")  # per structure, kept in structure_results beside the volumes
+
+    def value(metric: registry.Metric) -> tuple[str, str, Any]:
+        return metric.label, metric.describe(), lambda m: number(m.values.get(metric.name), metric.digits)
+
+    rows: list[tuple[str, str, Any]] = []
     names = [s[0] for s in metrics[0].structures[1:]] if metrics else []
-    for index, name in enumerate(names, start=1):
-        rows.append((f"DSC {name}", lambda m, i=index: number(m.structures[i][1])))
-        rows.append((f"{name} mL pred / ref",
-                     lambda m, i=index: f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"))
-    for key, label in (("ece", "ECE (ROI)"), ("brier", "Brier (ROI)"), ("nll", "NLL"), ("ueo_auc", "UEO-AUC"),
-                       ("fp_tp_auc", "FP-TP AUC"), ("fn_tn_auc", "FN-TN AUC"),
-                       ("mean_entropy_roi", "mean entropy (ROI)")):
-        rows.append((label, lambda m, k=key: number(m.scalars[k])))
+    for metric in registry.case_metrics():
+        rows.append(value(metric))
+        if metric.name != dsc.whole_case:
+            continue
+        for index, name in enumerate(names, start=1):
+            rows.append((f"{dsc.label} {name}", dsc.describe(),
+                         lambda m, i=index: number(m.structures[i][1], dsc.digits)))
+            rows.append((f"{name} mL pred / ref", "predicted and reference volume of the structure",
+                         lambda m, i=index: f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"))
     rows += [
-        ("ROI mL", lambda m: number(_ml(m, "roi_voxels"), 1)),
-        ("error mL", lambda m: number(_ml(m, "error_voxels"), 1)),
-        (f"flagged mL at {budget * 100:.1f} %", lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
+        ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1)),
+        ("error mL", "wrong ROI voxels × voxel volume", lambda m: number(_ml(m, "error_voxels"), 1)),
+        (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
+         lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
     ]
     return rows
 
 
 def _ml(metrics: ResultMetrics, key: str) -> float | None:
-    voxels, voxel_ml = metrics.scalars[key], metrics.scalars["voxel_ml"]
+    voxels, voxel_ml = metrics.sizes[key], metrics.sizes["voxel_ml"]
     return None if voxels is None or voxel_ml is None else float(voxels) * float(voxel_ml)

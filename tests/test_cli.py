@@ -96,6 +96,10 @@ def test_npy_inputs_with_spacing_and_temperature(tmp_path: Path) -> None:
         ("good.npy", ["--spacing", "1,1,1", "--temperature", "0"], "temperature"),
         ("corrupt.nii.gz", [], "not a readable NIfTI"),
         ("good.txt", ["--spacing", "1,1,1"], "unsupported file type"),
+        ("good.npy", ["--spacing", "1,1,1", "--settings", "missing.json"], "not a readable JSON file"),
+        ("good.npy", ["--spacing", "1,1,1", "--settings", "unknown.json"], "unknown metric settings ['roi_radius']"),
+        ("good.npy", ["--spacing", "1,1,1", "--settings", "invalid.json"], "MetricSettings.ece_mode must be one of"),
+        ("good.npy", ["--spacing", "1,1,1", "--settings", "wrong_type.json"], "roi_radius_mm must be a float"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path, probs_name: str, extra: list[str], message: str) -> None:
@@ -108,8 +112,12 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path, probs_name: str, ext
     (tmp_path / "corrupt.npy").write_bytes(b"not numpy at all")
     (tmp_path / "corrupt.nii.gz").write_bytes(b"not nifti at all")
     (tmp_path / "good.txt").write_text("0.5")
+    (tmp_path / "unknown.json").write_text('{"roi_radius": 10}')
+    (tmp_path / "invalid.json").write_text('{"ece_mode": "sometimes"}')
+    (tmp_path / "wrong_type.json").write_text('{"roi_radius_mm": "ten"}')
 
     probs_file, labels_file = str(tmp_path / probs_name), str(tmp_path / "labels.npy")
+    extra = [str(tmp_path / e) if e.endswith(".json") else e for e in extra]
     done = run_cli("evaluate", "--probs", probs_file, "--reference", labels_file, *extra)
 
     assert done.returncode == 2
@@ -118,6 +126,26 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path, probs_name: str, ext
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_metric_settings_come_from_a_file_and_are_reported(tmp_path: Path) -> None:
+    labels = np.zeros((6, 20, 20), dtype=np.uint8)
+    labels[2:5, 5:12, 5:12] = 1
+    probs = softmax(np.stack([np.zeros(labels.shape), 3.0 * labels - 1.0]).astype(np.float32))
+    np.save(tmp_path / "p.npy", probs)
+    np.save(tmp_path / "l.npy", labels)
+    (tmp_path / "s.json").write_text('{"roi_radius_mm": 4, "ece_mode": "classwise"}')
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "p.npy"), "--reference", str(tmp_path / "l.npy"),
+                   "--spacing", "2,1,1", "--settings", str(tmp_path / "s.json"))
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    settings = MetricSettings(roi_radius_mm=4.0, ece_mode="classwise")
+    expected = evaluate_case(probs, labels, (2.0, 1.0, 1.0), settings).metrics
+    assert document["roi_voxels"] == expected.roi_voxels != evaluate_case(probs, labels, (2, 1, 1)).metrics.roi_voxels
+    assert document["ece"] == pytest.approx(expected.ece, abs=1e-12)
+    assert document["settings"]["roi_radius_mm"] == 4 and document["settings"]["ece_mode"] == "classwise"
 
 
 def test_geometry_mismatch_is_named(tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ from numpy.typing import NDArray
 from pipeline.metrics.results import CaseMetrics, CaseResult
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import argmax_classes, evaluate_case
-
-REFERENCE_METRICS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+from pipeline.store import metric_values
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def evaluate_configuration(
     """The metric suite with voxel maps; without ``labels`` the prediction stands in as the reference.
 
     With the prediction as reference the union ROI is the predicted foreground's (the spec's prospective ROI), the
-    error set is empty, and the caller must drop the reference metrics (:func:`result_row` does).
+    error set is empty, and the caller must drop the reference metrics (:func:`result_row` and :func:`value_rows` do).
     """
     reference = labels if labels is not None else argmax_classes(probabilities)
     return evaluate_case(probabilities, reference, spacing, settings, temperature, maps_budget=budget)
@@ -53,20 +52,22 @@ def _number(value: float) -> float | None:
 
 
 def result_row(outcome: Outcome) -> dict[str, Any]:
-    """The ``case_results`` columns of an outcome (ids excluded)."""
+    """The ``case_results`` columns of an outcome (ids excluded); its metrics are :func:`value_rows`."""
     metrics: CaseMetrics = outcome.result.metrics
-    row: dict[str, Any] = {
+    return {
         "temperature": outcome.temperature,
         "has_reference": outcome.has_reference,
         "roi_voxels": metrics.roi_voxels,
         "error_voxels": metrics.error_voxels if outcome.has_reference else None,
-        "mean_entropy_roi": float(metrics.mean_entropy_roi),
         "voxel_ml": metrics.voxel_ml,
         "seconds": outcome.seconds,
     }
-    for name in REFERENCE_METRICS:
-        row[name] = _number(getattr(metrics, name)) if outcome.has_reference else None
-    return row
+
+
+def value_rows(outcome: Outcome) -> list[dict[str, Any]]:
+    """The ``metric_values`` rows of an outcome (result id excluded): every case-level metric of the registry, the
+    ones that need a reference None without one."""
+    return metric_values.value_rows(outcome.result.metrics, outcome.has_reference)
 
 
 def structure_rows(outcome: Outcome, labels: tuple[str, ...], reference_counts: NDArray[np.int64] | None

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
+from pipeline.store.deployed import DEPLOYED_ROLES
+from pipeline.store.metric_values import insert_values
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -49,20 +51,17 @@ def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence
     return row, known
 
 
-def deployed_fits(session: Session, configurations: dict[str, Configuration]) -> dict[str, TemperatureFit]:
-    """The newest deployed (protocol-free) temperature fit of each TS configuration that has one."""
-    fits: dict[str, TemperatureFit] = {}
+def deployed_fits(session: Session, configurations: dict[str, Configuration]) -> dict[str, list[TemperatureFit]]:
+    """The deployed fits (whole cohort and cross-fits) of each TS configuration that has any; a case takes the one
+    :func:`pipeline.store.deployed.fit_for` picks."""
+    fits: dict[str, list[TemperatureFit]] = {}
     for name, configuration in configurations.items():
         if not configuration.temperature_scaling:
             continue
-        fit = session.scalar(
-            select(TemperatureFit)
-            .where(TemperatureFit.configuration_id == configuration.id, TemperatureFit.protocol_id.is_(None))
-            .order_by(TemperatureFit.created_at.desc(), TemperatureFit.id.desc())
-            .limit(1)
-        )
-        if fit is not None:
-            fits[name] = fit
+        found = list(session.scalars(select(TemperatureFit).where(
+            TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))))
+        if found:
+            fits[name] = found
     return fits
 
 
@@ -104,6 +103,7 @@ class ResultRows:
     configuration_id: int
     temperature_fit_id: int | None
     result: dict[str, Any]
+    values: list[dict[str, Any]]
     structures: list[dict[str, Any]]
     curve: list[dict[str, Any]]
     bins: list[dict[str, Any]]
@@ -111,22 +111,26 @@ class ResultRows:
 
 
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
-    """Insert the results and their children: one row per result, then one bulk insert per child table."""
+    """Insert the results and their children: one row per result, then one bulk insert per child table (the metric
+    values through :mod:`pipeline.store.metric_values`)."""
     children: dict[type, list[dict[str, Any]]] = {StructureResult: [], CurvePoint: [], ReliabilityBin: [],
                                                   Artifact: []}
+    values: list[dict[str, Any]] = []
     for rows in results:
         result = CaseResult(processing_id=processing_id, image_id=image.id, configuration_id=rows.configuration_id,
                             temperature_fit_id=rows.temperature_fit_id, **rows.result)
         session.add(result)
         session.flush()
+        values += [{"result_id": result.id} | r for r in rows.values]
         children[StructureResult] += [{"result_id": result.id} | r for r in rows.structures]
         children[CurvePoint] += [{"result_id": result.id} | r for r in rows.curve]
         children[ReliabilityBin] += [{"result_id": result.id} | r for r in rows.bins]
         children[Artifact] += [{"result_id": result.id, "image_id": image.id, "processing_id": processing_id,
                                 "configuration_id": rows.configuration_id} | r for r in rows.artifacts]
-    for table, values in children.items():
-        if values:
-            session.execute(insert(table), values)
+    insert_values(session, values)
+    for table, items in children.items():
+        if items:
+            session.execute(insert(table), items)
 
 
 def replace_processing(session: Session, image: Image, model_set: ModelSet, values: dict[str, Any],

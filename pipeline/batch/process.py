@@ -13,13 +13,22 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.outcomes import Outcome, bin_rows, curve_rows, evaluate_configuration, result_row, structure_rows
+from pipeline.batch.outcomes import (
+    Outcome,
+    bin_rows,
+    curve_rows,
+    evaluate_configuration,
+    result_row,
+    structure_rows,
+    value_rows,
+)
 from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.settings import MetricSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
+from pipeline.store.deployed import fit_for
 from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
 
 
@@ -31,7 +40,7 @@ class CaseWork:
     grid: tuple[GridConfiguration, ...]
     model_set: ModelSet
     configurations: dict[str, Configuration]
-    fits: dict[str, TemperatureFit]
+    fits: dict[str, list[TemperatureFit]]
     settings: MetricSettings
     budget: float
     artifacts: ArtifactStore
@@ -93,11 +102,12 @@ def _configuration_rows(
 ) -> tuple[list[ResultRows], list[dict[str, object]], float, float]:
     """Evaluate one configuration of the grid and write its maps (and, uncalibrated, its pooled probabilities).
 
-    Returns its result rows (none for a TS configuration without a deployed fit), its pooled-probabilities artifact
-    rows, and the seconds spent on metrics and on storage.
+    Returns its result rows (none for a TS configuration without a deployed fit for this case), its
+    pooled-probabilities artifact rows, and the seconds spent on metrics and on storage.
     """
     configuration = next(c for c in work.grid if c.name == name)
-    fit = work.fits.get(name) if configuration.temperature_scaling else None
+    fits = work.fits.get(name, []) if configuration.temperature_scaling else []
+    fit = fit_for(case.spec.name, fits)
     store, identity = work.artifacts, work.model_set.identity
     results: list[ResultRows] = []
     metrics = storage = 0.0
@@ -113,6 +123,7 @@ def _configuration_rows(
             configuration_id=work.configurations[name].id,
             temperature_fit_id=fit_id,
             result=result_row(outcome),
+            values=value_rows(outcome),
             structures=structure_rows(outcome, tuple(work.model_set.labels), reference_counts),
             curve=curve_rows(outcome),
             bins=bin_rows(outcome),
@@ -123,8 +134,8 @@ def _configuration_rows(
     if not configuration.temperature_scaling:
         began = time.perf_counter()
         path = store.write(f"{result_prefix(case.spec.name, identity, name, None)}/probabilities.zarr",
-                           probabilities.astype(np.float16))
-        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float16", "budget": None,
+                           probabilities.astype(np.float32, copy=False))
+        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float32", "budget": None,
                             "configuration_id": work.configurations[name].id, "shape": list(probabilities.shape)})
         storage += time.perf_counter() - began
     return results, pooled_rows, metrics, storage

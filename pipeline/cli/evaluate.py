@@ -9,17 +9,18 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.cli.parsing import spacing
+from pipeline.cli.parsing import metric_settings_file, spacing
 from pipeline.errors import InputError
 from pipeline.io.maps import LoadedMap, read_labels, read_probabilities
 from pipeline.metrics.pooling import pool_members
-from pipeline.metrics.settings import MetricSettings, PoolingRule
+from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.suite import evaluate_case
 from pipeline.metrics.temperature import log_probabilities
 from pipeline.metrics.validation import check_probabilities
@@ -37,9 +38,12 @@ def add_verbs(verbs: Any) -> None:
         "several files are ensemble members, pooled",
     )
     evaluate.add_argument(
-        "--pooling", choices=("prob_mean", "logit_mean"), default="prob_mean",
-        help="pooling of several members: mean probability (default) or softmax of the mean log-probability",
+        "--pooling", choices=("prob_mean", "logit_mean"),
+        help="pooling of several members: mean probability (default) or softmax of the mean log-probability; "
+        "overrides --settings",
     )
+    evaluate.add_argument("--settings", type=metric_settings_file, default=MetricSettings(),
+                          help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's)")
     evaluate.add_argument("--reference", required=True, help="reference label map: .npy (Z,Y,X) or NIfTI")
     evaluate.add_argument("--spacing", type=spacing, help="voxel size Z,Y,X in mm (default: from NIfTI)")
     evaluate.add_argument("--temperature", type=float, help="temperature T of TS (default: none)")
@@ -64,7 +68,7 @@ def _resolve_spacing(
     return spacing
 
 
-def _pooled_members(paths: Sequence[str], rule: PoolingRule) -> tuple[LoadedMap, NDArray[np.float32]]:
+def _pooled_members(paths: Sequence[str], settings: MetricSettings) -> tuple[LoadedMap, NDArray[np.float32]]:
     """Read member probability maps and pool them (one file: used as is)."""
     members = [read_probabilities(Path(p)) for p in paths]
     first = members[0]
@@ -77,23 +81,25 @@ def _pooled_members(paths: Sequence[str], rule: PoolingRule) -> tuple[LoadedMap,
         return first, first.array
     for member in members:
         try:
-            check_probabilities(member.array, MetricSettings().sum_tolerance, name=str(member.path))
+            check_probabilities(member.array, settings.sum_tolerance, name=str(member.path))
         except ValueError as error:
             raise InputError(str(error)) from error
-    pooled = pool_members((log_probabilities(m.array) for m in members), rule)
+    pooled = pool_members((log_probabilities(m.array) for m in members), settings.pooling)
     return first, pooled
 
 
 def evaluate_command(args: argparse.Namespace, _settings: Settings) -> int:
     """Compute the whole suite for one probability map (or pooled members) and a reference; JSON out."""
-    first, probs = _pooled_members(args.probs, args.pooling)
+    metric_settings = replace(args.settings, pooling=args.pooling) if args.pooling else args.settings
+    first, probs = _pooled_members(args.probs, metric_settings)
     labels = read_labels(Path(args.reference))
     spacing = _resolve_spacing(args.spacing, first.spacing, labels.spacing)
     try:
-        result = evaluate_case(probs, labels.array, spacing, MetricSettings(), temperature=args.temperature)
+        result = evaluate_case(probs, labels.array, spacing, metric_settings, temperature=args.temperature)
     except ValueError as error:
         raise InputError(f"--probs {first.path} against --reference {labels.path}: {error}") from error
-    document = result.metrics.to_dict() | {"spacing_mm": list(spacing), "members": len(args.probs)}
+    document = result.metrics.to_dict() | {"spacing_mm": list(spacing), "members": len(args.probs),
+                                           "settings": asdict(metric_settings)}
     text = json.dumps(document, indent=2, allow_nan=False)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")

@@ -4,9 +4,12 @@ argument types."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.metrics.settings import MetricSettings
 
 
 class UsageError(InputError):
@@ -41,3 +44,19 @@ def features(text: str) -> tuple[int, ...]:
     if len(values) < 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"must be at least two positive feature counts, got {text!r}")
     return values
+
+
+def metric_settings_file(text: str) -> MetricSettings:
+    """A JSON file of metric settings (``{"roi_radius_mm": 10, "ece_mode": "classwise"}``; every field of
+    :class:`~pipeline.metrics.settings.MetricSettings` that it leaves out keeps the spec's default)."""
+    path = Path(text)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise argparse.ArgumentTypeError(f"{path}: not a readable JSON file ({error})") from error
+    if not isinstance(values, dict):
+        raise argparse.ArgumentTypeError(f"{path}: expected a JSON object of metric settings")
+    try:
+        return MetricSettings.from_mapping(values)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path}: {error}") from error

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pipeline.batch.export import KINDS
+from pipeline.cli.parsing import metric_settings_file
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import MetricSettings
@@ -29,10 +31,10 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
                      help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
+    run.add_argument("--settings", type=metric_settings_file, default=MetricSettings(),
+                     help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's); stored "
+                          "with the run and part of every case's input hash")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
-    run.add_argument("--grid-mapping", choices=("pooled", "per_pass"), default="pooled",
-                     help="the spec's grid_mapping: pool on the network's grid and map each configuration once "
-                          "(pooled, default) or map every pass to the CT grid first (per_pass, validation)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     run.set_defaults(handler=run_command)
@@ -48,8 +50,10 @@ def add_verbs(verbs: Any) -> None:
     export = verbs.add_parser("export-map", help="a stored voxel map as NIfTI on the CT's original grid")
     export.add_argument("--case", required=True, help="case name")
     export.add_argument("--configuration", help="configuration name (not for ct / reference)")
-    export.add_argument("--map", required=True, choices=("ct", "reference", "entropy", "prediction", "error",
-                                                         "budget_mask"))
+    export.add_argument("--model-set", help="model set name or identity (default: the newest with this configuration)")
+    export.add_argument("--map", required=True, choices=KINDS,
+                        help="an image map (ct, reference), a result map, or the class probabilities the result was "
+                             "scored on (4-D; calibrated for +TS configurations)")
     export.add_argument("--out", type=Path, required=True, help="output .nii.gz")
     export.set_defaults(handler=export_command)
 
@@ -82,8 +86,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     cases = tuple(discover(args.source, args.cohort, settings.mrn_salt))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
-                           settings=MetricSettings(grid_mapping=args.grid_mapping), tta=not args.no_tta,
-                           device=args.device, dry_run=args.dry_run,
+                           settings=args.settings,
+                           tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty())
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
@@ -121,6 +125,7 @@ def export_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write one stored map as NIfTI."""
     from pipeline.batch.export import export_map
 
-    path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out)
+    path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out,
+                      args.model_set)
     sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -16,12 +16,13 @@ def confusion_counts(
     return np.bincount(pair, minlength=n_classes * n_classes).reshape(n_classes, n_classes).astype(np.int64)
 
 
-def dice_from_confusion(confusion: NDArray[np.int64]) -> NDArray[np.float64]:
-    """DSC per class, 2|P∩G| / (|P| + |G|), from a (C, C) confusion matrix; 1 where both sets are empty."""
+def dice_from_confusion(confusion: NDArray[np.int64], empty: float = 1.0) -> NDArray[np.float64]:
+    """DSC per class, 2|P∩G| / (|P| + |G|), from a (C, C) confusion matrix; ``empty`` (1, or NaN to leave it
+    undefined) where both sets are empty."""
     overlap = np.diagonal(confusion).astype(np.float64)
     sizes = confusion.sum(axis=1) + confusion.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sizes == 0, 1.0, 2.0 * overlap / sizes)
+        return np.where(sizes == 0, empty, 2.0 * overlap / sizes)
 
 
 def dice_per_class(

@@ -26,8 +26,9 @@ class CaseMetrics:
     """The spec's per-case numbers for one configuration.
 
     Attributes:
-        dsc: DSC per class, index = class (background included), on the full volume.
-        dsc_mean_fg: mean DSC over the foreground classes 1..C-1.
+        dsc: DSC per class, index = class (background included), on the full volume; NaN for a class absent from
+            both prediction and reference under the ``exclude`` empty-structure policy.
+        dsc_mean_fg: mean DSC over the foreground classes 1..C-1 whose DSC is defined.
         ece: ROI-masked ECE in the configured mode; reliability: its per-bin sums.
         brier: ROI-masked Brier score (0..2). nll: ROI mean negative log-likelihood of the reference (nats).
         curve: UEO, recall, precision and flagged volume over the budget grid; ueo_auc: its normalised area.
@@ -56,7 +57,7 @@ class CaseMetrics:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN written as None) with the keys of ``python -m pipeline evaluate``."""
         return {
-            "dsc": {str(c): value for c, value in enumerate(self.dsc)},
+            "dsc": {str(c): _finite_or_none(value) for c, value in enumerate(self.dsc)},
             "dsc_mean_fg": _finite_or_none(self.dsc_mean_fg),
             "ece": _finite_or_none(self.ece),
             "brier": self.brier,

@@ -5,7 +5,8 @@ The defaults are the spec's defaults; each field names the spec line it follows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Literal
 
@@ -15,6 +16,7 @@ RoiMode = Literal["union", "pred", "gt", "whole_volume"]
 EceMode = Literal["top_label", "foreground", "classwise"]
 BrierMode = Literal["all_classes", "foreground"]
 EmptyErrorPolicy = Literal["zero", "exclude"]
+EmptyStructurePolicy = Literal["exclude", "one"]
 AucMode = Literal["roc", "capture"]
 GridMapping = Literal["pooled", "per_pass"]
 
@@ -25,6 +27,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ece_mode": ("top_label", "foreground", "classwise"),
     "brier_mode": ("all_classes", "foreground"),
     "empty_error_policy": ("zero", "exclude"),
+    "empty_structure_policy": ("exclude", "one"),
     "auc_mode": ("roc", "capture"),
     "grid_mapping": ("pooled", "per_pass"),
 }
@@ -50,6 +53,9 @@ class MetricSettings:
         budget_max: the largest review budget, a fraction of ROI voxels.
         budget_points: points of the budget grid on [0, budget_max], both ends included.
         empty_error_policy: a case with no error voxel gets UEO(b) = 0 (``zero``) or NaN (``exclude``).
+        empty_structure_policy: a class absent from both the prediction and the reference: ``exclude`` (default)
+            leaves its DSC undefined (NaN; stored NULL, shown "—") and out of the foreground mean, so a structure
+            that is not there cannot lift the mean; ``one`` gives it DSC = 1, the spec's formula read literally.
         auc_mode: ``roc`` = full AUROC (default); ``capture`` = area of the error-capture curve over the budget range.
         sum_tolerance: largest accepted |Σ_c p_c - 1| of an input probability map.
         grid_mapping: where the pooled map lives: ``pooled`` (default) pools softmax probabilities on the network's
@@ -71,6 +77,7 @@ class MetricSettings:
     budget_max: float = 0.05
     budget_points: int = 51
     empty_error_policy: EmptyErrorPolicy = "zero"
+    empty_structure_policy: EmptyStructurePolicy = "exclude"
     auc_mode: AucMode = "roc"
     sum_tolerance: float = 1e-3
     grid_mapping: GridMapping = "pooled"
@@ -97,6 +104,24 @@ class MetricSettings:
             raise ValueError(f"MetricSettings.budget_points must be >= 2, got {self.budget_points}")
         if not 0 < self.sum_tolerance < 1:
             raise ValueError(f"MetricSettings.sum_tolerance must be in (0, 1), got {self.sum_tolerance}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> MetricSettings:
+        """Settings from a mapping of field names (e.g. a JSON settings file); the defaults fill what it leaves out.
+
+        Unknown names and invalid values raise ``ValueError`` naming them.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown metric settings {unknown}; known: {sorted(known)}")
+        for name, value in values.items():
+            wanted = type(getattr(DEFAULT_SETTINGS, name))
+            if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, wanted) or isinstance(value, bool) != (wanted is bool):
+                raise ValueError(f"MetricSettings.{name} must be a {wanted.__name__}, got {value!r}")
+        return cls(**values)  # type: ignore[arg-type]
 
     def budget_fractions(self) -> list[Fraction]:
         """The budget grid as exact fractions: b_i = budget_max * i / (budget_points - 1)."""

@@ -134,6 +134,12 @@ def _roi(
     return dilate_mm(scan.seed, spacing, settings.roi_radius_mm)
 
 
+def _mean_defined(values: NDArray[np.float64]) -> float:
+    """The mean of the defined (non-NaN) values; NaN when none is."""
+    defined = values[~np.isnan(values)]
+    return float(np.mean(defined)) if defined.size else math.nan
+
+
 def evaluate_case(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
@@ -192,12 +198,12 @@ def evaluate_case(
         fp_tp = capture_area(ranked_errors[ranked_foreground], budgets)
         fn_tn = capture_area(ranked_errors[~ranked_foreground], budgets)
     confusion = _confusion(scan, confusion_counts(pred_roi, ref_roi, n_classes), math.prod(shape), settings)
-    dsc = dice_from_confusion(confusion)
+    dsc = dice_from_confusion(confusion, math.nan if settings.empty_structure_policy == "exclude" else 1.0)
     bins = _ece_bins(p_cal, pred_roi, ref_roi, settings)
     picked = np.take_along_axis(p_cal, ref_roi[None, :].astype(np.intp), axis=0)[0]
     metrics = CaseMetrics(
         dsc=tuple(float(d) for d in dsc),
-        dsc_mean_fg=float(np.mean(dsc[1:])),
+        dsc_mean_fg=_mean_defined(dsc[1:]),
         ece=bins.ece(),
         reliability=bins,
         brier=brier_score(p_cal, ref_roi, foreground_only=settings.brier_mode == "foreground"),

@@ -13,13 +13,15 @@ from scipy.special import logsumexp
 from pipeline.metrics.kernels import pooled_nll
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 
-_TINY = np.finfo(np.float64).tiny
+PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
+"""The one floor of p before ln p (the smallest normal float32, ln = -87.3), whatever the dtype: fitting a temperature
+in float64 and applying it in float32 see the same log-probability for p = 0, so a confidently wrong voxel weighs
+the same in the fit as where the temperature is applied."""
 
 
 def log_probabilities(probs: NDArray[np.floating]) -> NDArray[np.floating]:
-    """ln p with p floored at the smallest normal float64 (so p = 0 gives a large finite negative); same dtype."""
-    floor = np.asarray(max(_TINY, float(np.finfo(probs.dtype).tiny)), dtype=probs.dtype)
-    return np.log(np.maximum(probs, floor))
+    """ln p with p floored at :data:`PROBABILITY_FLOOR` (p = 0 gives -87.3, finite); same dtype."""
+    return np.log(np.maximum(probs, np.asarray(PROBABILITY_FLOOR, dtype=probs.dtype)))
 
 
 def apply_temperature(probs: NDArray[np.floating], temperature: float | None) -> NDArray[np.floating]:

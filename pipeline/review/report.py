@@ -24,13 +24,17 @@ from matplotlib.figure import Figure
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
+from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.cohort_rows import METRICS, latest_protocol, protocol_case_rows
+from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
+from pipeline.store.configurations import resolve_configuration
+from pipeline.store.deployed import deployed_result
+from pipeline.store.metric_values import with_values
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
     CaseResult,
@@ -44,7 +48,6 @@ from pipeline.store.schema import (
 A4 = (8.27, 11.69)
 LANDSCAPE = (11.69, 8.27)
 ROWS_PER_PAGE = 24
-SHOWN = ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
 DISCLAIMER = "Research / QA support software, not a medical device."
 
 
@@ -64,43 +67,46 @@ class ReportContent:
     decisions: pd.DataFrame
 
 
-def _deployed(query: Select[Any]) -> Select[Any]:
-    """Restrict a query over CaseResult to reference-backed results that are not protocol fits."""
+def _deployed(query: Select[Any], model_set_id: int) -> Select[Any]:
+    """Restrict a query over CaseResult to the reference-backed deployed results of one model set."""
     return (query.select_from(CaseResult).join(Configuration, Configuration.id == CaseResult.configuration_id)
             .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-            .where(CaseResult.has_reference.is_(True), TemperatureFit.protocol_id.is_(None)))
+            .where(CaseResult.has_reference.is_(True), deployed_result(),
+                   Configuration.model_set_id == model_set_id))
 
 
-def _cohort(session: Session) -> tuple[str, pd.DataFrame]:
-    protocol = latest_protocol(session)
+def _cohort(session: Session, model_set_id: int) -> tuple[str, pd.DataFrame]:
+    shown = list(registry.names(registry.summary_metrics()))
+    protocol = latest_protocol(session, model_set_id=model_set_id)
     if protocol is not None:
         rows = protocol_case_rows(session, protocol)
         if not rows.empty:
             note = (f"Protocol {protocol.id} (cohort {protocol.cohort}, {protocol.repeats} repeats): mean ± SD over "
                     "repeats of the per-repeat test means.")
-            return note, summarise_repeats(rows, SHOWN)
-    query = _deployed(select(Configuration.name, *(getattr(CaseResult, m) for m in METRICS)))
-    frame = pd.DataFrame(session.execute(query).all(), columns=["configuration", *METRICS])
+            return note, summarise_repeats(rows, shown)
+    frame = with_values(session, _deployed(select(CaseResult.id.label("result_id"),
+                                                  Configuration.name.label("configuration")), model_set_id))
     if frame.empty:
         return "No reference-backed result in the store yet.", pd.DataFrame()
     grouped = frame.groupby("configuration")
-    summary = pd.concat({"mean": grouped[list(SHOWN)].mean(), "sd": grouped[list(SHOWN)].std(ddof=1)}, axis=1)
+    summary = pd.concat({"mean": grouped[shown].mean(), "sd": grouped[shown].std(ddof=1)}, axis=1)
     summary.columns = [f"{metric}_{stat}" for stat, metric in summary.columns]
     summary["n_cases"] = grouped.size()
     return "No protocol yet: mean ± SD over the reference-backed cases.", summary.reset_index()
 
 
-def _curves(session: Session) -> pd.DataFrame:
+def _curves(session: Session, model_set_id: int) -> pd.DataFrame:
     query = (_deployed(select(Configuration.name, CurvePoint.budget, func.avg(CurvePoint.ueo),
-                              func.avg(CurvePoint.recall)))
+                              func.avg(CurvePoint.recall)), model_set_id)
              .join(CurvePoint, CurvePoint.result_id == CaseResult.id)
              .group_by(Configuration.name, CurvePoint.budget))
     return pd.DataFrame(session.execute(query).all(), columns=["configuration", "budget", "ueo", "recall"])
 
 
-def _reliability(session: Session) -> dict[str, ReliabilityBins]:
+def _reliability(session: Session, model_set_id: int) -> dict[str, ReliabilityBins]:
     query = (_deployed(select(Configuration.name, ReliabilityBin.bin, func.sum(ReliabilityBin.count),
-                              func.sum(ReliabilityBin.sum_confidence), func.sum(ReliabilityBin.sum_correct)))
+                              func.sum(ReliabilityBin.sum_confidence), func.sum(ReliabilityBin.sum_correct)),
+                       model_set_id)
              .join(ReliabilityBin, ReliabilityBin.result_id == CaseResult.id)
              .where(ReliabilityBin.group == 0).group_by(Configuration.name, ReliabilityBin.bin))
     frame = pd.DataFrame(session.execute(query).all(), columns=["configuration", "bin", "count", "conf", "correct"])
@@ -130,13 +136,16 @@ def _decisions(session: Session) -> pd.DataFrame:
 
 
 def gather_report(session: Session, artifacts: ArtifactStore, store: str, configuration: str, budget: Budget,
-                  settings: ReviewSettings | None = None) -> ReportContent:
-    """Read the report's content from the store (``store`` is the URL shown, without its password)."""
-    note, cohort = _cohort(session)
+                  settings: ReviewSettings | None = None, model_set: str | None = None) -> ReportContent:
+    """Read the report's content from the store (``store`` is the URL shown, without its password): the model set of
+    ``configuration`` (``model_set``, default the newest with a result of it), its cohort numbers and worklist."""
+    model_set_id = resolve_configuration(session, configuration, model_set).model_set_id
+    note, cohort = _cohort(session, model_set_id)
     return ReportContent(
         generated_at=datetime.now(UTC), store=store, configuration=configuration, budget=budget, cohort_note=note,
-        cohort=cohort, curves=_curves(session), reliability=_reliability(session),
-        worklist=build_worklist(session, artifacts, configuration, budget, settings), decisions=_decisions(session),
+        cohort=cohort, curves=_curves(session, model_set_id), reliability=_reliability(session, model_set_id),
+        worklist=build_worklist(session, artifacts, configuration, budget, settings, model_set=model_set),
+        decisions=_decisions(session),
     )
 
 
@@ -191,10 +200,10 @@ def _cover(content: ReportContent) -> Figure:
     if content.cohort.empty:
         return figure
     shown = pd.DataFrame({"configuration": content.cohort["configuration"]})
-    for metric in SHOWN:
-        shown[metric] = [f"{m:.3f} ± {s:.3f}" if not math.isnan(m) else "" for m, s in
-                         zip(content.cohort[f"{metric}_mean"], content.cohort[f"{metric}_sd"].fillna(0.0),
-                             strict=True)]
+    for metric in registry.summary_metrics():
+        pairs = zip(content.cohort[f"{metric.name}_mean"], content.cohort[f"{metric.name}_sd"].fillna(0.0),
+                    strict=True)
+        shown[metric.name] = [f"{metric.format(m)} ± {metric.format(s)}" if not math.isnan(m) else "" for m, s in pairs]
     shown["n"] = content.cohort["n_cases"].to_numpy()
     table_axes = figure.add_axes((0.04, 0.1, 0.92, 0.62))
     table_axes.axis("off")

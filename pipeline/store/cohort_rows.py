@@ -1,4 +1,5 @@
-"""Per-case rows of a protocol, as the cohort tables read them (pure SQL over the store, no torch).
+"""Per-case rows of a protocol, as the cohort tables read them (SQL over the store, no torch), with every
+case-level metric of the registry as a column (``pipeline.store.metric_values``).
 
 For repeat r of a protocol: its test cases; an uncalibrated configuration's result is the one without temperature
 fit, a TS configuration's the one fitted on r's calibration cases. Rows without a reference are never in a protocol.
@@ -10,16 +11,18 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from pipeline.store.deployed import deployed_result
+from pipeline.store.metric_values import with_values
 from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
 
-METRICS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
 
-
-def latest_protocol(session: Session, cohort: str | None = None) -> Protocol | None:
-    """The newest protocol (of ``cohort`` when given)."""
+def latest_protocol(session: Session, cohort: str | None = None, model_set_id: int | None = None) -> Protocol | None:
+    """The newest protocol (of ``cohort`` and of the model set ``model_set_id`` when given)."""
     query = select(Protocol).order_by(Protocol.created_at.desc(), Protocol.id.desc()).limit(1)
     if cohort is not None:
         query = query.where(Protocol.cohort == cohort)
+    if model_set_id is not None:
+        query = query.where(Protocol.model_set_id == model_set_id)
     return session.scalar(query)
 
 
@@ -35,32 +38,34 @@ def counts_in_repeat(protocol_id: int) -> ColumnElement[bool]:
 
 
 def protocol_case_rows(session: Session, protocol: Protocol) -> pd.DataFrame:
-    """One row per (repeat, test case, configuration): ``repeat, case, configuration, position`` + the metrics."""
+    """One row per (repeat, test case, configuration): ``repeat, case, configuration, position`` + every case-level
+    metric of the registry."""
     query = (
-        select(SplitRole.repeat, Image.name, Configuration.name, Configuration.position,
-               *(getattr(CaseResult, m) for m in METRICS))
+        select(CaseResult.id.label("result_id"), SplitRole.repeat.label("repeat"), Image.name.label("case"),
+               Configuration.name.label("configuration"), Configuration.position.label("position"))
+        .select_from(SplitRole)
         .join(Image, Image.id == SplitRole.image_id)
         .join(CaseResult, CaseResult.image_id == Image.id)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(counts_in_repeat(protocol.id), Configuration.model_set_id == protocol.model_set_id)
     )
-    columns = ["repeat", "case", "configuration", "position", *METRICS]
-    frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+    frame = with_values(session, query).drop(columns="result_id")
     return frame.sort_values(["position", "repeat", "case"]).reset_index(drop=True)
 
 
 def deployed_case_rows(session: Session, cohort: str) -> pd.DataFrame:
-    """Every case of ``cohort`` with each configuration's result (TS configurations: the deployed fit)."""
+    """Every case of ``cohort`` with each configuration's result (TS configurations: the deployed fit):
+    ``case, configuration, position`` + every case-level metric of the registry."""
     query = (
-        select(Image.name, Configuration.name, Configuration.position, CaseResult.mean_entropy_roi,
-               *(getattr(CaseResult, m) for m in METRICS))
+        select(CaseResult.id.label("result_id"), Image.name.label("case"), Configuration.name.label("configuration"),
+               Configuration.position.label("position"))
+        .select_from(Image)
         .join(CaseResult, CaseResult.image_id == Image.id)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(Image.cohort == cohort,
-               or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
     )
-    columns = ["case", "configuration", "position", "mean_entropy_roi", *METRICS]
-    frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+    frame = with_values(session, query).drop(columns="result_id")
     return frame.sort_values(["case", "position"]).reset_index(drop=True)

@@ -7,8 +7,9 @@ Layout, from inputs to results:
   configuration per repeat, or a deployed fit with no protocol);
 - ``runs`` (one batch invocation) → ``case_failures``;
 - ``processings`` (one image × model set, the unit of idempotency and of one transaction) → ``case_results``
-  (one configuration, optionally one temperature fit) → ``structure_results``, ``curve_points``,
-  ``reliability_bins``; ``artifacts`` point to the chunked voxel maps of an image or a result.
+  (one configuration, optionally one temperature fit) → ``metric_values`` (one row per metric of the registry),
+  ``structure_results``, ``curve_points``, ``reliability_bins``; ``artifacts`` point to the chunked voxel maps of
+  an image or a result.
 The worklist and review tables will hang off ``case_results`` and ``images`` by their integer ids.
 """
 
@@ -17,8 +18,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+WHOLE_CASE = -1  # MetricValue.class_index of a case-level value; 0..C-1 are the structures
 
 
 def utcnow() -> datetime:
@@ -145,10 +159,21 @@ class SplitRole(Base):
     role: Mapped[str] = mapped_column(String(16))
 
 
+FIT_ROLES = ("repeat", "deployed", "crossfit")
+
+
 class TemperatureFit(Base):
-    """One fitted temperature of a TS configuration: per protocol repeat, or deployed (no protocol)."""
+    """One fitted temperature of a TS configuration; ``cases`` are the calibration cases it was fitted on.
+
+    ``role``: ``repeat`` (one protocol repeat's calibration cases; its TS results are that repeat's test cases),
+    ``deployed`` (the whole calibration cohort, no protocol: what the nightly batch applies to every case outside
+    the cohort) or ``crossfit`` (the cohort minus one fold, no protocol: applied to that fold's cases, so that no
+    case's deployed TS result comes from a temperature fitted on itself). :mod:`pipeline.store.deployed` owns which
+    results count as deployed.
+    """
 
     __tablename__ = "temperature_fits"
+    __table_args__ = (CheckConstraint("role IN ('repeat', 'deployed', 'crossfit')", name="ck_temperature_fits_role"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id", ondelete="CASCADE"), index=True)
     protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id", ondelete="CASCADE"), index=True)
@@ -158,6 +183,7 @@ class TemperatureFit(Base):
     nll_after: Mapped[float] = mapped_column(Float)
     voxels: Mapped[int] = mapped_column(Integer)
     cases: Mapped[list[Any]] = mapped_column()
+    role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -224,10 +250,11 @@ class Processing(Base):
 
 
 class CaseResult(Base):
-    """The spec's per-case scalars for one configuration (and temperature fit, for TS configurations).
+    """One configuration's result for a case (and temperature fit, for TS configurations): the ROI and error sizes,
+    the voxel volume and the time it took. Its metrics are rows of ``metric_values`` (one per registry metric).
 
-    Metrics that need a reference (DSC, ECE, Brier, NLL, UEO-AUC, both AUCs, ``error_voxels``) are NULL when the
-    image has none; the ROI is then the predicted foreground dilated (spec, prospective use).
+    ``error_voxels`` needs a reference and is NULL when the image has none; the ROI is then the predicted foreground
+    dilated (spec, prospective use).
     """
 
     __tablename__ = "case_results"
@@ -240,18 +267,23 @@ class CaseResult(Base):
     )
     temperature: Mapped[float | None] = mapped_column(Float)
     has_reference: Mapped[bool] = mapped_column(Boolean)
-    dsc_mean_fg: Mapped[float | None] = mapped_column(Float)
-    ece: Mapped[float | None] = mapped_column(Float)
-    brier: Mapped[float | None] = mapped_column(Float)
-    nll: Mapped[float | None] = mapped_column(Float)
-    ueo_auc: Mapped[float | None] = mapped_column(Float)
-    fp_tp_auc: Mapped[float | None] = mapped_column(Float)
-    fn_tn_auc: Mapped[float | None] = mapped_column(Float)
     roi_voxels: Mapped[int] = mapped_column(Integer)
     error_voxels: Mapped[int | None] = mapped_column(Integer)
-    mean_entropy_roi: Mapped[float] = mapped_column(Float)
     voxel_ml: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class MetricValue(Base):
+    """One metric of one result (``pipeline.metrics.registry`` names it): a long table, so a new metric needs no
+    new column. ``class_index`` is :data:`WHOLE_CASE` for a case-level value and 0..C-1 for a per-structure one.
+    ``value`` is NULL where the metric is undefined (no reference, or an empty side of an AUC)."""
+
+    __tablename__ = "metric_values"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # SQLite: rows kept in key order, each value beside its key
+    result_id: Mapped[int] = mapped_column(ForeignKey("case_results.id", ondelete="CASCADE"), primary_key=True)
+    class_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
 
 
 class StructureResult(Base):
@@ -298,8 +330,9 @@ class Artifact(Base):
     """A voxel map in the artifact store: ``path`` relative to ``QA_ARTIFACTS_DIR``.
 
     ``kind``: ``ct``, ``reference`` (per image); ``probabilities`` (per processing and uncalibrated configuration,
-    float16); ``entropy``, ``prediction``, ``error``, ``budget_mask`` (per result; ``budget`` is the mask's review
-    budget).
+    float32: temperatures are fitted and results re-evaluated from them); ``entropy`` (float32), ``prediction``,
+    ``error``, ``budget_mask`` (per result; ``budget`` is the mask's review budget). Stores written before
+    float32 hold float16 probabilities and entropy: rerun the batch to refit from full precision.
     """
 
     __tablename__ = "artifacts"

@@ -9,12 +9,15 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from dash.development.base_component import Component
 
+from pipeline.metrics.statistics import StatisticsSettings
 from qa_dashboard import charts
+from qa_dashboard.cell_statistics import cell_statistics
 from qa_dashboard.components import grid, guarded, not_found, section
+from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability, summary
+from qa_dashboard.queries.cohort import case_values, configurations, protocol, protocols, reliability, summary
 from qa_dashboard.store import Store, get_store
-from qa_dashboard.tables import ALL_FOREGROUND, cohort_csv, cohort_rows, column_defs
+from qa_dashboard.tables import ALL_FOREGROUND, cohort_csv, cohort_rows, column_defs, table_metrics
 
 dash.register_page(__name__, path="/cohort", title="Cohort calibration", name="Cohort calibration")
 PREFIX = "cohort"
@@ -34,9 +37,11 @@ def _page(store: Store, wanted: str | None) -> Component:
     structures = [ALL_FOREGROUND, *chosen.labels[1:]]
     return html.Div([
         html.H3("Cohort calibration"),
-        html.P("Per configuration: test cases of each repeat, mean over them, then mean ± SD over repeats. "
-               "TS configurations use each repeat's own temperature fit. ★ marks the best value per structure.",
-               className="text-muted"),
+        html.P("Per configuration: test cases of each repeat, mean over them, then mean ± SD over repeats (the SD says "
+               "how much the number depends on the split, not how sure it is). TS configurations use each repeat's own "
+               "temperature fit. ★ best: separated from every other configuration of its structure (paired bootstrap "
+               "CI of the difference excludes 0 and the Holm-adjusted Wilcoxon p < 0.05); ≈ tied for best. Hover a "
+               "cell for its 95 % CI (cases resampled) and n.", className="text-muted", id="cohort-legend"),
         protocol_filters(PREFIX, infos, chosen),
         dbc.Row([
             dbc.Col([dbc.Label("Structures"), dcc.Dropdown(
@@ -77,7 +82,10 @@ def _table(protocol_id: int | None, repeats: list[int] | None, start: str | None
         info = protocol(session, chosen.protocol_id)
         names = dict(configurations(session, info.model_set_id))
         overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen))
-    return cohort_rows(overall, per_structure, names, structures or [])
+        statistics = StatisticsSettings(correction=settings().multiple_comparisons)
+        stats = store.cached(session, ("cell-statistics", chosen, statistics), lambda: cell_statistics(
+            case_values(session, chosen), table_metrics(), statistics))
+    return cohort_rows(overall, per_structure, names, structures or [], stats)
 
 
 @callback(Output("cohort-reliability", "figure"), *_filter_inputs(), Input("cohort-diagram-configurations", "value"))

@@ -9,17 +9,20 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.development.base_component import Component
 
+from pipeline.metrics import registry
 from qa_dashboard import charts
+from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section
+from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import CASE_METRICS, case_table, configurations, curves, paired, per_case, protocol
+from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/compare", title="Method comparison", name="Method comparison")
 PREFIX = "compare"
-METRIC_LABELS = {"dsc_mean_fg": "DSC (mean foreground)", "ece": "ECE (ROI)", "brier": "Brier (ROI)", "nll": "NLL",
-                 "ueo_auc": "UEO-AUC", "fp_tp_auc": "FP-TP AUC", "fn_tn_auc": "FN-TN AUC"}
+BOXES = tuple(m.name for m in registry.case_metrics() if m.boxplot)  # fixed when the callbacks are registered
+PAIRED_DEFAULT = "ece"
 GRAPH_CONFIG = {"displaylogo": False}
 
 
@@ -43,8 +46,7 @@ def _page(store: Store, wanted: str | None) -> Component:
         dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,
                      className="mb-3"),
         dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}", config=GRAPH_CONFIG), lg=4) for m in charts.CURVE_LABELS]),
-        dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}-box", config=GRAPH_CONFIG), lg=6)
-                 for m in ("fp_tp_auc", "fn_tn_auc")]),
+        dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}-box", config=GRAPH_CONFIG), lg=6) for m in BOXES]),
         section(
             "Paired comparison on the same cases",
             dbc.Row([
@@ -52,8 +54,9 @@ def _page(store: Store, wanted: str | None) -> Component:
                 dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=ids[min(1, len(ids) - 1)], **dropdown)],
                         md=4),
                 dbc.Col([dbc.Label("Metric"), dcc.Dropdown(
-                    id="compare-metric", options=[{"label": v, "value": k} for k, v in METRIC_LABELS.items()],
-                    value="ece", clearable=False)], md=4),
+                    id="compare-metric", options=[{"label": m.label, "value": m.name, "title": m.describe()}
+                                                  for m in registry.case_metrics()],
+                    value=PAIRED_DEFAULT, clearable=False)], md=4),
             ], className="g-2 mb-2"),
             dbc.Row([dbc.Col(html.Div(id="compare-paired-summary"), md=4),
                      dbc.Col(dcc.Graph(id="compare-scatter", config=GRAPH_CONFIG), md=8)]),
@@ -92,37 +95,43 @@ def _curves(protocol_id: int | None, repeats: list[int] | None, start: str | Non
     return tuple(charts.curve_figure(frame, m, names, positions) for m in charts.CURVE_LABELS)
 
 
-@callback(Output("compare-fp_tp_auc-box", "figure"), Output("compare-fn_tn_auc-box", "figure"), *FILTERS,
-          Input("compare-configurations", "value"))
+@callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
 def _distributions(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None,
-                   shown: list[int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   shown: list[int] | None) -> tuple[dict[str, Any], ...]:
     chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
     if chosen is None:
-        return charts.empty_figure("choose a protocol"), charts.empty_figure("choose a protocol")
+        return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
     with store.session() as session:
         names, positions = _grid(session, chosen.protocol_id)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
-    return tuple(charts.distribution_figure(per_case(cases, m), METRIC_LABELS[m], names, positions)  # type: ignore
-                 for m in ("fp_tp_auc", "fn_tn_auc"))
+    return tuple(charts.distribution_figure(per_case(cases, m), registry.metric(m).label, names, positions)
+                 for m in BOXES)
 
 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
-          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"))
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
+          Input("compare-configurations", "value"))
 def _paired(protocol_id: int | None, repeats: list[int] | None, start: str | None, end: str | None, a: int | None,
-            b: int | None, metric: str) -> tuple[Component, dict[str, Any]]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, [c for c in (a, b) if c is not None])
-    if chosen is None or a is None or b is None or metric not in CASE_METRICS:
+            b: int | None, metric: str, shown: list[int] | None) -> tuple[Component, dict[str, Any]]:
+    """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
+    B), the family a reader compares by eye."""
+    family = sorted({*(shown or []), *(c for c in (a, b) if c is not None)})
+    chosen = cohort_filter(protocol_id, repeats, start, end, family)
+    if chosen is None or a is None or b is None or metric not in case_metrics():
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
     with store.session() as session:
         names, _ = _grid(session, chosen.protocol_id)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
     result, values = paired(cases, metric, a, b)
-    rows = charts.paired_summary(result, METRIC_LABELS[metric], names[a], names[b])
+    correction = settings().multiple_comparisons
+    own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
+    label = registry.metric(metric).label
+    rows = charts.paired_summary(result, label, names[a], names[b], own, count, correction)
     table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
                       id="compare-paired-table")
-    return table, charts.paired_figure(values, METRIC_LABELS[metric], names[a], names[b])
+    return table, charts.paired_figure(values, label, names[a], names[b])
 
 
 @callback(Output("compare-nav", "href"), Input("compare-scatter", "clickData"), State("compare-a", "value"),

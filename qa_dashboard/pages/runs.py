@@ -24,6 +24,8 @@ RUN_COLUMNS = [
                                                           "text-success": "params.value === 'succeeded'"}},
     {"field": "started"}, {"field": "duration"},
     *({"field": f, "type": "numericColumn", "width": 100} for f in ("total", "done", "skipped", "failed")),
+    {"field": "settings", "headerName": "Metric settings", "tooltipField": "settings",
+     "headerTooltip": "the metric settings the run used: the fields that differ from the spec's defaults"},
     {"field": "summary", "headerName": "Error summary", "flex": 1}, {"field": "host"}, {"field": "code"},
 ]
 FAILURE_COLUMNS = [{"field": "run", "width": 90}, {"field": "case"}, {"field": "stage", "width": 110},

@@ -18,9 +18,11 @@ from sqlalchemy import CTE, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
 from pipeline.store.cohort_rows import counts_in_repeat
+from pipeline.store.metric_values import group_means, with_values
 from pipeline.store.schema import (
     CaseResult,
     Configuration,
@@ -35,7 +37,7 @@ from pipeline.store.schema import (
     TemperatureFit,
 )
 
-CASE_METRICS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
+ALL_FOREGROUND = "all foreground"  # the rows of the whole case (every foreground structure)
 CURVE_METRICS = ("ueo", "recall", "precision", "flagged_ml")
 
 
@@ -131,40 +133,55 @@ def _frame(session: Session, query: Select) -> pd.DataFrame:
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
+def case_metrics() -> tuple[str, ...]:
+    """The case-level metrics of the registry: the metric columns of :func:`case_table` and :func:`summary`."""
+    return registry.names(registry.case_metrics())
+
+
 def case_table(session: Session, f: CohortFilter) -> pd.DataFrame:
-    """One row per (repeat, test case, configuration): case name, configuration name and position, metrics."""
+    """One row per (repeat, test case, configuration): case name, configuration name and position, and every
+    case-level metric of the registry."""
     picked = chosen(f)
     query = (
         select(picked.c.repeat, picked.c.image_id, Image.name.label("case"), picked.c.configuration_id,
-               Configuration.name.label("configuration"), Configuration.position,
-               *(getattr(CaseResult, m).label(m) for m in CASE_METRICS))
-        .join(CaseResult, CaseResult.id == picked.c.result_id)
+               Configuration.name.label("configuration"), Configuration.position, picked.c.result_id)
         .join(Image, Image.id == picked.c.image_id)
         .join(Configuration, Configuration.id == picked.c.configuration_id)
     )
-    frame = _frame(session, query)
-    return frame.astype({m: "float64" for m in CASE_METRICS})
+    return with_values(session, query).drop(columns="result_id")
+
+
+def case_values(session: Session, f: CohortFilter) -> pd.DataFrame:
+    """Every per-case number behind the cohort table, long: one row per (repeat, test case, configuration, structure,
+    metric) with ``value`` — the case-level metrics under ``structure`` = :data:`ALL_FOREGROUND` and the per-structure
+    DSC under each structure's name."""
+    picked = chosen(f)
+    cases = case_table(session, f)
+    whole = cases.melt(id_vars=["repeat", "case", "configuration_id"], value_vars=list(case_metrics()),
+                       var_name="metric", value_name="value").assign(structure=ALL_FOREGROUND)
+    structures = _frame(session, (
+        select(picked.c.repeat, Image.name.label("case"), picked.c.configuration_id,
+               StructureResult.structure, StructureResult.dsc.label("value"))
+        .join(StructureResult, and_(StructureResult.result_id == picked.c.result_id, StructureResult.class_index > 0))
+        .join(Image, Image.id == picked.c.image_id))).assign(metric="dsc")
+    return pd.concat([whole, structures], ignore_index=True).astype({"value": "float64"})
 
 
 def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean ± SD over repeats: per configuration (case metrics) and per configuration × structure (DSC).
+    """Mean ± SD over repeats: per configuration (the registry's case metrics) and per configuration × structure
+    (DSC).
 
     The database averages each repeat's test cases (NULLs skipped, as pandas skips NaN); ``summarise_repeats`` of
     those per-repeat means gives the mean and SD over repeats. Both frames carry ``n_cases`` (distinct test cases
     per configuration) and ``n_repeats``.
     """
     picked = chosen(f)
-    per_repeat = _frame(session, (
-        select(picked.c.configuration_id, picked.c.repeat,
-               *(func.avg(getattr(CaseResult, m)).label(m) for m in CASE_METRICS))
-        .join(CaseResult, CaseResult.id == picked.c.result_id)
-        .group_by(picked.c.configuration_id, picked.c.repeat)))
+    per_repeat = group_means(session, picked, ("configuration_id", "repeat"))
     if per_repeat.empty:
         return pd.DataFrame(), pd.DataFrame()
     counts = dict(session.execute(select(picked.c.configuration_id, func.count(picked.c.image_id.distinct()))
                                   .group_by(picked.c.configuration_id)).all())
-    overall = summarise_repeats(per_repeat.astype({m: "float64" for m in CASE_METRICS}), CASE_METRICS,
-                                by=("configuration_id",))
+    overall = summarise_repeats(per_repeat, case_metrics(), by=("configuration_id",))
     structures = _frame(session, (
         select(picked.c.configuration_id, picked.c.repeat, StructureResult.class_index, StructureResult.structure,
                func.avg(StructureResult.dsc).label("dsc"))

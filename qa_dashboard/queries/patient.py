@@ -13,6 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.store.configurations import twin_of
+from pipeline.store.deployed import deployed_result
+from pipeline.store.metric_values import result_values
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -24,9 +27,6 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
-
-SCALARS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc", "roi_voxels", "error_voxels",
-           "mean_entropy_roi", "voxel_ml")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class ShownResult:
     configuration_id: int
     configuration: str
     model_set: str
+    model_set_identity: str
     labels: tuple[str, ...]
     temperature: float | None
     roi_voxels: int
@@ -99,7 +100,7 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         .join(ModelSet, ModelSet.id == Configuration.model_set_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(CaseResult.image_id == case.id,
-               (CaseResult.temperature_fit_id.is_(None)) | (TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
         .order_by(ModelSet.id, Configuration.position, CaseResult.id.desc())
     ).all()
     chosen: dict[int, tuple[CaseResult, Configuration, ModelSet, TemperatureFit | None]] = {}
@@ -122,7 +123,8 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         kinds = maps.get(result.id, {})
         twin = twins.get(configuration.id, configuration.id)
         shown.append(ShownResult(
-            result.id, configuration.id, configuration.name, model_set.name, tuple(model_set.labels),
+            result.id, configuration.id, configuration.name, model_set.name, model_set.identity,
+            tuple(model_set.labels),
             result.temperature, result.roi_voxels, tuple(fit.cases) if fit is not None else (),
             {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1], probabilities.get(twin)))
     return shown
@@ -131,16 +133,16 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
 def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
     """Each TS configuration's uncalibrated twin (same members and views) by id."""
     configurations = session.scalars(select(Configuration).where(Configuration.model_set_id.in_(model_sets))).all()
-    plain = {(c.model_set_id, str(c.members), str(c.views)): c.id for c in configurations if not c.temperature_scaling}
-    return {c.id: plain[key] for c in configurations if c.temperature_scaling
-            and (key := (c.model_set_id, str(c.members), str(c.views))) in plain}
+    return {c.id: twin_of(c, configurations).id for c in configurations if c.temperature_scaling}
 
 
 @dataclass(frozen=True)
 class ResultMetrics:
-    """A result's scalars, its structures' DSC and volumes, and the flagged volume (mL) per budget."""
+    """A result's case-level metrics (every one of the registry, by name), its sizes (``roi_voxels``,
+    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, and the flagged volume (mL) per budget."""
 
-    scalars: dict[str, float | None]
+    values: dict[str, float | None]
+    sizes: dict[str, float | None]
     structures: list[tuple[str, float | None, float, float | None]]
     flagged_ml: dict[float, float]
 
@@ -156,5 +158,6 @@ def result_metrics(session: Session, result_id: int) -> ResultMetrics:
         .order_by(StructureResult.class_index)).all()
     flagged = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml)
                               .where(CurvePoint.result_id == result_id)).all()
-    return ResultMetrics({name: getattr(result, name) for name in SCALARS}, list(structures),
+    sizes = {"roi_voxels": result.roi_voxels, "error_voxels": result.error_voxels, "voxel_ml": result.voxel_ml}
+    return ResultMetrics(result_values(session, result_id), sizes, list(structures),
                          {round(b, 6): v for b, v in flagged})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.metrics.settings import DEFAULT_SETTINGS
 from pipeline.store.schema import CaseFailure, Run
 
 
@@ -18,13 +20,24 @@ def _duration(run: Run) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def settings_text(options: dict[str, Any] | None) -> str:
+    """The metric settings a run stored, as the fields that differ from the spec's defaults ("spec defaults" when
+    none does; "" when the run stored none)."""
+    stored = (options or {}).get("settings")
+    if not stored:
+        return ""
+    defaults = asdict(DEFAULT_SETTINGS)
+    changed = [f"{name}={value}" for name, value in sorted(stored.items()) if defaults.get(name) != value]
+    return ", ".join(changed) or "spec defaults"
+
+
 def run_rows(session: Session) -> list[dict[str, Any]]:
-    """One row per run, newest first: status, counts, duration, where and with which code it ran."""
+    """One row per run, newest first: status, counts, duration, metric settings, where and with which code."""
     return [
         {"run": r.id, "kind": r.kind, "status": r.status, "started": f"{r.started_at:%Y-%m-%d %H:%M:%S}",
          "duration": _duration(r), "total": r.cases_total, "done": r.cases_done, "skipped": r.cases_skipped,
          "failed": r.cases_failed, "summary": r.error_summary or "", "host": f"{r.host} (pid {r.pid})",
-         "code": r.code_version}
+         "code": r.code_version, "settings": settings_text(r.options)}
         for r in session.scalars(select(Run).order_by(Run.id.desc()))
     ]
 

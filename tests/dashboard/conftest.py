@@ -4,8 +4,9 @@ The browser is Debian's ``chromium`` driven through Debian's ``chromium-driver``
 selenium-manager: nothing is downloaded at run time). ``ensure_chromium`` installs both with apt when they are
 missing and the tests run as root; otherwise it fails with the command to run. Screenshots go to the session's
 ``screenshots`` folder under pytest's temporary directory (``/tmp/pytest-of-$USER/pytest-N/screenshots0``).
-Every page needs a signed-in user: :func:`ensure_user` creates accounts (as the command line would) and
-:func:`login` signs a Flask test client in through the form; the browser is signed in as :data:`ADMIN`.
+Every page needs a signed-in user: ``benchmarks/http_client.py`` creates accounts (as the command line would) and
+signs a Flask test client in through the form; the browser is signed in as its ``ADMIN``. The seeded stores are
+``benchmarks/store_seed.py``'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -33,48 +33,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from pipeline.review.service import CommandLine, ReviewService
-from pipeline.review.workflow import Role
+from benchmarks.http_client import ADMIN, PASSWORD, ensure_user
+from benchmarks.store_seed import Seeded, SeedPlan, seed_store
 from pipeline.settings import Settings
-from pipeline.store.database import alembic_config, make_engine
+from pipeline.store.database import alembic_config
 from qa_dashboard import config
-from tests.dashboard.seed import Seeded, SeedPlan, seed_store
 from tests.store.conftest import _drop_postgres, _fresh_postgres
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver")
 PLAN = SeedPlan()
-FAST_HASH = "scrypt:1024:8:1"  # tests only: the production default is werkzeug's scrypt (n = 32768)
-ADMIN = "qa-admin"
-PASSWORD = "correct horse battery staple"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def ensure_user(url: str, username: str = ADMIN, role: Role | str = Role.ADMIN, password: str = PASSWORD) -> int:
-    """The id of account ``username`` in the store at ``url``, created by the command line when missing."""
-    engine = make_engine(url)
-    try:
-        service = ReviewService(engine, password_method=FAST_HASH)
-        existing = {u.username: u.id for u in service.list_users(CommandLine("tester"))}
-        if username in existing:
-            return existing[username]
-        return service.create_user(CommandLine("tester"), username, password, role).id
-    finally:
-        engine.dispose()
-
-
-def csrf_token(client: Any) -> str:
-    """The CSRF token of the login form the client's session gets."""
-    match = CSRF.search(client.get("/login").get_data(as_text=True))
-    assert match, "the login page has no CSRF token"
-    return match.group(1)
-
-
-def login(client: Any, username: str = ADMIN, password: str = PASSWORD) -> Any:
-    """Sign a Flask test client in through the login form; the POST's response."""
-    return client.post("/login", data={"csrf_token": csrf_token(client), "username": username,
-                                       "password": password, "next": "/"})
 
 
 def ensure_chromium() -> None:

@@ -1,5 +1,6 @@
 """Calling the dashboard over HTTP as a browser would: Dash callbacks through ``/_dash-update-component`` (the
-payload the renderer sends, built from the app's own callback map), with the session's CSRF header."""
+payload the renderer sends, built from the app's own callback map), with the session's CSRF header
+(``benchmarks/http_client.py``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,7 @@ from typing import Any
 
 import dash
 
-
-def csrf_header(client: Any) -> dict[str, str]:
-    """The ``X-CSRFToken`` header Dash's renderer sends (from the ``_csrf_token`` cookie), when the session has one."""
-    cookie = client.get_cookie("_csrf_token")
-    return {"X-CSRFToken": cookie.value} if cookie is not None else {}
+from benchmarks.http_client import csrf_header
 
 
 def callback_key(app: dash.Dash, output: str) -> str:

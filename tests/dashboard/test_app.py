@@ -48,7 +48,7 @@ def _by_id(component: Any, wanted: str) -> Any:
 def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore) -> None:
     script = (
         "import sys, dash, app\n"
-        "from tests.dashboard.conftest import ensure_user, login\n"
+        "from benchmarks.http_client import ensure_user, login\n"
         "ensure_user(sys.argv[1])\n"
         "client = app.server.test_client()\n"
         "assert client.get('/').status_code == 302\n"

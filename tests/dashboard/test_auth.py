@@ -16,12 +16,13 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
+from benchmarks.http_client import PASSWORD, csrf_token, ensure_user, login
 from pipeline.settings import Settings
 from pipeline.store.database import alembic_config, make_engine
 from pipeline.store.review_schema import AuditEntry
 from qa_dashboard import auth, config
 from qa_dashboard.auth import CREATE_USER_HINT
-from tests.dashboard.conftest import PASSWORD, SeededStore, csrf_token, ensure_user, login
+from tests.dashboard.conftest import SeededStore
 
 PAGES = ["/", "/cohort", "/compare", "/runs", "/patient/phantom_9000", "/patient/phantom_9000?at=1,2,3",
          "/no/such/page"]

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from benchmarks.http_client import ensure_user, login
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
 from pipeline.metrics.review_budget import Budget
@@ -31,7 +32,6 @@ from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
-from tests.dashboard.conftest import ensure_user, login
 from tests.review.conftest import IBSI_IMAGE, STORED_BUDGET, Seeded, seeded  # noqa: F401
 
 QUERY = f"configuration=DE&kind=fraction&value={STORED_BUDGET}"

@@ -27,11 +27,12 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
+from benchmarks.http_client import csrf_token, ensure_user
 from pipeline.settings import OidcSettings, Settings
 from pipeline.store.database import make_engine
 from pipeline.store.review_schema import AuditEntry
 from qa_dashboard import auth, config
-from tests.dashboard.conftest import SeededStore, csrf_token, ensure_user
+from tests.dashboard.conftest import SeededStore
 
 CLIENT_ID, CLIENT_SECRET, KID = "qa-dashboard", "client-secret-for-tests", "test-key"
 CALLBACK = {"output": ".._pages_content.children..._pages_store.data..",

@@ -16,13 +16,14 @@ import dash
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.http_client import FAST_HASH, csrf_header, ensure_user, login
 from pipeline.review.service import ItemKey, ReviewService
 from pipeline.review.workflow import Action, Role, allowed
 from pipeline.store.database import make_engine
 from pipeline.store.review_schema import AuditEntry, ReviewItem
 from pipeline.store.schema import Configuration, Image
-from tests.dashboard.conftest import FAST_HASH, PLAN, SeededStore, ensure_user, login
-from tests.dashboard.http import call, csrf_header
+from tests.dashboard.conftest import PLAN, SeededStore
+from tests.dashboard.http import call
 
 PAGE = {"output": ".._pages_content.children..._pages_store.data..",
         "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -12,11 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.cohort import paired_comparison
+from pipeline.metrics.settings import MetricSettings
 from pipeline.store.database import alembic_config
 from pipeline.store.schema import (
+    WHOLE_CASE,
     CaseResult,
     CurvePoint,
     Image,
+    MetricValue,
     ModelSet,
     Protocol,
     ReliabilityBin,
@@ -41,6 +45,13 @@ def _expected_results(session: Session, store: SeededStore, name: str, repeat: i
     return list(session.scalars(query))
 
 
+def _ece(session: Session, results: list[CaseResult]) -> list[float]:
+    """The stored ECE of each result, read from ``metric_values`` without the dashboard's query."""
+    return [session.scalar(select(MetricValue.value).where(
+        MetricValue.result_id == r.id, MetricValue.class_index == WHOLE_CASE, MetricValue.name == "ece"))
+        for r in results]
+
+
 def test_selection_takes_each_repeats_test_cases_and_its_own_fit(store: SeededStore) -> None:
     with get_store().session() as session:
         table = cohort.case_table(session, cohort.CohortFilter(store.seeded.protocol_id))
@@ -49,7 +60,7 @@ def test_selection_takes_each_repeats_test_cases_and_its_own_fit(store: SeededSt
                 rows = table[(table["configuration"] == name) & (table["repeat"] == repeat)]
                 expected = _expected_results(session, store, name, repeat)
                 assert sorted(rows["case"]) == store.seeded.test_roles[repeat]
-                assert sorted(rows["ece"]) == pytest.approx(sorted(r.ece for r in expected))
+                assert sorted(rows["ece"]) == pytest.approx(sorted(_ece(session, expected)))
     assert "totalseg_ct" not in set(table["case"]) and "prospective_001" not in set(table["case"])
 
 
@@ -57,7 +68,7 @@ def test_summary_is_mean_and_sd_over_repeats_of_per_repeat_means(store: SeededSt
     with get_store().session() as session:
         overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
         for name in ("Base", "DE+TS"):
-            means = [np.mean([r.ece for r in _expected_results(session, store, name, k)]) for k in range(PLAN.repeats)]
+            means = [np.mean(_ece(session, _expected_results(session, store, name, k))) for k in range(PLAN.repeats)]
             row = overall[overall["configuration_id"] == store.seeded.configurations[name]].iloc[0]
             assert row["ece_mean"] == pytest.approx(np.mean(means))
             assert row["ece_sd"] == pytest.approx(np.std(means, ddof=1))
@@ -180,3 +191,10 @@ def test_page_caches_last_until_the_batch_writes(tmp_path: Path) -> None:
         session.flush()
         assert store.cached(session, "key", lambda: calls.append(1) or len(calls)) == 2, "a new protocol"
         session.rollback()
+
+
+def test_the_runs_page_names_the_metric_settings_a_run_used() -> None:
+    assert runs.settings_text({"settings": asdict(MetricSettings())}) == "spec defaults"
+    changed = asdict(MetricSettings(roi_radius_mm=10.0, ece_mode="classwise"))
+    assert runs.settings_text({"settings": changed}) == "ece_mode=classwise, roi_radius_mm=10.0"
+    assert runs.settings_text({"budget": 0.02}) == "" and runs.settings_text(None) == ""

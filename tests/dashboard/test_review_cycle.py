@@ -14,8 +14,9 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
+from benchmarks.http_client import ADMIN, ensure_user
 from pipeline.review.workflow import Role
-from tests.dashboard.conftest import ADMIN, SeededStore, browser_login, ensure_user
+from tests.dashboard.conftest import SeededStore, browser_login
 from tests.dashboard.test_browser import grid_rows, open_page, shot, wait_for
 
 WORKLIST = "/worklist?configuration=Base&budget=2"

@@ -294,9 +294,14 @@ def test_dsc_is_one_when_both_sets_are_empty() -> None:
     probs[0] = [[[0.9, 0.2, 0.3, 0.8]]]
     probs[1] = 1.0 - probs[0] - 0.05
     probs[2] = 0.05
-    metrics = evaluate_case(probs, reference, (1.0, 1.0, 1.0)).metrics
-    assert metrics.dsc[2] == 1.0
-    assert metrics.dsc[1] == pytest.approx(2 / 3)
+    literal = evaluate_case(probs, reference, (1.0, 1.0, 1.0), MetricSettings(empty_structure_policy="one")).metrics
+    assert literal.dsc[2] == 1.0 and literal.dsc_mean_fg == pytest.approx((2 / 3 + 1) / 2)
+    assert literal.dsc[1] == pytest.approx(2 / 3)
+    # The default leaves the absent structure undefined and out of the foreground mean (it cannot lift it).
+    default = evaluate_case(probs, reference, (1.0, 1.0, 1.0)).metrics
+    assert math.isnan(default.dsc[2]) and default.dsc[1] == literal.dsc[1]
+    assert default.dsc_mean_fg == pytest.approx(2 / 3)
+    assert default.to_dict()["dsc"]["2"] is None
 
 
 # --- UEO curve -------------------------------------------------------------------------------------------------

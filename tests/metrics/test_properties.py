@@ -102,8 +102,14 @@ def test_temperature_leaves_argmax_and_dsc_bit_identical(spec: CaseSpec, tempera
     assert plain.maps is not None and scaled.maps is not None
     assert np.array_equal(plain.maps.prediction, scaled.maps.prediction)
     assert np.array_equal(plain.maps.prediction, argmax64(case.probs))
-    assert plain.metrics.dsc == scaled.metrics.dsc  # bit-identical tuple
-    assert plain.metrics.dsc_mean_fg == scaled.metrics.dsc_mean_fg
+    # the calibrated map itself has the same argmax wherever it has a clear winner (TS is monotone per voxel), so
+    # reporting the uncalibrated argmax under TS is the spec's property, not a shortcut around it
+    calibrated = apply_temperature(case.probs, temperature)
+    top2 = np.sort(calibrated, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-6 * top2[1]
+    assert np.array_equal(argmax64(calibrated)[clear], plain.maps.prediction[clear])
+    assert np.array_equal(plain.metrics.dsc, scaled.metrics.dsc, equal_nan=True)  # bit-identical
+    assert np.array_equal(plain.metrics.dsc_mean_fg, scaled.metrics.dsc_mean_fg, equal_nan=True)
     assert plain.metrics.error_voxels == scaled.metrics.error_voxels
     assert plain.metrics.roi_voxels == scaled.metrics.roi_voxels
 

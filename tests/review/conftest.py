@@ -27,11 +27,13 @@ from pipeline.review.service import ReviewService
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import alembic_config, make_engine, session_factory
 from pipeline.store.schema import (
+    WHOLE_CASE,
     Artifact,
     CaseResult,
     Configuration,
     CurvePoint,
     Image,
+    MetricValue,
     ModelSet,
     Patient,
     Processing,
@@ -130,11 +132,14 @@ def _write_case(session: Session, store: ArtifactStore, model_set: ModelSet, con
         result = CaseResult(processing_id=processing.id, image_id=image.id, configuration_id=configuration.id,
                             has_reference=reference is not None, roi_voxels=int(roi.sum()),
                             error_voxels=int((prediction != reference).sum()) if reference is not None else None,
-                            mean_entropy_roi=float(scaled[roi].astype(np.float64).mean()), voxel_ml=voxel_ml,
-                            seconds=0.1, dsc_mean_fg=0.8 + 0.05 * position, ece=0.05, brier=0.1, nll=0.3,
-                            ueo_auc=0.4 + 0.1 * position, fp_tp_auc=0.7, fn_tn_auc=0.8)
+                            voxel_ml=voxel_ml, seconds=0.1)
         session.add(result)
         session.flush()
+        values = {"mean_entropy_roi": float(scaled[roi].astype(np.float64).mean()),
+                  "dsc_mean_fg": 0.8 + 0.05 * position, "ece": 0.05, "brier": 0.1, "nll": 0.3,
+                  "ueo_auc": 0.4 + 0.1 * position, "fp_tp_auc": 0.7, "fn_tn_auc": 0.8}
+        session.add_all(MetricValue(result_id=result.id, class_index=WHOLE_CASE, name=name, value=value)
+                        for name, value in values.items())
         mask = top_budget_mask(scaled, roi, STORED_BUDGET)
         folder = f"{name}/{configuration.name}"
         for kind, array in (("entropy", scaled), ("prediction", prediction), ("budget_mask", mask.astype(np.uint8))):

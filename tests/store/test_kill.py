@@ -23,6 +23,7 @@ from pipeline.store.schema import (
     Configuration,
     CurvePoint,
     Image,
+    MetricValue,
     Processing,
     ReliabilityBin,
     Run,
@@ -43,9 +44,10 @@ def _snapshot(url: str) -> dict[str, Any]:
                    session.scalars(select(CaseResult))}
         snapshot["processings"] = sorted((names[p.image_id], p.input_hash, p.forward_passes)
                                          for p in session.scalars(select(Processing)))
-        snapshot["results"] = sorted((*results[r.id], r.has_reference, round(r.dsc_mean_fg or 0, 6),
-                                      round(r.ece or 0, 6), round(r.ueo_auc or 0, 6), r.roi_voxels, r.error_voxels)
+        snapshot["results"] = sorted((*results[r.id], r.has_reference, r.roi_voxels, r.error_voxels)
                                      for r in session.scalars(select(CaseResult)))
+        snapshot["values"] = sorted((*results[v.result_id], v.class_index, v.name, round(v.value or 0, 6))
+                                    for v in session.scalars(select(MetricValue)))
         snapshot["curves"] = sorted((*results[p.result_id], p.budget_index, round(p.ueo or 0, 6))
                                     for p in session.scalars(select(CurvePoint)))
         snapshot["bins"] = sorted((*results[b.result_id], b.group, b.bin, b.count)

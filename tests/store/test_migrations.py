@@ -113,6 +113,86 @@ def test_every_migration_step_keeps_stored_rows(empty_store_url: str) -> None:
     engine.dispose()
 
 
+METRIC_COLUMNS = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc", "mean_entropy_roi")
+# Two results at 0002: one with a reference (its FN-TN AUC NaN, stored NULL) and one without (reference metrics NULL)
+RESULTS_0002: list[dict[str, Any]] = [
+    {"id": 1, "processing_id": 1, "image_id": 1, "configuration_id": 1, "has_reference": True, "roi_voxels": 800,
+     "error_voxels": 40, "voxel_ml": 0.5, "seconds": 0.25, "dsc_mean_fg": 0.8125, "ece": 0.0625, "brier": 0.125,
+     "nll": 0.375, "ueo_auc": 0.1875, "fp_tp_auc": 0.75, "fn_tn_auc": None, "mean_entropy_roi": 0.09375},
+    {"id": 2, "processing_id": 1, "image_id": 1, "configuration_id": 1, "has_reference": False, "roi_voxels": 640,
+     "error_voxels": None, "voxel_ml": 0.5, "seconds": 0.5, "mean_entropy_roi": 0.15625,
+     **dict.fromkeys(METRIC_COLUMNS[:-1])},
+]
+CHILDREN_0002: dict[str, list[dict[str, Any]]] = {
+    "processings": [{"id": 1, "image_id": 1, "model_set_id": 1, "run_id": 1, "input_hash": "d" * 64,
+                     "code_version": "0.1.0+x", "forward_passes": 1, "seconds_inference": 1.0,
+                     "seconds_metrics": 0.5, "seconds_storage": 0.25, "completed_at": NOW}],
+    "case_results": RESULTS_0002,
+    "structure_results": [{"result_id": r, "class_index": 1, "structure": "spleen", "dsc": 0.5, "predicted_ml": 2.0,
+                           "reference_ml": 2.5} for r in (1, 2)],
+    "curve_points": [{"result_id": r, "budget_index": 0, "budget": 0.0, "ueo": 0.0, "recall": 0.0,
+                      "precision": None, "flagged_ml": 0.0} for r in (1, 2)],
+    "reliability_bins": [{"result_id": 1, "group": 0, "bin": 3, "count": 7, "sum_confidence": 1.5,
+                          "sum_correct": 1.0}],
+    "artifacts": [{"id": 1, "image_id": 1, "processing_id": 1, "result_id": 2, "configuration_id": 1,
+                   "kind": "entropy", "path": "case-1/entropy.zarr", "dtype": "float16", "shape": [48, 64, 64]}],
+}
+
+
+def _rows(url: str, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` (reflected as it is now), as dicts in primary-key order."""
+    engine = make_engine(url)
+    metadata = MetaData()
+    metadata.reflect(engine, only=[table])
+    reflected = metadata.tables[table]
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(
+            select(reflected).order_by(*reflected.primary_key.columns))]
+    engine.dispose()
+    return rows
+
+
+def test_metric_columns_move_to_metric_values_and_back_with_every_row(empty_store_url: str) -> None:
+    """0003 moves each metric column of case_results into metric_values rows (NULL kept) and drops the columns;
+    its downgrade restores them from the rows. No child row of case_results is lost either way (on SQLite the
+    table is recreated, which would cascade to them with foreign keys on)."""
+    config = alembic_config(empty_store_url)
+    command.upgrade(config, "0002")
+    _seed_first_revision(empty_store_url)
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    with engine.begin() as connection:
+        for table, rows in CHILDREN_0002.items():
+            connection.execute(metadata.tables[table].insert(), rows)
+    engine.dispose()
+    children = {t: _rows(empty_store_url, t) for t in CHILDREN_0002 if t != "case_results"}
+    expected = sorted((r["id"], -1, name, r[name]) for r in RESULTS_0002 for name in METRIC_COLUMNS)
+
+    command.upgrade(config, "0003")
+    values = sorted((v["result_id"], v["class_index"], v["name"], v["value"])
+                    for v in _rows(empty_store_url, "metric_values"))
+    assert values == expected
+    results = _rows(empty_store_url, "case_results")
+    assert not set(METRIC_COLUMNS) & set(results[0])
+    assert [(r["id"], r["roi_voxels"], r["error_voxels"]) for r in results] == [(1, 800, 40), (2, 640, None)]
+    assert {t: _rows(empty_store_url, t) for t in children} == children
+
+    command.downgrade(config, "0002")
+    assert "metric_values" not in _tables(empty_store_url)
+    restored = _rows(empty_store_url, "case_results")
+    assert [{k: r[k] for k in RESULTS_0002[0]} for r in restored] == RESULTS_0002
+    engine = make_engine(empty_store_url)
+    nullable = {c["name"]: c["nullable"] for c in inspect(engine).get_columns("case_results")}
+    engine.dispose()
+    assert nullable["mean_entropy_roi"] is False and nullable["ece"] is True
+    assert {t: _rows(empty_store_url, t) for t in children} == children
+
+    command.upgrade(config, "head")
+    assert sorted((v["result_id"], v["class_index"], v["name"], v["value"])
+                  for v in _rows(empty_store_url, "metric_values")) == expected
+
+
 def test_a_store_below_head_is_refused_naming_the_command(empty_store_url: str) -> None:
     engine = make_engine(empty_store_url)
     assert current_revision(engine) is None

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, create_engine, delete, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
+from benchmarks.store_seed import Seeded, SeedPlan, seed_store
 from pipeline.batch.locking import claim
 from pipeline.batch.persist import (
     ImageRecord,
@@ -46,8 +47,10 @@ from pipeline.review.service import AuthenticationError, CommandLine, ItemKey, R
 from pipeline.review.workflow import PermissionDenied, Role, State
 from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, check_at_head, make_engine, refresh_statistics, session_factory
+from pipeline.store.deployed import DEPLOYED_ROLES
 from pipeline.store.review_schema import AuditEntry, User
 from pipeline.store.schema import (
+    WHOLE_CASE,
     Artifact,
     Base,
     CaseFailure,
@@ -61,7 +64,6 @@ from pipeline.store.schema import (
     TemperatureFit,
 )
 from tests.conftest import REPO_ROOT
-from tests.dashboard.seed import Seeded, SeedPlan, seed_store
 from tests.store.conftest import POSTGRES_ADMIN, _drop_postgres, _fresh_postgres
 
 SCRIPT = REPO_ROOT / "docs" / "postgres-roles.sql"
@@ -251,9 +253,10 @@ def test_the_read_role_checks_the_head_and_reads_but_writes_nothing(roles: RoleS
             assert set(session.scalars(select(User.username))) == {"rita-reviewer", "abe-approver"}
         _denied(engine, "SELECT password_hash FROM users", "users")
         _denied(engine, "INSERT INTO case_results (processing_id, image_id, configuration_id, has_reference, "
-                "roi_voxels, mean_entropy_roi, voxel_ml, seconds) SELECT processing_id, image_id, configuration_id, "
-                "has_reference, roi_voxels, mean_entropy_roi, voxel_ml, seconds FROM case_results LIMIT 1",
+                "roi_voxels, voxel_ml, seconds) SELECT processing_id, image_id, configuration_id, "
+                "has_reference, roi_voxels, voxel_ml, seconds FROM case_results LIMIT 1",
                 "case_results")
+        _denied(engine, "UPDATE metric_values SET value = 1", "metric_values")
         _denied(engine, "INSERT INTO audit_log (at, actor, action, outcome, object_type) "
                 "VALUES (now(), 'x', 'x', 'ok', 'x')", "audit_log")
         _denied(engine, "UPDATE review_items SET comment = 'x'", "review_items")
@@ -297,7 +300,8 @@ def test_the_dashboard_role_runs_the_review_service_but_nothing_else(roles: Role
                 "VALUES ('mallory', 'x', 'admin', true, now(), 0)", "users")
         _denied(engine, "UPDATE users SET role = 'admin'", "users")
         _denied(engine, "UPDATE users SET password_hash = 'x'", "users")
-        _denied(engine, "UPDATE case_results SET dsc_mean_fg = 1", "case_results")
+        _denied(engine, "UPDATE case_results SET roi_voxels = 1", "case_results")
+        _denied(engine, "UPDATE metric_values SET value = 1", "metric_values")
         _denied(engine, "DELETE FROM case_results", "case_results")
         with pytest.raises(ProgrammingError, match="permission denied for table users"):
             service.create_user(CommandLine("tester"), "mallory", PASSWORD, Role.ADMIN)
@@ -364,8 +368,8 @@ def test_the_batch_role_writes_the_results_but_not_the_review_tables(roles: Role
                     "direction": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], "content_hash": "a" * 64}
     processing = {"run_id": None, "input_hash": "b" * 64, "code_version": "test", "forward_passes": 1,
                   "seconds_inference": 0.1, "seconds_metrics": 0.1, "seconds_storage": 0.1}
-    result = {"temperature": None, "has_reference": False, "roi_voxels": 10, "mean_entropy_roi": 0.1,
-              "voxel_ml": 0.00675, "seconds": 0.1}
+    result = {"temperature": None, "has_reference": False, "roi_voxels": 10, "voxel_ml": 0.00675, "seconds": 0.1}
+    values = [{"class_index": WHOLE_CASE, "name": "mean_entropy_roi", "value": 0.1}]
     try:
         check_at_head(engine)
         with claim(engine, "roles_case") as held:
@@ -387,7 +391,7 @@ def test_the_batch_role_writes_the_results_but_not_the_review_tables(roles: Role
                                               [{"kind": "ct", "path": "roles_case/ct.zarr", "dtype": "int16",
                                                 "shape": [8, 24, 24], "budget": None}], [])
                     write_results(session, image, done.id, [ResultRows(
-                        configurations["Base"].id, None, result,
+                        configurations["Base"].id, None, result, values,
                         [{"class_index": 0, "structure": "background", "dsc": None, "predicted_ml": 1.0,
                           "reference_ml": None}],
                         [{"budget_index": 0, "budget": 0.0, "ueo": None, "recall": None, "precision": None,
@@ -407,11 +411,12 @@ def test_the_batch_role_writes_the_results_but_not_the_review_tables(roles: Role
             image_id = session.scalar(select(Image.id).where(Image.name == "roles_case"))
             session.add(SplitRole(protocol_id=protocol.id, repeat=0, image_id=image_id, role="test"))
             session.execute(delete(TemperatureFit).where(TemperatureFit.configuration_id == ts,
-                                                         TemperatureFit.protocol_id.is_(None)))
+                                                         TemperatureFit.role.in_(DEPLOYED_ROLES)))
             session.add(TemperatureFit(configuration_id=ts, protocol_id=None, repeat=None, temperature=1.5,
-                                       nll_before=0.4, nll_after=0.3, voxels=10, cases=["roles_case"]))
+                                       nll_before=0.4, nll_after=0.3, voxels=10, cases=["roles_case"],
+                                       role="deployed"))
             session.flush()
-            assert deployed_fits(session, configurations)["Base+TS"].temperature == 1.5
+            assert [f.temperature for f in deployed_fits(session, configurations)["Base+TS"]] == [1.5]
 
         with sessions() as session:
             assert session.get_one(Run, stale.id).status == "interrupted"

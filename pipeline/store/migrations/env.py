@@ -4,8 +4,10 @@ process settings (``QA_DATABASE_URL``, :mod:`pipeline.settings`)."""
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
+from sqlalchemy import Connection, Engine, event, text
 
 import pipeline.store  # noqa: F401  (registers every table, results and review, on Base.metadata)
 from pipeline.settings import Settings
@@ -29,9 +31,32 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _foreign_keys_off(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
+
+
+def _migration_engine() -> Engine:
+    """The store's engine; on SQLite with foreign keys OFF (SQLite's own recipe for schema changes): a batch
+    migration recreates a table by copying it and dropping the old one, and with foreign keys on that DROP would
+    delete every row of the tables that reference it ``ON DELETE CASCADE``."""
+    engine = make_engine(_url())
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _foreign_keys_off)  # after make_engine's own pragmas, which turn them on
+    return engine
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Fail loudly when a SQLite migration left a row pointing nowhere (foreign keys were not enforced)."""
+    broken = connection.execute(text("PRAGMA foreign_key_check")).all()
+    if broken:
+        raise RuntimeError(f"the migration left {len(broken)} rows with a dangling foreign key, e.g. {broken[0]}")
+
+
 def run_migrations_online() -> None:
     """Migrate the live database in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
-    engine = make_engine(_url())
+    engine = _migration_engine()
     with engine.connect() as connection:
         context.configure(
             connection=connection,
@@ -41,6 +66,8 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if engine.dialect.name == "sqlite":
+                _check_foreign_keys(connection)
     engine.dispose()
 
 

@@ -6,7 +6,9 @@ written: a model set with its configuration grid, a cohort of phantom patients u
 reference, runs (one with a failed case), per-case results with structures, 51-point curves and reliability bins,
 and small voxel maps (CT, reference, probabilities, entropy, prediction, error, top-budget mask) for a few cases.
 Metric values follow plausible trends (ensembles and TS calibrate better; harder cases do worse) from a seeded
-generator. Ids are assigned here, so the store must be empty. Used by the tests and ``benchmarks/dashboard.py``.
+generator; each result gets a ``metric_values`` row per case-level metric of the registry (NULL for a metric the
+generator does not know, and for the reference metrics of a case without reference). Ids are assigned here, so the
+store must be empty. Used by ``benchmarks/dashboard.py`` and the tests.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from scipy.ndimage import gaussian_filter, zoom
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
+from pipeline.metrics import registry
 from pipeline.metrics.calibration import normalized_entropy
 from pipeline.metrics.temperature import apply_temperature
 from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import (
+    WHOLE_CASE,
     Artifact,
     CaseFailure,
     CaseResult,
@@ -35,6 +39,7 @@ from pipeline.store.schema import (
     CurvePoint,
     Image,
     Member,
+    MetricValue,
     ModelSet,
     Patient,
     Processing,
@@ -111,7 +116,8 @@ class _Writer:
 
     def flush(self, session: Session) -> None:
         order = (Patient, Image, ModelSet, Member, Configuration, Protocol, SplitRole, TemperatureFit, Run,
-                 CaseFailure, Processing, CaseResult, StructureResult, CurvePoint, ReliabilityBin, Artifact)
+                 CaseFailure, Processing, CaseResult, MetricValue, StructureResult, CurvePoint, ReliabilityBin,
+                 Artifact)
         for table in order:
             rows = self.rows.pop(table, [])
             for start in range(0, len(rows), 20_000):
@@ -309,7 +315,8 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
             cal = phantoms if repeat is None else [p for p in phantoms if p not in test_roles[repeat]]
             fit = w.add(TemperatureFit, configuration_id=configuration[name], protocol_id=None if repeat is None
                         else protocol, repeat=repeat, temperature=temperature, nll_before=0.42, nll_after=0.35,
-                        voxels=200_000, cases=cal, created_at=START + timedelta(hours=1))
+                        voxels=200_000, cases=cal, role="deployed" if repeat is None else "repeat",
+                        created_at=START + timedelta(hours=1))
             fits[(name, repeat)] = (fit, temperature)
     maps_cache: dict[tuple[str, str], NDArray[np.float32]] = {}
     for name, cohort, has_reference in cases:
@@ -344,15 +351,15 @@ def _result(w: _Writer, rng: np.random.Generator, config: str, configuration: in
     curve, ueo_auc = _curve(scalars, voxel_ml)
     dsc = [0.99, float(np.clip(0.62 - 0.2 * difficulty + 0.02 * rng.normal(), 0, 1)),
            float(np.clip(0.91 - 0.12 * difficulty + 0.01 * rng.normal(), 0, 1))]
-    reference_metrics = {"dsc_mean_fg": float(np.mean(dsc[1:])), "ece": scalars["ece"], "brier": scalars["brier"],
-                         "nll": scalars["nll"], "ueo_auc": ueo_auc, "fp_tp_auc": scalars["fp_tp_auc"],
-                         "fn_tn_auc": scalars["fn_tn_auc"], "error_voxels": scalars["error_voxels"]}
-    if not has_reference:
-        reference_metrics = dict.fromkeys(reference_metrics)
+    generated = {"dsc_mean_fg": float(np.mean(dsc[1:])), "ece": scalars["ece"], "brier": scalars["brier"],
+                 "nll": scalars["nll"], "ueo_auc": ueo_auc, "fp_tp_auc": scalars["fp_tp_auc"],
+                 "fn_tn_auc": scalars["fn_tn_auc"], "mean_entropy_roi": scalars["mean_entropy_roi"]}
     result = w.add(CaseResult, processing_id=processing, image_id=image, configuration_id=configuration,
-                   temperature_fit_id=fit,
-                   temperature=temperature, has_reference=has_reference, roi_voxels=roi,
-                   mean_entropy_roi=scalars["mean_entropy_roi"], voxel_ml=voxel_ml, seconds=0.3, **reference_metrics)
+                   temperature_fit_id=fit, temperature=temperature, has_reference=has_reference, roi_voxels=roi,
+                   error_voxels=scalars["error_voxels"] if has_reference else None, voxel_ml=voxel_ml, seconds=0.3)
+    for metric in registry.case_metrics():
+        value = generated.get(metric.name) if has_reference or not metric.needs_reference else None
+        w.add(MetricValue, result_id=result, class_index=WHOLE_CASE, name=metric.name, value=value)
     for index, structure in enumerate(LABELS):
         volume = (3.0 if index == 1 else 180.0 if index == 2 else 9000.0) * (1 + 0.1 * difficulty)
         w.add(StructureResult, result_id=result, class_index=index, structure=structure,
