@@ -315,7 +315,8 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
             cal = phantoms if repeat is None else [p for p in phantoms if p not in test_roles[repeat]]
             fit = w.add(TemperatureFit, configuration_id=configuration[name], protocol_id=None if repeat is None
                         else protocol, repeat=repeat, temperature=temperature, nll_before=0.42, nll_after=0.35,
-                        voxels=200_000, cases=cal, created_at=START + timedelta(hours=1))
+                        voxels=200_000, cases=cal, role="deployed" if repeat is None else "repeat",
+                        created_at=START + timedelta(hours=1))
             fits[(name, repeat)] = (fit, temperature)
     maps_cache: dict[tuple[str, str], NDArray[np.float32]] = {}
     for name, cohort, has_reference in cases:

@@ -22,7 +22,7 @@
 --                            anywhere; no INSERT into users (user management stays with the owner: `python -m
 --                            pipeline users add`).
 --
--- audit_log's rows are sealed by its trigger (migration 0004, SECURITY DEFINER, owned by the owner): whatever an
+-- audit_log's rows are sealed by its trigger (migration 0005, SECURITY DEFINER, owned by the owner): whatever an
 -- INSERT of these roles gives, the id, time, actor name (from actor_id), database role and hashes are the server's,
 -- so no role here needs the id sequence of audit_log.
 --

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from alembic import command
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, select
 
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
@@ -36,6 +36,7 @@ from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
+from pipeline.store.deployed import deployed_result
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _report(url: str, identity: str, repeats: int) -> str:
                 .join(Image, Image.id == CaseResult.image_id)
                 .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
                 .where(Image.cohort == "real", StructureResult.class_index == SPLEEN,
-                       or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+                       deployed_result())
             ).all(), columns=["configuration", "spleen_dsc", "spleen_ml"])
             real = real.merge(spleen, on="configuration").set_index("configuration").loc[order].reset_index()
             text.append(f"\nReal CT (reference: {REAL_NOTE}); TS rows use the deployed temperatures:")

@@ -18,6 +18,7 @@ so tests configure by argument. Every variable, its default and what it is for:
 | ``QA_OIDC_USERNAME_CLAIM``, ``QA_OIDC_LABEL``, ``QA_OIDC_REDIRECT_URI`` | its claim, button, callback | OidcSettings |
 | ``QA_REVIEW_SECONDS_PER_ML`` | review rate of a time budget | 30 s per mL |
 | ``QA_REVIEW_CONFIGURATION`` | the configuration reviewed by default | the newest model set's first |
+| ``QA_MULTIPLE_COMPARISONS`` | multiplicity correction of the comparisons shown (holm, bh) | holm |
 | ``QA_MRN_SALT`` | the key of the hospital-number hash | none: a manifest with an mrn is refused |
 | ``QA_DEMO_PASSWORD`` | the demo accounts' password | ``demo-only-password`` |
 | ``QA_HOST``, ``QA_PORT`` | where ``python app.py`` listens | 127.0.0.1:8050 |
@@ -101,6 +102,7 @@ class Settings:
     oidc: OidcSettings | None = None
     review: ReviewSettings = field(default_factory=ReviewSettings)
     review_configuration: str | None = None
+    multiple_comparisons: Literal["holm", "bh"] = "holm"
     mrn_salt: str | None = None
     demo_password: str = DEFAULT_DEMO_PASSWORD
     host: str = "127.0.0.1"
@@ -148,6 +150,11 @@ class Settings:
             "demo_password": env.get("QA_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD,
             "host": text("QA_HOST") or base.host,
         }
+        correction = (text("QA_MULTIPLE_COMPARISONS") or "holm").lower()
+        if correction not in ("holm", "bh"):
+            raise InputError(f"QA_MULTIPLE_COMPARISONS={correction!r} must be holm (Holm's step-down, the default) or "
+                             "bh (Benjamini-Hochberg)")
+        values["multiple_comparisons"] = correction
         rate = text("QA_REVIEW_SECONDS_PER_ML")
         if rate is not None:
             values["review"] = ReviewSettings(seconds_per_ml=_number("QA_REVIEW_SECONDS_PER_ML", rate))

@@ -118,11 +118,15 @@ def paired_figure(values: pd.DataFrame, metric: str, a: str, b: str) -> dict[str
     }
 
 
-def paired_summary(result: PairedComparison, metric: str, a: str, b: str) -> list[tuple[str, str]]:
-    """(label, value) rows of a paired comparison."""
+def paired_summary(result: PairedComparison, metric: str, a: str, b: str, adjusted: float, family: int,
+                   correction: str) -> list[tuple[str, str]]:
+    """(label, value) rows of a paired comparison, with its p adjusted over the ``family`` pairs shown."""
     def fmt(value: float, digits: int = 4) -> str:
         return "—" if math.isnan(value) else f"{value:.{digits}f}"
 
+    method = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[correction]
     return [("cases (pairs)", str(result.n)), (f"mean difference of {metric} (A − B)", fmt(result.mean_difference)),
             ("95 % bootstrap CI", f"[{fmt(result.ci_low)}, {fmt(result.ci_high)}]"),
-            ("Wilcoxon signed-rank p", fmt(result.wilcoxon_p, 4)), ("A", a), ("B", b)]
+            ("Wilcoxon signed-rank p", fmt(result.wilcoxon_p, 4)),
+            (f"p adjusted ({method}, {family} pairs of the shown configurations)", fmt(adjusted, 4)),
+            ("A", a), ("B", b)]

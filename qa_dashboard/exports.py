@@ -69,6 +69,11 @@ def _configuration(args: Any) -> str:
     return configuration
 
 
+def _model_set(args: Any) -> str | None:
+    """``?model_set=`` (a model set's name or identity); None: the newest with a result of the configuration."""
+    return (args.get("model_set") or "").strip() or None
+
+
 def _in_new_folder(user: dict[str, Any], store: Store, produce: Callable[[Store, Path], Path]) -> Path:
     """``produce`` into a new folder of its own under QA_EXPORTS_DIR, removed again when it fails."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -111,7 +116,7 @@ def worklist_file(fmt: Literal["csv", "xlsx"]) -> Any:
 
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
-        worklist = load_worklist(store, configuration, budget)
+        worklist = load_worklist(store, configuration, budget, model_set=_model_set(args))
         return write_worklist(worklist, folder / f"worklist_{safe_name(configuration)}.{fmt}", fmt)
 
     return _send(f"worklist_{fmt}", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
@@ -124,7 +129,7 @@ def regions_zip(case: str) -> Any:
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
         labels, entropy = _read(store, lambda session: export_region_maps(
-            session, store.maps.artifacts, case, configuration, budget, folder, settings().review))
+            session, store.maps.artifacts, case, configuration, budget, folder, settings().review, _model_set(args)))
         archive = folder / f"{safe_name(case)}_{safe_name(configuration)}_review.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
             for member in (labels, entropy):
@@ -144,7 +149,8 @@ def rtstruct_file(case: str) -> Any:
         configuration, budget = _configuration(args), _budget(args)
         out = folder / f"{safe_name(case)}_{safe_name(configuration)}_rtstruct.dcm"
         return _read(store, lambda session: export_case_rtstruct(
-            session, store.maps.artifacts, case, configuration, budget, out, generated, settings().review))
+            session, store.maps.artifacts, case, configuration, budget, out, generated, settings().review,
+            _model_set(args)))
 
     return _send("rtstruct", f"{case}/{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
 
@@ -157,7 +163,7 @@ def report_file() -> Any:
         configuration, budget = _configuration(args), _budget(args)
         address = store.engine.url.render_as_string(hide_password=True)
         content = _read(store, lambda session: gather_report(
-            session, store.maps.artifacts, address, configuration, budget, settings().review))
+            session, store.maps.artifacts, address, configuration, budget, settings().review, _model_set(args)))
         return write_report(content, folder / f"audit_report_{safe_name(configuration)}.pdf")
 
     return _send("audit_report", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)

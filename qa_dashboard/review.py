@@ -55,17 +55,20 @@ ITEM_COLUMNS = [
 ]
 
 
-def scope(configuration: str, budget: Budget, case: str | None = None, case_only: bool = False) -> dict[str, Any]:
-    """What the panel lists: ``configuration``'s items at ``budget`` (of ``case`` only, when given; ``case_only``:
-    without computing the whole worklist, as the slice browser does)."""
-    return {"configuration": configuration, "kind": budget.kind, "value": budget.value, "case": case,
-            "case_only": case_only}
+def scope(configuration: str, budget: Budget, case: str | None = None, case_only: bool = False,
+          model_set: str | None = None) -> dict[str, Any]:
+    """What the panel lists: ``configuration``'s items (of ``model_set``, default the newest with a result of it) at
+    ``budget`` (of ``case`` only, when given; ``case_only``: without computing the whole worklist, as the slice
+    browser does)."""
+    return {"configuration": configuration, "model_set": model_set, "kind": budget.kind, "value": budget.value,
+            "case": case, "case_only": case_only}
 
 
 def checked_scope(data: Any) -> dict[str, Any]:
     """A scope as the browser sent it back, checked (InputError when malformed)."""
     checked = inputs.record(data, "review-scope", {
-        "configuration": inputs.text, "kind": lambda v, n: inputs.choice(v, n, ("fraction", "minutes")),
+        "configuration": inputs.text, "model_set": lambda v, n: inputs.optional(inputs.text, v, n),
+        "kind": lambda v, n: inputs.choice(v, n, ("fraction", "minutes")),
         "value": lambda v, n: inputs.number(v, n, 0.0, MAX_MINUTES),
         "case": lambda v, n: inputs.optional(inputs.text, v, n),
         "case_only": inputs.flag})
@@ -86,7 +89,7 @@ def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
     data = checked_scope(data)
     case = data.get("case")
     worklist = load_worklist(get_store(), data["configuration"], scope_budget(data),
-                             case if data.get("case_only") else None)
+                             case if data.get("case_only") else None, data.get("model_set"))
     return item_rows(worklist, case)
 
 
@@ -162,7 +165,10 @@ def badge_text() -> str:
         configuration = default_configuration(session, settings().review_configuration)
         if configuration is None:
             return ""
-        return f"{unreviewed_count(session, configuration)} unreviewed"
+        try:
+            return f"{unreviewed_count(session, configuration)} unreviewed"
+        except LookupError:  # the configured review configuration has no result (yet)
+            return ""
 
 
 @callback(Output("review-result", "children"), Output("review-items", "rowData"),

@@ -13,10 +13,11 @@ from typing import Any
 import pandas as pd
 
 from pipeline.metrics import registry
-from qa_dashboard.queries.cohort import CohortFilter, configurations, protocol, summary
+from pipeline.metrics.statistics import StatisticsSettings
+from qa_dashboard.cell_statistics import CellStatistics, Key, cell_statistics
+from qa_dashboard.config import settings
+from qa_dashboard.queries.cohort import ALL_FOREGROUND, CohortFilter, case_values, configurations, protocol, summary
 from qa_dashboard.store import Store
-
-ALL_FOREGROUND = "all foreground"
 
 
 def table_metrics() -> list[registry.Metric]:
@@ -49,12 +50,14 @@ def _structure_row(record: dict[str, Any], metrics: list[registry.Metric]) -> di
 
 
 def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[int, str],
-                structures: list[str]) -> list[dict[str, Any]]:
+                structures: list[str], stats: dict[Key, CellStatistics] | None = None) -> list[dict[str, Any]]:
     """Grid rows for the chosen ``structures`` (``ALL_FOREGROUND`` and/or structure names), in grid order.
 
-    Each metric m gives ``m`` (mean over repeats), ``m_sd`` and ``m_best`` (the best mean among rows of the same
-    structure; False for a metric without a better direction). Structure rows carry the structure-level metrics
-    only: the calibration and review metrics are per case, on the ROI.
+    Each metric m gives ``m`` (mean over repeats) and ``m_sd``; with ``stats`` (:mod:`qa_dashboard.cell_statistics`)
+    also ``m_low``/``m_high`` (case-level bootstrap CI), ``m_n`` (cases), ``m_mark`` (``best``, ``tied`` or "") and
+    ``m_best`` (the mark is ``best``: the best mean, separated from every other configuration of its structure by a
+    paired CI excluding 0 and a multiplicity-adjusted p). Structure rows carry the structure-level metrics only: the
+    calibration and review metrics are per case, on the ROI.
     """
     metrics = table_metrics()
     rows: list[dict[str, Any]] = []
@@ -64,7 +67,8 @@ def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[
             configuration = int(record["configuration_id"])
             rows.append({"configuration": names[configuration], "structure": ALL_FOREGROUND,
                          **_whole_case_row(record, metrics), "n_cases": int(record["n_cases"]),
-                         "n_repeats": int(record["n_repeats"]), "_order": (0, order[configuration])})
+                         "n_repeats": int(record["n_repeats"]), "_order": (0, order[configuration]),
+                         **_statistics(stats, configuration, ALL_FOREGROUND, metrics)})
     if not per_structure.empty:
         for record in per_structure.to_dict("records"):
             if record["structure"] not in structures:
@@ -73,27 +77,49 @@ def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[
             rows.append({"configuration": names[configuration], "structure": record["structure"],
                          **_structure_row(record, metrics), "n_cases": int(record["n_cases"]),
                          "n_repeats": int(record["n_repeats"]),
-                         "_order": (1 + int(record["class_index"]), order[configuration])})
+                         "_order": (1 + int(record["class_index"]), order[configuration]),
+                         **_statistics(stats, configuration, record["structure"], metrics)})
     rows.sort(key=lambda r: r.pop("_order"))
-    _mark_best(rows, metrics)
     return rows
 
 
-def _mark_best(rows: list[dict[str, Any]], metrics: list[registry.Metric]) -> None:
+def _statistics(stats: dict[Key, CellStatistics] | None, configuration: int, structure: str,
+                metrics: list[registry.Metric]) -> dict[str, Any]:
+    """A row's CI, n, mark and comparison with its column's top configuration, per metric (empty without stats)."""
+    found: dict[str, Any] = {}
     for metric in metrics:
-        for structure in {r["structure"] for r in rows}:
-            values = [r[metric.name] for r in rows if r["structure"] == structure and r[metric.name] is not None]
-            pick = {"higher": max, "lower": min}.get(metric.direction or "")
-            best = pick(values) if pick is not None and values else None
-            for row in rows:
-                if row["structure"] == structure:
-                    row[f"{metric.name}_best"] = best is not None and row[metric.name] == best
+        cell = (stats or {}).get((configuration, structure, metric.name))
+        name = metric.name
+        found[f"{name}_mark"] = cell.mark if cell else ""
+        found[f"{name}_best"] = bool(cell and cell.mark == "best")
+        found[f"{name}_low"] = _value(cell.low) if cell else None
+        found[f"{name}_high"] = _value(cell.high) if cell else None
+        found[f"{name}_n"] = cell.n if cell else None
+        versus = cell.versus_top if cell else None
+        found[f"{name}_versus"] = [_value(v) for v in versus] if versus else None
+    return found
 
 
 def _tooltip(metric: registry.Metric) -> str:
     whole = (f" The {ALL_FOREGROUND} row shows {registry.metric(metric.whole_case).label}."
              if metric.whole_case else "")
-    return f"{metric.describe()}{whole} Mean ± SD over repeats. See {metric.anchor}."
+    return (f"{metric.describe()}{whole} Mean ± SD over repeats; hover a cell for its 95 % CI (case-level bootstrap) "
+            f"and n. ★ best: separated from every other configuration (paired CI excludes 0, Holm-adjusted p < 0.05); "
+            f"≈ tied for best. See {metric.anchor}.")
+
+
+def _cell_tooltip(name: str, digits: int) -> str:
+    """The cell's tooltip (JavaScript): mean ± SD, the CI and n, and the comparison with the column's top."""
+    def fixed(value: str) -> str:
+        return f"({value} == null ? '—' : {value}.toFixed({digits}))"
+
+    return (f"params.value == null ? '' : 'mean ' + {fixed('params.value')} + ' ± ' + {fixed(f'params.data.{name}_sd')}"
+            f" + ' (SD over repeats); 95 % CI [' + {fixed(f'params.data.{name}_low')} + ', ' + "
+            f"{fixed(f'params.data.{name}_high')} + '], n = ' + params.data.{name}_n + ' cases' + "
+            f"(params.data.{name}_versus ? '; vs the best: difference CI [' + "
+            f"{fixed(f'params.data.{name}_versus[0]')} + ', ' + {fixed(f'params.data.{name}_versus[1]')} + "
+            f"'], adjusted p = ' + (params.data.{name}_versus[2] == null ? '—' : "
+            f"params.data.{name}_versus[2].toPrecision(2)) : '')")
 
 
 def column_defs() -> list[dict[str, Any]]:
@@ -107,9 +133,12 @@ def column_defs() -> list[dict[str, Any]]:
         columns.append({
             "field": name, "headerName": metric.label, "type": "numericColumn", "headerTooltip": _tooltip(metric),
             "valueFormatter": {"function": (
-                f"params.value == null ? '' : (params.data.{name}_best ? '★ ' : '') + params.value.toFixed({digits})"
+                f"params.value == null ? '—' : ({{best: '★ ', tied: '≈ '}}[params.data.{name}_mark] || '') + "
+                f"params.value.toFixed({digits})"
                 f" + (params.data.{name}_sd == null ? '' : ' ± ' + params.data.{name}_sd.toFixed({digits}))")},
-            "cellClassRules": {"qa-best": f"params.data.{name}_best === true"},
+            "tooltipValueGetter": {"function": _cell_tooltip(name, digits)},
+            "cellClassRules": {"qa-best": f"params.data.{name}_best === true",
+                               "qa-tied": f"params.data.{name}_mark === 'tied'"},
         })
     columns += [{"field": "n_cases", "headerName": "n cases", "type": "numericColumn"},
                 {"field": "n_repeats", "headerName": "repeats", "type": "numericColumn"}]
@@ -117,20 +146,25 @@ def column_defs() -> list[dict[str, Any]]:
 
 
 def cohort_csv(rows: list[dict[str, Any]]) -> str:
-    """The table as CSV: mean and SD columns per metric, whether it is the best, n cases and repeats."""
+    """The table as CSV: per metric the mean and SD over repeats, the case-level 95 % CI, n and the mark (best, tied
+    or empty); n cases and repeats."""
     names = [m.name for m in table_metrics()]
     columns = ["configuration", "structure"]
     for name in names:
-        columns += [f"{name}_mean", f"{name}_sd", f"{name}_best"]
+        columns += [f"{name}_mean", f"{name}_sd", f"{name}_low", f"{name}_high", f"{name}_n", f"{name}_mark"]
     columns += ["n_cases", "n_repeats"]
     records = [{**{f"{m}_mean": r.get(m) for m in names}, **r} for r in rows]
     return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, float_format="%.6g")
 
 
 def load_rows(store: Store, chosen: CohortFilter, structures: list[str]) -> list[dict[str, Any]]:
-    """The table's rows of a protocol filter and structures (the page's grid and its CSV export)."""
+    """The table's rows of a protocol filter and structures, with each cell's statistics (the page's grid and its
+    CSV export)."""
     with store.session() as session:
         info = protocol(session, chosen.protocol_id)
         names = dict(configurations(session, info.model_set_id))
         overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen))
-    return cohort_rows(overall, per_structure, names, structures)
+        statistics = StatisticsSettings(correction=settings().multiple_comparisons)
+        stats = store.cached(session, ("cell-statistics", chosen, statistics), lambda: cell_statistics(
+            case_values(session, chosen), table_metrics(), statistics))
+    return cohort_rows(overall, per_structure, names, structures, stats)

@@ -44,6 +44,7 @@ def test_full_grid_runs_each_pass_once_and_equals_brute_force(
     counting = MemberPredictor(model_set)
     grid = grid_for(model_set, counting.mirror_axes())
     prediction = predict_grid(counting, image, grid)
+    probabilities = dict(prediction)
 
     needed = set().union(*(c.passes for c in grid))
     assert set(counting.forward_passes) == needed
@@ -54,7 +55,7 @@ def test_full_grid_runs_each_pass_once_and_equals_brute_force(
     logits = {pair: counting.forward(case, *pair) for pair in needed}
     for configuration in grid:
         brute = np.mean([softmax(logits[pair]) for pair in sorted(configuration.passes)], axis=0)
-        pooled = prediction.probabilities[configuration.name]
+        pooled = probabilities[configuration.name]
         assert pooled.shape == (len(model_set.labels), *labels.shape)
         assert np.allclose(pooled, brute, atol=2e-6), configuration.name
 
@@ -77,7 +78,7 @@ def test_temperature_scaling_leaves_the_contour_unchanged(
 ) -> None:
     image, labels = phantom_case
     grid = [c for c in grid_for(predictor.model_set, predictor.mirror_axes()) if c.name == "TTA"]
-    probs = predict_grid(predictor, image, grid).probabilities["TTA"]
+    probs = dict(predict_grid(predictor, image, grid))["TTA"]
     spacing = tuple(reversed(image.GetSpacing()))
     plain = evaluate_case(probs, labels, spacing).metrics
     for temperature in (0.3, 2.5):

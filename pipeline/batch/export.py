@@ -1,25 +1,49 @@
-"""The ``export-map`` verb: a stored voxel map (pipeline.store) as NIfTI (pipeline.io) on the CT's original grid."""
+"""The ``export-map`` verb: a stored voxel map (pipeline.store) as NIfTI (pipeline.io) on the CT's original grid.
+
+Result maps are those of the case's deployed result (:mod:`pipeline.store.deployed`) of one configuration of one model
+set (:func:`~pipeline.store.configurations.resolve_configuration`). ``probabilities`` is the 4-D class-probability map
+the stored result was scored on: the pooled probabilities of the configuration, calibrated with the result's
+temperature for a TS configuration, with the configuration, model set and temperature in the NIfTI description, so an
+auditor can recompute every stored number outside the project (docs/metrics.md says how).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import SimpleITK as sitk
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError
-from pipeline.io.maps import export_nifti
+from pipeline.io.maps import export_nifti, write_probabilities
+from pipeline.metrics.temperature import apply_temperature
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.configurations import resolve_configuration, twin_of
 from pipeline.store.database import check_at_head, make_engine, session_factory
-from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, TemperatureFit
+from pipeline.store.deployed import deployed_result
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, ModelSet, TemperatureFit
 
 IMAGE_MAPS = ("ct", "reference")
+RESULT_MAPS = ("entropy", "prediction", "error", "budget_mask")
+KINDS = (*IMAGE_MAPS, *RESULT_MAPS, "probabilities")
 
 
-def export_map(url: str, root: Path, case: str, configuration: str | None, kind: str, out: Path) -> Path:
-    """Write ``kind`` of ``case`` (and ``configuration``, for result maps) to ``out``; InputError when absent.
+def _geometry(image: Image) -> sitk.Image:
+    grid = sitk.Image([int(v) for v in image.size], sitk.sitkUInt8)
+    grid.SetSpacing([float(v) for v in image.spacing])
+    grid.SetOrigin([float(v) for v in image.origin])
+    grid.SetDirection([float(v) for v in image.direction])
+    return grid
 
-    For a TS configuration the map of the deployed temperature fit is exported.
-    """
+
+def export_map(url: str, root: Path, case: str, configuration: str | None, kind: str, out: Path,
+               model_set: str | None = None) -> Path:
+    """Write ``kind`` of ``case`` (and ``configuration`` of ``model_set``, for result maps) to ``out``; InputError
+    when absent."""
+    if kind not in KINDS:
+        raise InputError(f"--map must be one of {', '.join(KINDS)}, got {kind!r}")
     engine = make_engine(url)
     check_at_head(engine)
     try:
@@ -27,20 +51,45 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
             image = session.scalar(select(Image).where(Image.name == case))
             if image is None:
                 raise InputError(f"unknown case {case!r}")
-            query = select(Artifact.path).where(Artifact.image_id == image.id, Artifact.kind == kind)
-            if kind not in IMAGE_MAPS:
-                if not configuration:
-                    raise InputError(f"--configuration is needed for the {kind} map")
-                query = (query.join(CaseResult, CaseResult.id == Artifact.result_id)
-                         .join(Configuration, Configuration.id == CaseResult.configuration_id)
-                         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-                         .where(Configuration.name == configuration, TemperatureFit.protocol_id.is_(None))
-                         .order_by(CaseResult.id.desc()))
-            path = session.scalars(query).first()
+            artifacts = ArtifactStore(root)
+            if kind in IMAGE_MAPS:
+                path = session.scalar(select(Artifact.path).where(Artifact.image_id == image.id, Artifact.kind == kind))
+                if path is None:
+                    raise InputError(f"case {case!r} has no stored {kind} map")
+                return export_nifti(artifacts.read(path), out, image.spacing, image.origin, image.direction)
+            if not configuration:
+                raise InputError(f"--configuration is needed for the {kind} map")
+            chosen = resolve_configuration(session, configuration, model_set)
+            result = session.scalars(
+                select(CaseResult).outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
+                .where(CaseResult.image_id == image.id, CaseResult.configuration_id == chosen.id, deployed_result())
+                .order_by(CaseResult.id.desc())).first()
+            if result is None:
+                raise InputError(f"case {case!r} has no stored result of {configuration}")
+            if kind == "probabilities":
+                return _probabilities(session, artifacts, image, chosen, result, out)
+            path = session.scalar(select(Artifact.path).where(Artifact.result_id == result.id, Artifact.kind == kind))
             if path is None:
-                what = f"{kind} map of {configuration}" if kind not in IMAGE_MAPS else f"{kind} map"
-                raise InputError(f"case {case!r} has no stored {what}")
-            array = ArtifactStore(root).read(path)
-            return export_nifti(array, out, image.spacing, image.origin, image.direction)
+                raise InputError(f"case {case!r} has no stored {kind} map of {configuration}")
+            return export_nifti(artifacts.read(path), out, image.spacing, image.origin, image.direction)
     finally:
         engine.dispose()
+
+
+def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, configuration: Configuration,
+                   result: CaseResult, out: Path) -> Path:
+    siblings = session.scalars(select(Configuration).where(
+        Configuration.model_set_id == configuration.model_set_id)).all()
+    twin = twin_of(configuration, siblings)
+    path = session.scalar(select(Artifact.path).where(
+        Artifact.processing_id == result.processing_id, Artifact.configuration_id == twin.id,
+        Artifact.kind == "probabilities"))
+    if path is None:
+        raise InputError(f"case {image.name!r} has no stored probabilities of {twin.name}")
+    probabilities = artifacts.read(path).astype(np.float32, copy=False)
+    probabilities = apply_temperature(probabilities, result.temperature)
+    model_set = session.get_one(ModelSet, configuration.model_set_id)
+    temperature = "none" if result.temperature is None else f"{result.temperature:.6g}"
+    description = f"{configuration.name} {model_set.identity} T={temperature}"
+    write_probabilities(out, probabilities, _geometry(image), description)
+    return out

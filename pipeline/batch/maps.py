@@ -18,7 +18,7 @@ def map_artifacts(store: ArtifactStore, prefix: str, outcome: Outcome) -> list[d
     """Write the maps of one outcome; return their ``artifacts`` rows."""
     maps = outcome.result.maps
     assert maps is not None
-    arrays = {"entropy": maps.entropy.astype(np.float16), "prediction": maps.prediction,
+    arrays = {"entropy": maps.entropy.astype(np.float32), "prediction": maps.prediction,
               "budget_mask": maps.budget_mask.astype(np.uint8)}
     if outcome.has_reference:
         arrays["error"] = maps.error.astype(np.uint8)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
+from pipeline.store.deployed import DEPLOYED_ROLES
 from pipeline.store.metric_values import insert_values
 from pipeline.store.schema import (
     Artifact,
@@ -50,20 +51,17 @@ def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence
     return row, known
 
 
-def deployed_fits(session: Session, configurations: dict[str, Configuration]) -> dict[str, TemperatureFit]:
-    """The newest deployed (protocol-free) temperature fit of each TS configuration that has one."""
-    fits: dict[str, TemperatureFit] = {}
+def deployed_fits(session: Session, configurations: dict[str, Configuration]) -> dict[str, list[TemperatureFit]]:
+    """The deployed fits (whole cohort and cross-fits) of each TS configuration that has any; a case takes the one
+    :func:`pipeline.store.deployed.fit_for` picks."""
+    fits: dict[str, list[TemperatureFit]] = {}
     for name, configuration in configurations.items():
         if not configuration.temperature_scaling:
             continue
-        fit = session.scalar(
-            select(TemperatureFit)
-            .where(TemperatureFit.configuration_id == configuration.id, TemperatureFit.protocol_id.is_(None))
-            .order_by(TemperatureFit.created_at.desc(), TemperatureFit.id.desc())
-            .limit(1)
-        )
-        if fit is not None:
-            fits[name] = fit
+        found = list(session.scalars(select(TemperatureFit).where(
+            TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))))
+        if found:
+            fits[name] = found
     return fits
 
 

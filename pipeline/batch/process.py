@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
@@ -27,6 +28,7 @@ from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.settings import MetricSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
+from pipeline.store.deployed import fit_for
 from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
 
 
@@ -38,7 +40,7 @@ class CaseWork:
     grid: tuple[GridConfiguration, ...]
     model_set: ModelSet
     configurations: dict[str, Configuration]
-    fits: dict[str, TemperatureFit]
+    fits: dict[str, list[TemperatureFit]]
     settings: MetricSettings
     budget: float
     artifacts: ArtifactStore
@@ -94,59 +96,84 @@ def _image_artifacts(case: LoadedCase, store: ArtifactStore) -> list[dict[str, o
     return rows
 
 
-def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash: str) -> CaseTimings:
-    """Run the grid on a case and store everything in ``session``'s transaction (the caller commits)."""
-    start = time.perf_counter()
-    prediction = predict_grid(work.predictor, case.image, work.grid, work.settings.pooling)
-    inference = time.perf_counter() - start
-    start = time.perf_counter()
-    reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
-                        if case.labels is not None else None)
-    outcomes: list[tuple[Outcome, int | None]] = []
-    for configuration in work.grid:
-        fit = work.fits.get(configuration.name) if configuration.temperature_scaling else None
-        if configuration.temperature_scaling and fit is None:
-            continue
+def _configuration_rows(
+    case: LoadedCase, work: CaseWork, name: str, probabilities: NDArray[np.float32],
+    spacing: tuple[float, float, float], reference_counts: NDArray[np.int64] | None,
+) -> tuple[list[ResultRows], list[dict[str, object]], float, float]:
+    """Evaluate one configuration of the grid and write its maps (and, uncalibrated, its pooled probabilities).
+
+    Returns its result rows (none for a TS configuration without a deployed fit for this case), its
+    pooled-probabilities artifact rows, and the seconds spent on metrics and on storage.
+    """
+    configuration = next(c for c in work.grid if c.name == name)
+    fits = work.fits.get(name, []) if configuration.temperature_scaling else []
+    fit = fit_for(case.spec.name, fits)
+    store, identity = work.artifacts, work.model_set.identity
+    results: list[ResultRows] = []
+    metrics = storage = 0.0
+    if not configuration.temperature_scaling or fit is not None:
         temperature = fit.temperature if fit is not None else None
         began = time.perf_counter()
-        result = evaluate_configuration(prediction.probabilities[configuration.name], case.labels,
-                                        prediction.spacing, work.settings, temperature, work.budget)
-        outcome = Outcome(configuration.name, temperature, result, case.labels is not None,
-                          time.perf_counter() - began)
-        outcomes.append((outcome, fit.id if fit is not None else None))
-    metrics = time.perf_counter() - start
-    start = time.perf_counter()
-    store, identity, name = work.artifacts, work.model_set.identity, case.spec.name
-    image_rows = _image_artifacts(case, store)
-    pooled_rows = []
-    for configuration in work.grid:
-        if configuration.temperature_scaling:
-            continue
-        path = store.write(f"{result_prefix(name, identity, configuration.name, None)}/probabilities.zarr",
-                           prediction.probabilities[configuration.name].astype(np.float16))
-        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float16", "budget": None,
-                            "configuration_id": work.configurations[configuration.name].id,
-                            "shape": list(prediction.probabilities[configuration.name].shape)})
-    results = [
-        ResultRows(
-            configuration_id=work.configurations[outcome.configuration].id,
+        result = evaluate_configuration(probabilities, case.labels, spacing, work.settings, temperature, work.budget)
+        outcome = Outcome(name, temperature, result, case.labels is not None, time.perf_counter() - began)
+        metrics = time.perf_counter() - began
+        began = time.perf_counter()
+        fit_id = fit.id if fit is not None else None
+        results.append(ResultRows(
+            configuration_id=work.configurations[name].id,
             temperature_fit_id=fit_id,
             result=result_row(outcome),
             values=value_rows(outcome),
             structures=structure_rows(outcome, tuple(work.model_set.labels), reference_counts),
             curve=curve_rows(outcome),
             bins=bin_rows(outcome),
-            artifacts=map_artifacts(store, result_prefix(name, identity, outcome.configuration, fit_id), outcome),
-        )
-        for outcome, fit_id in outcomes
-    ]
+            artifacts=map_artifacts(store, result_prefix(case.spec.name, identity, name, fit_id), outcome),
+        ))
+        storage = time.perf_counter() - began
+    pooled_rows: list[dict[str, object]] = []
+    if not configuration.temperature_scaling:
+        began = time.perf_counter()
+        path = store.write(f"{result_prefix(case.spec.name, identity, name, None)}/probabilities.zarr",
+                           probabilities.astype(np.float32, copy=False))
+        pooled_rows.append({"kind": "probabilities", "path": path, "dtype": "float32", "budget": None,
+                            "configuration_id": work.configurations[name].id, "shape": list(probabilities.shape)})
+        storage += time.perf_counter() - began
+    return results, pooled_rows, metrics, storage
+
+
+def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash: str) -> CaseTimings:
+    """Run the grid on a case and store everything in ``session``'s transaction (the caller commits).
+
+    The configurations stream from the grid one at a time: each is evaluated and its maps are written before the
+    next one is mapped to the CT grid; the rows go to the session at the end.
+    """
+    start = time.perf_counter()
+    prediction = predict_grid(work.predictor, case.image, work.grid, work.settings.pooling,
+                              grid_mapping=work.settings.grid_mapping)
+    passes = time.perf_counter() - start
+    reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
+                        if case.labels is not None else None)
+    results: list[ResultRows] = []
+    pooled_rows: list[dict[str, object]] = []
+    metrics = storage = 0.0
+    for name, probabilities in prediction:
+        rows, pooled, seconds_metrics, seconds_storage = _configuration_rows(
+            case, work, name, probabilities, prediction.spacing, reference_counts)
+        del probabilities
+        results += rows
+        pooled_rows += pooled
+        metrics += seconds_metrics
+        storage += seconds_storage
+    inference = passes + prediction.seconds_mapping
+    start = time.perf_counter()
+    image_rows = _image_artifacts(case, work.artifacts)
     image = upsert_image(session, image_record(case))
     values = {"run_id": work.run_id, "input_hash": input_hash, "code_version": work.code_version,
               "forward_passes": prediction.forward_passes, "seconds_inference": inference, "seconds_metrics": metrics,
               "seconds_storage": 0.0}
     processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows)
     write_results(session, image, processing.id, results)
-    processing.seconds_storage = time.perf_counter() - start
+    processing.seconds_storage = storage + time.perf_counter() - start
     return CaseTimings(inference, metrics, processing.seconds_storage, prediction.forward_passes)
 
 

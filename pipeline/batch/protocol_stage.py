@@ -1,13 +1,16 @@
 """``python -m pipeline protocol``: the repeated hold-out protocol and temperature fits, from the stored outputs.
 
-Works on what the batch stored (no inference): the pooled probabilities of each uncalibrated configuration (float16,
-renormalised on reading: relative error <= 1e-3) and the reference of every case of one cohort. For each of R seeded
-patient-level splits it fits one temperature per TS configuration on the calibration cases and evaluates the TS
-configurations on the test cases; then a deployed fit on every case of the cohort is applied to every processed
-image of the model set (other cohorts and cases without reference included), which the nightly batch then uses.
-Each deployment is a configuration change: one ``config.deploy_ts`` audit row per TS configuration, the replaced
-temperature before and the new one after. A protocol with the same parameters replaces the earlier one. Everything
-is written in one transaction.
+Works on what the batch stored (no inference): the pooled probabilities of each uncalibrated configuration and the
+reference of every case of one cohort. For each of R seeded patient-level splits it fits one temperature per TS
+configuration on the calibration cases and evaluates the TS configurations on the test cases. Then the deployment,
+out of sample everywhere: a fit on the whole cohort (role ``deployed``) is applied to every processed image of the
+model set outside the cohort (other cohorts, cases without reference) and is what the nightly batch applies to new
+cases; the cohort's own cases get their deployed TS results from cross-fits (role ``crossfit``: K = min(5, n) seeded
+folds, each fitted on the cohort minus the fold and applied to the fold), so no temperature is ever applied to a case
+it was fitted on (:mod:`pipeline.store.deployed`). Each deployment is a configuration change: one
+``config.deploy_ts`` audit row per TS configuration, the replaced temperature before and the new one (with the
+cross-fits') after. A protocol with the same parameters replaces the earlier one. Everything is written in one
+transaction.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
 from pipeline.metrics.suite import calibration_voxels
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.configurations import twin_of
+from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
     Artifact,
@@ -55,6 +60,7 @@ from pipeline.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+CROSSFIT_FOLDS = 5  # the cohort's cases get their deployed TS results from K = min(5, n) cross-fits
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,7 @@ class _Loader:
             if path is None:
                 raise NotFoundError(f"{case.image.name}: no stored probabilities of {configuration.name}; "
                                     "rerun the batch")
-            stored = self.store.read(path).astype(np.float32)
-            stored /= stored.sum(axis=0, keepdims=True)
-            self._cache[key] = stored
+            self._cache[key] = self.store.read(path).astype(np.float32, copy=False)
         return self._cache[key]
 
 
@@ -118,8 +122,7 @@ def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: 
 
 def _twins(configurations: Sequence[Configuration]) -> dict[str, Configuration]:
     """Each TS configuration's uncalibrated twin (same members and views)."""
-    plain = {(tuple(c.members), str(c.views)): c for c in configurations if not c.temperature_scaling}
-    return {c.name: plain[(tuple(c.members), str(c.views))] for c in configurations if c.temperature_scaling}
+    return {c.name: twin_of(c, configurations) for c in configurations if c.temperature_scaling}
 
 
 def _fit(loader: _Loader, cases: Sequence[_Case], twin: Configuration, settings: MetricSettings
@@ -178,7 +181,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
             temperature, before, after, voxels = _fit(loader, calibration, twin, options.settings)
             fit = TemperatureFit(configuration_id=by_name[name].id, protocol_id=protocol.id, repeat=split.repeat,
                                  temperature=temperature, nll_before=before, nll_after=after, voxels=voxels,
-                                 cases=list(split.calibration))
+                                 cases=list(split.calibration), role="repeat")
             session.add(fit)
             session.flush()
             for test in split.test:
@@ -194,29 +197,51 @@ def _deployment(fit: TemperatureFit) -> dict[str, object]:
             "voxels": fit.voxels, "cases": len(fit.cases or [])}
 
 
+def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) -> list[tuple[str, ...]]:
+    """The cohort's cases in K = min(``most``, n) seeded folds of near-equal size (sorted within each fold)."""
+    order = [sorted(names)[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    count = min(most, len(order))
+    return [tuple(sorted(order[k::count])) for k in range(count)]
+
+
+def _new_fit(session: Session, loader: _Loader, cases: Sequence[_Case], configuration: Configuration,
+             twin: Configuration, role: str, settings: MetricSettings) -> TemperatureFit:
+    temperature, before, after, voxels = _fit(loader, cases, twin, settings)
+    fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, temperature=temperature,
+                         nll_before=before, nll_after=after, voxels=voxels, cases=[c.image.name for c in cases],
+                         role=role)
+    session.add(fit)
+    session.flush()
+    return fit
+
+
 def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequence[_Case],
             twins: dict[str, Configuration], by_name: dict[str, Configuration], options: ProtocolOptions) -> None:
-    """Fit on the whole cohort; replace earlier deployed fits; TS results for every processed image. The audit rows
-    of the changes are added last: writing one takes the audit log's lock until the transaction ends."""
+    """Replace the deployed fits: the whole-cohort fit for the other images, cross-fits for the cohort's own. The
+    audit rows of the changes are added last: writing one takes the audit log's lock until the transaction ends."""
     everything = _cases(session, loader.store, model_set, None)
+    members = {c.image.name for c in cohort}
+    folds = crossfit_folds(sorted(members), options.seed)
     changes = []
     for name, twin in twins.items():
-        replaced = session.scalar(select(TemperatureFit).where(TemperatureFit.configuration_id == by_name[name].id,
-                                                               TemperatureFit.protocol_id.is_(None)))
+        configuration = by_name[name]
+        deployed = (TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))
+        replaced = session.scalar(select(TemperatureFit).where(*deployed, TemperatureFit.role == "deployed"))
         old = _deployment(replaced) if replaced is not None else None
-        session.execute(delete(TemperatureFit).where(TemperatureFit.configuration_id == by_name[name].id,
-                                                     TemperatureFit.protocol_id.is_(None)))
-        temperature, before, after, voxels = _fit(loader, cohort, twin, options.settings)
-        fit = TemperatureFit(configuration_id=by_name[name].id, protocol_id=None, repeat=None,
-                             temperature=temperature, nll_before=before, nll_after=after, voxels=voxels,
-                             cases=[c.image.name for c in cohort])
-        session.add(fit)
-        session.flush()
+        session.execute(delete(TemperatureFit).where(*deployed))
+        fit = _new_fit(session, loader, cohort, configuration, twin, "deployed", options.settings)
+        crossfits = [_new_fit(session, loader, [c for c in cohort if c.image.name not in fold], configuration, twin,
+                              "crossfit", options.settings) for fold in folds]
+        after = _deployment(fit) | {"crossfit": [round(f.temperature, 6) for f in crossfits]}
         changes.append(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
                                   action="config.deploy_ts", outcome="ok", object_type="configuration",
-                                  object_id=f"{model_set.name}/{name}"[:200], before=old, after=_deployment(fit)))
-        log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels)", name, temperature, before, after, voxels)
+                                  object_id=f"{model_set.name}/{name}"[:200], before=old, after=after))
+        log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels); %d cross-fits for the cohort: %s", name,
+                 fit.temperature, fit.nll_before, fit.nll_after, fit.voxels, len(crossfits),
+                 ", ".join(f"{f.temperature:.3f}" for f in crossfits))
         for case in everything:
-            _evaluate(session, loader, case, by_name[name], twin, fit, model_set, options)
+            chosen = fit_for(case.image.name, [fit, *crossfits])
+            assert chosen is not None and case.image.name not in chosen.cases  # a fold's cross-fit excludes it
+            _evaluate(session, loader, case, configuration, twin, chosen, model_set, options)
     session.add_all(changes)
 

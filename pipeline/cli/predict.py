@@ -33,6 +33,9 @@ def add_verbs(verbs: Any) -> None:
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--temperatures", help="JSON: configuration name -> fitted temperature (for +TS)")
     predict.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
+    predict.add_argument("--grid-mapping", choices=("pooled", "per_pass"), default="pooled",
+                         help="pool on the network's grid and map each configuration once (pooled, default), or map "
+                              "every pass to the CT grid first (per_pass, validation)")
     predict.set_defaults(handler=predict_command)
 
 
@@ -58,7 +61,8 @@ def _temperatures(path: str | None) -> dict[str, float]:
 
 
 def predict_command(args: argparse.Namespace, _settings: Settings) -> int:
-    """Run the grid on one CT; write <out>/<configuration>.nii.gz and <out>/summary.json."""
+    """Run the grid on one CT; write <out>/<configuration>.nii.gz (one configuration at a time) and
+    <out>/summary.json (``seconds``: preprocessing, passes and mapping, not writing)."""
     from pipeline.inference.engine import MemberPredictor, choose_device  # torch loads only for this verb
     from pipeline.inference.grid import grid_for
     from pipeline.inference.pooling import predict_grid
@@ -69,26 +73,30 @@ def predict_command(args: argparse.Namespace, _settings: Settings) -> int:
     predictor = MemberPredictor(model_set, choose_device(args.device))
     grid = grid_for(model_set, predictor.mirror_axes())
     start = time.perf_counter()
-    prediction = predict_grid(predictor, image, grid)
+    prediction = predict_grid(predictor, image, grid, grid_mapping=args.grid_mapping)
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
-    for configuration in grid:
-        probs = prediction.probabilities[configuration.name]
-        if configuration.temperature_scaling:
-            if configuration.name not in temperatures:
-                skipped.append(configuration.name)
-                continue
-            probs = apply_temperature(probs, temperatures[configuration.name])
-        write_probabilities(out / f"{configuration.name}.nii.gz", probs, image)
-        written.append(configuration.name)
+    scaled = {configuration.name for configuration in grid if configuration.temperature_scaling}
+    for name, probs in prediction:
+        if name in scaled and name not in temperatures:
+            skipped.append(name)
+        else:
+            calibrated = apply_temperature(probs, temperatures[name]) if name in scaled else probs
+            write_probabilities(out / f"{name}.nii.gz", calibrated, image)
+            written.append(name)
+            del calibrated
+        del probs
+    seconds += prediction.seconds_mapping
     summary = {
         "ct": str(args.ct),
         "model_set": model_set.identity(),
         "labels": list(model_set.labels),
         "device": str(predictor.device),
+        "grid_mapping": args.grid_mapping,
         "forward_passes": prediction.forward_passes,
+        "mappings": predictor.mappings,
         "seconds": round(seconds, 3),
         "written": written,
         "skipped_without_temperature": skipped,

@@ -84,6 +84,8 @@ def add_verbs(verbs: Any) -> None:
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-set", help="model set of the configuration: its name or identity (default: the "
+                                            "newest model set with a result of the configuration)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
                        help=f"fraction of ROI voxels (default {DEFAULT_FRACTION})")
@@ -176,7 +178,8 @@ def export_worklist_command(args: argparse.Namespace, settings: Settings) -> int
     budget = _budget(args)
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
-        worklist = build_worklist(session, artifacts, args.configuration, budget, settings.review)
+        worklist = build_worklist(session, artifacts, args.configuration, budget, settings.review,
+                                  model_set=args.model_set)
         return write_worklist(worklist, args.out, args.format)
 
     return _export(settings, f"worklist_{args.format}", f"{args.configuration} @ {budget.describe()}", produce)
@@ -190,7 +193,7 @@ def export_regions_command(args: argparse.Namespace, settings: Settings) -> int:
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         regions, entropy = export_region_maps(session, artifacts, args.case, args.configuration, budget,
-                                              args.out_dir, settings.review)
+                                              args.out_dir, settings.review, args.model_set)
         sys.stdout.write(f"wrote {entropy}\n")
         return regions
 
@@ -205,7 +208,7 @@ def export_rtstruct_command(args: argparse.Namespace, settings: Settings) -> int
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         return export_case_rtstruct(session, artifacts, args.case, args.configuration, budget, args.out,
-                                    args.allow_generated_uids, settings.review)
+                                    args.allow_generated_uids, settings.review, args.model_set)
 
     return _export(settings, "rtstruct", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
 
@@ -222,7 +225,7 @@ def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
         if configuration is None:
             raise NotFoundError("the store holds no result yet: run the batch first")
         store = engine.url.render_as_string(hide_password=True)
-        content = gather_report(session, artifacts, store, configuration, budget, settings.review)
+        content = gather_report(session, artifacts, store, configuration, budget, settings.review, args.model_set)
         return write_report(content, args.out)
 
     return _export(settings, "audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pipeline.batch.export import KINDS
 from pipeline.cli.parsing import metric_settings_file
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
@@ -49,8 +50,10 @@ def add_verbs(verbs: Any) -> None:
     export = verbs.add_parser("export-map", help="a stored voxel map as NIfTI on the CT's original grid")
     export.add_argument("--case", required=True, help="case name")
     export.add_argument("--configuration", help="configuration name (not for ct / reference)")
-    export.add_argument("--map", required=True, choices=("ct", "reference", "entropy", "prediction", "error",
-                                                         "budget_mask"))
+    export.add_argument("--model-set", help="model set name or identity (default: the newest with this configuration)")
+    export.add_argument("--map", required=True, choices=KINDS,
+                        help="an image map (ct, reference), a result map, or the class probabilities the result was "
+                             "scored on (4-D; calibrated for +TS configurations)")
     export.add_argument("--out", type=Path, required=True, help="output .nii.gz")
     export.set_defaults(handler=export_command)
 
@@ -122,6 +125,7 @@ def export_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write one stored map as NIfTI."""
     from pipeline.batch.export import export_map
 
-    path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out)
+    path = export_map(settings.database_url, settings.artifacts_dir, args.case, args.configuration, args.map, args.out,
+                      args.model_set)
     sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -1,9 +1,13 @@
-"""Forward passes of nnU-Net v2 members on one case, each (member, view) once, mapped back to the CT grid.
+"""Forward passes of nnU-Net v2 members on one case, each (member, view) once, and the way back to the CT grid.
 
 The case is preprocessed once with nnU-Net's own preprocessor; each member's weights are loaded once; each TTA
-view flips the preprocessed input, runs nnU-Net's sliding window (mirroring off) and flips the logits back; the
-logits then go back to the original geometry with nnU-Net's probability resampling, un-cropping (background
-outside the crop) and inverse transpose. Pooling into configurations happens in :mod:`pipeline.inference.pooling`.
+view flips the preprocessed input, runs nnU-Net's sliding window (mirroring off) and flips the logits back, on the
+network's grid (:meth:`MemberPredictor.network_logits`). Two ways back to the original geometry: a pooled
+probability map on the device with :func:`pipeline.inference.mapping.map_probabilities`
+(:meth:`MemberPredictor.to_ct_grid`, the ``pooled`` grid mapping), or one pass's logits with nnU-Net's own
+resampling function, un-cropping (background outside the crop) and inverse transpose in NumPy
+(:meth:`MemberPredictor.forward`, the ``per_pass`` grid mapping). Pooling happens in
+:mod:`pipeline.inference.pooling`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from numpy.typing import NDArray
 
 from pipeline.inference.grid import View
+from pipeline.inference.mapping import CtGeometry, ct_geometry, map_probabilities
 from pipeline.inference.model_set import ModelSet, ModelSetError
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ class Preprocessed:
     data: torch.Tensor
     properties: dict[str, Any]
     original_shape: tuple[int, int, int]
+    geometry: CtGeometry
 
 
 class MemberPredictor:
@@ -87,6 +93,7 @@ class MemberPredictor:
         self._mixed_precision = mixed_precision
         self._loaded: str | None = None
         self.forward_passes: Counter[tuple[str, View]] = Counter()
+        self.mappings = 0
 
     def _checkpoint(self, member_name: str) -> dict[str, Any]:
         member = self.model_set.member(member_name)
@@ -121,7 +128,7 @@ class MemberPredictor:
             raise ModelSetError(
                 f"{self.model_set.folder}: {expected} input channels; only single-channel CT is supported"
             )
-        array = sitk.GetArrayFromImage(image).astype(np.float32)[None]
+        array = sitk.GetArrayViewFromImage(image)[None]  # no copy: nnU-Net makes its own float32 copy
         spacing_zyx = list(reversed(image.GetSpacing()))
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         data, _, properties = preprocessor.run_case_npy(
@@ -129,20 +136,36 @@ class MemberPredictor:
             self.model_set.dataset_json,
         )
         shape = array.shape[1:]
-        return Preprocessed(torch.from_numpy(np.ascontiguousarray(data)), properties, (shape[0], shape[1], shape[2]))
+        geometry = ct_geometry(properties, self.configuration_manager, list(self.plans_manager.transpose_forward))
+        return Preprocessed(torch.from_numpy(np.ascontiguousarray(data)), properties, (shape[0], shape[1], shape[2]),
+                            geometry)
 
-    def forward(self, case: Preprocessed, member_name: str, view: View) -> NDArray[np.float32]:
-        """Logits (C, Z, Y, X) of one member on one view, on the original CT grid, float32."""
+    def network_logits(self, case: Preprocessed, member_name: str, view: View) -> torch.Tensor:
+        """Logits (C, z, y, x) of one member on one view, on the network's grid, float32, on the device."""
         self._load(member_name)
         flip_axes = [axis + 1 for axis in view]
         data = torch.flip(case.data, flip_axes) if flip_axes else case.data
         with torch.autocast(self.device.type, enabled=self._mixed_precision and self.device.type == "cuda"):
             logits = self._predictor.predict_sliding_window_return_logits(data)
-        logits = logits.float().cpu()
+        logits = logits.float().to(self.device)
         if flip_axes:
             logits = torch.flip(logits, flip_axes)
         self.forward_passes[(member_name, view)] += 1
+        return logits
+
+    def forward(self, case: Preprocessed, member_name: str, view: View) -> NDArray[np.float32]:
+        """Logits (C, Z, Y, X) of one member on one view, on the original CT grid, float32 (nnU-Net's mapping)."""
+        logits = self.network_logits(case, member_name, view).cpu()
+        self.mappings += 1
         return self._to_original_grid(logits, case.properties)
+
+    def to_ct_grid(self, probabilities: torch.Tensor, case: Preprocessed) -> NDArray[np.float32]:
+        """Class probabilities (C, z, y, x) on the network's grid → (C, Z, Y, X) on the CT grid, float32.
+
+        Resampled, un-cropped and transposed on the tensor's device; only the CT-grid result comes back.
+        """
+        self.mappings += 1
+        return map_probabilities(probabilities, case.geometry, self.configuration_manager).cpu().numpy()
 
     def _to_original_grid(self, logits: torch.Tensor, properties: dict[str, Any]) -> NDArray[np.float32]:
         transpose_forward = self.plans_manager.transpose_forward
@@ -159,12 +182,23 @@ class MemberPredictor:
         full[(slice(None), *box)] = resampled
         return np.ascontiguousarray(full.transpose([0, *[i + 1 for i in self.plans_manager.transpose_backward]]))
 
+    def ordered(self, schedule: Sequence[tuple[str, View]]) -> list[tuple[str, View]]:
+        """The distinct pairs of ``schedule`` grouped by member (so weights load once), views in order."""
+        rank = {member.name: index for index, member in enumerate(self.model_set.members)}
+        return sorted(set(schedule), key=lambda pair: (rank[pair[0]], pair[1]))
+
     def passes(
         self, case: Preprocessed, schedule: Sequence[tuple[str, View]]
     ) -> Iterator[tuple[str, View, NDArray[np.float32]]]:
-        """Run ``schedule`` (each pair once, grouped by member so weights load once) yielding logits per pass."""
-        rank = {member.name: index for index, member in enumerate(self.model_set.members)}
-        ordered = sorted(set(schedule), key=lambda pair: (rank[pair[0]], pair[1]))
-        for member_name, view in ordered:
+        """Run ``schedule`` (:meth:`ordered`) yielding each pass's logits on the CT grid (:meth:`forward`)."""
+        for member_name, view in self.ordered(schedule):
             log.debug("forward %s view %s", member_name, view)
             yield member_name, view, self.forward(case, member_name, view)
+
+    def network_passes(
+        self, case: Preprocessed, schedule: Sequence[tuple[str, View]]
+    ) -> Iterator[tuple[str, View, torch.Tensor]]:
+        """Run ``schedule`` (:meth:`ordered`) yielding each pass's logits on the network's grid."""
+        for member_name, view in self.ordered(schedule):
+            log.debug("forward %s view %s (network grid)", member_name, view)
+            yield member_name, view, self.network_logits(case, member_name, view)

@@ -1,30 +1,128 @@
-"""Running pools of the configuration grid: every forward pass feeds each configuration that uses it."""
+"""Running pools of the configuration grid: every forward pass feeds each configuration that uses it, and the pooled
+maps come out on the CT grid one configuration at a time.
+
+Where the pools live follows the spec's ``grid_mapping`` option: ``pooled`` (default) pools softmax probabilities on
+the network's grid, in torch on the predictor's device, and maps each pool to the CT grid once, when its turn comes;
+``per_pass`` maps every pass's logits to the CT grid first (nnU-Net's rule for a single prediction) and pools there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 from numpy.typing import NDArray
 
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration, View
 from pipeline.metrics.pooling import MemberPool
-from pipeline.metrics.settings import PoolingRule
+from pipeline.metrics.settings import GridMapping, PoolingRule
 
 
-@dataclass(frozen=True)
-class GridPrediction:
-    """Pooled class probabilities (C, Z, Y, X) on the CT grid per configuration name.
+class NetworkPool:
+    """Running pool of member logits (C, z, y, x) on the network's grid, in torch on the logits' device.
 
-    A configuration and its +TS twin share one array; the temperature is applied at evaluation.
+    The rules of :class:`pipeline.metrics.pooling.MemberPool`: ``prob_mean`` p̄ = mean_k softmax(z_k / T_m),
+    ``logit_mean`` p̄ = softmax(mean_k z_k / T_m); accumulates in float32.
     """
 
-    probabilities: dict[str, NDArray[np.float32]]
+    def __init__(self, rule: PoolingRule = "prob_mean", member_temperature: float = 1.0) -> None:
+        if rule not in ("prob_mean", "logit_mean"):
+            raise ValueError(f"rule must be 'prob_mean' or 'logit_mean', got {rule!r}")
+        if not member_temperature > 0:
+            raise ValueError(f"member_temperature must be > 0, got {member_temperature}")
+        self.rule: PoolingRule = rule
+        self.member_temperature = member_temperature
+        self.count = 0
+        self._total: torch.Tensor | None = None
+
+    def add(self, logits: torch.Tensor) -> None:
+        """Add one member's logits; every member must have the same shape."""
+        if self._total is not None and logits.shape != self._total.shape:
+            raise ValueError(f"logits shape {tuple(logits.shape)} differs from the pool's {tuple(self._total.shape)}")
+        member = logits.float()
+        if self.rule == "prob_mean":
+            member = torch.softmax(member / self.member_temperature, dim=0)
+        if self._total is None:
+            self._total = member.clone() if member is logits else member
+        else:
+            self._total += member
+        self.count += 1
+
+    def probabilities(self) -> torch.Tensor:
+        """The pooled class probabilities p̄ (C, z, y, x), float32, on the logits' device."""
+        if self._total is None:
+            raise ValueError("the pool is empty: add at least one member")
+        mean = self._total / self.count
+        if self.rule == "logit_mean":
+            return torch.softmax(mean / self.member_temperature, dim=0)
+        return mean
+
+
+@dataclass
+class GridPrediction:
+    """One CT's grid after its forward passes; iterate it (once) for (configuration name, probabilities).
+
+    Each item's probabilities are (C, Z, Y, X) float32 on the CT grid. A configuration and its +TS twin come one
+    after the other with the same array (the temperature is applied at evaluation). A pool is mapped only when its
+    turn comes and the iterator keeps no reference to it afterwards, so a caller that drops each map before asking
+    for the next holds one CT-grid map at a time.
+
+    Attributes:
+        spacing: the CT's voxel size (z, y, x) in mm.
+        forward_passes: the (member, view) passes run.
+        seconds_mapping: time spent so far making the streamed maps: the mappings under ``pooled``; under
+            ``per_pass`` only the pools' final mean (its mappings ran with the passes).
+    """
+
     spacing: tuple[float, float, float]
     forward_passes: int
+    _groups: list[tuple[tuple[str, ...], Callable[[], NDArray[np.float32]]]]
+    seconds_mapping: float = 0.0
+    _streamed: bool = field(default=False, repr=False)
+
+    def __iter__(self) -> Iterator[tuple[str, NDArray[np.float32]]]:
+        if self._streamed:
+            raise RuntimeError("a grid prediction streams its configurations once")
+        self._streamed = True
+        return self._stream()
+
+    def _stream(self) -> Iterator[tuple[str, NDArray[np.float32]]]:
+        while self._groups:
+            names, finish = self._groups.pop(0)
+            start = time.perf_counter()
+            probabilities = finish()
+            del finish
+            self.seconds_mapping += time.perf_counter() - start
+            for name in names:
+                yield name, probabilities
+            del probabilities
+
+
+def _pool_groups(
+    configurations: Sequence[Configuration], member_temperature: dict[str, float]
+) -> tuple[list[tuple[tuple[str, ...], float]], dict[tuple[str, View], list[int]]]:
+    """Configurations that pool the same passes at the same member temperature share one pool: the groups (names,
+    member temperature) in order of first appearance, and for each pass the groups that use it."""
+    index: dict[tuple[object, ...], int] = {}
+    groups: list[tuple[tuple[str, ...], float]] = []
+    users: dict[tuple[str, View], list[int]] = {}
+    for configuration in configurations:
+        temperature = member_temperature.get(configuration.name, 1.0)
+        key = (*configuration.pool_key, temperature)
+        if key not in index:
+            index[key] = len(groups)
+            groups.append(((), temperature))
+        names, _ = groups[index[key]]
+        groups[index[key]] = ((*names, configuration.name), temperature)
+        for pair in configuration.passes:
+            if index[key] not in users.setdefault(pair, []):
+                users[pair].append(index[key])
+    return groups, users
 
 
 def predict_grid(
@@ -33,8 +131,9 @@ def predict_grid(
     configurations: Sequence[Configuration],
     rule: PoolingRule = "prob_mean",
     member_temperature: dict[str, float] | None = None,
+    grid_mapping: GridMapping = "pooled",
 ) -> GridPrediction:
-    """Pooled probabilities of every configuration for one CT, with each (member, view) pass computed once.
+    """Run every (member, view) pass of the grid once on one CT; the pooled maps then stream from the result.
 
     Args:
         predictor: the members.
@@ -43,31 +142,32 @@ def predict_grid(
         rule: member pooling rule.
         member_temperature: per configuration name, a temperature applied to each member before pooling (the
             ``per_member`` temperature mode); configurations not named pool unscaled members.
+        grid_mapping: ``pooled`` (one mapping per pool, on the predictor's device) or ``per_pass`` (one mapping per
+            pass, nnU-Net's NumPy resampling; every pool held on the CT grid until streamed).
     """
-    temperatures = member_temperature or {}
-    pools: dict[tuple[object, ...], MemberPool] = {}
-    names: dict[str, tuple[object, ...]] = {}
-    for configuration in configurations:
-        temperature = temperatures.get(configuration.name, 1.0)
-        key = (*configuration.pool_key, temperature)
-        pools.setdefault(key, MemberPool(rule, temperature))
-        names[configuration.name] = key
-    users: dict[tuple[str, View], list[MemberPool]] = {}
-    for configuration in configurations:
-        for pair in configuration.passes:
-            pool = pools[names[configuration.name]]
-            if pool not in users.setdefault(pair, []):
-                users[pair].append(pool)
+    if grid_mapping not in ("pooled", "per_pass"):
+        raise ValueError(f"grid_mapping must be 'pooled' or 'per_pass', got {grid_mapping!r}")
+    groups, users = _pool_groups(configurations, member_temperature or {})
     case = predictor.preprocess(image)
     count = 0
-    for member, view, logits in predictor.passes(case, list(users)):
-        count += 1
-        for pool in users[(member, view)]:
-            pool.add(logits)
+    finishers: list[Callable[[], NDArray[np.float32]]] = []
+    if grid_mapping == "pooled":
+        network_pools = [NetworkPool(rule, temperature) for _, temperature in groups]
+        for member, view, logits in predictor.network_passes(case, list(users)):
+            count += 1
+            for group in users[(member, view)]:
+                network_pools[group].add(logits)
+        finishers = [lambda pool=pool: predictor.to_ct_grid(pool.probabilities(), case) for pool in network_pools]
+    else:
+        ct_pools = [MemberPool(rule, temperature) for _, temperature in groups]
+        for member, view, ct_logits in predictor.passes(case, list(users)):
+            count += 1
+            for group in users[(member, view)]:
+                ct_pools[group].add(ct_logits)
+        finishers = [pool.probabilities for pool in ct_pools]
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    pooled = {key: pool.probabilities() for key, pool in pools.items()}
     return GridPrediction(
-        probabilities={name: pooled[key] for name, key in names.items()},
         spacing=(spacing[0], spacing[1], spacing[2]),
         forward_passes=count,
+        _groups=[(names, finish) for (names, _), finish in zip(groups, finishers, strict=True)],
     )

@@ -112,8 +112,9 @@ def read_labels(path: Path) -> LoadedMap:
     return LoadedMap(array, loaded.spacing, path)
 
 
-def write_probabilities(path: Path, probs: NDArray[np.floating], reference: sitk.Image) -> None:
-    """Write class probabilities (C, Z, Y, X) as a 4-D NIfTI on ``reference``'s grid (4th axis = class)."""
+def write_probabilities(path: Path, probs: NDArray[np.floating], reference: sitk.Image, description: str = "") -> None:
+    """Write class probabilities (C, Z, Y, X) as a 4-D NIfTI on ``reference``'s grid (4th axis = class), with
+    ``description`` in the header's ``descrip`` field (80 characters at most)."""
     grid = tuple(reversed(reference.GetSize()))
     if probs.shape[1:] != grid:
         raise ValueError(f"probabilities {probs.shape[1:]} do not match the CT grid {grid}")
@@ -123,6 +124,8 @@ def write_probabilities(path: Path, probs: NDArray[np.floating], reference: sitk
     direction = np.eye(4)
     direction[:3, :3] = np.reshape(reference.GetDirection(), (3, 3))
     image.SetDirection(direction.ravel().tolist())
+    if description:
+        image.SetMetaData("ITK_FileNotes", description[:80])
     sitk.WriteImage(image, str(path), useCompression=True)
 
 

@@ -74,8 +74,8 @@ def narrow_budget_mask(
 ) -> NDArray[np.bool_]:
     """U_b from a stored U_b0 (b <= b0) of a ROI of ``roi_voxels``: its ceil(b·|R|) highest-entropy voxels.
 
-    Exact because U_b is a prefix of the ranking U_b0 is a prefix of. The store keeps entropy as float16: voxels
-    whose entropies tie in float16 but not in the float32 the mask was made from may swap at the cut.
+    Exact because U_b is a prefix of the ranking U_b0 is a prefix of, given the same entropy values the mask was
+    made from (the store keeps the float32 entropy).
     """
     if entropy.shape != stored.shape:
         raise ValueError(f"entropy {entropy.shape} and mask {stored.shape} must have one shape")

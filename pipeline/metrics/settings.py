@@ -18,6 +18,7 @@ BrierMode = Literal["all_classes", "foreground"]
 EmptyErrorPolicy = Literal["zero", "exclude"]
 EmptyStructurePolicy = Literal["exclude", "one"]
 AucMode = Literal["roc", "capture"]
+GridMapping = Literal["pooled", "per_pass"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": ("prob_mean", "logit_mean"),
@@ -28,6 +29,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "empty_error_policy": ("zero", "exclude"),
     "empty_structure_policy": ("exclude", "one"),
     "auc_mode": ("roc", "capture"),
+    "grid_mapping": ("pooled", "per_pass"),
 }
 
 
@@ -56,6 +58,9 @@ class MetricSettings:
             that is not there cannot lift the mean; ``one`` gives it DSC = 1, the spec's formula read literally.
         auc_mode: ``roc`` = full AUROC (default); ``capture`` = area of the error-capture curve over the budget range.
         sum_tolerance: largest accepted |Σ_c p_c - 1| of an input probability map.
+        grid_mapping: where the pooled map lives: ``pooled`` (default) pools softmax probabilities on the network's
+            grid and maps each configuration's pooled map to the CT grid once; ``per_pass`` (validation) maps every
+            pass's logits to the CT grid first and pools there.
     """
 
     pooling: PoolingRule = "prob_mean"
@@ -75,6 +80,7 @@ class MetricSettings:
     empty_structure_policy: EmptyStructurePolicy = "exclude"
     auc_mode: AucMode = "roc"
     sum_tolerance: float = 1e-3
+    grid_mapping: GridMapping = "pooled"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

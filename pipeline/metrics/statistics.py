@@ -21,9 +21,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import false_discovery_control
+from scipy.stats import false_discovery_control, wilcoxon
 
-from pipeline.metrics.cohort import PairedComparison, paired_comparison
+from pipeline.metrics.cohort import PairedComparison
 
 Correction = Literal["holm", "bh"]
 Mark = Literal["best", "tied", ""]
@@ -81,6 +81,19 @@ def _repeat_means(weights: NDArray[np.float64], values: NDArray[np.float64], tes
     return np.nanmean(per_repeat, axis=1)
 
 
+def bootstrap_weights(n_cases: int, settings: StatisticsSettings = DEFAULT_STATISTICS) -> NDArray[np.float64]:
+    """(n_bootstrap, n_cases) multiplicities of seeded case resamples: row b counts how often each case was drawn.
+
+    Weighted means over these rows are the bootstrap's resampled means; sharing one matrix among the cells of a table
+    (same cases) pairs their resamples and costs one matrix product per cell.
+    """
+    rng = np.random.default_rng(settings.seed)
+    draws = rng.integers(0, n_cases, size=(settings.n_bootstrap, n_cases))
+    weights = np.zeros((settings.n_bootstrap, n_cases))
+    np.add.at(weights, (np.arange(settings.n_bootstrap)[:, None], draws), 1.0)
+    return weights
+
+
 def repeat_mean_interval(values: ArrayLike, settings: StatisticsSettings = DEFAULT_STATISTICS) -> Interval:
     """The repeated hold-out's number and its case-level bootstrap CI.
 
@@ -102,11 +115,7 @@ def repeat_mean_interval(values: ArrayLike, settings: StatisticsSettings = DEFAU
         return Interval(math.nan, math.nan, math.nan, 0)
     matrix, tested = matrix[:, cases], tested[:, cases]
     estimate = float(_repeat_means(np.ones((1, cases.size)), matrix, tested)[0])
-    rng = np.random.default_rng(settings.seed)
-    draws = rng.integers(0, cases.size, size=(settings.n_bootstrap, cases.size))
-    weights = np.zeros((settings.n_bootstrap, cases.size))
-    np.add.at(weights, (np.arange(settings.n_bootstrap)[:, None], draws), 1.0)
-    resampled = _repeat_means(weights, matrix, tested)
+    resampled = _repeat_means(bootstrap_weights(cases.size, settings), matrix, tested)
     tail = (1 - settings.confidence) / 2
     low, high = np.nanquantile(resampled, [tail, 1 - tail])
     return Interval(estimate, float(low), float(high), int(cases.size))
@@ -132,6 +141,16 @@ def adjust_p_values(p_values: Sequence[float], correction: Correction = "holm") 
     return adjusted
 
 
+def wilcoxon_p(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired values (pairs with a NaN dropped); NaN with fewer than 2 pairs or
+    no difference."""
+    difference = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    difference = difference[~np.isnan(difference)]
+    if difference.size < 2 or not np.any(difference != 0):
+        return math.nan
+    return float(wilcoxon(difference).pvalue)
+
+
 @dataclass(frozen=True)
 class BestMarks:
     """Per configuration: ``best``, ``tied`` (for best) or ``""``; and each comparison with the top one: its paired
@@ -152,10 +171,10 @@ def mark_best(per_case: pd.DataFrame, higher_is_better: bool,
         higher_is_better: the metric's direction.
         settings: CI level, resamples, seed, correction and alpha.
 
-    The configuration with the best mean is compared with every other on their shared cases (paired bootstrap CI of
-    the mean difference, Wilcoxon signed-rank p adjusted over these comparisons). It is ``best`` when every difference
-    favours it with a CI excluding 0 and an adjusted p below alpha; otherwise it and each configuration it cannot be
-    told apart from are ``tied``.
+    The configuration with the best mean is compared with every other on their shared cases: a percentile bootstrap
+    CI of the mean paired difference (the same case resamples for every comparison) and the Wilcoxon signed-rank
+    p-value, adjusted over these comparisons. It is ``best`` when every difference favours it with a CI excluding 0
+    and an adjusted p below alpha; otherwise it and each configuration it cannot be told apart from are ``tied``.
     """
     means = per_case.mean(axis=0, skipna=True).dropna()
     marks: dict[str, Mark] = {str(c): "" for c in per_case.columns}
@@ -164,9 +183,23 @@ def mark_best(per_case: pd.DataFrame, higher_is_better: bool,
     top = str(means.idxmax() if higher_is_better else means.idxmin())
     others = [str(c) for c in means.index if str(c) != top]
     sign = 1.0 if higher_is_better else -1.0
-    tests = {o: paired_comparison(sign * per_case[top].to_numpy(), sign * per_case[o].to_numpy(),
-                                  n_bootstrap=settings.n_bootstrap, confidence=settings.confidence,
-                                  seed=settings.seed) for o in others}
+    values = per_case.to_numpy(dtype=np.float64)
+    columns = [str(c) for c in per_case.columns]
+    differences = sign * (values[:, [columns.index(top)]] - values[:, [columns.index(o) for o in others]])
+    shared = ~np.isnan(differences)
+    weights = bootstrap_weights(values.shape[0], settings)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resampled = (weights @ np.where(shared, differences, 0.0)) / (weights @ shared.astype(np.float64))
+    tail = (1 - settings.confidence) / 2
+    tests: dict[str, PairedComparison] = {}
+    for k, other in enumerate(others):
+        paired = differences[shared[:, k], k]
+        if paired.size == 0:
+            tests[other] = PairedComparison(0, math.nan, math.nan, math.nan, math.nan)
+            continue
+        low, high = np.nanquantile(resampled[:, k], [tail, 1 - tail])
+        p = wilcoxon_p(paired, np.zeros_like(paired))
+        tests[other] = PairedComparison(int(paired.size), float(paired.mean()), float(low), float(high), p)
     adjusted = adjust_p_values([tests[o].wilcoxon_p for o in others], settings.correction)
     comparisons = {o: (tests[o], float(p)) for o, p in zip(others, adjusted, strict=True)}
     apart = {o: tests[o].ci_low > 0 and p < settings.alpha for o, (_, p) in comparisons.items()}

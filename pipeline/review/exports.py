@@ -132,18 +132,19 @@ def write_audit_csv(records: Sequence[AuditRecord], path: Path) -> Path:
     return _write_csv(path, AUDIT_COLUMNS, rows)
 
 
-def _one_result(session: Session, case: str, configuration: str) -> ResultRef:
-    found = deployed_results(session, configuration, case)
+def _one_result(session: Session, case: str, configuration: str, model_set: str | None) -> ResultRef:
+    found = deployed_results(session, configuration, case, model_set)
     if not found:
         raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
     return found[0]
 
 
 def export_region_maps(session: Session, artifacts: ArtifactStore, case: str, configuration: str, budget: Budget,
-                       out_dir: Path, settings: ReviewSettings | None = None) -> tuple[Path, Path]:
+                       out_dir: Path, settings: ReviewSettings | None = None,
+                       model_set: str | None = None) -> tuple[Path, Path]:
     """``<case>_<configuration>_regions.nii.gz`` (each voxel: its region's rank, 0 outside) and ``…_entropy.nii.gz``
-    on the CT's original grid."""
-    ref = _one_result(session, case, configuration)
+    on the CT's original grid (the configuration of ``model_set``, default the newest with a result of it)."""
+    ref = _one_result(session, case, configuration, model_set)
     regions, _, _ = case_regions(session, artifacts, ref, budget, settings)
     entropy_path = session.scalars(select(Artifact.path).where(Artifact.result_id == ref.result.id,
                                                                Artifact.kind == "entropy")).one()
@@ -157,10 +158,10 @@ def export_region_maps(session: Session, artifacts: ArtifactStore, case: str, co
 
 def export_case_rtstruct(session: Session, artifacts: ArtifactStore, case: str, configuration: str, budget: Budget,
                          out: Path, allow_generated_uids: bool = False,
-                         settings: ReviewSettings | None = None) -> Path:
+                         settings: ReviewSettings | None = None, model_set: str | None = None) -> Path:
     """The case's review regions as an RTSTRUCT (one ROI ``QA <structure>`` per structure with regions) that
     references the case's original DICOM CT series, re-read from its folder."""
-    ref = _one_result(session, case, configuration)
+    ref = _one_result(session, case, configuration, model_set)
     image = ref.image
     if image.source_kind != "dicom":
         raise RtstructError(f"case {case!r} was read from {image.source_path}, not a DICOM series: an RTSTRUCT "

@@ -32,6 +32,8 @@ from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
+from pipeline.store.configurations import resolve_configuration
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import with_values
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
@@ -65,16 +67,17 @@ class ReportContent:
     decisions: pd.DataFrame
 
 
-def _deployed(query: Select[Any]) -> Select[Any]:
-    """Restrict a query over CaseResult to reference-backed results that are not protocol fits."""
+def _deployed(query: Select[Any], model_set_id: int) -> Select[Any]:
+    """Restrict a query over CaseResult to the reference-backed deployed results of one model set."""
     return (query.select_from(CaseResult).join(Configuration, Configuration.id == CaseResult.configuration_id)
             .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-            .where(CaseResult.has_reference.is_(True), TemperatureFit.protocol_id.is_(None)))
+            .where(CaseResult.has_reference.is_(True), deployed_result(),
+                   Configuration.model_set_id == model_set_id))
 
 
-def _cohort(session: Session) -> tuple[str, pd.DataFrame]:
+def _cohort(session: Session, model_set_id: int) -> tuple[str, pd.DataFrame]:
     shown = list(registry.names(registry.summary_metrics()))
-    protocol = latest_protocol(session)
+    protocol = latest_protocol(session, model_set_id=model_set_id)
     if protocol is not None:
         rows = protocol_case_rows(session, protocol)
         if not rows.empty:
@@ -82,7 +85,7 @@ def _cohort(session: Session) -> tuple[str, pd.DataFrame]:
                     "repeats of the per-repeat test means.")
             return note, summarise_repeats(rows, shown)
     frame = with_values(session, _deployed(select(CaseResult.id.label("result_id"),
-                                                  Configuration.name.label("configuration"))))
+                                                  Configuration.name.label("configuration")), model_set_id))
     if frame.empty:
         return "No reference-backed result in the store yet.", pd.DataFrame()
     grouped = frame.groupby("configuration")
@@ -92,17 +95,18 @@ def _cohort(session: Session) -> tuple[str, pd.DataFrame]:
     return "No protocol yet: mean ± SD over the reference-backed cases.", summary.reset_index()
 
 
-def _curves(session: Session) -> pd.DataFrame:
+def _curves(session: Session, model_set_id: int) -> pd.DataFrame:
     query = (_deployed(select(Configuration.name, CurvePoint.budget, func.avg(CurvePoint.ueo),
-                              func.avg(CurvePoint.recall)))
+                              func.avg(CurvePoint.recall)), model_set_id)
              .join(CurvePoint, CurvePoint.result_id == CaseResult.id)
              .group_by(Configuration.name, CurvePoint.budget))
     return pd.DataFrame(session.execute(query).all(), columns=["configuration", "budget", "ueo", "recall"])
 
 
-def _reliability(session: Session) -> dict[str, ReliabilityBins]:
+def _reliability(session: Session, model_set_id: int) -> dict[str, ReliabilityBins]:
     query = (_deployed(select(Configuration.name, ReliabilityBin.bin, func.sum(ReliabilityBin.count),
-                              func.sum(ReliabilityBin.sum_confidence), func.sum(ReliabilityBin.sum_correct)))
+                              func.sum(ReliabilityBin.sum_confidence), func.sum(ReliabilityBin.sum_correct)),
+                       model_set_id)
              .join(ReliabilityBin, ReliabilityBin.result_id == CaseResult.id)
              .where(ReliabilityBin.group == 0).group_by(Configuration.name, ReliabilityBin.bin))
     frame = pd.DataFrame(session.execute(query).all(), columns=["configuration", "bin", "count", "conf", "correct"])
@@ -132,13 +136,16 @@ def _decisions(session: Session) -> pd.DataFrame:
 
 
 def gather_report(session: Session, artifacts: ArtifactStore, store: str, configuration: str, budget: Budget,
-                  settings: ReviewSettings | None = None) -> ReportContent:
-    """Read the report's content from the store (``store`` is the URL shown, without its password)."""
-    note, cohort = _cohort(session)
+                  settings: ReviewSettings | None = None, model_set: str | None = None) -> ReportContent:
+    """Read the report's content from the store (``store`` is the URL shown, without its password): the model set of
+    ``configuration`` (``model_set``, default the newest with a result of it), its cohort numbers and worklist."""
+    model_set_id = resolve_configuration(session, configuration, model_set).model_set_id
+    note, cohort = _cohort(session, model_set_id)
     return ReportContent(
         generated_at=datetime.now(UTC), store=store, configuration=configuration, budget=budget, cohort_note=note,
-        cohort=cohort, curves=_curves(session), reliability=_reliability(session),
-        worklist=build_worklist(session, artifacts, configuration, budget, settings), decisions=_decisions(session),
+        cohort=cohort, curves=_curves(session, model_set_id), reliability=_reliability(session, model_set_id),
+        worklist=build_worklist(session, artifacts, configuration, budget, settings, model_set=model_set),
+        decisions=_decisions(session),
     )
 
 

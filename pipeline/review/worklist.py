@@ -32,6 +32,8 @@ from pipeline.review.regions import CaseRegions, Region, case_score, find_region
 from pipeline.review.workflow import State
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactError, ArtifactStore
+from pipeline.store.configurations import resolve_configuration
+from pipeline.store.deployed import deployed_result
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.schema import (
     Artifact,
@@ -86,12 +88,14 @@ class WorklistCase:
 
 @dataclass(frozen=True)
 class Worklist:
-    """The ranked cases of one configuration at one budget; ``skipped``: one line per case whose maps are missing."""
+    """The ranked cases of one configuration of one model set (``model_set``: its identity) at one budget;
+    ``skipped``: one line per case whose maps are missing."""
 
     configuration: str
     budget: Budget
     cases: tuple[WorklistCase, ...]
     skipped: tuple[str, ...] = ()
+    model_set: str = ""
 
     def unreviewed(self) -> int:
         """Items neither reviewed nor approved."""
@@ -107,14 +111,17 @@ class ResultRef:
     labels: tuple[str, ...]
 
 
-def deployed_results(session: Session, configuration: str, case: str | None = None) -> list[ResultRef]:
-    """The newest non-protocol result of ``configuration`` per case (of ``case`` only, when given)."""
+def deployed_results(session: Session, configuration: str, case: str | None = None,
+                     model_set: str | None = None) -> list[ResultRef]:
+    """The newest deployed result of ``configuration`` of one model set (``model_set``, or the newest with a result
+    of it: :func:`~pipeline.store.configurations.resolve_configuration`) per case (of ``case`` only, when given)."""
+    chosen = resolve_configuration(session, configuration, model_set)
     query = (select(CaseResult, Image, ModelSet.labels)
              .join(Image, Image.id == CaseResult.image_id)
              .join(Configuration, Configuration.id == CaseResult.configuration_id)
              .join(ModelSet, ModelSet.id == Configuration.model_set_id)
              .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-             .where(Configuration.name == configuration, TemperatureFit.protocol_id.is_(None))
+             .where(Configuration.id == chosen.id, deployed_result())
              .order_by(Image.name, CaseResult.id.desc()))
     if case is not None:
         query = query.where(Image.name == case)
@@ -185,14 +192,14 @@ def case_regions(
     return find_regions(mask, entropy, prediction, spacing_zyx(ref.image), settings), fraction, capped
 
 
-def recall_curve(session: Session, configuration: str) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    """The cohort's mean error recall per budget over ``configuration``'s reference-backed, non-protocol results."""
+def recall_curve(session: Session, configuration_id: int) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """The cohort's mean error recall per budget over the reference-backed deployed results of one configuration."""
     query = (select(CurvePoint.budget, func.avg(CurvePoint.recall))
              .join(CaseResult, CaseResult.id == CurvePoint.result_id)
              .join(Configuration, Configuration.id == CaseResult.configuration_id)
              .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-             .where(Configuration.name == configuration, CaseResult.has_reference.is_(True),
-                    TemperatureFit.protocol_id.is_(None), CurvePoint.recall.is_not(None))
+             .where(Configuration.id == configuration_id, CaseResult.has_reference.is_(True),
+                    deployed_result(), CurvePoint.recall.is_not(None))
              .group_by(CurvePoint.budget).order_by(CurvePoint.budget))
     rows = session.execute(query).all()
     if not rows:
@@ -244,24 +251,20 @@ def _items(ref: ResultRef, regions: tuple[Region, ...], predicted: set[int],
 
 def build_worklist(
     session: Session, artifacts: ArtifactStore, configuration: str, budget: Budget,
-    settings: ReviewSettings | None = None, case: str | None = None,
+    settings: ReviewSettings | None = None, case: str | None = None, model_set: str | None = None,
 ) -> Worklist:
-    """The worklist of ``configuration`` at ``budget`` (reads every case's maps: cache it in a UI); of ``case``
-    alone when given (its rank is then 1).
+    """The worklist of ``configuration`` of one model set (``model_set``, else the newest with a result of it) at
+    ``budget`` (reads every case's maps: cache it in a UI); of ``case`` alone when given (its rank is then 1).
 
     Raises LookupError when the store has no result of ``configuration`` (for ``case``); a case whose maps are
     missing or unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
     """
     settings = settings or ReviewSettings()
-    refs = deployed_results(session, configuration, case)
-    if not refs and case is not None:
-        raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
+    chosen = resolve_configuration(session, configuration, model_set)
+    refs = deployed_results(session, configuration, case, model_set)
     if not refs:
-        known = sorted(set(session.scalars(select(Configuration.name).join(
-            CaseResult, CaseResult.configuration_id == Configuration.id))))
-        raise NotFoundError(f"no stored result of configuration {configuration!r} "
-                            f"(stored: {', '.join(known) or 'none'})")
-    curve = recall_curve(session, configuration)
+        raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
+    curve = recall_curve(session, chosen.id)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     predicted = _predicted_classes(session, [ref.result.id for ref in refs])
     found: dict[str, tuple[ResultRef, CaseRegions, float, bool]] = {}
@@ -285,16 +288,19 @@ def build_worklist(
             expected_recall=_expected(curve, fraction), regions=regions.regions,
             items=_items(ref, regions.regions, predicted.get(ref.result.id, set()), states),
         ))
-    return Worklist(configuration=configuration, budget=budget, cases=tuple(cases), skipped=tuple(skipped))
+    identity = session.scalar(select(ModelSet.identity).where(ModelSet.id == chosen.model_set_id)) or ""
+    return Worklist(configuration=configuration, budget=budget, cases=tuple(cases), skipped=tuple(skipped),
+                    model_set=identity)
 
 
-def unreviewed_count(session: Session, configuration: str) -> int:
-    """The header badge: predicted structures of ``configuration``'s cases not yet reviewed or approved.
+def unreviewed_count(session: Session, configuration: str, model_set: str | None = None) -> int:
+    """The header badge: predicted structures of ``configuration``'s cases (one model set) not yet reviewed or
+    approved.
 
     Pure SQL (no maps): structures with predicted volume, per newest non-protocol result, minus the review items in
     ``reviewed`` or ``approved``. Regions assigned to a structure that was not predicted are not counted here.
     """
-    refs = deployed_results(session, configuration)
+    refs = deployed_results(session, configuration, model_set=model_set)
     predicted = _predicted_classes(session, [ref.result.id for ref in refs])
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     done = {State.REVIEWED, State.APPROVED}

@@ -8,7 +8,7 @@ stored: ``at`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``before`` / ``after`` as 
 links to :data:`GENESIS`.
 
 Who writes the hashes, the time and the actor's name (never the caller):
-- PostgreSQL: the ``BEFORE INSERT`` trigger of migration 0004 (``audit_log_seal``, SECURITY DEFINER): it takes the
+- PostgreSQL: the ``BEFORE INSERT`` trigger of migration 0005 (``audit_log_seal``, SECURITY DEFINER): it takes the
   next id under an advisory lock, sets ``at`` to the server's clock, ``actor`` to the name of ``actor_id`` (a row
   without ``actor_id`` may not name a user), ``db_user`` to the database role, and the hashes;
 - SQLite: :func:`seal_new_entries` on every ORM flush, under SQLite's write lock (id = last + 1, ``at`` = now); a

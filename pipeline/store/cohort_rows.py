@@ -11,15 +11,18 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import with_values
 from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
 
 
-def latest_protocol(session: Session, cohort: str | None = None) -> Protocol | None:
-    """The newest protocol (of ``cohort`` when given)."""
+def latest_protocol(session: Session, cohort: str | None = None, model_set_id: int | None = None) -> Protocol | None:
+    """The newest protocol (of ``cohort`` and of the model set ``model_set_id`` when given)."""
     query = select(Protocol).order_by(Protocol.created_at.desc(), Protocol.id.desc()).limit(1)
     if cohort is not None:
         query = query.where(Protocol.cohort == cohort)
+    if model_set_id is not None:
+        query = query.where(Protocol.model_set_id == model_set_id)
     return session.scalar(query)
 
 
@@ -62,7 +65,7 @@ def deployed_case_rows(session: Session, cohort: str) -> pd.DataFrame:
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(Image.cohort == cohort,
-               or_(CaseResult.temperature_fit_id.is_(None), TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
     )
     frame = with_values(session, query).drop(columns="result_id")
     return frame.sort_values(["case", "position"]).reset_index(drop=True)

@@ -1,7 +1,7 @@
 """The review tables: local users, their dashboard sessions and login throttles, review items (one per case ×
 configuration × structure) and the audit log.
 
-They share :class:`pipeline.store.schema.Base`, so Alembic (``migrations/versions/0002_review.py``, ``0004``) and
+They share :class:`pipeline.store.schema.Base`, so Alembic (``migrations/versions/0002_review.py``, ``0005``) and
 ``alembic check`` see them. ``audit_log`` is append-only and hash-chained (:mod:`pipeline.store.audit_chain`): the
 migrations install triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), and any INSERT that does not
 extend the chain on SQLite; users are deactivated, never deleted (the audit log, sessions and review items reference

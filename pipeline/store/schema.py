@@ -18,7 +18,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 WHOLE_CASE = -1  # MetricValue.class_index of a case-level value; 0..C-1 are the structures
@@ -148,10 +159,21 @@ class SplitRole(Base):
     role: Mapped[str] = mapped_column(String(16))
 
 
+FIT_ROLES = ("repeat", "deployed", "crossfit")
+
+
 class TemperatureFit(Base):
-    """One fitted temperature of a TS configuration: per protocol repeat, or deployed (no protocol)."""
+    """One fitted temperature of a TS configuration; ``cases`` are the calibration cases it was fitted on.
+
+    ``role``: ``repeat`` (one protocol repeat's calibration cases; its TS results are that repeat's test cases),
+    ``deployed`` (the whole calibration cohort, no protocol: what the nightly batch applies to every case outside
+    the cohort) or ``crossfit`` (the cohort minus one fold, no protocol: applied to that fold's cases, so that no
+    case's deployed TS result comes from a temperature fitted on itself). :mod:`pipeline.store.deployed` owns which
+    results count as deployed.
+    """
 
     __tablename__ = "temperature_fits"
+    __table_args__ = (CheckConstraint("role IN ('repeat', 'deployed', 'crossfit')", name="ck_temperature_fits_role"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id", ondelete="CASCADE"), index=True)
     protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id", ondelete="CASCADE"), index=True)
@@ -161,6 +183,7 @@ class TemperatureFit(Base):
     nll_after: Mapped[float] = mapped_column(Float)
     voxels: Mapped[int] = mapped_column(Integer)
     cases: Mapped[list[Any]] = mapped_column()
+    role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -309,8 +332,9 @@ class Artifact(Base):
     """A voxel map in the artifact store: ``path`` relative to ``QA_ARTIFACTS_DIR``.
 
     ``kind``: ``ct``, ``reference`` (per image); ``probabilities`` (per processing and uncalibrated configuration,
-    float16); ``entropy``, ``prediction``, ``error``, ``budget_mask`` (per result; ``budget`` is the mask's review
-    budget).
+    float32: temperatures are fitted and results re-evaluated from them); ``entropy`` (float32), ``prediction``,
+    ``error``, ``budget_mask`` (per result; ``budget`` is the mask's review budget). Stores written before
+    float32 hold float16 probabilities and entropy: rerun the batch to refit from full precision.
     """
 
     __tablename__ = "artifacts"

@@ -3,7 +3,7 @@ configuration change (a deployed temperature), newest first, filtered by who, wh
 downloadable as CSV with the same filters (an audited export itself).
 
 The log is append-only and hash-chained: the database refuses UPDATE and DELETE of its rows (migration 0002) and
-INSERTs that do not extend the chain (0004). The page verifies the chain when it opens (and on request) and shows the
+INSERTs that do not extend the chain (0005). The page verifies the chain when it opens (and on request) and shows the
 nightly batch's last verification. It only reads the log, through
 :meth:`~pipeline.review.service.ReviewService.audit_entries`, which checks the role again on every call.
 """

@@ -37,9 +37,11 @@ def _page(store: Store, wanted: str | None) -> Component:
     structures = [ALL_FOREGROUND, *chosen.labels[1:]]
     return html.Div([
         html.H3("Cohort calibration"),
-        html.P("Per configuration: test cases of each repeat, mean over them, then mean ± SD over repeats. "
-               "TS configurations use each repeat's own temperature fit. ★ marks the best value per structure.",
-               className="text-muted"),
+        html.P("Per configuration: test cases of each repeat, mean over them, then mean ± SD over repeats (the SD says "
+               "how much the number depends on the split, not how sure it is). TS configurations use each repeat's own "
+               "temperature fit. ★ best: separated from every other configuration of its structure (paired bootstrap "
+               "CI of the difference excludes 0 and the Holm-adjusted Wilcoxon p < 0.05); ≈ tied for best. Hover a "
+               "cell for its 95 % CI (cases resampled) and n.", className="text-muted", id="cohort-legend"),
         protocol_filters(PREFIX, infos, chosen),
         dbc.Row([
             dbc.Col([dbc.Label("Structures"), dcc.Dropdown(

@@ -12,7 +12,9 @@ from dash.development.base_component import Component
 from pipeline.errors import InputError
 from pipeline.metrics import registry
 from qa_dashboard import charts, inputs
+from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section
+from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
 from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
 from qa_dashboard.queries.cohort import protocols as list_protocols
@@ -115,12 +117,17 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: 
 
 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
-          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"))
-def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any,
-            metric: Any) -> tuple[Component, dict[str, Any]]:
+          Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
+          Input("compare-configurations", "value"))
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any, metric: Any,
+            shown: Any) -> tuple[Component, dict[str, Any]]:
+    """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
+    B), the family a reader compares by eye."""
     a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
-    chosen = cohort_filter(protocol_id, repeats, start, end, [c for c in (a, b) if c is not None])
+    shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
+    family = sorted({*shown, *(c for c in (a, b) if c is not None)})
+    chosen = cohort_filter(protocol_id, repeats, start, end, family)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
@@ -129,8 +136,10 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any
         a, b = _configuration(a, "compare-a.value", names), _configuration(b, "compare-b.value", names)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
     result, values = paired(cases, metric, a, b)
+    correction = settings().multiple_comparisons
+    own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
     label = registry.metric(metric).label
-    rows = charts.paired_summary(result, label, names[a], names[b])
+    rows = charts.paired_summary(result, label, names[a], names[b], own, count, correction)
     table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
                       id="compare-paired-table")
     return table, charts.paired_figure(values, label, names[a], names[b])

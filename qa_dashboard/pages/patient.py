@@ -80,7 +80,9 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
 def _review(view: viewer.CaseView, configuration_id: int) -> Component:
     """The review panel of this case under configuration A (its structures' items and the workflow's actions), and
     the case's downloads."""
-    data = review.scope(view.results[configuration_id].configuration, DEFAULT_BUDGET, view.case.name, case_only=True)
+    shown = view.results[configuration_id]
+    data = review.scope(shown.configuration, DEFAULT_BUDGET, view.case.name, case_only=True,
+                        model_set=shown.model_set_identity)
     return section("Review", review.panel(data, _rows(data), height=200),
                    html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
@@ -91,7 +93,8 @@ def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
     user = auth.current_user()
     if user is None or not allowed(user["role"], Action.EXPORT):
         return html.Span()
-    query = urlencode({"configuration": data["configuration"], "kind": data["kind"], "value": data["value"]})
+    query = urlencode({"configuration": data["configuration"], "model_set": data.get("model_set") or "",
+                       "kind": data["kind"], "value": data["value"]})
     name = quote(view.case.name, safe="")
     links = [("Regions + entropy (NIfTI)", f"/export/regions/{name}.zip?{query}", "download-regions")]
     if view.case.source_kind == "dicom":
@@ -260,5 +263,6 @@ def _review_scope(a: Any, name: Any) -> tuple[Any, Any, Any]:
     view = viewer.load(get_store(), checked.name(name))
     if view is None or a not in view.results:
         return dash.no_update, dash.no_update, dash.no_update
-    data = review.scope(view.results[a].configuration, DEFAULT_BUDGET, name, case_only=True)
+    data = review.scope(view.results[a].configuration, DEFAULT_BUDGET, name, case_only=True,
+                        model_set=view.results[a].model_set_identity)
     return data, _rows(data), _downloads(view, data)

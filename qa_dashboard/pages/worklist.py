@@ -3,8 +3,10 @@ ranked regions (each opens the slice browser at the region), the review items wi
 exports to the clinic.
 
 Address: ``/worklist?configuration=NAME&budget=PERCENT`` or ``&minutes=M`` (a time budget per patient, converted
-with ``QA_REVIEW_SECONDS_PER_ML`` and capped at 5 % of ROI voxels). Without a configuration, the review
-configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at 2 %.
+with ``QA_REVIEW_SECONDS_PER_ML`` and capped at the run's budget range, 5 % by default), and ``&model_set=`` (a model
+set's name or identity; default the newest with results: results of two model sets are never mixed). Without a
+configuration, the review configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at
+the default budget (2 %).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from qa_dashboard.queries.worklist import (
     configurations,
     item_rows,
     load_worklist,
+    model_sets,
     region_rows,
 )
 from qa_dashboard.review import MAX_MINUTES, STATE_RULES, checked_scope, panel, scope, scope_budget
@@ -81,13 +84,14 @@ def parse_budget(budget: str | None, minutes: str | None) -> Budget:
     return Budget("fraction", round(percent / 100, 6))
 
 
-def export_links(configuration: str, budget: Budget) -> Component:
+def export_links(configuration: str, budget: Budget, model_set: str = "") -> Component:
     """The worklist and report downloads (served by ``qa_dashboard.exports``), for roles that may export."""
     user = auth.current_user()
     if user is None or not allowed(user["role"], Action.EXPORT):
         return html.Small("Exports need the reviewer, approver or admin role.", className="text-muted",
                           id="export-links")
-    query = urlencode({"configuration": configuration, "kind": budget.kind, "value": budget.value})
+    query = urlencode({"configuration": configuration, "model_set": model_set, "kind": budget.kind,
+                       "value": budget.value})
     links = [("Worklist CSV", f"/export/worklist.csv?{query}"), ("Worklist Excel", f"/export/worklist.xlsx?{query}"),
              ("Audit report PDF", f"/export/report.pdf?{query}")]
     return html.Div([dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
@@ -108,22 +112,33 @@ def _content(worklist: Worklist) -> Component:
             help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
         section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),
                 help_text="connected parts of the top-budget mask, highest mean entropy × volume first"),
-        section("Review", panel(scope(worklist.configuration, budget), item_rows(worklist)),
+        section("Review", panel(scope(worklist.configuration, budget, model_set=worklist.model_set),
+                                item_rows(worklist)),
                 help_text="select items, then act; approval needs a second user with the approver role"),
-        section("Exports", export_links(worklist.configuration, budget)),
+        section("Exports", export_links(worklist.configuration, budget, worklist.model_set)),
     ])
 
 
-def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
+def _page(store: Store, configuration: str | None, budget: Budget, model_set: str | None) -> Component:
     with store.session() as session:
-        names = configurations(session)
+        sets = model_sets(session)
+        by_name = {name: identity for identity, name in sets}
+        chosen_set = by_name.get(model_set or "", model_set) or (sets[0][0] if sets else None)
+        if chosen_set not in {identity for identity, _ in sets}:
+            return not_found(f"There is no model set {model_set!r} with stored results "
+                             f"(stored: {', '.join(name for _, name in sets)}).")
+        names = configurations(session, chosen_set)
         chosen = configuration or default_configuration(session, settings().review_configuration)
     if chosen not in names:
         return not_found(f"There is no stored result of configuration {chosen!r} (stored: {', '.join(names)}).")
     percent = 100 * budget.value if budget.kind == "fraction" else DEFAULT_PERCENT
+    several = {} if len(sets) > 1 else {"display": "none"}
     return html.Div([
         html.H3("Review worklist"),
         dbc.Row([
+            dbc.Col([dbc.Label("Model set"), dcc.Dropdown(
+                [{"label": f"{name} · {identity}", "value": identity} for identity, name in sets], chosen_set,
+                id="worklist-model-set", clearable=False)], lg=3, style=several),
             dbc.Col([dbc.Label("Configuration"), dcc.Dropdown(names, chosen, id="worklist-configuration",
                                                               clearable=False)], lg=3),
             dbc.Col([dbc.Label("Budget"), dbc.RadioItems(
@@ -138,33 +153,35 @@ def _page(store: Store, configuration: str | None, budget: Budget) -> Component:
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
         ], className="mb-3 g-3", id="worklist-controls"),
-        dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget)), id="worklist-content")),
+        dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget, model_set=chosen_set)),
+                             id="worklist-content")),
     ])
 
 
 def layout(configuration: str | None = None, budget: str | None = None, minutes: str | None = None,
-           **_query: str) -> Component:
-    if any(value is not None and len(value) > inputs.MAX_NAME for value in (configuration, budget, minutes)):
+           model_set: str | None = None, **_query: str) -> Component:
+    if any(value is not None and len(value) > inputs.MAX_NAME for value in (configuration, budget, minutes, model_set)):
         return not_found("The address is malformed: a value is too long.")
     try:
         parsed = parse_budget(budget, minutes)
     except ValueError as error:
         return not_found(str(error))
-    return guarded(lambda store: _page(store, configuration, parsed))
+    return guarded(lambda store: _page(store, configuration, parsed, model_set))
 
 
 @callback(Output("worklist-content", "children"), Input("worklist-configuration", "value"),
           Input("worklist-kind", "value"), Input("worklist-percent", "value"), Input("worklist-minutes", "value"),
-          prevent_initial_call=True)
-def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any) -> Component:
+          Input("worklist-model-set", "value"), prevent_initial_call=True)
+def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set: Any) -> Component:
     configuration = inputs.text(configuration, "worklist-configuration.value")
     kind = inputs.choice(kind, "worklist-kind.value", ("fraction", "minutes"))
     percent = inputs.optional(inputs.number, percent, "worklist-percent.value", 0.0, MAX_PERCENT)
     minutes = inputs.optional(inputs.number, minutes, "worklist-minutes.value", 0.0, MAX_MINUTES)
+    model_set = inputs.optional(inputs.text, model_set, "worklist-model-set.value")
     value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
     try:
         budget = Budget(kind, float(value))
-        return _content(load_worklist(get_store(), configuration, budget))
+        return _content(load_worklist(get_store(), configuration, budget, model_set=model_set))
     except (ValueError, LookupError) as error:
         return dbc.Alert(str(error), color="danger", id="worklist-error")
 
@@ -184,5 +201,5 @@ def _narrow(selected: Any, data: Any) -> tuple[Any, Any, Any]:
                          lambda row, name: inputs.record(row, name, {"name": inputs.text}), 1)
     case = rows[0]["name"] if rows else None
     data = checked_scope(data)
-    worklist = load_worklist(get_store(), data["configuration"], scope_budget(data))
+    worklist = load_worklist(get_store(), data["configuration"], scope_budget(data), model_set=data.get("model_set"))
     return region_rows(worklist, case), item_rows(worklist, case), {**data, "case": case}

@@ -37,6 +37,7 @@ from pipeline.store.schema import (
     TemperatureFit,
 )
 
+ALL_FOREGROUND = "all foreground"  # the rows of the whole case (every foreground structure)
 CURVE_METRICS = ("ueo", "recall", "precision", "flagged_ml")
 
 
@@ -148,6 +149,22 @@ def case_table(session: Session, f: CohortFilter) -> pd.DataFrame:
         .join(Configuration, Configuration.id == picked.c.configuration_id)
     )
     return with_values(session, query).drop(columns="result_id")
+
+
+def case_values(session: Session, f: CohortFilter) -> pd.DataFrame:
+    """Every per-case number behind the cohort table, long: one row per (repeat, test case, configuration, structure,
+    metric) with ``value`` — the case-level metrics under ``structure`` = :data:`ALL_FOREGROUND` and the per-structure
+    DSC under each structure's name."""
+    picked = chosen(f)
+    cases = case_table(session, f)
+    whole = cases.melt(id_vars=["repeat", "case", "configuration_id"], value_vars=list(case_metrics()),
+                       var_name="metric", value_name="value").assign(structure=ALL_FOREGROUND)
+    structures = _frame(session, (
+        select(picked.c.repeat, Image.name.label("case"), picked.c.configuration_id,
+               StructureResult.structure, StructureResult.dsc.label("value"))
+        .join(StructureResult, and_(StructureResult.result_id == picked.c.result_id, StructureResult.class_index > 0))
+        .join(Image, Image.id == picked.c.image_id))).assign(metric="dsc")
+    return pd.concat([whole, structures], ignore_index=True).astype({"value": "float64"})
 
 
 def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFrame]:

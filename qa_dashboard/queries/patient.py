@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.store.configurations import twin_of
+from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import result_values
 from pipeline.store.schema import (
     Artifact,
@@ -63,6 +65,7 @@ class ShownResult:
     configuration_id: int
     configuration: str
     model_set: str
+    model_set_identity: str
     labels: tuple[str, ...]
     temperature: float | None
     roi_voxels: int
@@ -97,7 +100,7 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         .join(ModelSet, ModelSet.id == Configuration.model_set_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
         .where(CaseResult.image_id == case.id,
-               (CaseResult.temperature_fit_id.is_(None)) | (TemperatureFit.protocol_id.is_(None)))
+               deployed_result())
         .order_by(ModelSet.id, Configuration.position, CaseResult.id.desc())
     ).all()
     chosen: dict[int, tuple[CaseResult, Configuration, ModelSet, TemperatureFit | None]] = {}
@@ -120,7 +123,8 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         kinds = maps.get(result.id, {})
         twin = twins.get(configuration.id, configuration.id)
         shown.append(ShownResult(
-            result.id, configuration.id, configuration.name, model_set.name, tuple(model_set.labels),
+            result.id, configuration.id, configuration.name, model_set.name, model_set.identity,
+            tuple(model_set.labels),
             result.temperature, result.roi_voxels, tuple(fit.cases) if fit is not None else (),
             {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1], probabilities.get(twin)))
     return shown
@@ -129,9 +133,7 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
 def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
     """Each TS configuration's uncalibrated twin (same members and views) by id."""
     configurations = session.scalars(select(Configuration).where(Configuration.model_set_id.in_(model_sets))).all()
-    plain = {(c.model_set_id, str(c.members), str(c.views)): c.id for c in configurations if not c.temperature_scaling}
-    return {c.id: plain[key] for c in configurations if c.temperature_scaling
-            and (key := (c.model_set_id, str(c.members), str(c.views))) in plain}
+    return {c.id: twin_of(c, configurations).id for c in configurations if c.temperature_scaling}
 
 
 @dataclass(frozen=True)

@@ -25,26 +25,35 @@ STATE_CLASSES = {"pending": "text-secondary", "in_review": "text-primary fw-semi
                  "rejected": "text-danger fw-semibold", "approved": "text-success fw-bold"}
 
 
-def configurations(session: Session) -> list[str]:
-    """Names of the configurations with a stored result, newest model set first, in grid order."""
-    rows = session.execute(
-        select(Configuration.name, ModelSet.id, Configuration.position)
-        .join(ModelSet, ModelSet.id == Configuration.model_set_id)
-        .where(select(CaseResult.id).where(CaseResult.configuration_id == Configuration.id).exists())
-        .order_by(ModelSet.id.desc(), Configuration.position)).all()
-    seen: dict[str, None] = {}
-    for name, _model_set, _position in rows:
-        seen.setdefault(name, None)
-    return list(seen)
+def model_sets(session: Session) -> list[tuple[str, str]]:
+    """(identity, name) of the model sets with a stored result, newest first."""
+    return [(str(i), str(n)) for i, n in session.execute(
+        select(ModelSet.identity, ModelSet.name).where(select(CaseResult.id).join(
+            Configuration, Configuration.id == CaseResult.configuration_id)
+            .where(Configuration.model_set_id == ModelSet.id).exists())
+        .order_by(ModelSet.id.desc()))]
 
 
-def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None) -> Worklist:
-    """The worklist of ``configuration`` at ``budget``, of ``case`` alone when given (LookupError when there is no
-    such result)."""
+def configurations(session: Session, model_set: str | None = None) -> list[str]:
+    """Names of the configurations with a stored result of ``model_set`` (identity; default the newest model set
+    with a result), in grid order."""
+    chosen = model_set or next(iter(model_sets(session)), ("", ""))[0]
+    return list(session.scalars(
+        select(Configuration.name).join(ModelSet, ModelSet.id == Configuration.model_set_id)
+        .where(ModelSet.identity == chosen,
+               select(CaseResult.id).where(CaseResult.configuration_id == Configuration.id).exists())
+        .order_by(Configuration.position)))
+
+
+def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None,
+                  model_set: str | None = None) -> Worklist:
+    """The worklist of ``configuration`` (of ``model_set``, default the newest with a result of it) at ``budget``, of
+    ``case`` alone when given (LookupError when there is no such result)."""
     review = settings().review
+    key = ("worklist", configuration, model_set, budget, review, case)
     with store.session() as session:
-        cached = store.cached(session, ("worklist", configuration, budget, review, case), lambda: build_worklist(
-            session, store.maps.artifacts, configuration, budget, review, case=case))
+        cached = store.cached(session, key, lambda: build_worklist(
+            session, store.maps.artifacts, configuration, budget, review, case=case, model_set=model_set))
         return with_current_states(session, cached)
 
 

@@ -87,7 +87,8 @@ def test_cohort_table_filters_sorts_and_exports(browser: webdriver.Chrome, serve
     rows = wait_for(browser, lambda: grid_rows(browser, "cohort-grid") or None, "the cohort table")
     assert [r["configuration"] for r in rows[:4]] == list(PLAN.configurations)
     assert all(r["n_repeats"] == PLAN.repeats for r in rows)
-    assert browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .qa-best"), "best values are marked"
+    assert browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .qa-best, #cohort-grid .qa-tied"), (
+        "best (or tied-for-best) values are marked")
     wait_for(browser, lambda: len(figure(browser, "cohort-reliability")["data"]) == 1 + len(PLAN.configurations),
              "the reliability diagram with every configuration")
     shot(browser, screenshots, "02_cohort")
@@ -105,14 +106,16 @@ def test_cohort_table_filters_sorts_and_exports(browser: webdriver.Chrome, serve
     # sort by ECE (ascending): the best ECE comes first
     header = browser.find_element(By.CSS_SELECTOR, "#cohort-grid .ag-header-cell[col-id='ece']")
     header.click()
-    wait_for(browser, lambda: next(r for r in grid_rows(browser, "cohort-grid") if r["ece"] is not None)["ece_best"],
-             "the best ECE first (structure rows have no ECE)")
-    best = browser.find_element(By.CSS_SELECTOR, "#cohort-grid .ag-cell.qa-best[col-id='ece']")
-    assert best.text.startswith("★ 0.") and " ± " not in best.text, "one repeat: no SD over repeats"
+    wait_for(browser, lambda: next(r for r in grid_rows(browser, "cohort-grid") if r["ece"] is not None)["ece_mark"]
+             in ("best", "tied"), "the best ECE first, marked best or tied (structure rows have no ECE)")
+    best = browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .ag-cell.qa-best[col-id='ece'], "
+                                                  "#cohort-grid .ag-cell.qa-tied[col-id='ece']")[0]
+    assert best.text.startswith(("★ 0.", "≈ 0.")) and " ± " not in best.text, "one repeat: no SD over repeats"
     browser.find_element(By.ID, "cohort-csv-button").click()
     csv = wait_for(browser, lambda: next(downloads.glob("cohort_calibration*.csv"), None), "the CSV download")
     text = csv.read_text()
-    assert text.startswith("configuration,structure,dsc_mean,dsc_sd,dsc_best") and "DE+TS" in text
+    assert text.startswith("configuration,structure,dsc_mean,dsc_sd,dsc_low,dsc_high,dsc_n,dsc_mark")
+    assert "DE+TS" in text
 
 
 def test_comparison_scatter_click_opens_the_patient(browser: webdriver.Chrome, server: str,

@@ -10,8 +10,10 @@ import math
 import numpy as np
 import pytest
 
+from pipeline.metrics.statistics import wilcoxon_p
 from pipeline.metrics.temperature import apply_temperature
 from qa_dashboard import charts, filters, tables, viewer
+from qa_dashboard.cell_statistics import cell_statistics, family_adjusted_p
 from qa_dashboard.queries import cohort
 from qa_dashboard.rendering import views
 from qa_dashboard.store import get_store
@@ -24,7 +26,9 @@ def _rows(store: SeededStore, structures: list[str]) -> list[dict[str, object]]:
     with get_store().session() as session:
         overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
         names = dict(cohort.configurations(session, store.seeded.model_set_id))
-    return tables.cohort_rows(overall, per_structure, names, structures)
+        stats = cell_statistics(cohort.case_values(session, cohort.CohortFilter(store.seeded.protocol_id)),
+                                tables.table_metrics())
+    return tables.cohort_rows(overall, per_structure, names, structures, stats)
 
 
 def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: SeededStore) -> None:
@@ -32,15 +36,25 @@ def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: 
     assert [(r["configuration"], r["structure"]) for r in rows] == [
         *((c, tables.ALL_FOREGROUND) for c in PLAN.configurations), *((c, "spleen") for c in PLAN.configurations)]
     overall = [r for r in rows if r["structure"] == tables.ALL_FOREGROUND]
-    assert [r["ece_best"] for r in overall] == [r["ece"] == min(x["ece"] for x in overall) for r in overall]
-    assert [r["ueo_auc_best"] for r in overall] == [r["ueo_auc"] == max(x["ueo_auc"] for x in overall)
-                                                    for r in overall]
     spleen = [r for r in rows if r["structure"] == "spleen"]
-    assert sum(r["dsc_best"] for r in spleen) == 1 and all(r["ece"] is None for r in spleen)
+    for group, metric, pick in ((overall, "ece", min), (overall, "ueo_auc", max), (spleen, "dsc", max)):
+        marks = [r[f"{metric}_mark"] for r in group]
+        top = next(r for r in group if r[metric] == pick(x[metric] for x in group))
+        # best only where the data separate it, else the top and those it cannot be told apart from are tied
+        assert top[f"{metric}_mark"] in ("best", "tied") and top[f"{metric}_versus"] is None
+        assert marks.count("best") + marks.count("tied") >= 1 and not (marks.count("best") and marks.count("tied"))
+        assert all(r[f"{metric}_best"] == (r[f"{metric}_mark"] == "best") for r in group)
+        for row in group:
+            assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"], "the CI holds the cohort number"
+            assert row[f"{metric}_n"] == row["n_cases"]
+            versus = row[f"{metric}_versus"]
+            if versus is not None and row[f"{metric}_mark"] == "":
+                assert versus[0] > 0 and versus[2] < 0.05, "below the top: separated from it"
+    assert all(r["ece"] is None for r in spleen)
     parsed = list(csv.DictReader(io.StringIO(tables.cohort_csv(rows))))
     assert len(parsed) == len(rows) and parsed[0]["configuration"] == "Base"
     assert float(parsed[0]["ece_mean"]) == pytest.approx(rows[0]["ece"], rel=1e-5)
-    assert {"ece_sd", "ece_best", "n_cases", "n_repeats"} <= set(parsed[0])
+    assert {"ece_sd", "ece_low", "ece_high", "ece_n", "ece_mark", "n_cases", "n_repeats"} <= set(parsed[0])
     assert _rows(store, ["lymph_nodes"])[0]["structure"] == "lymph_nodes"
 
 
@@ -63,8 +77,9 @@ def test_charts_of_a_seeded_cohort(store: SeededStore) -> None:
     assert len(curves["data"]) == 2 * len(PLAN.configurations)  # a band and a mean line each
     scatter = charts.paired_figure(values, "ECE", "DE", "DE+TS")["data"][1]
     assert scatter["customdata"] == list(values["case"])
-    summary = dict(charts.paired_summary(result, "ECE", "DE", "DE+TS"))
+    summary = dict(charts.paired_summary(result, "ECE", "DE", "DE+TS", 0.0123, 6, "holm"))
     assert summary["cases (pairs)"] == str(result.n) and summary["A"] == "DE"
+    assert summary["p adjusted (Holm, 6 pairs of the shown configurations)"] == "0.0123"
 
 
 def test_plane_figures_show_both_configurations_with_crosshair(store: SeededStore) -> None:
@@ -156,3 +171,18 @@ def test_metrics_table_lists_both_configurations(store: SeededStore) -> None:
     assert "deployed fit on 6 cases" in text and "this case included" not in text
     phantom = str(viewer.metrics_table(app_store, viewer.load(app_store, "phantom_9000"), [ids["DE+TS"]], PLAN.budget))
     assert "deployed fit on 6 cases (this case included)" in phantom
+
+
+def test_the_paired_comparison_is_adjusted_over_the_pairs_shown(store: SeededStore) -> None:
+    with get_store().session() as session:
+        chosen = cohort.CohortFilter(store.seeded.protocol_id)
+        table = cohort.per_case(cohort.case_table(session, chosen), "ece")
+    ids = store.seeded.configurations
+    a, b = ids["DE"], ids["DE+TS"]
+    raw = wilcoxon_p(table[a], table[b])
+    assert family_adjusted_p(table, a, b, [a, b], "holm") == (pytest.approx(raw), 1)
+    family = [ids[n] for n in ("Base", "Base+TS", "DE", "DE+TS")]
+    adjusted, count = family_adjusted_p(table, a, b, family, "holm")
+    assert count == 6 and raw <= adjusted <= min(1.0, 6 * raw)
+    bh, _ = family_adjusted_p(table, a, b, family, "bh")
+    assert raw <= bh <= adjusted + 1e-12

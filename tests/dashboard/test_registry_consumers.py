@@ -57,7 +57,7 @@ def test_the_cohort_table_and_csv_take_columns_labels_and_tooltips_from_the_regi
         names = dict(cohort.configurations(session, store.seeded.model_set_id))
     rows = tables.cohort_rows(overall, per_structure, names, [tables.ALL_FOREGROUND, "spleen"])
     header = next(csv.reader(io.StringIO(tables.cohort_csv(rows))))
-    stats = ("mean", "sd", "best")
+    stats = ("mean", "sd", "low", "high", "n", "mark")
     assert header == ["configuration", "structure", *(f"{m.name}_{s}" for m in expected for s in stats), "n_cases",
                       "n_repeats"]
     whole = [r for r in rows if r["structure"] == tables.ALL_FOREGROUND]

@@ -19,7 +19,7 @@ DOCS = REPO_ROOT / "docs" / "metrics.md"
 # the code that must read metric names from the registry; the metric engine (the registry, and CaseMetrics with its
 # JSON keys) defines them. Migrations freeze the columns they move, tests and benchmarks spell out what they check.
 CONSUMERS = ("pipeline", "qa_dashboard", "app.py")
-ALLOWED = ("pipeline/metrics/",)
+ALLOWED = ("pipeline/metrics/", "pipeline/store/migrations/")  # migrations freeze the columns of their revision
 
 
 def _slug(heading: str) -> str:

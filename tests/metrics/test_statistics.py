@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import false_discovery_control
 
-from pipeline.metrics.cohort import summarise_repeats
+from pipeline.metrics.cohort import paired_comparison, summarise_repeats
 from pipeline.metrics.statistics import StatisticsSettings, adjust_p_values, mark_best, repeat_mean_interval
 
 
@@ -81,3 +81,13 @@ def test_best_only_where_the_data_separate_it() -> None:
     assert sorted(k for k, v in mark_best(close, higher_is_better=True).marks.items() if v == "tied") == ["A", "B"]
     lower = mark_best(pd.DataFrame({"A": base, "B": base + 0.1}), higher_is_better=False)
     assert lower.marks == {"A": "best", "B": ""}
+
+
+def test_best_marks_use_the_paired_bootstrap_of_the_comparison_page() -> None:
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"A": rng.normal(0.7, 0.05, 25), "B": rng.normal(0.65, 0.05, 25)})
+    settings = StatisticsSettings(n_bootstrap=500, seed=3)
+    (comparison, _), = mark_best(frame, higher_is_better=True, settings=settings).comparisons.values()
+    oracle = paired_comparison(frame["A"].to_numpy(), frame["B"].to_numpy(), n_bootstrap=500, seed=3)
+    assert (comparison.ci_low, comparison.ci_high) == pytest.approx((oracle.ci_low, oracle.ci_high), rel=1e-12)
+    assert comparison.wilcoxon_p == pytest.approx(oracle.wilcoxon_p) and comparison.n == oracle.n == 25

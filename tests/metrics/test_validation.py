@@ -190,6 +190,7 @@ def test_maps_budget_bounds_are_accepted(budget: float) -> None:
         ("brier_mode", "bg", r"MetricSettings.brier_mode must be one of"),
         ("empty_error_policy", "nan", r"MetricSettings.empty_error_policy must be one of"),
         ("auc_mode", "pr", r"MetricSettings.auc_mode must be one of"),
+        ("grid_mapping", "once", r"MetricSettings.grid_mapping must be one of \('pooled', 'per_pass'\)"),
         ("temperature_min", 0.0, r"MetricSettings.temperature_min and temperature_max"),
         ("temperature_max", 0.01, r"MetricSettings.temperature_min and temperature_max"),
         ("temperature_min", float("nan"), r"MetricSettings.temperature_min and temperature_max"),
@@ -214,6 +215,7 @@ def test_default_settings_follow_the_spec() -> None:
     assert (config.roi_radius_mm, config.ece_bins, config.budget_max, config.budget_points) == (15.0, 15, 0.05, 51)
     assert (config.temperature_min, config.temperature_max, config.temperature_max_voxels) == (0.05, 20.0, 2_000_000)
     assert config.pooling == "prob_mean" and config.temperature_mode == "after_pooling" and config.roi_mode == "union"
+    assert config.grid_mapping == "pooled"
     fractions = config.budget_fractions()
     assert len(fractions) == 51 and fractions[0] == 0 and fractions[-1] * 20 == 1 and fractions[1] * 1000 == 1
 

@@ -41,6 +41,7 @@ from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing, Run
+from pipeline.store.schema import ModelSet as ModelSetRow
 from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded, synthetic_case
 
 
@@ -279,5 +280,35 @@ def test_the_worklist_follows_the_metric_settings_its_run_stored(seeded: Seeded)
         assert sum(r.voxels for r in regions.regions) == flagged_count(0.04, roi.n_voxels)
         _, fraction, capped = case_regions(session, artifacts, ref, Budget("minutes", 60.0))
         assert (fraction, capped) == (0.03, True)
+        session.rollback()
+    engine.dispose()
+
+
+def test_two_model_sets_are_never_mixed(seeded: Seeded) -> None:
+    """A second model set with its own "DE": the worklist shows one model set's results — the newest by default, the
+    other when named — and the stored results of both stay apart."""
+    engine = make_engine(seeded.url)
+    with session_factory(engine)() as session:
+        old = session.get_one(Configuration, seeded.configuration_ids["DE"])
+        newer = ModelSetRow(identity="review-test-2", name="review-test-2", source="tests",
+                            nnunet_configuration="3d", labels=["background", "lymph_nodes", "spleen"])
+        newer.configurations = [Configuration(name="DE", position=0, members=["m"], views=[[]],
+                                              temperature_scaling=False)]
+        session.add(newer)
+        session.flush()
+        (ref,) = deployed_results(session, "DE", "synthetic-2")
+        session.add(CaseResult(processing_id=ref.result.processing_id, image_id=ref.image.id,
+                               configuration_id=newer.configurations[0].id, has_reference=True,
+                               roi_voxels=ref.result.roi_voxels, voxel_ml=ref.result.voxel_ml, seconds=0.0))
+        session.flush()
+        newest = deployed_results(session, "DE")
+        assert [r.image.name for r in newest] == ["synthetic-2"]
+        assert {r.result.configuration_id for r in newest} == {newer.configurations[0].id}
+        named = deployed_results(session, "DE", model_set="review-test")
+        assert sorted(r.image.name for r in named) == ["ibsi", "synthetic-1", "synthetic-2"]
+        assert {r.result.configuration_id for r in named} == {old.id}
+        assert unreviewed_count(session, "DE", "review-test") == 5
+        with pytest.raises(LookupError, match="of model set 'nowhere'"):
+            deployed_results(session, "DE", model_set="nowhere")
         session.rollback()
     engine.dispose()

@@ -18,7 +18,7 @@ from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.errors import StoreNotReadyError
 from pipeline.inference.model_set import ModelSet, ModelSetError, load_model_set_file
-from pipeline.metrics import registry
+from pipeline.metrics import evaluate_case, registry
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import ChainReport
 from pipeline.store.database import make_engine, session_factory
@@ -166,14 +166,22 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=2))
     with session_factory(engine)() as session:
         fits = session.scalars(select(TemperatureFit)).all()
-        assert len(fits) == 3 * 2 + 3, "one fit per TS configuration and repeat, plus the deployed ones"
+        roles = [f.role for f in fits]
+        assert (roles.count("repeat"), roles.count("deployed"), roles.count("crossfit")) == (3 * 2, 3, 3 * 2), (
+            "per TS configuration: one fit per repeat, one on the whole cohort, one cross-fit per fold (2 cases)")
         assert all(f.nll_after <= f.nll_before + 1e-9 for f in fits)
-        ts_results = session.scalars(select(CaseResult).where(CaseResult.temperature_fit_id.is_not(None))).all()
+        ts_results = session.execute(select(CaseResult, Image.name, TemperatureFit).join(
+            Image, Image.id == CaseResult.image_id).join(
+            TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)).all()
         assert len(ts_results) == 3 * 2 * 1 + 3 * 2, "repeat test cases (1 of 2 per repeat) and deployed (both)"
+        assert all(name not in fit.cases for _, name, fit in ts_results), (
+            "out of sample everywhere: no TS result comes from a temperature fitted on its own case")
+        assert {fit.role for _, _, fit in ts_results} == {"repeat", "crossfit"}, "cohort cases use cross-fits"
         changes = session.scalars(select(AuditEntry).where(AuditEntry.action == "config.deploy_ts")).all()
-        deployed = {f.configuration_id: f.temperature for f in fits if f.protocol_id is None}
+        deployed = {f.configuration_id: f.temperature for f in fits if f.role == "deployed"}
         assert len(changes) == 3 and all(c.before is None and c.actor.startswith("cli:") for c in changes)
         assert sorted(c.after["temperature"] for c in changes) == sorted(deployed.values())
+        assert all(len(c.after["crossfit"]) == 2 for c in changes)
     with session_factory(engine).begin() as session:  # a second protocol: the audit row keeps the replaced value
         run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=2, seed=1))
     with session_factory(engine)() as session:
@@ -193,7 +201,23 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         assert len(rows) == 6, "with deployed temperatures the batch runs all six configurations"
         by_fit = {r.temperature_fit_id is not None: r for r in rows}
         assert by_fit[True].temperature is not None and by_fit[True].temperature > 0
+        applied = session.get_one(TemperatureFit, by_fit[True].temperature_fit_id)
+        assert applied.role == "deployed", "a new case gets the whole-cohort fit"
+        scaled = session.scalars(select(CaseResult).join(Configuration).where(
+            CaseResult.image_id == image.id, Configuration.name == "DE+TS")).one()
+        stored = result_values(session, scaled.id)
     engine.dispose()
+    # an auditor recomputes the stored numbers from the exported probabilities, outside the project's store
+    out = export_map(store_url, artifacts, "phantom_9004", "DE+TS", "probabilities", tmp_path / "p.nii.gz")
+    exported = sitk.ReadImage(str(out))
+    description = exported.GetMetaData("descrip")
+    assert description.startswith("DE+TS ") and f"T={scaled.temperature:.6g}" in description
+    probabilities = sitk.GetArrayFromImage(exported)  # (C, Z, Y, X): the class is the NIfTI's 4th axis
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(new_case / "references" / "phantom_9004.nii.gz")))
+    spacing = tuple(reversed(exported.GetSpacing()[:3]))
+    recomputed = evaluate_case(probabilities.astype(np.float32), reference, spacing).metrics
+    for name in ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc"):
+        assert recomputed.to_dict()[name] == pytest.approx(stored[name], abs=1e-5), name
 
 
 def test_case_without_reference_gets_maps_but_no_reference_metrics(

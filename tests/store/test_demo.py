@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.schema import CaseResult, Image, Protocol, Run
+from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, Run, StructureResult
 from tests.conftest import REPO_ROOT
 
 
@@ -38,6 +38,15 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
             CaseResult.image_id == images["real_ct_totalsegmentator"].id)).all()
         assert len(real) == 6, "the real CT gets every configuration, TS with the deployed temperatures"
         assert len(session.scalars(select(Protocol)).all()) == 1
+        dsc = session.execute(select(Image.name, Configuration.name, StructureResult.class_index, StructureResult.dsc)
+                              .join(CaseResult, CaseResult.id == StructureResult.result_id)
+                              .join(Image, Image.id == CaseResult.image_id)
+                              .join(Configuration, Configuration.id == CaseResult.configuration_id)).all()
+        plain = {(case, name, c): value for case, name, c, value in dsc if not name.endswith("+TS")}
+        scaled = [(case, name.removesuffix("+TS"), c, value) for case, name, c, value in dsc if name.endswith("+TS")]
+        assert len(scaled) >= 3 * 3 * 3, "TS rows of the protocol's repeats and of the deployment, 3 classes each"
+        assert all(plain[(case, twin, c)] == value for case, twin, c, value in scaled), (
+            "TS never changes a DSC: the protocol's TS rows equal their twins' to the last bit")
     engine.dispose()
 
     again = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)

@@ -48,6 +48,7 @@ from pipeline.review.workflow import PermissionDenied, Role, State
 from pipeline.store.audit_chain import verify_engine
 from pipeline.store.cohort_rows import latest_protocol, protocol_case_rows
 from pipeline.store.database import alembic_config, check_at_head, make_engine, refresh_statistics, session_factory
+from pipeline.store.deployed import DEPLOYED_ROLES
 from pipeline.store.review_schema import AuditEntry, User
 from pipeline.store.schema import (
     WHOLE_CASE,
@@ -448,11 +449,12 @@ def test_the_batch_role_writes_the_results_but_not_the_review_tables(roles: Role
             image_id = session.scalar(select(Image.id).where(Image.name == "roles_case"))
             session.add(SplitRole(protocol_id=protocol.id, repeat=0, image_id=image_id, role="test"))
             session.execute(delete(TemperatureFit).where(TemperatureFit.configuration_id == ts,
-                                                         TemperatureFit.protocol_id.is_(None)))
+                                                         TemperatureFit.role.in_(DEPLOYED_ROLES)))
             session.add(TemperatureFit(configuration_id=ts, protocol_id=None, repeat=None, temperature=1.5,
-                                       nll_before=0.4, nll_after=0.3, voxels=10, cases=["roles_case"]))
+                                       nll_before=0.4, nll_after=0.3, voxels=10, cases=["roles_case"],
+                                       role="deployed"))
             session.flush()
-            assert deployed_fits(session, configurations)["Base+TS"].temperature == 1.5
+            assert [f.temperature for f in deployed_fits(session, configurations)["Base+TS"]] == [1.5]
 
         with sessions() as session:
             assert session.get_one(Run, stale.id).status == "interrupted"

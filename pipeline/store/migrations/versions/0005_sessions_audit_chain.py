@@ -1,7 +1,7 @@
 """sessions and audit chain: server-side dashboard sessions, login throttles, a hash-chained audit log
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-05
 
 - ``user_sessions`` (revocable dashboard sessions) and ``login_throttle`` (failed-login counters per pair, client and
@@ -25,8 +25,8 @@ from alembic import op
 
 from pipeline.store.audit_chain import GENESIS, row_hash, utc_text
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
