@@ -2,9 +2,10 @@
 
 Bootstrap's CSS (5.3.6, the version dash-bootstrap-components 2.0.4 is built for) is served from ``assets/``, so
 nothing is fetched from the internet. The app reads the results store of its settings (``database_url``,
-``artifacts_dir``); its only writes are the review workflow's (review items, login bookkeeping, audit rows, through
-``pipeline.review.service``) and the exported files (``exports_dir``). It starts whatever state the store is
-in: until the store exists and is at the code's schema every page says so and names the fix
+``artifacts_dir``); its only writes are the review workflow's (review items, sessions, login throttles, audit rows,
+through ``pipeline.review.service``) and the exported files (``exports_dir``). Login, sessions and CSRF are
+:mod:`qa_dashboard.auth`'s; headers and request checks :mod:`qa_dashboard.security`'s. It starts whatever state the
+store is in: until the store exists and is at the code's schema every page says so and names the fix
 (``python -m pipeline migrate``); an empty store explains how to fill it.
 """
 

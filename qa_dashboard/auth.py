@@ -149,7 +149,8 @@ def refuse(reason: str, status: int) -> tuple[flask.Response, int]:
     return flask.jsonify({"error": reason}), status
 
 
-def _guard() -> Any:
+def guard() -> Any:
+    """The login guard (a ``before_request`` function; see the module's description)."""
     path = flask.request.path
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
@@ -200,7 +201,7 @@ def install(server: flask.Flask, configured: Settings) -> None:
     server.secret_key = secret
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                          SESSION_COOKIE_SECURE=configured.secure_cookies, SESSION_COOKIE_NAME="qa_session")
-    server.before_request(_guard)
+    server.before_request(guard)
     server.after_request(_sync_csrf_cookie)
     server.register_error_handler(RequestEntityTooLarge, _too_large)
     login.install(server)

@@ -138,10 +138,13 @@ def _address(item: Any) -> tuple[Any, Any] | None:
 
 
 def install(app: dash.Dash) -> None:
-    """Harden ``app``'s server: the request checks run before the login guard, the body checks after it."""
+    """Harden ``app``'s server (after :func:`qa_dashboard.auth.install`): the request checks run just before the
+    login guard (after Dash's own first-request setup, which registers the component suites' files), the body checks
+    after it."""
     hardening = _Hardening(app)
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    server.before_request_funcs.setdefault(None, []).insert(0, hardening.check_request)
+    functions = server.before_request_funcs.setdefault(None, [])
+    functions.insert(functions.index(auth.guard), hardening.check_request)
     server.before_request(hardening.check_body)
     server.after_request(hardening.add_headers)

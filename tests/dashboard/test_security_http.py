@@ -124,3 +124,12 @@ def test_a_login_redirects_inside_the_app_whatever_next_holds(port: int, sqlite_
         assert location == "/", location
     query = urlencode({"next": target})
     assert raw(port, "GET", f"/login?{query}")[0] == 200
+
+
+def test_the_checks_run_after_dash_registers_its_files_and_around_the_login_guard(dash_app: dash.Dash) -> None:
+    """A worker's first request may be a script: Dash's setup (which registers the suites' files) runs first, then
+    the request checks, the login guard and the body checks."""
+    names = [getattr(f, "__qualname__", "") for f in dash_app.server.before_request_funcs[None]]
+    order = [names.index(n) for n in ("Dash._setup_server", "_Hardening.check_request", "guard",
+                                      "_Hardening.check_body")]
+    assert order == sorted(order)
