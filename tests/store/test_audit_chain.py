@@ -86,9 +86,12 @@ def _rehash_from(engine: Engine, first: int) -> None:
 
 def test_every_writer_extends_one_intact_chain(engine: Engine, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    with session_factory(engine).begin() as session:  # the protocol stage adds rows through the ORM
-        session.add_all([AuditEntry(actor="cli:batch", action="config.deploy_ts", outcome="ok",
-                                    object_type="configuration", after={"temperature": t}) for t in (1.25, 1.5)])
+    with session_factory(engine).begin() as session:  # the protocol stage adds its rows in one flush at the end
+        added = [AuditEntry(actor="cli:batch", action="config.deploy_ts", outcome="ok", object_type="configuration",
+                            after={"temperature": t}) for t in (1.25, 1.5)]
+        session.add_all(added)
+        session.flush()
+        assert [e.id for e in added] == [7, 8]  # the store's ids, in order, returned to the objects
     with engine.begin() as connection:  # the owner's raw SQL on PostgreSQL (the trigger seals it)
         if engine.dialect.name == "postgresql":
             connection.execute(text("INSERT INTO audit_log (at, actor, action, outcome, object_type) "
