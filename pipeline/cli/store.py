@@ -79,7 +79,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
-                           progress=not args.no_progress and sys.stderr.isatty())
+                           progress=not args.no_progress and sys.stderr.isatty(), max_voxels=settings.max_voxels)
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary.exit_code
@@ -96,8 +96,10 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError(f"--repeats must be >= 1, --test-fraction in (0, 1) and --budget in [0, 1]; got "
                          f"{args.repeats}, {args.test_fraction}, {args.budget}")
     identity = _model_set(args.models).identity()
+    artifacts = ArtifactStore(settings.artifacts_dir)
     engine = make_engine(settings.database_url)
     check_at_head(engine)
+    artifacts.check_writable()
     options = ProtocolOptions(cohort=args.cohort, repeats=args.repeats, test_fraction=args.test_fraction,
                               seed=args.seed, budget=args.budget)
     with session_factory(engine).begin() as session:
@@ -105,7 +107,7 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
         if model_set is None:
             raise NotFoundError(f"{args.models}: this model set has no processed case in the store; "
                                 "run the batch first")
-        protocol = run_protocol(session, ArtifactStore(settings.artifacts_dir), model_set, options)
+        protocol = run_protocol(session, artifacts, model_set, options)
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
     refresh_statistics(engine)
     engine.dispose()
