@@ -176,13 +176,20 @@ def cases_from_dicom_root(root: Path, cohort: str = "default") -> list[CaseSpec]
 
 
 def discover(source: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
-    """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders."""
+    """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders; a
+    source without any case is refused."""
     if source.is_file() and source.suffix.lower() == ".csv":
         return cases_from_manifest(source, cohort, mrn_salt)
     if (source / "images").is_dir():
-        return cases_from_folder(source, cohort)
+        cases = cases_from_folder(source, cohort)
+        if not cases:
+            raise InputError(f"{source}: no case found (images/ holds no {', '.join(IMAGE_SUFFIXES)} file)")
+        return cases
     if source.is_dir():
-        return cases_from_dicom_root(source, cohort)
+        cases = cases_from_dicom_root(source, cohort)
+        if not cases:
+            raise InputError(f"{source}: no case found (no images/ folder and no subfolder of DICOM series)")
+        return cases
     raise InputError(f"{source}: not a CSV manifest, a cohort folder or a folder of DICOM series")
 
 

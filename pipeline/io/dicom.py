@@ -223,8 +223,11 @@ def _order_slices(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list
 
 
 def _failing_file(paths: list[Path]) -> Path | None:
-    """The first file SimpleITK cannot decode on its own (used to name the culprit when the series read fails)."""
-    for path in paths:
+    """A file SimpleITK cannot decode on its own (used to name the culprit when the series read fails); files whose
+    size is furthest from the median are tried first (a truncated slice), as decoding each can take a while."""
+    sizes = {path: path.stat().st_size for path in paths}
+    median = float(np.median(list(sizes.values())))
+    for path in sorted(paths, key=lambda p: -abs(sizes[p] - median)):
         try:
             sitk.ReadImage(str(path))
         except RuntimeError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import tokenize
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,6 +127,14 @@ def check_nifti_stream(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> None
         )
 
 
+def _gzip_or_plain(path: Path) -> bool:
+    """Whether a NIfTI file is uncompressed or starts like a gzip stream (random bytes named .nii.gz are neither)."""
+    if not path.name.lower().endswith(".gz"):
+        return True
+    with path.open("rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
 def read_image_file(path: Path, what: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
     """An image file read by SimpleITK after its header (size limit) and, for NIfTI, its whole stream are checked;
     ``what`` names it in the error ("CT", "reference", "NIfTI image")."""
@@ -134,8 +143,11 @@ def read_image_file(path: Path, what: str, max_voxels: int = DEFAULT_MAX_VOXELS)
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
+        if is_nifti(path) and _gzip_or_plain(path):
+            check_nifti_stream(path, max_voxels)  # ITK cannot say that the gzip stream is what is damaged
         raise InputError(f"{path}: not a readable {what} ({first_line(error)})") from error
-    check_declared(path, (*reader.GetSize(), reader.GetNumberOfComponents()), max_voxels)
+    components = reader.GetNumberOfComponents()
+    check_declared(path, (*reader.GetSize(), *([components] if components > 1 else [])), max_voxels)
     if is_nifti(path):
         check_nifti_stream(path, max_voxels)
     try:
@@ -154,6 +166,11 @@ def npy_header(path: Path, handle: BinaryIO) -> tuple[tuple[int, ...], np.dtype]
             shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
             raise InputError(f"{path}: .npy format version {version} is not supported (1.0 or 2.0)")
-    except (ValueError, OSError, EOFError, SyntaxError) as error:
-        raise InputError(f"{path}: not a readable .npy header ({first_line(error)})") from error
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as error:
+        detail = error.args[0] if isinstance(error, tokenize.TokenError) else first_line(error)
+        raise InputError(f"{path}: not a readable .npy header ({detail})") from error
+    if any(int(n) < 0 for n in shape):
+        raise InputError(f"{path}: not a readable .npy header (negative size in shape {shape})")
+    if dtype.hasobject:
+        raise InputError(f"{path}: the .npy array holds Python objects ({dtype}); pickled data is never loaded")
     return tuple(int(n) for n in shape), dtype
