@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError, NotFoundError, StoreNotReadyError, one_line
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.settings import Settings
 
@@ -57,7 +59,11 @@ def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.store.database import alembic_config
 
     url = settings.database_url
-    command.upgrade(alembic_config(url), "head")
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except OperationalError as error:  # unreachable server, refused login, unopenable SQLite file
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StoreNotReadyError(f"cannot open the store {shown}: {one_line(error.orig or error)}") from error
     sys.stdout.write(f"store at head: {url}\n")
     return 0
 

@@ -337,7 +337,10 @@ def read_ct_series(folder: Path, series_uid: str | None = None, max_voxels: int 
     uid, items = _pick_series(folder, _scan_folder(folder), series_uid)
     slices, normal = _order_slices(folder, items)
     first = slices[0].header
-    check_declared(folder, (int(first.get("Columns") or 0), int(first.get("Rows") or 0), len(slices)), max_voxels)
+    try:
+        check_declared(folder, (int(first.get("Columns") or 0), int(first.get("Rows") or 0), len(slices)), max_voxels)
+    except InputError as error:
+        raise DicomError(str(error)) from None
     image = _read_pixels(folder, slices)
     _check_geometry(folder, image, slices, normal)
     if len(slices) == 1:  # one slice has no slice spacing: ITK says 1 mm; the slice thickness is the better guess

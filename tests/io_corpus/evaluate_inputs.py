@@ -126,7 +126,8 @@ EVALUATE = [
         _raw_npy(i, "garbled.npy", b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4"), _labels_npy(i),
         *SPACING), r".*/garbled\.npy: not a readable \.npy header \(.*\)"),
     Bad("probs-npy-pickled-objects", "evaluate", lambda i: _probs(i, "objects.npy", np.array(
-        [[[[None]]]], dtype=object)), r".*/objects\.npy: the \.npy array holds Python objects \(object\); pickled data is never loaded"),
+        [[[[None]]]], dtype=object)),
+        r".*/objects\.npy: the \.npy array holds Python objects \(object\); pickled data is never loaded"),
     Bad("probs-3d", "evaluate", lambda i: _probs(i, "three_d.npy", i.good.probs[0]),
         r".*/three_d\.npy: probabilities must be 4-D \(C, Z, Y, X\), got shape \(12, 32, 32\)"),
     Bad("probs-5d", "evaluate", lambda i: _probs(i, "five_d.npy", i.good.probs[None]),
@@ -175,7 +176,8 @@ EVALUATE = [
     Bad("probs-nifti-data-short", "evaluate", lambda i: _spleen(i, False, lambda p: edit_gzip(p, lambda d: d[:-4000])),
         r".*/spleen_probs\.nii\.gz: the NIfTI header declares 122x101x30x2 voxels of 32 bits \(2957280 bytes after "
         r"offset 352\), the file holds 2953280 \(truncated\)"),
-    Bad("probs-nifti-data-long", "evaluate", lambda i: _spleen(i, False, lambda p: edit_gzip(p, lambda d: d + b"\0" * 8)),
+    Bad("probs-nifti-data-long", "evaluate", lambda i: _spleen(i, False, lambda p: edit_gzip(
+        p, lambda d: d + b"\0" * 8)),
         r".*/spleen_probs\.nii\.gz: the NIfTI header declares 122x101x30x2 voxels of 32 bits \(2957280 bytes after "
         r"offset 352\), the file holds 2957288 \(longer than declared\)"),
     Bad("probs-nifti-huge-header", "evaluate", lambda i: _spleen(i, False, lambda p: edit_gzip(

@@ -128,8 +128,10 @@ RUN = [
         r".*/m\.csv: not a readable CSV manifest \(.*\)"),
     Bad("run-manifest-mrn-without-salt", "run", lambda i: _source(i, "m.csv", "case,ct,mrn\na,x.nii.gz,123\n"),
         r".*/m\.csv: the manifest gives an mrn; set QA_MRN_SALT .*"),
-    Bad("run-empty-cohort-folder", "run", _cohort_folder, r".*/cohort: no case found \(images/ holds no \.nii\.gz, \.nii, \.mha, \.mhd, \.nrrd file\)"),
-    Bad("run-empty-dicom-root", "run", lambda i: _run(i.folder), r".*: no case found \(no images/ folder and no subfolder of DICOM series\)"),
+    Bad("run-empty-cohort-folder", "run", _cohort_folder,
+        r".*/cohort: no case found \(images/ holds no \.nii\.gz, \.nii, \.mha, \.mhd, \.nrrd file\)"),
+    Bad("run-empty-dicom-root", "run", lambda i: _run(i.folder),
+        r".*: no case found \(no images/ folder and no subfolder of DICOM series\)"),
     Bad("run-budget-above-1", "run", lambda i: [*i.run(i.good.phantom[0]), "--budget", "2"],
         r"--budget must be in \[0, 1\], got 2\.0"),
     # ---- the model set (exit 2, nothing stored)
@@ -156,7 +158,8 @@ RUN = [
         i, lambda m: (m.parent / DATASET).write_text(json.dumps({"name": "x"}))),
         r".*/models/" + DATASET.replace(".", r"\.") + ": dataset\\.json has no 'labels'"),
     Bad("run-model-set-json-folds-text", "run", lambda i: i.run(i.good.phantom[0], models=_model_set_json(
-        i, {"results_folder": "x", "folds": "01"})), r".*/set\.json: model_set 'folds' must be a list of names, got '01'"),
+        i, {"results_folder": "x", "folds": "01"})),
+        r".*/set\.json: model_set 'folds' must be a list of names, got '01'"),
     # ---- the settings (exit 2, nothing stored)
     Bad("env-artifacts-dir-is-a-file", "run", lambda i: i.run(i.good.phantom[0]),
         r"QA_ARTIFACTS_DIR /etc/hostname/artifacts: cannot write there \(Not a directory\)",
@@ -166,6 +169,20 @@ RUN = [
     Bad("env-database-not-migrated", "run", lambda i: i.run(i.good.phantom[0]),
         r"the store sqlite:///.*/empty\.sqlite3 is empty, the code needs .*: run `alembic upgrade head` .*",
         env={"QA_DATABASE_URL": "sqlite:///{folder}/empty.sqlite3"}),
+    Bad("env-database-unreachable", "run", lambda i: i.run(i.good.phantom[0]),
+        r"cannot open the store postgresql\+psycopg://nobody@127\.0\.0\.1:1/none: .*Connection refused",
+        env={"QA_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}),
+    Bad("env-database-folder-is-a-file", "run", lambda i: i.run(i.good.phantom[0]),
+        r"cannot create the folder of the store sqlite:////etc/hostname/qa\.sqlite3: File exists \(/etc/hostname\)",
+        env={"QA_DATABASE_URL": "sqlite:////etc/hostname/qa.sqlite3"}),
+    Bad("migrate-database-unreachable", "migrate", lambda i: ["migrate"],
+        r"cannot open the store postgresql\+psycopg://nobody@127\.0\.0\.1:1/none: connection failed: .*",
+        env={"QA_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}),
+    Bad("run-model-set-json-sha256-differs", "run", lambda i: i.run(i.good.phantom[0], models=_model_set_json(i, {
+        "results_folder": str(DEMO_MANIFEST.parent / CHECKPOINT.split("/fold_")[0]), "folds": [1],
+        "sha256": {str(DEMO_MANIFEST.parent / CHECKPOINT): "0" * 64}})),
+        r".*/" + CHECKPOINT + r": sha256 5e356578f75b2bc270883d65bba93614c267cd6b57b7c1cfeee36f7c6b2e7cf6 differs "
+        r"from 0{64} recorded in .*/set\.json" + _REFUSED),
     Bad("env-max-voxels-text", "run", lambda i: i.run(i.good.phantom[0]),
         r"QA_MAX_VOXELS='lots' is not a number", env={"QA_MAX_VOXELS": "lots"}),
     Bad("env-max-voxels-zero", "run", lambda i: i.run(i.good.phantom[0]),
@@ -183,7 +200,8 @@ RUN = [
     Bad("run-ct-nii-uncompressed-truncated", "run", lambda i: inputs_run(i, truncate(_as_format(i, ".nii"))),
         r".*/ct\.nii: the NIfTI header declares 32x32x12 voxels of 16 bits \(24576 bytes after offset 352\), "
         r"the file holds 12112 \(truncated\)", exit_code=1, stage="read"),
-    Bad("run-ct-nifti-huge-header", "run", lambda i: _ct(i, lambda p: edit_gzip(p, forge_nifti_dims((20000, 20000, 20000)))),
+    Bad("run-ct-nifti-huge-header", "run", lambda i: _ct(i, lambda p: edit_gzip(
+        p, forge_nifti_dims((20000, 20000, 20000)))),
         r".*/ct\.nii\.gz: the header declares 20000x20000x20000 = 8000000000000 values, " + LIMIT,
         exit_code=1, stage="read"),
     Bad("run-ct-random-bytes", "run", lambda i: inputs_run(i, _random(i, "ct.nii.gz")),
