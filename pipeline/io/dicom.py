@@ -170,9 +170,8 @@ def _pick_series(
 def _positions(along: NDArray[np.float64], k: int) -> str:
     """The slice positions (mm) around slices k and k + 1, for an error message."""
     lo, hi = max(k - 2, 0), min(k + 4, len(along))
-    shown = ", ".join(f"{v:.3f}" for v in along[lo:hi])
-    return f"{'…, ' if lo else ''}{shown}{', …' if hi < len(along) else ''} ({len(along)} slices, {along[0]:.3f} to " \
-           f"{along[-1]:.3f} mm)"
+    shown = ", ".join(["…"] * (lo > 0) + [f"{v:.3f}" for v in along[lo:hi]] + ["…"] * (hi < len(along)))
+    return f"{shown} ({len(along)} slices, {along[0]:.3f} to {along[-1]:.3f} mm)"
 
 
 def _order_slices(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list[_Slice], NDArray[np.float64]]:

@@ -2,7 +2,10 @@
 voxel spacing, and maps written as NIfTI on a CT's geometry.
 
 Array axes follow SimpleITK/NumPy order: probabilities (C, Z, Y, X), labels (Z, Y, X), spacing (z, y, x) in mm.
-Every reading failure is an :class:`~pipeline.errors.InputError` whose message names the file.
+Headers are checked before any voxel is read (a size over ``max_voxels`` values is refused, ``QA_MAX_VOXELS``), and
+the data must be as long as the header declares (:mod:`pipeline.io.integrity`): a truncated .npy, a .npz whose
+CRC fails, a NIfTI cut short are refused, never read as zeros. Every reading failure is an
+:class:`~pipeline.errors.InputError` whose message names the file.
 """
 
 from __future__ import annotations
