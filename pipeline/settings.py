@@ -22,6 +22,7 @@ so tests configure by argument. Every variable, its default and what it is for:
 | ``QA_MRN_SALT`` | the key of the hospital-number hash | none: a manifest with an mrn is refused |
 | ``QA_DEMO_PASSWORD`` | the demo accounts' password | ``demo-only-password`` |
 | ``QA_HOST``, ``QA_PORT`` | where ``python app.py`` listens | 127.0.0.1:8050 |
+| ``QA_MAX_VOXELS`` | the most values (voxels × channels) an input file may declare | 2**31 |
 
 A malformed value is an :class:`~pipeline.errors.InputError` naming the variable.
 """
@@ -49,6 +50,9 @@ DEFAULT_USERNAME_CLAIM = "preferred_username"
 DEFAULT_OIDC_LABEL = "single sign-on"
 DEFAULT_SESSION_IDLE_MINUTES = 30.0
 DEFAULT_SESSION_MAX_HOURS = 12.0
+#: the most values (voxels × channels) a header may declare before anything is allocated: a whole-body CT
+#: (512 × 512 × 2000 = 5.2e8) with three class probabilities fits; a forged header of 2.4e10 does not
+DEFAULT_MAX_VOXELS = 2**31
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Settings:
     demo_password: str = DEFAULT_DEMO_PASSWORD
     host: str = "127.0.0.1"
     port: int = 8050
+    max_voxels: int = DEFAULT_MAX_VOXELS
 
     def __post_init__(self) -> None:
         if not (0 < self.session_idle_minutes <= 60 * self.session_max_hours <= 60 * 24 * 31):
@@ -169,6 +174,12 @@ class Settings:
             if not (number.is_integer() and 0 < number < 65536):
                 raise InputError(f"QA_PORT={port!r} must be a port number (1-65535)")
             values["port"] = int(number)
+        limit = text("QA_MAX_VOXELS")
+        if limit is not None:
+            number = _number("QA_MAX_VOXELS", limit)
+            if not (number.is_integer() and number >= 1):
+                raise InputError(f"QA_MAX_VOXELS={limit!r} must be a whole number >= 1")
+            values["max_voxels"] = int(number)
         return cls(**values)  # type: ignore[arg-type]
 
     @property

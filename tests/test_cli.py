@@ -45,6 +45,10 @@ def test_nifti_inputs_use_header_spacing(tmp_path: Path, shared_data: Path) -> N
     probs, label_image = spleen_case(shared_data)
     probs_image = sitk.GetImageFromArray(probs, isVector=False)
     probs_image.SetSpacing((*label_image.GetSpacing(), 1.0))
+    probs_image.SetOrigin((*label_image.GetOrigin(), 0.0))  # on the reference's grid: another grid is refused
+    direction = np.eye(4)
+    direction[:3, :3] = np.reshape(label_image.GetDirection(), (3, 3))
+    probs_image.SetDirection(direction.ravel().tolist())
     sitk.WriteImage(probs_image, str(tmp_path / "probs.nii.gz"))
     sitk.WriteImage(label_image, str(tmp_path / "ref.nii.gz"))
     out = tmp_path / "out.json"

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from pipeline.io.dicom import DicomError, DicomSeries, read_ct_series
-from pipeline.io.rtstruct import read_rtstruct
+from pipeline.io.rtstruct import Clipping, rasterise_rtstruct, read_rtstruct
 
 IBSI_ROI = "GTV_Mass_CT"
 
@@ -367,3 +367,90 @@ def test_bad_rtstruct_files(ibsi: DicomSeries, ibsi_dir: Path, tmp_path: Path) -
         read_rtstruct(ibsi.files[0], ibsi.image)
     with pytest.raises(DicomError, match=_at(tmp_path / "absent.dcm") + r": no such file"):
         read_rtstruct(tmp_path / "absent.dcm", ibsi.image)
+
+
+# ---------------------------------------------------------------- integrity: preamble, damaged .dcm, contours outside
+
+
+@pytest.mark.parametrize("victim", ["000046.dcm", "000020.dcm"], ids=["last-slice", "middle-slice"])
+def test_slice_without_preamble_is_read_as_dicom(ibsi: DicomSeries, ibsi_copy: Path, victim: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Skipped with a warning before: as the last slice, the series came back one slice short without an error."""
+    path = ibsi_copy / victim
+    path.write_bytes(path.read_bytes()[132:])  # no 128-byte preamble, no "DICM"
+    with caplog.at_level("WARNING", logger="pipeline.io.dicom"):
+        series = read_ct_series(ibsi_copy)
+    assert "no DICOM preamble" in caplog.text and victim in caplog.text
+    assert series.image.GetSize() == ibsi.image.GetSize() == (136, 134, 47)
+    assert series.sop_instance_uids == ibsi.sop_instance_uids
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(series.image), sitk.GetArrayFromImage(ibsi.image))
+
+
+def test_slice_without_preamble_or_file_meta_is_read_too(ibsi: DicomSeries, ibsi_copy: Path) -> None:
+    path = ibsi_copy / "000046.dcm"
+    dataset = pydicom.dcmread(path)
+    del dataset.file_meta
+    dataset.preamble = None
+    dataset.save_as(path, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[128:132] != b"DICM"
+    series = read_ct_series(ibsi_copy)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(series.image), sitk.GetArrayFromImage(ibsi.image))
+
+
+def test_dcm_file_that_is_not_dicom_is_refused(ibsi_copy: Path) -> None:
+    (ibsi_copy / "000046.dcm").write_text("a note saved over the last slice\n")
+    with pytest.raises(DicomError, match=_at(ibsi_copy / "000046.dcm") + r": not a DICOM file though named \.dcm"):
+        read_ct_series(ibsi_copy)
+    (ibsi_copy / "000046.dcm").unlink()
+    (ibsi_copy / "notes.txt").write_text("not DICOM")  # other names are skipped with a warning, as before
+    assert read_ct_series(ibsi_copy).image.GetSize() == (136, 134, 46)
+
+
+def test_uneven_spacing_names_the_positions(ibsi_copy: Path) -> None:
+    (ibsi_copy / "000030.dcm").unlink()
+    with pytest.raises(DicomError, match=r"positions along the slice normal: …, -137\.340, -134\.070, -130\.800, "
+                                         r"-124\.260, -120\.990, -117\.720, … \(46 slices, -225\.630 to -75\.210 mm\)"):
+        read_ct_series(ibsi_copy)
+
+
+def test_series_over_the_voxel_limit_is_refused_before_its_pixels(ibsi_dir: Path) -> None:
+    with pytest.raises(DicomError, match=r": the header declares 136x134x47 = 856528 values, over the limit of 856527"):
+        read_ct_series(ibsi_dir / "dicom" / "CT" / "image", max_voxels=856527)
+
+
+def _shifted_rtstruct(ibsi_dir: Path, folder: Path, dx: float) -> Path:
+    dataset = pydicom.dcmread(ibsi_dir / "dicom" / "CT" / "mask" / "RS.dcm")
+    for contour in dataset.ROIContourSequence[0].ContourSequence:
+        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3) + np.array([dx, 0.0, 0.0])
+        contour.ContourData = [f"{v:.6f}" for v in points.ravel()]
+    path = folder / f"shifted_{dx:g}.dcm"
+    dataset.save_as(path)
+    return path
+
+
+def test_contour_partly_outside_is_clipped_and_reported(
+    ibsi: DicomSeries, ibsi_dir: Path, ibsi_reference_mask: np.ndarray, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Moved by 60 voxels to the right the GTV crosses the image's edge: the mask is the part inside, and the ROI's
+    volume inside and in all (all = the unmoved mask's 5564 voxels) are returned and logged."""
+    dx = 60 * ibsi.image.GetSpacing()[0]  # whole voxels: the moved mask is the reference mask shifted
+    with caplog.at_level("WARNING", logger="pipeline.io.rtstruct"):
+        masks, clipped = rasterise_rtstruct(_shifted_rtstruct(ibsi_dir, tmp_path, dx), ibsi.image)
+    expected = np.zeros_like(ibsi_reference_mask)
+    expected[:, :, 60:] = ibsi_reference_mask[:, :, :-60]
+    np.testing.assert_array_equal(masks[IBSI_ROI], expected)
+    voxel_ml = float(np.prod(ibsi.image.GetSpacing())) / 1000
+    assert clipped == [Clipping(IBSI_ROI, pytest.approx(int(expected.sum()) * voxel_ml),
+                                pytest.approx(5564 * voxel_ml))]
+    assert int(expected.sum()) < 5564
+    assert f"ROI '{IBSI_ROI}' lies partly outside the image: {clipped[0].inside_ml:.2f} of its 17.35 mL" in caplog.text
+    assert rasterise_rtstruct(ibsi_dir / "dicom" / "CT" / "mask" / "RS.dcm", ibsi.image)[1] == []
+
+
+def test_contour_entirely_outside_is_an_error_naming_the_roi(ibsi: DicomSeries, ibsi_dir: Path,
+                                                               tmp_path: Path) -> None:
+    moved = _shifted_rtstruct(ibsi_dir, tmp_path, 500.0)
+    with pytest.raises(DicomError, match=_at(moved) + rf": ROI '{IBSI_ROI}' lies entirely outside the image: its "
+                                         r"contours enclose 17\.35 mL, none of it inside the image's 136 x 134"):
+        read_rtstruct(moved, ibsi.image)

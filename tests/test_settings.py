@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.settings import DEFAULT_DEMO_PASSWORD, ReviewSettings, Settings
+from pipeline.settings import DEFAULT_DEMO_PASSWORD, DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 
 
 def test_defaults_are_the_embedded_store_under_the_working_folder(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "QA_SECURE_COOKIES": "yes", "QA_OIDC_ISSUER": "https://idp", "QA_OIDC_CLIENT_ID": "c",
         "QA_OIDC_CLIENT_SECRET": "s", "QA_OIDC_LABEL": "Hospital", "QA_REVIEW_SECONDS_PER_ML": "12.5",
         "QA_REVIEW_CONFIGURATION": "DE+TTA+TS", "QA_MRN_SALT": "salt", "QA_DEMO_PASSWORD": "another-password",
-        "QA_HOST": "0.0.0.0", "QA_PORT": "9000",
+        "QA_HOST": "0.0.0.0", "QA_PORT": "9000", "QA_MAX_VOXELS": "1000000",
     }
     settings = Settings.from_env(environ, cwd=tmp_path)
     assert settings.database_url == "postgresql+psycopg://qa@db/qa"
@@ -39,6 +39,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.review.seconds_per_ml == 12.5 and settings.review_configuration == "DE+TTA+TS"
     assert (settings.mrn_salt, settings.demo_password, settings.host, settings.port) == (
         "salt", "another-password", "0.0.0.0", 9000)
+    assert settings.max_voxels == 1_000_000
 
 
 def test_single_sign_on_needs_all_three_variables(tmp_path: Path) -> None:
@@ -52,6 +53,8 @@ def test_single_sign_on_needs_all_three_variables(tmp_path: Path) -> None:
     ("QA_DATABASE_URL", "not a url", "QA_DATABASE_URL='not a url' is not a database URL"),
     ("QA_PORT", "80.5", "QA_PORT='80.5' must be a port number"),
     ("QA_PORT", "http", "QA_PORT='http' is not a number"),
+    ("QA_MAX_VOXELS", "lots", "QA_MAX_VOXELS='lots' is not a number"),
+    ("QA_MAX_VOXELS", "0.5", "QA_MAX_VOXELS='0.5' must be a whole number >= 1"),
 ])
 def test_malformed_values_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -62,3 +65,8 @@ def test_the_review_rate_from_the_environment(tmp_path: Path) -> None:
     assert Settings.from_env({"QA_REVIEW_SECONDS_PER_ML": "12.5"}, cwd=tmp_path).review.seconds_per_ml == 12.5
     with pytest.raises(ValueError, match="QA_REVIEW_SECONDS_PER_ML='fast'"):
         Settings.from_env({"QA_REVIEW_SECONDS_PER_ML": "fast"}, cwd=tmp_path)
+
+
+def test_the_voxel_limit_from_the_environment(tmp_path: Path) -> None:
+    assert Settings.from_env({}, cwd=tmp_path).max_voxels == DEFAULT_MAX_VOXELS == 2**31
+    assert Settings.from_env({"QA_MAX_VOXELS": "5e9"}, cwd=tmp_path).max_voxels == 5_000_000_000

@@ -2,11 +2,12 @@
 
 A cohort folder holds ``images/<case>.nii.gz`` (also ``<case>_0000.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``) and,
 optionally, ``references/<case>.<same suffixes>``. A CSV manifest has the columns ``case, ct`` and optionally
-``reference, patient, cohort, reference_note, mrn`` (the hospital number, stored only as a keyed hash); ``ct`` may
-be an image file or a DICOM series folder, ``reference`` an image file or an RTSTRUCT (``.dcm``); relative paths are
-read from the manifest's folder. A DICOM root holds one
-series folder per case. Loading checks what the nightly job must not trust: a readable CT, a reference on the same
-grid, reference labels the model knows.
+``reference, patient, cohort, reference_note, mrn, series_uid`` (``mrn``: the hospital number, stored only as a
+keyed hash; ``series_uid``: the SeriesInstanceUID of the CT series to read when the ``ct`` folder holds several);
+``ct`` may be an image file or a DICOM series folder, ``reference`` an image file or an RTSTRUCT (``.dcm``);
+relative paths are read from the manifest's folder. A DICOM root holds one series folder per case. Loading checks
+what the nightly job must not trust: a complete, readable CT of a sane size, a reference on the same grid (size,
+spacing, origin, direction), reference labels the model knows; RTSTRUCT ROIs clipped to the image are noted.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from pipeline.errors import InputError
-from pipeline.io.ct import nifti_non_finite, read_ct, read_image
+from pipeline.io.ct import nifti_non_finite, read_ct
+from pipeline.io.geometry import Geometry, mismatch
+from pipeline.io.integrity import read_image_file
 from pipeline.io.rtstruct import labels_from_rtstruct
+from pipeline.settings import DEFAULT_MAX_VOXELS
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-GEOMETRY_TOLERANCE = 1e-3  # mm (spacing, origin) and direction cosines
 
 
 class CaseError(InputError):
@@ -48,6 +51,7 @@ class CaseSpec:
     cohort: str = "default"
     reference_note: str | None = None
     mrn_hash: str | None = None
+    series_uid: str | None = None
 
     @property
     def source_kind(self) -> str:
@@ -66,7 +70,8 @@ class DicomUids:
 
 @dataclass(frozen=True)
 class LoadedCase:
-    """A case read and checked: the CT, the reference labels (None without one) and content hashes."""
+    """A case read and checked: the CT, the reference labels (None without one), content hashes, and notes on the
+    reference the user must see (an RTSTRUCT ROI clipped to the image)."""
 
     spec: CaseSpec
     image: sitk.Image
@@ -74,6 +79,13 @@ class LoadedCase:
     content_hash: str
     reference_hash: str | None
     uids: DicomUids | None = None
+    reference_notes: tuple[str, ...] = ()
+
+    @property
+    def reference_note(self) -> str | None:
+        """The manifest's reference note followed by the notes found while loading (None when there is none)."""
+        notes = [note for note in (self.spec.reference_note, *self.reference_notes) if note]
+        return "; ".join(notes) or None
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
@@ -147,6 +159,7 @@ def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | Non
             mrn_hash=hash_mrn((row.get("mrn") or "").strip(), path, mrn_salt),
             cohort=(row.get("cohort") or "").strip() or cohort,
             reference_note=(row.get("reference_note") or "").strip() or None,
+            series_uid=(row.get("series_uid") or "").strip() or None,
         ))
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -163,13 +176,20 @@ def cases_from_dicom_root(root: Path, cohort: str = "default") -> list[CaseSpec]
 
 
 def discover(source: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
-    """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders."""
+    """Cases from a CSV manifest (``*.csv``), a cohort folder (with ``images/``) or a root of DICOM folders; a
+    source without any case is refused."""
     if source.is_file() and source.suffix.lower() == ".csv":
         return cases_from_manifest(source, cohort, mrn_salt)
     if (source / "images").is_dir():
-        return cases_from_folder(source, cohort)
+        cases = cases_from_folder(source, cohort)
+        if not cases:
+            raise InputError(f"{source}: no case found (images/ holds no {', '.join(IMAGE_SUFFIXES)} file)")
+        return cases
     if source.is_dir():
-        return cases_from_dicom_root(source, cohort)
+        cases = cases_from_dicom_root(source, cohort)
+        if not cases:
+            raise InputError(f"{source}: no case found (no images/ folder and no subfolder of DICOM series)")
+        return cases
     raise InputError(f"{source}: not a CSV manifest, a cohort folder or a folder of DICOM series")
 
 
@@ -181,29 +201,22 @@ def _hash_image(image: sitk.Image, voxels: NDArray[np.generic]) -> str:
     return digest.hexdigest()
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> str | None:
-    if a.GetSize() != b.GetSize():
-        return f"size {b.GetSize()} != CT {a.GetSize()}"
-    for what, left, right in (("spacing", a.GetSpacing(), b.GetSpacing()), ("origin", a.GetOrigin(), b.GetOrigin()),
-                              ("direction", a.GetDirection(), b.GetDirection())):
-        if not np.allclose(left, right, rtol=0, atol=GEOMETRY_TOLERANCE):
-            return f"{what} {tuple(round(v, 4) for v in right)} != CT {tuple(round(v, 4) for v in left)}"
-    return None
-
-
-def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], uids: DicomUids | None
-                    ) -> NDArray[np.uint8]:
+def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], uids: DicomUids | None,
+                    max_voxels: int) -> tuple[NDArray[np.uint8], tuple[str, ...]]:
     assert spec.reference is not None
     path = spec.reference
     try:
         if path.suffix.lower() == ".dcm":
-            return labels_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
-        reference = read_image(path, "reference")
+            array, clipped = labels_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
+            return array, tuple(clip.describe() for clip in clipped)
+        reference = read_image_file(path, "reference", max_voxels)
     except InputError as error:
         raise CaseError("reference", str(error)) from error
-    mismatch = _same_grid(image, reference)
-    if mismatch:
-        raise CaseError("geometry", f"{path}: reference grid differs from the CT: {mismatch}")
+    expected, actual = Geometry.of(image), Geometry.of(reference)
+    differs = mismatch(expected, actual)
+    if differs:
+        raise CaseError("geometry", f"{path}: reference grid differs from the CT: {differs}; reference "
+                        f"{actual.describe()}; CT {expected.describe()}")
     array = sitk.GetArrayFromImage(reference)
     if not np.issubdtype(array.dtype, np.integer):
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)) or nifti_non_finite(path):
@@ -213,13 +226,14 @@ def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], 
     if values.min() < 0 or values.max() >= len(labels):
         raise CaseError("reference", f"{path}: reference labels {values.tolist()} outside the model's "
                         f"0..{len(labels) - 1} ({', '.join(labels)})")
-    return array.astype(np.uint8)
+    return array.astype(np.uint8), ()
 
 
-def load_case(spec: CaseSpec, labels: tuple[str, ...]) -> LoadedCase:
-    """Read and check one case; every problem is a :class:`CaseError` naming the file."""
+def load_case(spec: CaseSpec, labels: tuple[str, ...], max_voxels: int = DEFAULT_MAX_VOXELS) -> LoadedCase:
+    """Read and check one case; every problem is a :class:`CaseError` naming the file. A CT or reference header
+    declaring more than ``max_voxels`` voxels is refused before its voxels are read."""
     try:
-        ct = read_ct(spec.ct)
+        ct = read_ct(spec.ct, spec.series_uid, max_voxels)
     except InputError as error:
         raise CaseError("read", str(error)) from error
     image, series = ct.image, ct.series
@@ -229,9 +243,9 @@ def load_case(spec: CaseSpec, labels: tuple[str, ...]) -> LoadedCase:
     content_hash = _hash_image(image, voxels)
     if spec.reference is None:
         return LoadedCase(spec, image, None, content_hash, None, uids)
-    reference = _read_reference(spec, image, labels, uids)
+    reference, notes = _read_reference(spec, image, labels, uids, max_voxels)
     if not reference.any():
         raise CaseError("reference", f"{spec.reference}: the reference is empty (no foreground voxel)")
     reference_image = sitk.GetImageFromArray(reference)
     reference_image.CopyInformation(image)
-    return LoadedCase(spec, image, reference, content_hash, _hash_image(reference_image, reference), uids)
+    return LoadedCase(spec, image, reference, content_hash, _hash_image(reference_image, reference), uids, notes)

@@ -68,7 +68,7 @@ def image_record(case: LoadedCase) -> ImageRecord:
         values={
             "cohort": spec.cohort, "source_kind": spec.source_kind, "source_path": str(spec.ct),
             "reference_path": str(spec.reference) if spec.reference else None,
-            "reference_note": spec.reference_note, "size": list(image.GetSize()),
+            "reference_note": case.reference_note, "size": list(image.GetSize()),
             "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
             "direction": list(image.GetDirection()), "content_hash": case.content_hash,
             "reference_hash": case.reference_hash,

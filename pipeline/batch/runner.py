@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -35,6 +36,7 @@ from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
+from pipeline.settings import DEFAULT_MAX_VOXELS
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
@@ -58,11 +60,13 @@ class BatchOptions:
     device: str | None = None
     dry_run: bool = False
     progress: bool = True
+    max_voxels: int = DEFAULT_MAX_VOXELS
 
 
 @dataclass
 class RunSummary:
-    """How a run ended: counts, failures (case, stage, reason) and what a dry run would do."""
+    """How a run ended: counts, failures (case, stage, reason), notes on processed cases (case, note: also in the
+    case's reference note) and what a dry run would do."""
 
     run_id: int | None = None
     done: list[str] = field(default_factory=list)
@@ -70,6 +74,7 @@ class RunSummary:
     busy: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     would_run: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     audit: ChainReport | None = None
 
@@ -100,6 +105,14 @@ def _mark_interrupted(session: Session) -> None:
             log.warning("run %d (pid %d) was interrupted; marked so", run.id, run.pid)
         except PermissionError:
             continue
+
+
+def _remove_stale_temporaries(session: Session, artifacts: ArtifactStore) -> None:
+    """Folders of map writes killed before the newest completed run started belong to no live write: removed."""
+    started = session.scalar(select(Run.started_at).where(Run.status.in_(("succeeded", "failed")))
+                             .order_by(Run.started_at.desc()).limit(1))
+    if started is not None:
+        artifacts.remove_stale(started if started.tzinfo else started.replace(tzinfo=UTC))
 
 
 def _stored_hash(session: Session, name: str, model_set_id: int) -> str | None:
@@ -144,12 +157,17 @@ def run_batch(options: BatchOptions) -> RunSummary:
     began = time.perf_counter()
     engine = make_engine(options.database_url)
     check_at_head(engine)
+    artifacts = ArtifactStore(options.artifacts)
+    if not options.dry_run:
+        artifacts.check_writable()
     sessions = session_factory(engine)
     version = code_version()
     batch = _Batch(options, sessions, version)
     grid = _grid(batch)
     with sessions.begin() as session:
         _mark_interrupted(session)
+        if not options.dry_run:
+            _remove_stale_temporaries(session, artifacts)
         model_set, configurations = ensure_model_set(session, options.model_set, grid, options.models_source)
         fits = deployed_fits(session, configurations)
         run_id = None
@@ -206,7 +224,7 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
             log.info("case=%s skipped: another run holds it", spec.name)
             return
         try:
-            case = load_case(spec, tuple(options.model_set.labels))
+            case = load_case(spec, tuple(options.model_set.labels), options.max_voxels)
         except CaseError as error:
             batch.fail(run_id, spec, error.stage, str(error))
             return
@@ -230,6 +248,7 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
             batch.fail(run_id, spec, "process", f"{type(error).__name__}: {error}")
             return
         summary.done.append(spec.name)
+        summary.notes += [(spec.name, note) for note in case.reference_notes]
         log.info("case=%s done passes=%d inference_s=%.2f metrics_s=%.2f storage_s=%.2f", spec.name,
                  timings.forward_passes, timings.inference, timings.metrics, timings.storage)
 
@@ -246,6 +265,7 @@ def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:
                      f"{len(summary.busy)} held by another run, {len(summary.failed)} failed, "
                      f"in {summary.seconds:.1f} s.")
     lines += [f"  FAILED {name} ({stage}): {reason}" for name, stage, reason in summary.failed]
+    lines += [f"  NOTE {name}: {note}" for name, note in summary.notes]
     if summary.audit is not None:
         lines.append(summary.audit.line())
     return "\n".join(lines)

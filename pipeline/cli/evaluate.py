@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from pipeline.cli.parsing import metric_settings_file, spacing
 from pipeline.errors import InputError
+from pipeline.io.geometry import mismatch
 from pipeline.io.maps import LoadedMap, read_labels, read_probabilities
 from pipeline.metrics.pooling import pool_members
 from pipeline.metrics.settings import MetricSettings
@@ -68,15 +69,27 @@ def _resolve_spacing(
     return spacing
 
 
-def _pooled_members(paths: Sequence[str], settings: MetricSettings) -> tuple[LoadedMap, NDArray[np.float32]]:
+def _same_grid(loaded: LoadedMap, first: LoadedMap, what: str) -> None:
+    """Refuse ``loaded`` when both files record a grid and the grids differ (both are named in the message)."""
+    if loaded.geometry is None or first.geometry is None:
+        return
+    differs = mismatch(first.geometry, loaded.geometry)
+    if differs:
+        raise InputError(f"{loaded.path}: {what} grid differs from the probability map's ({first.path}): {differs}; "
+                         f"{what} {loaded.geometry.describe()}; probabilities {first.geometry.describe()}")
+
+
+def _pooled_members(paths: Sequence[str], settings: MetricSettings, max_voxels: int
+                    ) -> tuple[LoadedMap, NDArray[np.float32]]:
     """Read member probability maps and pool them (one file: used as is)."""
-    members = [read_probabilities(Path(p)) for p in paths]
+    members = [read_probabilities(Path(p), max_voxels) for p in paths]
     first = members[0]
     for member in members[1:]:
         if member.array.shape != first.array.shape:
             raise InputError(
                 f"{member.path}: shape {member.array.shape} differs from {first.path}'s {first.array.shape}"
             )
+        _same_grid(member, first, "member")
     if len(members) == 1:
         return first, first.array
     for member in members:
@@ -88,11 +101,13 @@ def _pooled_members(paths: Sequence[str], settings: MetricSettings) -> tuple[Loa
     return first, pooled
 
 
-def evaluate_command(args: argparse.Namespace, _settings: Settings) -> int:
-    """Compute the whole suite for one probability map (or pooled members) and a reference; JSON out."""
+def evaluate_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Compute the whole suite for one probability map (or pooled members) and a reference; JSON out. A reference
+    whose NIfTI grid (size, spacing, origin, direction) differs from the probability map's is refused."""
     metric_settings = replace(args.settings, pooling=args.pooling) if args.pooling else args.settings
-    first, probs = _pooled_members(args.probs, metric_settings)
-    labels = read_labels(Path(args.reference))
+    first, probs = _pooled_members(args.probs, metric_settings, settings.max_voxels)
+    labels = read_labels(Path(args.reference), settings.max_voxels)
+    _same_grid(labels, first, "reference")
     spacing = _resolve_spacing(args.spacing, first.spacing, labels.spacing)
     try:
         result = evaluate_case(probs, labels.array, spacing, metric_settings, temperature=args.temperature)

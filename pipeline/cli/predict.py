@@ -60,7 +60,7 @@ def _temperatures(path: str | None) -> dict[str, float]:
     return {str(k): float(v) for k, v in values.items()}
 
 
-def predict_command(args: argparse.Namespace, _settings: Settings) -> int:
+def predict_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the grid on one CT; write <out>/<configuration>.nii.gz (one configuration at a time) and
     <out>/summary.json (``seconds``: preprocessing, passes and mapping, not writing)."""
     from pipeline.inference.engine import MemberPredictor, choose_device  # torch loads only for this verb
@@ -68,7 +68,7 @@ def predict_command(args: argparse.Namespace, _settings: Settings) -> int:
     from pipeline.inference.pooling import predict_grid
 
     model_set = model_set_from_args(args)
-    image = read_ct(Path(args.ct)).image
+    image = read_ct(Path(args.ct), max_voxels=settings.max_voxels).image
     temperatures = _temperatures(args.temperatures)
     predictor = MemberPredictor(model_set, choose_device(args.device))
     grid = grid_for(model_set, predictor.mirror_axes())

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from pipeline.batch.export import KINDS
 from pipeline.cli.parsing import metric_settings_file
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError, NotFoundError, StoreNotReadyError, one_line
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import MetricSettings
 from pipeline.settings import Settings
@@ -65,7 +67,11 @@ def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.store.database import alembic_config
 
     url = settings.database_url
-    command.upgrade(alembic_config(url), "head")
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except OperationalError as error:  # unreachable server, refused login, unopenable SQLite file
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StoreNotReadyError(f"cannot open the store {shown}: {one_line(error.orig or error)}") from error
     sys.stdout.write(f"store at head: {url}\n")
     return 0
 
@@ -88,7 +94,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
                            settings=args.settings,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
-                           progress=not args.no_progress and sys.stderr.isatty())
+                           progress=not args.no_progress and sys.stderr.isatty(), max_voxels=settings.max_voxels)
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary.exit_code
@@ -105,8 +111,10 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError(f"--repeats must be >= 1, --test-fraction in (0, 1) and --budget in [0, 1]; got "
                          f"{args.repeats}, {args.test_fraction}, {args.budget}")
     identity = _model_set(args.models).identity()
+    artifacts = ArtifactStore(settings.artifacts_dir)
     engine = make_engine(settings.database_url)
     check_at_head(engine)
+    artifacts.check_writable()
     options = ProtocolOptions(cohort=args.cohort, repeats=args.repeats, test_fraction=args.test_fraction,
                               seed=args.seed, budget=args.budget)
     with session_factory(engine).begin() as session:
@@ -114,7 +122,7 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
         if model_set is None:
             raise NotFoundError(f"{args.models}: this model set has no processed case in the store; "
                                 "run the batch first")
-        protocol = run_protocol(session, ArtifactStore(settings.artifacts_dir), model_set, options)
+        protocol = run_protocol(session, artifacts, model_set, options)
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
     refresh_statistics(engine)
     engine.dispose()

@@ -1,13 +1,16 @@
 """A set of trained nnU-Net v2 members read from results folders, checked before any forward pass.
 
 A member is one set of network weights: a fold model of the cross-validation (deep ensemble) or one checkpoint of
-a single run (checkpoint ensemble). Every file is named in the error when it is missing or inconsistent.
+a single run (checkpoint ensemble). Every file is named in the error when it is missing or inconsistent. A
+checkpoint whose sha256 differs from the one its manifest records (``train-demo-models``' ``checkpoints[].sha256``,
+or a model-set JSON's optional ``sha256`` object) is refused before anything loads it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,25 +153,73 @@ def load_model_set(
     return ModelSet(folder, dataset_json, plans, configuration, labels, tuple(members))
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def verify_checksums(model_set: ModelSet, expected: dict[Path, str], source: Path) -> None:
+    """Refuse a member whose checkpoint's sha256 differs from ``expected`` (checkpoint path → hex digest, as
+    recorded in ``source``); checkpoints ``expected`` does not list are not checked."""
+    recorded = {path.resolve(): digest for path, digest in expected.items()}
+    for member in model_set.members:
+        digest = recorded.get(member.checkpoint.resolve())
+        if digest is not None and digest != member.sha256:
+            raise ModelSetError(f"{member.checkpoint}: sha256 {member.sha256} differs from {digest} recorded in "
+                                f"{source}; the checkpoint is damaged or was replaced, refused before loading")
+
+
+def _expected_checksums(document: dict[str, Any], path: Path) -> dict[Path, str]:
+    """Checkpoint path → sha256 from a model-set JSON's optional ``sha256`` object or a manifest's rows."""
+    spec = document.get("model_set")
+    if isinstance(spec, dict):
+        listed = spec.get("sha256", {})
+        if not isinstance(listed, dict):
+            raise ModelSetError(f"{path}: 'sha256' must map checkpoint paths to sha256 digests")
+        pairs = list(listed.items())
+    else:
+        pairs = [(row.get("path"), row.get("sha256")) for row in document["checkpoints"]]
+    expected = {}
+    for relative, digest in pairs:
+        if not isinstance(digest, str) or not _SHA256.match(digest.lower()):
+            raise ModelSetError(f"{path}: checkpoint {relative} needs a 64-digit sha256, got {digest!r}")
+        expected[path.parent / relative] = digest.lower()
+    return expected
+
+
 def _spec_from_manifest(document: dict[str, Any], path: Path) -> dict[str, Any] | None:
     """The model set of a ``train-demo-models`` manifest: its DE fold checkpoints and its CE cycle checkpoints."""
     rows = document.get("checkpoints")
     if not isinstance(rows, list):
         return None
+    if not all(isinstance(row, dict) and isinstance(row.get("path"), str) for row in rows):
+        raise ModelSetError(f"{path}: every row of 'checkpoints' needs a 'path'")
     folds = [row for row in rows if row.get("ensemble") == "DE"]
     cycles = [row for row in rows if row.get("ensemble") == "CE"]
     if not folds:
         raise ModelSetError(f"{path}: the manifest lists no deep-ensemble (DE) checkpoint")
+    if not all(isinstance(row.get("fold"), int) for row in folds):
+        raise ModelSetError(f"{path}: every DE checkpoint needs an integer 'fold'")
     first = Path(folds[0]["path"])
     spec: dict[str, Any] = {
         "results_folder": str(first.parent.parent),
-        "folds": [int(row["fold"]) for row in folds],
+        "folds": [row["fold"] for row in folds],
         "checkpoint_name": first.name,
     }
     if cycles:
         spec["checkpoint_run"] = str(Path(cycles[0]["path"]).parent)
         spec["run_checkpoints"] = [Path(row["path"]).name for row in cycles]
     return spec
+
+
+def _check_spec(spec: dict[str, Any], path: Path) -> None:
+    """The types of a model-set object's fields (a wrong one is named, not a TypeError deep inside)."""
+    strings = {"results_folder": True, "checkpoint_name": False, "checkpoint_run": False}
+    for key, required in strings.items():
+        if (required or key in spec) and not (isinstance(spec.get(key), str) and spec[key]):
+            raise ModelSetError(f"{path}: model_set {key!r} must be a non-empty string")
+    for key, kinds in (("folds", int | str), ("run_checkpoints", str)):
+        value = spec.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, kinds) for item in value):
+            raise ModelSetError(f"{path}: model_set {key!r} must be a list of names, got {value!r}")
 
 
 def load_model_set_file(path: Path) -> ModelSet:
@@ -178,22 +229,28 @@ def load_model_set_file(path: Path) -> ModelSet:
         {"model_set": {"results_folder": "Dataset501_X/Trainer__Plans__3d_fullres", "folds": [0, 1, 2, 3, 4],
                        "checkpoint_name": "checkpoint_final.pth",
                        "checkpoint_run": "Dataset501_X/TrainerCE__Plans__3d_fullres/fold_0",
-                       "run_checkpoints": ["checkpoint_cycle_1.pth", "checkpoint_cycle_2.pth"]}}
+                       "run_checkpoints": ["checkpoint_cycle_1.pth", "checkpoint_cycle_2.pth"],
+                       "sha256": {"Dataset501_X/Trainer__Plans__3d_fullres/fold_0/checkpoint_final.pth": "…"}}}
+
+    Every checkpoint's sha256 that the file records is verified (:func:`verify_checksums`) before any is loaded.
     """
     path = Path(path)
     document = _read_json(path)
     spec = document.get("model_set") or _spec_from_manifest(document, path)
     if not isinstance(spec, dict) or "results_folder" not in spec:
         raise ModelSetError(f"{path}: no 'model_set' object with a 'results_folder'")
+    _check_spec(spec, path)
     root = path.parent
     run = spec.get("checkpoint_run")
-    return load_model_set(
+    model_set = load_model_set(
         root / spec["results_folder"],
         folds=spec.get("folds", (0, 1, 2, 3, 4)),
         checkpoint_name=spec.get("checkpoint_name", "checkpoint_final.pth"),
         checkpoint_run=root / run if run else None,
         run_checkpoints=spec.get("run_checkpoints", ()),
     )
+    verify_checksums(model_set, _expected_checksums(document, path), path)
+    return model_set
 
 
 def check_label_set(model_set: ModelSet, labels: dict[str, int], source: Path) -> None:

@@ -12,6 +12,8 @@ file.
 from __future__ import annotations
 
 import logging
+import tempfile
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from pipeline.errors import InputError
+from pipeline.io.integrity import check_declared, first_line
+from pipeline.settings import DEFAULT_MAX_VOXELS
 
-__all__ = ["DicomError", "DicomSeries", "read_ct_series"]
+__all__ = ["DicomError", "DicomSeries", "first_line", "read_ct_series"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ _SPACING_TOLERANCE = 0.05
 
 
 _DICOMDIR = "1.2.840.10008.1.3.10"
+_DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 _CT_STORAGE = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
 
 
@@ -66,24 +71,30 @@ class _Slice:
     position: NDArray[np.float64]
 
 
-def first_line(error: BaseException) -> str:
-    """The informative line of an error: ITK's ``ERROR:`` line when there is one, else the first line."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    return next((line for line in lines if "ERROR:" in line), lines[0])
+def read_dicom_header(path: Path) -> Dataset | None:
+    """The DICOM header of ``path`` without pixels; ``None`` for a file that is not DICOM at all.
 
-
-def _read_header(path: Path) -> Dataset | None:
-    """The DICOM header of ``path`` without pixels; ``None`` for a file that is not DICOM at all (no DICM prefix)."""
+    A file without the 128-byte preamble and "DICM" prefix (some exporters and PACS dumps write them so) is read
+    with pydicom's ``force=True`` and kept when it then has a Modality or SOPClassUID; its ``preamble`` is None.
+    """
     if path.stat().st_size == 0:
         raise DicomError(f"{path}: empty file (0 bytes)")
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        return None
+        pass
     except Exception as error:  # pydicom raises many types for a broken file; all mean "corrupt"
         raise DicomError(f"{path}: corrupt DICOM file ({first_line(error)})") from error
+    try:
+        with warnings.catch_warnings():  # forced parsing of text or noise warns about VRs it guesses
+            warnings.simplefilter("ignore")
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # forced parsing of a file that is not DICOM fails in many ways; it is not DICOM then
+        return None
+    if not (header_uid(header, "Modality") or header_uid(header, "SOPClassUID")):
+        return None
+    log.warning("%s: no DICOM preamble (\"DICM\" prefix); read as DICOM without it", path)
+    return header
 
 
 def header_uid(header: Dataset, keyword: str) -> str:
@@ -103,14 +114,17 @@ def _floats(header: Dataset, keyword: str, count: int, path: Path) -> NDArray[np
 
 
 def _scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
-    """CT headers of ``folder`` grouped by SeriesInstanceUID (non-DICOM files are skipped with a warning)."""
+    """CT headers of ``folder`` grouped by SeriesInstanceUID (non-DICOM files are skipped with a warning, unless
+    named like DICOM: a ``.dcm`` file that is not DICOM is a damaged slice)."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     modalities: set[str] = set()
     skipped: list[str] = []
     for path in files:
-        header = _read_header(path)
+        header = read_dicom_header(path)
         if header is None:
+            if path.suffix.lower() in _DICOM_SUFFIXES:
+                raise DicomError(f"{path}: not a DICOM file though named {path.suffix} (damaged or truncated?)")
             skipped.append(path.name)
             continue
         modality = str(header.get("Modality", "")).strip()
@@ -147,9 +161,17 @@ def _pick_series(
             raise DicomError(f"{folder}: no CT series with SeriesInstanceUID {series_uid}; CT series here: {listing}")
         return series_uid, series[series_uid]
     if len(series) > 1:
-        raise DicomError(f"{folder}: {len(series)} CT series found, pass series_uid to choose one: {listing}")
+        raise DicomError(f"{folder}: {len(series)} CT series found, pass series_uid (the batch manifest's series_uid "
+                         f"column) to choose one: {listing}")
     uid, items = next(iter(series.items()))
     return uid, items
+
+
+def _positions(along: NDArray[np.float64], k: int) -> str:
+    """The slice positions (mm) around slices k and k + 1, for an error message."""
+    lo, hi = max(k - 2, 0), min(k + 4, len(along))
+    shown = ", ".join(["…"] * (lo > 0) + [f"{v:.3f}" for v in along[lo:hi]] + ["…"] * (hi < len(along)))
+    return f"{shown} ({len(along)} slices, {along[0]:.3f} to {along[-1]:.3f} mm)"
 
 
 def _order_slices(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list[_Slice], NDArray[np.float64]]:
@@ -189,7 +211,8 @@ def _order_slices(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list
             k = int(np.argmax(np.abs(steps - typical)))
             raise DicomError(
                 f"{folder}: slices are not evenly spaced ({steps[k]:.3f} mm between {slices[k].path.name} and "
-                f"{slices[k + 1].path.name}, median {typical:.3f} mm; missing slice?)"
+                f"{slices[k + 1].path.name}, median {typical:.3f} mm; missing slice?); positions along the slice "
+                f"normal: {_positions(along, k)}"
             )
         offsets = np.array([s.position - slices[0].position for s in slices])
         in_plane = offsets - np.outer(offsets @ normal, normal)
@@ -199,8 +222,11 @@ def _order_slices(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list
 
 
 def _failing_file(paths: list[Path]) -> Path | None:
-    """The first file SimpleITK cannot decode on its own (used to name the culprit when the series read fails)."""
-    for path in paths:
+    """A file SimpleITK cannot decode on its own (used to name the culprit when the series read fails); files whose
+    size is furthest from the median are tried first (a truncated slice), as decoding each can take a while."""
+    sizes = {path: path.stat().st_size for path in paths}
+    median = float(np.median(list(sizes.values())))
+    for path in sorted(paths, key=lambda p: -abs(sizes[p] - median)):
         try:
             sitk.ReadImage(str(path))
         except RuntimeError:
@@ -208,15 +234,35 @@ def _failing_file(paths: list[Path]) -> Path | None:
     return None
 
 
-def _read_pixels(folder: Path, paths: list[Path]) -> sitk.Image:
+def _readable_copies(slices: list[_Slice], workdir: Path) -> list[Path]:
+    """The slices' files, each one that lacks the DICOM preamble replaced by a copy that has it (GDCM needs it)."""
+    readable = []
+    for k, item in enumerate(slices):
+        if item.header.preamble is not None:
+            readable.append(item.path)
+            continue
+        copy = workdir / f"{k:06d}.dcm"
+        try:
+            pydicom.dcmread(item.path, force=True).save_as(copy, enforce_file_format=True)
+        except Exception as error:  # pydicom raises many types for a dataset it cannot write; all mean "corrupt"
+            raise DicomError(f"{item.path}: corrupt DICOM file ({first_line(error)})") from error
+        readable.append(copy)
+    return readable
+
+
+def _read_pixels(folder: Path, slices: list[_Slice]) -> sitk.Image:
+    paths = [s.path for s in slices]
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([str(p) for p in paths])
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        culprit = _failing_file(paths)
-        where = f"{culprit}: corrupt or unreadable pixel data" if culprit else f"{folder}: the CT series is unreadable"
-        raise DicomError(f"{where} ({first_line(error)})") from error
+    with tempfile.TemporaryDirectory(prefix="qa-dicom-") as workdir:
+        readable = _readable_copies(slices, Path(workdir))
+        reader.SetFileNames([str(p) for p in readable])
+        try:
+            image = reader.Execute()
+        except RuntimeError as error:
+            culprit = _failing_file(readable)
+            where = (f"{paths[readable.index(culprit)]}: corrupt or unreadable pixel data" if culprit
+                     else f"{folder}: the CT series is unreadable")
+            raise DicomError(f"{where} ({first_line(error)})") from error
     if image.GetDimension() == 2:  # defensive: a single slice may come back 2-D
         image = sitk.JoinSeries(image)
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -268,11 +314,14 @@ def _series_uids(folder: Path, slices: list[_Slice]) -> tuple[str, str, str, tup
     return found["StudyInstanceUID"], found["SeriesInstanceUID"], found["FrameOfReferenceUID"], tuple(sop_uids)
 
 
-def read_ct_series(folder: Path, series_uid: str | None = None) -> DicomSeries:
+def read_ct_series(folder: Path, series_uid: str | None = None, max_voxels: int = DEFAULT_MAX_VOXELS) -> DicomSeries:
     """Read the CT series of ``folder`` (one level, not recursive) into an image in Hounsfield units.
 
-    Files that are not DICOM (no DICM prefix) are skipped with a warning; files of other modalities (RTSTRUCT,
-    RTPLAN …) are ignored. With several CT series in the folder, ``series_uid`` chooses one (the error lists them).
+    Files that are not DICOM are skipped with a warning (a ``.dcm`` file is refused instead); a file without the
+    DICOM preamble is read when it is DICOM otherwise; files of other modalities (RTSTRUCT, RTPLAN …) are ignored.
+    A series of more than ``max_voxels`` voxels (Rows × Columns × slices) is refused before its pixels are read.
+    With several CT series in the folder, ``series_uid`` chooses one (the error lists them; a batch manifest has a
+    ``series_uid`` column for it).
     Slices are sorted by ImagePositionPatient projected on the slice normal (row × column direction cosines);
     SimpleITK/GDCM decodes them and applies RescaleSlope/RescaleIntercept (pixel type as GDCM returns it: a signed
     integer type for integer rescaling, floating point otherwise).
@@ -286,7 +335,12 @@ def read_ct_series(folder: Path, series_uid: str | None = None) -> DicomSeries:
         raise DicomError(f"{folder}: not a folder")
     uid, items = _pick_series(folder, _scan_folder(folder), series_uid)
     slices, normal = _order_slices(folder, items)
-    image = _read_pixels(folder, [s.path for s in slices])
+    first = slices[0].header
+    try:
+        check_declared(folder, (int(first.get("Columns") or 0), int(first.get("Rows") or 0), len(slices)), max_voxels)
+    except InputError as error:
+        raise DicomError(str(error)) from None
+    image = _read_pixels(folder, slices)
     _check_geometry(folder, image, slices, normal)
     if len(slices) == 1:  # one slice has no slice spacing: ITK says 1 mm; the slice thickness is the better guess
         thickness = float(slices[0].header.get("SliceThickness") or 0.0)

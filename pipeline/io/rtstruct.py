@@ -14,7 +14,14 @@ Rasterisation rule:
   A centre exactly on a crossing is outside; a centre on a vertical (constant-x) edge follows the half-open rule
   (inside on the low-x side of the polygon, outside on the high-x side). This is the convention of MIRP's
   ray-casting ``poly2grid`` (the tool that made the IBSI masks);
-* several contours on one slice combine by the even-odd rule, i.e. XOR: a contour inside another is a hole.
+* several contours on one slice combine by the even-odd rule, i.e. XOR: a contour inside another is a hole;
+* in-plane, the parts of contours outside the image are cut, and reported: :func:`rasterise_rtstruct` returns
+  each such ROI with its volume inside the image and in all (its contours filled on their own bounding box), a
+  warning is logged, and the batch writes it into the case's reference note. The image's field of view often cuts
+  contours drawn on a larger reconstruction (body outline, arms outside a 50 cm field of view); the reference is
+  still right on every voxel of the image and the metrics are computed there, so the case stays usable, but its
+  reference volume is not the ROI's and the user must see that. An ROI whose contours enclose no voxel of the image
+  is an error naming it (a wrong pairing of RTSTRUCT and CT, never an empty mask).
 
 On IBSI STS_019 (RTSTRUCT and NIfTI mask both exported by MIRP) this reproduces the NIfTI mask voxel for voxel
 (5564 voxels, 0 differences). There no voxel centre lies on a contour edge (the closest is 2e-5 voxel away), so
@@ -34,6 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +49,9 @@ import pydicom
 import SimpleITK as sitk
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from pipeline.io.dicom import DicomError, first_line, header_uid
+from pipeline.io.dicom import DicomError, first_line, header_uid, read_dicom_header
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,8 @@ log = logging.getLogger(__name__)
 _INDEX_DECIMALS = 5
 #: a contour whose points lie further than this (in slices) from its slice is logged as off-grid
 _OFF_SLICE_WARNING = 0.1
+#: the largest bounding box (voxels of one slice) on which a contour leaving the image is filled to measure it
+_MAX_CONTOUR_GRID = 4096 * 4096
 
 
 def _to_index(points: NDArray[np.float64], image: sitk.Image) -> NDArray[np.float64]:
@@ -105,10 +114,10 @@ def _read_rtstruct_dataset(path: Path) -> Dataset:
         raise DicomError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DicomError(f"{path}: empty file (0 bytes)")
+    if read_dicom_header(path) is None:
+        raise DicomError(f"{path}: not a DICOM file (no DICOM preamble, and no readable header without it)")
     try:
-        dataset = pydicom.dcmread(path)
-    except InvalidDicomError as error:
-        raise DicomError(f"{path}: not a DICOM file ({first_line(error)})") from error
+        dataset = pydicom.dcmread(path, force=True)
     except Exception as error:  # pydicom raises many types for a broken file; all mean "corrupt"
         raise DicomError(f"{path}: corrupt DICOM file ({first_line(error)})") from error
     modality = str(dataset.get("Modality", "")).strip()
@@ -198,23 +207,45 @@ def _contour_slices(
     return by_slice
 
 
-def read_rtstruct(
+@dataclass(frozen=True)
+class Clipping:
+    """An ROI partly outside the image in-plane: the volume (mL) its contours enclose inside the image and in all."""
+
+    roi: str
+    inside_ml: float
+    full_ml: float
+
+    def describe(self) -> str:
+        """One line for logs and the case's reference note."""
+        return (f"ROI {self.roi!r} lies partly outside the image: {self.inside_ml:.2f} of its {self.full_ml:.2f} mL "
+                "inside (clipped to the image)")
+
+
+def _leaves_image(polygon: NDArray[np.float64], nx: int, ny: int) -> bool:
+    """Whether a contour (N, 2) in voxel indices reaches beyond the image's outer voxel edges."""
+    low, high = polygon.min(axis=0), polygon.max(axis=0)
+    return bool(low[0] < -0.5 or low[1] < -0.5 or high[0] > nx - 0.5 or high[1] > ny - 0.5)
+
+
+def _enclosed_voxels(path: Path, name: str, polygons: list[NDArray[np.float64]]) -> int:
+    """Voxel centres the contours enclose on an unbounded grid: the fill on their own bounding box (integer shifts
+    keep the fill rule)."""
+    points = np.concatenate(polygons)
+    low = np.floor(points.min(axis=0))
+    nx, ny = (np.ceil(points.max(axis=0)) - low + 1).astype(np.int64)
+    if nx * ny > _MAX_CONTOUR_GRID:
+        raise DicomError(f"{path}: ROI {name!r} has a contour spanning {nx} x {ny} voxels, far outside the image "
+                         "(wrong coordinates?)")
+    return int(_fill_polygons([p - low for p in polygons], int(nx), int(ny)).sum())
+
+
+def rasterise_rtstruct(
     path: Path, image: sitk.Image, frame_of_reference_uid: str | None = None
-) -> dict[str, NDArray[np.uint8]]:
-    """Rasterise every ROI of the RTSTRUCT ``path`` onto the grid of ``image``.
-
-    Returns ROI name → ``uint8`` mask (0/1) shaped like ``sitk.GetArrayFromImage(image)``, i.e. (Z, Y, X). An ROI
-    without contours gets an all-zero mask; only CLOSED_PLANAR contours are filled (others are skipped with a
-    warning). The fill rule is described in this module's docstring. Parts of a contour outside the image are cut.
-
-    Args:
-        path: the RTSTRUCT file.
-        image: the grid (size, origin, spacing, direction) to rasterise on, usually ``read_ct_series(...).image``.
-        frame_of_reference_uid: when given, every ROI must reference this FrameOfReferenceUID.
+) -> tuple[dict[str, NDArray[np.uint8]], list[Clipping]]:
+    """:func:`read_rtstruct`'s masks and the ROIs that were clipped to the image in-plane (each logged as a warning).
 
     Raises:
-        DicomError: unreadable file, not an RTSTRUCT, another frame of reference, duplicate ROI names, or a contour
-            that does not fall on a slice of the image (the message names the ROI).
+        DicomError: as :func:`read_rtstruct`.
     """
     path = Path(path)
     if image.GetDimension() != 3:
@@ -223,7 +254,9 @@ def read_rtstruct(
     rois = _roi_names(path, dataset)
     _check_frame(path, rois, frame_of_reference_uid)
     nx, ny, nz = image.GetSize()
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     masks = {name: np.zeros((nz, ny, nx), dtype=np.uint8) for name, _ in rois.values()}
+    clipped = []
     seen: set[int] = set()
     for item in dataset.get("ROIContourSequence", []):
         number = int(item.ReferencedROINumber)
@@ -233,10 +266,44 @@ def read_rtstruct(
             raise DicomError(f"{path}: ROIContourSequence lists ROI number {number} twice")
         seen.add(number)
         name = rois[number][0]
+        enclosed = 0
         for k, polygons in _contour_slices(path, name, item, image).items():
             masks[name][k] = _fill_polygons(polygons, nx, ny)
-        log.debug("%s: ROI %r rasterised, %d voxels", path, name, int(masks[name].sum()))
-    return masks
+            leaves = any(_leaves_image(polygon, nx, ny) for polygon in polygons)
+            enclosed += _enclosed_voxels(path, name, polygons) if leaves else int(masks[name][k].sum())
+        inside = int(masks[name].sum())
+        if enclosed and not inside:
+            raise DicomError(f"{path}: ROI {name!r} lies entirely outside the image: its contours enclose "
+                             f"{enclosed * voxel_ml:.2f} mL, none of it inside the image's {nx} x {ny} voxels")
+        if enclosed > inside:
+            clipped.append(Clipping(name, inside * voxel_ml, enclosed * voxel_ml))
+            log.warning("%s: %s", path, clipped[-1].describe())
+        log.debug("%s: ROI %r rasterised, %d voxels", path, name, inside)
+    return masks, clipped
+
+
+def read_rtstruct(
+    path: Path, image: sitk.Image, frame_of_reference_uid: str | None = None
+) -> dict[str, NDArray[np.uint8]]:
+    """Rasterise every ROI of the RTSTRUCT ``path`` onto the grid of ``image``.
+
+    Returns ROI name → ``uint8`` mask (0/1) shaped like ``sitk.GetArrayFromImage(image)``, i.e. (Z, Y, X). An ROI
+    without contours gets an all-zero mask; only CLOSED_PLANAR contours are filled (others are skipped with a
+    warning). The fill rule is described in this module's docstring. Parts of a contour outside the image in-plane
+    are cut, with a warning that gives the ROI's volume inside the image and in all (:func:`rasterise_rtstruct`
+    returns them); an ROI whose contours enclose no voxel of the image is refused.
+
+    Args:
+        path: the RTSTRUCT file.
+        image: the grid (size, origin, spacing, direction) to rasterise on, usually ``read_ct_series(...).image``.
+        frame_of_reference_uid: when given, every ROI must reference this FrameOfReferenceUID.
+
+    Raises:
+        DicomError: unreadable file, not an RTSTRUCT, another frame of reference, duplicate ROI names, a contour
+            that does not fall on a slice of the image, or an ROI entirely outside the image (the message names
+            the ROI).
+    """
+    return rasterise_rtstruct(path, image, frame_of_reference_uid)[0]
 
 
 def _key(name: str) -> str:
@@ -244,9 +311,10 @@ def _key(name: str) -> str:
 
 
 def labels_from_rtstruct(path: Path, image: sitk.Image, labels: tuple[str, ...],
-                         frame_of_reference_uid: str | None = None) -> NDArray[np.uint8]:
-    """Label map (Z, Y, X) of the RTSTRUCT's ROIs whose names match ``labels`` (index 0 = background)."""
-    masks = read_rtstruct(path, image, frame_of_reference_uid)
+                         frame_of_reference_uid: str | None = None) -> tuple[NDArray[np.uint8], list[Clipping]]:
+    """Label map (Z, Y, X) of the RTSTRUCT's ROIs whose names match ``labels`` (index 0 = background), and the
+    matched ROIs that were clipped to the image."""
+    masks, clipped = rasterise_rtstruct(path, image, frame_of_reference_uid)
     wanted = {_key(name): index for index, name in enumerate(labels) if index > 0}
     reference = np.zeros(tuple(reversed(image.GetSize())), dtype=np.uint8)
     matched = []
@@ -260,4 +328,4 @@ def labels_from_rtstruct(path: Path, image: sitk.Image, labels: tuple[str, ...],
     if not matched:
         raise DicomError(f"{path}: no ROI ({', '.join(sorted(masks))}) matches the model's labels "
                          f"{', '.join(labels[1:])}")
-    return reference
+    return reference, [clip for clip in clipped if clip.roi in matched]

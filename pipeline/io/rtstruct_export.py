@@ -18,6 +18,10 @@ StudyInstanceUID or SeriesInstanceUID (the TotalSegmentator example) are refused
 generated UIDs: then deterministic UIDs (a hash of the frame of reference and the slices' SOP instance UIDs, so
 every export of the series gets the same ones) stand in for them, the structure set's description says so, and a
 warning is logged. A planning system then links the contours to the CT by frame of reference and SOP instance UIDs.
+
+The file passes dicom3tools' ``dciodvfy`` without an error (the tests run it on every export kind): every Type 2
+attribute of its modules is present, empty where the CT has none, and a value copied from the CT that is invalid
+for its VR (a Study ID over 16 characters) is left empty with a warning rather than copied or truncated.
 """
 
 from __future__ import annotations
@@ -29,22 +33,29 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from numpy.typing import NDArray
+from pydicom import config
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import validate_value
 
 from pipeline.errors import InputError
-from pipeline.io.dicom import DicomSeries
+from pipeline.io.dicom import DicomSeries, read_dicom_header
 
 log = logging.getLogger(__name__)
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_REFERENCE_CLASS = "1.2.840.10008.3.1.2.3.1"  # the classic Detached Study Management SOP class of RT references
 PATIENT_AND_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                     "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription")
+                     "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
+                     "PositionReferenceIndicator")
+#: Type 2 attributes of the RTSTRUCT's modules (patient, general study, RT series, frame of reference): present,
+#: empty when the CT has no valid value
+TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+          "AccessionNumber", "ReferringPhysicianName", "OperatorsName", "PositionReferenceIndicator")
 DISCLAIMER = "Uncertainty QA review regions; research / QA support, not a medical device, not for planning."
 
 
@@ -79,12 +90,27 @@ class RoiMask:
     color: tuple[int, int, int] = (255, 0, 0)
 
 
+def _valid_copy(folder: Path, header: Dataset, keyword: str) -> object:
+    """The CT's value of ``keyword`` when valid for its VR, else "" (logged): the exported file must pass dciodvfy
+    (e.g. a 17-character Study ID, over SH's 16, is not copied; truncating it would make up another ID)."""
+    value = header.get(keyword)
+    try:
+        validate_value(dictionary_VR(keyword), value, config.RAISE)
+    except ValueError as error:
+        log.warning("%s: the CT's %s %r is not valid DICOM (%s); the RTSTRUCT leaves it empty", folder, keyword,
+                    str(value), error)
+        return ""
+    return value
+
+
 def referenced_series(series: DicomSeries, allow_generated_uids: bool = False) -> ReferencedSeries:
     """The references of a CT read by :func:`pipeline.io.dicom.read_ct_series` (module docstring for empty UIDs)."""
     if not series.frame_of_reference_uid:
         raise RtstructError(f"{series.folder}: the CT series has no FrameOfReferenceUID; an RTSTRUCT cannot "
                             "reference it")
-    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in series.files]
+    headers = [read_dicom_header(path) for path in series.files]
+    if any(header is None for header in headers):
+        raise RtstructError(f"{series.folder}: a CT slice of the series is no longer readable DICOM")
     classes = tuple(str(h.get("SOPClassUID") or h.file_meta.get("MediaStorageSOPClassUID") or "").strip()
                     for h in headers)
     if not all(classes):
@@ -109,7 +135,8 @@ def referenced_series(series: DicomSeries, allow_generated_uids: bool = False) -
         log.warning("%s: generated %s for the RTSTRUCT's references (empty in the CT files)", series.folder,
                     " and ".join(generated))
     first = headers[0]
-    patient = tuple((key, first.get(key)) for key in PATIENT_AND_STUDY if first.get(key) is not None)
+    patient = tuple((key, _valid_copy(series.folder, first, key)) for key in PATIENT_AND_STUDY
+                    if first.get(key) is not None)
     return ReferencedSeries(series.image, study, uid_series, series.frame_of_reference_uid, classes,
                             series.sop_instance_uids, patient, tuple(generated))
 
@@ -189,7 +216,10 @@ def _roi_contours(roi: RoiMask, number: int, reference: ReferencedSeries) -> Dat
             contours.append(_item(ContourImageSequence=DicomSequence([image_ref]),
                                   ContourGeometricType="CLOSED_PLANAR", NumberOfContourPoints=len(loop),
                                   ContourData=_contour_data(_patient_points(loop, int(k), reference.image))))
-    return _item(ROIDisplayColor=list(roi.color), ReferencedROINumber=number, ContourSequence=DicomSequence(contours))
+    item = _item(ROIDisplayColor=list(roi.color), ReferencedROINumber=number)
+    if contours:  # Type 3 with 1-n items: an empty ROI has none (dciodvfy refuses an empty sequence)
+        item.ContourSequence = DicomSequence(contours)
+    return item
 
 
 def write_rtstruct(path: Path, rois: Sequence[RoiMask], reference: ReferencedSeries,
@@ -215,6 +245,8 @@ def write_rtstruct(path: Path, rois: Sequence[RoiMask], reference: ReferencedSer
     data.SpecificCharacterSet = "ISO_IR 192"
     data.SOPClassUID, data.SOPInstanceUID = RT_STRUCTURE_SET_STORAGE, meta.MediaStorageSOPInstanceUID
     data.Modality = "RTSTRUCT"
+    for keyword in TYPE_2:
+        setattr(data, keyword, "")
     for keyword, value in reference.patient:
         setattr(data, keyword, value)
     data.StudyInstanceUID = reference.study_instance_uid

@@ -3,15 +3,21 @@
 Each map is a zarr v3 array (Zstandard) of shape (Z, Y, X) — or (C, Z, Y, X) for class probabilities — chunked
 one axial slice per chunk, so one axial slice reads by decompressing that slice only (a coronal or sagittal slice
 reads every axial chunk). Arrays are written to a temporary folder and renamed into place, so a reader never sees
-a half-written map. Paths in the database are relative to the root (``QA_ARTIFACTS_DIR``), so the root can move.
+a half-written map. A write killed midway leaves its temporary folder (``.<name>.<uuid>.tmp``, or ``.old`` for the
+map it was replacing); :meth:`ArtifactStore.remove_stale` removes those older than a given time (the batch passes
+the start of the newest completed run). Paths in the database are relative to the root (``QA_ARTIFACTS_DIR``), so
+the root can move.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,11 @@ from numpy.typing import NDArray
 from pipeline.errors import InputError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+_LEFT_BEHIND = re.compile(r"^\..+\.[0-9a-f]{32}\.(tmp|old)$")
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactError(InputError):
@@ -41,6 +51,33 @@ class ArtifactStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Create the root if needed and write a probe file in it: an unusable ``QA_ARTIFACTS_DIR`` is refused in
+        one line before any case runs."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-"):
+                pass
+        except OSError as error:
+            raise InputError(f"QA_ARTIFACTS_DIR {self.root}: cannot write there ({error.strerror or error})") from None
+
+    def remove_stale(self, before: datetime) -> list[Path]:
+        """Remove the temporary and replaced folders of killed writes last modified before ``before``; returns them.
+
+        Maps themselves (``*.zarr``) are not searched inside.
+        """
+        removed = []
+        for folder, subfolders, _ in os.walk(self.root):
+            for name in list(subfolders):
+                path = Path(folder) / name
+                if _LEFT_BEHIND.match(name) and path.stat().st_mtime < before.timestamp():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+            subfolders[:] = [n for n in subfolders if not n.endswith(".zarr") and not _LEFT_BEHIND.match(n)]
+        if removed:
+            log.info("removed %d folder(s) left by killed map writes under %s", len(removed), self.root)
+        return removed
 
     def write(self, relative: str, array: NDArray[np.generic]) -> str:
         """Write ``array`` at ``relative`` (replacing what was there, atomically); returns ``relative``."""

@@ -42,6 +42,7 @@ from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing, Run
 from pipeline.store.schema import ModelSet as ModelSetRow
+from tests.dciodvfy import dciodvfy_errors
 from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded, synthetic_case
 
 
@@ -142,6 +143,7 @@ def test_case_rtstruct_references_the_dicom_series_and_round_trips(seeded: Seede
     engine.dispose()
     series = read_ct_series(IBSI_IMAGE)
     back = read_rtstruct(path, series.image, series.frame_of_reference_uid)
+    assert dciodvfy_errors(path) == []
     assert list(back) == ["QA spleen"]
     assert int(np.count_nonzero(back["QA spleen"] != (regions.labels > 0))) == 0
 
@@ -206,6 +208,7 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
     assert {r.actor for r in rows} - {"cli-approver"} == {f"cli:{CommandLine().os_user}"}
     assert "NotFoundError: case 'nope'" in rows[-1].after["reason"]
     assert all((tmp_path / name).stat().st_size > 0 for name in ("w.xlsx", "rs.dcm", "r.pdf"))
+    assert dciodvfy_errors(tmp_path / "rs.dcm") == []
     assert audit_count() == before + 7
     written = write_audit_csv(ReviewService(engine).audit_entries(CommandLine()), tmp_path / "audit.csv")
     assert len(list(csv.DictReader(written.open()))) == audit_count()

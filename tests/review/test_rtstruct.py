@@ -22,6 +22,7 @@ from pipeline.io.rtstruct_export import (
     trace_slice,
     write_rtstruct,
 )
+from tests.dciodvfy import dciodvfy_errors
 
 
 def _area(loop: np.ndarray) -> float:
@@ -73,6 +74,7 @@ def test_random_masks_round_trip_exactly(direction: str, tmp_path: Path) -> None
     back = read_rtstruct(path, reference.image, reference.frame_of_reference_uid)
     for roi in rois:
         assert int(np.count_nonzero(back[roi.name] != roi.mask)) == 0, roi.name
+    assert dciodvfy_errors(path) == []
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +91,10 @@ def test_ibsi_mask_round_trips_and_references_the_ct(ibsi: DicomSeries, shared_d
     assert int(mask.sum()) == 5564
     assert int(np.count_nonzero(back["GTV"] != mask)) == 0
     assert int(np.count_nonzero(back["shell"] != grown)) == 0
+    assert dciodvfy_errors(path) == []  # the CT's 17-character Study ID (SH: 16) is not copied
 
     written = pydicom.dcmread(path)
+    assert written.StudyID == "" and written.PositionReferenceIndicator == "OM" and written.OperatorsName == ""
     assert written.Modality == "RTSTRUCT" and written.StudyInstanceUID == ibsi.study_instance_uid
     assert written.PatientID == "STS_019" and written.SeriesInstanceUID != ibsi.series_instance_uid
     frame = written.ReferencedFrameOfReferenceSequence[0]
@@ -129,6 +133,7 @@ def test_totalsegmentator_spleen_round_trips_with_generated_uids(
     path = write_rtstruct(tmp_path / "rs.dcm", [RoiMask("QA spleen", spleen)], reference)
     back = read_rtstruct(path, totalseg.image, totalseg.frame_of_reference_uid)
     assert int(np.count_nonzero(back["QA spleen"] != spleen)) == 0
+    assert dciodvfy_errors(path) == []
     written = pydicom.dcmread(path)
     assert "had no StudyInstanceUID or SeriesInstanceUID: generated" in written.StructureSetDescription
     series = written.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]

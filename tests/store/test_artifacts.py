@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,13 @@ import SimpleITK as sitk
 import zarr
 from numpy.typing import NDArray
 
+from pipeline.batch.cases import CaseSpec
+from pipeline.batch.runner import BatchOptions, run_batch
+from pipeline.errors import InputError
+from pipeline.inference.model_set import load_model_set_file
 from pipeline.io.maps import export_nifti
 from pipeline.store.artifacts import AXES, ArtifactError, ArtifactStore, safe_name
+from tests.io_corpus.build import DEMO_MANIFEST
 
 SHAPE = (6, 7, 9)  # (Z, Y, X), all different so that a wrong axis shows
 
@@ -120,6 +128,68 @@ def test_rewrite_replaces_the_map_atomically(store: ArtifactStore) -> None:
     store.write("case/map.zarr", second)  # the same content again
     np.testing.assert_array_equal(store.read("case/map.zarr"), second)
     assert _leftovers(store.root / "case") == []
+
+
+class Killed(BaseException):
+    """The process stopping, as kill -9 would, at a chosen moment."""
+
+
+def _killed_write(store: ArtifactStore, relative: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A write killed after creating its temporary array, before the rename: returns the folder it leaves."""
+    create = zarr.create_array
+
+    def killed(*args: object, **kwargs: object) -> None:
+        create(*args, **kwargs)
+        raise Killed
+
+    folder = (store.root / relative).parent
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    with monkeypatch.context() as patch:
+        patch.setattr(zarr, "create_array", killed)
+        with pytest.raises(Killed):
+            store.write(relative, _map(np.uint8))
+    (left,) = set(folder.iterdir()) - before
+    assert re.fullmatch(r"\.map\.zarr\.[0-9a-f]{32}\.tmp", left.name)
+    return left
+
+
+def test_remove_stale_takes_only_leftovers_older_than_the_given_time(store: ArtifactStore,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write("case/map.zarr", _map(np.uint8))
+    old = _killed_write(store, "case/map.zarr", monkeypatch)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    recent = _killed_write(store, "other/deep/map.zarr", monkeypatch)
+    assert store.remove_stale(datetime.fromtimestamp(time.time() - 60, UTC)) == [old]
+    assert not old.exists() and recent.exists()
+    np.testing.assert_array_equal(store.read("case/map.zarr"), _map(np.uint8))  # maps are never touched
+    assert store.remove_stale(datetime.now(UTC) + timedelta(seconds=5)) == [recent]
+
+
+def test_an_unwritable_root_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    root = tmp_path / "file" / "artifacts"
+    with pytest.raises(InputError, match=f"^QA_ARTIFACTS_DIR {re.escape(str(root))}: cannot write there "
+                                         r"\(Not a directory\)$"):
+        ArtifactStore(root).check_writable()
+    ArtifactStore(tmp_path / "new" / "artifacts").check_writable()
+    assert list((tmp_path / "new" / "artifacts").iterdir()) == []  # the probe file is gone
+
+
+def test_the_next_run_removes_leftovers_older_than_the_newest_completed_run(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run finds the folders of killed writes: those older than the newest completed run's start go; one made
+    since (a write of a run still going) stays. Cases that fail to read keep the runs cheap (no inference)."""
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    killed = _killed_write(artifacts, "case/map.zarr", monkeypatch)
+    options = BatchOptions(cases=(CaseSpec("absent", tmp_path / "absent.nii.gz"),),
+                           model_set=load_model_set_file(DEMO_MANIFEST), models_source="demo", database_url=store_url,
+                           artifacts=artifacts.root, tta=False, progress=False)
+    run_batch(options)
+    assert killed.exists(), "no run had completed before the first: nothing is known to be stale"
+    since = _killed_write(artifacts, "case/map.zarr", monkeypatch)
+    run_batch(options)
+    assert not killed.exists() and since.exists()
 
 
 def test_delete(store: ArtifactStore) -> None:

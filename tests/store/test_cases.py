@@ -447,3 +447,66 @@ def test_manifest_mrn_is_stored_only_as_a_keyed_hash(tmp_path: Path) -> None:
     assert case.mrn_hash is not None and len(case.mrn_hash) == 64 and "123456" not in case.mrn_hash
     assert discover(manifest, mrn_salt="another-secret")[0].mrn_hash != case.mrn_hash, (
         "the hash is keyed by the department's secret")
+
+
+# ---------------------------------------------------------------- integrity: damaged files, geometry, series_uid
+
+
+def test_truncated_ct_is_a_read_error_not_zero_slices(good_case: CaseSpec) -> None:
+    """ITK reads half a .nii.gz without an error, the missing slices as zeros; the whole stream is checked."""
+    data = good_case.ct.read_bytes()
+    good_case.ct.write_bytes(data[: len(data) // 2])
+    error = _case_error(good_case, "read")
+    assert re.fullmatch(_at(good_case.ct) + ": the gzip stream ends before its end-of-stream marker "
+                        r"\(truncated file\)", str(error)), str(error)
+
+
+def test_ct_header_over_the_voxel_limit_is_a_read_error(good_case: CaseSpec) -> None:
+    with pytest.raises(CaseError, match=r": the header declares 32x32x10 = 10240 values, over the limit of 10239"):
+        load_case(good_case, MODEL_LABELS, max_voxels=10239)
+    assert load_case(good_case, MODEL_LABELS, max_voxels=10240).labels is not None
+
+
+def test_reference_with_flipped_direction_names_both_grids(phantoms: tuple[Phantom, Phantom],
+                                                           good_case: CaseSpec) -> None:
+    image = sitk.ReadImage(str(good_case.reference))
+    image.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    sitk.WriteImage(image, str(good_case.ct.parent / "flipped.nii.gz"))
+    error = _case_error(CaseSpec("flipped", good_case.ct, good_case.ct.parent / "flipped.nii.gz"), "geometry")
+    assert str(error).endswith(
+        ": reference grid differs from the CT: direction; reference size 32x32x10, spacing (2, 2, 3), "
+        "origin (0, 0, 0), direction (1, 0, 0, 0, -1, 0, 0, 0, 1); CT size 32x32x10, spacing (2, 2, 3), "
+        "origin (0, 0, 0), direction (1, 0, 0, 0, 1, 0, 0, 0, 1)"), str(error)
+
+
+def test_manifest_series_uid_chooses_the_series(ibsi_manifest_dir: Path, shared_data: Path) -> None:
+    """Two series in one folder: the error says to pass series_uid, and the manifest's column does."""
+    folder = ibsi_manifest_dir / "two_series"
+    shutil.copytree(shared_data / "ibsi_sts_019" / "dicom" / "CT" / "image", folder)
+    for path in (shared_data / "rt_utils" / "mock_data").glob("ct_*.dcm"):
+        shutil.copy(path, folder)
+    (ambiguous,) = discover(_manifest(ibsi_manifest_dir, "two_series", ""))
+    assert "pass series_uid (the batch manifest's series_uid column)" in str(_case_error(ambiguous, "read"))
+    uid = str(pydicom.dcmread(shared_data / "ibsi_sts_019" / "dicom" / "CT" / "image" / "000000.dcm").SeriesInstanceUID)
+    manifest = ibsi_manifest_dir / "chosen.csv"
+    manifest.write_text(f"case,ct,series_uid\nsts_019,two_series,{uid}\n")
+    (spec,) = discover(manifest)
+    assert spec.series_uid == uid
+    case = load_case(spec, MODEL_LABELS)
+    assert case.uids is not None and case.uids.series == uid and case.image.GetSize() == (136, 134, 47)
+
+
+def test_rtstruct_roi_clipped_to_the_image_is_noted_on_the_case(ibsi_manifest_dir: Path, shared_data: Path) -> None:
+    dataset = pydicom.dcmread(shared_data / "ibsi_sts_019" / "dicom" / "CT" / "mask" / "RS.dcm")
+    for contour in dataset.ROIContourSequence[0].ContourSequence:
+        contour.ContourData = [f"{float(v) + (60.0 if k % 3 == 0 else 0.0):.6f}"
+                               for k, v in enumerate(contour.ContourData)]
+    dataset.save_as(ibsi_manifest_dir / "moved_rs.dcm")
+    manifest = ibsi_manifest_dir / "clipped.csv"
+    manifest.write_text("case,ct,reference,reference_note\nsts_019,ibsi/image,moved_rs.dcm,drawn by R. A.\n")
+    (spec,) = discover(manifest)
+    case = load_case(spec, ("background", IBSI_ROI))
+    (note,) = case.reference_notes
+    assert re.fullmatch(rf"ROI '{IBSI_ROI}' lies partly outside the image: \d+\.\d\d of its 17\.\d\d mL inside "
+                        r"\(clipped to the image\)", note), note
+    assert case.reference_note == f"drawn by R. A.; {note}"
