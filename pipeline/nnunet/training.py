@@ -100,10 +100,10 @@ class TrainingOptions:
         seed: base seed of phantoms and networks.
         features: features per stage of the tiny U-Net.
         processes: nnU-Net's pool size for fingerprinting and preprocessing.
-        configuration: ``3d`` (``3d_tiny``, the demo models) or ``2d`` (``2d_tiny``): :data:`TINY_CONFIGURATIONS`.
         threads: torch threads for training and evaluation. 1 by default: on 2 cores, any other busy process
             (a test worker, a second job) makes a 2-thread step 3-14x slower, while 1 thread stays stable.
         smoke: a wiring-only run (tiny budget; Dice not checked).
+        configuration: ``3d`` (``3d_tiny``, the demo models) or ``2d`` (``2d_tiny``): :data:`TINY_CONFIGURATIONS`.
     """
 
     out: Path = Path("models/demo")
