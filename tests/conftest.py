@@ -27,15 +27,26 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """One ``train-demo-models --smoke`` run (real nnU-Net models, barely trained) shared by the whole session."""
-    root = tmp_path_factory.mktemp("smoke")
+def _train_smoke(root: Path, *extra: str) -> tuple[Path, dict[str, Any]]:
+    """Run ``train-demo-models --smoke`` (plus ``extra`` arguments) into ``root``; its models folder and manifest."""
     out = root / "models"
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "train-demo-models", "--smoke", "--out", str(out), "--workdir",
-         str(root / "work")],
+         str(root / "work"), *extra],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return out, json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``train-demo-models --smoke`` run (real nnU-Net models, barely trained) shared by the whole session."""
+    return _train_smoke(tmp_path_factory.mktemp("smoke"))
+
+
+@pytest.fixture(scope="session")
+def smoke_run_2d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``train-demo-models --smoke --configuration 2d`` run (a 2-D ``2d_tiny`` model set, barely trained; about
+    30 s of CPU, most of it planning) shared by the whole session."""
+    return _train_smoke(tmp_path_factory.mktemp("smoke_2d"), "--configuration", "2d")

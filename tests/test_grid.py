@@ -35,6 +35,14 @@ def test_mirror_views_are_the_eight_flip_combinations() -> None:
     assert (0, 1, 2) in views
 
 
+def test_a_2d_model_mirrors_its_two_patch_axes_in_four_views() -> None:
+    views = mirror_views((0, 1))
+    assert views == (IDENTITY, (0,), (1,), (0, 1))
+    by_name = {c.name: c for c in default_grid("fold_0", FOLDS, CYCLES, views)}
+    assert len(by_name["TTA"].passes) == 4
+    assert len(by_name["CE+TTA"].passes) == len(CYCLES) * 4
+
+
 def test_grid_without_checkpoints_or_mirroring_leaves_those_rows_out() -> None:
     assert [c.name for c in default_grid("fold_0", FOLDS, [], mirror_views())][-2:] == ["DE+TTA", "DE+TTA+TS"]
     assert [c.name for c in default_grid("fold_0", FOLDS, CYCLES, [IDENTITY])] == [

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.nnunet.training import SMOKE, sha256_of
+from pipeline.errors import InputError
+from pipeline.nnunet.training import SMOKE, sha256_of, shares_preprocessed_data, training_options
 
 WEIGHTS_ONLY_KEYS = {"network_weights", "trainer_name", "inference_allowed_mirroring_axes", "init_args"}
 DE_FOLDER = "Dataset501_TMLIPhantom/nnUNetTrainerTinyCPU__nnUNetPlans__3d_tiny"
@@ -107,3 +108,40 @@ def test_nnunet_predictor_reads_the_exported_folder(smoke_run: tuple[Path, dict]
     assert predictor.allowed_mirroring_axes == (0, 1, 2)
     assert segmentation.shape == phantom.ct.shape
     assert set(np.unique(segmentation)) <= {0, 1, 2}
+
+
+def test_a_2d_run_has_its_own_folders_and_the_3d_defaults_stay() -> None:
+    budget = {"epochs": 30}  # a multiple of the default 3 cycles
+    three_d, smoke_3d = training_options(budget), training_options({}, smoke=True)
+    two_d = training_options({**budget, "configuration": "2d"})
+    smoke_2d = training_options({"configuration": "2d"}, smoke=True)
+
+    assert (three_d.configuration, three_d.out, three_d.workdir) == ("3d", Path("models/demo"), Path("var/nnunet"))
+    assert (smoke_3d.out, smoke_3d.workdir) == (SMOKE["out"], SMOKE["workdir"])
+    assert "--configuration" not in three_d.command()
+    assert {two_d.out, two_d.workdir, smoke_2d.out, smoke_2d.workdir}.isdisjoint(
+        {three_d.out, three_d.workdir, smoke_3d.out, smoke_3d.workdir})
+    assert smoke_2d.smoke and smoke_2d.cases == SMOKE["cases"]
+    assert "--configuration 2d" in smoke_2d.command()
+    assert training_options({**budget, "configuration": "2d", "out": Path("x")}).out == Path("x")
+    with pytest.raises(InputError, match="--configuration"):
+        training_options({"configuration": "2.5d"})
+
+
+def _plans(fullres_spacing: list[float], flat_spacing: list[float], **flat: object) -> dict:
+    common = {"preprocessor_name": "DefaultPreprocessor", "normalization_schemes": ["CTNormalization"],
+              "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
+              "resampling_fn_data_kwargs": {"order": 3}, "resampling_fn_seg": "resample_data_or_seg_to_shape",
+              "resampling_fn_seg_kwargs": {"order": 1}}
+    return {"transpose_forward": [0, 1, 2], "configurations": {
+        "3d_fullres": {**common, "spacing": fullres_spacing}, "2d": {**common, "spacing": flat_spacing, **flat}}}
+
+
+def test_2d_shares_3d_fullres_data_only_where_nnunet_would_write_the_same_arrays() -> None:
+    plans = _plans([12.0, 7.0, 7.0], [7.0, 7.0])
+    assert shares_preprocessed_data(plans, [[12.0, 7.0, 7.0]] * 3)
+    assert shares_preprocessed_data(plans, [[12.0, 5.0, 5.0]])  # resampled in-plane alike in both
+    assert not shares_preprocessed_data(plans, [[12.0, 7.0, 7.0], [10.0, 7.0, 7.0]])  # 3-D resamples z, 2-D not
+    assert not shares_preprocessed_data(_plans([12.0, 7.0, 7.0], [6.0, 6.0]), [[12.0, 7.0, 7.0]])
+    assert not shares_preprocessed_data(_plans([12.0, 7.0, 7.0], [7.0, 7.0], normalization_schemes=["ZScore"]),
+                                        [[12.0, 7.0, 7.0]])

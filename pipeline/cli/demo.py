@@ -37,6 +37,9 @@ def add_verbs(verbs: Any) -> None:
     train.add_argument("--seed", type=int, help="base seed of phantoms and networks (default 0)")
     train.add_argument("--features", type=features, help="features per U-Net stage (default 8,16,32,64)")
     train.add_argument("--threads", type=int, help="torch threads (default 1: stable beside other jobs)")
+    train.add_argument("--configuration", choices=("3d", "2d"),
+                       help="3d (default: 3d_tiny, the demo models) or 2d (2d_tiny, 2-D convolutions slice by "
+                            "slice; default folders models/demo-2d and var/nnunet-2d, var/smoke-2d with --smoke)")
     train.add_argument("--smoke", action="store_true",
                        help="wiring-only run: 6 cases, 2 folds x 5 iterations, CE 2 cycles x 5 iterations, "
                             "into var/smoke unless --out/--workdir are given")
@@ -52,13 +55,12 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train_demo_models_command(args: argparse.Namespace, _settings: Settings) -> int:
-    from pipeline.nnunet.training import SMOKE, TrainingOptions, train_demo_models
+    from pipeline.nnunet.training import train_demo_models, training_options
 
     names = ("out", "workdir", "cases", "held_out", "folds", "cycles", "epochs", "iterations", "seed", "features",
-             "threads")
+             "threads", "configuration")
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    options = TrainingOptions(**({**SMOKE, **given} if args.smoke else given))  # type: ignore[arg-type]
-    manifest, problems = train_demo_models(options)
+    manifest, problems = train_demo_models(training_options(given, smoke=args.smoke))
     for problem in problems:
         log.error("%s", problem)
     log.info("manifest: %s", manifest)

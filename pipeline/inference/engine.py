@@ -1,8 +1,9 @@
 """Forward passes of nnU-Net v2 members on one case, each (member, view) once, and the way back to the CT grid.
 
 The case is preprocessed once with nnU-Net's own preprocessor; each member's weights are loaded once; each TTA
-view flips the preprocessed input, runs nnU-Net's sliding window (mirroring off) and flips the logits back, on the
-network's grid (:meth:`MemberPredictor.network_logits`). Two ways back to the original geometry: a pooled
+view flips the preprocessed input along the patch's axes (:func:`flip_dims`: 3-D and 2-D configurations differ),
+runs nnU-Net's sliding window (mirroring off) and flips the logits back, on the network's grid
+(:meth:`MemberPredictor.network_logits`). Two ways back to the original geometry: a pooled
 probability map on the device with :func:`pipeline.inference.mapping.map_probabilities`
 (:meth:`MemberPredictor.to_ct_grid`, the ``pooled`` grid mapping), or one pass's logits with nnU-Net's own
 resampling function, un-cropping (background outside the crop) and inverse transpose in NumPy
@@ -36,6 +37,24 @@ from pipeline.inference.model_set import ModelSet, ModelSetError
 log = logging.getLogger(__name__)
 
 _OUTSIDE_LOGIT = -1.0e4
+
+
+def flip_dims(view: View, patch_dims: int) -> list[int]:
+    """The dimensions of the preprocessed data (C, Z, Y, X) that a TTA view flips.
+
+    A view's axes are nnU-Net's mirror axes: axes of the configuration's patch. A 3-D patch spans (Z, Y, X), so
+    axis a is dimension a + 1; a 2-D patch spans the in-plane (Y, X) and slides over Z, so axis a is dimension
+    a + 2 (nnU-Net flips a + 2 of its (B, C, *patch) network input in both cases).
+
+    Args:
+        view: the flipped patch axes, e.g. ``(0, 2)``; ``()`` is the identity.
+        patch_dims: the configuration's patch dimensionality, 2 or 3.
+    """
+    if patch_dims not in (2, 3):
+        raise ValueError(f"patch_dims must be 2 or 3, got {patch_dims}")
+    if any(not 0 <= axis < patch_dims for axis in view):
+        raise ValueError(f"view {view} flips an axis outside a {patch_dims}-D patch")
+    return [axis + 4 - patch_dims for axis in view]
 
 
 def choose_device(requested: str | None = None) -> torch.device:
@@ -105,10 +124,23 @@ class MemberPredictor:
             raise ModelSetError(f"{member.checkpoint}: no 'network_weights' in the checkpoint")
         return checkpoint
 
+    @property
+    def patch_dims(self) -> int:
+        """The configuration's patch dimensionality: 3 (a 3-D model) or 2 (a 2-D model, slice by slice over Z)."""
+        return len(self.configuration_manager.patch_size)
+
     def mirror_axes(self) -> tuple[int, ...]:
-        """The TTA mirror axes the first member allows (``inference_allowed_mirroring_axes``; () when none)."""
-        axes = self._checkpoint(self.model_set.members[0].name).get("inference_allowed_mirroring_axes")
-        return tuple(int(a) for a in axes) if axes else ()
+        """The TTA mirror axes the first member allows (``inference_allowed_mirroring_axes``; () when none): axes
+        of the patch, (0, 1, 2) for nnU-Net's 3-D models, (0, 1) for its 2-D ones."""
+        member = self.model_set.members[0]
+        axes = self._checkpoint(member.name).get("inference_allowed_mirroring_axes")
+        chosen = tuple(int(a) for a in axes) if axes else ()
+        if any(not 0 <= axis < self.patch_dims for axis in chosen):
+            raise ModelSetError(
+                f"{member.checkpoint}: mirroring axes {chosen} do not fit the {self.patch_dims}-D patch of "
+                f"configuration {self.model_set.configuration!r}"
+            )
+        return chosen
 
     def _load(self, member_name: str) -> None:
         if self._loaded == member_name:
@@ -143,7 +175,7 @@ class MemberPredictor:
     def network_logits(self, case: Preprocessed, member_name: str, view: View) -> torch.Tensor:
         """Logits (C, z, y, x) of one member on one view, on the network's grid, float32, on the device."""
         self._load(member_name)
-        flip_axes = [axis + 1 for axis in view]
+        flip_axes = flip_dims(view, self.patch_dims)
         data = torch.flip(case.data, flip_axes) if flip_axes else case.data
         with torch.autocast(self.device.type, enabled=self._mixed_precision and self.device.type == "cuda"):
             logits = self._predictor.predict_sliding_window_return_logits(data)

@@ -1,8 +1,10 @@
 """The configuration grid: which (member, TTA view) forward passes each uncertainty configuration pools.
 
-A view is a tuple of flipped spatial axes (of the network's input, after nnU-Net's transpose); ``()`` is the
-identity. TTA uses the 8 mirror combinations of the 3 axes. TS configurations pool the same passes as their
-uncalibrated twins and differ only by the temperature applied afterwards.
+A view is a tuple of flipped axes of the configuration's patch (nnU-Net's mirror axes, after its transpose; which
+data dimensions they are is :func:`pipeline.inference.engine.flip_dims`'s business); ``()`` is the identity. TTA uses
+every combination of the axes the checkpoint allows (``inference_allowed_mirroring_axes``): 8 views for a 3-D model's
+(0, 1, 2), 4 for a 2-D model's (0, 1). TS configurations pool the same passes as their uncalibrated twins and differ
+only by the temperature applied afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ IDENTITY: View = ()
 
 
 def mirror_views(axes: Sequence[int] = (0, 1, 2)) -> tuple[View, ...]:
-    """Every subset of ``axes`` (identity first): 8 views for 3 axes."""
+    """Every subset of ``axes`` (identity first): 8 views for 3 axes, 4 for a 2-D model's 2."""
     return tuple(combo for k in range(len(axes) + 1) for combo in itertools.combinations(axes, k))
 
 
@@ -80,7 +82,11 @@ def default_grid(
 
 
 def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...]) -> tuple[Configuration, ...]:
-    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest."""
+    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest.
+
+    The TTA views are every combination of ``mirror_axes``: the checkpoint's
+    (:meth:`pipeline.inference.engine.MemberPredictor.mirror_axes`), or () for no TTA.
+    """
     folds = [m.name for m in model_set.members if m.name.startswith("fold_")]
     checkpoints = [m.name for m in model_set.members if not m.name.startswith("fold_")]
     if not folds:

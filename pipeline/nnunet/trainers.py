@@ -4,8 +4,9 @@ Import only after :func:`pipeline.nnunet.compat.prepare_nnunet_environment`.
 
 - :class:`nnUNetTrainerTinyCPU`: few iterations per epoch (default 32 epochs of 25 training and 2 validation
   iterations), AdamW with a cosine learning rate set every iteration (down to ~0 at the end), mirror-only
-  augmentation (``inference_allowed_mirroring_axes`` stays (0, 1, 2), so test-time mirroring remains available),
-  seeded, CPU. Writes checkpoint_final.pth only: no checkpoint_best/latest and no progress plot per epoch.
+  augmentation (``inference_allowed_mirroring_axes`` stays every patch axis, (0, 1, 2) in 3-D and (0, 1) in 2-D, so
+  test-time mirroring remains available), seeded, CPU; 3-D and 2-D configurations alike. Writes
+  checkpoint_final.pth only: no checkpoint_best/latest and no progress plot per epoch.
 - :class:`nnUNetTrainerCheckpointEnsemble`: the same, trained for M cycles (default 3) of ``epochs`` epochs each,
   the cosine restarted at every cycle, saving checkpoint_cycle_<k>.pth (k = 1..M) at the end of each cycle: the
   members of a checkpoint ensemble.
@@ -64,33 +65,41 @@ class Schedule:
 
 def add_tiny_configuration(
     plans: dict, features: tuple[int, ...] = TINY_FEATURES, source: str = "3d_fullres",
-    name: str = TINY_CONFIGURATION,
+    name: str = TINY_CONFIGURATION, data_identifier: str | None = None,
 ) -> dict:
     """A copy of nnU-Net plans with a small configuration ``name`` that inherits from ``source``.
 
-    Same data_identifier (no new preprocessing); a plain U-Net with len(features) stages (default 4: 8, 16, 32,
-    64 features), 3x3x3 convolutions, stride 2 on every axis after the first stage; patch = the median image
-    size rounded up to a multiple of the total stride, i.e. the whole image for phantoms.
+    The source's data_identifier unless ``data_identifier`` is given (no new preprocessing); a plain U-Net with
+    len(features) stages (default 4: 8, 16, 32, 64 features) of the source's dimensionality (3-D from 3d_fullres,
+    2-D from 2d: its convolution and normalisation ops), 3x3(x3) convolutions, stride 2 on every axis after the
+    first stage; patch = the source's median image size (Z, Y, X in 3-D, Y, X in 2-D) rounded up to a multiple of
+    the total stride, i.e. the whole image (slice) for phantoms.
 
     Args:
         plans: nnU-Net plans as loaded from nnUNetPlans.json (not modified).
         features: features per stage.
+        data_identifier: the preprocessed data to train on, e.g. 3d_fullres's for a 2-D configuration whose
+            preprocessing would be identical (see :func:`pipeline.nnunet.training.shares_preprocessed_data`).
     """
     result = copy.deepcopy(plans)
     base = result["configurations"][source]
+    dims = len(base["patch_size"])
     stages = len(features)
     stride = 2 ** (stages - 1)
     architecture = copy.deepcopy(base["architecture"])
     architecture["arch_kwargs"].update(
         n_stages=stages,
         features_per_stage=list(features),
-        kernel_sizes=[[3, 3, 3]] * stages,
-        strides=[[1, 1, 1]] + [[2, 2, 2]] * (stages - 1),
+        kernel_sizes=[[3] * dims] * stages,
+        strides=[[1] * dims] + [[2] * dims] * (stages - 1),
         n_conv_per_stage=[2] * stages,
         n_conv_per_stage_decoder=[2] * (stages - 1),
     )
     patch = [int(math.ceil(size / stride) * stride) for size in base["median_image_size_in_voxels"]]
-    result["configurations"][name] = {"inherits_from": source, "architecture": architecture, "patch_size": patch}
+    configuration = {"inherits_from": source, "architecture": architecture, "patch_size": patch}
+    if data_identifier is not None:
+        configuration["data_identifier"] = data_identifier
+    result["configurations"][name] = configuration
     return result
 
 
@@ -136,7 +145,7 @@ class nnUNetTrainerTinyCPU(nnUNetTrainer):
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """nnU-Net's settings with the initial patch equal to the patch (no spatial transform to crop it);
-        mirror axes (0, 1, 2), also kept for inference."""
+        mirror axes every patch axis ((0, 1, 2) in 3-D, (0, 1) in 2-D), also kept for inference."""
         rotation, dummy_2d, _, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         return rotation, dummy_2d, self.configuration_manager.patch_size, mirror_axes
 

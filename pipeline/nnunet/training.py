@@ -3,7 +3,11 @@
 Steps, all through nnU-Net's Python API (no shell-outs):
 1. a seeded phantom cohort (:mod:`pipeline.phantoms.ct`) written as nnU-Net raw data under the work folder;
 2. fingerprint, planning and 3d_fullres preprocessing; the tiny configuration ``3d_tiny`` is added to the plans
-   (same preprocessed data);
+   (same preprocessed data). With ``--configuration 2d`` it is ``2d_tiny`` (inheriting nnU-Net's ``2d``: 2-D
+   convolutions over (Y, X), slice by slice), trained on the 3d_fullres data when :func:`shares_preprocessed_data`
+   (nnU-Net's 2d preprocessing would write the same arrays), else on nnU-Net's own 2d preprocessing; its default
+   folders are ``models/demo-2d`` and ``var/nnunet-2d`` (``var/smoke-2d`` for ``--smoke``), so a 2-D run never
+   clears the 3-D models;
 3. the deep ensemble (DE): folds 0..K-1 of nnU-Net's 5-fold split, :class:`~pipeline.nnunet.trainers.
    nnUNetTrainerTinyCPU`, ``epochs`` epochs of ``iterations`` iterations, network seeds ``seed * 1000 + fold``;
 4. the checkpoint ensemble (CE): one run on fold 0's training cases, :class:`~pipeline.nnunet.trainers.
@@ -18,6 +22,8 @@ Steps, all through nnU-Net's Python API (no shell-outs):
        <out>/Dataset501_TMLIPhantom/nnUNetTrainerCheckpointEnsemble__nnUNetPlans__3d_tiny/
            dataset.json, plans.json, fold_0/checkpoint_cycle_1.pth, ..., checkpoint_cycle_<M>.pth
        <out>/manifest.json
+
+   (``2d_tiny`` in the folder names of a 2-D run);
 
 6. Dice per class of every exported checkpoint on held-out phantoms (seeds never used for training), without
    test-time mirroring, against the phantoms' observer reference; all of it goes into manifest.json with each
@@ -72,6 +78,8 @@ HELD_OUT_OFFSET = 900  # held-out phantom seeds: seed * 1000 + 900 + j; training
 CE_MEMBER = 999  # the CE run's network seed: seed * 1000 + 999
 WEIGHTS_BUDGET_BYTES = 25 * 1024 * 1024
 MIN_DICE = 0.6  # every DE fold and the CE run's last checkpoint, on every class of the held-out phantoms
+TINY_CONFIGURATIONS = {"3d": ("3d_fullres", "3d_tiny"), "2d": ("2d", "2d_tiny")}
+"""``--configuration`` → (the nnU-Net configuration the tiny one inherits from, the tiny configuration's name)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class TrainingOptions:
         threads: torch threads for training and evaluation. 1 by default: on 2 cores, any other busy process
             (a test worker, a second job) makes a 2-thread step 3-14x slower, while 1 thread stays stable.
         smoke: a wiring-only run (tiny budget; Dice not checked).
+        configuration: ``3d`` (``3d_tiny``, the demo models) or ``2d`` (``2d_tiny``): :data:`TINY_CONFIGURATIONS`.
     """
 
     out: Path = Path("models/demo")
@@ -111,8 +120,11 @@ class TrainingOptions:
     processes: int = 2
     threads: int = 1
     smoke: bool = False
+    configuration: str = "3d"
 
     def __post_init__(self) -> None:
+        if self.configuration not in TINY_CONFIGURATIONS:
+            raise InputError(f"--configuration must be {' or '.join(TINY_CONFIGURATIONS)}, got {self.configuration!r}")
         if not 1 <= self.folds <= 5:
             raise InputError(f"--folds must be 1..5 (nnU-Net's 5-fold split), got {self.folds}")
         if not 5 <= self.cases < HELD_OUT_OFFSET:
@@ -134,6 +146,8 @@ class TrainingOptions:
                  str(self.folds), "--cycles", str(self.cycles), "--epochs", str(self.epochs), "--iterations",
                  str(self.iterations), "--seed", str(self.seed), "--features", ",".join(map(str, self.features)),
                  "--threads", str(self.threads)]
+        if self.configuration != "3d":
+            parts += ["--configuration", self.configuration]
         if self.smoke:
             parts.append("--smoke")
         return shlex.join(parts)
@@ -145,6 +159,43 @@ SMOKE: dict[str, object] = {
     "cases": 6, "held_out": 2, "folds": 2, "cycles": 2, "epochs": 2, "iterations": 5, "val_iterations": 1,
     "processes": 1, "out": Path("var/smoke/models"), "workdir": Path("var/smoke/nnunet"), "smoke": True,
 }
+# A 2-D run's default folders (full and smoke): apart from the 3-D ones, which a run clears before it starts.
+FOLDERS_2D = {"out": Path("models/demo-2d"), "workdir": Path("var/nnunet-2d")}
+SMOKE_FOLDERS_2D = {"out": Path("var/smoke-2d/models"), "workdir": Path("var/smoke-2d/nnunet")}
+# Preprocessing settings two configurations must share to share preprocessed data (besides the spacing).
+_PREPROCESSING_KEYS = ("preprocessor_name", "normalization_schemes", "use_mask_for_norm", "resampling_fn_data",
+                       "resampling_fn_data_kwargs", "resampling_fn_seg", "resampling_fn_seg_kwargs")
+
+
+def training_options(given: dict[str, object], smoke: bool = False) -> TrainingOptions:
+    """The options of a ``train-demo-models`` command line: what it gave over the defaults (:data:`SMOKE`'s under
+    ``--smoke``), with a 2-D run's folders defaulting to :data:`FOLDERS_2D` / :data:`SMOKE_FOLDERS_2D`."""
+    defaults: dict[str, object] = dict(SMOKE) if smoke else {}
+    if given.get("configuration") == "2d":
+        defaults.update(SMOKE_FOLDERS_2D if smoke else FOLDERS_2D)
+    return TrainingOptions(**{**defaults, **given})  # type: ignore[arg-type]
+
+
+def shares_preprocessed_data(plans: dict, spacings: Sequence[Sequence[float]], source: str = "3d_fullres",
+                             target: str = "2d") -> bool:
+    """Whether nnU-Net's preprocessing for ``target`` (a 2-D configuration) writes the same arrays as for
+    ``source`` (3-D), so that ``target`` can train on ``source``'s data_identifier.
+
+    True when both use the same preprocessor, normalisation and resampling, ``target``'s in-plane spacing is
+    ``source``'s, and every case already has ``source``'s slice spacing (a 2-D configuration keeps each case's own,
+    3-D resamples it to ``source``'s; nnU-Net leaves an array alone when its shape does not change).
+
+    Args:
+        plans: nnU-Net plans as the planner writes them (both configurations complete, no ``inherits_from``).
+        spacings: every training case's voxel spacing in mm, (z, y, x) as in dataset_fingerprint.json.
+    """
+    full, flat = plans["configurations"][source], plans["configurations"][target]
+    if any(full.get(key) != flat.get(key) for key in _PREPROCESSING_KEYS):
+        return False
+    if [float(s) for s in full["spacing"][1:]] != [float(s) for s in flat["spacing"]]:
+        return False
+    slice_axis = plans["transpose_forward"][0]
+    return all(float(spacing[slice_axis]) == float(full["spacing"][0]) for spacing in spacings)
 
 
 @dataclass(frozen=True)
@@ -285,7 +336,8 @@ def _clear(dataset: str, env: dict[str, str], out: Path) -> None:
 
 
 def _plan_and_preprocess(options: TrainingOptions) -> dict:
-    """Fingerprint, plan and preprocess (3d_fullres); add the tiny configuration; return the plans."""
+    """Fingerprint, plan and preprocess (3d_fullres, or 2d where it does not share 3d_fullres's data); add the
+    tiny configuration; return the plans."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
@@ -297,14 +349,21 @@ def _plan_and_preprocess(options: TrainingOptions) -> dict:
     from pipeline.nnunet.trainers import add_tiny_configuration
 
     started = time.perf_counter()
-    extract_fingerprint_dataset(DATASET_ID, num_processes=options.processes, show_progress_bar=False)
+    fingerprint = extract_fingerprint_dataset(DATASET_ID, num_processes=options.processes, show_progress_bar=False)
     # the planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
     with _environment(nnUNet_n_proc_DA="1"):
         _, plans_name = plan_experiment_dataset(DATASET_ID, ExperimentPlanner)
-    with _root_logger_level(logging.WARNING):  # distutils logs every label file it copies
-        preprocess_dataset(DATASET_ID, plans_name, ("3d_fullres",), (options.processes,), show_progress_bar=False)
     plans_file = Path(str(nnUNet_preprocessed)) / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}" / f"{plans_name}.json"
-    plans = add_tiny_configuration(json.loads(plans_file.read_text()), tuple(options.features))
+    plans = json.loads(plans_file.read_text())
+    source, name = TINY_CONFIGURATIONS[options.configuration]
+    preprocessed, data_identifier = source, None
+    if source != "3d_fullres" and shares_preprocessed_data(plans, fingerprint["spacings"], "3d_fullres", source):
+        preprocessed = "3d_fullres"
+        data_identifier = plans["configurations"][preprocessed]["data_identifier"]
+    log.info("%s trains on the %s preprocessed data", name, preprocessed)
+    with _root_logger_level(logging.WARNING):  # distutils logs every label file it copies
+        preprocess_dataset(DATASET_ID, plans_name, (preprocessed,), (options.processes,), show_progress_bar=False)
+    plans = add_tiny_configuration(plans, tuple(options.features), source, name, data_identifier)
     plans_file.write_text(json.dumps(plans, indent=2) + "\n", encoding="utf-8")
     log.info("planned and preprocessed %d cases in %.1f s", options.cases, time.perf_counter() - started)
     return plans
@@ -312,28 +371,24 @@ def _plan_and_preprocess(options: TrainingOptions) -> dict:
 
 def _train_all(options: TrainingOptions, plans: dict, dataset: str) -> list[_Member]:
     """Train the DE folds and the CE run; export their checkpoints into ``options.out``."""
-    from pipeline.nnunet.trainers import (
-        TINY_CONFIGURATION,
-        Schedule,
-        nnUNetTrainerCheckpointEnsemble,
-        nnUNetTrainerTinyCPU,
-    )
+    from pipeline.nnunet.trainers import Schedule, nnUNetTrainerCheckpointEnsemble, nnUNetTrainerTinyCPU
 
+    configuration = TINY_CONFIGURATIONS[options.configuration][1]
     members = []
     base = Schedule(epochs=options.epochs, iterations=options.iterations, val_iterations=options.val_iterations)
     for fold in range(options.folds):
         schedule = replace(base, seed=options.seed * 1000 + fold)
-        trainer, seconds = _train(nnUNetTrainerTinyCPU, plans, fold, schedule)
+        trainer, seconds = _train(nnUNetTrainerTinyCPU, plans, configuration, fold, schedule)
         folder = _export_folder(trainer, options.out, dataset)
         target = folder / f"fold_{fold}" / "checkpoint_final.pth"
         export_weights_only(Path(trainer.output_folder) / "checkpoint_final.pth", target)
         members.append(_Member("DE", fold, target, schedule.seed, options.epochs, seconds))
-        log.info("DE fold %d trained in %.0f s (%s)", fold, seconds, TINY_CONFIGURATION)
+        log.info("DE fold %d trained in %.0f s (%s)", fold, seconds, configuration)
         del trainer
         gc.collect()
     per_cycle = options.epochs // options.cycles
     schedule = replace(base, seed=options.seed * 1000 + CE_MEMBER, cycles=options.cycles, epochs=per_cycle)
-    trainer, seconds = _train(nnUNetTrainerCheckpointEnsemble, plans, 0, schedule)
+    trainer, seconds = _train(nnUNetTrainerCheckpointEnsemble, plans, configuration, 0, schedule)
     folder = _export_folder(trainer, options.out, dataset)
     ends = trainer.logger.get_value("epoch_end_timestamps", step=None)
     started = ends[-1] - seconds
@@ -346,16 +401,16 @@ def _train_all(options: TrainingOptions, plans: dict, dataset: str) -> list[_Mem
     return members
 
 
-def _train(trainer_class: type[Trainer], plans: dict, fold: int, schedule: Schedule) -> tuple[Trainer, float]:
-    """Build a trainer directly (no lookup by name), train it, and return it with the seconds it took."""
+def _train(trainer_class: type[Trainer], plans: dict, configuration: str, fold: int,
+           schedule: Schedule) -> tuple[Trainer, float]:
+    """Build a trainer of ``configuration`` directly (no lookup by name), train it, and return it with the seconds
+    it took."""
     from nnunetv2.paths import nnUNet_preprocessed
-
-    from pipeline.nnunet.trainers import TINY_CONFIGURATION
 
     dataset_json = json.loads(
         (Path(str(nnUNet_preprocessed)) / plans["dataset_name"] / "dataset.json").read_text(encoding="utf-8")
     )
-    trainer = trainer_class({**plans, "continue_training": False}, TINY_CONFIGURATION, fold, dataset_json)
+    trainer = trainer_class({**plans, "continue_training": False}, configuration, fold, dataset_json)
     trainer.set_schedule(schedule)
     started = time.perf_counter()
     trainer.run_training()
