@@ -128,6 +128,12 @@ def test_a_2d_run_has_its_own_folders_and_the_3d_defaults_stay() -> None:
         training_options({"configuration": "2.5d"})
 
 
+def test_the_default_options_are_the_demo_models_budget() -> None:
+    defaults = training_options({})
+    assert (defaults.folds, defaults.cycles, defaults.epochs) == (3, 3, 60)
+    assert defaults.epochs % defaults.cycles == 0
+
+
 def _plans(fullres_spacing: list[float], flat_spacing: list[float], **flat: object) -> dict:
     common = {"preprocessor_name": "DefaultPreprocessor", "normalization_schemes": ["CTNormalization"],
               "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",

@@ -29,10 +29,10 @@ def add_verbs(verbs: Any) -> None:
     train.add_argument("--workdir", type=Path, help="nnU-Net raw/preprocessed/results folders (default var/nnunet)")
     train.add_argument("--cases", type=int, help="training phantoms (default 20)")
     train.add_argument("--held-out", type=int, help="held-out phantoms for the Dice check (default 8)")
-    train.add_argument("--folds", type=int, help="deep-ensemble folds of nnU-Net's 5-fold split (default 5)")
+    train.add_argument("--folds", type=int, help="deep-ensemble folds of nnU-Net's 5-fold split (default 3)")
     train.add_argument("--cycles", type=int, help="checkpoint-ensemble cosine cycles (default 3)")
     train.add_argument("--epochs", type=int, help="training budget of every member in epochs: each DE fold, and the "
-                       "CE run in all, in --cycles cycles (default 32; a multiple of --cycles)")
+                       "CE run in all, in --cycles cycles (default 60; a multiple of --cycles)")
     train.add_argument("--iterations", type=int, help="training iterations per epoch (default 25)")
     train.add_argument("--seed", type=int, help="base seed of phantoms and networks (default 0)")
     train.add_argument("--features", type=features, help="features per U-Net stage (default 8,16,32,64)")

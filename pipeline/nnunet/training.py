@@ -110,9 +110,9 @@ class TrainingOptions:
     workdir: Path = Path("var/nnunet")
     cases: int = 20
     held_out: int = 8
-    folds: int = 5
+    folds: int = 3
     cycles: int = 3
-    epochs: int = 32
+    epochs: int = 60
     iterations: int = 25
     val_iterations: int = 2
     seed: int = 0
