@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy.ndimage import distance_transform_edt
 from sqlalchemy import select
 
+from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, Run, StructureResult
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Protocol, Run, StructureResult
 from tests.conftest import REPO_ROOT
 
 
@@ -29,6 +32,7 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
     assert "Phantom cohort, 2 repeats" in done.stdout and "DE+TS" in done.stdout
     assert "Real CT (reference: TotalSegmentator model prediction" in done.stdout
     assert "Demo accounts: demo-admin (admin), demo-reviewer (reviewer), demo-approver (approver)" in done.stdout
+    _the_shift_table_is_recomputed(done.stdout, url, tmp_path / "artifacts")
     engine = make_engine(url)
     with session_factory(engine)() as session:
         images = {i.name: i for i in session.scalars(select(Image))}
@@ -56,3 +60,29 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
         assert len(session.scalars(select(Run)).all()) == 4
         assert len(session.scalars(select(Protocol)).all()) == 1, "the refitted protocol replaces the first"
     engine.dispose()
+
+
+def _the_shift_table_is_recomputed(stdout: str, url: str, artifacts: Path) -> None:
+    """Base's row of the out-of-distribution table from the stored maps, with SciPy's distance transform: mean
+    entropy within 15 mm of the reference spleen (label 2), the real CT ranked among the phantoms."""
+    table = stdout.split("Out of distribution? Mean entropy on a fixed ROI (15 mm around the reference spleen)")[1]
+    base = next(line.split() for line in table.splitlines()[2:] if line.split()[:1] == ["Base"])
+    store, engine = ArtifactStore(artifacts), make_engine(url)
+    values: dict[str, float] = {}
+    with session_factory(engine)() as session:
+        for image in session.scalars(select(Image)):
+            reference = store.read(session.scalars(select(Artifact.path).where(
+                Artifact.image_id == image.id, Artifact.kind == "reference")).one())
+            entropy = store.read(session.scalars(
+                select(Artifact.path).join(CaseResult, CaseResult.id == Artifact.result_id)
+                .join(Configuration, Configuration.id == CaseResult.configuration_id)
+                .where(CaseResult.image_id == image.id, Configuration.name == "Base",
+                       Artifact.kind == "entropy")).one())
+            near = distance_transform_edt(reference != 2, sampling=tuple(reversed(image.spacing))) <= 15.0
+            values[image.cohort if image.cohort == "real" else image.name] = float(np.mean(entropy[near]))
+    engine.dispose()
+    phantoms = [v for k, v in values.items() if k != "real"]
+    below = sum(v < values["real"] for v in phantoms)
+    assert base[1] == f"{values['real']:.3f}"
+    assert base[2] == f"{min(phantoms):.3f}–{max(phantoms):.3f}"
+    assert base[3:6] == [str(below), "of", str(len(phantoms))]
