@@ -3,9 +3,9 @@
 The store (``pipeline/store/metric_values.py``), the batch, the report, the demo and the dashboard read every metric
 from here at call time, so a metric added to :data:`METRICS` (with an accessor on
 :class:`~pipeline.metrics.results.CaseMetrics`) reaches the stored values, the cohort queries, tables and CSV exports
-without another change. Case-level metrics are one number per result (stored in ``metric_values``); the
-structure-level DSC is one number per class (kept in ``structure_results`` beside the volumes) and is described
-here so that tables and the viewer take its label and format from the registry too.
+without another change. Case-level metrics are one number per result, structure-level metrics one number per
+foreground class; both are stored in ``metric_values`` (a structure's value with its class index), except the DSC
+per structure, which ``table`` says is kept in ``structure_results`` beside the volumes.
 
 Pure: no store or web import.
 """
@@ -20,6 +20,7 @@ from pipeline.metrics.results import CaseMetrics
 
 Direction = Literal["higher", "lower"]
 Level = Literal["case", "structure"]
+Table = Literal["metric_values", "structure_results"]
 DOCS = "docs/metrics.md"
 
 
@@ -43,6 +44,7 @@ class Metric:
         whole_case: for a structure-level metric, the case-level metric that a table's whole-case row shows in its
             column (DSC per structure → the mean foreground DSC).
         boxplot: the comparison page shows its per-case distribution per configuration as box plots.
+        table: where the store keeps it: ``metric_values`` rows, or the ``structure_results`` column of its name.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Metric:
     read: Callable[[CaseMetrics], float | Sequence[float]]
     whole_case: str | None = None
     boxplot: bool = False
+    table: Table = "metric_values"
 
     def format(self, value: float) -> str:
         """``value`` with the metric's digits (no unit)."""
@@ -87,7 +90,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("dsc", "DSC", "", (0.0, 1.0), "higher", True, "structure",
            "Dice overlap of the predicted and the reference structure on the whole volume (undefined when both are "
            "empty).",
-           _anchor("dsc-per-structure"), 3, False, lambda m: m.dsc, whole_case="dsc_mean_fg"),
+           _anchor("dsc-per-structure"), 3, False, lambda m: m.dsc, whole_case="dsc_mean_fg",
+           table="structure_results"),
     Metric("ece", "ECE (ROI)", "", (0.0, 1.0), "lower", True, "case",
            "Voxel-weighted mean gap between stated confidence and observed accuracy over 15 confidence bins of the "
            "ROI voxels.", _anchor("ece-roi"), 3, True, lambda m: m.ece),
