@@ -110,6 +110,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("fn_tn_auc", "FN-TN AUC", "", (0.0, 1.0), "higher", True, "case",
            "AUROC of entropy for false against true negatives among the ROI voxels predicted background (0.5 = "
            "chance).", _anchor("fn-tn-auc"), 3, True, lambda m: m.fn_tn_auc, boxplot=True),
+    Metric("ece_structure", "ECE", "", (0.0, 1.0), "lower", True, "structure",
+           "Voxel-weighted mean gap between the structure's probability and its presence over the confidence bins of "
+           "the structure's ROI voxels.", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.ece_structure, whole_case="ece"),
+    Metric("brier_structure", "Brier", "", (0.0, 1.0), "lower", True, "structure",
+           "Mean over the structure's ROI voxels of the squared gap between its probability and its presence.",
+           _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False, lambda m: m.brier_structure,
+           whole_case="brier"),
+    Metric("ueo_auc_structure", "UEO-AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "Mean Dice overlap of the most uncertain voxels of the structure's ROI with its wrong ones over review "
+           "budgets of 0–5 %.", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.ueo_auc_structure, whole_case="ueo_auc"),
+    Metric("fp_tp_auc_structure", "FP-TP AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "AUROC of entropy for false against true positives among the structure's ROI voxels predicted as it "
+           "(0.5 = chance).", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.fp_tp_auc_structure, whole_case="fp_tp_auc"),
+    Metric("fn_tn_auc_structure", "FN-TN AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "AUROC of entropy for missed against true negative voxels among the structure's ROI voxels predicted "
+           "otherwise (0.5 = chance).", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.fn_tn_auc_structure, whole_case="fn_tn_auc"),
     Metric("mean_entropy_roi", "Mean entropy (ROI)", "", (0.0, 1.0), None, False, "case",
            "Mean normalised predictive entropy over the ROI voxels (0 = certain, 1 = every class equally likely).",
            _anchor("mean-entropy-roi"), 3, False, lambda m: m.mean_entropy_roi),
