@@ -360,6 +360,12 @@ def _result(w: _Writer, rng: np.random.Generator, config: str, configuration: in
     for metric in registry.case_metrics():
         value = generated.get(metric.name) if has_reference or not metric.needs_reference else None
         w.add(MetricValue, result_id=result, class_index=WHOLE_CASE, name=metric.name, value=value)
+    for metric in registry.structure_metrics():
+        whole = generated.get(metric.whole_case or "")
+        if metric.table == "metric_values" and whole is not None:
+            for index in range(1, len(LABELS)):
+                value = _structure_value(metric, whole, index) if has_reference or not metric.needs_reference else None
+                w.add(MetricValue, result_id=result, class_index=index, name=metric.name, value=value)
     for index, structure in enumerate(LABELS):
         volume = (3.0 if index == 1 else 180.0 if index == 2 else 9000.0) * (1 + 0.1 * difficulty)
         w.add(StructureResult, result_id=result, class_index=index, structure=structure,
@@ -373,6 +379,14 @@ def _result(w: _Writer, rng: np.random.Generator, config: str, configuration: in
         for row in _bins(rng, roi, scalars["ece"]):
             w.add(ReliabilityBin, result_id=result, **row)
     return result
+
+
+def _structure_value(metric: registry.Metric, whole: float, index: int) -> float:
+    """A structure's value of a structure-level metric from its case's ``whole_case`` value, without a random draw
+    (the seeded stream stays the same): the first structure 15 % below it, the last 10 % above, within range."""
+    low, high = metric.range
+    factor = 0.85 + 0.25 * (index - 1) / max(1, len(LABELS) - 2)
+    return float(np.clip(whole * factor, low, high if high is not None else math.inf))
 
 
 def _artifact(w: _Writer, store: ArtifactStore, image: int, processing: int | None, result: int | None,

@@ -1,8 +1,10 @@
 """The cohort calibration table: configuration × structure rows, the best value of each column, CSV export.
 
-Its metric columns are the registry's (``pipeline.metrics.registry``), read at call time: each structure-level
-metric (DSC), whose "all foreground" row shows the case-level metric it names as ``whole_case`` (the mean foreground
-DSC), then every other case-level metric. Headers, formats and tooltips come from the registry too.
+Its metric columns are the registry's (``pipeline.metrics.registry``), read at call time, in the order of the
+case-level metrics: a case-level metric that a structure-level metric names as ``whole_case`` gives its column to
+that structure-level metric (DSC per structure, whose "all foreground" row shows the mean foreground DSC); the other
+case-level metrics keep theirs, blank on structure rows; structure-level metrics without a ``whole_case`` come last.
+Headers, formats and tooltips come from the registry too.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from qa_dashboard.store import Store
 def table_metrics() -> list[registry.Metric]:
     """The table's metric columns, in order (see the module's description)."""
     structures = registry.structure_metrics()
-    folded = {m.whole_case for m in structures}
-    return [*structures, *(m for m in registry.case_metrics() if m.name not in folded)]
+    folding = {m.whole_case: m for m in structures if m.whole_case}
+    return [*(folding.get(m.name, m) for m in registry.case_metrics()), *(m for m in structures if not m.whole_case)]
 
 
 def _value(value: Any) -> float | None:
@@ -56,8 +58,8 @@ def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[
     Each metric m gives ``m`` (mean over repeats) and ``m_sd``; with ``stats`` (:mod:`qa_dashboard.cell_statistics`)
     also ``m_low``/``m_high`` (case-level bootstrap CI), ``m_n`` (cases), ``m_mark`` (``best``, ``tied`` or "") and
     ``m_best`` (the mark is ``best``: the best mean, separated from every other configuration of its structure by a
-    paired CI excluding 0 and a multiplicity-adjusted p). Structure rows carry the structure-level metrics only: the
-    calibration and review metrics are per case, on the ROI.
+    paired CI excluding 0 and a multiplicity-adjusted p). Structure rows carry the structure-level metrics only; a
+    case-level column without a structure-level counterpart is blank there.
     """
     metrics = table_metrics()
     rows: list[dict[str, Any]] = []

@@ -3,9 +3,9 @@
 The store (``pipeline/store/metric_values.py``), the batch, the report, the demo and the dashboard read every metric
 from here at call time, so a metric added to :data:`METRICS` (with an accessor on
 :class:`~pipeline.metrics.results.CaseMetrics`) reaches the stored values, the cohort queries, tables and CSV exports
-without another change. Case-level metrics are one number per result (stored in ``metric_values``); the
-structure-level DSC is one number per class (kept in ``structure_results`` beside the volumes) and is described
-here so that tables and the viewer take its label and format from the registry too.
+without another change. Case-level metrics are one number per result, structure-level metrics one number per
+foreground class; both are stored in ``metric_values`` (a structure's value with its class index), except the DSC
+per structure, which ``table`` says is kept in ``structure_results`` beside the volumes.
 
 Pure: no store or web import.
 """
@@ -20,6 +20,7 @@ from pipeline.metrics.results import CaseMetrics
 
 Direction = Literal["higher", "lower"]
 Level = Literal["case", "structure"]
+Table = Literal["metric_values", "structure_results"]
 DOCS = "docs/metrics.md"
 
 
@@ -43,6 +44,7 @@ class Metric:
         whole_case: for a structure-level metric, the case-level metric that a table's whole-case row shows in its
             column (DSC per structure → the mean foreground DSC).
         boxplot: the comparison page shows its per-case distribution per configuration as box plots.
+        table: where the store keeps it: ``metric_values`` rows, or the ``structure_results`` column of its name.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Metric:
     read: Callable[[CaseMetrics], float | Sequence[float]]
     whole_case: str | None = None
     boxplot: bool = False
+    table: Table = "metric_values"
 
     def format(self, value: float) -> str:
         """``value`` with the metric's digits (no unit)."""
@@ -87,7 +90,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("dsc", "DSC", "", (0.0, 1.0), "higher", True, "structure",
            "Dice overlap of the predicted and the reference structure on the whole volume (undefined when both are "
            "empty).",
-           _anchor("dsc-per-structure"), 3, False, lambda m: m.dsc, whole_case="dsc_mean_fg"),
+           _anchor("dsc-per-structure"), 3, False, lambda m: m.dsc, whole_case="dsc_mean_fg",
+           table="structure_results"),
     Metric("ece", "ECE (ROI)", "", (0.0, 1.0), "lower", True, "case",
            "Voxel-weighted mean gap between stated confidence and observed accuracy over 15 confidence bins of the "
            "ROI voxels.", _anchor("ece-roi"), 3, True, lambda m: m.ece),
@@ -106,6 +110,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("fn_tn_auc", "FN-TN AUC", "", (0.0, 1.0), "higher", True, "case",
            "AUROC of entropy for false against true negatives among the ROI voxels predicted background (0.5 = "
            "chance).", _anchor("fn-tn-auc"), 3, True, lambda m: m.fn_tn_auc, boxplot=True),
+    Metric("ece_structure", "ECE", "", (0.0, 1.0), "lower", True, "structure",
+           "Voxel-weighted mean gap between the structure's probability and its presence over the confidence bins of "
+           "the structure's ROI voxels.", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.ece_structure, whole_case="ece"),
+    Metric("brier_structure", "Brier", "", (0.0, 1.0), "lower", True, "structure",
+           "Mean over the structure's ROI voxels of the squared gap between its probability and its presence.",
+           _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False, lambda m: m.brier_structure,
+           whole_case="brier"),
+    Metric("ueo_auc_structure", "UEO-AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "Mean Dice overlap of the most uncertain voxels of the structure's ROI with its wrong ones over review "
+           "budgets of 0–5 %.", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.ueo_auc_structure, whole_case="ueo_auc"),
+    Metric("fp_tp_auc_structure", "FP-TP AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "AUROC of entropy for false against true positives among the structure's ROI voxels predicted as it "
+           "(0.5 = chance).", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.fp_tp_auc_structure, whole_case="fp_tp_auc"),
+    Metric("fn_tn_auc_structure", "FN-TN AUC", "", (0.0, 1.0), "higher", True, "structure",
+           "AUROC of entropy for missed against true negative voxels among the structure's ROI voxels predicted "
+           "otherwise (0.5 = chance).", _anchor("ece-brier-ueo-auc-and-the-aucs-per-structure"), 3, False,
+           lambda m: m.fn_tn_auc_structure, whole_case="fn_tn_auc"),
     Metric("mean_entropy_roi", "Mean entropy (ROI)", "", (0.0, 1.0), None, False, "case",
            "Mean normalised predictive entropy over the ROI voxels (0 = certain, 1 = every class equally likely).",
            _anchor("mean-entropy-roi"), 3, False, lambda m: m.mean_entropy_roi),

@@ -21,6 +21,10 @@ def _list(values: NDArray[np.generic]) -> list[Any]:
     return [_finite_or_none(float(v)) if isinstance(v, float) else v for v in values.tolist()]
 
 
+def _per_class(values: tuple[float, ...]) -> dict[str, float | None]:
+    return {str(c): _finite_or_none(value) for c, value in enumerate(values)}
+
+
 @dataclass(frozen=True)
 class CaseMetrics:
     """The spec's per-case numbers for one configuration.
@@ -34,6 +38,9 @@ class CaseMetrics:
         curve: UEO, recall, precision and flagged volume over the budget grid; ueo_auc: its normalised area.
         fp_tp_auc, fn_tn_auc: AUROC (or capture area) of entropy for FP vs TP and FN vs TN ROI voxels; NaN if a
             side is empty.
+        ece_structure, brier_structure, ueo_auc_structure, fp_tp_auc_structure, fn_tn_auc_structure: the same per
+            class, index = class, one-vs-rest on the structure's ROI R_c (``docs/metrics.md``); NaN for the
+            background, for a class whose seed is empty, and for an undefined value.
         roi_voxels: |R|; error_voxels: |E|; mean_entropy_roi: mean normalised entropy over R.
         voxel_ml: volume of one voxel in mL; temperature: T applied (None = no scaling).
     """
@@ -48,6 +55,11 @@ class CaseMetrics:
     ueo_auc: float
     fp_tp_auc: float
     fn_tn_auc: float
+    ece_structure: tuple[float, ...]
+    brier_structure: tuple[float, ...]
+    ueo_auc_structure: tuple[float, ...]
+    fp_tp_auc_structure: tuple[float, ...]
+    fn_tn_auc_structure: tuple[float, ...]
     roi_voxels: int
     error_voxels: int
     mean_entropy_roi: float
@@ -57,7 +69,7 @@ class CaseMetrics:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN written as None) with the keys of ``python -m pipeline evaluate``."""
         return {
-            "dsc": {str(c): _finite_or_none(value) for c, value in enumerate(self.dsc)},
+            "dsc": _per_class(self.dsc),
             "dsc_mean_fg": _finite_or_none(self.dsc_mean_fg),
             "ece": _finite_or_none(self.ece),
             "brier": self.brier,
@@ -65,6 +77,11 @@ class CaseMetrics:
             "ueo_auc": _finite_or_none(self.ueo_auc),
             "fp_tp_auc": _finite_or_none(self.fp_tp_auc),
             "fn_tn_auc": _finite_or_none(self.fn_tn_auc),
+            "ece_structure": _per_class(self.ece_structure),
+            "brier_structure": _per_class(self.brier_structure),
+            "ueo_auc_structure": _per_class(self.ueo_auc_structure),
+            "fp_tp_auc_structure": _per_class(self.fp_tp_auc_structure),
+            "fn_tn_auc_structure": _per_class(self.fn_tn_auc_structure),
             "budgets": _list(self.curve.budgets),
             "ueo_curve": _list(self.curve.ueo),
             "error_recall": _list(self.curve.recall),

@@ -3,7 +3,9 @@
 Cost: one chunked pass over the probability map (each z-chunk stays in cache) validates it and builds the ROI seed
 (plus the prediction and entropy maps when asked for); the compiled distance kernel grows the ROI; everything else
 runs on the ROI voxels only: one argmax, one temperature application, one entropy, and one stable ranking shared
-by the UEO curve, both AUCs and the budget mask.
+by the UEO curve, both AUCs and the budget mask. The per-structure numbers reuse them: each structure's ROI R_c lies
+inside R, so it grows inside R's box and is a mask over R's voxels; a subset of the ranking, taken in order, ranks
+R_c.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
@@ -140,6 +143,70 @@ def _mean_defined(values: NDArray[np.float64]) -> float:
     return float(np.mean(defined)) if defined.size else math.nan
 
 
+def _auc_pair(
+    order: NDArray[np.signedinteger], entropy: NDArray[np.floating], errors: NDArray[np.bool_],
+    first: NDArray[np.bool_], budgets: Sequence[Fraction], settings: MetricSettings,
+) -> tuple[float, float]:
+    """The error-detection areas of voxels ranked by ``order`` (all n of them), shapes (n,): among ``first``, then
+    among the rest, of ``errors`` by ``entropy`` — AUROC or capture area as ``settings.auc_mode`` says."""
+    if settings.auc_mode == "roc":
+        return ranked_auroc_pair(order, entropy, errors, first)
+    ranked_first = first[order]
+    ranked_errors = errors[order]
+    return capture_area(ranked_errors[ranked_first], budgets), capture_area(ranked_errors[~ranked_first], budgets)
+
+
+def _structure_rois(
+    roi: Roi, prediction: NDArray[np.uint8], reference: NDArray[np.integer], n_classes: int,
+    spacing: tuple[float, float, float], settings: MetricSettings,
+) -> list[NDArray[np.bool_] | None]:
+    """R_c for each class c = 0..C-1 as a mask over the case ROI's voxels (shape (|R|,), raster order); None for the
+    background and where c's seed is empty. The seed {pred = c} ∪ {g = c} (or one side) lies in R and every voxel
+    within r of it too, so the distance transform runs in R's box and is exact."""
+    if settings.roi_mode == "whole_volume":
+        return [None, *(np.ones(prediction.shape, dtype=bool) for _ in range(1, n_classes))]
+    rois: list[NDArray[np.bool_] | None] = [None]
+    seed = np.zeros(roi.local.shape, dtype=bool)
+    for c in range(1, n_classes):
+        own = prediction == c if settings.roi_mode != "gt" else np.zeros(prediction.shape, dtype=bool)
+        if settings.roi_mode != "pred":
+            own |= reference == c
+        if not own.any():
+            rois.append(None)
+            continue
+        seed[roi.local] = own
+        rois.append(dilate_mm(seed, spacing, settings.roi_radius_mm).dense()[roi.local])
+    return rois
+
+
+def _structure_metrics(
+    rois: list[NDArray[np.bool_] | None], p_cal: NDArray[np.floating], prediction: NDArray[np.uint8],
+    reference: NDArray[np.integer], entropy: NDArray[np.floating], order: NDArray[np.signedinteger],
+    budgets: Sequence[Fraction], voxel_ml: float, settings: MetricSettings,
+) -> NDArray[np.float64]:
+    """ECE_c, Brier_c, UEO-AUC_c, FP-TP AUC_c and FN-TN AUC_c (rows) per class c (columns, shape (5, C)) over R_c
+    (``rois``, masks over the ROI voxels); NaN where R_c is None. Inputs are the ROI voxels': ``p_cal`` (C, |R|), the
+    rest (|R|,), ``order`` the ROI's ranking by entropy."""
+    values = np.full((5, len(rois)), math.nan)
+    for c, inside in enumerate(rois):
+        if inside is None:
+            continue
+        truth = reference[inside] == c
+        predicted = prediction[inside] == c
+        confidence = p_cal[c][inside]
+        errors = predicted != truth
+        ranked = (np.cumsum(inside, dtype=np.intp) - 1)[order[inside[order]]]
+        gap = confidence.astype(np.float64) - truth
+        curve = ueo_curve(ranked, errors, budgets, voxel_ml, settings.empty_error_policy == "exclude")
+        values[:, c] = (
+            reliability_bins(confidence, truth, settings.ece_bins).ece(),
+            float(np.dot(gap, gap)) / gap.size,
+            curve.area(),
+            *_auc_pair(ranked, entropy[inside], errors, predicted, budgets, settings),
+        )
+    return values
+
+
 def evaluate_case(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
@@ -190,13 +257,9 @@ def evaluate_case(
     voxel_ml = spacing3[0] * spacing3[1] * spacing3[2] / 1000.0
     curve = ueo_curve(order, errors, budgets, voxel_ml, settings.empty_error_policy == "exclude")
     foreground = pred_roi > 0
-    if settings.auc_mode == "roc":
-        fp_tp, fn_tn = ranked_auroc_pair(order, entropy, errors, foreground)
-    else:
-        ranked_foreground = foreground[order]
-        ranked_errors = errors[order]
-        fp_tp = capture_area(ranked_errors[ranked_foreground], budgets)
-        fn_tn = capture_area(ranked_errors[~ranked_foreground], budgets)
+    fp_tp, fn_tn = _auc_pair(order, entropy, errors, foreground, budgets, settings)
+    structure = _structure_metrics(_structure_rois(roi, pred_roi, ref_roi, n_classes, spacing3, settings), p_cal,
+                                   pred_roi, ref_roi, entropy, order, budgets, voxel_ml, settings)
     confusion = _confusion(scan, confusion_counts(pred_roi, ref_roi, n_classes), math.prod(shape), settings)
     dsc = dice_from_confusion(confusion, math.nan if settings.empty_structure_policy == "exclude" else 1.0)
     bins = _ece_bins(p_cal, pred_roi, ref_roi, settings)
@@ -212,6 +275,11 @@ def evaluate_case(
         ueo_auc=curve.area(),
         fp_tp_auc=fp_tp,
         fn_tn_auc=fn_tn,
+        ece_structure=tuple(structure[0].tolist()),
+        brier_structure=tuple(structure[1].tolist()),
+        ueo_auc_structure=tuple(structure[2].tolist()),
+        fp_tp_auc_structure=tuple(structure[3].tolist()),
+        fn_tn_auc_structure=tuple(structure[4].tolist()),
         roi_voxels=n_roi,
         error_voxels=int(np.count_nonzero(errors)),
         mean_entropy_roi=float(np.mean(entropy, dtype=np.float64)),

@@ -22,7 +22,7 @@ from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
 from pipeline.store.cohort_rows import counts_in_repeat
-from pipeline.store.metric_values import group_means, with_values
+from pipeline.store.metric_values import group_means, structure_values, with_values
 from pipeline.store.schema import (
     CaseResult,
     Configuration,
@@ -151,25 +151,32 @@ def case_table(session: Session, f: CohortFilter) -> pd.DataFrame:
     return with_values(session, query).drop(columns="result_id")
 
 
+def _in_structure_results() -> tuple[registry.Metric, ...]:
+    """The structure-level metrics kept as columns of ``structure_results`` (the rest are in ``metric_values``)."""
+    return tuple(m for m in registry.structure_metrics() if m.table == "structure_results")
+
+
 def case_values(session: Session, f: CohortFilter) -> pd.DataFrame:
     """Every per-case number behind the cohort table, long: one row per (repeat, test case, configuration, structure,
-    metric) with ``value`` — the case-level metrics under ``structure`` = :data:`ALL_FOREGROUND` and the per-structure
-    DSC under each structure's name."""
+    metric) with ``value`` — the case-level metrics under ``structure`` = :data:`ALL_FOREGROUND` and the
+    structure-level metrics of the registry under each foreground structure's name."""
     picked = chosen(f)
     cases = case_table(session, f)
     whole = cases.melt(id_vars=["repeat", "case", "configuration_id"], value_vars=list(case_metrics()),
                        var_name="metric", value_name="value").assign(structure=ALL_FOREGROUND)
-    structures = _frame(session, (
-        select(picked.c.repeat, Image.name.label("case"), picked.c.configuration_id,
-               StructureResult.structure, StructureResult.dsc.label("value"))
-        .join(StructureResult, and_(StructureResult.result_id == picked.c.result_id, StructureResult.class_index > 0))
-        .join(Image, Image.id == picked.c.image_id))).assign(metric="dsc")
-    return pd.concat([whole, structures], ignore_index=True).astype({"value": "float64"})
+    rows = (select(picked.c.repeat, Image.name.label("case"), picked.c.configuration_id, StructureResult.structure)
+            .join(StructureResult, and_(StructureResult.result_id == picked.c.result_id,
+                                        StructureResult.class_index > 0))
+            .join(Image, Image.id == picked.c.image_id))
+    columns = [_frame(session, rows.add_columns(getattr(StructureResult, m.name).label("value"))).assign(metric=m.name)
+               for m in _in_structure_results()]
+    stored = structure_values(session, rows.add_columns(picked.c.result_id, StructureResult.class_index))
+    return pd.concat([whole, *columns, stored], ignore_index=True).astype({"value": "float64"})
 
 
 def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean ± SD over repeats: per configuration (the registry's case metrics) and per configuration × structure
-    (DSC).
+    (the registry's structure metrics).
 
     The database averages each repeat's test cases (NULLs skipped, as pandas skips NaN); ``summarise_repeats`` of
     those per-repeat means gives the mean and SD over repeats. Both frames carry ``n_cases`` (distinct test cases
@@ -182,14 +189,18 @@ def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFra
     counts = dict(session.execute(select(picked.c.configuration_id, func.count(picked.c.image_id.distinct()))
                                   .group_by(picked.c.configuration_id)).all())
     overall = summarise_repeats(per_repeat, case_metrics(), by=("configuration_id",))
+    keys = ("configuration_id", "repeat", "class_index")
     structures = _frame(session, (
         select(picked.c.configuration_id, picked.c.repeat, StructureResult.class_index, StructureResult.structure,
-               func.avg(StructureResult.dsc).label("dsc"))
+               *(func.avg(getattr(StructureResult, m.name)).label(m.name) for m in _in_structure_results()))
         .join(StructureResult, StructureResult.result_id == picked.c.result_id)
         .group_by(picked.c.configuration_id, picked.c.repeat, StructureResult.class_index,
                   StructureResult.structure)))
-    per_structure = summarise_repeats(structures.astype({"dsc": "float64"}), ("dsc",),
-                                      by=("configuration_id", "class_index", "structure"))
+    stored = group_means(session, picked, keys[:2], level="structure")
+    names = registry.names(registry.structure_metrics())
+    merged = structures.merge(stored, on=list(keys), how="left") if not stored.empty else structures
+    per_structure = summarise_repeats(merged.reindex(columns=[*keys, "structure", *names]).astype(
+        {n: "float64" for n in names}), names, by=("configuration_id", "class_index", "structure"))
     for frame in (overall, per_structure):
         frame["n_cases"] = frame["configuration_id"].map(counts)
     return overall, per_structure

@@ -18,6 +18,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from benchmarks.http_client import ADMIN
+from qa_dashboard import tables
 from tests.dashboard.conftest import PLAN, SeededStore, browser_login
 
 TIMEOUT = 40
@@ -104,12 +105,13 @@ def test_cohort_table_filters_sorts_and_exports(browser: webdriver.Chrome, serve
     wait_for(browser, lambda: all(r["n_repeats"] == 1 for r in grid_rows(browser, "cohort-grid")),
              "one repeat per row")
     # sort by ECE (ascending): the best ECE comes first
-    header = browser.find_element(By.CSS_SELECTOR, "#cohort-grid .ag-header-cell[col-id='ece']")
+    ece = next(m.name for m in tables.table_metrics() if "ece" in (m.name, m.whole_case))
+    header = browser.find_element(By.CSS_SELECTOR, f"#cohort-grid .ag-header-cell[col-id='{ece}']")
     header.click()
-    wait_for(browser, lambda: next(r for r in grid_rows(browser, "cohort-grid") if r["ece"] is not None)["ece_mark"]
-             in ("best", "tied"), "the best ECE first, marked best or tied (structure rows have no ECE)")
-    best = browser.find_elements(By.CSS_SELECTOR, "#cohort-grid .ag-cell.qa-best[col-id='ece'], "
-                                                  "#cohort-grid .ag-cell.qa-tied[col-id='ece']")[0]
+    wait_for(browser, lambda: next(r for r in grid_rows(browser, "cohort-grid") if r[ece] is not None)[f"{ece}_mark"]
+             in ("best", "tied"), "the best ECE first, marked best or tied")
+    best = browser.find_elements(By.CSS_SELECTOR, f"#cohort-grid .ag-cell.qa-best[col-id='{ece}'], "
+                                                  f"#cohort-grid .ag-cell.qa-tied[col-id='{ece}']")[0]
     assert best.text.startswith(("★ 0.", "≈ 0.")) and " ± " not in best.text, "one repeat: no SD over repeats"
     browser.find_element(By.ID, "cohort-csv-button").click()
     csv = wait_for(browser, lambda: next(downloads.glob("cohort_calibration*.csv"), None), "the CSV download")

@@ -31,13 +31,19 @@ def _rows(store: SeededStore, structures: list[str]) -> list[dict[str, object]]:
     return tables.cohort_rows(overall, per_structure, names, structures, stats)
 
 
+def _column(case_metric: str) -> str:
+    """The table column whose all-foreground row shows ``case_metric`` (its own, or a structure metric's)."""
+    return next(m.name for m in tables.table_metrics() if case_metric in (m.name, m.whole_case))
+
+
 def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: SeededStore) -> None:
     rows = _rows(store, [tables.ALL_FOREGROUND, "spleen"])
     assert [(r["configuration"], r["structure"]) for r in rows] == [
         *((c, tables.ALL_FOREGROUND) for c in PLAN.configurations), *((c, "spleen") for c in PLAN.configurations)]
     overall = [r for r in rows if r["structure"] == tables.ALL_FOREGROUND]
     spleen = [r for r in rows if r["structure"] == "spleen"]
-    for group, metric, pick in ((overall, "ece", min), (overall, "ueo_auc", max), (spleen, "dsc", max)):
+    ece, ueo_auc = _column("ece"), _column("ueo_auc")
+    for group, metric, pick in ((overall, ece, min), (overall, ueo_auc, max), (spleen, "dsc", max)):
         marks = [r[f"{metric}_mark"] for r in group]
         top = next(r for r in group if r[metric] == pick(x[metric] for x in group))
         # best only where the data separate it, else the top and those it cannot be told apart from are tied
@@ -50,11 +56,12 @@ def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: 
             versus = row[f"{metric}_versus"]
             if versus is not None and row[f"{metric}_mark"] == "":
                 assert versus[0] > 0 and versus[2] < 0.05, "below the top: separated from it"
-    assert all(r["ece"] is None for r in spleen)
+    for metric in tables.table_metrics():  # structure rows show the structure-level metrics, and only those
+        assert all((r[metric.name] is None) == (metric.level == "case") for r in spleen), metric.name
     parsed = list(csv.DictReader(io.StringIO(tables.cohort_csv(rows))))
     assert len(parsed) == len(rows) and parsed[0]["configuration"] == "Base"
-    assert float(parsed[0]["ece_mean"]) == pytest.approx(rows[0]["ece"], rel=1e-5)
-    assert {"ece_sd", "ece_low", "ece_high", "ece_n", "ece_mark", "n_cases", "n_repeats"} <= set(parsed[0])
+    assert float(parsed[0][f"{ece}_mean"]) == pytest.approx(rows[0][ece], rel=1e-5)
+    assert {f"{ece}_{s}" for s in ("sd", "low", "high", "n", "mark")} | {"n_cases", "n_repeats"} <= set(parsed[0])
     assert _rows(store, ["lymph_nodes"])[0]["structure"] == "lymph_nodes"
 
 

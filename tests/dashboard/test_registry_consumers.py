@@ -43,8 +43,9 @@ def test_frames_carry_every_case_level_metric_of_the_registry(store: SeededStore
 
 
 def test_the_cohort_table_and_csv_take_columns_labels_and_tooltips_from_the_registry(store: SeededStore) -> None:
-    folded = {m.whole_case for m in registry.structure_metrics()}  # shown in its structure metric's column
-    expected = [*registry.structure_metrics(), *(m for m in registry.case_metrics() if m.name not in folded)]
+    folding = {m.whole_case: m for m in registry.structure_metrics() if m.whole_case}  # its structure metric's column
+    expected = [*(folding.get(m.name, m) for m in registry.case_metrics()),
+                *(m for m in registry.structure_metrics() if not m.whole_case)]
     columns = {c["field"]: c for c in tables.column_defs()}
     assert list(columns)[2:-2] == [m.name for m in expected]
     for metric in expected:

@@ -32,7 +32,9 @@ def test_declarations_are_unique_and_complete() -> None:
     assert len(set(names)) == len(names)
     assert registry.names(registry.case_metrics()) == ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc",
                                                         "fn_tn_auc", "mean_entropy_roi")
-    assert registry.names(registry.structure_metrics()) == ("dsc",)
+    assert registry.names(registry.structure_metrics()) == ("dsc", "ece_structure", "brier_structure",
+                                                             "ueo_auc_structure", "fp_tp_auc_structure",
+                                                             "fn_tn_auc_structure")
     assert registry.names(registry.summary_metrics()) == ("dsc_mean_fg", "ece", "brier", "ueo_auc", "fp_tp_auc",
                                                            "fn_tn_auc")
     assert "mean_entropy_roi" not in registry.names(registry.reference_metrics())
@@ -58,8 +60,12 @@ def test_accessors_read_the_suites_numbers() -> None:
         assert isinstance(value, float) and value == getattr(metrics, metric.name)
         low, high = metric.range
         assert math.isnan(value) or low <= value <= (high if high is not None else math.inf)
-    per_class = registry.metric("dsc").read(metrics)
-    assert list(per_class) == list(metrics.dsc) and len(per_class) == case.n_classes  # type: ignore[arg-type]
+    for metric in registry.structure_metrics():
+        per_class = metric.read(metrics)
+        assert isinstance(per_class, tuple) and per_class == getattr(metrics, metric.name), metric.name
+        low, high = metric.range
+        assert len(per_class) == case.n_classes and all(math.isnan(v) or low <= v <= (high or math.inf)
+                                                        for v in per_class), metric.name
 
 
 def test_every_anchor_is_a_heading_of_the_metrics_document() -> None:

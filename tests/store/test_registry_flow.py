@@ -1,6 +1,7 @@
-"""The registry is the one place a metric is declared: a metric registered there (and nowhere else) is stored by
-the batch and the protocol stage, and reaches the cohort query's frames, the cohort table's columns and its CSV
-(SQLite and PostgreSQL, real tiny nnU-Net models)."""
+"""The registry is the one place a metric is declared: a metric registered there (and nowhere else), case-level or
+structure-level, is stored by the batch and the protocol stage, and reaches the cohort query's frames, the cohort
+table's columns (a structure-level one on the structure rows) and its CSV (SQLite and PostgreSQL, real tiny nnU-Net
+models)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -20,7 +22,7 @@ from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.schema import WHOLE_CASE, CaseResult, MetricValue, ModelSet, Protocol
+from pipeline.store.schema import WHOLE_CASE, CaseResult, MetricValue, ModelSet, Protocol, StructureResult
 from qa_dashboard import tables
 from qa_dashboard.queries import cohort
 
@@ -28,13 +30,17 @@ EXTRA = registry.Metric(
     "error_count", "Errors (ROI)", "voxels", (0.0, None), "lower", True, "case",
     "Number of ROI voxels whose predicted class differs from the reference.", "docs/metrics.md#ece-roi", 0, False,
     lambda m: m.error_voxels)
+EXTRA_STRUCTURE = registry.Metric(
+    "dsc_again", "DSC again", "", (0.0, 1.0), "higher", True, "structure",
+    "The DSC per structure, registered a second time.", "docs/metrics.md#dsc-per-structure", 2, False,
+    lambda m: m.dsc)
 
 
-def test_a_metric_registered_only_in_the_registry_flows_to_store_queries_table_and_csv(
+def test_metrics_registered_only_in_the_registry_flow_to_store_queries_table_and_csv(
     store_url: str, tmp_path: Path, phantom_folder: Path, smoke_run: tuple[Path, dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, EXTRA))
+    monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, EXTRA, EXTRA_STRUCTURE))
     artifacts = tmp_path / "artifacts"
     model_set = load_model_set_file(smoke_run[0] / "manifest.json")
     run_batch(BatchOptions(cases=tuple(discover(phantom_folder, "phantom")[:2]), model_set=model_set,
@@ -55,7 +61,15 @@ def test_a_metric_registered_only_in_the_registry_flows_to_store_queries_table_a
         table = cohort.case_table(session, chosen)
         overall, per_structure = cohort.summary(session, chosen)
         names = dict(cohort.configurations(session, row.id))
+        again = {(r, c): v for r, c, v in session.execute(
+            select(MetricValue.result_id, MetricValue.class_index, MetricValue.value)
+            .where(MetricValue.name == EXTRA_STRUCTURE.name))}
+        dsc = {(r, c): v for r, c, v in session.execute(select(
+            StructureResult.result_id, StructureResult.class_index, StructureResult.dsc)
+            .where(StructureResult.class_index > 0))}
+        values = cohort.case_values(session, chosen)
     engine.dispose()
+    _structure_metrics_reach_the_structure_rows(again, dsc, values, per_structure, names)
     assert table[EXTRA.name].notna().all() and set(table[EXTRA.name]) <= {float(v) for v in errors.values()}
     expected = summarise_repeats(table, [EXTRA.name], by=("configuration_id",)).set_index("configuration_id")
     means = overall.set_index("configuration_id")[f"{EXTRA.name}_mean"]
@@ -68,3 +82,28 @@ def test_a_metric_registered_only_in_the_registry_flows_to_store_queries_table_a
     parsed = list(csv.DictReader(io.StringIO(tables.cohort_csv(rows))))
     assert {r["configuration"]: float(r[f"{EXTRA.name}_mean"]) for r in parsed} == pytest.approx(
         {names[i]: v for i, v in means.to_dict().items()}, rel=1e-5)
+
+
+def _structure_metrics_reach_the_structure_rows(again: dict[tuple[int, int], float | None],
+                                                 dsc: dict[tuple[int, int], float | None], values: Any,
+                                                 per_structure: Any, names: dict[int, str]) -> None:
+    """The structure-level metric is stored once per (result, foreground class), with the accessor's values; every
+    structure-level metric kept in ``metric_values`` has per-structure means equal to the per-case values' and fills
+    its column on the structure rows of the table and the CSV."""
+    assert again == pytest.approx(dsc) and len(again) == len(dsc) > 0
+    kept = [m for m in registry.structure_metrics() if m.table == "metric_values"]
+    assert EXTRA_STRUCTURE in kept
+    means = per_structure[per_structure["class_index"] > 0].set_index(["configuration_id", "structure"])
+    rows = tables.cohort_rows(pd.DataFrame(), per_structure, names, ["lymph_nodes", "spleen"])
+    parsed = list(csv.DictReader(io.StringIO(tables.cohort_csv(rows))))
+    assert len(rows) == len(parsed) == 2 * len(names)
+    for metric in kept:
+        own = values[values["metric"] == metric.name].rename(columns={"value": metric.name})
+        assert set(own["structure"]) == {"lymph_nodes", "spleen"} and own[metric.name].notna().any(), metric.name
+        expected = summarise_repeats(own, [metric.name], by=("configuration_id", "structure"))
+        expected = expected.set_index(["configuration_id", "structure"])[f"{metric.name}_mean"]
+        assert means[f"{metric.name}_mean"].to_dict() == pytest.approx(expected.to_dict(), nan_ok=True)
+        shown = {(r["configuration"], r["structure"]): r[metric.name] for r in rows}
+        assert shown == pytest.approx({(names[c], s): v for (c, s), v in expected.items()}, nan_ok=True)
+        assert {(r["configuration"], r["structure"]): float(r[f"{metric.name}_mean"] or "nan") for r in parsed} == \
+            pytest.approx({(names[c], s): v for (c, s), v in expected.items()}, rel=1e-5, nan_ok=True)
