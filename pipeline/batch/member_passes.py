@@ -12,6 +12,7 @@ rebuilt from them, which is what :func:`pipeline.inference.pooling.predict_grid`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,13 +51,22 @@ def pass_path(prefix: str, member: str, view: tuple[int, ...]) -> str:
     return f"{prefix}/passes/{safe_name(member)}_flip{flips}.zarr"
 
 
-def pass_row(store: ArtifactStore, prefix: str, member: str, view: tuple[int, ...],
-             logits: NDArray[np.float32]) -> dict[str, object]:
-    """Write one pass's CT-grid logits (C, Z, Y, X) and return its artifact row (processing filled in later)."""
-    path = store.write(pass_path(prefix, member, view), logits.astype(np.float32, copy=False),
-                       {"member": member, "view": list(view)})
-    return {"kind": PASS_KIND, "path": path, "dtype": "float32", "shape": list(logits.shape), "budget": None,
-            "configuration_id": None}
+class PassWriter:
+    """Writes each pass's CT-grid logits (C, Z, Y, X) under a processing's ``prefix`` as inference yields it (the
+    ``on_pass`` of :func:`pipeline.inference.pooling.predict_grid`); keeps the artifact rows and the seconds spent."""
+
+    def __init__(self, store: ArtifactStore, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+        self.rows: list[dict[str, object]] = []
+        self.seconds = 0.0
+
+    def __call__(self, member: str, view: tuple[int, ...], logits: NDArray[np.float32]) -> None:
+        began = time.perf_counter()
+        path = self.store.write(pass_path(self.prefix, member, view), logits.astype(np.float32, copy=False),
+                                {"member": member, "view": list(view)})
+        self.rows.append({"kind": PASS_KIND, "path": path, "dtype": "float32", "shape": list(logits.shape),
+                          "budget": None, "configuration_id": None})
+        self.seconds += time.perf_counter() - began
 
 
 def stored_passes(session: Session, store: ArtifactStore, processing_id: int, case: str) -> dict[Pass, str]:

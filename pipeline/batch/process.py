@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.member_passes import pass_row
+from pipeline.batch.member_passes import PassWriter
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -26,7 +26,6 @@ from pipeline.batch.outcomes import (
 from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
-from pipeline.inference.grid import View
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.settings import MetricSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
@@ -153,25 +152,17 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     next one is mapped to the CT grid; the rows go to the session at the end.
     """
     start = time.perf_counter()
-    pass_rows: list[dict[str, object]] = []
-    pass_seconds = [0.0]
     per_member = work.settings.temperature_mode == "per_member"
-    prefix = f"{safe_name(case.spec.name)}/{work.model_set.identity}"
-
-    def keep_pass(member: str, view: View, logits: NDArray[np.float32]) -> None:
-        began = time.perf_counter()
-        pass_rows.append(pass_row(work.artifacts, prefix, member, view, logits))
-        pass_seconds[0] += time.perf_counter() - began
-
+    writer = PassWriter(work.artifacts, f"{safe_name(case.spec.name)}/{work.model_set.identity}")
     prediction = predict_grid(work.predictor, case.image, work.grid, work.settings.pooling,
                               member_temperature=_member_temperatures(case, work) if per_member else None,
-                              grid_mapping=work.settings.grid_mapping, on_pass=keep_pass if per_member else None)
-    passes = time.perf_counter() - start - pass_seconds[0]
+                              grid_mapping=work.settings.grid_mapping, on_pass=writer if per_member else None)
+    passes = time.perf_counter() - start - writer.seconds
     reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
                         if case.labels is not None else None)
     results: list[ResultRows] = []
     pooled_rows: list[dict[str, object]] = []
-    metrics, storage = 0.0, pass_seconds[0]
+    metrics, storage = 0.0, writer.seconds
     for name, probabilities in prediction:
         rows, pooled, seconds_metrics, seconds_storage = _configuration_rows(
             case, work, name, probabilities, prediction.spacing, reference_counts)
@@ -187,7 +178,7 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     values = {"run_id": work.run_id, "input_hash": input_hash, "code_version": work.code_version,
               "forward_passes": prediction.forward_passes, "seconds_inference": inference, "seconds_metrics": metrics,
               "seconds_storage": 0.0}
-    processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows + pass_rows)
+    processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows + writer.rows)
     write_results(session, image, processing.id, results)
     processing.seconds_storage = storage + time.perf_counter() - start
     return CaseTimings(inference, metrics, processing.seconds_storage, prediction.forward_passes)
