@@ -33,6 +33,7 @@ from pipeline.store.database import make_engine, session_factory
 from pipeline.store.metric_values import result_values
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, TemperatureFit
 from pipeline.store.schema import ModelSet as ModelSetRow
+from qa_dashboard.queries import patient
 from tests.store.conftest import write_phantom_case
 
 PER_MEMBER = MetricSettings(temperature_mode="per_member", grid_mapping="per_pass")
@@ -150,6 +151,11 @@ def test_per_member_temperatures_are_fitted_and_applied_to_the_members(
         for result, name, fit in results:
             assert fit.role == "deployed" and result.temperature == deployed[name].temperature
             _assert_scored_on(result_values(session, result.id), maps[name], labels, spacing, f"nightly {name}")
+        case = patient.find_case(session, "phantom_9004")
+        assert case is not None
+        shown = {r.configuration: r.probabilities_path for r in patient.shown_results(session, case)}
+        assert shown["DE"] is not None and shown["DE+TS"] is None, (
+            "the slice browser shows no after-pooling rescaling of the twin for a per-member TS result")
     engine.dispose()
 
     out = export_map(store_url, artifacts, "phantom_9004", "DE+TS", "probabilities", tmp_path / "p.nii.gz")
