@@ -32,7 +32,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.member_passes import calibrated_map, configuration_passes, member_logits, stored_passes
+from pipeline.batch.member_passes import (
+    calibrated_map,
+    check_mode,
+    configuration_passes,
+    member_logits,
+    stored_passes,
+)
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -150,6 +156,7 @@ def _cohort_settings(session: Session, cohort: Sequence[_Case], name: str) -> Me
     if settings is None:
         log.warning("cohort %r: its runs stored no metric settings; using the defaults", name)
         return DEFAULT_SETTINGS
+    check_mode(settings, {})
     return settings
 
 

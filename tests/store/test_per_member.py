@@ -4,6 +4,7 @@ export rebuilds p_cal(T), and a temperature is never applied under the other mod
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.metric_values import result_values
-from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, TemperatureFit
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Run, TemperatureFit
 from pipeline.store.schema import ModelSet as ModelSetRow
 from qa_dashboard.queries import patient
 from tests.store.conftest import write_phantom_case
@@ -172,5 +173,16 @@ def test_per_member_temperatures_are_fitted_and_applied_to_the_members(
 def test_per_member_needs_the_per_pass_grid_mapping(store_url: str, tmp_path: Path, phantom_folder: Path,
                                                     model_set: ModelSet) -> None:
     pooled = MetricSettings(temperature_mode="per_member")
+    cohort = discover(phantom_folder, "phantom")[:2]
     with pytest.raises(InputError, match="per_member needs grid_mapping per_pass"):
-        run_batch(_options(discover(phantom_folder, "phantom")[:1], model_set, store_url, tmp_path / "a", pooled))
+        run_batch(_options(cohort, model_set, store_url, tmp_path / "a", pooled))
+    run_batch(_options(cohort, model_set, store_url, tmp_path / "a", MetricSettings()))
+    engine = make_engine(store_url)
+    with session_factory(engine).begin() as session:  # a store whose runs say so (written by an older version)
+        for run in session.scalars(select(Run)):
+            run.options = run.options | {"settings": asdict(pooled)}
+    with session_factory(engine).begin() as session, pytest.raises(
+            InputError, match="per_member needs grid_mapping per_pass"):
+        run_protocol(session, ArtifactStore(tmp_path / "a"), session.scalars(select(ModelSetRow)).one(),
+                     ProtocolOptions(cohort="phantom", repeats=1))
+    engine.dispose()
