@@ -191,6 +191,34 @@ def test_precomputed_members_are_pooled(tmp_path: Path) -> None:
     assert document["brier"] == pytest.approx(expected.brier, abs=1e-6)
 
 
+def test_per_member_settings_scale_each_member_before_pooling(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    labels = np.zeros((8, 14, 14), dtype=np.uint8)
+    labels[2:6, 3:10, 3:10] = 1
+    logits = []
+    for k in range(2):
+        member = rng.normal(size=(2, 8, 14, 14)).astype(np.float32)
+        member[1] += (2.0 + 3.0 * k) * labels - 1.0
+        logits.append(member)
+        np.save(tmp_path / f"m{k}.npy", softmax(member))
+    np.save(tmp_path / "ref.npy", labels)
+    (tmp_path / "s.json").write_text('{"temperature_mode": "per_member"}')
+
+    done = run_cli("evaluate", "--probs", str(tmp_path / "m0.npy"), str(tmp_path / "m1.npy"), "--reference",
+                   str(tmp_path / "ref.npy"), "--spacing", "2,1,1", "--settings", str(tmp_path / "s.json"),
+                   "--temperature", "2.5")
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    scaled = (softmax(logits[0], 2.5) + softmax(logits[1], 2.5)) / 2
+    expected = evaluate_case(scaled, labels, (2.0, 1.0, 1.0)).metrics
+    after_pooling = evaluate_case((softmax(logits[0]) + softmax(logits[1])) / 2, labels, (2.0, 1.0, 1.0),
+                                  temperature=2.5).metrics
+    assert abs(expected.nll - after_pooling.nll) > 1e-3, "the two modes differ on these members"
+    assert document["nll"] == pytest.approx(expected.nll, abs=1e-5)
+    assert document["ece"] == pytest.approx(expected.ece, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("models", "ct", "message"),
     [

@@ -4,7 +4,9 @@ Result maps are those of the case's deployed result (:mod:`pipeline.store.deploy
 set (:func:`~pipeline.store.configurations.resolve_configuration`). ``probabilities`` is the 4-D class-probability map
 the stored result was scored on: the pooled probabilities of the configuration, calibrated with the result's
 temperature for a TS configuration, with the configuration, model set and temperature in the NIfTI description, so an
-auditor can recompute every stored number outside the project (docs/metrics.md says how).
+auditor can recompute every stored number outside the project (docs/metrics.md says how). A ``per_member`` TS result's
+map is p_cal(T) rebuilt from the stored member passes (:mod:`pipeline.batch.member_passes`); its description ends in
+``per_member``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import SimpleITK as sitk
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.batch.member_passes import calibrated_map, configuration_passes, stored_passes
 from pipeline.errors import InputError
 from pipeline.io.maps import export_nifti, write_probabilities
 from pipeline.metrics.temperature import apply_temperature
@@ -23,6 +26,7 @@ from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.configurations import resolve_configuration, twin_of
 from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.deployed import deployed_result
+from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, ModelSet, TemperatureFit
 
 IMAGE_MAPS = ("ct", "reference")
@@ -78,6 +82,19 @@ def export_map(url: str, root: Path, case: str, configuration: str | None, kind:
 
 def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, configuration: Configuration,
                    result: CaseResult, out: Path) -> Path:
+    fit = session.get(TemperatureFit, result.temperature_fit_id) if result.temperature_fit_id is not None else None
+    model_set = session.get_one(ModelSet, configuration.model_set_id)
+    temperature = "none" if result.temperature is None else f"{result.temperature:.6g}"
+    description = f"{configuration.name} {model_set.identity} T={temperature}"
+    if fit is not None and fit.temperature_mode == "per_member":
+        settings = processing_settings(session, result.processing_id)
+        if settings is None:
+            raise InputError(f"case {image.name!r}: the run of its {configuration.name} result stored no settings")
+        passes = configuration_passes(configuration, stored_passes(session, artifacts, result.processing_id,
+                                                                   image.name), image.name)
+        probabilities = calibrated_map(artifacts, passes, settings, fit.temperature)
+        write_probabilities(out, probabilities, _geometry(image), f"{description} per_member")
+        return out
     siblings = session.scalars(select(Configuration).where(
         Configuration.model_set_id == configuration.model_set_id)).all()
     twin = twin_of(configuration, siblings)
@@ -88,8 +105,5 @@ def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, con
         raise InputError(f"case {image.name!r} has no stored probabilities of {twin.name}")
     probabilities = artifacts.read(path).astype(np.float32, copy=False)
     probabilities = apply_temperature(probabilities, result.temperature)
-    model_set = session.get_one(ModelSet, configuration.model_set_id)
-    temperature = "none" if result.temperature is None else f"{result.temperature:.6g}"
-    description = f"{configuration.name} {model_set.identity} T={temperature}"
     write_probabilities(out, probabilities, _geometry(image), description)
     return out

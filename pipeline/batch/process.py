@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
 from pipeline.batch.maps import map_artifacts, result_prefix
+from pipeline.batch.member_passes import PassWriter
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -103,7 +104,8 @@ def _configuration_rows(
     """Evaluate one configuration of the grid and write its maps (and, uncalibrated, its pooled probabilities).
 
     Returns its result rows (none for a TS configuration without a deployed fit for this case), its
-    pooled-probabilities artifact rows, and the seconds spent on metrics and on storage.
+    pooled-probabilities artifact rows, and the seconds spent on metrics and on storage. Under ``per_member`` a TS
+    configuration's ``probabilities`` are already pooled from scaled members: no temperature is applied to them.
     """
     configuration = next(c for c in work.grid if c.name == name)
     fits = work.fits.get(name, []) if configuration.temperature_scaling else []
@@ -113,8 +115,10 @@ def _configuration_rows(
     metrics = storage = 0.0
     if not configuration.temperature_scaling or fit is not None:
         temperature = fit.temperature if fit is not None else None
+        after_pooling = temperature if work.settings.temperature_mode == "after_pooling" else None
         began = time.perf_counter()
-        result = evaluate_configuration(probabilities, case.labels, spacing, work.settings, temperature, work.budget)
+        result = evaluate_configuration(probabilities, case.labels, spacing, work.settings, after_pooling,
+                                        work.budget)
         outcome = Outcome(name, temperature, result, case.labels is not None, time.perf_counter() - began)
         metrics = time.perf_counter() - began
         began = time.perf_counter()
@@ -148,14 +152,17 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     next one is mapped to the CT grid; the rows go to the session at the end.
     """
     start = time.perf_counter()
+    per_member = work.settings.temperature_mode == "per_member"
+    writer = PassWriter(work.artifacts, f"{safe_name(case.spec.name)}/{work.model_set.identity}")
     prediction = predict_grid(work.predictor, case.image, work.grid, work.settings.pooling,
-                              grid_mapping=work.settings.grid_mapping)
-    passes = time.perf_counter() - start
+                              member_temperature=_member_temperatures(case, work) if per_member else None,
+                              grid_mapping=work.settings.grid_mapping, on_pass=writer if per_member else None)
+    passes = time.perf_counter() - start - writer.seconds
     reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
                         if case.labels is not None else None)
     results: list[ResultRows] = []
     pooled_rows: list[dict[str, object]] = []
-    metrics = storage = 0.0
+    metrics, storage = 0.0, writer.seconds
     for name, probabilities in prediction:
         rows, pooled, seconds_metrics, seconds_storage = _configuration_rows(
             case, work, name, probabilities, prediction.spacing, reference_counts)
@@ -171,10 +178,16 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     values = {"run_id": work.run_id, "input_hash": input_hash, "code_version": work.code_version,
               "forward_passes": prediction.forward_passes, "seconds_inference": inference, "seconds_metrics": metrics,
               "seconds_storage": 0.0}
-    processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows)
+    processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows + writer.rows)
     write_results(session, image, processing.id, results)
     processing.seconds_storage = storage + time.perf_counter() - start
     return CaseTimings(inference, metrics, processing.seconds_storage, prediction.forward_passes)
+
+
+def _member_temperatures(case: LoadedCase, work: CaseWork) -> dict[str, float]:
+    """Under ``per_member``: each TS configuration's deployed temperature for this case, applied to its members."""
+    chosen = {name: fit_for(case.spec.name, fits) for name, fits in work.fits.items()}
+    return {name: fit.temperature for name, fit in chosen.items() if fit is not None}
 
 
 def pooled_name(grid: Sequence[GridConfiguration], configuration: GridConfiguration) -> str:

@@ -1,8 +1,13 @@
 """``python -m pipeline protocol``: the repeated hold-out protocol and temperature fits, from the stored outputs.
 
 Works on what the batch stored (no inference): the pooled probabilities of each uncalibrated configuration and the
-reference of every case of one cohort. For each of R seeded patient-level splits it fits one temperature per TS
-configuration on the calibration cases and evaluates the TS configurations on the test cases. Then the deployment,
+reference of every case of one cohort, with the metric settings the batch stored with its runs (the cohort's cases must
+share them). Under ``temperature_mode`` ``per_member`` the temperature scales each member before pooling: it is fitted
+on, and its TS results are evaluated on, the map rebuilt from the member passes the batch stored
+(:mod:`pipeline.batch.member_passes`), with the ROI of the uncalibrated twin's map held fixed while T varies.
+
+For each of R seeded patient-level splits it fits one temperature per TS configuration on the calibration cases and
+evaluates the TS configurations on the test cases. Then the deployment,
 out of sample everywhere: a fit on the whole cohort (role ``deployed``) is applied to every processed image of the
 model set outside the cohort (other cohorts, cases without reference) and is what the nightly batch applies to new
 cases; the cohort's own cases get their deployed TS results from cross-fits (role ``crossfit``: K = min(5, n) seeded
@@ -19,7 +24,7 @@ import getpass
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +32,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.batch.maps import map_artifacts, result_prefix
+from pipeline.batch.member_passes import (
+    calibrated_map,
+    check_mode,
+    configuration_passes,
+    member_logits,
+    stored_passes,
+)
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -41,12 +53,13 @@ from pipeline.batch.splits import repeated_holdout
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.metrics.suite import calibration_voxels
+from pipeline.metrics.suite import calibration_roi
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
 from pipeline.store.review_schema import AuditEntry
+from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import (
     Artifact,
     Configuration,
@@ -72,7 +85,6 @@ class ProtocolOptions:
     test_fraction: float = 0.5
     seed: int = 0
     budget: float = DEFAULT_FRACTION
-    settings: MetricSettings = DEFAULT_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -84,11 +96,24 @@ class _Case:
 
 
 class _Loader:
-    """Stored probabilities and references, read once each."""
+    """Stored probabilities and references, read once each, and the metric settings they are scored with."""
 
-    def __init__(self, session: Session, store: ArtifactStore) -> None:
-        self.session, self.store = session, store
+    def __init__(self, session: Session, store: ArtifactStore, settings: MetricSettings) -> None:
+        self.session, self.store, self.settings = session, store, settings
         self._cache: dict[tuple[int, int], NDArray[np.float32]] = {}
+
+    def passes(self, case: _Case, configuration: Configuration) -> list[str]:
+        """The stored member passes ``configuration`` pools for ``case`` (``per_member``)."""
+        found = stored_passes(self.session, self.store, case.processing.id, case.image.name)
+        return configuration_passes(configuration, found, case.image.name)
+
+    def scored(self, case: _Case, configuration: Configuration, twin: Configuration, temperature: float
+               ) -> tuple[NDArray[np.float32], float | None]:
+        """The map a TS result is scored on and the temperature still to apply to it: the twin's pooled map and T
+        (``after_pooling``), or p_cal(T) rebuilt from the member passes and None (``per_member``)."""
+        if self.settings.temperature_mode == "after_pooling":
+            return self.probabilities(case, twin), temperature
+        return calibrated_map(self.store, self.passes(case, configuration), self.settings, temperature), None
 
     def probabilities(self, case: _Case, configuration: Configuration) -> NDArray[np.float32]:
         key = (case.processing.id, configuration.id)
@@ -120,25 +145,48 @@ def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: 
     return cases
 
 
+def _cohort_settings(session: Session, cohort: Sequence[_Case], name: str) -> MetricSettings:
+    """The metric settings the batch stored with the cohort's processings (one set; the defaults when none)."""
+    found = {case.image.name: processing_settings(session, case.processing.id) for case in cohort}
+    distinct = {repr(asdict(s)) if s is not None else "" for s in found.values()}
+    if len(distinct) > 1:
+        raise InputError(f"cohort {name!r} was processed with different metric settings; rerun the batch on it "
+                         "with one --settings")
+    settings = next(iter(found.values()))
+    if settings is None:
+        log.warning("cohort %r: its runs stored no metric settings; using the defaults", name)
+        return DEFAULT_SETTINGS
+    check_mode(settings, {})
+    return settings
+
+
 def _twins(configurations: Sequence[Configuration]) -> dict[str, Configuration]:
     """Each TS configuration's uncalibrated twin (same members and views)."""
     return {c.name: twin_of(c, configurations) for c in configurations if c.temperature_scaling}
 
 
-def _fit(loader: _Loader, cases: Sequence[_Case], twin: Configuration, settings: MetricSettings
+def _fit(loader: _Loader, cases: Sequence[_Case], configuration: Configuration, twin: Configuration
          ) -> tuple[float, float, float, int]:
-    pairs = [calibration_voxels(loader.probabilities(c, twin), c.labels, c.spacing, settings) for c in cases]
-    scores = np.concatenate([p for p, _ in pairs], axis=1)
-    labels = np.concatenate([g for _, g in pairs])
-    fit = fit_temperature(scores, labels, settings)
+    """T on the calibration ROI voxels (the twin's ROI): of the twin's pooled map, or of the member passes."""
+    settings, scores, labels = loader.settings, [], []
+    for case in cases:
+        assert case.labels is not None
+        probabilities = loader.probabilities(case, twin)
+        flat = calibration_roi(probabilities, case.labels, case.spacing, settings)
+        labels.append(case.labels.reshape(-1)[flat])
+        if settings.temperature_mode == "per_member":
+            scores.append(member_logits(loader.store, loader.passes(case, configuration), flat))
+        else:
+            scores.append(probabilities.reshape(probabilities.shape[0], -1)[:, flat])
+    fit = fit_temperature(np.concatenate(scores, axis=-1), np.concatenate(labels), settings)
     return fit.temperature, fit.nll_before, fit.nll_after, fit.n_voxels
 
 
 def _evaluate(session: Session, loader: _Loader, case: _Case, configuration: Configuration, twin: Configuration,
               fit: TemperatureFit, model_set: ModelSet, options: ProtocolOptions) -> None:
     began = time.perf_counter()
-    probabilities = loader.probabilities(case, twin)
-    result = evaluate_configuration(probabilities, case.labels, case.spacing, options.settings, fit.temperature,
+    probabilities, temperature = loader.scored(case, configuration, twin, fit.temperature)
+    result = evaluate_configuration(probabilities, case.labels, case.spacing, loader.settings, temperature,
                                     options.budget)
     outcome = Outcome(configuration.name, fit.temperature, result, case.labels is not None,
                       time.perf_counter() - began)
@@ -155,11 +203,11 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     configurations = sorted(model_set.configurations, key=lambda c: c.position)
     twins = _twins(configurations)
     by_name = {c.name: c for c in configurations}
-    loader = _Loader(session, store)
     cohort = _cases(session, store, model_set, options.cohort)
     if len(cohort) < 2:
         raise InputError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
                          "the protocol needs at least 2 (run the batch first)")
+    loader = _Loader(session, store, _cohort_settings(session, cohort, options.cohort))
     session.execute(delete(Protocol).where(
         Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
         Protocol.repeats == options.repeats, Protocol.test_fraction == options.test_fraction))
@@ -178,10 +226,11 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
                                   role=split.role(n)) for n in sorted(named))
         for name, twin in twins.items():
             calibration = [named[n] for n in split.calibration]
-            temperature, before, after, voxels = _fit(loader, calibration, twin, options.settings)
+            temperature, before, after, voxels = _fit(loader, calibration, by_name[name], twin)
             fit = TemperatureFit(configuration_id=by_name[name].id, protocol_id=protocol.id, repeat=split.repeat,
                                  temperature=temperature, nll_before=before, nll_after=after, voxels=voxels,
-                                 cases=list(split.calibration), role="repeat")
+                                 cases=list(split.calibration), role="repeat",
+                                 temperature_mode=loader.settings.temperature_mode)
             session.add(fit)
             session.flush()
             for test in split.test:
@@ -205,11 +254,11 @@ def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) 
 
 
 def _new_fit(session: Session, loader: _Loader, cases: Sequence[_Case], configuration: Configuration,
-             twin: Configuration, role: str, settings: MetricSettings) -> TemperatureFit:
-    temperature, before, after, voxels = _fit(loader, cases, twin, settings)
+             twin: Configuration, role: str) -> TemperatureFit:
+    temperature, before, after, voxels = _fit(loader, cases, configuration, twin)
     fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, temperature=temperature,
                          nll_before=before, nll_after=after, voxels=voxels, cases=[c.image.name for c in cases],
-                         role=role)
+                         role=role, temperature_mode=loader.settings.temperature_mode)
     session.add(fit)
     session.flush()
     return fit
@@ -229,9 +278,9 @@ def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequ
         replaced = session.scalar(select(TemperatureFit).where(*deployed, TemperatureFit.role == "deployed"))
         old = _deployment(replaced) if replaced is not None else None
         session.execute(delete(TemperatureFit).where(*deployed))
-        fit = _new_fit(session, loader, cohort, configuration, twin, "deployed", options.settings)
+        fit = _new_fit(session, loader, cohort, configuration, twin, "deployed")
         crossfits = [_new_fit(session, loader, [c for c in cohort if c.image.name not in fold], configuration, twin,
-                              "crossfit", options.settings) for fold in folds]
+                              "crossfit") for fold in folds]
         after = _deployment(fit) | {"crossfit": [round(f.temperature, 6) for f in crossfits]}
         changes.append(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
                                   action="config.deploy_ts", outcome="ok", object_type="configuration",

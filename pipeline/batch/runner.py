@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, load_case
 from pipeline.batch.locking import claim
+from pipeline.batch.member_passes import check_mode
 from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.batch.process import CaseWork, process_case
 from pipeline.batch.version import code_version
@@ -170,6 +171,7 @@ def run_batch(options: BatchOptions) -> RunSummary:
             _remove_stale_temporaries(session, artifacts)
         model_set, configurations = ensure_model_set(session, options.model_set, grid, options.models_source)
         fits = deployed_fits(session, configurations)
+        check_mode(options.settings, fits)
         run_id = None
         if not options.dry_run:
             run = Run(kind="run", status="running", host=socket.gethostname(), pid=os.getpid(), code_version=version,

@@ -47,7 +47,9 @@ def add_verbs(verbs: Any) -> None:
                           help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's)")
     evaluate.add_argument("--reference", required=True, help="reference label map: .npy (Z,Y,X) or NIfTI")
     evaluate.add_argument("--spacing", type=spacing, help="voxel size Z,Y,X in mm (default: from NIfTI)")
-    evaluate.add_argument("--temperature", type=float, help="temperature T of TS (default: none)")
+    evaluate.add_argument("--temperature", type=float,
+                          help="temperature T of TS (default: none); applied to each member's ln p before pooling "
+                               "under the settings' temperature_mode per_member, to the pooled map otherwise")
     evaluate.add_argument("--json", help="write the JSON here instead of stdout")
     evaluate.set_defaults(handler=evaluate_command)
 
@@ -79,9 +81,10 @@ def _same_grid(loaded: LoadedMap, first: LoadedMap, what: str) -> None:
                          f"{what} {loaded.geometry.describe()}; probabilities {first.geometry.describe()}")
 
 
-def _pooled_members(paths: Sequence[str], settings: MetricSettings, max_voxels: int
+def _pooled_members(paths: Sequence[str], settings: MetricSettings, max_voxels: int, member_temperature: float = 1.0
                     ) -> tuple[LoadedMap, NDArray[np.float32]]:
-    """Read member probability maps and pool them (one file: used as is)."""
+    """Read member probability maps and pool them (one file: used as is), each member's ln p scaled by
+    ``member_temperature`` (the ``per_member`` temperature mode)."""
     members = [read_probabilities(Path(p), max_voxels) for p in paths]
     first = members[0]
     for member in members[1:]:
@@ -97,7 +100,7 @@ def _pooled_members(paths: Sequence[str], settings: MetricSettings, max_voxels: 
             check_probabilities(member.array, settings.sum_tolerance, name=str(member.path))
         except ValueError as error:
             raise InputError(str(error)) from error
-    pooled = pool_members((log_probabilities(m.array) for m in members), settings.pooling)
+    pooled = pool_members((log_probabilities(m.array) for m in members), settings.pooling, member_temperature)
     return first, pooled
 
 
@@ -105,12 +108,16 @@ def evaluate_command(args: argparse.Namespace, settings: Settings) -> int:
     """Compute the whole suite for one probability map (or pooled members) and a reference; JSON out. A reference
     whose NIfTI grid (size, spacing, origin, direction) differs from the probability map's is refused."""
     metric_settings = replace(args.settings, pooling=args.pooling) if args.pooling else args.settings
-    first, probs = _pooled_members(args.probs, metric_settings, settings.max_voxels)
+    per_member = metric_settings.temperature_mode == "per_member" and len(args.probs) > 1
+    temperature = args.temperature if args.temperature is not None else 1.0
+    first, probs = _pooled_members(args.probs, metric_settings, settings.max_voxels,
+                                   temperature if per_member else 1.0)
     labels = read_labels(Path(args.reference), settings.max_voxels)
     _same_grid(labels, first, "reference")
     spacing = _resolve_spacing(args.spacing, first.spacing, labels.spacing)
     try:
-        result = evaluate_case(probs, labels.array, spacing, metric_settings, temperature=args.temperature)
+        result = evaluate_case(probs, labels.array, spacing, metric_settings,
+                               temperature=None if per_member else args.temperature)
     except ValueError as error:
         raise InputError(f"--probs {first.path} against --reference {labels.path}: {error}") from error
     document = result.metrics.to_dict() | {"spacing_mm": list(spacing), "members": len(args.probs),

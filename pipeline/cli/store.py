@@ -40,7 +40,8 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     run.set_defaults(handler=run_command)
-    protocol = verbs.add_parser("protocol", help="repeated hold-out temperature fits and TS results of a cohort")
+    protocol = verbs.add_parser("protocol", help="repeated hold-out temperature fits and TS results of a cohort, "
+                                "with the metric settings the batch stored with the cohort's runs")
     protocol.add_argument("--models", type=Path, required=True, help="the model set the batch used")
     protocol.add_argument("--cohort", default="default", help="cohort to split (cases with a reference)")
     protocol.add_argument("--repeats", type=int, default=5, help="seeded splits (default 5)")

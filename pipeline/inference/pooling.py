@@ -68,7 +68,8 @@ class GridPrediction:
     """One CT's grid after its forward passes; iterate it (once) for (configuration name, probabilities).
 
     Each item's probabilities are (C, Z, Y, X) float32 on the CT grid. A configuration and its +TS twin come one
-    after the other with the same array (the temperature is applied at evaluation). A pool is mapped only when its
+    after the other with the same array (the temperature is applied at evaluation), unless the +TS configuration has
+    a member temperature (``per_member`` mode): then it is a pool of its own. A pool is mapped only when its
     turn comes and the iterator keeps no reference to it afterwards, so a caller that drops each map before asking
     for the next holds one CT-grid map at a time.
 
@@ -132,6 +133,7 @@ def predict_grid(
     rule: PoolingRule = "prob_mean",
     member_temperature: dict[str, float] | None = None,
     grid_mapping: GridMapping = "pooled",
+    on_pass: Callable[[str, View, NDArray[np.float32]], None] | None = None,
 ) -> GridPrediction:
     """Run every (member, view) pass of the grid once on one CT; the pooled maps then stream from the result.
 
@@ -144,9 +146,13 @@ def predict_grid(
             ``per_member`` temperature mode); configurations not named pool unscaled members.
         grid_mapping: ``pooled`` (one mapping per pool, on the predictor's device) or ``per_pass`` (one mapping per
             pass, nnU-Net's NumPy resampling; every pool held on the CT grid until streamed).
+        on_pass: ``per_pass`` only: called with each pass's (member, view, logits (C, Z, Y, X) float32 on the CT
+            grid) before it is pooled, e.g. to store what pooling at another member temperature needs.
     """
     if grid_mapping not in ("pooled", "per_pass"):
         raise ValueError(f"grid_mapping must be 'pooled' or 'per_pass', got {grid_mapping!r}")
+    if on_pass is not None and grid_mapping != "per_pass":
+        raise ValueError("on_pass needs grid_mapping='per_pass': only then are the passes on the CT grid")
     groups, users = _pool_groups(configurations, member_temperature or {})
     case = predictor.preprocess(image)
     count = 0
@@ -162,6 +168,8 @@ def predict_grid(
         ct_pools = [MemberPool(rule, temperature) for _, temperature in groups]
         for member, view, ct_logits in predictor.passes(case, list(users)):
             count += 1
+            if on_pass is not None:
+                on_pass(member, view, ct_logits)
             for group in users[(member, view)]:
                 ct_pools[group].add(ct_logits)
         finishers = [pool.probabilities for pool in ct_pools]

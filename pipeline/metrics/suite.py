@@ -300,6 +300,21 @@ def evaluate_case(
     return CaseResult(metrics=metrics, maps=maps)
 
 
+def calibration_roi(
+    probs: NDArray[np.floating],
+    labels: NDArray[np.integer],
+    spacing: Sequence[float],
+    settings: MetricSettings = DEFAULT_SETTINGS,
+) -> NDArray[np.intp]:
+    """Flat (C-order) indices into the (Z, Y, X) grid of the ROI voxels of one calibration case: the ROI of the
+    metrics, grown from the reference and the argmax of ``probs`` (C, Z, Y, X)."""
+    check_probability_shape(probs)
+    check_labels(labels, probs.shape[1:], probs.shape[0])
+    spacing3 = check_spacing(spacing)
+    shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
+    return _roi(_scan(probs, labels, settings, None, with_maps=False), shape, spacing3, settings).flat_indices()
+
+
 def calibration_voxels(
     probs: NDArray[np.floating],
     labels: NDArray[np.integer],
@@ -309,12 +324,8 @@ def calibration_voxels(
     """ROI voxels of one calibration case for :func:`~pipeline.metrics.temperature.fit_temperature`.
 
     Returns the pooled probabilities (C, |R|) and reference labels (|R|,) at the ROI voxels (the same ROI as the
-    metrics); concatenate over calibration cases along the last axis before fitting.
+    metrics, :func:`calibration_roi`); concatenate over calibration cases along the last axis before fitting.
     """
-    check_probability_shape(probs)
-    check_labels(labels, probs.shape[1:], probs.shape[0])
-    spacing3 = check_spacing(spacing)
-    shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
-    roi = _roi(_scan(probs, labels, settings, None, with_maps=False), shape, spacing3, settings)
-    flat = roi.flat_indices()
-    return roi.gather(probs, flat), roi.gather(labels, flat)
+    flat = calibration_roi(probs, labels, spacing, settings)
+    n_classes = probs.shape[0]
+    return probs.reshape(n_classes, -1)[:, flat], labels.reshape(-1)[flat]

@@ -35,6 +35,7 @@ from pipeline.store.artifacts import ArtifactError, ArtifactStore
 from pipeline.store.configurations import resolve_configuration
 from pipeline.store.deployed import deployed_result
 from pipeline.store.review_schema import ReviewItem, User
+from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -42,8 +43,6 @@ from pipeline.store.schema import (
     CurvePoint,
     Image,
     ModelSet,
-    Processing,
-    Run,
     StructureResult,
     TemperatureFit,
 )
@@ -169,13 +168,11 @@ def budget_mask(
 def run_metric_settings(session: Session, result: CaseResult) -> MetricSettings:
     """The metric settings of the run that computed ``result`` (its processing's run); the spec's defaults, with a
     warning, when the run is gone or stored none."""
-    stored = session.scalar(select(Run.options).join(Processing, Processing.run_id == Run.id)
-                            .where(Processing.id == result.processing_id))
-    values = (stored or {}).get("settings")
-    if not values:
+    settings = processing_settings(session, result.processing_id)
+    if settings is None:
         log.warning("result %d: its run's metric settings are not stored; using the defaults", result.id)
         return DEFAULT_SETTINGS
-    return MetricSettings(**values)
+    return settings
 
 
 def case_regions(

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -79,8 +80,9 @@ class ArtifactStore:
             log.info("removed %d folder(s) left by killed map writes under %s", len(removed), self.root)
         return removed
 
-    def write(self, relative: str, array: NDArray[np.generic]) -> str:
-        """Write ``array`` at ``relative`` (replacing what was there, atomically); returns ``relative``."""
+    def write(self, relative: str, array: NDArray[np.generic], attributes: Mapping[str, object] | None = None) -> str:
+        """Write ``array`` at ``relative`` (replacing what was there, atomically), with JSON ``attributes`` (e.g. what
+        the map is of); returns ``relative``."""
         if array.ndim not in (3, 4):
             raise ValueError(f"a map is (Z, Y, X) or (C, Z, Y, X), got shape {array.shape}")
         target = self.root / relative
@@ -89,6 +91,8 @@ class ArtifactStore:
         chunks = (1, *array.shape[1:]) if array.ndim == 3 else (array.shape[0], 1, *array.shape[2:])
         stored = zarr.create_array(str(temporary), shape=array.shape, chunks=chunks, dtype=array.dtype)
         stored[...] = array
+        if attributes:
+            stored.attrs.update(dict(attributes))
         if target.exists():
             old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
             os.replace(target, old)
@@ -108,6 +112,10 @@ class ArtifactStore:
     def read(self, relative: str) -> NDArray[np.generic]:
         """The whole map."""
         return np.asarray(self._open(relative)[...])
+
+    def attributes(self, relative: str) -> dict[str, object]:
+        """The attributes the map was written with (empty when none)."""
+        return dict(self._open(relative).attrs)
 
     def read_slice(self, relative: str, axis: str, index: int) -> NDArray[np.generic]:
         """One slice of a (Z, Y, X) map: ``axis`` in axial / coronal / sagittal, ``index`` along that axis.

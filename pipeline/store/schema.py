@@ -169,11 +169,16 @@ class TemperatureFit(Base):
     ``deployed`` (the whole calibration cohort, no protocol: what the nightly batch applies to every case outside
     the cohort) or ``crossfit`` (the cohort minus one fold, no protocol: applied to that fold's cases, so that no
     case's deployed TS result comes from a temperature fitted on itself). :mod:`pipeline.store.deployed` owns which
-    results count as deployed.
+    results count as deployed. ``temperature_mode``: the metric settings' mode the fit was made under
+    (``after_pooling``: T scales the pooled map; ``per_member``: each member before pooling); a fit is applied under
+    that mode only.
     """
 
     __tablename__ = "temperature_fits"
-    __table_args__ = (CheckConstraint("role IN ('repeat', 'deployed', 'crossfit')", name="ck_temperature_fits_role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('repeat', 'deployed', 'crossfit')", name="ck_temperature_fits_role"),
+        CheckConstraint("temperature_mode IN ('after_pooling', 'per_member')", name="ck_temperature_fits_mode"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id", ondelete="CASCADE"), index=True)
     protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id", ondelete="CASCADE"), index=True)
@@ -184,6 +189,7 @@ class TemperatureFit(Base):
     voxels: Mapped[int] = mapped_column(Integer)
     cases: Mapped[list[Any]] = mapped_column()
     role: Mapped[str] = mapped_column(String(16))
+    temperature_mode: Mapped[str] = mapped_column(String(16), server_default="after_pooling")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

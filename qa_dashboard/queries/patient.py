@@ -2,7 +2,9 @@
 
 Per configuration the browser shows one result: an uncalibrated configuration's only result, and for a TS
 configuration the result of the deployed temperature fit (no protocol) — what the nightly batch applies to every
-case. Class probabilities of a TS result are its uncalibrated twin's stored probabilities with its temperature.
+case. Class probabilities of a TS result are its uncalibrated twin's stored probabilities with its temperature; a
+``per_member`` TS result (its temperature scaled the members before pooling, docs/metrics.md) shows none, since its
+twin's map with its temperature is not what it was scored on.
 """
 
 from __future__ import annotations
@@ -122,11 +124,13 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
     for result, configuration, model_set, fit in chosen.values():
         kinds = maps.get(result.id, {})
         twin = twins.get(configuration.id, configuration.id)
+        pooled_after = fit is None or fit.temperature_mode == "after_pooling"
         shown.append(ShownResult(
             result.id, configuration.id, configuration.name, model_set.name, model_set.identity,
             tuple(model_set.labels),
             result.temperature, result.roi_voxels, tuple(fit.cases) if fit is not None else (),
-            {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1], probabilities.get(twin)))
+            {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1],
+            probabilities.get(twin) if pooled_after else None))
     return shown
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.export import export_map
 from pipeline.batch.locking import claim
+from pipeline.batch.member_passes import PASS_KIND
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.errors import StoreNotReadyError
@@ -170,6 +171,9 @@ def test_protocol_fits_temperatures_and_the_batch_then_runs_every_configuration(
         assert (roles.count("repeat"), roles.count("deployed"), roles.count("crossfit")) == (3 * 2, 3, 3 * 2), (
             "per TS configuration: one fit per repeat, one on the whole cohort, one cross-fit per fold (2 cases)")
         assert all(f.nll_after <= f.nll_before + 1e-9 for f in fits)
+        assert {f.temperature_mode for f in fits} == {"after_pooling"}, "the runs' settings are the default's"
+        assert not session.scalars(select(Artifact).where(Artifact.kind == PASS_KIND)).all(), (
+            "an after_pooling run stores no member passes")
         ts_results = session.execute(select(CaseResult, Image.name, TemperatureFit).join(
             Image, Image.id == CaseResult.image_id).join(
             TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)).all()
