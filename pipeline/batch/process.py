@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,11 +187,3 @@ def _member_temperatures(case: LoadedCase, work: CaseWork) -> dict[str, float]:
     """Under ``per_member``: each TS configuration's deployed temperature for this case, applied to its members."""
     chosen = {name: fit_for(case.spec.name, fits) for name, fits in work.fits.items()}
     return {name: fit.temperature for name, fit in chosen.items() if fit is not None}
-
-
-def pooled_name(grid: Sequence[GridConfiguration], configuration: GridConfiguration) -> str:
-    """The non-TS twin whose stored probabilities a TS configuration rescales."""
-    for other in grid:
-        if not other.temperature_scaling and other.pool_key == configuration.pool_key:
-            return other.name
-    raise ValueError(f"{configuration.name}: no uncalibrated twin in the grid")
