@@ -26,6 +26,7 @@ from pipeline.store.database import make_engine, session_factory
 from pipeline.store.metric_values import result_values
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import (
+    WHOLE_CASE,
     Artifact,
     CaseFailure,
     CaseResult,
@@ -111,8 +112,14 @@ def test_batch_stores_good_cases_and_records_each_bad_one(
         values = [result_values(session, r.id) for r in results]
         assert all(r.has_reference for r in results)
         assert all(v["dsc_mean_fg"] is not None and 0 <= v["ueo_auc"] <= 1 for v in values)  # type: ignore[operator]
+        whole = session.scalar(select(func.count()).select_from(MetricValue)
+                               .where(MetricValue.class_index == WHOLE_CASE))
+        assert whole == len(results) * len(registry.case_metrics()), "a row per result and case metric of the registry"
+        per_structure = [m for m in registry.structure_metrics() if m.table == "metric_values"]
+        foreground = session.scalar(select(func.count()).select_from(StructureResult).where(
+            StructureResult.result_id == results[0].id, StructureResult.class_index > 0))
         stored = session.scalar(select(func.count()).select_from(MetricValue))
-        assert stored == len(results) * len(registry.case_metrics()), "a row per result and metric of the registry"
+        assert stored == whole + len(results) * foreground * len(per_structure), "and per foreground structure"
         per_result = {r.id: 0 for r in results}
         for point in session.scalars(select(CurvePoint)):
             per_result[point.result_id] += 1
