@@ -98,6 +98,8 @@ def test_npy_inputs_with_spacing_and_temperature(tmp_path: Path) -> None:
         ("good.npy", [], "no spacing"),
         ("good.npy", ["--spacing", "1,-1,1"], "--spacing"),
         ("good.npy", ["--spacing", "1,1,1", "--temperature", "0"], "temperature"),
+        ("good.npy", ["--spacing", "1,1,1", "--temperature", "inf"], "temperature"),
+        ("good.npy", ["--spacing", "1,1,1", "--temperature", "nan"], "temperature"),
         ("corrupt.nii.gz", [], "not a readable NIfTI"),
         ("good.txt", ["--spacing", "1,1,1"], "unsupported file type"),
         ("good.npy", ["--spacing", "1,1,1", "--settings", "missing.json"], "not a readable JSON file"),
@@ -130,6 +132,24 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path, probs_name: str, ext
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_bad_member_temperature_is_bad_input(tmp_path: Path, value: str) -> None:
+    """Under per_member the temperature scales each member while pooling: a bad one is the user's (it was an internal
+    error there, and inf was accepted)."""
+    labels = np.zeros((4, 5, 6), dtype=np.uint8)
+    labels[1:3, 1:4, 1:4] = 1
+    member = np.stack([1.0 - 0.8 * labels, 0.8 * labels]).astype(np.float32)
+    for name in ("a.npy", "b.npy"):
+        np.save(tmp_path / name, member)
+    np.save(tmp_path / "labels.npy", labels)
+    (tmp_path / "per_member.json").write_text('{"temperature_mode": "per_member"}')
+    done = run_cli("evaluate", "--probs", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--reference",
+                   str(tmp_path / "labels.npy"), "--spacing", "1,1,1", "--settings", str(tmp_path / "per_member.json"),
+                   f"--temperature={value}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "--temperature" in done.stderr
 
 
 def test_metric_settings_come_from_a_file_and_are_reported(tmp_path: Path) -> None:

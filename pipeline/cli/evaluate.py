@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.cli.parsing import metric_settings_file, spacing
+from pipeline.cli.parsing import metric_settings_file, spacing, temperature
 from pipeline.errors import InputError
 from pipeline.io.geometry import mismatch
 from pipeline.io.maps import LoadedMap, read_labels, read_probabilities
@@ -47,7 +47,7 @@ def add_verbs(verbs: Any) -> None:
                           help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's)")
     evaluate.add_argument("--reference", required=True, help="reference label map: .npy (Z,Y,X) or NIfTI")
     evaluate.add_argument("--spacing", type=spacing, help="voxel size Z,Y,X in mm (default: from NIfTI)")
-    evaluate.add_argument("--temperature", type=float,
+    evaluate.add_argument("--temperature", type=temperature,
                           help="temperature T of TS (default: none); applied to each member's ln p before pooling "
                                "under the settings' temperature_mode per_member, to the pooled map otherwise")
     evaluate.add_argument("--json", help="write the JSON here instead of stdout")
@@ -109,9 +109,8 @@ def evaluate_command(args: argparse.Namespace, settings: Settings) -> int:
     whose NIfTI grid (size, spacing, origin, direction) differs from the probability map's is refused."""
     metric_settings = replace(args.settings, pooling=args.pooling) if args.pooling else args.settings
     per_member = metric_settings.temperature_mode == "per_member" and len(args.probs) > 1
-    temperature = args.temperature if args.temperature is not None else 1.0
-    first, probs = _pooled_members(args.probs, metric_settings, settings.max_voxels,
-                                   temperature if per_member else 1.0)
+    member_temperature = args.temperature if per_member and args.temperature is not None else 1.0
+    first, probs = _pooled_members(args.probs, metric_settings, settings.max_voxels, member_temperature)
     labels = read_labels(Path(args.reference), settings.max_voxels)
     _same_grid(labels, first, "reference")
     spacing = _resolve_spacing(args.spacing, first.spacing, labels.spacing)

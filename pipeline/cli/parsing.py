@@ -35,6 +35,17 @@ def spacing(text: str) -> tuple[float, float, float]:
     return (values[0], values[1], values[2])
 
 
+def temperature(text: str) -> float:
+    """A temperature T of temperature scaling: finite and > 0."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from error
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
+    return value
+
+
 def features(text: str) -> tuple[int, ...]:
     """Comma-separated feature counts per U-Net stage, at least two, each >= 1."""
     try:
