@@ -54,3 +54,15 @@ def refresh_ood_scores(session: Session, model_set_id: int, settings: MetricSett
     if updates:
         session.execute(update(CaseResult), updates)
     return len(updates)
+
+
+def describe_ood(percentile: float | None, reference_n: int | None, flagged: bool | None) -> str:
+    """A stored score in words, for the worklist, the patient page and exports: ``out of distribution (percentile
+    100 of 6 reference cases)``, ``in distribution (…)``, ``not enough reference cases (2)`` or ``not scored``
+    (stored before the score existed)."""
+    if reference_n is None:
+        return "not scored"
+    if percentile is None or flagged is None:
+        return f"not enough reference cases ({reference_n})"
+    verdict = "out of distribution" if flagged else "in distribution"
+    return f"{verdict} (percentile {percentile:.0f} of {reference_n} reference cases)"

@@ -4,6 +4,10 @@ flagged, the label-free scores stored; and the out-of-distribution ranks against
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from pipeline.store.schema import (
 from pipeline.store.schema import (
     ModelSet as ModelSetRow,
 )
+from tests.conftest import REPO_ROOT
 
 SERIES = {"totalsegmentator_dicom": "totalsegmentator/example_ct_dicom", "ibsi_sts_019": "ibsi_sts_019/dicom/CT/image",
           "dcmqi_ct3slice": "dcmqi_ct3slice/ct"}
@@ -89,6 +94,51 @@ def test_real_dicom_series_without_reference_are_all_stored_and_empty_prediction
     again = run_batch(BatchOptions(cases=tuple(cases), model_set=model_set, models_source="smoke",
                                    database_url=store_url, artifacts=artifacts, tta=False, progress=False))
     assert sorted(again.skipped) == sorted(SERIES) and not again.done, "stored, so the next night skips them"
+    _pages_say_no_reference_yet_and_flag_the_empty_prediction(store_url, artifacts)
+
+
+PAGES = """
+import json, sys, dash, app
+from qa_dashboard import viewer
+from qa_dashboard.store import get_store
+pages = {p['path_template'] or p['path']: p for p in dash.page_registry.values()}
+shown = {'worklist': {}, 'cohort': {}, 'compare': {}}
+texts = {name: str(pages['/' + name]['layout'](**query)) for name, query in shown.items()}
+store = get_store()
+for case in sys.argv[1:]:
+    view = viewer.load(store, case)
+    texts[case] = str(pages['/patient/<name>']['layout'](name=case)) + str(
+        viewer.metrics_table(store, view, list(view.results), 0.02))
+print(json.dumps(texts))
+"""
+
+
+def _pages_say_no_reference_yet_and_flag_the_empty_prediction(url: str, artifacts: Path) -> None:
+    """The worklist, the cohort and comparison pages and each case's patient page (header and metrics table, every
+    configuration) as the app renders them from this store, in a process without torch."""
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        empty_cases = set(session.scalars(select(Image.name).join(CaseResult, CaseResult.image_id == Image.id)
+                                          .where(CaseResult.empty_prediction)))
+        worklist_empty = set(session.scalars(
+            select(Image.name).join(CaseResult, CaseResult.image_id == Image.id)
+            .join(Configuration, Configuration.id == CaseResult.configuration_id)
+            .where(CaseResult.empty_prediction, Configuration.position == 0)))
+    engine.dispose()
+    environment = os.environ | {"QA_DATABASE_URL": url, "QA_ARTIFACTS_DIR": str(artifacts)}
+    done = subprocess.run([sys.executable, "-c", PAGES, *sorted(SERIES)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    texts = json.loads(done.stdout.splitlines()[-1])
+    assert "3 case(s) with no reference yet" in texts["cohort"] and "dcmqi_ct3slice" in texts["cohort"]
+    assert "3 case(s) with no reference yet" in texts["compare"]
+    for case in SERIES:
+        assert "no reference yet: error map and reference metrics unavailable" in texts[case]
+        assert texts[case].count("no reference yet") >= 8, "every reference metric says so, none is blank"
+        assert ("empty prediction: review the whole structure" in texts[case]) == (case in empty_cases), case
+        assert "not enough reference cases (0)" in texts[case]
+    assert "no reference yet" in texts["worklist"]
+    assert ("empty prediction: review the whole structure" in texts["worklist"]) == bool(worklist_empty)
 
 
 def _result(session: Any, image: Image, processing: Processing, configuration: Configuration, value: float,
