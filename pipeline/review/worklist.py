@@ -166,6 +166,8 @@ def budget_mask(
     entropy = artifacts.read(maps["entropy"].path)
     prediction = artifacts.read(maps["prediction"].path)
     stored_budget = maps["budget_mask"].budget
+    if ref.result.roi_voxels == 0:  # an empty prediction without a reference: no ROI, nothing to flag
+        return np.zeros(entropy.shape, dtype=bool), entropy, prediction
     if stored_budget is not None and fraction <= stored_budget:
         stored = artifacts.read(maps["budget_mask"].path).astype(bool)
         return narrow_budget_mask(stored, entropy, ref.result.roi_voxels, fraction), entropy, prediction
