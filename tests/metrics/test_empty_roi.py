@@ -48,7 +48,7 @@ def test_roi_mode_pred_with_a_reference_grows_from_the_prediction_only() -> None
     pred_mode = evaluate_case(probs, reference, SPACING, settings=MetricSettings(roi_mode="pred", roi_radius_mm=1.0))
     union = evaluate_case(probs, reference, SPACING, settings=MetricSettings(roi_mode="union", roi_radius_mm=1.0))
     assert 0 < pred_mode.metrics.roi_voxels < union.metrics.roi_voxels
-    assert pred_mode.metrics.dsc == union.metrics.dsc  # DSC is on the whole volume whatever the ROI
+    np.testing.assert_array_equal(pred_mode.metrics.dsc, union.metrics.dsc)  # on the whole volume whatever the ROI
     assert pred_mode.metrics.dsc[1] == pytest.approx(2 * 8 / (8 + 18))
 
 
