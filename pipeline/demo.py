@@ -8,9 +8,9 @@
 5. Runs the batch on the real abdominal CT of ``shared/data/totalsegmentator`` (reference: TotalSegmentator's
    spleen PREDICTION, not an expert contour; no lymph-node reference, so every predicted node voxel counts as an
    error there), with every configuration including the deployed TS.
-6. Prints the cohort table (mean ± SD over repeats), the real CT's rows, and each configuration's mean entropy on a
-   fixed ROI (the metric radius around the reference spleen) on the real CT ranked against its own values on the
-   phantoms (:mod:`pipeline.metrics.shift`); the dashboard then shows them all.
+6. Prints the cohort table (mean ± SD over repeats), the real CT's rows, and each configuration's stored
+   out-of-distribution score of the real CT (mean entropy over the body, ranked against its own values on the
+   calibration phantoms: :mod:`pipeline.store.ood`); the dashboard then shows them all.
 A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded).
 """
 
@@ -35,13 +35,12 @@ from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.metrics.settings import DEFAULT_SETTINGS
-from pipeline.metrics.shift import fixed_roi_entropy, rank_against
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.cohort_rows import (
     deployed_case_rows,
-    deployed_entropy_maps,
+    deployed_ood_rows,
     latest_protocol,
     protocol_case_rows,
 )
@@ -100,31 +99,33 @@ def _format(summary: pd.DataFrame, order: list[str]) -> str:
     return shown.to_string(index=False)
 
 
-def _shift_report(session: Session, store: ArtifactStore, model_set_id: int, order: list[str]) -> list[str]:
-    """Each configuration's mean entropy on the fixed ROI of the real CT, ranked among its own phantom values."""
-    maps = deployed_entropy_maps(session, model_set_id, ("phantom", "real"))
-    if "real" not in set(maps["cohort"]):
+def _shift_report(session: Session, model_set_id: int, order: list[str]) -> list[str]:
+    """Each configuration's stored out-of-distribution score of the real CT (:mod:`pipeline.store.ood`): its mean
+    entropy over the body, the phantoms' range, and its rank among them."""
+    scores = deployed_ood_rows(session, model_set_id, ("phantom", "real"))
+    if "real" not in set(scores["cohort"]):
         return []
-    radius = DEFAULT_SETTINGS.roi_radius_mm
-    spleens = {case: store.read(path) == SPLEEN for case, path in zip(maps["case"], maps["reference"], strict=True)}
-    maps["value"] = [fixed_roi_entropy(store.read(path), spleens[case], spacing, radius)
-                     for case, path, spacing in zip(maps["case"], maps["entropy"], maps["spacing"], strict=True)]
     rows = []
     for name in order:
-        own = maps[maps["configuration"] == name]
-        real, phantoms = own[own["cohort"] == "real"]["value"], own[own["cohort"] == "phantom"]["value"]
-        if real.empty or phantoms.empty:
+        own = scores[scores["configuration"] == name]
+        real, phantoms = own[own["cohort"] == "real"], own[own["cohort"] == "phantom"]["value"].dropna()
+        if real.empty or real["value"].isna().all():
             continue
-        rank = rank_against(float(real.iloc[0]), phantoms.tolist())
-        rows.append({"configuration": name, "real_ct": f"{rank.value:.3f}",
-                     "phantoms": f"{phantoms.min():.3f}–{phantoms.max():.3f}",
-                     "phantoms_below": f"{rank.below} of {rank.n}", "percentile": f"{rank.percentile:.0f}"})
-    return [f"\nOut of distribution? Mean entropy on a fixed ROI ({radius:g} mm around the reference spleen), the real "
-            "CT against the same configuration on the phantoms (TS rows: deployed temperatures):",
-            pd.DataFrame(rows).to_string(index=False)]
+        scan = real.iloc[0]
+        ranked = scan["percentile"] is not None and not pd.isna(scan["percentile"])
+        rows.append({"configuration": name, "real_ct": f"{scan['value']:.3f}",
+                     "phantoms": f"{phantoms.min():.3f}–{phantoms.max():.3f}" if not phantoms.empty else "—",
+                     "percentile": f"{scan['percentile']:.0f}" if ranked else "—",
+                     "n": int(scan["reference_n"]),
+                     "flagged": ("yes" if scan["flagged"] else "no") if ranked else "not enough reference cases"})
+    shown = DEFAULT_SETTINGS
+    return [f"\nOut of distribution? Mean entropy over the body (CT > {shown.ood_body_hu:g} HU), the real CT ranked "
+            f"against the same configuration on the calibration phantoms (flag at percentile >= "
+            f"{shown.ood_flag_percentile:g}, at least {shown.ood_min_reference} reference cases; stored per result; "
+            "TS rows: deployed temperatures):", pd.DataFrame(rows).to_string(index=False)]
 
 
-def _report(url: str, store: ArtifactStore, identity: str, repeats: int) -> str:
+def _report(url: str, identity: str, repeats: int) -> str:
     engine = make_engine(url)
     with session_factory(engine)() as session:
         model_set = session.scalars(select(ModelSet).where(ModelSet.identity == identity)).one()
@@ -156,7 +157,7 @@ def _report(url: str, store: ArtifactStore, identity: str, repeats: int) -> str:
             table = real[columns].round(digits)
             table[[c for c in columns if table[c].isna().all()]] = None  # no value in any row: printed None
             text.append(table.to_string(index=False))
-        text += _shift_report(session, store, model_set.id, order)
+        text += _shift_report(session, model_set.id, order)
     engine.dispose()
     return "\n".join(text)
 
@@ -210,7 +211,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
     with session_factory(engine)() as session:
         stored = len(session.scalars(select(Image.id)).all())
     engine.dispose()
-    report = _report(url, ArtifactStore(settings.artifacts_dir), identity, repeats)
+    report = _report(url, identity, repeats)
     sys.stdout.write(f"\n{report}\n\nStore: {url} ({stored} images), maps under "
                      f"{settings.artifacts_dir}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then "
                      f"http://127.0.0.1:8050 (login required). {accounts}\n")

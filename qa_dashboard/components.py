@@ -75,6 +75,14 @@ def guarded(build: Callable[[Store], Component]) -> Component:
     return build(store)
 
 
+def unreferenced_alert(note: str) -> Component:
+    """The cases with no reference yet, counted and named (``note``; nothing when empty), on the pages of reference
+    metrics."""
+    if not note:
+        return html.Div(id="unreferenced-cases")
+    return dbc.Alert(note, color="warning", id="unreferenced-cases", className="small")
+
+
 def number(value: float | None, digits: int = 3) -> str:
     """A metric for display; an em dash for a missing value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

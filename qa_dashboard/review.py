@@ -47,6 +47,8 @@ STATE_RULES = {cls: f"params.value === '{state}'" for state, cls in STATE_CLASSE
 ITEM_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 140}, {"field": "structure"},
+    {"field": "note", "headerName": "Note", "minWidth": 200,
+     "cellClassRules": {"text-danger fw-semibold": "params.value !== ''"}},
     {"field": "state", "cellClassRules": STATE_RULES},
     {"field": "decision", "cellClassRules": STATE_RULES}, {"field": "comment", "flex": 1, "tooltipField": "comment"},
     {"field": "regions", "type": "numericColumn", "width": 100},

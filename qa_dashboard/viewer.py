@@ -12,6 +12,7 @@ from dash.development.base_component import Component
 from pipeline.metrics import registry
 from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.review.regions import Region, find_regions
+from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE
 from qa_dashboard.components import number
 from qa_dashboard.config import settings
 from qa_dashboard.queries.patient import Case, ResultMetrics, ShownResult, find_case, result_metrics, shown_results
@@ -183,7 +184,13 @@ def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, A
     dsc = registry.metric("dsc")  # per structure, kept in structure_results beside the volumes
 
     def value(metric: registry.Metric) -> tuple[str, str, Any]:
-        return metric.label, metric.describe(), lambda m: number(m.values.get(metric.name), metric.digits)
+        return metric.label, metric.describe(), lambda m: (
+            NO_REFERENCE if metric.needs_reference and not m.has_reference
+            else number(m.values.get(metric.name), metric.digits))
+
+    def volumes(m: ResultMetrics, i: int) -> str:
+        text = f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"
+        return f"{text} · {EMPTY_PREDICTION}" if i in m.empty_structures else text
 
     rows: list[tuple[str, str, Any]] = []
     names = [s[0] for s in metrics[0].structures[1:]] if metrics else []
@@ -193,12 +200,18 @@ def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, A
             continue
         for index, name in enumerate(names, start=1):
             rows.append((f"{dsc.label} {name}", dsc.describe(),
-                         lambda m, i=index: number(m.structures[i][1], dsc.digits)))
+                         lambda m, i=index: number(m.structures[i][1], dsc.digits) if m.has_reference
+                         else NO_REFERENCE))
             rows.append((f"{name} mL pred / ref", "predicted and reference volume of the structure",
-                         lambda m, i=index: f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"))
+                         lambda m, i=index: volumes(m, i)))
     rows += [
+        ("prediction", "whether the configuration predicted any foreground",
+         lambda m: EMPTY_PREDICTION if m.empty_prediction else "foreground predicted"),
+        ("out of distribution?", "mean entropy over the body ranked against the same configuration on the "
+         "calibration cohort", lambda m: m.ood),
         ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1)),
-        ("error mL", "wrong ROI voxels × voxel volume", lambda m: number(_ml(m, "error_voxels"), 1)),
+        ("error mL", "wrong ROI voxels × voxel volume",
+         lambda m: number(_ml(m, "error_voxels"), 1) if m.has_reference else NO_REFERENCE),
         (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
          lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
     ]

@@ -7,6 +7,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from pipeline.review.worklist import NO_REFERENCE
 from qa_dashboard import viewer
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import (
@@ -31,7 +32,7 @@ def header(case: Case) -> Component:
         html.P(f"{case.shape_zyx[2]} × {case.shape_zyx[1]} × {case.shape_zyx[0]} voxels, "
                f"{' × '.join(f'{s:g}' for s in case.spacing_xyz)} mm"
                + (f" · reference: {case.reference_note}" if case.reference_note else "")
-               + ("" if case.reference_path else " · no reference: error map and reference metrics unavailable"),
+               + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"),
                className="text-muted small mb-2"),
     ])
 

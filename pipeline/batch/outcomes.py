@@ -1,7 +1,12 @@
 """Pure work of one case: the metric suite per configuration, and the rows the store keeps of it.
 
 Without a reference (prospective use) the ROI grows from the predicted foreground only (spec) and the metrics that
-need a reference are None; the entropy, prediction and top-budget maps are still made.
+need a reference are None; the entropy, prediction and top-budget maps are still made. A configuration that predicts
+no foreground is a result like any other, flagged ``empty_prediction`` (review every structure whole): with a
+reference its union ROI grows from the reference; without one the ROI is empty, so the ROI metrics are None (never
+0 or 1) and nothing is flagged at any budget. Each foreground structure with no predicted voxel is flagged too
+(:func:`empty_structures`). Every result carries its scan's mean entropy over the body
+(:func:`pipeline.metrics.shift.region_mean_entropy`), the out-of-distribution score's value.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ from numpy.typing import NDArray
 
 from pipeline.metrics.results import CaseMetrics, CaseResult
 from pipeline.metrics.settings import MetricSettings
+from pipeline.metrics.shift import region_mean_entropy
 from pipeline.metrics.suite import argmax_classes, evaluate_case
 from pipeline.store import metric_values
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One configuration of one case: its metrics and maps, whether a reference backed them, the cost."""
+    """One configuration of one case: its metrics and maps, whether a reference backed them, the cost, and its mean
+    entropy over the scan's body (None when the body region holds no voxel)."""
 
     configuration: str
     temperature: float | None
     result: CaseResult
     has_reference: bool
     seconds: float
+    ood_entropy: float | None
 
 
 def evaluate_configuration(
@@ -47,6 +55,24 @@ def evaluate_configuration(
     return evaluate_case(probabilities, reference, spacing, settings, temperature, maps_budget=budget)
 
 
+def body_entropy(result: CaseResult, body: NDArray[np.bool_]) -> float | None:
+    """The result's mean entropy over the scan's ``body`` (Z, Y, X) region: the value its out-of-distribution score
+    ranks."""
+    assert result.maps is not None
+    return region_mean_entropy(result.maps.entropy, body)
+
+
+def empty_structures(predicted: NDArray[np.int64], reference: NDArray[np.int64] | None) -> NDArray[np.bool_]:
+    """Per class (shape (C,), from voxel counts per class): a foreground structure with no predicted voxel that the
+    reference holds, or, without a reference, any foreground structure with no predicted voxel — the reviewer must
+    review it whole. The background is never flagged."""
+    flagged = predicted == 0
+    if reference is not None:
+        flagged &= reference > 0
+    flagged[0] = False
+    return flagged
+
+
 def _number(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
@@ -61,6 +87,8 @@ def result_row(outcome: Outcome) -> dict[str, Any]:
         "error_voxels": metrics.error_voxels if outcome.has_reference else None,
         "voxel_ml": metrics.voxel_ml,
         "seconds": outcome.seconds,
+        "empty_prediction": outcome.result.maps is not None and not outcome.result.maps.prediction.any(),
+        "ood_entropy": outcome.ood_entropy,
     }
 
 
@@ -72,10 +100,12 @@ def value_rows(outcome: Outcome) -> list[dict[str, Any]]:
 
 def structure_rows(outcome: Outcome, labels: tuple[str, ...], reference_counts: NDArray[np.int64] | None
                    ) -> list[dict[str, Any]]:
-    """``structure_results`` rows: DSC per class (None without reference) and volumes in mL."""
+    """``structure_results`` rows: DSC per class (None without reference), volumes in mL, the empty-prediction
+    flag (:func:`empty_structures`)."""
     maps = outcome.result.maps
     assert maps is not None
     predicted = np.bincount(maps.prediction.ravel(), minlength=len(labels))
+    empty = empty_structures(predicted, reference_counts)
     voxel_ml = outcome.result.metrics.voxel_ml
     return [
         {
@@ -84,6 +114,7 @@ def structure_rows(outcome: Outcome, labels: tuple[str, ...], reference_counts: 
             "dsc": _number(outcome.result.metrics.dsc[index]) if outcome.has_reference else None,
             "predicted_ml": float(predicted[index] * voxel_ml),
             "reference_ml": float(reference_counts[index] * voxel_ml) if reference_counts is not None else None,
+            "empty_prediction": bool(empty[index]),
         }
         for index, name in enumerate(labels)
     ]

@@ -16,6 +16,7 @@ from pipeline.batch.member_passes import PassWriter
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
+    body_entropy,
     curve_rows,
     evaluate_configuration,
     result_row,
@@ -27,6 +28,7 @@ from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.settings import MetricSettings
+from pipeline.metrics.shift import body_region
 from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.deployed import fit_for
 from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
@@ -98,7 +100,7 @@ def _image_artifacts(case: LoadedCase, store: ArtifactStore) -> list[dict[str, o
 
 def _configuration_rows(
     case: LoadedCase, work: CaseWork, name: str, probabilities: NDArray[np.float32],
-    spacing: tuple[float, float, float], reference_counts: NDArray[np.int64] | None,
+    spacing: tuple[float, float, float], reference_counts: NDArray[np.int64] | None, body: NDArray[np.bool_],
 ) -> tuple[list[ResultRows], list[dict[str, object]], float, float]:
     """Evaluate one configuration of the grid and write its maps (and, uncalibrated, its pooled probabilities).
 
@@ -118,7 +120,8 @@ def _configuration_rows(
         began = time.perf_counter()
         result = evaluate_configuration(probabilities, case.labels, spacing, work.settings, after_pooling,
                                         work.budget)
-        outcome = Outcome(name, temperature, result, case.labels is not None, time.perf_counter() - began)
+        outcome = Outcome(name, temperature, result, case.labels is not None, time.perf_counter() - began,
+                          body_entropy(result, body))
         metrics = time.perf_counter() - began
         began = time.perf_counter()
         fit_id = fit.id if fit is not None else None
@@ -159,12 +162,13 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     passes = time.perf_counter() - start - writer.seconds
     reference_counts = (np.bincount(case.labels.ravel(), minlength=len(work.model_set.labels))
                         if case.labels is not None else None)
+    body = body_region(sitk.GetArrayViewFromImage(case.image), work.settings.ood_body_hu)
     results: list[ResultRows] = []
     pooled_rows: list[dict[str, object]] = []
     metrics, storage = 0.0, writer.seconds
     for name, probabilities in prediction:
         rows, pooled, seconds_metrics, seconds_storage = _configuration_rows(
-            case, work, name, probabilities, prediction.spacing, reference_counts)
+            case, work, name, probabilities, prediction.spacing, reference_counts, body)
         del probabilities
         results += rows
         pooled_rows += pooled

@@ -42,6 +42,7 @@ from pipeline.batch.member_passes import (
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
+    body_entropy,
     curve_rows,
     evaluate_configuration,
     result_row,
@@ -53,11 +54,13 @@ from pipeline.batch.splits import repeated_holdout
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
+from pipeline.metrics.shift import body_region
 from pipeline.metrics.suite import calibration_roi
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
+from pipeline.store.ood import refresh_ood_scores
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import (
@@ -101,6 +104,7 @@ class _Loader:
     def __init__(self, session: Session, store: ArtifactStore, settings: MetricSettings) -> None:
         self.session, self.store, self.settings = session, store, settings
         self._cache: dict[tuple[int, int], NDArray[np.float32]] = {}
+        self._bodies: dict[int, NDArray[np.bool_]] = {}
 
     def passes(self, case: _Case, configuration: Configuration) -> list[str]:
         """The stored member passes ``configuration`` pools for ``case`` (``per_member``)."""
@@ -114,6 +118,16 @@ class _Loader:
         if self.settings.temperature_mode == "after_pooling":
             return self.probabilities(case, twin), temperature
         return calibrated_map(self.store, self.passes(case, configuration), self.settings, temperature), None
+
+    def body(self, case: _Case) -> NDArray[np.bool_]:
+        """The case's body region (:func:`~pipeline.metrics.shift.body_region`) from its stored CT."""
+        if case.image.id not in self._bodies:
+            path = self.session.scalar(select(Artifact.path).where(
+                Artifact.image_id == case.image.id, Artifact.kind == "ct", Artifact.result_id.is_(None)))
+            if path is None:
+                raise NotFoundError(f"{case.image.name}: no stored CT; rerun the batch")
+            self._bodies[case.image.id] = body_region(self.store.read(path), self.settings.ood_body_hu)
+        return self._bodies[case.image.id]
 
     def probabilities(self, case: _Case, configuration: Configuration) -> NDArray[np.float32]:
         key = (case.processing.id, configuration.id)
@@ -189,7 +203,7 @@ def _evaluate(session: Session, loader: _Loader, case: _Case, configuration: Con
     result = evaluate_configuration(probabilities, case.labels, case.spacing, loader.settings, temperature,
                                     options.budget)
     outcome = Outcome(configuration.name, fit.temperature, result, case.labels is not None,
-                      time.perf_counter() - began)
+                      time.perf_counter() - began, body_entropy(result, loader.body(case)))
     counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
     rows = ResultRows(configuration.id, fit.id, result_row(outcome), value_rows(outcome),
@@ -237,6 +251,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
                 _evaluate(session, loader, named[test], by_name[name], twin, fit, model_set, options)
         log.info("repeat %d: %d calibration, %d test cases", split.repeat, len(split.calibration), len(split.test))
     _deploy(session, loader, model_set, cohort, twins, by_name, options)
+    refresh_ood_scores(session, model_set.id, loader.settings)
     return protocol
 
 

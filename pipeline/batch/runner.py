@@ -41,6 +41,7 @@ from pipeline.settings import DEFAULT_MAX_VOXELS
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
+from pipeline.store.ood import refresh_ood_scores
 from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ def run_batch(options: BatchOptions) -> RunSummary:
             _remove_stale_temporaries(session, artifacts)
         model_set, configurations = ensure_model_set(session, options.model_set, grid, options.models_source)
         fits = deployed_fits(session, configurations)
+        model_set_id = model_set.id
         check_mode(options.settings, fits)
         run_id = None
         if not options.dry_run:
@@ -200,6 +202,8 @@ def run_batch(options: BatchOptions) -> RunSummary:
                 run.cases_failed, run.finished_at = len(summary.failed), utcnow()
                 run.status = "failed" if summary.failed else "succeeded"
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
+                if summary.done:
+                    refresh_ood_scores(session, model_set_id, options.settings)
             if summary.done:
                 refresh_statistics(engine)
             summary.audit = check_audit_log(engine, sessions, run_id)

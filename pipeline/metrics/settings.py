@@ -5,6 +5,7 @@ The defaults are the spec's defaults; each field names the spec line it follows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -61,6 +62,13 @@ class MetricSettings:
         grid_mapping: where the pooled map lives: ``pooled`` (default) pools softmax probabilities on the network's
             grid and maps each configuration's pooled map to the CT grid once; ``per_pass`` (validation) maps every
             pass's logits to the CT grid first and pools there.
+        ood_body_hu: the out-of-distribution score's region is the scan's voxels above this CT number (HU): the
+            body, found from the CT alone, the same kind of voxels for every configuration and every scan, with or
+            without a reference (:mod:`pipeline.metrics.shift`).
+        ood_min_reference: the fewest in-distribution values a configuration needs before a scan is ranked;
+            fewer: "not enough reference cases", no percentile and no flag.
+        ood_flag_percentile: a scan whose mean body entropy ranks at or above this percentile (0-100, mid-rank) of
+            the same configuration's in-distribution values is flagged out of distribution.
     """
 
     pooling: PoolingRule = "prob_mean"
@@ -81,6 +89,9 @@ class MetricSettings:
     auc_mode: AucMode = "roc"
     sum_tolerance: float = 1e-3
     grid_mapping: GridMapping = "pooled"
+    ood_body_hu: float = -500.0
+    ood_min_reference: int = 5
+    ood_flag_percentile: float = 95.0
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -102,6 +113,12 @@ class MetricSettings:
             raise ValueError(f"MetricSettings.budget_max must be in (0, 1], got {self.budget_max}")
         if self.budget_points < 2:
             raise ValueError(f"MetricSettings.budget_points must be >= 2, got {self.budget_points}")
+        if not math.isfinite(self.ood_body_hu):
+            raise ValueError(f"MetricSettings.ood_body_hu must be finite, got {self.ood_body_hu}")
+        if self.ood_min_reference < 1:
+            raise ValueError(f"MetricSettings.ood_min_reference must be >= 1, got {self.ood_min_reference}")
+        if not 0 < self.ood_flag_percentile <= 100:
+            raise ValueError(f"MetricSettings.ood_flag_percentile must be in (0, 100], got {self.ood_flag_percentile}")
         if not 0 < self.sum_tolerance < 1:
             raise ValueError(f"MetricSettings.sum_tolerance must be in (0, 1), got {self.sum_tolerance}")
 

@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.metrics.budget import capture_area, ueo_curve
+from pipeline.metrics.budget import BudgetCurve, capture_area, ueo_curve
 from pipeline.metrics.calibration import (
     ReliabilityBins,
     brier_score,
@@ -126,15 +126,50 @@ def _ece_bins(
 
 def _roi(
     scan: _Scan, shape: tuple[int, int, int], spacing: tuple[float, float, float], settings: MetricSettings
-) -> Roi:
+) -> Roi | None:
+    """The ROI of ``settings.roi_mode``; None when its seed holds no voxel (nothing predicted under ``pred`` or
+    without a reference, nothing predicted nor referenced under ``union``, an empty reference under ``gt``)."""
     if settings.roi_mode == "whole_volume":
         return whole_volume(shape)
     if not scan.seed.any():
-        raise ValueError(
-            f"empty ROI: no foreground in the {'reference' if settings.roi_mode == 'gt' else 'prediction'}"
-            f"{' or the reference' if settings.roi_mode == 'union' else ''} (roi_mode={settings.roi_mode!r})"
-        )
+        return None
     return dilate_mm(scan.seed, spacing, settings.roi_radius_mm)
+
+
+def _empty_roi_result(
+    scan: _Scan, labels: NDArray[np.integer], n_classes: int, spacing: tuple[float, float, float],
+    settings: MetricSettings, temperature: float | None, maps_budget: float | None,
+) -> CaseResult:
+    """The result of a case whose ROI is empty: DSC from the whole volume's counts (outside the ROI the seed is
+    empty, so they follow), every ROI metric NaN (undefined, never 0), nothing flagged at any budget."""
+    shape = (int(labels.shape[0]), int(labels.shape[1]), int(labels.shape[2]))
+    confusion = _confusion(scan, np.zeros((n_classes, n_classes), dtype=np.int64), math.prod(shape), settings)
+    dsc = dice_from_confusion(confusion, math.nan if settings.empty_structure_policy == "exclude" else 1.0)
+    budgets = settings.budget_fractions()
+    n_budgets = len(budgets)
+    undefined = np.full(n_budgets, math.nan)
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    groups = n_classes if settings.ece_mode == "classwise" else 1
+    none_per_class = tuple(math.nan for _ in range(n_classes))
+    metrics = CaseMetrics(
+        dsc=tuple(float(d) for d in dsc), dsc_mean_fg=_mean_defined(dsc[1:]), ece=math.nan,
+        reliability=ReliabilityBins(np.zeros((groups, settings.ece_bins), dtype=np.int64),
+                                    np.zeros((groups, settings.ece_bins)),
+                                    np.zeros((groups, settings.ece_bins), dtype=np.int64)),
+        brier=math.nan, nll=math.nan,
+        curve=BudgetCurve(np.array([float(b) for b in budgets]), np.zeros(n_budgets, dtype=np.int64),
+                          np.zeros(n_budgets), np.zeros(n_budgets, dtype=np.int64), undefined, undefined.copy(),
+                          undefined.copy()),
+        ueo_auc=math.nan, fp_tp_auc=math.nan, fn_tn_auc=math.nan, ece_structure=none_per_class,
+        brier_structure=none_per_class, ueo_auc_structure=none_per_class, fp_tp_auc_structure=none_per_class,
+        fn_tn_auc_structure=none_per_class, roi_voxels=0, error_voxels=0, mean_entropy_roi=math.nan,
+        voxel_ml=voxel_ml, temperature=temperature,
+    )
+    maps = None
+    if maps_budget is not None and scan.prediction is not None and scan.entropy is not None:
+        maps = CaseMaps(prediction=scan.prediction, entropy=scan.entropy, error=scan.prediction != labels,
+                        budget_mask=np.zeros(shape, dtype=bool), budget=maps_budget)
+    return CaseResult(metrics=metrics, maps=maps)
 
 
 def _mean_defined(values: NDArray[np.float64]) -> float:
@@ -229,7 +264,8 @@ def evaluate_case(
             U_b of this budget (:mod:`pipeline.metrics.review_budget`: rounding, tie rule).
 
     Returns:
-        A :class:`CaseResult` with the metrics and, when ``maps_budget`` is given, the maps.
+        A :class:`CaseResult` with the metrics and, when ``maps_budget`` is given, the maps. An empty ROI (nothing
+        to grow it from) is a result too: DSC defined, every ROI metric NaN, ``roi_voxels`` 0, an empty mask.
     """
     check_probability_shape(probs)
     check_labels(labels, probs.shape[1:], probs.shape[0])
@@ -242,6 +278,8 @@ def evaluate_case(
     shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
     scan = _scan(probs, labels, settings, temperature, maps_budget is not None)
     roi = _roi(scan, shape, spacing3, settings)
+    if roi is None:
+        return _empty_roi_result(scan, labels, n_classes, spacing3, settings, temperature, maps_budget)
     scan.seed = np.empty(0, dtype=bool)
     flat = roi.flat_indices()
     p_roi = roi.gather(probs, flat)
@@ -312,7 +350,10 @@ def calibration_roi(
     check_labels(labels, probs.shape[1:], probs.shape[0])
     spacing3 = check_spacing(spacing)
     shape = (int(probs.shape[1]), int(probs.shape[2]), int(probs.shape[3]))
-    return _roi(_scan(probs, labels, settings, None, with_maps=False), shape, spacing3, settings).flat_indices()
+    roi = _roi(_scan(probs, labels, settings, None, with_maps=False), shape, spacing3, settings)
+    if roi is None:
+        raise ValueError(f"empty ROI: no foreground to grow it from (roi_mode={settings.roi_mode!r})")
+    return roi.flat_indices()
 
 
 def calibration_voxels(

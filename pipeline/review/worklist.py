@@ -10,7 +10,10 @@ at that run's ``budget_max``.
 
 ``expected_recall`` estimates the share of a case's contour errors that its budget captures: the cohort's mean error
 recall at that budget over the configuration's results that have a reference (None without any). The items of a
-case are its predicted structures plus any structure its regions were assigned to.
+case are its predicted structures, the structures flagged ``empty_prediction`` (nothing predicted where the reference
+has it, or anything unpredicted without a reference: :data:`EMPTY_PREDICTION`, the reviewer contours it whole), plus
+any structure its regions were assigned to. A case without a reference is :data:`NO_REFERENCE`; each case carries
+its stored out-of-distribution score (:mod:`pipeline.store.ood`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactError, ArtifactStore
 from pipeline.store.configurations import resolve_configuration
 from pipeline.store.deployed import deployed_result
+from pipeline.store.ood import describe_ood
 from pipeline.store.review_schema import ReviewItem, User
 from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import (
@@ -49,6 +53,9 @@ from pipeline.store.schema import (
 
 log = logging.getLogger(__name__)
 
+EMPTY_PREDICTION = "empty prediction: review the whole structure"
+NO_REFERENCE = "no reference yet"
+
 
 @dataclass(frozen=True)
 class WorklistItem:
@@ -63,12 +70,14 @@ class WorklistItem:
     approver: str | None
     version: int
     regions: tuple[Region, ...]
+    empty_prediction: bool = False
 
 
 @dataclass(frozen=True)
 class WorklistCase:
     """One case of the worklist. ``fraction`` is its budget as a fraction of ROI voxels (``capped``: a time budget
-    that exceeded the maximum)."""
+    that exceeded the maximum); ``empty_prediction``: the configuration predicted no foreground at all; ``ood``:
+    the stored out-of-distribution score's words (:func:`pipeline.store.ood.describe_ood`), ``ood_flag`` its flag."""
 
     rank: int
     case: str
@@ -83,6 +92,9 @@ class WorklistCase:
     expected_recall: float | None
     regions: tuple[Region, ...]
     items: tuple[WorklistItem, ...]
+    empty_prediction: bool = False
+    ood: str = ""
+    ood_flag: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,8 @@ def budget_mask(
     entropy = artifacts.read(maps["entropy"].path)
     prediction = artifacts.read(maps["prediction"].path)
     stored_budget = maps["budget_mask"].budget
+    if ref.result.roi_voxels == 0:  # an empty prediction without a reference: no ROI, nothing to flag
+        return np.zeros(entropy.shape, dtype=bool), entropy, prediction
     if stored_budget is not None and fraction <= stored_budget:
         stored = artifacts.read(maps["budget_mask"].path).astype(bool)
         return narrow_budget_mask(stored, entropy, ref.result.roi_voxels, fraction), entropy, prediction
@@ -223,25 +237,29 @@ def review_states(session: Session, configuration_ids: set[int]) -> dict[tuple[i
     } for item, reviewer_name, approver_name in session.execute(query)}
 
 
-def _predicted_classes(session: Session, result_ids: list[int]) -> dict[int, set[int]]:
-    rows = session.execute(select(StructureResult.result_id, StructureResult.class_index).where(
-        StructureResult.result_id.in_(result_ids), StructureResult.class_index > 0, StructureResult.predicted_ml > 0))
-    found: dict[int, set[int]] = {}
-    for result_id, class_index in rows:
-        found.setdefault(result_id, set()).add(class_index)
+def _review_classes(session: Session, result_ids: list[int]) -> dict[int, dict[int, bool]]:
+    """Per result: its foreground structures to review (predicted, or flagged empty) → whether flagged empty."""
+    rows = session.execute(select(StructureResult.result_id, StructureResult.class_index,
+                                  StructureResult.empty_prediction).where(
+        StructureResult.result_id.in_(result_ids), StructureResult.class_index > 0,
+        (StructureResult.predicted_ml > 0) | StructureResult.empty_prediction))
+    found: dict[int, dict[int, bool]] = {}
+    for result_id, class_index, empty in rows:
+        found.setdefault(result_id, {})[class_index] = bool(empty)
     return found
 
 
-def _items(ref: ResultRef, regions: tuple[Region, ...], predicted: set[int],
+def _items(ref: ResultRef, regions: tuple[Region, ...], classes: dict[int, bool],
            states: dict[tuple[int, int, int], dict[str, Any]]) -> tuple[WorklistItem, ...]:
     items = []
-    for class_index in sorted(predicted | {r.class_index for r in regions}):
+    for class_index in sorted(set(classes) | {r.class_index for r in regions}):
         stored = states.get((ref.image.id, ref.result.configuration_id, class_index), {})
         items.append(WorklistItem(
             class_index=class_index, structure=ref.labels[class_index] if class_index < len(ref.labels) else "?",
             state=stored.get("state", State.PENDING), decision=stored.get("decision"),
             comment=stored.get("comment"), reviewer=stored.get("reviewer"), approver=stored.get("approver"),
             version=stored.get("version", 0), regions=tuple(r for r in regions if r.class_index == class_index),
+            empty_prediction=classes.get(class_index, False),
         ))
     return tuple(items)
 
@@ -263,7 +281,7 @@ def build_worklist(
         raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
     curve = recall_curve(session, chosen.id)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
-    predicted = _predicted_classes(session, [ref.result.id for ref in refs])
+    classes = _review_classes(session, [ref.result.id for ref in refs])
     found: dict[str, tuple[ResultRef, CaseRegions, float, bool]] = {}
     skipped = []
     for ref in refs:
@@ -283,7 +301,9 @@ def build_worklist(
             result_id=ref.result.id, has_reference=ref.result.has_reference, fraction=fraction, capped=capped,
             flagged_ml=float(sum(r.volume_ml for r in regions.regions)), score=case_score(regions.regions),
             expected_recall=_expected(curve, fraction), regions=regions.regions,
-            items=_items(ref, regions.regions, predicted.get(ref.result.id, set()), states),
+            items=_items(ref, regions.regions, classes.get(ref.result.id, {}), states),
+            empty_prediction=ref.result.empty_prediction, ood_flag=ref.result.ood_flag,
+            ood=describe_ood(ref.result.ood_percentile, ref.result.ood_reference_n, ref.result.ood_flag),
         ))
     identity = session.scalar(select(ModelSet.identity).where(ModelSet.id == chosen.model_set_id)) or ""
     return Worklist(configuration=configuration, budget=budget, cases=tuple(cases), skipped=tuple(skipped),
@@ -291,19 +311,20 @@ def build_worklist(
 
 
 def unreviewed_count(session: Session, configuration: str, model_set: str | None = None) -> int:
-    """The header badge: predicted structures of ``configuration``'s cases (one model set) not yet reviewed or
-    approved.
+    """The header badge: predicted (or flagged empty) structures of ``configuration``'s cases (one model set) not yet
+    reviewed or approved.
 
-    Pure SQL (no maps): structures with predicted volume, per newest non-protocol result, minus the review items in
-    ``reviewed`` or ``approved``. Regions assigned to a structure that was not predicted are not counted here.
+    Pure SQL (no maps): structures with predicted volume or flagged empty, per newest non-protocol result, minus the
+    review items in ``reviewed`` or ``approved``. Regions assigned to a structure that was not predicted are not
+    counted here.
     """
     refs = deployed_results(session, configuration, model_set=model_set)
-    predicted = _predicted_classes(session, [ref.result.id for ref in refs])
+    predicted = _review_classes(session, [ref.result.id for ref in refs])
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     done = {State.REVIEWED, State.APPROVED}
     return sum(
         states.get((ref.image.id, ref.result.configuration_id, c), {}).get("state") not in done
-        for ref in refs for c in predicted.get(ref.result.id, set())
+        for ref in refs for c in predicted.get(ref.result.id, {})
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import with_values
-from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
+from pipeline.store.schema import CaseResult, Configuration, Image, Protocol, SplitRole, TemperatureFit
 
 
 def latest_protocol(session: Session, cohort: str | None = None, model_set_id: int | None = None) -> Protocol | None:
@@ -71,26 +71,19 @@ def deployed_case_rows(session: Session, cohort: str) -> pd.DataFrame:
     return frame.sort_values(["case", "position"]).reset_index(drop=True)
 
 
-def deployed_entropy_maps(session: Session, model_set_id: int, cohorts: tuple[str, ...]) -> pd.DataFrame:
-    """The entropy map of every deployed result (uncalibrated, or TS with the fit applied to the case) of the model
-    set on the cohorts' referenced images: ``case, cohort, configuration, position, entropy, reference`` (artifact
-    paths) and ``spacing`` (z, y, x in mm)."""
-    entropy = Artifact.__table__.alias("entropy_map")
-    reference = Artifact.__table__.alias("reference_map")
+def deployed_ood_rows(session: Session, model_set_id: int, cohorts: tuple[str, ...]) -> pd.DataFrame:
+    """The stored out-of-distribution score of every deployed result (uncalibrated, or TS with the fit applied to the
+    case) of the model set on the cohorts' images: ``case, cohort, configuration, position, value`` (the mean body
+    entropy), ``percentile``, ``reference_n`` and ``flagged`` (:mod:`pipeline.store.ood`; None where not ranked)."""
     query = (
-        select(Image.name.label("case"), Image.cohort.label("cohort"), Configuration.name.label("configuration"),
-               Configuration.position.label("position"), entropy.c.path.label("entropy"),
-               reference.c.path.label("reference"), Image.spacing.label("spacing"))
+        select(Image.name, Image.cohort, Configuration.name, Configuration.position, CaseResult.ood_entropy,
+               CaseResult.ood_percentile, CaseResult.ood_reference_n, CaseResult.ood_flag)
         .select_from(CaseResult)
         .join(Image, Image.id == CaseResult.image_id)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
         .outerjoin(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)
-        .join(entropy, and_(entropy.c.result_id == CaseResult.id, entropy.c.kind == "entropy"))
-        .join(reference, and_(reference.c.image_id == Image.id, reference.c.kind == "reference",
-                              reference.c.result_id.is_(None)))
         .where(Configuration.model_set_id == model_set_id, Image.cohort.in_(cohorts), deployed_result())
     )
-    frame = pd.DataFrame(session.execute(query).all(),
-                         columns=["case", "cohort", "configuration", "position", "entropy", "reference", "spacing"])
-    frame["spacing"] = [tuple(float(s) for s in reversed(spacing)) for spacing in frame["spacing"]]
+    frame = pd.DataFrame(session.execute(query).all(), columns=["case", "cohort", "configuration", "position", "value",
+                                                                 "percentile", "reference_n", "flagged"])
     return frame.sort_values(["position", "cohort", "case"]).reset_index(drop=True)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -262,7 +263,11 @@ class CaseResult(Base):
     the voxel volume and the time it took. Its metrics are rows of ``metric_values`` (one per registry metric).
 
     ``error_voxels`` needs a reference and is NULL when the image has none; the ROI is then the predicted foreground
-    dilated (spec, prospective use).
+    dilated (spec, prospective use). ``empty_prediction``: the configuration predicted no foreground voxel at all
+    (the reviewer must review every structure whole; without a reference the ROI is empty and the ROI metrics
+    NULL). ``ood_entropy``: the mean entropy over the scan's body (:func:`pipeline.metrics.shift.body_region`);
+    ``ood_percentile``, ``ood_reference_n`` and ``ood_flag``: its rank among the same configuration's values on
+    the in-distribution cases (:mod:`pipeline.store.ood`); percentile and flag NULL when there are too few.
     """
 
     __tablename__ = "case_results"
@@ -279,6 +284,11 @@ class CaseResult(Base):
     error_voxels: Mapped[int | None] = mapped_column(Integer)
     voxel_ml: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    empty_prediction: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    ood_entropy: Mapped[float | None] = mapped_column(Float)
+    ood_percentile: Mapped[float | None] = mapped_column(Float)
+    ood_reference_n: Mapped[int | None] = mapped_column(Integer)
+    ood_flag: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class MetricValue(Base):
@@ -295,7 +305,10 @@ class MetricValue(Base):
 
 
 class StructureResult(Base):
-    """Per class of one result: DSC (NULL without a reference) and predicted / reference volumes in mL."""
+    """Per class of one result: DSC (NULL without a reference) and predicted / reference volumes in mL.
+
+    ``empty_prediction``: a foreground structure with no predicted voxel that the reference holds, or any such
+    structure when there is no reference (:func:`pipeline.batch.outcomes.empty_structures`): review it whole."""
 
     __tablename__ = "structure_results"
     result_id: Mapped[int] = mapped_column(ForeignKey("case_results.id", ondelete="CASCADE"), primary_key=True)
@@ -304,6 +317,7 @@ class StructureResult(Base):
     dsc: Mapped[float | None] = mapped_column(Float)
     predicted_ml: Mapped[float] = mapped_column(Float)
     reference_ml: Mapped[float | None] = mapped_column(Float)
+    empty_prediction: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class CurvePoint(Base):

@@ -13,9 +13,9 @@ from dash.development.base_component import Component
 
 from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, charts, inputs
-from qa_dashboard.components import grid, guarded, not_found, section
+from qa_dashboard.components import grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability
+from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability, unreferenced_note
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.tables import ALL_FOREGROUND, column_defs, load_rows
 
@@ -27,16 +27,19 @@ def _page(store: Store, wanted: str | None) -> Component:
     with store.session() as session:
         infos = protocols(session)
         if not infos:
-            return dbc.Alert(["No protocol has been run yet: ",
-                              html.Code("python -m pipeline protocol --models MANIFEST --cohort NAME"),
-                              " (the demo runs one)."], color="info", id="no-protocol")
+            return html.Div([unreferenced_alert(unreferenced_note(session)), dbc.Alert(
+                ["No protocol has been run yet: ",
+                 html.Code("python -m pipeline protocol --models MANIFEST --cohort NAME"),
+                 " (the demo runs one)."], color="info", id="no-protocol")])
         chosen = parse_protocol(wanted, infos)
         if chosen is None:
             return not_found(f"There is no protocol {wanted!r}.")
+        waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         config_options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
     structures = [ALL_FOREGROUND, *chosen.labels[1:]]
     return html.Div([
         html.H3("Cohort calibration"),
+        waiting,
         html.P("Per configuration: test cases of each repeat, mean over them, then mean ± SD over repeats (the SD says "
                "how much the number depends on the split, not how sure it is). TS configurations use each repeat's own "
                "temperature fit. ★ best: separated from every other configuration of its structure (paired bootstrap "

@@ -13,10 +13,19 @@ from pipeline.errors import InputError
 from pipeline.metrics import registry
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
-from qa_dashboard.components import guarded, not_found, patient_href, section
+from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
+from qa_dashboard.queries.cohort import (
+    case_metrics,
+    case_table,
+    configurations,
+    curves,
+    paired,
+    per_case,
+    protocol,
+    unreferenced_note,
+)
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.store import Store, get_store
 
@@ -31,17 +40,20 @@ def _page(store: Store, wanted: str | None) -> Component:
     with store.session() as session:
         infos = list_protocols(session)
         if not infos:
-            return dbc.Alert(["No protocol has been run yet: ",
-                              html.Code("python -m pipeline protocol --models MANIFEST --cohort NAME"), "."],
-                             color="info", id="no-protocol")
+            return html.Div([unreferenced_alert(unreferenced_note(session)), dbc.Alert(
+                ["No protocol has been run yet: ",
+                 html.Code("python -m pipeline protocol --models MANIFEST --cohort NAME"),
+                 "."], color="info", id="no-protocol")])
         chosen = parse_protocol(wanted, infos)
         if chosen is None:
             return not_found(f"There is no protocol {wanted!r}.")
+        waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
     ids = [o["value"] for o in options]
     dropdown = {"options": options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
+        waiting,
         protocol_filters(PREFIX, infos, chosen),
         dbc.Label("Configurations"),
         dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,

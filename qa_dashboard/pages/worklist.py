@@ -54,6 +54,14 @@ CASE_COLUMNS = [
      "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
     {"field": "budget_pct", "headerName": "Budget % of ROI", "type": "numericColumn"},
     {"field": "capped", "width": 90},
+    {"field": "reference", "headerName": "Reference", "width": 140,
+     "cellClassRules": {"text-warning fw-semibold": "params.value !== 'yes'"}},
+    {"field": "prediction", "headerName": "Prediction", "minWidth": 200,
+     "headerTooltip": "the configuration predicted no foreground: every structure must be reviewed whole",
+     "cellClassRules": {"text-danger fw-semibold": "params.value !== ''"}},
+    {"field": "ood", "headerName": "Out of distribution?", "minWidth": 240,
+     "headerTooltip": "mean entropy over the body ranked against the same configuration on the calibration cohort",
+     "cellClassRules": {"text-danger fw-semibold": "params.data.ood_flag"}},
 ]
 REGION_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},

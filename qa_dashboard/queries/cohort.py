@@ -21,6 +21,7 @@ from pipeline.errors import NotFoundError
 from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_bins, summarise_repeats
+from pipeline.review.worklist import NO_REFERENCE
 from pipeline.store.cohort_rows import counts_in_repeat
 from pipeline.store.metric_values import group_means, structure_values, with_values
 from pipeline.store.schema import (
@@ -88,6 +89,21 @@ def protocol(session: Session, protocol_id: int) -> ProtocolInfo:
     if found is None:
         raise NotFoundError(f"there is no protocol {protocol_id}")
     return found
+
+
+def unreferenced_note(session: Session, model_set_id: int | None = None) -> str:
+    """The cases processed (by the model set, when given) that have no reference yet, counted and named: they are in
+    no protocol, so no cohort number counts them; empty when there are none."""
+    query = (select(Image.name).join(Processing, Processing.image_id == Image.id)
+             .where(Image.reference_hash.is_(None)).distinct().order_by(Image.name))
+    if model_set_id is not None:
+        query = query.where(Processing.model_set_id == model_set_id)
+    names = list(session.scalars(query))
+    if not names:
+        return ""
+    shown = ", ".join(names[:20]) + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
+    return (f"{len(names)} case(s) with {NO_REFERENCE}, counted in no number of this page (their reference metrics "
+            f"wait for a reference; the worklist and the patient page show their label-free scores): {shown}")
 
 
 def configurations(session: Session, model_set_id: int) -> list[tuple[int, str]]:

@@ -18,6 +18,7 @@ from pipeline.errors import NotFoundError
 from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import result_values
+from pipeline.store.ood import describe_ood
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -143,12 +144,18 @@ def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
 @dataclass(frozen=True)
 class ResultMetrics:
     """A result's case-level metrics (every one of the registry, by name), its sizes (``roi_voxels``,
-    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, and the flagged volume (mL) per budget."""
+    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, the flagged volume (mL) per budget, whether a
+    reference backs it, which structures (class indices) and whether the whole prediction are flagged empty, and its
+    out-of-distribution score in words."""
 
     values: dict[str, float | None]
     sizes: dict[str, float | None]
     structures: list[tuple[str, float | None, float, float | None]]
     flagged_ml: dict[float, float]
+    has_reference: bool = True
+    empty_prediction: bool = False
+    empty_structures: frozenset[int] = frozenset()
+    ood: str = ""
 
 
 def result_metrics(session: Session, result_id: int) -> ResultMetrics:
@@ -163,5 +170,8 @@ def result_metrics(session: Session, result_id: int) -> ResultMetrics:
     flagged = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml)
                               .where(CurvePoint.result_id == result_id)).all()
     sizes = {"roi_voxels": result.roi_voxels, "error_voxels": result.error_voxels, "voxel_ml": result.voxel_ml}
+    empty = frozenset(session.scalars(select(StructureResult.class_index).where(
+        StructureResult.result_id == result_id, StructureResult.empty_prediction)))
     return ResultMetrics(result_values(session, result_id), sizes, list(structures),
-                         {round(b, 6): v for b, v in flagged})
+                         {round(b, 6): v for b, v in flagged}, result.has_reference, result.empty_prediction, empty,
+                         describe_ood(result.ood_percentile, result.ood_reference_n, result.ood_flag))

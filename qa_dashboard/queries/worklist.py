@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.review_budget import Budget
-from pipeline.review.worklist import Worklist, build_worklist, with_current_states
+from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE, Worklist, build_worklist, with_current_states
 from pipeline.store.schema import CaseResult, Configuration, ModelSet
 from qa_dashboard.components import patient_href
 from qa_dashboard.config import settings
@@ -78,6 +78,9 @@ def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
             "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
             "unreviewed": sum(i.state.value in ("pending", "in_review") for i in case.items),
             "status": status([i.state.value for i in case.items]),
+            "reference": "yes" if case.has_reference else NO_REFERENCE,
+            "prediction": EMPTY_PREDICTION if case.empty_prediction else "",
+            "ood": case.ood, "ood_flag": case.ood_flag is True,
         })
     return rows
 
@@ -116,5 +119,6 @@ def item_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, Any
                 "flagged_ml": round(sum(r.volume_ml for r in item.regions), 3), "state": item.state.value,
                 "decision": item.decision or "", "comment": item.comment or "", "reviewer": item.reviewer or "",
                 "approver": item.approver or "",
+                "note": EMPTY_PREDICTION if item.empty_prediction else "",
             })
     return rows

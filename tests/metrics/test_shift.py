@@ -1,36 +1,11 @@
-"""The fixed-ROI entropy and its in-distribution rank against SciPy's distance transform and hand counts."""
+"""The body-region entropy and its in-distribution rank and flag against hand counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import distance_transform_edt
 
-from pipeline.metrics.shift import fixed_roi_entropy, rank_against
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_fixed_roi_mean_matches_a_distance_transform(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    shape, spacing, radius = (14, 30, 26), (3.0, 1.2, 0.8), 4.5
-    structure = np.zeros(shape, dtype=bool)
-    structure[5:8, 10:14, 9:12] = True
-    structure[rng.integers(0, 14), rng.integers(0, 30), rng.integers(0, 26)] = True
-    entropy = rng.random(shape).astype(np.float32)
-    within = distance_transform_edt(~structure, sampling=spacing) <= radius
-    expected = float(np.mean(entropy[within], dtype=np.float64))
-    assert fixed_roi_entropy(entropy, structure, spacing, radius) == pytest.approx(expected, rel=1e-12)
-
-
-def test_the_roi_follows_the_reference_not_the_entropy() -> None:
-    """Two maps that differ only far from the structure have the same fixed-ROI value."""
-    structure = np.zeros((10, 20, 20), dtype=bool)
-    structure[4:6, 8:11, 8:11] = True
-    near = np.full(structure.shape, 0.2, dtype=np.float32)
-    far = near.copy()
-    far[:, :, 18:] = 1.0
-    assert fixed_roi_entropy(near, structure, (2.0, 1.0, 1.0), 3.0) == fixed_roi_entropy(
-        far, structure, (2.0, 1.0, 1.0), 3.0) == pytest.approx(0.2)
+from pipeline.metrics.shift import body_region, ood_score, rank_against, region_mean_entropy
 
 
 @pytest.mark.parametrize(("value", "below", "ties", "percentile", "above_all"), [
@@ -42,13 +17,38 @@ def test_rank_counts_below_and_ties(value: float, below: int, ties: int, percent
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: fixed_roi_entropy(np.zeros((2, 2, 2)), np.zeros((2, 2, 2), bool), (1, 1, 1), 1.0), "holds no voxel"),
-    (lambda: fixed_roi_entropy(np.zeros((2, 2, 2)), np.ones((2, 2, 3), bool), (1, 1, 1), 1.0), "same"),
-    (lambda: fixed_roi_entropy(np.zeros((2, 2, 2)), np.ones((2, 2, 2)), (1, 1, 1), 1.0), "boolean"),
-    (lambda: fixed_roi_entropy(np.zeros((2, 2, 2)), np.ones((2, 2, 2), bool), (1, 1, 1), -1.0), "radius_mm"),
     (lambda: rank_against(0.1, []), "at least one"),
     (lambda: rank_against(float("nan"), [0.1]), "finite"),
 ])
 def test_bad_inputs_are_named(call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()  # type: ignore[operator]
+
+
+def test_the_body_region_is_the_ct_above_the_threshold_and_ignores_predictions() -> None:
+    ct = np.full((4, 6, 6), -1000, dtype=np.int16)
+    ct[1:3, 1:5, 1:5] = 40
+    ct[0, 0, 0] = -499
+    body = body_region(ct, -500.0)
+    assert body.sum() == 2 * 4 * 4 + 1 and body[1, 2, 2] and not body[3, 0, 0]
+    entropy = np.zeros(ct.shape, dtype=np.float32)
+    entropy[body] = 0.25
+    entropy[~body] = 0.9  # air: never part of the score
+    assert region_mean_entropy(entropy, body) == pytest.approx(0.25)
+    assert region_mean_entropy(entropy, np.zeros(ct.shape, dtype=bool)) is None
+    with pytest.raises(ValueError, match="same shape"):
+        region_mean_entropy(entropy, body[:2])
+    with pytest.raises(ValueError, match="ct must be a"):
+        body_region(ct[0], -500.0)
+
+
+def test_the_ood_score_ranks_against_enough_cases_and_flags_at_the_threshold() -> None:
+    cohort = [0.10, 0.12, 0.14, 0.16, 0.18]
+    above = ood_score(0.30, cohort, min_reference=5, flag_percentile=95.0)
+    assert above.percentile == 100.0 and above.reference_n == 5 and above.flagged is True
+    inside = ood_score(0.15, cohort, min_reference=5, flag_percentile=95.0)
+    assert inside.percentile == pytest.approx(60.0) and inside.flagged is False
+    tied_top = ood_score(0.18, cohort, min_reference=5, flag_percentile=90.0)
+    assert tied_top.percentile == pytest.approx(90.0) and tied_top.flagged is True
+    too_few = ood_score(0.30, cohort[:4], min_reference=5, flag_percentile=95.0)
+    assert too_few.percentile is None and too_few.flagged is None and too_few.reference_n == 4

@@ -206,3 +206,31 @@ def test_an_unreachable_store_is_refused_with_its_url() -> None:
     with pytest.raises(StoreNotReadyError, match="cannot open the store postgresql"):
         check_at_head(engine)
     engine.dispose()
+
+
+def test_0007_adds_the_empty_prediction_flags_and_ood_columns_and_drops_them_keeping_every_row(
+    empty_store_url: str,
+) -> None:
+    """Results stored before 0007 read as not empty and not yet scored; a downgrade keeps every row."""
+    config = alembic_config(empty_store_url)
+    command.upgrade(config, "0006")
+    _seed_first_revision(empty_store_url)
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    results = [{k: v for k, v in r.items() if k not in METRIC_COLUMNS} for r in RESULTS_0002]
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["processings"].insert(), CHILDREN_0002["processings"])
+        connection.execute(metadata.tables["case_results"].insert(), results)
+        connection.execute(metadata.tables["structure_results"].insert(), CHILDREN_0002["structure_results"])
+    engine.dispose()
+    command.upgrade(config, "0007")
+    upgraded = _rows(empty_store_url, "case_results")
+    assert [{k: r[k] for k in results[0]} for r in upgraded] == results
+    assert all(not r["empty_prediction"] and r["ood_entropy"] is None and r["ood_flag"] is None for r in upgraded)
+    assert all(not r["empty_prediction"] for r in _rows(empty_store_url, "structure_results"))
+    command.downgrade(config, "0006")
+    downgraded = _rows(empty_store_url, "case_results")
+    assert [{k: r[k] for k in results[0]} for r in downgraded] == results
+    assert not {"empty_prediction", "ood_entropy", "ood_flag"} & set(downgraded[0])
+    assert _rows(empty_store_url, "structure_results") == CHILDREN_0002["structure_results"]
