@@ -357,6 +357,9 @@ class Artifact(Base):
 
 
 REFERENCE_KINDS = ("final_clinical", "research")
+#: a reference is ``research`` unless declared the clinician's final contour: only then is its error map shown as
+#: the clinician's edit
+DEFAULT_REFERENCE_KIND = "research"
 
 
 class ReferenceAttachment(Base):
