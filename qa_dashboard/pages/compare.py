@@ -16,7 +16,16 @@ from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import case_metrics, case_table, configurations, curves, paired, per_case, protocol
+from qa_dashboard.queries.cohort import (
+    case_metrics,
+    case_table,
+    configurations,
+    curves,
+    paired,
+    per_case,
+    protocol,
+    reference_kind_counts,
+)
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.store import Store, get_store
 
@@ -37,12 +46,13 @@ def _page(store: Store, wanted: str | None) -> Component:
         chosen = parse_protocol(wanted, infos)
         if chosen is None:
             return not_found(f"There is no protocol {wanted!r}.")
+        counts = reference_kind_counts(session, chosen.id)
         options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
     ids = [o["value"] for o in options]
     dropdown = {"options": options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
-        protocol_filters(PREFIX, infos, chosen),
+        protocol_filters(PREFIX, infos, chosen, counts),
         dbc.Label("Configurations"),
         dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,
                      className="mb-3"),
@@ -74,7 +84,8 @@ def layout(protocol: str | None = None, **_query: str) -> Component:
 
 register_protocol_callbacks(PREFIX)
 FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
-           Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
+           Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
+           Input(f"{PREFIX}-reference-kind", "value")]
 
 
 def _configuration(value: Any, field: str, names: dict[int, str]) -> int:
@@ -92,8 +103,8 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
-def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, kind, shown or [])
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
     store = get_store()
@@ -104,8 +115,9 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) ->
 
 
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
-def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any
+                   ) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, kind, shown or [])
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
@@ -119,7 +131,7 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
           Input("compare-configurations", "value"))
-def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any, metric: Any,
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: Any, b: Any, metric: Any,
             shown: Any) -> tuple[Component, dict[str, Any]]:
     """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
     B), the family a reader compares by eye."""
@@ -127,7 +139,7 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
-    chosen = cohort_filter(protocol_id, repeats, start, end, family)
+    chosen = cohort_filter(protocol_id, repeats, start, end, kind, family)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
