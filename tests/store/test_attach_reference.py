@@ -118,7 +118,7 @@ def test_a_reference_attached_later_gives_the_rows_the_batch_stores_with_it(
     with session_factory(engine)() as session:
         expected = _rows(session, store, "from_start")
         assert {fit is not None for _, fit in expected} == {True, False}, "TS results with their deployed fit too"
-        processings = sorted(session.execute(select(Processing.id, Processing.forward_passes)).all())
+        processings = sorted(tuple(r) for r in session.execute(select(Processing.id, Processing.forward_passes)))
         before = _rows(session, store, "later")
         assert {rows["result"][1] for rows in before.values()} == {False}
 
@@ -128,8 +128,8 @@ def test_a_reference_attached_later_gives_the_rows_the_batch_stores_with_it(
     assert [a.results for a in done.attached] == [len(expected)] and done.exit_code == 0
     with session_factory(engine)() as session:
         _assert_same(_rows(session, store, "later"), expected)
-        assert sorted(session.execute(select(Processing.id, Processing.forward_passes)).all()) == processings, (
-            "no processing added or redone: no forward pass")
+        passes = sorted(tuple(r) for r in session.execute(select(Processing.id, Processing.forward_passes)))
+        assert passes == processings, "no processing added or redone: no forward pass"
         images = {i.name: i for i in session.scalars(select(Image))}
         assert images["later"].reference_hash == images["from_start"].reference_hash
         first = session.scalars(select(ReferenceAttachment)).one()
@@ -207,9 +207,9 @@ def _rtstruct(shared_data: Path, out: Path, name: str | None = None, frame: str 
 def _state(url: str, artifacts: Path) -> tuple[object, ...]:
     engine = make_engine(url)
     with session_factory(engine)() as session:
-        state = (sorted(session.execute(select(MetricValue.result_id, MetricValue.class_index, MetricValue.name,
-                                               MetricValue.value)).all()),
-                 session.execute(select(Image.name, Image.reference_hash)).all(),
+        state = (sorted(tuple(r) for r in session.execute(select(
+                     MetricValue.result_id, MetricValue.class_index, MetricValue.name, MetricValue.value))),
+                 sorted(tuple(r) for r in session.execute(select(Image.name, Image.reference_hash))),
                  len(session.scalars(select(AuditEntry)).all()),
                  len(session.scalars(select(ReferenceAttachment)).all()),
                  sorted(session.scalars(select(Artifact.path))), _files(artifacts))
@@ -256,8 +256,9 @@ def test_command_line_rtstruct_label_image_manifest_and_refusals(
     engine = make_engine(store_url)
     with session_factory(engine)() as session:
         history = session.execute(select(Image.name, ReferenceAttachment.kind, ReferenceAttachment.source_format,
-                                         ReferenceAttachment.superseded_at.is_(None)).join(Image).order_by(
-            ReferenceAttachment.id)).all()
+                                         ReferenceAttachment.superseded_at.is_(None)).select_from(ReferenceAttachment)
+                                  .join(Image, Image.id == ReferenceAttachment.image_id)
+                                  .order_by(ReferenceAttachment.id)).all()
         assert [tuple(h) for h in history] == [("ibsi", "final_clinical", "rtstruct", False),
                                                ("phantom", "research", "image", True),
                                                ("ibsi", "research", "image", True)]
