@@ -70,8 +70,8 @@ def _repeat_options(info: ProtocolInfo) -> list[dict[str, object]]:
     return [{"label": f"repeat {r}", "value": r} for r in range(info.repeats)]
 
 
-def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any, reference_kind: Any = None,
-                  configurations: Any = None) -> CohortFilter | None:
+def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any, configurations: Any = None,
+                  reference_kind: Any = None) -> CohortFilter | None:
     """The filter of the controls' values, checked (no repeat chosen = every repeat, no reference kind = every
     reference); None without a protocol."""
     protocol_id = inputs.optional(inputs.integer, protocol_id, "protocol")

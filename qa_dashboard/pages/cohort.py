@@ -87,7 +87,7 @@ def _structures(value: Any) -> list[str]:
 
 @callback(Output("cohort-grid", "rowData"), *_filter_inputs(), Input("cohort-structures", "value"))
 def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, structures: Any) -> list[dict[str, Any]]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, reference_kind=kind)
     structures = _structures(structures)
     if chosen is None:
         return []
@@ -96,7 +96,7 @@ def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, stru
 
 @callback(Output("cohort-csv-button", "href"), *_filter_inputs(), Input("cohort-structures", "value"))
 def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, structures: Any) -> str:
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, reference_kind=kind)
     if chosen is None:
         return ""
     query = [("protocol", chosen.protocol_id), *(("repeat", r) for r in chosen.repeats or ()),
@@ -109,7 +109,8 @@ def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any
 @callback(Output("cohort-reliability", "figure"), *_filter_inputs(), Input("cohort-diagram-configurations", "value"))
 def _diagram(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, chosen_configurations: Any
              ) -> dict[str, Any]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind, chosen_configurations or [])
+    chosen = cohort_filter(protocol_id, repeats, start, end, chosen_configurations or [],
+                           reference_kind=kind)
     if chosen is None:
         return charts.empty_figure("choose a protocol")
     store = get_store()

@@ -104,7 +104,7 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
 def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind, shown or [])
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
     store = get_store()
@@ -117,7 +117,7 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, sho
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
 def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any
                    ) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind, shown or [])
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
@@ -139,7 +139,7 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: 
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
-    chosen = cohort_filter(protocol_id, repeats, start, end, kind, family)
+    chosen = cohort_filter(protocol_id, repeats, start, end, family, reference_kind=kind)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
