@@ -41,6 +41,7 @@ from pipeline.store.schema import (
     StructureResult,
 )
 from pipeline.store.schema import ModelSet as ModelSetRow
+from tests.conftest import REPO_ROOT
 from tests.store.conftest import write_phantom_case
 
 RESULT_COLUMNS = ("temperature", "has_reference", "roi_voxels", "error_voxels", "voxel_ml")
@@ -53,8 +54,9 @@ MAX_VOXELS = DEFAULT_MAX_VOXELS
 
 
 @pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
+def model_set() -> ModelSet:
+    """The committed demo models (real nnU-Net members: no training in the test)."""
+    return load_model_set_file(REPO_ROOT / "models" / "demo" / "manifest.json")
 
 
 def _options(cases: list[CaseSpec], model_set: ModelSet, url: str, artifacts: Path) -> BatchOptions:
