@@ -166,7 +166,7 @@ def _labels(session: Session, processings: list[Processing], case: str) -> tuple
 def _snapshot(session: Session, image: Image, results: list[CaseResult]) -> dict[str, object]:
     """What the attachment replaces: the reference hash and, per result, its case-level metrics and DSC."""
     names = {c.id: c.name for c in session.scalars(select(Configuration).where(
-        Configuration.id.in_({r.configuration_id for r in results})))}
+        Configuration.id.in_(sorted({r.configuration_id for r in results}))))}
     rows = []
     for result in results:
         dsc = dict(session.execute(select(StructureResult.structure, StructureResult.dsc).where(
@@ -210,7 +210,7 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
     spacing = (float(z), float(y), float(x))
     counts = np.bincount(labels.ravel(), minlength=len(model_set.labels))
     for result in session.scalars(select(CaseResult).where(CaseResult.processing_id == processing.id)
-                                  .order_by(CaseResult.id)):
+                                  .order_by(CaseResult.id)).all():
         configuration = by_id[result.configuration_id]
         fit = session.get(TemperatureFit, result.temperature_fit_id) if result.temperature_fit_id else None
         began = time.perf_counter()
