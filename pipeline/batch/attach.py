@@ -63,6 +63,7 @@ from pipeline.store.schema import (
     ModelSet,
     Processing,
     ReferenceAttachment,
+    SplitRole,
     StructureResult,
     TemperatureFit,
     utcnow,
@@ -121,7 +122,12 @@ def attach_reference(session: Session, store: RecordingStore, request: AttachReq
         raise InputError(f"case {request.case!r} has no stored result; run the batch on it first")
     labels = _labels(session, processings, request.case)
     grid = stored_grid(image)
-    array, notes = read_reference(request.reference, grid, labels, image.frame_of_reference_uid, max_voxels)
+    array, reference_notes = read_reference(request.reference, grid, labels, image.frame_of_reference_uid,
+                                            max_voxels)
+    notes = reference_notes
+    if session.scalar(select(SplitRole.image_id).where(SplitRole.image_id == image.id).limit(1)) is not None:
+        notes += ("the case is in a protocol's cohort: its temperatures were fitted with the earlier reference; "
+                  "rerun the protocol",)
     new_hash = reference_hash(grid, array)
     previous = session.scalar(select(ReferenceAttachment).where(
         ReferenceAttachment.image_id == image.id, ReferenceAttachment.superseded_at.is_(None)))
@@ -142,7 +148,7 @@ def attach_reference(session: Session, store: RecordingStore, request: AttachReq
     replaced: list[str] = []
     _replace_reference_map(session, store, image, array, attachment.id, replaced)
     image.reference_hash, image.reference_path = new_hash, str(request.reference)
-    image.reference_note = "; ".join(notes) or None
+    image.reference_note = "; ".join(reference_notes) or None
     for processing in processings:
         _rescore(session, store, image, processing, array, attachment.id, replaced)
     session.add(AuditEntry(at=now, actor_id=None, actor=attachment.actor, action="reference.attach", outcome="ok",
@@ -255,9 +261,11 @@ class AttachSummary:
         return EXIT_FAILURE if self.failed else EXIT_OK
 
     def lines(self) -> list[str]:
-        """The summary line, then one line per failure."""
+        """The summary line, then one line per failure and per note (an RTSTRUCT ROI clipped to the image, a case of
+        a protocol's cohort)."""
         head = f"attach-reference: {len(self.attached)} attached, {len(self.failed)} failed"
-        return [head, *(f"  FAILED {case}: {reason}" for case, reason in self.failed)]
+        return [head, *(f"  FAILED {case}: {reason}" for case, reason in self.failed),
+                *(f"  NOTE {a.case}: {note}" for a in self.attached for note in a.notes)]
 
 
 def requests_from_manifest(path: Path, kind: str = DEFAULT_REFERENCE_KIND) -> list[AttachRequest]:
