@@ -22,7 +22,7 @@ import csv
 import getpass
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,7 +160,7 @@ def attach_reference(session: Session, store: RecordingStore, request: AttachReq
     return Attached(image.name, attachment.id, len(results), previous.id if previous else None, notes), replaced
 
 
-def _labels(session: Session, processings: list[Processing], case: str) -> tuple[str, ...]:
+def _labels(session: Session, processings: Sequence[Processing], case: str) -> tuple[str, ...]:
     """The labels of the model sets that processed the case (one list: a reference is read onto one)."""
     found = {tuple(session.get_one(ModelSet, p.model_set_id).labels) for p in processings}
     if len(found) > 1:
@@ -169,7 +169,7 @@ def _labels(session: Session, processings: list[Processing], case: str) -> tuple
     return next(iter(found))
 
 
-def _snapshot(session: Session, image: Image, results: list[CaseResult]) -> dict[str, object]:
+def _snapshot(session: Session, image: Image, results: Sequence[CaseResult]) -> dict[str, object]:
     """What the attachment replaces: the reference hash and, per result, its case-level metrics and DSC."""
     names = {c.id: c.name for c in session.scalars(select(Configuration).where(
         Configuration.id.in_(sorted({r.configuration_id for r in results}))))}

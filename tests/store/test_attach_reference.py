@@ -5,6 +5,7 @@ with their deployed fit), without inference, in one transaction, with its histor
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pipeline.batch.runner import BatchOptions, run_batch
 from pipeline.cli import main
 from pipeline.inference import engine as inference_engine
 from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.metrics.settings import MetricSettings
 from pipeline.settings import DEFAULT_MAX_VOXELS, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import verify_engine
@@ -39,6 +41,7 @@ from pipeline.store.schema import (
     ReferenceAttachment,
     ReliabilityBin,
     StructureResult,
+    TemperatureFit,
 )
 from pipeline.store.schema import ModelSet as ModelSetRow
 from tests.conftest import REPO_ROOT
@@ -270,4 +273,32 @@ def test_command_line_rtstruct_label_image_manifest_and_refusals(
             Image.name == "ibsi", StructureResult.structure == "lymph_nodes")).all()
         assert spleen and all(v > 0 for v in spleen), "the NIfTI mask's label 1 is the lymph nodes"
         assert all(r.has_reference for r in session.scalars(select(CaseResult)))
+    engine.dispose()
+
+
+def test_under_per_member_the_attached_reference_scores_the_stored_member_passes(
+    store_url: str, tmp_path: Path, phantom_folder: Path, model_set: ModelSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``temperature_mode`` ``per_member``: the TS results are recomputed on p_cal(T) rebuilt from the stored passes,
+    equal to what the batch stored for the case run with its reference."""
+    artifacts = tmp_path / "artifacts"
+    per_member = MetricSettings(temperature_mode="per_member", grid_mapping="per_pass")
+    options = _options(discover(phantom_folder, "phantom")[:2], model_set, store_url, artifacts)
+    run_batch(replace(options, settings=per_member))
+    engine = make_engine(store_url)
+    with session_factory(engine).begin() as session:
+        row = session.scalars(select(ModelSetRow)).one()
+        run_protocol(session, ArtifactStore(artifacts), row, ProtocolOptions(cohort="phantom", repeats=1))
+    ct, reference = write_phantom_case(tmp_path / "new", 9004)
+    cases = [CaseSpec("from_start", ct, reference, cohort="clinical"), CaseSpec("later", ct, None, cohort="clinical")]
+    run_batch(replace(_options(cases, model_set, store_url, artifacts), settings=per_member))
+    _no_inference(monkeypatch)
+    attach_references(store_url, artifacts, [AttachRequest("later", reference, "final_clinical")], MAX_VOXELS,
+                      isolate=False)
+    store = ArtifactStore(artifacts)
+    with session_factory(engine)() as session:
+        modes = set(session.scalars(select(TemperatureFit.temperature_mode).join(
+            CaseResult, CaseResult.temperature_fit_id == TemperatureFit.id).join(Image).where(Image.name == "later")))
+        assert modes == {"per_member"}
+        _assert_same(_rows(session, store, "later"), _rows(session, store, "from_start"))
     engine.dispose()
