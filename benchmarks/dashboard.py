@@ -107,7 +107,8 @@ def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeat
                 configurations: list[int], runs: int) -> dict[str, Any]:
     """The cohort page's server work: layout, table and reliability diagram (first, then from the page caches)."""
     filters = [("cohort-protocol", "value", protocol_id), ("cohort-repeats", "value", list(range(repeats))),
-               ("cohort-dates", "start_date", None), ("cohort-dates", "end_date", None)]
+               ("cohort-dates", "start_date", None), ("cohort-dates", "end_date", None),
+               ("cohort-reference-kind", "value", "all")]
     totals = []
     for _ in range(runs):
         began = time.perf_counter()

@@ -193,8 +193,8 @@ def _whole(raw: str | None, key: str) -> int | None:
 
 
 def cohort_file() -> Any:
-    """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&structure=S…``: the cohort calibration table as the
-    page shows it with those filters (reviewer and above)."""
+    """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND&structure=S…``: the cohort calibration
+    table as the page shows it with those filters (reviewer and above)."""
     args = flask.request.args
 
     def produce(store: Store, folder: Path) -> Path:
@@ -202,7 +202,7 @@ def cohort_file() -> Any:
         if len(repeats) > MAX_VALUES or len(structures) > MAX_VALUES or any(len(s) > 200 for s in structures):
             raise BadRequest(f"at most {MAX_VALUES} repeats and structures (of at most 200 characters)")
         chosen = cohort_filter(_whole(args.get("protocol"), "protocol"), [_whole(r, "repeat") for r in repeats],
-                               args.get("start"), args.get("end"))
+                               args.get("start"), args.get("end"), reference_kind=args.get("reference"))
         if chosen is None:
             raise BadRequest("the address needs ?protocol=ID")
         path = folder / f"cohort_calibration_{chosen.protocol_id}.csv"

@@ -1,4 +1,5 @@
-"""The protocol filters shared by the cohort and comparison pages: model set, protocol, repeats, date range.
+"""The protocol filters shared by the cohort and comparison pages: model set, protocol, repeats, date range and the
+cases' reference kind (every reference, final clinical contours, research references; each with its n of cases).
 
 Each page gets its own copy (ids prefixed with the page's name) and registers the copy's callbacks once.
 """
@@ -13,10 +14,13 @@ from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
 from qa_dashboard import inputs
-from qa_dashboard.queries.cohort import CohortFilter, ProtocolInfo, protocol, protocols
+from qa_dashboard.queries.cohort import CohortFilter, ProtocolInfo, protocol, protocols, reference_kind_counts
 from qa_dashboard.store import get_store
 
 MAX_REPEATS = 10_000
+EVERY_REFERENCE = "all"
+REFERENCE_KIND_LABELS = {EVERY_REFERENCE: "every reference", "final_clinical": "final clinical contours",
+                         "research": "research references"}
 
 
 def parse_protocol(value: str | None, infos: list[ProtocolInfo]) -> ProtocolInfo | None:
@@ -26,10 +30,12 @@ def parse_protocol(value: str | None, infos: list[ProtocolInfo]) -> ProtocolInfo
     return next((p for p in infos if str(p.id) == value.strip()), None)
 
 
-def protocol_filters(prefix: str, infos: list[ProtocolInfo], chosen: ProtocolInfo) -> Component:
-    """Model set, protocol, repeats and processing dates; ``chosen`` preselected."""
+def protocol_filters(prefix: str, infos: list[ProtocolInfo], chosen: ProtocolInfo, counts: dict[str, int]
+                     ) -> Component:
+    """Model set, protocol, repeats, processing dates and reference kind (``counts``: the chosen protocol's cases per
+    kind); ``chosen`` preselected."""
     model_sets = {p.model_set_id: p.model_set for p in infos}
-    return dbc.Row(
+    return html.Div([dbc.Row(
         [
             dbc.Col([dbc.Label("Model set"), dcc.Dropdown(
                 id=f"{prefix}-model-set", options=[{"label": n, "value": i} for i, n in model_sets.items()],
@@ -43,8 +49,17 @@ def protocol_filters(prefix: str, infos: list[ProtocolInfo], chosen: ProtocolInf
             dbc.Col([dbc.Label("Processed between"), html.Div(dcc.DatePickerRange(
                 id=f"{prefix}-dates", display_format="YYYY-MM-DD", clearable=True))], md=3),
         ],
-        className="g-2 mb-3",
-    )
+        className="g-2 mb-2",
+    ), dbc.Row(dbc.Col([dbc.Label("References"), dcc.Dropdown(
+        id=f"{prefix}-reference-kind", options=reference_kind_options(counts), value=EVERY_REFERENCE,
+        clearable=False)], md=4), className="g-2 mb-3")])
+
+
+def reference_kind_options(counts: dict[str, int]) -> list[dict[str, object]]:
+    """The reference-kind choices, each with its number of cases."""
+    counts = counts | {EVERY_REFERENCE: sum(counts.values())}
+    return [{"label": f"{label} (n = {counts.get(kind, 0)})", "value": kind}
+            for kind, label in REFERENCE_KIND_LABELS.items()]
 
 
 def _protocol_options(infos: list[ProtocolInfo], model_set_id: int) -> list[dict[str, object]]:
@@ -55,9 +70,10 @@ def _repeat_options(info: ProtocolInfo) -> list[dict[str, object]]:
     return [{"label": f"repeat {r}", "value": r} for r in range(info.repeats)]
 
 
-def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any,
-                  configurations: Any = None) -> CohortFilter | None:
-    """The filter of the controls' values, checked (no repeat chosen = every repeat); None without a protocol."""
+def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any, configurations: Any = None,
+                  reference_kind: Any = None) -> CohortFilter | None:
+    """The filter of the controls' values, checked (no repeat chosen = every repeat, no reference kind = every
+    reference); None without a protocol."""
     protocol_id = inputs.optional(inputs.integer, protocol_id, "protocol")
     if protocol_id is None:
         return None
@@ -65,11 +81,13 @@ def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any,
     start, end = inputs.day(start, "start date"), inputs.day(end, "end date")
     if configurations is not None:
         configurations = inputs.listed(configurations, "configurations", inputs.integer)
+    kind = inputs.choice(reference_kind or EVERY_REFERENCE, "reference kind", tuple(REFERENCE_KIND_LABELS))
     def day(value: str | None) -> date | None:
         return date.fromisoformat(value[:10]) if value else None
 
     return CohortFilter(int(protocol_id), tuple(sorted(repeats)) if repeats else None,
-                        tuple(configurations) if configurations is not None else None, day(start), day(end))
+                        tuple(configurations) if configurations is not None else None, day(start), day(end),
+                        None if kind == EVERY_REFERENCE else kind)
 
 
 def register_protocol_callbacks(prefix: str) -> None:
@@ -84,11 +102,13 @@ def register_protocol_callbacks(prefix: str) -> None:
         return options, options[0]["value"] if options else None  # type: ignore[return-value]
 
     @callback(Output(f"{prefix}-repeats", "options"), Output(f"{prefix}-repeats", "value"),
-              Input(f"{prefix}-protocol", "value"), prevent_initial_call=True)
-    def _repeats_of(protocol_id: Any) -> tuple[list[dict[str, object]], list[int]]:
+              Output(f"{prefix}-reference-kind", "options"), Input(f"{prefix}-protocol", "value"),
+              prevent_initial_call=True)
+    def _repeats_of(protocol_id: Any) -> tuple[list[dict[str, object]], list[int], list[dict[str, object]]]:
         protocol_id = inputs.optional(inputs.integer, protocol_id, f"{prefix}-protocol.value")
         if protocol_id is None:
-            return [], []
+            return [], [], reference_kind_options({})
         with get_store().session() as session:
             info = protocol(session, protocol_id)
-        return _repeat_options(info), list(range(info.repeats))
+            counts = reference_kind_counts(session, protocol_id)
+        return _repeat_options(info), list(range(info.repeats)), reference_kind_options(counts)

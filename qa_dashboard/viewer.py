@@ -26,7 +26,7 @@ from qa_dashboard.store import Store
 PRESETS = {"1": ("soft tissue", 400.0, 40.0), "2": ("lung", 1500.0, -600.0), "3": ("liver", 150.0, 90.0),
            "4": ("bone", 2500.0, 480.0), "5": ("brain", 80.0, 40.0)}
 CASE_CACHE_SECONDS = 60  # a rerun batch's new results show within a minute
-DEFAULT_OVERLAYS = ("reference", "prediction", "entropy", "budget")
+DEFAULT_OVERLAYS = ("reference", "prediction", "entropy", "budget", "edits")
 VIEW_HEIGHTS = {"axial": 460, "coronal": 250, "sagittal": 250}
 SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view"),
              ("↑ / ↓", "previous / next slice of the view under the mouse (axial first)"),
@@ -164,8 +164,10 @@ def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float)
     with store.session() as session:
         metrics = [result_metrics(session, r.result_id) for r in results]
     header = html.Tr([html.Th("metric"), *(html.Th(r.configuration) for r in results)])
-    body = [html.Tr([html.Td(label, title=tip), *(html.Td(cell(m)) for m in metrics)])
-            for label, tip, cell in _rows(metrics, budget)]
+    rows = _rows(metrics, budget)
+    if view.case.reference_kind == "final_clinical":
+        rows += _clinical_rows(metrics, budget)
+    body = [html.Tr([html.Td(label, title=tip), *(html.Td(cell(m)) for m in metrics)]) for label, tip, cell in rows]
     body.append(html.Tr([html.Td("temperature scaling"), *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
     return html.Table([html.Thead(header), html.Tbody(body)], className="table table-sm small", id="viewer-metrics")
 
@@ -216,6 +218,24 @@ def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, A
          lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
     ]
     return rows
+
+
+CLINICAL_POINTS = 5  # budgets of the stored grid shown in the clinical UEO rows, evenly spaced up to its largest
+
+
+def _clinical_rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, Any]]:
+    """The clinical UEO: the share of the clinician's edited voxels (added and removed) that the top-budget mask
+    caught, at the chosen budget and at budgets spread over the stored grid. It is the stored curve's error recall:
+    the edits are exactly the error set E when the reference is the final clinical contour."""
+    grid = sorted(b for b in metrics[0].recall if b > 0) if metrics else []
+    if not grid:
+        return []
+    picked = {grid[round(k * (len(grid) - 1) / (CLINICAL_POINTS - 1))] for k in range(CLINICAL_POINTS)}
+    picked |= {round(budget, 6)} & set(grid)
+    tip = ("clinical UEO: the share of the clinician's edited voxels (added + removed) inside the top-budget mask at "
+           "this budget; with the final clinical contour as reference the error set is the edit")
+    return [(f"edits caught at {b * 100:.1f} %", tip, lambda m, b=b: number(m.recall.get(b), 3))
+            for b in sorted(picked)]
 
 
 def _ml(metrics: ResultMetrics, key: str) -> float | None:

@@ -11,9 +11,11 @@ from pipeline.review.worklist import NO_REFERENCE
 from qa_dashboard import viewer
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import (
+    ADDED_COLOUR,
     BUDGET_COLOUR,
     ERROR_COLOUR,
     OVERLAYS,
+    REMOVED_COLOUR,
     colourbar_gradient,
     structure_colour,
 )
@@ -21,7 +23,9 @@ from qa_dashboard.rendering.geometry import PLANE_COLOURS, PLANES
 from qa_dashboard.rendering.views import Slices
 
 OVERLAY_LABELS = {"reference": "reference contour (solid)", "prediction": "predicted contour (dashed)",
-                  "entropy": "entropy heat map", "budget": "top-budget mask", "error": "error map"}
+                  "entropy": "entropy heat map", "budget": "top-budget mask", "error": "error map",
+                  "edits": "clinician's edits (added / removed)"}
+REFERENCE_KINDS = {"final_clinical": "final clinical contour", "research": "research reference"}
 GRAPH_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": False}
 
 
@@ -31,6 +35,7 @@ def header(case: Case) -> Component:
         html.H3([f"{case.name} ", html.Small(f"{case.cohort} · patient {case.pseudonym}", className="text-muted")]),
         html.P(f"{case.shape_zyx[2]} × {case.shape_zyx[1]} × {case.shape_zyx[0]} voxels, "
                f"{' × '.join(f'{s:g}' for s in case.spacing_xyz)} mm"
+               + (f" · {REFERENCE_KINDS[case.reference_kind]}" if case.reference_kind else "")
                + (f" · reference: {case.reference_note}" if case.reference_note else "")
                + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"),
                className="text-muted small mb-2"),
@@ -77,7 +82,7 @@ def _controls(view: viewer.CaseView, a: int | None, b: int | None, budget_max: f
     labels = next(iter(view.results.values())).labels
     structures = [{"label": html.Span(name, style={"color": structure_colour(i), "fontWeight": 600}), "value": i}
                   for i, name in enumerate(labels) if i > 0]
-    overlays = [o for o in OVERLAYS if o != "error" or view.case.reference_path]
+    overlays = [o for o in OVERLAYS if _available(o, view.case)]
     return dbc.Card(dbc.CardBody([
         dbc.Row([
             dbc.Col([dbc.Label("A"), dcc.Dropdown(id="viewer-a", options=options, value=a, clearable=False)], md=3),
@@ -113,12 +118,19 @@ def _controls(view: viewer.CaseView, a: int | None, b: int | None, budget_max: f
                 dbc.Button("?", id="viewer-help-button", size="sm", color="secondary", title="keyboard shortcuts"),
                 html.Span(id="viewer-region-info", className="ms-2 small"),
             ], md=7),
-            dbc.Col(_legend(), md=5),
+            dbc.Col(_legend(view.case.reference_kind == "final_clinical"), md=5),
         ], className="g-2 mt-2 align-items-center"),
     ]), className="mb-2")
 
 
-def _legend() -> Component:
+def _available(overlay: str, case: Case) -> bool:
+    """The error map needs a reference; the edits, a final clinical contour."""
+    if overlay == "edits":
+        return case.reference_kind == "final_clinical" and case.reference_path is not None
+    return overlay != "error" or case.reference_path is not None
+
+
+def _legend(final_clinical: bool) -> Component:
     def swatch(colour: str, text: str, style: str = "solid") -> Component:
         return html.Span([html.Span(className="qa-swatch", style={"borderTopColor": colour, "borderTopStyle": style,
                                                                   "boxShadow": "0 0 0 1px #555"}),
@@ -131,6 +143,8 @@ def _legend() -> Component:
                   html.Span("1", className="small ms-1")], className="d-flex align-items-center mb-1"),
         swatch("#555", "reference", "solid"), swatch("#555", "predicted", "dashed"),
         swatch(BUDGET_COLOUR, "budget mask"), swatch(ERROR_COLOUR, "error"),
+        *((swatch(ADDED_COLOUR, "added by the clinician (under-segmented)"),
+           swatch(REMOVED_COLOUR, "removed by the clinician (over-segmented)")) if final_clinical else ()),
         swatch(PLANE_COLOURS["axial"], "axial"), swatch(PLANE_COLOURS["coronal"], "coronal"),
         swatch(PLANE_COLOURS["sagittal"], "sagittal"),
     ])

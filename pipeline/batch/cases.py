@@ -201,17 +201,35 @@ def _hash_image(image: sitk.Image, voxels: NDArray[np.generic]) -> str:
     return digest.hexdigest()
 
 
-def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], uids: DicomUids | None,
-                    max_voxels: int) -> tuple[NDArray[np.uint8], tuple[str, ...]]:
-    assert spec.reference is not None
-    path = spec.reference
+def read_reference(path: Path, image: sitk.Image, labels: tuple[str, ...], frame_of_reference: str | None,
+                   max_voxels: int) -> tuple[NDArray[np.uint8], tuple[str, ...]]:
+    """A reference's label map on ``image``'s grid and the notes the user must see: an RTSTRUCT (``.dcm``,
+    rasterised, ROIs mapped to ``labels`` by name, in ``frame_of_reference`` when given) or a label image on the
+    same grid; every problem is a :class:`CaseError` naming the file (``reference``, ``geometry``)."""
     try:
         if path.suffix.lower() == ".dcm":
-            array, clipped = labels_from_rtstruct(path, image, labels, uids.frame_of_reference if uids else None)
-            return array, tuple(clip.describe() for clip in clipped)
-        reference = read_image_file(path, "reference", max_voxels)
+            array, clipped = labels_from_rtstruct(path, image, labels, frame_of_reference)
+            notes = tuple(clip.describe() for clip in clipped)
+        else:
+            array, notes = _read_label_image(path, image, labels, max_voxels), ()
+    except CaseError:
+        raise
     except InputError as error:
         raise CaseError("reference", str(error)) from error
+    if not array.any():
+        raise CaseError("reference", f"{path}: the reference is empty (no foreground voxel)")
+    return array, notes
+
+
+def reference_hash(image: sitk.Image, labels: NDArray[np.uint8]) -> str:
+    """The content hash of a reference label map on ``image``'s grid (``images.reference_hash``)."""
+    reference_image = sitk.GetImageFromArray(labels)
+    reference_image.CopyInformation(image)
+    return _hash_image(reference_image, labels)
+
+
+def _read_label_image(path: Path, image: sitk.Image, labels: tuple[str, ...], max_voxels: int) -> NDArray[np.uint8]:
+    reference = read_image_file(path, "reference", max_voxels)
     expected, actual = Geometry.of(image), Geometry.of(reference)
     differs = mismatch(expected, actual)
     if differs:
@@ -226,7 +244,7 @@ def _read_reference(spec: CaseSpec, image: sitk.Image, labels: tuple[str, ...], 
     if values.min() < 0 or values.max() >= len(labels):
         raise CaseError("reference", f"{path}: reference labels {values.tolist()} outside the model's "
                         f"0..{len(labels) - 1} ({', '.join(labels)})")
-    return array.astype(np.uint8), ()
+    return array.astype(np.uint8)
 
 
 def load_case(spec: CaseSpec, labels: tuple[str, ...], max_voxels: int = DEFAULT_MAX_VOXELS) -> LoadedCase:
@@ -243,9 +261,6 @@ def load_case(spec: CaseSpec, labels: tuple[str, ...], max_voxels: int = DEFAULT
     content_hash = _hash_image(image, voxels)
     if spec.reference is None:
         return LoadedCase(spec, image, None, content_hash, None, uids)
-    reference, notes = _read_reference(spec, image, labels, uids, max_voxels)
-    if not reference.any():
-        raise CaseError("reference", f"{spec.reference}: the reference is empty (no foreground voxel)")
-    reference_image = sitk.GetImageFromArray(reference)
-    reference_image.CopyInformation(image)
-    return LoadedCase(spec, image, reference, content_hash, _hash_image(reference_image, reference), uids, notes)
+    reference, notes = read_reference(spec.reference, image, labels, uids.frame_of_reference if uids else None,
+                                      max_voxels)
+    return LoadedCase(spec, image, reference, content_hash, reference_hash(image, reference), uids, notes)

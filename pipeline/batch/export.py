@@ -34,7 +34,8 @@ RESULT_MAPS = ("entropy", "prediction", "error", "budget_mask")
 KINDS = (*IMAGE_MAPS, *RESULT_MAPS, "probabilities")
 
 
-def _geometry(image: Image) -> sitk.Image:
+def stored_grid(image: Image) -> sitk.Image:
+    """An empty image on the stored CT's grid (size, spacing, origin, direction): what a reference is read onto."""
     grid = sitk.Image([int(v) for v in image.size], sitk.sitkUInt8)
     grid.SetSpacing([float(v) for v in image.spacing])
     grid.SetOrigin([float(v) for v in image.origin])
@@ -93,7 +94,7 @@ def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, con
         passes = configuration_passes(configuration, stored_passes(session, artifacts, result.processing_id,
                                                                    image.name), image.name)
         probabilities = calibrated_map(artifacts, passes, settings, fit.temperature)
-        write_probabilities(out, probabilities, _geometry(image), f"{description} per_member")
+        write_probabilities(out, probabilities, stored_grid(image), f"{description} per_member")
         return out
     siblings = session.scalars(select(Configuration).where(
         Configuration.model_set_id == configuration.model_set_id)).all()
@@ -105,5 +106,5 @@ def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, con
         raise InputError(f"case {image.name!r} has no stored probabilities of {twin.name}")
     probabilities = artifacts.read(path).astype(np.float32, copy=False)
     probabilities = apply_temperature(probabilities, result.temperature)
-    write_probabilities(out, probabilities, _geometry(image), description)
+    write_probabilities(out, probabilities, stored_grid(image), description)
     return out

@@ -20,6 +20,7 @@ from pipeline.store.schema import (
     CurvePoint,
     Image,
     Member,
+    MetricValue,
     ModelSet,
     Patient,
     Processing,
@@ -113,20 +114,39 @@ class ResultRows:
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
     """Insert the results and their children: one row per result, then one bulk insert per child table (the metric
     values through :mod:`pipeline.store.metric_values`)."""
-    children: dict[type, list[dict[str, Any]]] = {StructureResult: [], CurvePoint: [], ReliabilityBin: [],
-                                                  Artifact: []}
-    values: list[dict[str, Any]] = []
+    written = []
     for rows in results:
         result = CaseResult(processing_id=processing_id, image_id=image.id, configuration_id=rows.configuration_id,
                             temperature_fit_id=rows.temperature_fit_id, **rows.result)
         session.add(result)
         session.flush()
+        written.append((result, rows))
+    _insert_children(session, written)
+
+
+def rewrite_result(session: Session, result: CaseResult, rows: ResultRows) -> None:
+    """Replace a stored result's columns and children with ``rows`` in place: its id, and so the review rows that
+    hang off it, stay."""
+    for key, value in rows.result.items():
+        setattr(result, key, value)
+    for table in (MetricValue, StructureResult, CurvePoint, ReliabilityBin, Artifact):
+        session.execute(delete(table).where(table.result_id == result.id))
+    session.flush()
+    _insert_children(session, [(result, rows)])
+
+
+def _insert_children(session: Session, written: Sequence[tuple[CaseResult, ResultRows]]) -> None:
+    children: dict[type, list[dict[str, Any]]] = {StructureResult: [], CurvePoint: [], ReliabilityBin: [],
+                                                  Artifact: []}
+    values: list[dict[str, Any]] = []
+    for result, rows in written:
         values += [{"result_id": result.id} | r for r in rows.values]
         children[StructureResult] += [{"result_id": result.id} | r for r in rows.structures]
         children[CurvePoint] += [{"result_id": result.id} | r for r in rows.curve]
         children[ReliabilityBin] += [{"result_id": result.id} | r for r in rows.bins]
-        children[Artifact] += [{"result_id": result.id, "image_id": image.id, "processing_id": processing_id,
-                                "configuration_id": rows.configuration_id} | r for r in rows.artifacts]
+        children[Artifact] += [{"result_id": result.id, "image_id": result.image_id,
+                                "processing_id": result.processing_id, "configuration_id": rows.configuration_id} | r
+                               for r in rows.artifacts]
     insert_values(session, values)
     for table, items in children.items():
         if items:

@@ -1,10 +1,11 @@
 """``python -m pipeline protocol``: the repeated hold-out protocol and temperature fits, from the stored outputs.
 
-Works on what the batch stored (no inference): the pooled probabilities of each uncalibrated configuration and the
-reference of every case of one cohort, with the metric settings the batch stored with its runs (the cohort's cases must
-share them). Under ``temperature_mode`` ``per_member`` the temperature scales each member before pooling: it is fitted
-on, and its TS results are evaluated on, the map rebuilt from the member passes the batch stored
-(:mod:`pipeline.batch.member_passes`), with the ROI of the uncalibrated twin's map held fixed while T varies.
+Works on what the batch stored (no inference, :mod:`pipeline.batch.stored_maps`): the pooled probabilities of each
+uncalibrated configuration and the reference of every case of one cohort, with the metric settings the batch stored
+with its runs (the cohort's cases must share them). Under ``temperature_mode`` ``per_member`` the temperature scales
+each member before pooling: it is fitted on, and its TS results are evaluated on, the map rebuilt from the member
+passes the batch stored (:mod:`pipeline.batch.member_passes`), with the ROI of the uncalibrated twin's map held fixed
+while T varies.
 
 For each of R seeded patient-level splits it fits one temperature per TS configuration on the calibration cases and
 evaluates the TS configurations on the test cases. Then the deployment,
@@ -32,13 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.batch.maps import map_artifacts, result_prefix
-from pipeline.batch.member_passes import (
-    calibrated_map,
-    check_mode,
-    configuration_passes,
-    member_logits,
-    stored_passes,
-)
+from pipeline.batch.member_passes import check_mode, member_logits
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -51,10 +46,10 @@ from pipeline.batch.outcomes import (
 )
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.batch.splits import repeated_holdout
-from pipeline.errors import InputError, NotFoundError
+from pipeline.batch.stored_maps import StoredMaps
+from pipeline.errors import InputError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.metrics.shift import body_region
 from pipeline.metrics.suite import calibration_roi
 from pipeline.metrics.temperature import fit_temperature
 from pipeline.store.artifacts import ArtifactStore
@@ -98,50 +93,6 @@ class _Case:
     spacing: tuple[float, float, float]
 
 
-class _Loader:
-    """Stored probabilities and references, read once each, and the metric settings they are scored with."""
-
-    def __init__(self, session: Session, store: ArtifactStore, settings: MetricSettings) -> None:
-        self.session, self.store, self.settings = session, store, settings
-        self._cache: dict[tuple[int, int], NDArray[np.float32]] = {}
-        self._bodies: dict[int, NDArray[np.bool_]] = {}
-
-    def passes(self, case: _Case, configuration: Configuration) -> list[str]:
-        """The stored member passes ``configuration`` pools for ``case`` (``per_member``)."""
-        found = stored_passes(self.session, self.store, case.processing.id, case.image.name)
-        return configuration_passes(configuration, found, case.image.name)
-
-    def scored(self, case: _Case, configuration: Configuration, twin: Configuration, temperature: float
-               ) -> tuple[NDArray[np.float32], float | None]:
-        """The map a TS result is scored on and the temperature still to apply to it: the twin's pooled map and T
-        (``after_pooling``), or p_cal(T) rebuilt from the member passes and None (``per_member``)."""
-        if self.settings.temperature_mode == "after_pooling":
-            return self.probabilities(case, twin), temperature
-        return calibrated_map(self.store, self.passes(case, configuration), self.settings, temperature), None
-
-    def body(self, case: _Case) -> NDArray[np.bool_]:
-        """The case's body region (:func:`~pipeline.metrics.shift.body_region`) from its stored CT."""
-        if case.image.id not in self._bodies:
-            path = self.session.scalar(select(Artifact.path).where(
-                Artifact.image_id == case.image.id, Artifact.kind == "ct", Artifact.result_id.is_(None)))
-            if path is None:
-                raise NotFoundError(f"{case.image.name}: no stored CT; rerun the batch")
-            self._bodies[case.image.id] = body_region(self.store.read(path), self.settings.ood_body_hu)
-        return self._bodies[case.image.id]
-
-    def probabilities(self, case: _Case, configuration: Configuration) -> NDArray[np.float32]:
-        key = (case.processing.id, configuration.id)
-        if key not in self._cache:
-            path = self.session.scalar(select(Artifact.path).where(
-                Artifact.processing_id == case.processing.id, Artifact.configuration_id == configuration.id,
-                Artifact.kind == "probabilities"))
-            if path is None:
-                raise NotFoundError(f"{case.image.name}: no stored probabilities of {configuration.name}; "
-                                    "rerun the batch")
-            self._cache[key] = self.store.read(path).astype(np.float32, copy=False)
-        return self._cache[key]
-
-
 def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: str | None) -> list[_Case]:
     query = select(Image, Processing).join(Processing, Processing.image_id == Image.id).where(
         Processing.model_set_id == model_set.id)
@@ -179,31 +130,33 @@ def _twins(configurations: Sequence[Configuration]) -> dict[str, Configuration]:
     return {c.name: twin_of(c, configurations) for c in configurations if c.temperature_scaling}
 
 
-def _fit(loader: _Loader, cases: Sequence[_Case], configuration: Configuration, twin: Configuration
+def _fit(loader: StoredMaps, cases: Sequence[_Case], configuration: Configuration, twin: Configuration
          ) -> tuple[float, float, float, int]:
     """T on the calibration ROI voxels (the twin's ROI): of the twin's pooled map, or of the member passes."""
     settings, scores, labels = loader.settings, [], []
     for case in cases:
         assert case.labels is not None
-        probabilities = loader.probabilities(case, twin)
+        probabilities = loader.probabilities(case.processing.id, case.image.name, twin)
         flat = calibration_roi(probabilities, case.labels, case.spacing, settings)
         labels.append(case.labels.reshape(-1)[flat])
         if settings.temperature_mode == "per_member":
-            scores.append(member_logits(loader.store, loader.passes(case, configuration), flat))
+            passes = loader.passes(case.processing.id, case.image.name, configuration)
+            scores.append(member_logits(loader.store, passes, flat))
         else:
             scores.append(probabilities.reshape(probabilities.shape[0], -1)[:, flat])
     fit = fit_temperature(np.concatenate(scores, axis=-1), np.concatenate(labels), settings)
     return fit.temperature, fit.nll_before, fit.nll_after, fit.n_voxels
 
 
-def _evaluate(session: Session, loader: _Loader, case: _Case, configuration: Configuration, twin: Configuration,
+def _evaluate(session: Session, loader: StoredMaps, case: _Case, configuration: Configuration, twin: Configuration,
               fit: TemperatureFit, model_set: ModelSet, options: ProtocolOptions) -> None:
     began = time.perf_counter()
-    probabilities, temperature = loader.scored(case, configuration, twin, fit.temperature)
+    probabilities, temperature = loader.scored(case.processing.id, case.image.name, configuration, twin,
+                                                 fit.temperature)
     result = evaluate_configuration(probabilities, case.labels, case.spacing, loader.settings, temperature,
                                     options.budget)
     outcome = Outcome(configuration.name, fit.temperature, result, case.labels is not None,
-                      time.perf_counter() - began, body_entropy(result, loader.body(case)))
+                      time.perf_counter() - began, body_entropy(result, loader.body(case.image.id, case.image.name)))
     counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
     rows = ResultRows(configuration.id, fit.id, result_row(outcome), value_rows(outcome),
@@ -221,7 +174,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     if len(cohort) < 2:
         raise InputError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
                          "the protocol needs at least 2 (run the batch first)")
-    loader = _Loader(session, store, _cohort_settings(session, cohort, options.cohort))
+    loader = StoredMaps(session, store, _cohort_settings(session, cohort, options.cohort))
     session.execute(delete(Protocol).where(
         Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
         Protocol.repeats == options.repeats, Protocol.test_fraction == options.test_fraction))
@@ -268,7 +221,7 @@ def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) 
     return [tuple(sorted(order[k::count])) for k in range(count)]
 
 
-def _new_fit(session: Session, loader: _Loader, cases: Sequence[_Case], configuration: Configuration,
+def _new_fit(session: Session, loader: StoredMaps, cases: Sequence[_Case], configuration: Configuration,
              twin: Configuration, role: str) -> TemperatureFit:
     temperature, before, after, voxels = _fit(loader, cases, configuration, twin)
     fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, temperature=temperature,
@@ -279,7 +232,7 @@ def _new_fit(session: Session, loader: _Loader, cases: Sequence[_Case], configur
     return fit
 
 
-def _deploy(session: Session, loader: _Loader, model_set: ModelSet, cohort: Sequence[_Case],
+def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: Sequence[_Case],
             twins: dict[str, Configuration], by_name: dict[str, Configuration], options: ProtocolOptions) -> None:
     """Replace the deployed fits: the whole-cohort fit for the other images, cross-fits for the cohort's own. The
     audit rows of the changes are added last: writing one takes the audit log's lock until the transaction ends."""

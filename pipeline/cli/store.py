@@ -1,4 +1,5 @@
-"""The store's command-line verbs: ``migrate``, ``run`` (the nightly batch), ``protocol`` and ``export-map``."""
+"""The store's command-line verbs: ``migrate``, ``run`` (the nightly batch), ``protocol``, ``export-map`` and
+``attach-reference``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pipeline.errors import InputError, NotFoundError, StoreNotReadyError, one_l
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import MetricSettings
 from pipeline.settings import Settings
+from pipeline.store.schema import DEFAULT_REFERENCE_KIND, REFERENCE_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,18 @@ def add_verbs(verbs: Any) -> None:
                              "scored on (4-D; calibrated for +TS configurations)")
     export.add_argument("--out", type=Path, required=True, help="output .nii.gz")
     export.set_defaults(handler=export_command)
+    attach = verbs.add_parser("attach-reference", help="attach a reference that arrived after the batch (RTSTRUCT or "
+                              "label image) and recompute the case's stored results from the stored maps")
+    attach.add_argument("case", nargs="?", help="case name (or --manifest)")
+    attach.add_argument("--reference", type=Path, help="RTSTRUCT (.dcm) in the CT's frame of reference, or a label "
+                        "image on the CT's grid")
+    attach.add_argument("--manifest", type=Path, help="CSV with the columns case, reference and optionally kind: one "
+                        "transaction per row, a bad row never stops the others")
+    attach.add_argument("--kind", choices=REFERENCE_KINDS, default=DEFAULT_REFERENCE_KIND,
+                        help="final_clinical: the clinician's final contour (its error map is the clinician's edit); "
+                             f"research: any other reference (default {DEFAULT_REFERENCE_KIND}: a reference is shown "
+                             "as the clinician's edit only when declared so)")
+    attach.set_defaults(handler=attach_command)
 
 
 def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,3 +152,19 @@ def export_command(args: argparse.Namespace, settings: Settings) -> int:
                       args.model_set)
     sys.stdout.write(f"wrote {path}\n")
     return 0
+
+
+def attach_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Attach one reference (a mistake: one line, exit 2) or a manifest's (exit 1 when a row failed)."""
+    from pipeline.batch.attach import AttachRequest, attach_references, requests_from_manifest
+
+    if (args.manifest is None) == (args.case is None) or (args.case is not None) != (args.reference is not None):
+        raise InputError("give a case and --reference, or --manifest")
+    if args.manifest is not None:
+        requests = requests_from_manifest(args.manifest, args.kind)
+    else:
+        requests = [AttachRequest(args.case, args.reference, args.kind)]
+    summary = attach_references(settings.database_url, settings.artifacts_dir, requests, settings.max_voxels,
+                                isolate=args.manifest is not None)
+    sys.stdout.write("\n".join(summary.lines()) + "\n")
+    return summary.exit_code

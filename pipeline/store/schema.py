@@ -368,3 +368,36 @@ class Artifact(Base):
     dtype: Mapped[str] = mapped_column(String(16))
     shape: Mapped[list[Any]] = mapped_column()
     budget: Mapped[float | None] = mapped_column(Float)
+
+
+REFERENCE_KINDS = ("final_clinical", "research")
+#: a reference is ``research`` unless declared the clinician's final contour: only then is its error map shown as
+#: the clinician's edit
+DEFAULT_REFERENCE_KIND = "research"
+
+
+class ReferenceAttachment(Base):
+    """One reference attached to a stored case after its batch (``attach-reference``), newest last.
+
+    ``kind``: ``final_clinical`` (the clinician's final contour: the error map is then the clinician's edit) or
+    ``research`` (any other reference). ``source_format``: ``rtstruct`` or ``image``. The current reference of an
+    image is its attachment with ``superseded_at`` NULL; re-attaching sets it on the previous one. ``replaced``
+    keeps what the attachment overwrote: the earlier reference hash and, per result, its case-level metric values
+    and per-structure DSC, so an auditor can see what changed.
+    """
+
+    __tablename__ = "reference_attachments"
+    __table_args__ = (
+        CheckConstraint("kind IN ('final_clinical', 'research')", name="ck_reference_attachments_kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    source_format: Mapped[str] = mapped_column(String(16))
+    reference_hash: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(100))
+    attached_at: Mapped[datetime] = mapped_column(default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column()
+    results: Mapped[int] = mapped_column(Integer)
+    replaced: Mapped[dict[str, Any]] = mapped_column()

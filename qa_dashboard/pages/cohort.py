@@ -15,7 +15,14 @@ from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, charts, inputs
 from qa_dashboard.components import grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import configurations, protocol, protocols, reliability, unreferenced_note
+from qa_dashboard.queries.cohort import (
+    configurations,
+    protocol,
+    protocols,
+    reference_kind_counts,
+    reliability,
+    unreferenced_note,
+)
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.tables import ALL_FOREGROUND, column_defs, load_rows
 
@@ -35,6 +42,7 @@ def _page(store: Store, wanted: str | None) -> Component:
         if chosen is None:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
+        counts = reference_kind_counts(session, chosen.id)
         config_options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
     structures = [ALL_FOREGROUND, *chosen.labels[1:]]
     return html.Div([
@@ -45,7 +53,7 @@ def _page(store: Store, wanted: str | None) -> Component:
                "temperature fit. ★ best: separated from every other configuration of its structure (paired bootstrap "
                "CI of the difference excludes 0 and the Holm-adjusted Wilcoxon p < 0.05); ≈ tied for best. Hover a "
                "cell for its 95 % CI (cases resampled) and n.", className="text-muted", id="cohort-legend"),
-        protocol_filters(PREFIX, infos, chosen),
+        protocol_filters(PREFIX, infos, chosen, counts),
         dbc.Row([
             dbc.Col([dbc.Label("Structures"), dcc.Dropdown(
                 id="cohort-structures", options=[ALL_FOREGROUND, *chosen.labels], value=structures, multi=True)],
@@ -79,7 +87,8 @@ register_protocol_callbacks(PREFIX)
 
 def _filter_inputs() -> list[Input]:
     return [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
-            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
+            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
+            Input(f"{PREFIX}-reference-kind", "value")]
 
 
 def _structures(value: Any) -> list[str]:
@@ -87,8 +96,8 @@ def _structures(value: Any) -> list[str]:
 
 
 @callback(Output("cohort-grid", "rowData"), *_filter_inputs(), Input("cohort-structures", "value"))
-def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, structures: Any) -> list[dict[str, Any]]:
-    chosen = cohort_filter(protocol_id, repeats, start, end)
+def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, structures: Any) -> list[dict[str, Any]]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, reference_kind=kind)
     structures = _structures(structures)
     if chosen is None:
         return []
@@ -96,19 +105,22 @@ def _table(protocol_id: Any, repeats: Any, start: Any, end: Any, structures: Any
 
 
 @callback(Output("cohort-csv-button", "href"), *_filter_inputs(), Input("cohort-structures", "value"))
-def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, structures: Any) -> str:
-    chosen = cohort_filter(protocol_id, repeats, start, end)
+def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, structures: Any) -> str:
+    chosen = cohort_filter(protocol_id, repeats, start, end, reference_kind=kind)
     if chosen is None:
         return ""
     query = [("protocol", chosen.protocol_id), *(("repeat", r) for r in chosen.repeats or ()),
              *(("start", str(d)) for d in (chosen.start,) if d), *(("end", str(d)) for d in (chosen.end,) if d),
+             *(("reference", k) for k in (chosen.reference_kind,) if k),
              *(("structure", s) for s in _structures(structures))]
     return f"/export/cohort.csv?{urlencode(query)}"
 
 
 @callback(Output("cohort-reliability", "figure"), *_filter_inputs(), Input("cohort-diagram-configurations", "value"))
-def _diagram(protocol_id: Any, repeats: Any, start: Any, end: Any, chosen_configurations: Any) -> dict[str, Any]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, chosen_configurations or [])
+def _diagram(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, chosen_configurations: Any
+             ) -> dict[str, Any]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, chosen_configurations or [],
+                           reference_kind=kind)
     if chosen is None:
         return charts.empty_figure("choose a protocol")
     store = get_store()

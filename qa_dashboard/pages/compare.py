@@ -24,6 +24,7 @@ from qa_dashboard.queries.cohort import (
     paired,
     per_case,
     protocol,
+    reference_kind_counts,
     unreferenced_note,
 )
 from qa_dashboard.queries.cohort import protocols as list_protocols
@@ -48,13 +49,14 @@ def _page(store: Store, wanted: str | None) -> Component:
         if chosen is None:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
+        counts = reference_kind_counts(session, chosen.id)
         options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
     ids = [o["value"] for o in options]
     dropdown = {"options": options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
         waiting,
-        protocol_filters(PREFIX, infos, chosen),
+        protocol_filters(PREFIX, infos, chosen, counts),
         dbc.Label("Configurations"),
         dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,
                      className="mb-3"),
@@ -86,7 +88,8 @@ def layout(protocol: str | None = None, **_query: str) -> Component:
 
 register_protocol_callbacks(PREFIX)
 FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
-           Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date")]
+           Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
+           Input(f"{PREFIX}-reference-kind", "value")]
 
 
 def _configuration(value: Any, field: str, names: dict[int, str]) -> int:
@@ -104,8 +107,8 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
-def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
     store = get_store()
@@ -116,8 +119,9 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) ->
 
 
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
-def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [])
+def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any
+                   ) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
@@ -131,7 +135,7 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, shown: 
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
           Input("compare-configurations", "value"))
-def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any, metric: Any,
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: Any, b: Any, metric: Any,
             shown: Any) -> tuple[Component, dict[str, Any]]:
     """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
     B), the family a reader compares by eye."""
@@ -139,7 +143,7 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, a: Any, b: Any
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
-    chosen = cohort_filter(protocol_id, repeats, start, end, family)
+    chosen = cohort_filter(protocol_id, repeats, start, end, family, reference_kind=kind)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()

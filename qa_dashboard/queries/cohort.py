@@ -24,6 +24,7 @@ from pipeline.metrics.cohort import PairedComparison, paired_comparison, pooled_
 from pipeline.review.worklist import NO_REFERENCE
 from pipeline.store.cohort_rows import counts_in_repeat
 from pipeline.store.metric_values import group_means, structure_values, with_values
+from pipeline.store.references import FINAL_CLINICAL, RESEARCH, reference_kind_is
 from pipeline.store.schema import (
     CaseResult,
     Configuration,
@@ -64,13 +65,15 @@ class ProtocolInfo:
 
 @dataclass(frozen=True)
 class CohortFilter:
-    """Which results count: a protocol, optionally some repeats, configurations and a processing date range."""
+    """Which results count: a protocol, optionally some repeats, configurations, a processing date range and the
+    cases' reference kind (:mod:`pipeline.store.references`)."""
 
     protocol_id: int
     repeats: tuple[int, ...] | None = None
     configurations: tuple[int, ...] | None = None
     start: date | None = None
     end: date | None = None
+    reference_kind: str | None = None
 
 
 def protocols(session: Session) -> list[ProtocolInfo]:
@@ -113,6 +116,13 @@ def configurations(session: Session, model_set_id: int) -> list[tuple[int, str]]
     return [(int(i), str(n)) for i, n in rows]
 
 
+def reference_kind_counts(session: Session, protocol_id: int) -> dict[str, int]:
+    """The protocol's cases by reference kind: ``final_clinical`` and ``research`` (distinct images)."""
+    cases = select(SplitRole.image_id).where(SplitRole.protocol_id == protocol_id).distinct().subquery()
+    return {kind: int(session.scalar(select(func.count()).select_from(cases).where(
+        reference_kind_is(kind, cases.c.image_id))) or 0) for kind in (FINAL_CLINICAL, RESEARCH)}
+
+
 def selection(f: CohortFilter) -> Select:
     """(repeat, result_id, image_id, configuration_id) of every result that counts for ``f``."""
     query = (
@@ -130,6 +140,8 @@ def selection(f: CohortFilter) -> Select:
         query = query.where(SplitRole.repeat.in_(f.repeats))
     if f.configurations is not None:
         query = query.where(Configuration.id.in_(f.configurations))
+    if f.reference_kind is not None:
+        query = query.where(reference_kind_is(f.reference_kind, CaseResult.image_id))
     if f.start is not None or f.end is not None:
         query = query.join(Processing, Processing.id == CaseResult.processing_id)
         if f.start is not None:

@@ -19,6 +19,7 @@ from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import result_values
 from pipeline.store.ood import describe_ood
+from pipeline.store.references import reference_kind
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
@@ -48,6 +49,7 @@ class Case:
     ct_path: str | None
     reference_path: str | None
     source_kind: str = "nifti"  # "dicom" when read from a DICOM series (an RTSTRUCT can reference it)
+    reference_kind: str | None = None  # final_clinical or research (pipeline.store.references); None: no reference
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -92,7 +94,8 @@ def find_case(session: Session, name: str) -> Case | None:
         Artifact.image_id == image.id, Artifact.kind.in_(("ct", "reference")))).all())
     return Case(image.id, image.name, image.cohort, pseudonym, tuple(image.size), tuple(image.spacing),
                 tuple(image.origin), tuple(image.direction), image.reference_note, paths.get("ct"),
-                paths.get("reference"), image.source_kind)
+                paths.get("reference"), image.source_kind,
+                reference_kind(session, image.id, image.reference_hash is not None))
 
 
 def shown_results(session: Session, case: Case) -> list[ShownResult]:
@@ -144,7 +147,8 @@ def _twins(session: Session, model_sets: set[int]) -> dict[int, int]:
 @dataclass(frozen=True)
 class ResultMetrics:
     """A result's case-level metrics (every one of the registry, by name), its sizes (``roi_voxels``,
-    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, the flagged volume (mL) per budget, whether a
+    ``error_voxels``, ``voxel_ml``), its structures' DSC and volumes, per budget the flagged volume (mL) and the
+    error recall (the share of the error set E inside the top-budget mask; None without a reference), whether a
     reference backs it, which structures (class indices) and whether the whole prediction are flagged empty, and its
     out-of-distribution score in words."""
 
@@ -152,6 +156,7 @@ class ResultMetrics:
     sizes: dict[str, float | None]
     structures: list[tuple[str, float | None, float, float | None]]
     flagged_ml: dict[float, float]
+    recall: dict[float, float | None]
     has_reference: bool = True
     empty_prediction: bool = False
     empty_structures: frozenset[int] = frozenset()
@@ -167,11 +172,12 @@ def result_metrics(session: Session, result_id: int) -> ResultMetrics:
         select(StructureResult.structure, StructureResult.dsc, StructureResult.predicted_ml,
                StructureResult.reference_ml).where(StructureResult.result_id == result_id)
         .order_by(StructureResult.class_index)).all()
-    flagged = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml)
-                              .where(CurvePoint.result_id == result_id)).all()
+    curve = session.execute(select(CurvePoint.budget, CurvePoint.flagged_ml, CurvePoint.recall)
+                            .where(CurvePoint.result_id == result_id)).all()
     sizes = {"roi_voxels": result.roi_voxels, "error_voxels": result.error_voxels, "voxel_ml": result.voxel_ml}
     empty = frozenset(session.scalars(select(StructureResult.class_index).where(
         StructureResult.result_id == result_id, StructureResult.empty_prediction)))
     return ResultMetrics(result_values(session, result_id), sizes, list(structures),
-                         {round(b, 6): v for b, v in flagged}, result.has_reference, result.empty_prediction, empty,
+                         {round(b, 6): v for b, v, _ in curve}, {round(b, 6): r for b, _, r in curve},
+                         result.has_reference, result.empty_prediction, empty,
                          describe_ood(result.ood_percentile, result.ood_reference_n, result.ood_flag))

@@ -1,9 +1,10 @@
 """One view's pictures: the CT under a window/level (grey PNG) and the chosen overlays (RGBA PNG) drawn over it.
 
 Overlays, bottom to top: the entropy heat map (inferno, perceptual; transparent below the threshold), the error
-map (orange fill), the top-budget mask (white outline), then per structure the reference contour (solid outline)
-and the predicted contour (dashed outline) in the structure's colour. Small images are enlarged by an integer
-factor first (nearest neighbour, so voxels stay square) so the outlines stay thin.
+map (orange fill), the clinician's edits when the reference is the final clinical contour (:func:`edits`: added
+voxels green, removed voxels magenta), the top-budget mask (white outline), then per structure the reference contour
+(solid outline) and the predicted contour (dashed outline) in the structure's colour. Small images are enlarged by an
+integer factor first (nearest neighbour, so voxels stay square) so the outlines stay thin.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from numpy.typing import NDArray
 from PIL import Image
 from plotly.colors import hex_to_rgb, sequential
 
-OVERLAYS = ("reference", "prediction", "entropy", "budget", "error")
+OVERLAYS = ("reference", "prediction", "entropy", "budget", "error", "edits")
 STRUCTURE_COLOURS = ("#00e5ff", "#ff4dff", "#7dff7a", "#4d7cff", "#ffffff", "#ff9f9f")
 BUDGET_COLOUR = "#ffffff"
 ERROR_COLOUR = "#ff7a00"
 ERROR_ALPHA = 0.45
+ADDED_COLOUR = "#00e676"  # in the final contour, not predicted: under-segmentation
+REMOVED_COLOUR = "#ff00a8"  # predicted, not in the final contour: over-segmentation
 TARGET_PIXELS = 512
 
 
@@ -101,6 +104,27 @@ def ct_layer(ct: NDArray[np.generic], window: float, level: float, scale: int) -
     return window_level(_enlarge(ct, scale), window, level)
 
 
+def edits(reference: NDArray[np.integer], prediction: NDArray[np.integer], structures: tuple[int, ...]
+          ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """The clinician's edits of the prediction, when ``reference`` is the final clinical contour (same shape, class
+    indices): ``added`` voxels are in one of ``structures`` in the reference and predicted otherwise
+    (under-segmentation), ``removed`` voxels are predicted as one of them and are otherwise in the reference
+    (over-segmentation). A voxel moved from one structure to another is both. Their union, over every structure, is
+    the error set E of the spec."""
+    wrong = reference != prediction
+    return wrong & np.isin(reference, structures), wrong & np.isin(prediction, structures)
+
+
+def _tint(rgba: NDArray[np.uint8], where: NDArray[np.bool_], colour: str, alpha: float) -> None:
+    """Blend ``colour`` at opacity ``alpha`` over what ``rgba`` already holds at ``where`` ("over" compositing)."""
+    below = rgba[where].astype(np.float32)
+    below_alpha = below[:, 3:] / 255
+    total = alpha + below_alpha * (1 - alpha)
+    tint = np.array(hex_to_rgb(colour), np.float32)
+    mixed = (tint * alpha + below[:, :3] * below_alpha * (1 - alpha)) / total
+    rgba[where] = np.concatenate([mixed, total * 255], axis=1).round().astype(np.uint8)
+
+
 def overlay_layer(layers: Layers, style: Style, scale: int) -> NDArray[np.uint8] | None:
     """The overlays as an RGBA picture drawn over the CT (None when no overlay is on)."""
     shape = tuple(s * scale for s in layers.shape)
@@ -113,13 +137,13 @@ def overlay_layer(layers: Layers, style: Style, scale: int) -> NDArray[np.uint8]
         rgba[shown, 3] = round(style.opacity * 255)
         drawn = True
     if "error" in style.overlays and layers.error is not None:
-        error = _enlarge(layers.error, scale).astype(bool)
-        below = rgba[error].astype(np.float32)
-        below_alpha = below[:, 3:] / 255
-        alpha = ERROR_ALPHA + below_alpha * (1 - ERROR_ALPHA)
-        tint = np.array(hex_to_rgb(ERROR_COLOUR), np.float32)
-        colour = (tint * ERROR_ALPHA + below[:, :3] * below_alpha * (1 - ERROR_ALPHA)) / alpha
-        rgba[error] = np.concatenate([colour, alpha * 255], axis=1).round().astype(np.uint8)
+        _tint(rgba, _enlarge(layers.error, scale).astype(bool), ERROR_COLOUR, ERROR_ALPHA)
+        drawn = True
+    if "edits" in style.overlays and layers.reference is not None and layers.prediction is not None:
+        added, removed = edits(_enlarge(layers.reference, scale), _enlarge(layers.prediction, scale),
+                               style.structures)
+        _tint(rgba, removed, REMOVED_COLOUR, ERROR_ALPHA)
+        _tint(rgba, added, ADDED_COLOUR, ERROR_ALPHA)
         drawn = True
     if "budget" in style.overlays and layers.budget is not None:
         _paint(rgba, outline(_enlarge(layers.budget, scale).astype(bool)), BUDGET_COLOUR)

@@ -75,7 +75,7 @@ def _budget_layer(store: Store, case: Case, result: ShownResult, view: ViewGeome
 def overlay_picture(store: Store, case: Case, result: ShownResult, request: OverlayRequest, roi_voxels: int
                     ) -> str | None:
     """The RGBA overlay picture of ``result`` (None when no overlay is on or none of its maps is stored)."""
-    key = ("overlay", result.result_id, request)
+    key = ("overlay", result.result_id, tuple(sorted(result.maps.items())), case.reference_path, request)
 
     def render() -> str:
         view = geometry(case, request.plane)
@@ -86,8 +86,8 @@ def overlay_picture(store: Store, case: Case, result: ShownResult, request: Over
 
         layers = Layers(
             (view.n_rows, view.n_cols),
-            reference=read(case.reference_path, "reference" in on),
-            prediction=read(result.maps.get("prediction"), "prediction" in on),
+            reference=read(case.reference_path, bool({"reference", "edits"} & on)),
+            prediction=read(result.maps.get("prediction"), bool({"prediction", "edits"} & on)),
             entropy=read(result.maps.get("entropy"), "entropy" in on),
             budget=_budget_layer(store, case, result, view, request.index, request.budget, roi_voxels)
             if "budget" in on else None,

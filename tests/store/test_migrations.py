@@ -9,6 +9,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.store.database import (
     StoreNotReadyError,
@@ -234,3 +235,31 @@ def test_0007_adds_the_empty_prediction_flags_and_ood_columns_and_drops_them_kee
     assert [{k: r[k] for k in results[0]} for r in downgraded] == results
     assert not {"empty_prediction", "ood_entropy", "ood_flag"} & set(downgraded[0])
     assert _rows(empty_store_url, "structure_results") == CHILDREN_0002["structure_results"]
+
+
+def test_reference_history_migrates_up_and_down_keeping_the_images(empty_store_url: str) -> None:
+    """0008 adds ``reference_attachments`` beside the rows of 0001; its downgrade drops only the history."""
+    config = alembic_config(empty_store_url)
+    command.upgrade(config, "0001")
+    _seed_first_revision(empty_store_url)
+    command.upgrade(config, "0008")
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine, only=["reference_attachments"])
+    attachment = {"id": 1, "image_id": 1, "kind": "final_clinical", "source": "/tps/RS.dcm",
+                  "source_format": "rtstruct", "reference_hash": "e" * 64, "actor": "cli:physicist",
+                  "attached_at": NOW, "superseded_at": None, "results": 6,
+                  "replaced": {"reference_hash": None, "results": []}}
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["reference_attachments"].insert(), [attachment])
+    engine.dispose()
+    assert _rows(empty_store_url, "reference_attachments")[0]["replaced"] == attachment["replaced"]
+    engine = make_engine(empty_store_url)
+    with pytest.raises(IntegrityError, match="ck_reference_attachments_kind"), engine.begin() as connection:
+        connection.execute(metadata.tables["reference_attachments"].insert(), [attachment | {"id": 2, "kind": "x"}])
+    engine.dispose()
+    command.downgrade(config, "0007")
+    assert "reference_attachments" not in _tables(empty_store_url)
+    assert [r["name"] for r in _rows(empty_store_url, "images")] == ["case-1"]
+    command.upgrade(config, "head")
+    assert _rows(empty_store_url, "reference_attachments") == []
