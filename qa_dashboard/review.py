@@ -152,8 +152,8 @@ def _volumes(data: dict[str, Any]) -> dict[ItemKey, float]:
     return {ItemKey(r["image_id"], r["configuration_id"], r["class_index"]): float(r["flagged_ml"]) for r in rows}
 
 
-def apply(button: str, selected: list[dict[str, Any]], comment: str | None, scope: dict[str, Any]) -> str:
-    """Run the action of ``button`` on the selected rows as the signed-in user (``scope``: the checked scope they
+def apply(button: str, selected: list[dict[str, Any]], comment: str | None, data: dict[str, Any]) -> str:
+    """Run the action of ``button`` on the selected rows as the signed-in user (``data``: the checked scope they
     were listed in); a one-line summary of what was done.
 
     Raises WorkflowError, LookupError or ValueError with the service's reason when it is refused."""
@@ -164,7 +164,7 @@ def apply(button: str, selected: list[dict[str, Any]], comment: str | None, scop
     service = auth.review_service(get_store().engine)
     principal, ip = int(user["user_id"]), flask.request.remote_addr
     keys = _keys(selected)
-    volumes = _volumes(scope) if action in (Action.START_REVIEW, Action.REOPEN) else {}
+    volumes = _volumes(data) if action in (Action.START_REVIEW, Action.REOPEN) else {}
     if len(keys) == 1:
         version = selected[0].get("version") or 0  # 0: the item was pending when the page showed it
         ml = volumes.get(keys[0])

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 
 from pipeline.errors import NotFoundError
 from pipeline.metrics.review_budget import review_rate
+from pipeline.review.base import utc
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import PermissionDenied
 from pipeline.settings import ReviewSettings
@@ -103,7 +104,7 @@ def test_region_clocks_record_which_region_when_and_how_long(
     timed.report_activity(accounts["rita"], region)
     (row,) = _clocks(engine)
     assert (row.region_rank, row.budget, row.flagged_ml, row.seconds) == (2, 0.02, 0.5, 90.0)
-    assert row.opened_at.replace(tzinfo=UTC) == START and row.closed_at is None
+    assert utc(row.opened_at) == START and row.closed_at is None
 
 
 def test_nobody_writes_time_on_another_users_item_or_clock(
