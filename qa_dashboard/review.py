@@ -250,7 +250,7 @@ def _activity(report: Any, region: Any, data: Any) -> Any:
     region = inputs.optional(inputs.record, region, "review-region", REGION_FIELDS)
     data = checked_scope(data)
     user = auth.current_user()
-    if user is None:
+    if user is None or not allowed(user["role"], Action.RECORD_TIME):  # a viewer's page reports nothing to refuse
         return dash.no_update
     principal, ip = int(user["user_id"]), flask.request.remote_addr
     opened = region
