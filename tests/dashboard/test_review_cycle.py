@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -164,12 +165,12 @@ def test_the_worklist_estimates_review_time_from_measured_reviews(browser: webdr
         _estimate(browser, 30.0, "placeholder: 30 s/mL until 20 measured items; n measured = 0")
         shot(browser, screenshots, "11_worklist_time_placeholder")
 
-        link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
-        link.click()  # the slice browser opens the region's clock on its first activity report
-        wait_for(browser, lambda: [c for c in _clocks(sqlite_store.url, reviewer) if c.region_rank == 1],
-                 "the region's clock")
+        row = next(r for r in grid_rows(browser, "worklist-regions") if r["state"] == "pending")
+        open_page(browser, server + row["open_href"])  # a region nobody reviews: its link, as the grid makes it
+        wait_for(browser, lambda: _clocks(sqlite_store.url, reviewer), "the region's clock (first activity report)")
         region = _clocks(sqlite_store.url, reviewer)[0]
-        assert region.budget == 0.02 and region.flagged_ml > 0 and region.closed_at is None
+        assert (region.region_rank, region.budget) == (row["region"], 0.02)
+        assert region.flagged_ml == pytest.approx(row["volume_ml"], abs=1e-3) and region.closed_at is None
 
         open_page(browser, server + WORKLIST)
         rows = wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
