@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 
 from pipeline.metrics import registry
 from pipeline.metrics.calibration import normalized_entropy
+from pipeline.metrics.regions import find_regions
 from pipeline.metrics.temperature import apply_temperature
+from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import (
@@ -50,6 +52,7 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
+from pipeline.store.stored_regions import ResultRegions, regions_row
 
 LABELS = ("background", "lymph_nodes", "spleen")
 FULL_GRID = tuple(f"{base}{ts}" for base in ("Base", "TTA", "DE", "DE+TTA", "CE", "CE+TTA") for ts in ("", "+TS"))
@@ -68,6 +71,7 @@ class SeedPlan:
     repeats: int = 3
     map_cases: int = 2
     map_configurations: tuple[str, ...] | None = None  # None: every configuration
+    region_configurations: tuple[str, ...] = ()  # of those, the ones whose review regions are stored, as the batch does
     map_shape: tuple[int, int, int] = (24, 64, 64)  # (Z, Y, X)
     spacing_xyz: tuple[float, float, float] = (1.5, 1.5, 3.0)
     budget: float = 0.02
@@ -117,7 +121,7 @@ class _Writer:
     def flush(self, session: Session) -> None:
         order = (Patient, Image, ModelSet, Member, Configuration, Protocol, SplitRole, TemperatureFit, Run,
                  CaseFailure, Processing, CaseResult, MetricValue, StructureResult, CurvePoint, ReliabilityBin,
-                 Artifact)
+                 Artifact, ResultRegions)
         for table in order:
             rows = self.rows.pop(table, [])
             for start in range(0, len(rows), 20_000):
@@ -413,6 +417,11 @@ def _maps(w: _Writer, store: ArtifactStore, rng: np.random.Generator, plan: Seed
     for kind, array in arrays.items():
         _artifact(w, store, image, processing, result, configuration[config], kind, f"{folder}/{kind}.zarr", array,
                   plan.budget if kind == "budget_mask" else None)
+    if config in plan.region_configurations:  # the batch's two calls: find_regions on the stored maps, its row
+        sx, sy, sz = plan.spacing_xyz
+        found = find_regions(arrays["budget_mask"].astype(bool), arrays["entropy"], arrays["prediction"],
+                             (sz, sy, sx), ReviewSettings())
+        w.add(ResultRegions, result_id=result, **regions_row(found.regions, plan.budget, ReviewSettings()))
     row = w.rows[CaseResult][result - 1]  # ids are assigned in order from 1: the result's row
     row["roi_voxels"] = roi  # the maps' own ROI, so budgets below the stored one are exact
     if "error" in arrays:

@@ -16,7 +16,9 @@ so tests configure by argument. Every variable, its default and what it is for:
 | ``QA_SESSION_MAX_HOURS`` | a dashboard session ends this long after its login, active or not | 12 |
 | ``QA_OIDC_ISSUER``, ``QA_OIDC_CLIENT_ID``, ``QA_OIDC_CLIENT_SECRET`` | single sign-on (all three, or none) | off |
 | ``QA_OIDC_USERNAME_CLAIM``, ``QA_OIDC_LABEL``, ``QA_OIDC_REDIRECT_URI`` | its claim, button, callback | OidcSettings |
-| ``QA_REVIEW_SECONDS_PER_ML`` | review rate of a time budget | 30 s per mL |
+| ``QA_REVIEW_SECONDS_PER_ML`` | placeholder review rate until enough reviews are measured | 30 s per mL |
+| ``QA_REVIEW_MEASURED_ITEMS`` | measured review items needed before their median rate replaces it | 20 |
+| ``QA_REVIEW_IDLE_CAP_SECONDS`` | the most seconds one gap between activity reports counts as review time | 60 |
 | ``QA_REVIEW_CONFIGURATION`` | the configuration reviewed by default | the newest model set's first |
 | ``QA_MULTIPLE_COMPARISONS`` | multiplicity correction of the comparisons shown (holm, bh) | holm |
 | ``QA_MRN_SALT`` | the key of the hospital-number hash | none: a manifest with an mrn is refused |
@@ -60,8 +62,13 @@ class ReviewSettings:
     """Options of the review worklist.
 
     Attributes:
-        seconds_per_ml: review rate that converts a time budget into a volume (default 30 s per mL; calibrate it
-            on your own reviews; ``QA_REVIEW_SECONDS_PER_ML``).
+        seconds_per_ml: the placeholder review rate (default 30 s per mL; ``QA_REVIEW_SECONDS_PER_ML``) used until
+            ``measured_items`` reviews are measured; then the department's measured median replaces it
+            (:func:`pipeline.metrics.review_budget.review_rate`).
+        measured_items: how many measured review items the measured rate needs (default 20;
+            ``QA_REVIEW_MEASURED_ITEMS``).
+        idle_cap_seconds: the most one gap between the browser's activity reports counts (default 60 s;
+            ``QA_REVIEW_IDLE_CAP_SECONDS``): a reviewer who walks away adds at most this much.
         connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only) for review regions.
         structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
     """
@@ -69,10 +76,16 @@ class ReviewSettings:
     seconds_per_ml: float = 30.0
     connectivity: Literal[6, 26] = 26
     structure_search_mm: float = 30.0
+    measured_items: int = 20
+    idle_cap_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
             raise InputError(f"seconds_per_ml must be finite and > 0, got {self.seconds_per_ml}")
+        if not (isinstance(self.measured_items, int) and self.measured_items >= 1):
+            raise InputError(f"measured_items must be a whole number >= 1, got {self.measured_items}")
+        if not (self.idle_cap_seconds > 0 and math.isfinite(self.idle_cap_seconds)):
+            raise InputError(f"idle_cap_seconds must be finite and > 0, got {self.idle_cap_seconds}")
         if self.connectivity not in (6, 26):
             raise InputError(f"connectivity must be 6 or 26, got {self.connectivity}")
         if not self.structure_search_mm >= 0:
@@ -160,9 +173,7 @@ class Settings:
             raise InputError(f"QA_MULTIPLE_COMPARISONS={correction!r} must be holm (Holm's step-down, the default) or "
                              "bh (Benjamini-Hochberg)")
         values["multiple_comparisons"] = correction
-        rate = text("QA_REVIEW_SECONDS_PER_ML")
-        if rate is not None:
-            values["review"] = ReviewSettings(seconds_per_ml=_number("QA_REVIEW_SECONDS_PER_ML", rate))
+        values["review"] = _review(text)
         for name, key in (("QA_SESSION_IDLE_MINUTES", "session_idle_minutes"),
                           ("QA_SESSION_MAX_HOURS", "session_max_hours")):
             raw = text(name)
@@ -200,6 +211,23 @@ def _number(name: str, value: str) -> float:
     if not math.isfinite(number):
         raise InputError(f"{name}={value!r} must be finite")
     return number
+
+
+def _review(read: Callable[[str], str | None]) -> ReviewSettings:
+    """The review settings: the placeholder rate, the measured-items threshold and the idle cap, where set."""
+    values: dict[str, float | int] = {}
+    rate, items, cap = (read(name) for name in ("QA_REVIEW_SECONDS_PER_ML", "QA_REVIEW_MEASURED_ITEMS",
+                                                "QA_REVIEW_IDLE_CAP_SECONDS"))
+    if rate is not None:
+        values["seconds_per_ml"] = _number("QA_REVIEW_SECONDS_PER_ML", rate)
+    if items is not None:
+        number = _number("QA_REVIEW_MEASURED_ITEMS", items)
+        if not (number.is_integer() and number >= 1):
+            raise InputError(f"QA_REVIEW_MEASURED_ITEMS={items!r} must be a whole number >= 1")
+        values["measured_items"] = int(number)
+    if cap is not None:
+        values["idle_cap_seconds"] = _number("QA_REVIEW_IDLE_CAP_SECONDS", cap)
+    return ReviewSettings(**values)  # type: ignore[arg-type]
 
 
 def _oidc(read: Callable[[str], str | None]) -> OidcSettings | None:

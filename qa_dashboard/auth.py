@@ -59,7 +59,7 @@ def review_service(engine: Engine) -> ReviewService:
     with _services_lock:
         service = _services.get(id(engine))
         if service is None:
-            service = _services[id(engine)] = ReviewService(engine)
+            service = _services[id(engine)] = ReviewService(engine, review=settings().review)
         return service
 
 

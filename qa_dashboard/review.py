@@ -7,6 +7,11 @@ not use are disabled, but the service decides: a forged callback is refused and 
 row carries its version, so an item that changed since the page showed it is refused ("reload"); several selected
 rows are one bulk action, all or nothing. What the browser sends (selected rows, comment, scope) is checked first
 (:mod:`qa_dashboard.inputs`): a malformed value is a 400, audited once, and reaches no service.
+
+Review time (:mod:`pipeline.review.timing`): starting an item opens its clock with the item's flagged volume as
+this server's worklist has it (never the browser's), the decision closes it; ``assets/review_activity.js`` reports
+the page's use every :data:`ACTIVITY_SECONDS` (only for roles that may review), and a region opened from the
+worklist (``region`` data) gets its own clock, resolved here from the worklist of the scope.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import flask
-from dash import Input, Output, State, callback, ctx, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html
 from dash.development.base_component import Component
 
 from pipeline.errors import StoreNotReadyError
@@ -33,6 +38,7 @@ from qa_dashboard.store import get_store
 
 log = logging.getLogger(__name__)
 MAX_MINUTES = 24 * 60.0  # a time budget per patient, at most a day
+ACTIVITY_SECONDS = 15  # how often the page reports that it was used (the server caps each gap)
 
 #: button id → (label, workflow action, decision, Bootstrap colour)
 BUTTONS: dict[str, tuple[str, Action, str | None, str]] = {
@@ -95,8 +101,15 @@ def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
     return item_rows(worklist, case)
 
 
-def panel(data: dict[str, Any], rows: list[dict[str, Any]], height: int = 320) -> Component:
-    """The items grid (multi-select), the comment box and the action buttons the signed-in user's role allows."""
+def region_data(rank: int, budget: float) -> dict[str, Any]:
+    """The region a page was opened at (its rank at a fraction ``budget``); its clock is opened on the first report."""
+    return {"rank": rank, "budget": budget, "clock": None}
+
+
+def panel(data: dict[str, Any], rows: list[dict[str, Any]], height: int = 320,
+          region: dict[str, Any] | None = None) -> Component:
+    """The items grid (multi-select), the comment box, the action buttons the signed-in user's role allows, and the
+    page's activity reports (``region``: the region the page was opened at, :func:`region_data`)."""
     user = auth.current_user()
     role = user["role"] if user else ""
     buttons = [dbc.Button(label, id=button, color=colour, size="sm", className="me-1 mb-1",
@@ -114,6 +127,9 @@ def panel(data: dict[str, Any], rows: list[dict[str, Any]], height: int = 320) -
             dbc.Col(buttons, lg=7),
         ], className="mt-2 g-2"),
         html.Div(id="review-result", className="mt-2"),
+        dcc.Interval(id="review-heartbeat", interval=1000 * ACTIVITY_SECONDS,
+                     disabled=not allowed(role, Action.RECORD_TIME)),
+        dcc.Store(id="review-activity"), dcc.Store(id="review-region", data=region),
     ], id="review-panel")
 
 
@@ -132,8 +148,15 @@ def _keys(selected: list[dict[str, Any]]) -> list[ItemKey]:
     return [ItemKey(row["image_id"], row["configuration_id"], row["class_index"]) for row in selected]
 
 
-def apply(button: str, selected: list[dict[str, Any]], comment: str | None) -> str:
-    """Run the action of ``button`` on the selected rows as the signed-in user; a one-line summary of what was done.
+def _volumes(data: dict[str, Any]) -> dict[ItemKey, float]:
+    """Each item's flagged mL on the worklist of a checked scope (the server's, never the browser's)."""
+    rows = scope_rows(data)
+    return {ItemKey(r["image_id"], r["configuration_id"], r["class_index"]): float(r["flagged_ml"]) for r in rows}
+
+
+def apply(button: str, selected: list[dict[str, Any]], comment: str | None, data: dict[str, Any]) -> str:
+    """Run the action of ``button`` on the selected rows as the signed-in user (``data``: the checked scope they
+    were listed in); a one-line summary of what was done.
 
     Raises WorkflowError, LookupError or ValueError with the service's reason when it is refused."""
     user = auth.current_user()
@@ -143,16 +166,20 @@ def apply(button: str, selected: list[dict[str, Any]], comment: str | None) -> s
     service = auth.review_service(get_store().engine)
     principal, ip = int(user["user_id"]), flask.request.remote_addr
     keys = _keys(selected)
+    volumes = _volumes(data) if action in (Action.START_REVIEW, Action.REOPEN) else {}
     if len(keys) == 1:
         version = selected[0].get("version") or 0  # 0: the item was pending when the page showed it
-        calls = {Action.START_REVIEW: lambda: service.start_review(principal, keys[0], expected_version=version, ip=ip),
+        ml = volumes.get(keys[0])
+        calls = {Action.START_REVIEW: lambda: service.start_review(principal, keys[0], expected_version=version, ip=ip,
+                                                                   flagged_ml=ml),
                  Action.DECIDE: lambda: service.record_decision(principal, keys[0], decision or "", comment,
                                                                 expected_version=version, ip=ip),
-                 Action.REOPEN: lambda: service.reopen(principal, keys[0], expected_version=version, ip=ip),
+                 Action.REOPEN: lambda: service.reopen(principal, keys[0], expected_version=version, ip=ip,
+                                                       flagged_ml=ml),
                  Action.APPROVE: lambda: service.approve(principal, keys[0], expected_version=version, ip=ip)}
         done = [calls[action]()]
     else:
-        done = service.bulk(principal, action, keys, decision=decision, comment=comment, ip=ip)
+        done = service.bulk(principal, action, keys, decision=decision, comment=comment, ip=ip, volumes=volumes)
     return f"{label}: {len(done)} item(s) now {done[0].state.value}" + (
         f" ({done[0].decision.value})" if done[0].decision else "")
 
@@ -190,8 +217,52 @@ def _act(*values: Any) -> tuple[Any, Any, Any, Any]:
         return (dbc.Alert("Select one or more items first (the boxes on the left).", color="info", id="review-alert"),
                 dash.no_update, dash.no_update, dash.no_update)
     try:
-        message = apply(button, selected, comment)
+        message = apply(button, selected, comment, data)
     except (WorkflowError, LookupError, ValueError) as error:
         return (dbc.Alert(f"Refused: {error}", color="danger", id="review-alert"), scope_rows(data),
                 dash.no_update, badge_text())
     return dbc.Alert(message, color="success", id="review-alert"), scope_rows(data), "", badge_text()
+
+
+clientside_callback(ClientsideFunction("review", "activity"), Output("review-activity", "data"),
+                    Input("review-heartbeat", "n_intervals"), State("review-region", "data"))
+
+REGION_FIELDS = {"rank": lambda v, n: inputs.integer(v, n, 1), "budget": lambda v, n: inputs.number(v, n, 0.0, 1.0),
+                 "clock": lambda v, n: inputs.optional(inputs.integer, v, n)}
+
+
+def _open_region(principal: int, data: dict[str, Any], region: dict[str, Any], ip: str | None) -> int:
+    """Open the clock of the scope's case's region ``region['rank']`` at ``region['budget']`` (LookupError when the
+    worklist has no such region)."""
+    worklist = load_worklist(get_store(), data["configuration"], Budget("fraction", region["budget"]),
+                             data.get("case"), data.get("model_set"))
+    for case in worklist.cases:
+        for found in case.regions:
+            if found.rank == region["rank"]:
+                return auth.review_service(get_store().engine).open_region(
+                    principal, case.image_id, case.configuration_id, found.class_index, found.rank,
+                    region["budget"], found.volume_ml, ip=ip)
+    raise LookupError(f"there is no region {region['rank']} of {data.get('case')!r} at this budget")
+
+
+@callback(Output("review-region", "data"), Input("review-activity", "data"),
+          State("review-region", "data"), State("review-scope", "data"), prevent_initial_call=True)
+def _activity(report: Any, region: Any, data: Any) -> Any:
+    report = inputs.record(report, "review-activity", {"tick": inputs.integer, "active": inputs.flag})
+    region = inputs.optional(inputs.record, region, "review-region", REGION_FIELDS)
+    data = checked_scope(data)
+    user = auth.current_user()
+    if user is None or not allowed(user["role"], Action.RECORD_TIME):  # a viewer's page reports nothing to refuse
+        return dash.no_update
+    principal, ip = int(user["user_id"]), flask.request.remote_addr
+    opened = region
+    try:
+        if region is not None and region["clock"] is None and data.get("case"):
+            opened = {**region, "clock": _open_region(principal, data, region, ip)}
+        if report["active"]:
+            auth.review_service(get_store().engine).report_activity(
+                principal, opened["clock"] if opened else None, ip=ip)
+    except (WorkflowError, LookupError, ValueError) as error:  # refused (and audited) or gone: no clock
+        log.info("review time not recorded for user %s: %s", principal, error)
+        return dash.no_update
+    return opened if opened is not region else dash.no_update

@@ -10,8 +10,8 @@ from dash import html
 from dash.development.base_component import Component
 
 from pipeline.metrics import registry
+from pipeline.metrics.regions import Region, find_regions
 from pipeline.metrics.review_budget import narrow_budget_mask
-from pipeline.review.regions import Region, find_regions
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE
 from qa_dashboard.components import number
 from qa_dashboard.config import settings

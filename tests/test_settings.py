@@ -27,7 +27,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "QA_SECURE_COOKIES": "yes", "QA_OIDC_ISSUER": "https://idp", "QA_OIDC_CLIENT_ID": "c",
         "QA_OIDC_CLIENT_SECRET": "s", "QA_OIDC_LABEL": "Hospital", "QA_REVIEW_SECONDS_PER_ML": "12.5",
         "QA_REVIEW_CONFIGURATION": "DE+TTA+TS", "QA_MRN_SALT": "salt", "QA_DEMO_PASSWORD": "another-password",
-        "QA_HOST": "0.0.0.0", "QA_PORT": "9000", "QA_MAX_VOXELS": "1000000",
+        "QA_HOST": "0.0.0.0", "QA_PORT": "9000", "QA_MAX_VOXELS": "1000000", "QA_REVIEW_MEASURED_ITEMS": "50",
+        "QA_REVIEW_IDLE_CAP_SECONDS": "90",
     }
     settings = Settings.from_env(environ, cwd=tmp_path)
     assert settings.database_url == "postgresql+psycopg://qa@db/qa"
@@ -37,6 +38,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.oidc is not None and (settings.oidc.issuer, settings.oidc.label) == ("https://idp", "Hospital")
     assert settings.oidc.username_claim == "preferred_username" and settings.oidc.redirect_uri is None
     assert settings.review.seconds_per_ml == 12.5 and settings.review_configuration == "DE+TTA+TS"
+    assert (settings.review.measured_items, settings.review.idle_cap_seconds) == (50, 90.0)
     assert (settings.mrn_salt, settings.demo_password, settings.host, settings.port) == (
         "salt", "another-password", "0.0.0.0", 9000)
     assert settings.max_voxels == 1_000_000
@@ -50,6 +52,10 @@ def test_single_sign_on_needs_all_three_variables(tmp_path: Path) -> None:
     ("QA_REVIEW_SECONDS_PER_ML", "fast", "QA_REVIEW_SECONDS_PER_ML='fast'"),
     ("QA_REVIEW_SECONDS_PER_ML", "0", "seconds_per_ml must be finite and > 0"),
     ("QA_REVIEW_SECONDS_PER_ML", "nan", "must be finite"),
+    ("QA_REVIEW_MEASURED_ITEMS", "2.5", "QA_REVIEW_MEASURED_ITEMS='2.5' must be a whole number >= 1"),
+    ("QA_REVIEW_MEASURED_ITEMS", "0", "QA_REVIEW_MEASURED_ITEMS='0' must be a whole number >= 1"),
+    ("QA_REVIEW_IDLE_CAP_SECONDS", "-5", "idle_cap_seconds must be finite and > 0"),
+    ("QA_REVIEW_IDLE_CAP_SECONDS", "soon", "QA_REVIEW_IDLE_CAP_SECONDS='soon' is not a number"),
     ("QA_DATABASE_URL", "not a url", "QA_DATABASE_URL='not a url' is not a database URL"),
     ("QA_PORT", "80.5", "QA_PORT='80.5' must be a port number"),
     ("QA_PORT", "http", "QA_PORT='http' is not a number"),

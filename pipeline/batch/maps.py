@@ -1,11 +1,17 @@
-"""Where a result's voxel maps go in the artifact store, and writing them (no inference import)."""
+"""Where a result's voxel maps go in the artifact store, writing them, and the review regions found on them at the
+run's budget (no inference import)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from pipeline.batch.outcomes import Outcome
+from pipeline.metrics.regions import find_regions
+from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
+from pipeline.store.stored_regions import regions_row
 
 
 def result_prefix(case: str, model_identity: str, configuration: str, fit_id: int | None) -> str:
@@ -28,3 +34,16 @@ def map_artifacts(store: ArtifactStore, prefix: str, outcome: Outcome) -> list[d
         rows.append({"kind": kind, "path": path, "dtype": str(array.dtype), "shape": list(array.shape),
                      "budget": maps.budget if kind == "budget_mask" else None})
     return rows
+
+
+def result_regions(outcome: Outcome, spacing_zyx: tuple[float, float, float],
+                   settings: ReviewSettings | None = None) -> dict[str, Any]:
+    """The ``result_regions`` row of one outcome: :func:`~pipeline.metrics.regions.find_regions` on the maps as
+    :func:`map_artifacts` stores them (float32 entropy, prediction, U_b at the run's budget), so the worklist reading
+    the stored maps at that budget finds the same regions."""
+    maps = outcome.result.maps
+    assert maps is not None
+    settings = settings or ReviewSettings()
+    found = find_regions(maps.budget_mask.astype(bool), maps.entropy.astype(np.float32), maps.prediction,
+                         spacing_zyx, settings)
+    return regions_row(found.regions, maps.budget, settings)

@@ -28,6 +28,7 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
+from pipeline.store.stored_regions import ResultRegions
 
 
 def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence[GridConfiguration], source: str
@@ -109,11 +110,12 @@ class ResultRows:
     curve: list[dict[str, Any]]
     bins: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
+    regions: dict[str, Any] | None = None
 
 
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
     """Insert the results and their children: one row per result, then one bulk insert per child table (the metric
-    values through :mod:`pipeline.store.metric_values`)."""
+    values through :mod:`pipeline.store.metric_values`; the stored review regions, where computed)."""
     written = []
     for rows in results:
         result = CaseResult(processing_id=processing_id, image_id=image.id, configuration_id=rows.configuration_id,
@@ -137,7 +139,7 @@ def rewrite_result(session: Session, result: CaseResult, rows: ResultRows) -> No
 
 def _insert_children(session: Session, written: Sequence[tuple[CaseResult, ResultRows]]) -> None:
     children: dict[type, list[dict[str, Any]]] = {StructureResult: [], CurvePoint: [], ReliabilityBin: [],
-                                                  Artifact: []}
+                                                  Artifact: [], ResultRegions: []}
     values: list[dict[str, Any]] = []
     for result, rows in written:
         values += [{"result_id": result.id} | r for r in rows.values]
@@ -147,6 +149,8 @@ def _insert_children(session: Session, written: Sequence[tuple[CaseResult, Resul
         children[Artifact] += [{"result_id": result.id, "image_id": result.image_id,
                                 "processing_id": result.processing_id, "configuration_id": rows.configuration_id} | r
                                for r in rows.artifacts]
+        if rows.regions is not None:
+            children[ResultRegions].append({"result_id": result.id} | rows.regions)
     insert_values(session, values)
     for table, items in children.items():
         if items:

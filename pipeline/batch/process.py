@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import LoadedCase
-from pipeline.batch.maps import map_artifacts, result_prefix
+from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.member_passes import PassWriter
 from pipeline.batch.outcomes import (
     Outcome,
@@ -134,6 +134,7 @@ def _configuration_rows(
             curve=curve_rows(outcome),
             bins=bin_rows(outcome),
             artifacts=map_artifacts(store, result_prefix(case.spec.name, identity, name, fit_id), outcome),
+            regions=result_regions(outcome, _spacing_zyx(case)),
         ))
         storage = time.perf_counter() - began
     pooled_rows: list[dict[str, object]] = []
@@ -185,6 +186,12 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     write_results(session, image, processing.id, results)
     processing.seconds_storage = storage + time.perf_counter() - start
     return CaseTimings(inference, metrics, processing.seconds_storage, prediction.forward_passes)
+
+
+def _spacing_zyx(case: LoadedCase) -> tuple[float, float, float]:
+    """The CT's voxel size (z, y, x) in mm, as the store's image row gives it back to the worklist."""
+    x, y, z = (float(v) for v in case.image.GetSpacing())
+    return (z, y, x)
 
 
 def _member_temperatures(case: LoadedCase, work: CaseWork) -> dict[str, float]:

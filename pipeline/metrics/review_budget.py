@@ -17,11 +17,16 @@ highest normalised entropy, ties broken stably.
   browser's and the exports' when none is given.
 - **Time budgets** (:class:`Budget` of kind ``minutes``): minutes per patient become millilitres at a review rate
   (seconds per mL), then a fraction of the case's ROI volume, capped at the cap.
+- **Review rate** (:func:`review_rate`): the department's median seconds per flagged mL over its measured review
+  items once there are at least ``measured_items`` of them (``ReviewSettings``, 20 by default), else the configured
+  placeholder, labelled as such. The worklist's time budgets and its expected minutes both use it.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -130,3 +135,34 @@ class Budget:
 
 DEFAULT_BUDGET = Budget("fraction", DEFAULT_FRACTION)
 """The default review budget as a :class:`Budget`."""
+
+
+@dataclass(frozen=True)
+class ReviewRate:
+    """The review rate in force: ``seconds_per_ml``, whether it is ``measured`` (else the placeholder), how many
+    measured items there are (``n_measured``) and how many the measured rate needs (``needed``)."""
+
+    seconds_per_ml: float
+    measured: bool
+    n_measured: int
+    needed: int
+
+    def minutes(self, flagged_ml: float) -> float:
+        """Expected review minutes for ``flagged_ml`` mL of flagged volume."""
+        return flagged_ml * self.seconds_per_ml / 60.0
+
+    def label(self) -> str:
+        """Where the rate comes from, e.g. ``placeholder: 30 s/mL until 20 measured items; n measured = 3``."""
+        if self.measured:
+            return f"measured: {self.seconds_per_ml:.3g} s/mL (median of {self.n_measured} reviewed items)"
+        return (f"placeholder: {self.seconds_per_ml:g} s/mL until {self.needed} measured items; "
+                f"n measured = {self.n_measured}")
+
+
+def review_rate(measured_seconds_per_ml: Sequence[float], placeholder: float, needed: int) -> ReviewRate:
+    """The rate rule: the median of ``measured_seconds_per_ml`` (one value per measured review item: its active
+    seconds over its flagged mL) when there are at least ``needed`` values, else ``placeholder`` (s/mL)."""
+    values = [float(v) for v in measured_seconds_per_ml if math.isfinite(v) and v > 0]
+    if len(values) >= needed:
+        return ReviewRate(statistics.median(values), True, len(values), needed)
+    return ReviewRate(placeholder, False, len(values), needed)

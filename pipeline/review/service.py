@@ -10,7 +10,7 @@ adds the review workflow, the exports and the audit log's reading and verificati
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from pipeline.review.base import (
     Refused,
     utc,
 )
+from pipeline.review.timing import TimingOperations, close_item_clock, open_item_clock
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, State
 from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.review_schema import AuditEntry, ReviewItem, User
@@ -88,8 +89,9 @@ class AuditRecord:
     ip: str | None
 
 
-class ReviewService(AccountOperations):
-    """The review operations on one store (see the module docstring)."""
+class ReviewService(TimingOperations, AccountOperations):
+    """The review operations on one store (see the module docstring), with the review time they measure
+    (:mod:`pipeline.review.timing`: starting or reopening an item opens its clock, the decision closes it)."""
 
     # ------------------------------------------------------------------ the review workflow
 
@@ -134,8 +136,10 @@ class ReviewService(AccountOperations):
                 "version": info.version}
 
     def _step(self, session: Session, actor: Actor, action: Action, key: ItemKey, expected_version: int | None,
-              transition: Callable[[ItemState, Actor], ItemState], ip: str | None) -> ItemInfo:
-        """One workflow transition of one item and its audit row, inside the caller's transaction."""
+              transition: Callable[[ItemState, Actor], ItemState], ip: str | None,
+              volumes: Mapping[ItemKey, float] | None = None) -> ItemInfo:
+        """One workflow transition of one item, its review clock and its audit row, inside the caller's transaction
+        (``volumes``: the items' flagged mL as the reviewer's worklist shows them, kept with the clock)."""
         item = self._item(session, key, create=action == Action.START_REVIEW)
         current = item.version or 0
         if expected_version is not None and expected_version != current:
@@ -155,6 +159,10 @@ class ReviewService(AccountOperations):
         if new.state == State.APPROVED:
             item.approved_at = now
         session.flush()
+        if action in (Action.START_REVIEW, Action.REOPEN) and actor.user_id is not None:
+            open_item_clock(session, item, actor.user_id, now, (volumes or {}).get(key))
+        if action == Action.DECIDE and actor.user_id is not None:
+            close_item_clock(session, item, actor.user_id, now, self._review.idle_cap_seconds)
         after = self._info(session, item)
         self._audit(session, actor, f"review.{action.value}", "ok", "review_item", key.text(),
                     self._snapshot(before) if before else None, self._snapshot(after), ip)
@@ -173,16 +181,19 @@ class ReviewService(AccountOperations):
         raise InputError(f"{action} is not a review action")
 
     def _one(self, principal: Principal, action: Action, key: ItemKey, expected_version: int | None,
-             ip: str | None, decision: Decision | str | None = None, comment: str | None = None) -> ItemInfo:
+             ip: str | None, decision: Decision | str | None = None, comment: str | None = None,
+             flagged_ml: float | None = None) -> ItemInfo:
         transition = self._transition(action, decision, comment)
+        volumes = {key: flagged_ml} if flagged_ml is not None else None
         return self._run(principal, f"review.{action.value}", "review_item", key.text(), ip,
                          lambda session, actor: self._step(session, actor, action, key, expected_version,
-                                                           transition, ip))
+                                                           transition, ip, volumes))
 
     def start_review(self, principal: Principal, key: ItemKey, *, expected_version: int | None = None,
-                     ip: str | None = None) -> ItemInfo:
-        """pending → in_review (the item is created on first use)."""
-        return self._one(principal, Action.START_REVIEW, key, expected_version, ip)
+                     ip: str | None = None, flagged_ml: float | None = None) -> ItemInfo:
+        """pending → in_review (the item is created on first use); its clock opens (``flagged_ml``: its flagged
+        volume on the reviewer's worklist)."""
+        return self._one(principal, Action.START_REVIEW, key, expected_version, ip, flagged_ml=flagged_ml)
 
     def record_decision(self, principal: Principal, key: ItemKey, decision: Decision | str, comment: str | None,
                         *, expected_version: int | None = None, ip: str | None = None) -> ItemInfo:
@@ -190,9 +201,9 @@ class ReviewService(AccountOperations):
         return self._one(principal, Action.DECIDE, key, expected_version, ip, decision, comment)
 
     def reopen(self, principal: Principal, key: ItemKey, *, expected_version: int | None = None,
-               ip: str | None = None) -> ItemInfo:
-        """reviewed → in_review (editing a reviewed item)."""
-        return self._one(principal, Action.REOPEN, key, expected_version, ip)
+               ip: str | None = None, flagged_ml: float | None = None) -> ItemInfo:
+        """reviewed → in_review (editing a reviewed item); a new clock opens."""
+        return self._one(principal, Action.REOPEN, key, expected_version, ip, flagged_ml=flagged_ml)
 
     def approve(self, principal: Principal, key: ItemKey, *, expected_version: int | None = None,
                 ip: str | None = None) -> ItemInfo:
@@ -201,9 +212,9 @@ class ReviewService(AccountOperations):
 
     def bulk(self, principal: Principal, action: Action | str, keys: Sequence[ItemKey], *,
              decision: Decision | str | None = None, comment: str | None = None,
-             ip: str | None = None) -> list[ItemInfo]:
+             ip: str | None = None, volumes: Mapping[ItemKey, float] | None = None) -> list[ItemInfo]:
         """The same action on many items in one transaction: one audit row per item, or nothing and one
-        ``denied`` row naming the first item that was refused."""
+        ``denied`` row naming the first item that was refused (``volumes``: flagged mL per item, for the clocks)."""
         checked = Action(action)
         transition = self._transition(checked, decision, comment)
 
@@ -213,7 +224,7 @@ class ReviewService(AccountOperations):
             done = []
             for number, key in enumerate(keys, start=1):
                 try:
-                    done.append(self._step(session, actor, checked, key, None, transition, ip))
+                    done.append(self._step(session, actor, checked, key, None, transition, ip, volumes))
                 except UserError as error:
                     raise type(error)(f"item {number} of {len(keys)} ({key.text()}): {error}") from error
             return done

@@ -45,6 +45,7 @@ class Action(StrEnum):
     EXPORT = "export"  # worklist CSV/Excel, NIfTI, RTSTRUCT, audit report, audit log
     VIEW_AUDIT = "view_audit"
     MANAGE_USERS = "manage_users"
+    RECORD_TIME = "record_time"  # review time reported by the browser (pipeline.review.timing)
 
 
 class State(StrEnum):
@@ -76,6 +77,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.EXPORT: _REVIEWING,
     Action.VIEW_AUDIT: _SIGNING,
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
+    Action.RECORD_TIME: _REVIEWING,
 }
 
 
@@ -171,3 +173,13 @@ def approve(item: ItemState, actor: Actor) -> ItemState:
     if item.reviewer_id is not None and item.reviewer_id == actor.user_id:
         raise SelfApprovalError(f"{actor.username} reviewed this item and may not approve it: a second user must")
     return replace(item, state=State.APPROVED, approver_id=actor.user_id)
+
+
+def may_record_time(item: ItemState, actor: Actor) -> None:
+    """Review time on ``item`` may be written by a signed-in user whose role may review, and only while the item is
+    nobody's or the actor's own (its reviewer): never on an item another user reviews or reviewed."""
+    require(actor.role, Action.RECORD_TIME, actor.username)
+    if actor.user_id is None:
+        raise PermissionDenied("review time needs a signed-in user (the command line has none)")
+    if item.reviewer_id is not None and item.reviewer_id != actor.user_id:
+        raise PermissionDenied(f"{actor.username} may not record time on an item another user reviews")

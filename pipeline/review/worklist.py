@@ -1,12 +1,14 @@
 """The worklist read from the store: for one configuration and budget, every case's ranked review regions, grouped
-by structure with each structure's review state, cases ranked by score (:mod:`pipeline.review.regions`).
+by structure with each structure's review state, cases ranked by score (:mod:`pipeline.metrics.regions`).
 
 A case's result is the newest one of the configuration with no protocol fit (for TS configurations: the deployed
-temperature). Its U_b comes from the stored maps: for a budget at or below the stored mask's, the stored mask's
-highest-entropy voxels (:func:`~pipeline.metrics.review_budget.narrow_budget_mask`); above it, the ROI is grown
-again from the stored prediction (and reference) with the metric settings its run stored (``runs.options``), and
-U_b taken from it (a warning is logged when its size differs from the stored ``roi_voxels``). A time budget is capped
-at that run's ``budget_max``.
+temperature). At the budget the batch stored its regions at, they are read from the store
+(:mod:`pipeline.store.stored_regions`: no map is read). Otherwise its U_b comes from the stored maps: for a budget
+at or below the stored mask's, the stored mask's highest-entropy voxels
+(:func:`~pipeline.metrics.review_budget.narrow_budget_mask`); above it, the ROI is grown again from the stored
+prediction (and reference) with the metric settings its run stored (``runs.options``), and U_b taken from it (a
+warning is logged when its size differs from the stored ``roi_voxels``). A time budget is capped at that run's
+``budget_max``.
 
 ``expected_recall`` estimates the share of a case's contour errors that its budget captures: the cohort's mean error
 recall at that budget over the configuration's results that have a reference (None without any). The items of a
@@ -28,10 +30,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import NotFoundError
+from pipeline.metrics.regions import CaseRegions, Region, case_score, find_regions, rank_cases
 from pipeline.metrics.review_budget import Budget, narrow_budget_mask, top_budget_mask
 from pipeline.metrics.roi import roi_of
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.review.regions import CaseRegions, Region, case_score, find_regions, rank_cases
 from pipeline.review.workflow import State
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactError, ArtifactStore
@@ -50,6 +52,7 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
+from pipeline.store.stored_regions import stored_regions
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +272,9 @@ def build_worklist(
     settings: ReviewSettings | None = None, case: str | None = None, model_set: str | None = None,
 ) -> Worklist:
     """The worklist of ``configuration`` of one model set (``model_set``, else the newest with a result of it) at
-    ``budget`` (reads every case's maps: cache it in a UI); of ``case`` alone when given (its rank is then 1).
+    ``budget``; of ``case`` alone when given (its rank is then 1). At the budget the batch stored regions at (a
+    fraction budget, same region settings) a case's regions are read from ``result_regions``; at any other budget,
+    or for a result stored without them, from its maps (cache the worklist in a UI).
 
     Raises LookupError when the store has no result of ``configuration`` (for ``case``); a case whose maps are
     missing or unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
@@ -282,26 +287,31 @@ def build_worklist(
     curve = recall_curve(session, chosen.id)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     classes = _review_classes(session, [ref.result.id for ref in refs])
-    found: dict[str, tuple[ResultRef, CaseRegions, float, bool]] = {}
+    stored = (stored_regions(session, (ref.result.id for ref in refs), budget.value, settings)
+              if budget.kind == "fraction" else {})
+    found: dict[str, tuple[ResultRef, tuple[Region, ...], float, bool]] = {}
     skipped = []
     for ref in refs:
+        if ref.result.id in stored:
+            found[ref.image.name] = (ref, stored[ref.result.id], budget.value, False)
+            continue
         try:
             regions, fraction, capped = case_regions(session, artifacts, ref, budget, settings)
         except (LookupError, ArtifactError) as error:
             log.warning("worklist %s: skipped %s (%s)", configuration, ref.image.name, error)
             skipped.append(f"{ref.image.name}: {error}")
             continue
-        found[ref.image.name] = (ref, regions, fraction, capped)
-    order = rank_cases({name: entry[1].regions for name, entry in found.items()})
+        found[ref.image.name] = (ref, regions.regions, fraction, capped)
+    order = rank_cases({name: entry[1] for name, entry in found.items()})
     cases = []
     for rank, name in enumerate(order, start=1):
-        ref, regions, fraction, capped = found[name]
+        ref, case_found, fraction, capped = found[name]
         cases.append(WorklistCase(
             rank=rank, case=name, image_id=ref.image.id, configuration_id=ref.result.configuration_id,
             result_id=ref.result.id, has_reference=ref.result.has_reference, fraction=fraction, capped=capped,
-            flagged_ml=float(sum(r.volume_ml for r in regions.regions)), score=case_score(regions.regions),
-            expected_recall=_expected(curve, fraction), regions=regions.regions,
-            items=_items(ref, regions.regions, classes.get(ref.result.id, {}), states),
+            flagged_ml=float(sum(r.volume_ml for r in case_found)), score=case_score(case_found),
+            expected_recall=_expected(curve, fraction), regions=case_found,
+            items=_items(ref, case_found, classes.get(ref.result.id, {}), states),
             empty_prediction=ref.result.empty_prediction, ood_flag=ref.result.ood_flag,
             ood=describe_ood(ref.result.ood_percentile, ref.result.ood_reference_n, ref.result.ood_flag),
         ))

@@ -4,6 +4,6 @@ Importing the package registers every table (results and review) on ``schema.Bas
 flush hook (:mod:`pipeline.store.audit_chain`).
 """
 
-from pipeline.store import audit_chain, review_schema, schema
+from pipeline.store import audit_chain, review_schema, schema, stored_regions
 
-__all__ = ["audit_chain", "review_schema", "schema"]
+__all__ = ["audit_chain", "review_schema", "schema", "stored_regions"]

@@ -1,5 +1,5 @@
 """The review tables: local users, their dashboard sessions and login throttles, review items (one per case ×
-configuration × structure) and the audit log.
+configuration × structure), the time spent reviewing them and the audit log.
 
 They share :class:`pipeline.store.schema.Base`, so Alembic (``migrations/versions/0002_review.py``, ``0005``) and
 ``alembic check`` see them. ``audit_log`` is append-only and hash-chained (:mod:`pipeline.store.audit_chain`): the
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.store.schema import Base, utcnow
@@ -73,6 +73,31 @@ class ReviewItem(Base):
     approved_at: Mapped[datetime | None] = mapped_column()
     version: Mapped[int] = mapped_column(Integer)
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+
+
+class ReviewTime(Base):
+    """Time one user spent on one review item (``region_rank`` NULL: from starting its review to the decision) or on
+    one of its regions (``region_rank``: the region opened in the slice browser at ``budget``).
+
+    ``seconds`` is active time: the sum of the gaps between the browser's activity reports, each capped
+    (:mod:`pipeline.review.timing`). ``flagged_ml`` is the item's (or region's) flagged volume when it was opened;
+    ``closed_at`` is set by the decision (items) and stays NULL for regions.
+    """
+
+    __tablename__ = "review_time"
+    __table_args__ = (Index("ix_review_time_user_open", "user_id", "closed_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id", ondelete="CASCADE"), index=True)
+    class_index: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    region_rank: Mapped[int | None] = mapped_column(Integer)
+    budget: Mapped[float | None] = mapped_column(Float)
+    flagged_ml: Mapped[float | None] = mapped_column(Float)
+    opened_at: Mapped[datetime] = mapped_column()
+    last_active_at: Mapped[datetime] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class AuditEntry(Base):

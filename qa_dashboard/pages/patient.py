@@ -1,8 +1,9 @@
 """The patient slice browser: three planes per configuration, overlays, probe, metrics (layout: ``viewer_layout``).
 
-Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel. Pictures are
-rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two PNGs per
-view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
+Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
+``&region=RANK&budget=FRACTION`` (the worklist's region links) times the work on that region (``qa_dashboard.review``).
+Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
+PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
 other two. Below the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A
 with the workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
@@ -74,16 +75,16 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
                                                       "again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
     shown = a if a is not None else (with_maps or list(view.results))[0]
-    return html.Div([viewer_layout(view, shown, b, slices), _review(view, shown)])
+    return html.Div([viewer_layout(view, shown, b, slices), _review(view, shown, _region(query))])
 
 
-def _review(view: viewer.CaseView, configuration_id: int) -> Component:
+def _review(view: viewer.CaseView, configuration_id: int, region: dict[str, Any] | None = None) -> Component:
     """The review panel of this case under configuration A (its structures' items and the workflow's actions), and
     the case's downloads."""
     shown = view.results[configuration_id]
     data = review.scope(shown.configuration, DEFAULT_BUDGET, view.case.name, case_only=True,
                         model_set=shown.model_set_identity)
-    return section("Review", review.panel(data, _rows(data), height=200),
+    return section("Review", review.panel(data, _rows(data), height=200, region=region),
                    html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
 
@@ -113,12 +114,22 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
-           **_query: str) -> Component:
+           region: str | None = None, budget: str | None = None, **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
-    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in (a, b, at)):
+    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in (a, b, at, region, budget)):
         return not_found("The address is malformed: a value is too long.")
-    return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at}))
+    return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at, "region": region,
+                                                               "budget": budget}))
+
+
+def _region(query: dict[str, str | None]) -> dict[str, Any] | None:
+    """The region the page was opened at (``region=RANK&budget=FRACTION``, from the worklist), when well formed."""
+    try:
+        rank, budget = int(query.get("region") or ""), float(query.get("budget") or "")
+    except ValueError:
+        return None
+    return review.region_data(rank, budget) if rank >= 1 and 0 < budget <= 1 else None
 
 
 SETTINGS = [Input("viewer-wl", "value"), Input("viewer-overlays", "value"), Input("viewer-structures", "value"),

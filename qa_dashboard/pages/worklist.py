@@ -3,10 +3,12 @@ ranked regions (each opens the slice browser at the region), the review items wi
 exports to the clinic.
 
 Address: ``/worklist?configuration=NAME&budget=PERCENT`` or ``&minutes=M`` (a time budget per patient, converted
-with ``QA_REVIEW_SECONDS_PER_ML`` and capped at the run's budget range, 5 % by default), and ``&model_set=`` (a model
+at the review rate in force and capped at the run's budget range, 5 % by default), and ``&model_set=`` (a model
 set's name or identity; default the newest with results: results of two model sets are never mixed). Without a
 configuration, the review configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at
-the default budget (2 %).
+the default budget (2 %). Each case shows its expected review minutes (flagged mL × the review rate in force: the
+department's measured median seconds per mL, or the placeholder until enough reviews are measured, labelled so), and
+the list its total.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from dash.development.base_component import Component
 
-from pipeline.metrics.review_budget import DEFAULT_CAP, DEFAULT_FRACTION, Budget
+from pipeline.metrics.review_budget import DEFAULT_CAP, DEFAULT_FRACTION, Budget, ReviewRate
 from pipeline.review.workflow import Action, allowed
 from pipeline.review.worklist import Worklist, default_configuration
 from qa_dashboard import auth, inputs
@@ -30,9 +32,11 @@ from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
     case_rows,
     configurations,
+    expected_minutes,
     item_rows,
     load_worklist,
     model_sets,
+    rate_in_force,
     region_rows,
 )
 from qa_dashboard.review import MAX_MINUTES, STATE_RULES, checked_scope, panel, scope, scope_budget
@@ -49,6 +53,8 @@ CASE_COLUMNS = [
     {"field": "unreviewed", "headerName": "Unreviewed items", "type": "numericColumn"},
     {"field": "regions", "type": "numericColumn", "width": 100},
     {"field": "flagged_ml", "headerName": "Flagged mL", "type": "numericColumn"},
+    {"field": "expected_minutes", "headerName": "Expected min", "type": "numericColumn",
+     "headerTooltip": "flagged mL × the review rate in force (see the line above the table)"},
     {"field": "score", "headerName": "Score (entropy·mL)", "type": "numericColumn"},
     {"field": "expected_recall", "headerName": "Expected errors captured %", "type": "numericColumn",
      "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
@@ -107,7 +113,7 @@ def export_links(configuration: str, budget: Budget, model_set: str = "") -> Com
                      for label, href in links], id="export-links")
 
 
-def _content(worklist: Worklist) -> Component:
+def _content(worklist: Worklist, rate: ReviewRate) -> Component:
     warnings = [dbc.Alert(["Left out (maps missing): ", html.Ul([html.Li(line) for line in worklist.skipped])],
                           color="warning", id="worklist-skipped")] if worklist.skipped else []
     budget = worklist.budget
@@ -115,7 +121,9 @@ def _content(worklist: Worklist) -> Component:
         *warnings,
         html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
                f"{worklist.configuration} at {budget.describe()}", id="worklist-summary", className="text-muted"),
-        section("Cases", grid("worklist-cases", CASE_COLUMNS, case_rows(worklist), 260, rowSelection={
+        html.P([html.Span(f"Expected review time: {expected_minutes(worklist, rate):.1f} min for the list",
+                          className="fw-semibold"), f" ({rate.label()})"], id="worklist-time"),
+        section("Cases", grid("worklist-cases", CASE_COLUMNS, case_rows(worklist, rate), 260, rowSelection={
             "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
             help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
         section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),
@@ -161,8 +169,8 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
         ], className="mb-3 g-3", id="worklist-controls"),
-        dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget, model_set=chosen_set)),
-                             id="worklist-content")),
+        dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget, model_set=chosen_set),
+                                      rate_in_force(store)), id="worklist-content")),
     ])
 
 
@@ -189,7 +197,8 @@ def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set
     value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
     try:
         budget = Budget(kind, float(value))
-        return _content(load_worklist(get_store(), configuration, budget, model_set=model_set))
+        return _content(load_worklist(get_store(), configuration, budget, model_set=model_set),
+                        rate_in_force(get_store()))
     except (ValueError, LookupError) as error:
         return dbc.Alert(str(error), color="danger", id="worklist-error")
 

@@ -7,12 +7,14 @@ Computing a worklist reads every case's maps, so it is cached until the batch or
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.metrics.review_budget import Budget
+from pipeline.metrics.review_budget import Budget, ReviewRate
+from pipeline.review.timing import measured_rate
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE, Worklist, build_worklist, with_current_states
 from pipeline.store.schema import CaseResult, Configuration, ModelSet
 from qa_dashboard.components import patient_href
@@ -45,13 +47,21 @@ def configurations(session: Session, model_set: str | None = None) -> list[str]:
         .order_by(Configuration.position)))
 
 
+def rate_in_force(store: Store) -> ReviewRate:
+    """The review rate in force: the department's measured median, or the placeholder until enough items are
+    measured (:func:`pipeline.metrics.review_budget.review_rate`)."""
+    with store.session() as session:
+        return measured_rate(session, settings().review)
+
+
 def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None,
                   model_set: str | None = None) -> Worklist:
     """The worklist of ``configuration`` (of ``model_set``, default the newest with a result of it) at ``budget``, of
-    ``case`` alone when given (LookupError when there is no such result)."""
-    review = settings().review
-    key = ("worklist", configuration, model_set, budget, review, case)
+    ``case`` alone when given (LookupError when there is no such result); a time budget converts at the rate in
+    force (:func:`rate_in_force`)."""
     with store.session() as session:
+        review = replace(settings().review, seconds_per_ml=measured_rate(session, settings().review).seconds_per_ml)
+        key = ("worklist", configuration, model_set, budget, review, case)
         cached = store.cached(session, key, lambda: build_worklist(
             session, store.maps.artifacts, configuration, budget, review, case=case, model_set=model_set))
         return with_current_states(session, cached)
@@ -65,8 +75,9 @@ def status(states: list[str]) -> str:
     return "no items"
 
 
-def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
-    """One row per case, in rank order; ``case`` is its name and ``case_href`` the slice browser at its top region."""
+def case_rows(worklist: Worklist, rate: ReviewRate) -> list[dict[str, Any]]:
+    """One row per case, in rank order; ``case`` is its name and ``case_href`` the slice browser at its top region;
+    ``expected_minutes`` its flagged volume at the review ``rate``."""
     rows = []
     for case in worklist.cases:
         top = case.regions[0].centroid if case.regions else None
@@ -75,6 +86,7 @@ def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
             "rank": case.rank, "case": case.case, "case_href": href, "name": case.case,
             "budget_pct": round(100 * case.fraction, 3), "capped": "yes" if case.capped else "",
             "flagged_ml": round(case.flagged_ml, 2), "score": round(case.score, 3), "regions": len(case.regions),
+            "expected_minutes": round(rate.minutes(case.flagged_ml), 1),
             "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
             "unreviewed": sum(i.state.value in ("pending", "in_review") for i in case.items),
             "status": status([i.state.value for i in case.items]),
@@ -94,9 +106,11 @@ def region_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, A
         for item in entry.items:
             for region in item.regions:
                 at = ",".join(map(str, region.centroid))
+                href = patient_href(entry.case, a=entry.configuration_id, at=at, region=region.rank,
+                                    budget=round(entry.fraction, 6))
                 rows.append({
                     "case_rank": entry.rank, "case": entry.case, "region": region.rank,
-                    "open": "open", "open_href": patient_href(entry.case, a=entry.configuration_id, at=at),
+                    "open": "open", "open_href": href,
                     "structure": item.structure, "volume_ml": round(region.volume_ml, 3),
                     "slices": f"{region.slices[0]}–{region.slices[1]}", "mean_entropy": round(region.mean_entropy, 3),
                     "max_entropy": round(region.max_entropy, 3), "state": item.state.value,
@@ -122,3 +136,8 @@ def item_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, Any
                 "note": EMPTY_PREDICTION if item.empty_prediction else "",
             })
     return rows
+
+
+def expected_minutes(worklist: Worklist, rate: ReviewRate) -> float:
+    """Expected review minutes of the whole list: its flagged volume at the review ``rate``."""
+    return rate.minutes(sum(case.flagged_ml for case in worklist.cases))

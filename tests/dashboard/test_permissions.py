@@ -20,7 +20,7 @@ from benchmarks.http_client import FAST_HASH, csrf_header, ensure_user, login
 from pipeline.review.service import ItemKey, ReviewService
 from pipeline.review.workflow import Action, Role, allowed
 from pipeline.store.database import make_engine
-from pipeline.store.review_schema import AuditEntry, ReviewItem
+from pipeline.store.review_schema import AuditEntry, ReviewItem, ReviewTime
 from pipeline.store.schema import Configuration, Image
 from tests.dashboard.conftest import PLAN, SeededStore
 from tests.dashboard.http import call
@@ -218,3 +218,41 @@ def test_a_forged_callback_gets_a_user_error_not_a_server_error(store: SeededSto
     assert "axial slice 1000000 is outside" in forged.get_json()["error"]
     fine = call(client, dash_app, "view-a-axial.figure", "slice-axial.data", {**values, "slice-axial.data": 1})
     assert fine.status_code == 200
+
+
+def test_activity_reports_only_credit_the_reporters_own_clocks_over_http(store: SeededStore, items: Items,
+                                                                         dash_app: dash.Dash) -> None:
+    """The review panel's activity callback as the browser posts it: a forged region clock of another user gets no
+    time and one ``denied`` row; the reporter's own item clock is credited; a viewer's page reports nothing."""
+    names = {role: f"{role}-{uuid.uuid4().hex[:8]}" for role in ("rita", "rob", "vera")}
+    rita = ensure_user(store.url, names["rita"], Role.REVIEWER)
+    rob = ensure_user(store.url, names["rob"], Role.REVIEWER)
+    ensure_user(store.url, names["vera"], Role.VIEWER)
+    mine, theirs = items.fresh(), items.fresh()
+    items.service.start_review(rita, mine, flagged_ml=1.0)
+    robs = items.service.open_region(rob, theirs.image_id, theirs.configuration_id, theirs.class_index, rank=1,
+                                     budget=0.02, flagged_ml=1.0)
+    scope = {"configuration": "Base", "kind": "fraction", "value": 0.02, "case": None, "case_only": False}
+    report = {"review-activity.data": {"tick": 1, "active": True}, "review-scope.data": scope}
+
+    def seconds() -> dict[int | None, float]:
+        with items.engine.connect() as connection:
+            return dict(connection.execute(select(ReviewTime.region_rank, ReviewTime.seconds).where(
+                ReviewTime.user_id.in_((rita, rob)))).all())
+
+    client = dash_app.server.test_client()
+    login(client, names["rita"])
+    before = len(items.audit_rows(names["rita"]))
+    forged = call(client, dash_app, "review-region.data", "review-activity.data",
+                  {**report, "review-region.data": {"rank": 1, "budget": 0.02, "clock": robs}})
+    assert forged.get_json()["response"] == {} and seconds()[1] == 0.0, "nothing changes on the page or in the store"
+    assert items.audit_rows(names["rita"])[before:] == [("review.time", "denied")]
+    own = call(client, dash_app, "review-region.data", "review-activity.data", {**report, "review-region.data": None})
+    assert own.get_json()["response"] == {} and seconds()[None] > 0, "rita's own item clock is credited"
+
+    viewer = dash_app.server.test_client()
+    login(viewer, names["vera"])
+    before = len(items.audit_rows(names["vera"]))
+    assert call(viewer, dash_app, "review-region.data", "review-activity.data",
+                {**report, "review-region.data": None}).get_json()["response"] == {}
+    assert items.audit_rows(names["vera"])[before:] == [], "a viewer's report is neither recorded nor refused"

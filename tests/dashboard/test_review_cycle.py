@@ -1,7 +1,8 @@
 """A review cycle in headless Chromium by two users, as the README's demo walk-through has it: a reviewer signs in,
 opens the worklist, follows a region to the slice browser, starts a review of an item and accepts it (approval is
 not offered to the reviewer); then an approver signs in, approves it and switches to a time budget. The header's
-unreviewed count follows."""
+unreviewed count follows. And the worklist's time estimate: the labelled placeholder rate until enough reviews are
+measured, the time the browser reported for a region and an item, then the measured median."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from sqlalchemy import delete, select
 
 from benchmarks.http_client import ADMIN, ensure_user
 from pipeline.review.workflow import Role
+from pipeline.store.database import make_engine, session_factory
+from pipeline.store.review_schema import ReviewTime, User
 from tests.dashboard.conftest import SeededStore, browser_login
 from tests.dashboard.test_browser import grid_rows, open_page, shot, wait_for
 
@@ -79,7 +84,7 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         assert (first["case_rank"], first["region"]) == (1, 1), "regions are listed best first"
         link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
         target = link.get_attribute("href")
-        assert re.search(r"/patient/[^?]+\?a=\d+&at=\d+%2C\d+%2C\d+$", target), target
+        assert re.search(r"/patient/[^?]+\?a=\d+&at=\d+%2C\d+%2C\d+&region=1&budget=0\.02$", target), target
         link.click()
         wait_for(browser, lambda: browser.current_url == target, "the slice browser at the region")
         panel = wait_for(browser, lambda: [r for r in grid_rows(browser, "review-items")
@@ -121,5 +126,77 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         assert (approver, "review.approve", "ok") in mine and (reviewer, "review.decide", "ok") in mine
         shot(browser, screenshots, "10_audit")
     finally:
+        browser.delete_all_cookies()
+        browser_login(browser, server, ADMIN)
+
+
+def _clocks(url: str, username: str) -> list[ReviewTime]:
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            return list(session.scalars(select(ReviewTime).join(User, User.id == ReviewTime.user_id)
+                                        .where(User.username == username).order_by(ReviewTime.id)))
+    finally:
+        engine.dispose()
+
+
+def _estimate(driver: webdriver.Chrome, rate: float, label: str) -> None:
+    """The worklist's per-case minutes are its flagged mL at ``rate`` s/mL, the line above sums them, labelled."""
+    line = wait_for(driver, lambda: label in (text := driver.find_element(By.ID, "worklist-time").text) and text,
+                    f"the rate label {label!r}")
+    cases = grid_rows(driver, "worklist-cases")
+    assert cases and all(c["expected_minutes"] == round(c["flagged_ml"] * rate / 60, 1) for c in cases)
+    total = float(re.search(r"Expected review time: ([\d.]+) min for the list", line).group(1))
+    assert abs(total - sum(c["flagged_ml"] for c in cases) * rate / 60) < 0.06
+
+
+def test_the_worklist_estimates_review_time_from_measured_reviews(browser: webdriver.Chrome, server: str,
+                                                                  screenshots: Path,
+                                                                  sqlite_store: SeededStore) -> None:
+    reviewer = f"timer-{uuid.uuid4().hex[:6]}"
+    ensure_user(sqlite_store.url, reviewer, Role.REVIEWER)
+    engine = make_engine(sqlite_store.url)
+    try:
+        with session_factory(engine).begin() as session:  # the other browser tests' reviews measured nothing here
+            session.execute(delete(ReviewTime))
+        browser.delete_all_cookies()
+        browser_login(browser, server, reviewer)
+        open_page(browser, server + WORKLIST)
+        _estimate(browser, 30.0, "placeholder: 30 s/mL until 20 measured items; n measured = 0")
+        shot(browser, screenshots, "11_worklist_time_placeholder")
+
+        row = next(r for r in grid_rows(browser, "worklist-regions") if r["state"] == "pending")
+        open_page(browser, server + row["open_href"])  # a region nobody reviews: its link, as the grid makes it
+        wait_for(browser, lambda: _clocks(sqlite_store.url, reviewer), "the region's clock (first activity report)")
+        region = _clocks(sqlite_store.url, reviewer)[0]
+        assert (region.region_rank, region.budget) == (row["region"], 0.02)
+        assert region.flagged_ml == pytest.approx(row["volume_ml"], abs=1e-3) and region.closed_at is None
+
+        open_page(browser, server + WORKLIST)
+        rows = wait_for(browser, lambda: grid_rows(browser, "review-items") or None, "the review items")
+        item = next(r for r in rows if r["state"] == "pending" and r["flagged_ml"] > 0)
+        _select(browser, item["id"])
+        _act(browser, "review-start", "now in_review")
+        _select(browser, item["id"])
+        _act(browser, "review-accept", "now reviewed (accepted)")
+        timed = [c for c in _clocks(sqlite_store.url, reviewer) if c.region_rank is None]
+        assert len(timed) == 1 and timed[0].closed_at is not None and timed[0].seconds > 0
+        assert timed[0].flagged_ml == item["flagged_ml"], "the item's flagged volume as the server's worklist has it"
+        open_page(browser, server + WORKLIST)
+        _estimate(browser, 30.0, "n measured = 1")
+
+        with session_factory(engine).begin() as session:  # 20 more measured reviews at 60 s/mL
+            user = timed[0].user_id
+            session.add_all(ReviewTime(image_id=timed[0].image_id, configuration_id=timed[0].configuration_id,
+                                       class_index=100 + n, user_id=user, flagged_ml=2.0, seconds=120.0,
+                                       opened_at=timed[0].opened_at, last_active_at=timed[0].opened_at,
+                                       closed_at=timed[0].opened_at) for n in range(20))
+        open_page(browser, server + WORKLIST)
+        _estimate(browser, 60.0, "measured: 60 s/mL (median of 21 reviewed items)")
+        shot(browser, screenshots, "12_worklist_time_measured")
+    finally:
+        with session_factory(engine).begin() as session:
+            session.execute(delete(ReviewTime))
+        engine.dispose()
         browser.delete_all_cookies()
         browser_login(browser, server, ADMIN)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.metrics.regions import case_score, find_regions, rank_cases
 from pipeline.metrics.review_budget import Budget, flagged_count, narrow_budget_mask, top_budget_mask
-from pipeline.review.regions import case_score, find_regions, rank_cases
 from pipeline.settings import ReviewSettings
 
 SPACING = (2.0, 0.5, 0.5)  # mm; a voxel is 0.5 µL = 0.0005 mL
@@ -30,7 +30,7 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_regions_volumes_slices_scores_and_ranking() -> None:
     mask, entropy, prediction = _scene()
-    found = find_regions(mask, entropy, prediction, SPACING)
+    found = find_regions(mask, entropy, prediction, SPACING, ReviewSettings())
     a, b, c = found.regions
     assert [r.rank for r in found.regions] == [1, 2, 3]
     assert (a.voxels, a.slices, a.class_index) == (400, (2, 5), 2)
@@ -57,21 +57,21 @@ def test_a_region_far_from_any_structure_is_class_zero() -> None:
     prediction = np.zeros(mask.shape, dtype=np.uint8)
     prediction[1, 39, 39] = 2  # 38 * 0.5 * sqrt(2) = 26.9 mm away: inside a 30 mm search, outside a 20 mm one
     entropy = np.ones(mask.shape, dtype=np.float32)
-    assert find_regions(mask, entropy, prediction, SPACING).regions[0].class_index == 2
+    assert find_regions(mask, entropy, prediction, SPACING, ReviewSettings()).regions[0].class_index == 2
     narrow = ReviewSettings(structure_search_mm=20.0)
     assert find_regions(mask, entropy, prediction, SPACING, narrow).regions[0].class_index == 0
 
 
 def test_an_empty_mask_has_no_region() -> None:
     mask, entropy, prediction = _scene()
-    found = find_regions(np.zeros_like(mask), entropy, prediction, SPACING)
+    found = find_regions(np.zeros_like(mask), entropy, prediction, SPACING, ReviewSettings())
     assert found.regions == () and not found.labels.any()
 
 
 def test_cases_rank_by_their_summed_scores() -> None:
     mask, entropy, prediction = _scene()
-    big = find_regions(mask, entropy, prediction, SPACING).regions
-    small = find_regions(mask & (entropy >= 1.0), entropy, prediction, SPACING).regions
+    big = find_regions(mask, entropy, prediction, SPACING, ReviewSettings()).regions
+    small = find_regions(mask & (entropy >= 1.0), entropy, prediction, SPACING, ReviewSettings()).regions
     assert rank_cases({"small": small, "big": big, "empty": ()}) == ["big", "small", "empty"]
 
 
@@ -108,7 +108,7 @@ def test_top_budget_mask_and_its_narrowing_agree() -> None:
 def test_regions_inside_the_search_box_equal_those_of_the_whole_volume(seed: int) -> None:
     """find_regions works on the mask's bounding box (plus the structure search's reach); the labels, regions and
     every tie-break equal those computed on the whole volume."""
-    from pipeline.review.regions import _regions_in
+    from pipeline.metrics.regions import _regions_in
 
     rng = np.random.default_rng(seed)
     shape = (30, 60, 50)

@@ -263,3 +263,42 @@ def test_reference_history_migrates_up_and_down_keeping_the_images(empty_store_u
     assert [r["name"] for r in _rows(empty_store_url, "images")] == ["case-1"]
     command.upgrade(config, "head")
     assert _rows(empty_store_url, "reference_attachments") == []
+
+
+def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everything_else(
+    empty_store_url: str,
+) -> None:
+    """0009 creates ``result_regions`` and ``review_time`` beside the stored rows; its downgrade drops only them (the
+    regions can be recomputed from the maps; the measured times go with the tables)."""
+    config = alembic_config(empty_store_url)
+    below = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    command.upgrade(config, "0009")
+    _seed_first_revision(empty_store_url)
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    with engine.begin() as connection:
+        for table, rows in CHILDREN_0002.items():
+            connection.execute(metadata.tables[table].insert(), [{k: v for k, v in r.items() if k not in METRIC_COLUMNS}
+                                                                 for r in rows])
+        connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
+                                                                 "role": "reviewer", "active": True,
+                                                                 "created_at": NOW}])
+        connection.execute(metadata.tables["result_regions"].insert(), [{
+            "result_id": 1, "budget": 0.02, "connectivity": 26, "structure_search_mm": 30.0,
+            "regions": [[1, 2, 40, 0.5, [3, 5], [4, 10, 12], 0.4, 0.9, 0.2]]}])
+        connection.execute(metadata.tables["review_time"].insert(), [{
+            "image_id": 1, "configuration_id": 1, "class_index": 2, "user_id": 1, "region_rank": None,
+            "budget": None, "flagged_ml": 0.5, "opened_at": NOW, "last_active_at": NOW, "closed_at": NOW,
+            "seconds": 42.0}])
+    engine.dispose()
+    assert _rows(empty_store_url, "result_regions")[0]["regions"][0][5] == [4, 10, 12]
+    assert _rows(empty_store_url, "review_time")[0]["seconds"] == 42.0
+    kept = {t: _rows(empty_store_url, t) for t in ("case_results", "artifacts", "users", "images")}
+
+    command.downgrade(config, below)
+    assert {"result_regions", "review_time"}.isdisjoint(_tables(empty_store_url))
+    assert {t: _rows(empty_store_url, t) for t in kept} == kept
+    command.upgrade(config, "head")
+    assert _rows(empty_store_url, "result_regions") == [] and _rows(empty_store_url, "review_time") == []
+    assert {t: _rows(empty_store_url, t) for t in kept} == kept

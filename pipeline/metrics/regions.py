@@ -20,12 +20,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from pipeline.settings import ReviewSettings
+
+class RegionRules(Protocol):
+    """What finding regions needs of the review settings (:class:`pipeline.settings.ReviewSettings` has it; the
+    metric engine does not import the settings module, which imports the database URL parser)."""
+
+    @property
+    def connectivity(self) -> int: ...
+
+    @property
+    def structure_search_mm(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ def find_regions(
     entropy: NDArray[np.floating],
     prediction: NDArray[np.integer],
     spacing_zyx: tuple[float, float, float],
-    settings: ReviewSettings | None = None,
+    settings: RegionRules,
 ) -> CaseRegions:
     """The connected components of ``mask`` (U_b), described and ranked (module docstring).
 
@@ -111,9 +121,8 @@ def find_regions(
         entropy: normalised entropy per voxel, same shape (float16 as stored is fine).
         prediction: predicted class per voxel, same shape.
         spacing_zyx: voxel size (z, y, x) in mm.
-        settings: connectivity and the structure search radius.
+        settings: connectivity and the structure search radius (the review settings).
     """
-    settings = settings or ReviewSettings()
     if not mask.shape == entropy.shape == prediction.shape or mask.ndim != 3:
         raise ValueError(f"mask {mask.shape}, entropy {entropy.shape} and prediction {prediction.shape} must be "
                          "one (Z, Y, X) shape")
@@ -149,7 +158,7 @@ def _search_box(mask: NDArray[np.bool_], margins: Sequence[int]) -> tuple[slice,
 
 def _regions_in(
     mask: NDArray[np.bool_], entropy: NDArray[np.floating], prediction: NDArray[np.integer],
-    spacing: tuple[float, float, float], settings: ReviewSettings,
+    spacing: tuple[float, float, float], settings: RegionRules,
 ) -> tuple[NDArray[np.int32], tuple[Region, ...]]:
     """:func:`find_regions` on arrays holding every U_b voxel: the label map (ranks) and the ranked regions."""
     structure = ndimage.generate_binary_structure(3, 1 if settings.connectivity == 6 else 3)
