@@ -3,7 +3,8 @@
 Every operation runs in one transaction and writes exactly one ``audit_log`` row (:mod:`pipeline.review.base`).
 A bulk action writes one row per item, or one ``denied`` row when it is refused (then nothing of it is kept).
 Reads (lists, the audit query) are not audited; every write, login and export is. Accounts, logins and their
-throttle live in :mod:`pipeline.review.accounts`, dashboard sessions in :mod:`pipeline.review.sessions`; this module
+throttle live in :mod:`pipeline.review.accounts`, dashboard sessions in :mod:`pipeline.review.sessions`, the trends'
+levels in :mod:`pipeline.review.levels`; this module
 adds the review workflow, the exports and the audit log's reading and verification.
 """
 
@@ -31,6 +32,7 @@ from pipeline.review.base import (
     Refused,
     utc,
 )
+from pipeline.review.levels import LevelOperations
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, State
 from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.review_schema import AuditEntry, ReviewItem, User
@@ -88,7 +90,7 @@ class AuditRecord:
     ip: str | None
 
 
-class ReviewService(AccountOperations):
+class ReviewService(AccountOperations, LevelOperations):
     """The review operations on one store (see the module docstring)."""
 
     # ------------------------------------------------------------------ the review workflow

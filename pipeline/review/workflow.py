@@ -45,6 +45,7 @@ class Action(StrEnum):
     EXPORT = "export"  # worklist CSV/Excel, NIfTI, RTSTRUCT, audit report, audit log
     VIEW_AUDIT = "view_audit"
     MANAGE_USERS = "manage_users"
+    SET_LEVELS = "set_levels"  # the trends' tolerance and action levels
 
 
 class State(StrEnum):
@@ -76,6 +77,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.EXPORT: _REVIEWING,
     Action.VIEW_AUDIT: _SIGNING,
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
+    Action.SET_LEVELS: frozenset({Role.ADMIN}),
 }
 
 

@@ -27,6 +27,7 @@ EXPECTED = {  # the issue note's matrix, written out independently of workflow.M
     Action.EXPORT: {"reviewer", "approver", "admin"},
     Action.VIEW_AUDIT: {"approver", "admin"},
     Action.MANAGE_USERS: {"admin"},
+    Action.SET_LEVELS: {"admin"},
 }
 ALICE = Actor(1, "alice", Role.REVIEWER)
 BOB = Actor(2, "bob", Role.APPROVER)
