@@ -63,8 +63,10 @@ class Quantity:
         return f"{value:.{self.digits}f} {self.unit}".rstrip()
 
 
-def _frame(rows: Sequence[Any]) -> pd.DataFrame:
-    return pd.DataFrame([tuple(r) for r in rows], columns=VALUE_COLUMNS).astype({"value": "float64"})
+def _frame(rows: Sequence[Any], structure: str | None = None) -> pd.DataFrame:
+    """Rows (result id, structure, value), or (result id, value) of one ``structure``, as a frame."""
+    listed = [tuple(r) if structure is None else (r[0], structure, r[1]) for r in rows]
+    return pd.DataFrame(listed, columns=VALUE_COLUMNS).astype({"value": "float64"})
 
 
 def _case_metric(name: str) -> Reader:
@@ -74,9 +76,9 @@ def _case_metric(name: str) -> Reader:
     def read(session: Session, results: Select[Any], _frame_: pd.DataFrame) -> pd.DataFrame:
         listed = results.subquery()
         return _frame(session.execute(
-            select(MetricValue.result_id, CASE, MetricValue.value)
+            select(MetricValue.result_id, MetricValue.value)
             .where(MetricValue.result_id.in_(select(listed.c.result_id)), MetricValue.name == name,
-                   MetricValue.class_index == WHOLE_CASE)).all())
+                   MetricValue.class_index == WHOLE_CASE)).all(), CASE)
 
     return read
 

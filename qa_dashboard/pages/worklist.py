@@ -26,6 +26,7 @@ from pipeline.review.worklist import Worklist, default_configuration
 from qa_dashboard import auth, inputs
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
+from qa_dashboard.queries.trends import MARK_RULES, case_marks
 from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
     case_rows,
@@ -54,6 +55,8 @@ CASE_COLUMNS = [
      "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
     {"field": "budget_pct", "headerName": "Budget % of ROI", "type": "numericColumn"},
     {"field": "capped", "width": 90},
+    {"field": "levels", "headerName": "Levels", "cellClassRules": MARK_RULES,
+     "headerTooltip": "a value of the case out of its tolerance or beyond its action level (see Trends)"},
 ]
 REGION_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
@@ -103,11 +106,16 @@ def _content(worklist: Worklist) -> Component:
     warnings = [dbc.Alert(["Left out (maps missing): ", html.Ul([html.Li(line) for line in worklist.skipped])],
                           color="warning", id="worklist-skipped")] if worklist.skipped else []
     budget = worklist.budget
+    with get_store().session() as session:
+        marks = case_marks(session)
+    cases = case_rows(worklist)
+    for row in cases:
+        row["levels"] = marks.get((row["name"], worklist.configuration), "")
     return html.Div([
         *warnings,
         html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
                f"{worklist.configuration} at {budget.describe()}", id="worklist-summary", className="text-muted"),
-        section("Cases", grid("worklist-cases", CASE_COLUMNS, case_rows(worklist), 260, rowSelection={
+        section("Cases", grid("worklist-cases", CASE_COLUMNS, cases, 260, rowSelection={
             "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
             help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
         section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),
