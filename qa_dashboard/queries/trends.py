@@ -41,7 +41,8 @@ def trend(session: Session, configuration: str, name: str, structure: str = EVER
     points = []
     for row in chosen.sort_values("run_id").itertuples():
         value = float(row.value)
-        points.append({"run": int(row.run_id), "started": row.started, "value": value, "n": int(row.n),
+        points.append({"run": int(row.run_id), "started": f"{row.started:%Y-%m-%d %H:%M:%S}", "value": value,
+                       "n": int(row.n),
                        "status": "ok" if levels is None else levels.status(value)})
     return points, levels
 
