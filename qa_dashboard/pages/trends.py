@@ -38,7 +38,7 @@ def _options(values: list[str]) -> list[dict[str, str]]:
 def _form(admin: bool) -> Component:
     why = None if admin else "only an admin sets levels"
     fields = [dbc.Col([dbc.Label(label, html_for=f"levels-{name}", className="small mb-0"),
-                       dbc.Input(id=f"levels-{name}", type="number", size="sm", disabled=not admin, title=why)], md=2)
+                       dbc.Input(id=f"levels-{name}", type="number", size="sm", disabled=not admin)], md=2)
               for name, label in BOUNDS]
     return html.Div([
         dbc.Row([*fields, dbc.Col(dbc.Checkbox(id="levels-this-configuration", label="this configuration only",
