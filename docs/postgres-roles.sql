@@ -50,7 +50,7 @@ INSERT INTO qa_roles_tables (name, kind) VALUES
     ('metric_values', 'results'), ('structure_results', 'results'), ('curve_points', 'results'),
     ('reliability_bins', 'results'), ('artifacts', 'results'),
     ('users', 'review'), ('user_sessions', 'review'), ('login_throttle', 'review'), ('review_items', 'review'),
-    ('audit_log', 'review');
+    ('audit_log', 'review'), ('trend_levels', 'review');
 
 DO $$
 DECLARE
@@ -100,6 +100,8 @@ FROM (SELECT pg_get_serial_sequence(format('%I.%I', current_schema(), c.name), a
       WHERE c.kind = 'results' AND a.attnum > 0 AND NOT a.attisdropped) s
 WHERE s.seq IS NOT NULL ORDER BY s.seq \gexec
 SELECT format('GRANT INSERT, SELECT ON %1$I.audit_log TO %2$I', current_schema(), :'batch_role') \gexec
+-- the trend levels an admin set (the batch checks its run against them)
+SELECT format('GRANT SELECT ON %1$I.trend_levels TO %2$I', current_schema(), :'batch_role') \gexec
 -- PostgreSQL 17+: let the batch's ANALYZE after a load refresh the planner statistics of its tables (on older
 -- servers a non-owner's ANALYZE skips them with a warning and autovacuum's autoanalyze does it shortly after).
 SELECT current_setting('server_version_num')::int >= 170000 AS qa_roles_has_maintain \gset
@@ -130,6 +132,7 @@ SELECT format('GRANT SELECT ON %1$I.users TO %2$I', current_schema(), :'dashboar
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.login_throttle TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_items TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT INSERT ON %1$I.audit_log TO %2$I', current_schema(), :'dashboard_role'),
+       format('GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.trend_levels TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT USAGE ON SEQUENCE %s, %s TO %I',
               pg_get_serial_sequence(format('%I.review_items', current_schema()), 'id'),
               pg_get_serial_sequence(format('%I.user_sessions', current_schema()), 'id'), :'dashboard_role') \gexec

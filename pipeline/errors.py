@@ -20,6 +20,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # an internal error, or a batch in which some case failed
 EXIT_BAD_INPUT = 2  # a user's mistake, reported in one line
 EXIT_TAMPERED = 3  # `audit-verify` found the audit log altered (one line names the first bad row)
+EXIT_OUT_OF_TOLERANCE = 4  # `run`: a value of the run is outside a tolerance level (one line says which)
+EXIT_OUT_OF_ACTION = 5  # `run`: a value of the run is beyond an action level (one line says which)
 
 
 class QAError(Exception):

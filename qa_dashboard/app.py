@@ -27,7 +27,7 @@ from qa_dashboard.review import badge_text
 
 DISCLAIMER = "Research and QA support software, not a medical device."
 NAVIGATION = (("Overview", "/"), ("Worklist", "/worklist"), ("Cohort calibration", "/cohort"),
-              ("Method comparison", "/compare"), ("Runs", "/runs"), ("Sessions", "/sessions"))
+              ("Method comparison", "/compare"), ("Runs", "/runs"), ("Trends", "/trends"), ("Sessions", "/sessions"))
 #: pages shown in the navbar only to the roles allowed to use them
 RESTRICTED = ((("Audit", "/audit"), Action.VIEW_AUDIT),)
 

@@ -130,3 +130,44 @@ def paired_summary(result: PairedComparison, metric: str, a: str, b: str, adjust
             ("Wilcoxon signed-rank p", fmt(result.wilcoxon_p, 4)),
             (f"p adjusted ({method}, {family} pairs of the shown configurations)", fmt(adjusted, 4)),
             ("A", a), ("B", b)]
+
+
+#: a trend point's status → its marker (colour, symbol)
+TREND_MARKERS = {"ok": ("#1f77b4", "circle"), "tolerance": ("#ff7f0e", "diamond"), "action": ("#d62728", "x")}
+
+
+def trend_figure(points: list[dict[str, Any]], levels: Any, title: str, unit: str) -> dict[str, Any]:
+    """A quantity per nightly run: one marker per run coloured by its status (ok, out of tolerance, beyond action),
+    the tolerance band shaded green and the action levels as red dashed lines (``levels``: a
+    :class:`pipeline.metrics.levels.Levels` or None)."""
+    if not points:
+        return empty_figure("no nightly run has a value of this quantity yet")
+    data = [{"type": "scatter", "mode": "lines", "x": [p["started"] for p in points],
+             "y": [p["value"] for p in points], "line": {"color": "#bbbbbb", "width": 1}, "hoverinfo": "skip",
+             "showlegend": False}]
+    for status, (marker_colour, symbol) in TREND_MARKERS.items():
+        chosen = [p for p in points if p["status"] == status]
+        if chosen:
+            data.append({"type": "scatter", "mode": "markers", "name": {"ok": "within tolerance",
+                                                                        "tolerance": "out of tolerance",
+                                                                        "action": "beyond action"}[status],
+                         "x": [p["started"] for p in chosen], "y": [p["value"] for p in chosen],
+                         "customdata": [[p["run"], p["n"]] for p in chosen],
+                         "marker": {"color": marker_colour, "symbol": symbol, "size": 11},
+                         "hovertemplate": "run %{customdata[0]}<br>%{y:.4g}<br>n = %{customdata[1]}<extra></extra>"})
+    shapes = []
+    if levels is not None:
+        low, high = levels.tolerance_low, levels.tolerance_high
+        if low is not None or high is not None:
+            values = [p["value"] for p in points if not math.isnan(p["value"])] or [0.0]
+            spread = max(values) - min(values) or abs(max(values)) or 1.0
+            shapes.append({"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "layer": "below", "line": {"width": 0},
+                           "y0": low if low is not None else min(values) - spread,
+                           "y1": high if high is not None else max(values) + spread,
+                           "fillcolor": "rgba(44,160,44,0.12)"})
+        shapes += [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": bound, "y1": bound,
+                    "line": {"color": "#d62728", "dash": "dash", "width": 1.5}}
+                   for bound in (levels.action_low, levels.action_high) if bound is not None]
+    y_title = f"{title} ({unit})" if unit else title
+    return {"data": data, "layout": _layout(f"{title} per nightly run", "run started (UTC)", y_title,
+                                            shapes=shapes)}

@@ -7,6 +7,9 @@ is recorded on the run with its stage and reason, and the batch goes on; the exi
 A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
+Last, the run's trend values are checked against the stored tolerance and action levels
+(:mod:`pipeline.store.trend_check`): with levels set, one line says how many values are out, and a run without a
+failure exits 4 when a value is out of tolerance, 5 when one is beyond an action level.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.ood import refresh_ood_scores
 from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
+from pipeline.store.trend_check import RunCheck, check_run
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +83,15 @@ class RunSummary:
     notes: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     audit: ChainReport | None = None
+    levels: RunCheck | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when every case was processed or skipped, 1 when any failed or the audit log's chain is broken."""
-        return 1 if self.failed or (self.audit is not None and not self.audit.ok) else 0
+        """1 when any case failed or the audit log's chain is broken; else the levels' code (4 out of tolerance,
+        5 beyond action); 0 when every case was processed or skipped and every value is within its levels."""
+        if self.failed or (self.audit is not None and not self.audit.ok):
+            return 1
+        return self.levels.exit_code if self.levels is not None else 0
 
 
 def _input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConfiguration], version: str) -> str:
@@ -207,6 +215,7 @@ def run_batch(options: BatchOptions) -> RunSummary:
             if summary.done:
                 refresh_statistics(engine)
             summary.audit = check_audit_log(engine, sessions, run_id)
+            summary.levels = check_levels(sessions, run_id)
         engine.dispose()
     return batch.summary
 
@@ -218,6 +227,15 @@ def check_audit_log(engine: Engine, sessions: sessionmaker, run_id: int) -> Chai
     with sessions.begin() as session:
         session.get_one(Run, run_id).audit_check = report.record()
     return report
+
+
+def check_levels(sessions: sessionmaker, run_id: int) -> RunCheck | None:
+    """The run against the stored levels (None when none is stored); its line goes to the log."""
+    with sessions() as session:
+        check = check_run(session, run_id)
+    if check is not None:
+        (log.warning if check.findings else log.info)("%s", check.line())
+    return check
 
 
 def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[GridConfiguration, ...],
@@ -274,4 +292,6 @@ def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:
     lines += [f"  NOTE {name}: {note}" for name, note in summary.notes]
     if summary.audit is not None:
         lines.append(summary.audit.line())
+    if summary.levels is not None:
+        lines.append(summary.levels.line())
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 Every operation runs in one transaction and writes exactly one ``audit_log`` row (:mod:`pipeline.review.base`).
 A bulk action writes one row per item, or one ``denied`` row when it is refused (then nothing of it is kept).
 Reads (lists, the audit query) are not audited; every write, login and export is. Accounts, logins and their
-throttle live in :mod:`pipeline.review.accounts`, dashboard sessions in :mod:`pipeline.review.sessions`; this module
+throttle live in :mod:`pipeline.review.accounts`, dashboard sessions in :mod:`pipeline.review.sessions`, the trends'
+levels in :mod:`pipeline.review.levels`; this module
 adds the review workflow, the exports and the audit log's reading and verification.
 """
 
@@ -31,6 +32,7 @@ from pipeline.review.base import (
     Refused,
     utc,
 )
+from pipeline.review.levels import LevelOperations
 from pipeline.review.timing import TimingOperations, close_item_clock, open_item_clock
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, State
 from pipeline.store.audit_chain import ChainReport, verify_engine
@@ -89,9 +91,10 @@ class AuditRecord:
     ip: str | None
 
 
-class ReviewService(TimingOperations, AccountOperations):
+class ReviewService(TimingOperations, AccountOperations, LevelOperations):
     """The review operations on one store (see the module docstring), with the review time they measure
-    (:mod:`pipeline.review.timing`: starting or reopening an item opens its clock, the decision closes it)."""
+    (:mod:`pipeline.review.timing`: starting or reopening an item opens its clock, the decision closes it) and the
+    trends' levels (:mod:`pipeline.review.levels`)."""
 
     # ------------------------------------------------------------------ the review workflow
 

@@ -46,6 +46,7 @@ class Action(StrEnum):
     VIEW_AUDIT = "view_audit"
     MANAGE_USERS = "manage_users"
     RECORD_TIME = "record_time"  # review time reported by the browser (pipeline.review.timing)
+    SET_LEVELS = "set_levels"  # the trends' tolerance and action levels
 
 
 class State(StrEnum):
@@ -78,6 +79,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.VIEW_AUDIT: _SIGNING,
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
     Action.RECORD_TIME: _REVIEWING,
+    Action.SET_LEVELS: frozenset({Role.ADMIN}),
 }
 
 

@@ -1,4 +1,5 @@
-"""The overview: what the store holds, and every case with a link to its slice browser."""
+"""The overview: what the store holds, the latest run's standing against the trend levels, and every case with a link
+to its slice browser and its mark when a value of it is out of its levels."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dash.development.base_component import Component
 
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, patient_href, section
 from qa_dashboard.queries.overview import case_rows, totals
+from qa_dashboard.queries.trends import MARK_RULES, run_marks, worst_case_marks
 from qa_dashboard.store import Store
 
 dash.register_page(__name__, path="/", title="Uncertainty QA")
@@ -18,6 +20,8 @@ COLUMNS = [
     {"field": "cohort"}, {"field": "patient", "headerName": "Patient (pseudonym)"},
     {"field": "reference", "headerName": "Reference"}, {"field": "note", "headerName": "Reference note", "flex": 1},
     {"field": "processed", "headerName": "Last processed"}, {"field": "results", "headerName": "Results"},
+    {"field": "levels", "headerName": "Levels", "cellClassRules": MARK_RULES,
+     "headerTooltip": "a value of the case out of its tolerance or beyond its action level (see Trends)"},
 ]
 
 
@@ -25,10 +29,15 @@ def _overview(store: Store) -> Component:
     with store.session() as session:
         counts = totals(session)
         rows = case_rows(session)
+        marks = worst_case_marks(session)
+        runs = run_marks(session)
     for row in rows:
         row["case_href"] = patient_href(row["case"])
+        row["levels"] = marks.get(row["case"], "")
     latest = ("no run yet" if counts.latest_run is None else
               f"run {counts.latest_run[0]}: {counts.latest_run[1]} ({counts.latest_run[2]:%Y-%m-%d %H:%M})")
+    if counts.latest_run is not None and counts.latest_run[0] in runs:
+        latest += f", {runs[counts.latest_run[0]][0]}"
     cards = [(str(counts.patients), "patients"), (str(counts.cases), "cases"), (str(counts.results), "results"),
              (str(counts.protocols), "protocols"), (latest, "latest run")]
     return html.Div([

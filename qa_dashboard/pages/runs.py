@@ -1,4 +1,5 @@
-"""Batch runs: status, counts, duration; below, the failed cases (of the selected run, or of every run)."""
+"""Batch runs: status, counts, duration, whether a value of the run is out of its trend levels; below, the failed
+cases (of the selected run, or of every run)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dash.development.base_component import Component
 from qa_dashboard import inputs
 from qa_dashboard.components import grid, guarded, section
 from qa_dashboard.queries.runs import failure_rows, run_rows
+from qa_dashboard.queries.trends import MARK_RULES, run_marks
 from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/runs", title="Runs", name="Runs")
@@ -23,6 +25,9 @@ RUN_COLUMNS = [
                                                           "text-warning fw-semibold":
                                                               "params.value === 'interrupted'",
                                                           "text-success": "params.value === 'succeeded'"}},
+    {"field": "levels", "headerName": "Levels", "width": 150, "cellClassRules": MARK_RULES,
+     "tooltipField": "levels_line",
+     "headerTooltip": "a value of the run out of its tolerance or beyond its action level (see Trends)"},
     {"field": "started"}, {"field": "duration"},
     *({"field": f, "type": "numericColumn", "width": 100} for f in ("total", "done", "skipped", "failed")),
     {"field": "settings", "headerName": "Metric settings", "tooltipField": "settings",
@@ -38,6 +43,9 @@ def _page(store: Store) -> Component:
     with store.session() as session:
         runs = run_rows(session)
         failures = failure_rows(session)
+        marks = run_marks(session)
+    for row in runs:
+        row["levels"], row["levels_line"] = marks.get(row["run"], ("", ""))
     if not runs:
         return dbc.Alert(["No batch has run yet: ", html.Code("python -m pipeline run COHORT --models MANIFEST"),
                           "."], color="info", id="no-runs")

@@ -28,6 +28,7 @@ from pipeline.review.worklist import Worklist, default_configuration
 from qa_dashboard import auth, inputs
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
+from qa_dashboard.queries.trends import MARK_RULES, case_marks
 from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
     case_rows,
@@ -68,6 +69,8 @@ CASE_COLUMNS = [
     {"field": "ood", "headerName": "Out of distribution?", "minWidth": 240,
      "headerTooltip": "mean entropy over the body ranked against the same configuration on the calibration cohort",
      "cellClassRules": {"text-danger fw-semibold": "params.data.ood_flag"}},
+    {"field": "levels", "headerName": "Levels", "cellClassRules": MARK_RULES,
+     "headerTooltip": "a value of the case out of its tolerance or beyond its action level (see Trends)"},
 ]
 REGION_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
@@ -117,13 +120,18 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
     warnings = [dbc.Alert(["Left out (maps missing): ", html.Ul([html.Li(line) for line in worklist.skipped])],
                           color="warning", id="worklist-skipped")] if worklist.skipped else []
     budget = worklist.budget
+    with get_store().session() as session:
+        marks = case_marks(session)
+    cases = case_rows(worklist, rate)
+    for row in cases:
+        row["levels"] = marks.get((row["name"], worklist.configuration), "")
     return html.Div([
         *warnings,
         html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
                f"{worklist.configuration} at {budget.describe()}", id="worklist-summary", className="text-muted"),
         html.P([html.Span(f"Expected review time: {expected_minutes(worklist, rate):.1f} min for the list",
                           className="fw-semibold"), f" ({rate.label()})"], id="worklist-time"),
-        section("Cases", grid("worklist-cases", CASE_COLUMNS, case_rows(worklist, rate), 260, rowSelection={
+        section("Cases", grid("worklist-cases", CASE_COLUMNS, cases, 260, rowSelection={
             "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
             help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
         section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),

@@ -28,6 +28,7 @@ EXPECTED = {  # the issue note's matrix, written out independently of workflow.M
     Action.VIEW_AUDIT: {"approver", "admin"},
     Action.MANAGE_USERS: {"admin"},
     Action.RECORD_TIME: {"reviewer", "approver", "admin"},
+    Action.SET_LEVELS: {"admin"},
 }
 ALICE = Actor(1, "alice", Role.REVIEWER)
 BOB = Actor(2, "bob", Role.APPROVER)

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.metrics.levels import Levels
 from pipeline.store.database import (
     StoreNotReadyError,
     alembic_config,
@@ -21,6 +22,7 @@ from pipeline.store.database import (
 )
 from pipeline.store.review_schema import AuditEntry, ReviewItem, User
 from pipeline.store.schema import Base, Configuration, Image, ModelSet, Patient, Run
+from pipeline.store.trend_schema import TrendLevel
 
 
 def _tables(url: str) -> set[str]:
@@ -302,3 +304,26 @@ def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everyt
     command.upgrade(config, "head")
     assert _rows(empty_store_url, "result_regions") == [] and _rows(empty_store_url, "review_time") == []
     assert {t: _rows(empty_store_url, t) for t in kept} == kept
+
+
+def test_0010_adds_trend_levels_and_its_downgrade_keeps_every_other_row(empty_store_url: str) -> None:
+    """0010 creates the empty ``trend_levels``; levels stored there go with the downgrade (their history stays in the
+    audit log), every other row stays, and the upgrade after it works again."""
+    config = alembic_config(empty_store_url)
+    command.upgrade(config, "0001")
+    _seed_first_revision(empty_store_url)
+    command.upgrade(config, "0010")
+    before = {t: _rows(empty_store_url, t) for t in SEED_0001}
+    assert _rows(empty_store_url, "trend_levels") == []
+    engine = make_engine(empty_store_url)
+    with session_factory(engine).begin() as session:
+        session.add(TrendLevel(quantity="mean_roi_entropy", configuration="DE", structure="", tolerance_high=0.3,
+                               action_high=0.4, updated_at=NOW))
+    with session_factory(engine)() as session:
+        assert session.scalars(select(TrendLevel)).one().levels() == Levels(None, 0.3, None, 0.4)
+    engine.dispose()
+    command.downgrade(config, str(ScriptDirectory.from_config(config).get_revision("0010").down_revision))
+    assert "trend_levels" not in _tables(empty_store_url)
+    assert {t: _rows(empty_store_url, t) for t in SEED_0001} == before
+    command.upgrade(config, "0010")
+    assert _rows(empty_store_url, "trend_levels") == []

@@ -72,7 +72,7 @@ PLAN = SeedPlan(patients=2, configurations=("Base", "Base+TS"), repeats=1, map_c
                 extra_cases=False)
 FAST_HASH = "scrypt:1024:8:1"  # tests only
 PASSWORD = "correct horse battery staple"
-REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log"}
+REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log", "trend_levels"}
 SECRET_COLUMNS = {"users": "password_hash", "user_sessions": "token_hash"}  # the read role's column-level SELECT
 
 
@@ -211,6 +211,8 @@ def test_the_grant_matrix_covers_every_table_and_a_rerun_restores_it(roles: Role
     expected[("dashboard", "user_sessions")] = {"SELECT", "INSERT"}  # and UPDATE of three columns, below
     expected[("dashboard", "audit_log")] = {"SELECT", "INSERT"}
     expected[("batch", "audit_log")] = {"SELECT", "INSERT"}  # deployed temperatures are audited; runs verify the chain
+    expected[("dashboard", "trend_levels")] = {"SELECT", "INSERT", "UPDATE", "DELETE"}  # an admin sets the levels
+    expected[("batch", "trend_levels")] = {"SELECT"}  # a run is checked against them
     assert granted == expected
     for table, secret in SECRET_COLUMNS.items():
         columns = _owner(roles.owner, f"SELECT a.attname, has_column_privilege('{roles.prefix}_dashboard_read', "

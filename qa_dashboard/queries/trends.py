@@ -1,0 +1,78 @@
+"""The trends as the dashboard shows them: a quantity's value per nightly run of a configuration with the levels that
+apply and each point's status, the stored levels, and the marks of the runs and cases out of their levels
+(:mod:`pipeline.store.trends`, :mod:`pipeline.store.trend_check`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.metrics.levels import Levels, Status
+from pipeline.store.trend_check import case_statuses, check_runs, levels_for, stored_levels
+from pipeline.store.trend_schema import EVERY, TrendLevel
+from pipeline.store.trends import QUANTITIES, case_values, quantity, run_values
+
+#: status → what the runs page, the overview and the worklist show
+MARKS: dict[Status, str] = {"ok": "", "tolerance": "out of tolerance", "action": "beyond action"}
+#: a mark → the Bootstrap text class of its cell
+MARK_RULES = {"text-warning fw-semibold": "params.value === 'out of tolerance'",
+              "text-danger fw-bold": "params.value === 'beyond action'"}
+
+
+def choices(session: Session) -> tuple[list[str], dict[str, list[str]]]:
+    """The configurations with a trend value (grid order) and, per per-structure quantity, its structures."""
+    values = case_values(session, quantities=[q for q in QUANTITIES if q.per_structure][:1])
+    configurations = list(dict.fromkeys(values.sort_values("position")["configuration"]))
+    structures = sorted(set(values["structure"]) - {EVERY})
+    return configurations, {q.name: structures for q in QUANTITIES if q.per_structure}
+
+
+def trend(session: Session, configuration: str, name: str, structure: str = EVERY
+          ) -> tuple[list[dict[str, Any]], Levels | None]:
+    """The value of quantity ``name`` per run of ``configuration`` (and ``structure``), oldest first: ``run``,
+    ``started``, ``value``, ``n``, ``status``; and the levels that apply to it (None: none)."""
+    item = quantity(name)
+    levels = levels_for(stored_levels(session), name, configuration, structure)
+    runs = run_values(case_values(session, quantities=[item]))
+    chosen = runs[(runs["configuration"] == configuration) & (runs["structure"] == structure)]
+    points = []
+    for row in chosen.sort_values("run_id").itertuples():
+        value = float(row.value)
+        points.append({"run": int(row.run_id), "started": f"{row.started:%Y-%m-%d %H:%M:%S}", "value": value,
+                       "n": int(row.n),
+                       "status": "ok" if levels is None else levels.status(value)})
+    return points, levels
+
+
+def level_rows(session: Session) -> list[dict[str, Any]]:
+    """Every stored levels row, as the levels grid lists it."""
+    rows = []
+    for row in session.scalars(select(TrendLevel).order_by(TrendLevel.quantity, TrendLevel.configuration,
+                                                           TrendLevel.structure)):
+        rows.append({"quantity": row.quantity, "label": quantity(row.quantity).label,
+                     "configuration": row.configuration or "every", "structure": row.structure or "—",
+                     **asdict(row.levels()), "updated": f"{row.updated_at:%Y-%m-%d %H:%M}"})
+    return rows
+
+
+def run_marks(session: Session) -> dict[int, tuple[str, str]]:
+    """Run id → (mark, the check's line) of each run with a value out of its levels."""
+    return {run_id: (MARKS[check.status], check.line())
+            for run_id, check in check_runs(session).items() if check.findings}
+
+
+def case_marks(session: Session) -> dict[tuple[str, str], str]:
+    """(case, configuration) → the mark of each case with a value out of its levels."""
+    return {key: MARKS[status] for key, status in case_statuses(session).items()}
+
+
+def worst_case_marks(session: Session) -> dict[str, str]:
+    """Case → the mark of its worst configuration."""
+    order = list(MARKS.values())
+    found: dict[str, str] = {}
+    for (case, _configuration), mark in case_marks(session).items():
+        found[case] = max(found.get(case, ""), mark, key=order.index)
+    return found
