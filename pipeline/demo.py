@@ -53,19 +53,23 @@ log = logging.getLogger(__name__)
 
 DEMO_MODELS = REPO_ROOT / "models" / "demo" / "manifest.json"
 FIRST_SEED = 9000
+NIGHT_SEEDS = range(9100, 9102)
 REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz")
 TOTALSEGMENTATOR_SPLEEN = 1
 REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert contour; no lymph-node reference"
 DEMO_USERS = (("demo-admin", "admin"), ("demo-reviewer", "reviewer"), ("demo-approver", "approver"))
 
 
-def write_phantom_cohort(folder: Path, seeds: range) -> Path:
-    """Phantom CTs and their observer references as NIfTI under ``folder/images`` and ``folder/references``."""
-    for sub in ("images", "references"):
+def write_phantom_cohort(folder: Path, seeds: range, references: str = "references") -> Path:
+    """Phantom CTs and their observer references as NIfTI under ``folder/images`` and ``folder/<references>``.
+
+    The demo's night (README, "A night in the clinic") puts the references under ``final_contours``: the batch finds
+    no reference there, so the cases arrive unreferenced and their contours are attached later."""
+    for sub in ("images", references):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         phantom = generate_phantom(seed)
-        for array, sub in ((phantom.ct, "images"), (phantom.labels, "references")):
+        for array, sub in ((phantom.ct, "images"), (phantom.labels, references)):
             image = sitk.GetImageFromArray(array)
             image.SetSpacing(tuple(reversed(phantom.spacing)))
             sitk.WriteImage(image, str(folder / sub / f"phantom_{seed}.nii.gz"), useCompression=True)
@@ -203,6 +207,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
         run_protocol(session, ArtifactStore(settings.artifacts_dir), model_set,
                      ProtocolOptions(cohort="phantom", repeats=repeats, test_fraction=0.5, seed=0))
     real = real_ct_case(workdir / "real", settings.shared_data)
+    night = write_phantom_cohort(workdir / "night", NIGHT_SEEDS, references="final_contours")
     failed = bool(phantoms.failed)
     if real is not None:
         failed |= bool(_batch([real], models, settings, tta).failed)
@@ -214,5 +219,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
     report = _report(url, identity, repeats)
     sys.stdout.write(f"\n{report}\n\nStore: {url} ({stored} images), maps under "
                      f"{settings.artifacts_dir}. Labels: {dict(LABELS)}.\nDashboard: python app.py, then "
-                     f"http://127.0.0.1:8050 (login required). {accounts}\n")
+                     f"http://127.0.0.1:8050 (login required). {accounts}\nA night in the clinic (README): new "
+                     f"patients without a reference in {night / 'images'}, their final contours in "
+                     f"{night / 'final_contours'}.\n")
     return 1 if failed else 0

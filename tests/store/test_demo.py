@@ -60,6 +60,38 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
         assert len(session.scalars(select(Run)).all()) == 4
         assert len(session.scalars(select(Protocol)).all()) == 1, "the refitted protocol replaces the first"
     engine.dispose()
+    _a_night_in_the_clinic(smoke_run[0] / "manifest.json", tmp_path / "demo" / "night", environment, url)
+
+
+def _a_night_in_the_clinic(models: Path, night: Path, environment: dict[str, str], url: str) -> None:
+    """The README's walk-through on the night the demo leaves: the new patients are stored without a reference, then
+    a final contour is attached (by case, then by manifest) and their results carry the reference."""
+    assert sorted(p.name for p in (night / "images").iterdir()) == ["phantom_9100.nii.gz", "phantom_9101.nii.gz"]
+    assert not (night / "references").exists(), "the night's contours must not reach the batch"
+    pipeline = [sys.executable, "-m", "pipeline"]
+    done = subprocess.run([*pipeline, "run", str(night), "--models", str(models), "--cohort", "night", "--no-tta",
+                           "--no-progress"], cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processed" in done.stdout and "0 failed" in done.stdout
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        night_results = select(CaseResult.has_reference).join(Image, Image.id == CaseResult.image_id).where(
+            Image.cohort == "night")
+        assert session.scalars(night_results).all() and not any(session.scalars(night_results))
+    one = subprocess.run([*pipeline, "attach-reference", "phantom_9100", "--kind", "final_clinical", "--reference",
+                          str(night / "final_contours" / "phantom_9100.nii.gz")], cwd=REPO_ROOT, env=environment,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    (night / "attach.csv").write_text("case,reference,kind\nphantom_9101,final_contours/phantom_9101.nii.gz,"
+                                      "final_clinical\n")
+    manifest = subprocess.run([*pipeline, "attach-reference", "--manifest", str(night / "attach.csv")],
+                              cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert manifest.returncode == 0, manifest.stderr[-3000:]
+    assert "attach-reference: 1 attached, 0 failed" in manifest.stdout + manifest.stderr
+    with session_factory(engine)() as session:
+        assert all(session.scalars(night_results))
+    engine.dispose()
 
 
 def _the_shift_table_is_recomputed(stdout: str, url: str, artifacts: Path) -> None:
