@@ -48,9 +48,10 @@ INSERT INTO qa_roles_tables (name, kind) VALUES
     ('images', 'results'), ('protocols', 'results'), ('split_roles', 'results'), ('temperature_fits', 'results'),
     ('runs', 'results'), ('case_failures', 'results'), ('processings', 'results'), ('case_results', 'results'),
     ('metric_values', 'results'), ('structure_results', 'results'), ('curve_points', 'results'),
-    ('reliability_bins', 'results'), ('artifacts', 'results'),
+    ('reliability_bins', 'results'), ('artifacts', 'results'), ('result_regions', 'results'),
+    ('reference_attachments', 'results'),
     ('users', 'review'), ('user_sessions', 'review'), ('login_throttle', 'review'), ('review_items', 'review'),
-    ('audit_log', 'review'), ('trend_levels', 'review');
+    ('audit_log', 'review'), ('trend_levels', 'review'), ('review_time', 'review');
 
 DO $$
 DECLARE
@@ -131,10 +132,12 @@ SELECT format('GRANT SELECT ON %1$I.users TO %2$I', current_schema(), :'dashboar
               current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.login_throttle TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_items TO %2$I', current_schema(), :'dashboard_role'),
+       format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_time TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT INSERT ON %1$I.audit_log TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.trend_levels TO %2$I', current_schema(), :'dashboard_role'),
-       format('GRANT USAGE ON SEQUENCE %s, %s TO %I',
+       format('GRANT USAGE ON SEQUENCE %s, %s, %s TO %I',
               pg_get_serial_sequence(format('%I.review_items', current_schema()), 'id'),
-              pg_get_serial_sequence(format('%I.user_sessions', current_schema()), 'id'), :'dashboard_role') \gexec
+              pg_get_serial_sequence(format('%I.user_sessions', current_schema()), 'id'),
+              pg_get_serial_sequence(format('%I.review_time', current_schema()), 'id'), :'dashboard_role') \gexec
 
 COMMIT;

@@ -28,10 +28,11 @@ from pipeline.metrics.pooling import MemberPool
 from pipeline.phantoms.ct import generate_phantom
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Measured with the demo models on the finer CT grid below: the largest |p_pooled - p_per_pass| of any voxel, class
-# and configuration (0.527, CE; at structure boundaries, where interpolated logits are sharper than interpolated
-# probabilities), and the smallest argmax agreement of a configuration (99.91 %, CE).
-MAX_DIFFERENCE_FINER_GRID = 0.53
+# Measured with the demo models (retrained 2026-12-06) on the finer CT grid below: the largest |p_pooled - p_per_pass|
+# of any voxel, class and configuration (0.660, Base; at structure boundaries, where interpolated logits are sharper
+# than interpolated probabilities; the earlier models gave 0.527, CE), and the smallest argmax agreement of a
+# configuration (99.94 %, CE).
+MAX_DIFFERENCE_FINER_GRID = 0.67
 MIN_ARGMAX_AGREEMENT_FINER_GRID = 0.999
 
 

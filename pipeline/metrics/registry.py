@@ -45,6 +45,8 @@ class Metric:
             column (DSC per structure → the mean foreground DSC).
         boxplot: the comparison page shows its per-case distribution per configuration as box plots.
         table: where the store keeps it: ``metric_values`` rows, or the ``structure_results`` column of its name.
+        trend: the nightly trends follow it (:mod:`pipeline.store.trends`): ``case`` (levels judge each case and
+            the run's mean) or ``run`` (only the run's mean, over the cases that define it); None: no trend.
     """
 
     name: str
@@ -62,6 +64,7 @@ class Metric:
     whole_case: str | None = None
     boxplot: bool = False
     table: Table = "metric_values"
+    trend: Literal["case", "run"] | None = None
 
     def format(self, value: float) -> str:
         """``value`` with the metric's digits (no unit)."""
@@ -94,7 +97,7 @@ METRICS: tuple[Metric, ...] = (
            table="structure_results"),
     Metric("ece", "ECE (ROI)", "", (0.0, 1.0), "lower", True, "case",
            "Voxel-weighted mean gap between stated confidence and observed accuracy over 15 confidence bins of the "
-           "ROI voxels.", _anchor("ece-roi"), 3, True, lambda m: m.ece),
+           "ROI voxels.", _anchor("ece-roi"), 3, True, lambda m: m.ece, trend="run"),
     Metric("brier", "Brier (ROI)", "", (0.0, 2.0), "lower", True, "case",
            "Mean over the ROI voxels of the squared distance between the probability vector and the one-hot "
            "reference.", _anchor("brier-roi"), 3, True, lambda m: m.brier),
@@ -103,7 +106,7 @@ METRICS: tuple[Metric, ...] = (
            _anchor("nll"), 3, False, lambda m: m.nll),
     Metric("ueo_auc", "UEO-AUC", "", (0.0, 1.0), "higher", True, "case",
            "Mean Dice overlap of the most uncertain ROI voxels with the wrong ones over review budgets of 0–5 %.",
-           _anchor("ueo-auc"), 3, True, lambda m: m.ueo_auc),
+           _anchor("ueo-auc"), 3, True, lambda m: m.ueo_auc, trend="run"),
     Metric("fp_tp_auc", "FP-TP AUC", "", (0.0, 1.0), "higher", True, "case",
            "AUROC of entropy for false against true positives among the ROI voxels predicted foreground (0.5 = "
            "chance).", _anchor("fp-tp-auc"), 3, True, lambda m: m.fp_tp_auc, boxplot=True),
@@ -132,7 +135,7 @@ METRICS: tuple[Metric, ...] = (
            lambda m: m.fn_tn_auc_structure, whole_case="fn_tn_auc"),
     Metric("mean_entropy_roi", "Mean entropy (ROI)", "", (0.0, 1.0), None, False, "case",
            "Mean normalised predictive entropy over the ROI voxels (0 = certain, 1 = every class equally likely).",
-           _anchor("mean-entropy-roi"), 3, False, lambda m: m.mean_entropy_roi),
+           _anchor("mean-entropy-roi"), 3, False, lambda m: m.mean_entropy_roi, trend="case"),
 )
 
 
@@ -162,6 +165,11 @@ def summary_metrics() -> tuple[Metric, ...]:
 def reference_metrics() -> tuple[Metric, ...]:
     """The case-level metrics that need a reference (NULL without one)."""
     return tuple(m for m in case_metrics() if m.needs_reference)
+
+
+def trend_metrics() -> tuple[Metric, ...]:
+    """The case-level metrics the nightly trends follow, in registry order."""
+    return tuple(m for m in case_metrics() if m.trend is not None)
 
 
 def names(metrics: Sequence[Metric]) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ class Finding:
     breach: Breach
 
     def text(self) -> str:
-        """``DE mean ROI entropy 0.410 > 0.300`` (with the case and structure when there are)."""
+        """``DE Mean entropy (ROI) 0.410 > 0.300`` (with the case and structure when there are)."""
         item = quantity(self.quantity)
         where = " ".join(p for p in (self.case, self.configuration, self.structure, item.label) if p)
         return f"{where} {item.describe(self.value)} {self.breach.side} {self.breach.bound:g}"

@@ -107,11 +107,10 @@ def _ood_flag(session: Session, results: Select[Any], _frame_: pd.DataFrame) -> 
 
 
 QUANTITIES: tuple[Quantity, ...] = (
-    Quantity("mean_roi_entropy", "mean ROI entropy", "", "case", 3, False, _case_metric("mean_entropy_roi")),
+    *(Quantity(m.name, m.label, m.unit, m.trend, m.digits, False, _case_metric(m.name))
+      for m in registry.trend_metrics() if m.trend is not None),
     Quantity("flagged_ml", "flagged mL", "mL", "case", 2, False, _flagged_ml),
     Quantity("predicted_volume", "predicted volume", "mL", "case", 1, True, _predicted_volume),
-    Quantity("ece", registry.metric("ece").label, "", "run", 3, False, _case_metric("ece")),
-    Quantity("ueo_auc", registry.metric("ueo_auc").label, "", "run", 3, False, _case_metric("ueo_auc")),
     Quantity("ood_rate", "out-of-distribution rate", "", "run", 2, False, _ood_flag),
 )
 

@@ -37,13 +37,13 @@ def test_levels_set_on_the_trend_page_mark_the_run_and_its_cases(browser: webdri
     browser.find_element(By.ID, "levels-this-configuration").click()
     browser.find_element(By.ID, "levels-save").click()
     alert = wait_for(browser, lambda: browser.find_element(By.ID, "levels-alert").text, "the levels saved")
-    assert alert == f"Set the levels of {CONFIGURATION} mean ROI entropy."
+    assert alert == f"Set the levels of {CONFIGURATION} Mean entropy (ROI)."
     assert wait_for(browser, lambda: _markers(browser) == {"beyond action": 1}, "the marked point")
     shapes = figure(browser, "trend-graph")["layout"]["shapes"]
     assert [s["y0"] for s in shapes if s["type"] == "line"] == [0.02]  # the action level, dashed
     rows = grid_rows(browser, "levels-grid")
     assert [(r["quantity"], r["configuration"], r["tolerance_high"], r["action_high"]) for r in rows] == [
-        ("mean_roi_entropy", CONFIGURATION, 0.01, 0.02)]
+        ("mean_entropy_roi", CONFIGURATION, 0.01, 0.02)]
     shot(browser, screenshots, "trends_01_beyond_action")
 
     try:
@@ -68,6 +68,6 @@ def test_levels_set_on_the_trend_page_mark_the_run_and_its_cases(browser: webdri
         browser.find_element(By.ID, "levels-this-configuration").click()
         browser.find_element(By.ID, "levels-clear").click()
         alert = wait_for(browser, lambda: browser.find_element(By.ID, "levels-alert").text, "the levels cleared")
-    assert alert == f"Cleared the levels of {CONFIGURATION} mean ROI entropy."
+    assert alert == f"Cleared the levels of {CONFIGURATION} Mean entropy (ROI)."
     assert wait_for(browser, lambda: _markers(browser) == {"within tolerance": 1}, "the point unmarked")
     assert grid_rows(browser, "levels-grid") == []

@@ -19,7 +19,7 @@ from tests.dashboard.conftest import SeededStore
 from tests.dashboard.http import call
 from tests.dashboard.test_permissions import page
 
-FORM = {"trend-configuration.value": "DE", "trend-quantity.value": "mean_roi_entropy",
+FORM = {"trend-configuration.value": "DE", "trend-quantity.value": "mean_entropy_roi",
         "levels-this-configuration.value": True, "levels-tolerance_high.value": 0.5, "levels-action_high.value": 0.6}
 
 
@@ -49,8 +49,8 @@ def test_only_an_admin_sets_and_clears_levels_over_http(role: Role, store: Seede
     text = str(saved.get_json()["response"]["levels-result"]["children"])
     levels, rows = _state(store.url, name)
     if may:
-        assert "Set the levels of DE mean ROI entropy." in text
-        assert set(levels) == {("mean_roi_entropy", "DE", "")} and rows == [("config.levels", "ok")]
+        assert "Set the levels of DE Mean entropy (ROI)." in text
+        assert set(levels) == {("mean_entropy_roi", "DE", "")} and rows == [("config.levels", "ok")]
         cleared = call(client, dash_app, "levels-result.children", "levels-clear.n_clicks",
                        {**FORM, "levels-clear.n_clicks": 1})
         assert "Cleared the levels" in str(cleared.get_json()["response"]["levels-result"]["children"])

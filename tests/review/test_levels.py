@@ -32,22 +32,22 @@ def test_an_admin_sets_replaces_and_clears_levels_each_audited(
     service: ReviewService, users: dict[str, int], engine: Engine
 ) -> None:
     admin = users["admin"]
-    service.set_levels(admin, "mean_roi_entropy", {"tolerance_high": 0.3, "action_high": 0.4}, ip="10.0.0.1")
-    service.set_levels(admin, "mean_roi_entropy", Levels(0.05, 0.25, 0.0, 0.4), configuration="DE")
+    service.set_levels(admin, "mean_entropy_roi", {"tolerance_high": 0.3, "action_high": 0.4}, ip="10.0.0.1")
+    service.set_levels(admin, "mean_entropy_roi", Levels(0.05, 0.25, 0.0, 0.4), configuration="DE")
     service.set_levels(admin, "predicted_volume", {"tolerance_low": 100.0}, structure="spleen")
-    assert _rows(engine) == {("mean_roi_entropy", "", ""): Levels(None, 0.3, None, 0.4),
-                             ("mean_roi_entropy", "DE", ""): Levels(0.05, 0.25, 0.0, 0.4),
+    assert _rows(engine) == {("mean_entropy_roi", "", ""): Levels(None, 0.3, None, 0.4),
+                             ("mean_entropy_roi", "DE", ""): Levels(0.05, 0.25, 0.0, 0.4),
                              ("predicted_volume", "", "spleen"): Levels(100.0)}
-    service.set_levels(admin, "mean_roi_entropy", {"tolerance_high": 0.35}, ip="10.0.0.1")  # replaces the row
+    service.set_levels(admin, "mean_entropy_roi", {"tolerance_high": 0.35}, ip="10.0.0.1")  # replaces the row
     service.clear_levels(CommandLine("tester"), "predicted_volume", structure="spleen")
-    assert _rows(engine) == {("mean_roi_entropy", "", ""): Levels(None, 0.35),
-                             ("mean_roi_entropy", "DE", ""): Levels(0.05, 0.25, 0.0, 0.4)}
+    assert _rows(engine) == {("mean_entropy_roi", "", ""): Levels(None, 0.35),
+                             ("mean_entropy_roi", "DE", ""): Levels(0.05, 0.25, 0.0, 0.4)}
     rows = _audit(engine)
     assert [(r.action, r.outcome, r.actor, r.object_id) for r in rows] == [
-        ("config.levels", "ok", "admin", "mean_roi_entropy//"),
-        ("config.levels", "ok", "admin", "mean_roi_entropy/DE/"),
+        ("config.levels", "ok", "admin", "mean_entropy_roi//"),
+        ("config.levels", "ok", "admin", "mean_entropy_roi/DE/"),
         ("config.levels", "ok", "admin", "predicted_volume//spleen"),
-        ("config.levels", "ok", "admin", "mean_roi_entropy//"),
+        ("config.levels", "ok", "admin", "mean_entropy_roi//"),
         ("config.levels_clear", "ok", "cli:tester", "predicted_volume//spleen"),
     ]
     bounds = {"tolerance_low": None, "tolerance_high": 0.3, "action_low": None, "action_high": 0.4}

@@ -48,7 +48,7 @@ def _batch_case(engine: Engine, artifacts: ArtifactStore, seed: int) -> None:
     probabilities, reference = _probabilities(seed)
     spacing = (SPACING_XYZ[2], SPACING_XYZ[1], SPACING_XYZ[0])
     result = evaluate_configuration(probabilities, reference, spacing, DEFAULT_SETTINGS, None, BUDGET)
-    outcome = Outcome("DE", None, result, True, 0.0)
+    outcome = Outcome("DE", None, result, True, 0.0, None)
     with session_factory(engine).begin() as session:
         model_set = session.scalar(select(ModelSet))
         if model_set is None:

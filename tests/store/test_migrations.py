@@ -317,7 +317,7 @@ def test_0010_adds_trend_levels_and_its_downgrade_keeps_every_other_row(empty_st
     assert _rows(empty_store_url, "trend_levels") == []
     engine = make_engine(empty_store_url)
     with session_factory(engine).begin() as session:
-        session.add(TrendLevel(quantity="mean_roi_entropy", configuration="DE", structure="", tolerance_high=0.3,
+        session.add(TrendLevel(quantity="mean_entropy_roi", configuration="DE", structure="", tolerance_high=0.3,
                                action_high=0.4, updated_at=NOW))
     with session_factory(engine)() as session:
         assert session.scalars(select(TrendLevel)).one().levels() == Levels(None, 0.3, None, 0.4)

@@ -72,7 +72,8 @@ PLAN = SeedPlan(patients=2, configurations=("Base", "Base+TS"), repeats=1, map_c
                 extra_cases=False)
 FAST_HASH = "scrypt:1024:8:1"  # tests only
 PASSWORD = "correct horse battery staple"
-REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log", "trend_levels"}
+REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log", "trend_levels",
+                 "review_time"}
 SECRET_COLUMNS = {"users": "password_hash", "user_sessions": "token_hash"}  # the read role's column-level SELECT
 
 
@@ -206,7 +207,7 @@ def test_the_grant_matrix_covers_every_table_and_a_rerun_restores_it(roles: Role
             expected[("dashboard_read", table)] = {"SELECT"}
             expected[("dashboard", table)] = {"SELECT"}
     expected[("dashboard", "users")] = {"SELECT"}
-    for table in ("review_items", "login_throttle"):
+    for table in ("review_items", "login_throttle", "review_time"):  # review_time: the measured review clocks
         expected[("dashboard", table)] = {"SELECT", "INSERT", "UPDATE"}
     expected[("dashboard", "user_sessions")] = {"SELECT", "INSERT"}  # and UPDATE of three columns, below
     expected[("dashboard", "audit_log")] = {"SELECT", "INSERT"}
@@ -228,7 +229,8 @@ def test_the_grant_matrix_covers_every_table_and_a_rerun_restores_it(roles: Role
     serial = {t.name for t in Base.metadata.sorted_tables if "id" in t.columns and t.columns["id"].primary_key}
     assert {(g.removeprefix(roles.prefix + "_"), q) for g, q in sequences} == {
         ("batch", f"{t}_id_seq") for t in serial - REVIEW_TABLES} | {
-        ("dashboard", "review_items_id_seq"), ("dashboard", "user_sessions_id_seq")}  # audit_log: its trigger's
+        ("dashboard", "review_items_id_seq"), ("dashboard", "user_sessions_id_seq"),
+        ("dashboard", "review_time_id_seq")}  # audit_log: its trigger's
 
     before = _privileges(roles.owner)
     _owner(roles.owner, f"GRANT DELETE ON audit_log TO {roles.prefix}_dashboard",

@@ -65,9 +65,10 @@ def _by_hand(url: str, run_id: int) -> dict[tuple[str, str, str], tuple[float, i
 
             metrics = {m.name: m.value for m in session.scalars(select(MetricValue).where(
                 MetricValue.result_id == result.id, MetricValue.class_index == WHOLE_CASE))}
-            add("mean_roi_entropy", metrics["mean_entropy_roi"])
+            add("mean_entropy_roi", metrics["mean_entropy_roi"])
             add("ece", metrics["ece"])
             add("ueo_auc", metrics["ueo_auc"])
+            add("ood_rate", None if result.ood_flag is None else float(result.ood_flag))
             add("flagged_ml", math.ceil(BUDGET * result.roi_voxels - 1e-9) * result.voxel_ml)
             for row in session.scalars(select(StructureResult).where(StructureResult.result_id == result.id,
                                                                      StructureResult.class_index > 0)):
@@ -93,32 +94,32 @@ def test_trend_values_and_the_exit_code_of_a_run_out_of_its_levels(
         assert check_run(session, run_id) is None
     expected = _by_hand(store_url, run_id)
     got = {(r.configuration, r.quantity, r.structure): (r.value, r.n) for r in runs.itertuples()}
-    assert set(got) == set(expected) and len(got) == 3 * (4 + 2)  # Base, DE, CE × 4 case values + 2 structures
+    assert set(got) == set(expected) and len(got) == 3 * (5 + 2)  # Base, DE, CE × 5 case values + 2 structures
     for key, (value, n) in expected.items():
         assert got[key][1] == n, key
         assert got[key][0] == pytest.approx(value, rel=1e-9, nan_ok=True), key
-    assert got[("DE", "ece", "")][1] == 1 and got[("DE", "mean_roi_entropy", "")][1] == 2  # ECE: the referenced case
+    assert got[("DE", "ece", "")][1] == 1 and got[("DE", "mean_entropy_roi", "")][1] == 2  # ECE: the referenced case
     assert set(cases["case"]) == {"night1_ref", "night1_noref"}
 
     service = ReviewService(engine)
-    entropy = got[("DE", "mean_roi_entropy", "")][0]
-    service.set_levels(CommandLine("tester"), "mean_roi_entropy", {"tolerance_high": entropy / 4},
+    entropy = got[("DE", "mean_entropy_roi", "")][0]
+    service.set_levels(CommandLine("tester"), "mean_entropy_roi", {"tolerance_high": entropy / 4},
                        configuration="DE")
     service.set_levels(CommandLine("tester"), "ece", {"tolerance_high": 1.0, "action_high": 1.0})
     second = _manifest(tmp_path, phantom_folder, [("night2", 9002, True)])
     code, out = _run(second, models, settings, capsys)
     line = out.strip().splitlines()[-1]
     assert code == EXIT_OUT_OF_TOLERANCE, out
-    assert line.startswith("run 2: 1 of 4 values out of tolerance, 0 beyond action: DE mean ROI entropy ")
-    assert f" > {entropy / 4:g}; 1 of 1 case values out of tolerance, 0 beyond action: night2 DE mean ROI " in line
+    assert line.startswith("run 2: 1 of 4 values out of tolerance, 0 beyond action: DE Mean entropy (ROI) ")
+    assert f" > {entropy / 4:g}; 1 of 1 case values out of tolerance, 0 beyond action: night2 DE Mean entropy (ROI) " in line
 
-    service.set_levels(CommandLine("tester"), "mean_roi_entropy", {"tolerance_high": entropy / 4,
+    service.set_levels(CommandLine("tester"), "mean_entropy_roi", {"tolerance_high": entropy / 4,
                                                                    "action_high": entropy / 4}, configuration="DE")
     with session_factory(engine)() as session:
         check = check_run(session, 2)
         first_check = check_run(session, run_id)
     engine.dispose()
     assert check is not None and check.exit_code == EXIT_OUT_OF_ACTION and check.status == "action"
-    assert check.line().startswith("run 2: 1 of 4 values out of tolerance, 1 beyond action: DE mean ROI entropy ")
+    assert check.line().startswith("run 2: 1 of 4 values out of tolerance, 1 beyond action: DE Mean entropy (ROI) ")
     assert first_check is not None and first_check.exit_code == EXIT_OUT_OF_ACTION
     assert {f.case for f in first_check.of(True)} <= {"night1_ref", "night1_noref"}
