@@ -110,7 +110,8 @@ def _flip_checkpoint(manifest: Path) -> None:
 
 
 #: the digest the demo manifest records for CHECKPOINT (read, so that retrained demo models keep the corpus true)
-RECORDED_SHA = next(c["sha256"] for c in json.loads(DEMO_MANIFEST.read_text())["checkpoints"] if c["path"] == CHECKPOINT)
+RECORDED_SHA = next(c["sha256"] for c in json.loads(DEMO_MANIFEST.read_text())["checkpoints"]
+                    if c["path"] == CHECKPOINT)
 _SHA = r"sha256 [0-9a-f]{64} differs from " + RECORDED_SHA + " recorded in "
 _REFUSED = r"; the checkpoint is damaged or was replaced, refused before loading"
 

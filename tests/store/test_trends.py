@@ -111,7 +111,8 @@ def test_trend_values_and_the_exit_code_of_a_run_out_of_its_levels(
     line = out.strip().splitlines()[-1]
     assert code == EXIT_OUT_OF_TOLERANCE, out
     assert line.startswith("run 2: 1 of 4 values out of tolerance, 0 beyond action: DE Mean entropy (ROI) ")
-    assert f" > {entropy / 4:g}; 1 of 1 case values out of tolerance, 0 beyond action: night2 DE Mean entropy (ROI) " in line
+    assert (f" > {entropy / 4:g}; 1 of 1 case values out of tolerance, 0 beyond action: night2 DE Mean entropy (ROI) "
+            in line)
 
     service.set_levels(CommandLine("tester"), "mean_entropy_roi", {"tolerance_high": entropy / 4,
                                                                    "action_high": entropy / 4}, configuration="DE")
