@@ -107,10 +107,12 @@ def _ood_flag(session: Session, results: Select[Any], _frame_: pd.DataFrame) -> 
 
 
 QUANTITIES: tuple[Quantity, ...] = (
-    *(Quantity(m.name, m.label, m.unit, m.trend, m.digits, False, _case_metric(m.name))
-      for m in registry.trend_metrics() if m.trend is not None),
+    *(Quantity(m.name, m.label, m.unit, "case", m.digits, False, _case_metric(m.name))
+      for m in registry.trend_metrics() if m.trend == "case"),
     Quantity("flagged_ml", "flagged mL", "mL", "case", 2, False, _flagged_ml),
     Quantity("predicted_volume", "predicted volume", "mL", "case", 1, True, _predicted_volume),
+    *(Quantity(m.name, m.label, m.unit, "run", m.digits, False, _case_metric(m.name))
+      for m in registry.trend_metrics() if m.trend == "run"),
     Quantity("ood_rate", "out-of-distribution rate", "", "run", 2, False, _ood_flag),
 )
 
