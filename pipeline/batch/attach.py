@@ -18,7 +18,6 @@ the replaced ones.
 
 from __future__ import annotations
 
-import csv
 import getpass
 import logging
 import time
@@ -31,7 +30,7 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from pipeline.batch.cases import read_reference, reference_hash
+from pipeline.batch.cases import manifest_rows, read_reference, reference_hash
 from pipeline.batch.export import stored_grid
 from pipeline.batch.maps import map_artifacts, result_prefix
 from pipeline.batch.outcomes import (
@@ -274,17 +273,7 @@ class AttachSummary:
 def requests_from_manifest(path: Path, kind: str = DEFAULT_REFERENCE_KIND) -> list[AttachRequest]:
     """The rows of a CSV manifest with the columns ``case, reference`` and optionally ``kind`` (default ``kind``);
     relative paths are read from the manifest's folder."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            columns = set(reader.fieldnames or ())
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(f"{path}: not a readable CSV manifest ({error})") from error
-    if not {"case", "reference"} <= columns:
-        raise InputError(f"{path}: an attach-reference manifest needs a header with the columns case, reference")
-    if not rows:
-        raise InputError(f"{path}: the manifest lists no case")
+    rows = manifest_rows(path, ("case", "reference"), "an attach-reference manifest")
     requests = []
     for row in rows:
         reference = (row.get("reference") or "").strip()

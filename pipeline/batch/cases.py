@@ -131,9 +131,9 @@ def hash_mrn(mrn: str, source: Path, salt: str | None) -> str | None:
     return hmac.new(salt.encode(), mrn.encode(), hashlib.sha256).hexdigest()
 
 
-def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
-    """Cases of a CSV manifest (see the module's description); duplicate case names are refused; ``mrn_salt`` keys
-    the hash of an ``mrn`` column."""
+def manifest_rows(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """The rows of the CSV manifest ``path`` (one dict per row); InputError when it cannot be read, lacks one of the
+    ``required`` columns (``what`` names the manifest in the message) or lists no row."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheet exports start with a BOM
             reader = csv.DictReader(handle)
@@ -141,10 +141,17 @@ def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | Non
             columns = set(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"{path}: not a readable CSV manifest ({error})") from error
-    if not {"case", "ct"} <= columns:
-        raise InputError(f"{path}: a manifest needs a header with at least the columns case, ct")
+    if not set(required) <= columns:
+        raise InputError(f"{path}: {what} needs a header with at least the columns {', '.join(required)}")
     if not rows:
         raise InputError(f"{path}: the manifest lists no case")
+    return rows
+
+
+def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | None = None) -> list[CaseSpec]:
+    """Cases of a CSV manifest (see the module's description); duplicate case names are refused; ``mrn_salt`` keys
+    the hash of an ``mrn`` column."""
+    rows = manifest_rows(path, ("case", "ct"), "a manifest")
     base = path.parent
     cases = []
     for number, row in enumerate(rows, start=2):
