@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from pipeline.metrics import registry
 from pipeline.metrics.calibration import normalized_entropy
 from pipeline.metrics.regions import find_regions
+from pipeline.metrics.review_budget import DEFAULT_CAP, flagged_count, top_budget_indices
 from pipeline.metrics.temperature import apply_temperature
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
@@ -72,6 +73,7 @@ class SeedPlan:
     map_cases: int = 2
     map_configurations: tuple[str, ...] | None = None  # None: every configuration
     region_configurations: tuple[str, ...] = ()  # of those, the ones whose review regions are stored, as the batch does
+    map_variants: int = 0  # 0: each map case its own phantom; n: phantom map cases cycle through n computed map sets
     map_shape: tuple[int, int, int] = (24, 64, 64)  # (Z, Y, X)
     spacing_xyz: tuple[float, float, float] = (1.5, 1.5, 3.0)
     budget: float = 0.02
@@ -211,8 +213,9 @@ def _probabilities(rng: np.random.Generator, labels: NDArray[np.uint8], quality:
 
 
 def _result_maps(probs: NDArray[np.float32], labels: NDArray[np.uint8] | None, budget: float,
-                 ) -> tuple[dict[str, NDArray[np.generic]], int]:
-    """The maps of one result and the size of its ROI (a box around the foreground)."""
+                 ) -> tuple[dict[str, NDArray[np.generic]], int, NDArray[np.intp]]:
+    """The maps of one result, the size of its ROI (a box around the foreground) and its budget ranking up to the
+    cap (:func:`~pipeline.metrics.review_budget.top_budget_indices` on the entropy as stored)."""
     prediction = probs.argmax(axis=0).astype(np.uint8)
     entropy = normalized_entropy(probs)
     foreground = prediction > 0 if labels is None else (prediction > 0) | (labels > 0)
@@ -221,16 +224,15 @@ def _result_maps(probs: NDArray[np.float32], labels: NDArray[np.uint8] | None, b
         lo = [max(0, int(i.min()) - 3) for i in np.nonzero(foreground)]
         hi = [int(i.max()) + 4 for i in np.nonzero(foreground)]
         roi[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
-    flagged = math.ceil(budget * int(roi.sum()))
-    scores = np.where(roi, entropy, -1.0).ravel()
-    mask = np.zeros(scores.size, np.uint8)
-    if flagged:
-        mask[np.argpartition(scores, -flagged)[-flagged:]] = 1
-    maps: dict[str, NDArray[np.generic]] = {"entropy": entropy.astype(np.float16), "prediction": prediction,
+    stored = entropy.astype(np.float16)
+    ranking = top_budget_indices(stored.astype(np.float32), np.flatnonzero(roi), max(budget, DEFAULT_CAP))
+    mask = np.zeros(stored.size, np.uint8)
+    mask[ranking[: flagged_count(budget, int(roi.sum()))]] = 1
+    maps: dict[str, NDArray[np.generic]] = {"entropy": stored, "prediction": prediction,
                                             "budget_mask": mask.reshape(prediction.shape)}
     if labels is not None:
         maps["error"] = ((prediction != labels) & roi).astype(np.uint8)
-    return maps, int(roi.sum())
+    return maps, int(roi.sum()), ranking
 
 
 def seed_store(url: str, root: Path, plan: SeedPlan = SeedPlan()) -> Seeded:
@@ -322,9 +324,14 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
                         voxels=200_000, cases=cal, role="deployed" if repeat is None else "repeat",
                         created_at=START + timedelta(hours=1))
             fits[(name, repeat)] = (fit, temperature)
-    maps_cache: dict[tuple[str, str], NDArray[np.float32]] = {}
+    maps_cache = _MapCache()
+    volumes: dict[str, tuple[NDArray[np.int16], NDArray[np.uint8]]] = {}
     for name, cohort, has_reference in cases:
-        volume = _phantom(np.random.default_rng(images[name]), shape_zyx) if name in map_cases else None
+        variant = (f"variant-{map_cases.index(name) % plan.map_variants}"
+                   if plan.map_variants and name in map_cases and cohort == "phantom" else name)
+        if name in map_cases and variant not in volumes:
+            volumes[variant] = _phantom(np.random.default_rng(images[name]), shape_zyx)
+        volume = volumes.get(variant) if name in map_cases else None
         if volume is not None:
             _artifact(w, store, images[name], None, None, None, "ct", f"{safe_name(name)}/ct.zarr", volume[0])
             if has_reference:
@@ -341,8 +348,9 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
                 result = _result(w, rng, config, configuration[config], images[name], processing[name], fit_id,
                                  temperature, has_reference, difficulty[name] + shift, voxel_ml)
                 if volume is not None and config in map_configs and repeat is None:
-                    _maps(w, store, rng, plan, name, config, twins, images[name], processing[name], result,
-                          configuration, temperature, volume[1] if has_reference else None, volume[1], maps_cache)
+                    _maps(w, store, rng, plan, name, variant, config, twins, images[name], processing[name],
+                          result, configuration, temperature, volume[1] if has_reference else None, volume[1],
+                          maps_cache)
     w.flush(session)
     return Seeded(phantoms, protocol, model_set, configuration, map_cases, test_roles)
 
@@ -401,27 +409,61 @@ def _artifact(w: _Writer, store: ArtifactStore, image: int, processing: int | No
           kind=kind, path=path, dtype=str(array.dtype), shape=list(array.shape), budget=budget)
 
 
-def _maps(w: _Writer, store: ArtifactStore, rng: np.random.Generator, plan: SeedPlan, name: str, config: str,
-          twins: dict[str, str], image: int, processing: int, result: int, configuration: dict[str, int],
-          temperature: float | None, labels: NDArray[np.uint8] | None, truth: NDArray[np.uint8],
-          cache: dict[tuple[str, str], NDArray[np.float32]]) -> None:
+def _region_rows(plan: SeedPlan, arrays: dict[str, NDArray[np.generic]], roi: int, ranking: NDArray[np.intp]
+                 ) -> list[dict[str, Any]]:
+    """The ``result_regions`` rows the batch stores: the regions at each of the review settings' budgets and the
+    run's (:func:`pipeline.batch.maps.result_regions`' calls, on the seeded maps)."""
+    settings = ReviewSettings()
+    sx, sy, sz = plan.spacing_xyz
+    entropy = arrays["entropy"].astype(np.float32)
+    rows = []
+    for budget in sorted({*settings.region_budgets, plan.budget}):
+        mask = np.zeros(entropy.size, dtype=bool)
+        mask[ranking[: flagged_count(budget, roi)]] = True
+        found = find_regions(mask.reshape(entropy.shape), entropy, arrays["prediction"], (sz, sy, sx), settings)
+        rows.append(regions_row(found.regions, budget, settings))
+    return rows
+
+
+@dataclass
+class _MapCache:
+    """What the seed computes once and writes per case: probabilities per (variant, configuration without TS),
+    maps, ROI size, ranking and region rows per (variant, configuration); ``written``: the (case, configuration)
+    whose probabilities are written."""
+
+    probabilities: dict[tuple[str, str], NDArray[np.float32]] = field(default_factory=dict)
+    made: dict[tuple[str, str], tuple[dict[str, NDArray[np.generic]], int, NDArray[np.intp], list[dict[str, Any]]]] = (
+        field(default_factory=dict))
+    written: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _maps(w: _Writer, store: ArtifactStore, rng: np.random.Generator, plan: SeedPlan, name: str, variant: str,
+          config: str, twins: dict[str, str], image: int, processing: int, result: int,
+          configuration: dict[str, int], temperature: float | None, labels: NDArray[np.uint8] | None,
+          truth: NDArray[np.uint8], cache: _MapCache) -> None:
+    """Write one result's maps (and its stored regions); a case of an already made ``variant`` gets copies of its
+    maps (computed once per variant and configuration)."""
     base = twins.get(config, config)
     prefix = f"{safe_name(name)}/{IDENTITY}/{safe_name(base)}"
-    if (name, base) not in cache:
-        cache[(name, base)] = _probabilities(rng, truth, _quality(base))
+    if (variant, base) not in cache.probabilities:
+        cache.probabilities[(variant, base)] = _probabilities(rng, truth, _quality(base))
+    if (name, base) not in cache.written:
+        cache.written.add((name, base))
         _artifact(w, store, image, processing, None, configuration[base], "probabilities",
-                  f"{prefix}/probabilities.zarr", cache[(name, base)].astype(np.float16))
-    probs = apply_temperature(cache[(name, base)], temperature)
+                  f"{prefix}/probabilities.zarr", cache.probabilities[(variant, base)].astype(np.float16))
     folder = f"{safe_name(name)}/{IDENTITY}/{safe_name(config)}" + (f"@fit{result}" if temperature else "")
-    arrays, roi = _result_maps(probs, labels, plan.budget)
+    if (variant, config) not in cache.made:
+        probs = apply_temperature(cache.probabilities[(variant, base)], temperature)
+        cache.made[(variant, config)] = (*_result_maps(probs, labels, plan.budget), [])
+    arrays, roi, ranking, regions = cache.made[(variant, config)]
     for kind, array in arrays.items():
         _artifact(w, store, image, processing, result, configuration[config], kind, f"{folder}/{kind}.zarr", array,
                   plan.budget if kind == "budget_mask" else None)
-    if config in plan.region_configurations:  # the batch's two calls: find_regions on the stored maps, its row
-        sx, sy, sz = plan.spacing_xyz
-        found = find_regions(arrays["budget_mask"].astype(bool), arrays["entropy"], arrays["prediction"],
-                             (sz, sy, sx), ReviewSettings())
-        w.add(ResultRegions, result_id=result, **regions_row(found.regions, plan.budget, ReviewSettings()))
+    if config in plan.region_configurations:  # the batch's rows: find_regions at each stored budget
+        if not regions:
+            regions.extend(_region_rows(plan, arrays, roi, ranking))
+        for row in regions:
+            w.add(ResultRegions, result_id=result, **row)
     row = w.rows[CaseResult][result - 1]  # ids are assigned in order from 1: the result's row
     row["roi_voxels"] = roi  # the maps' own ROI, so budgets below the stored one are exact
     if "error" in arrays:

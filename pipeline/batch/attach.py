@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.cases import manifest_rows, read_reference, reference_hash
 from pipeline.batch.export import stored_grid
-from pipeline.batch.maps import map_artifacts, result_prefix
+from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -245,7 +245,7 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
         rewrite_result(session, result, ResultRows(
             configuration.id, fit_id, result_row(outcome), value_rows(outcome),
             structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
-            map_artifacts(store, prefix, outcome)))
+            map_artifacts(store, prefix, outcome), result_regions(outcome, spacing)))
         replaced += paths.values()
     refresh_ood_scores(session, model_set.id, settings)
 

@@ -37,13 +37,20 @@ def map_artifacts(store: ArtifactStore, prefix: str, outcome: Outcome) -> list[d
 
 
 def result_regions(outcome: Outcome, spacing_zyx: tuple[float, float, float],
-                   settings: ReviewSettings | None = None) -> dict[str, Any]:
-    """The ``result_regions`` row of one outcome: :func:`~pipeline.metrics.regions.find_regions` on the maps as
-    :func:`map_artifacts` stores them (float32 entropy, prediction, U_b at the run's budget), so the worklist reading
-    the stored maps at that budget finds the same regions."""
+                   settings: ReviewSettings | None = None) -> list[dict[str, Any]]:
+    """The ``result_regions`` rows of one outcome: :func:`~pipeline.metrics.regions.find_regions` at each of the
+    review settings' ``region_budgets`` (and at the run's budget) that the outcome's ranking reaches, on the maps as
+    :func:`map_artifacts` stores them (float32 entropy, prediction), so the worklist reading the stored maps at
+    those budgets finds the same regions."""
     maps = outcome.result.maps
     assert maps is not None
     settings = settings or ReviewSettings()
-    found = find_regions(maps.budget_mask.astype(bool), maps.entropy.astype(np.float32), maps.prediction,
-                         spacing_zyx, settings)
-    return regions_row(found.regions, maps.budget, settings)
+    entropy = maps.entropy.astype(np.float32, copy=False)
+    rows = []
+    for budget in sorted({*settings.region_budgets, maps.budget}):
+        mask = maps.mask_at(budget)
+        if mask is None:
+            continue
+        found = find_regions(mask, entropy, maps.prediction, spacing_zyx, settings)
+        rows.append(regions_row(found.regions, budget, settings))
+    return rows

@@ -110,7 +110,7 @@ class ResultRows:
     curve: list[dict[str, Any]]
     bins: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
-    regions: dict[str, Any] | None = None
+    regions: Sequence[dict[str, Any]] = ()
 
 
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
@@ -131,7 +131,7 @@ def rewrite_result(session: Session, result: CaseResult, rows: ResultRows) -> No
     hang off it, stay."""
     for key, value in rows.result.items():
         setattr(result, key, value)
-    for table in (MetricValue, StructureResult, CurvePoint, ReliabilityBin, Artifact):
+    for table in (MetricValue, StructureResult, CurvePoint, ReliabilityBin, Artifact, ResultRegions):
         session.execute(delete(table).where(table.result_id == result.id))
     session.flush()
     _insert_children(session, [(result, rows)])
@@ -149,8 +149,7 @@ def _insert_children(session: Session, written: Sequence[tuple[CaseResult, Resul
         children[Artifact] += [{"result_id": result.id, "image_id": result.image_id,
                                 "processing_id": result.processing_id, "configuration_id": rows.configuration_id} | r
                                for r in rows.artifacts]
-        if rows.regions is not None:
-            children[ResultRegions].append({"result_id": result.id} | rows.regions)
+        children[ResultRegions] += [{"result_id": result.id} | r for r in rows.regions]
     insert_values(session, values)
     for table, items in children.items():
         if items:

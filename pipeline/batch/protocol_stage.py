@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pipeline.batch.maps import map_artifacts, result_prefix
+from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.member_passes import check_mode, member_logits
 from pipeline.batch.outcomes import (
     Outcome,
@@ -161,7 +161,8 @@ def _evaluate(session: Session, loader: StoredMaps, case: _Case, configuration: 
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
     rows = ResultRows(configuration.id, fit.id, result_row(outcome), value_rows(outcome),
                       structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
-                      map_artifacts(loader.store, prefix, outcome))
+                      map_artifacts(loader.store, prefix, outcome),
+                      result_regions(outcome, case.spacing) if fit.role in DEPLOYED_ROLES else ())
     write_results(session, case.image, case.processing.id, [rows])
 
 

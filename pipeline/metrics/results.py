@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from pipeline.metrics.budget import BudgetCurve
 from pipeline.metrics.calibration import ReliabilityBins
+from pipeline.metrics.review_budget import flagged_count
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -106,6 +107,10 @@ class CaseMaps:
     Attributes:
         prediction: argmax class (uint8). entropy: normalised entropy of p_cal (float32, 0..1).
         error: prediction != reference (bool). budget_mask: U_b, the top-``budget`` ROI voxels by entropy (bool).
+        ranking: raster indices (into the flattened map) of the ROI's highest-entropy voxels in the budget's rank
+            order (:func:`pipeline.metrics.review_budget.descending_order`), as many as the larger of ``budget`` and
+            the settings' ``budget_max`` flag; every U_b up to that budget is a prefix of it (:meth:`mask_at`).
+        roi_voxels: |R|, the ROI's size (0: no ROI, nothing flagged).
     """
 
     prediction: NDArray[np.uint8]
@@ -113,6 +118,18 @@ class CaseMaps:
     error: NDArray[np.bool_]
     budget_mask: NDArray[np.bool_]
     budget: float
+    ranking: NDArray[np.intp]
+    roi_voxels: int
+
+    def mask_at(self, fraction: float) -> NDArray[np.bool_] | None:
+        """U_b at ``fraction`` as a (Z, Y, X) mask: the first ceil(b·|R|) voxels of :attr:`ranking`; None when the
+        ranking is too short for it (a budget above the ones it was made for)."""
+        count = flagged_count(fraction, self.roi_voxels)
+        if count > self.ranking.size:
+            return None
+        mask = np.zeros(self.prediction.shape, dtype=bool)
+        mask.ravel()[self.ranking[:count]] = True
+        return mask
 
 
 @dataclass(frozen=True)

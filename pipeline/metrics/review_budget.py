@@ -16,7 +16,9 @@ highest normalised entropy, ties broken stably.
 - **Default** (:data:`DEFAULT_FRACTION`, 2 %): the budget of the mask the batch stores, the worklist's, the slice
   browser's and the exports' when none is given.
 - **Time budgets** (:class:`Budget` of kind ``minutes``): minutes per patient become millilitres at a review rate
-  (seconds per mL), then a fraction of the case's ROI volume, capped at the cap.
+  (seconds per mL), then a fraction of the case's ROI volume, capped at the cap; given budget steps (the fractions the
+  batch stores review regions at), rounded down to the largest step at or below it, so the list never flags more
+  than the minutes allow and opens from the store; below the smallest step the fraction is kept as it is.
 - **Review rate** (:func:`review_rate`): the department's median seconds per flagged mL over its measured review
   items once there are at least ``measured_items`` of them (``ReviewSettings``, 20 by default), else the configured
   placeholder, labelled as such. The worklist's time budgets and its expected minutes both use it.
@@ -112,19 +114,21 @@ class Budget:
             bound = "in [0, 1]" if self.kind == "fraction" else "finite and >= 0"
             raise InputError(f"a {self.kind} budget must be {bound}, got {self.value}")
 
-    def fraction(self, roi_voxels: int, voxel_ml: float, seconds_per_ml: float, cap: float = DEFAULT_CAP
-                 ) -> tuple[float, bool]:
+    def fraction(self, roi_voxels: int, voxel_ml: float, seconds_per_ml: float, cap: float = DEFAULT_CAP,
+                 steps: Sequence[float] = ()) -> tuple[float, bool]:
         """The fraction of this case's ROI voxels to flag, and whether a time budget was capped to fit.
 
         A time budget flags ``minutes × 60 / seconds_per_ml`` mL, i.e. that volume over the ROI's volume, at most
-        ``cap`` (the run's ``budget_max``).
+        ``cap`` (the run's ``budget_max``), rounded down to the largest of ``steps`` at or below it (when one is).
         """
         if self.kind == "fraction":
             return self.value, False
         if roi_voxels <= 0 or voxel_ml <= 0:
             return 0.0, False
         wanted = self.value * 60.0 / seconds_per_ml / (roi_voxels * voxel_ml)
-        return min(wanted, cap), wanted > cap
+        fitting = min(wanted, cap)
+        below = [step for step in steps if step <= fitting]
+        return (max(below) if below else fitting), wanted > cap
 
     def describe(self) -> str:
         """``2.0 % of ROI voxels`` or ``5 min per patient``."""

@@ -168,7 +168,8 @@ def _empty_roi_result(
     maps = None
     if maps_budget is not None and scan.prediction is not None and scan.entropy is not None:
         maps = CaseMaps(prediction=scan.prediction, entropy=scan.entropy, error=scan.prediction != labels,
-                        budget_mask=np.zeros(shape, dtype=bool), budget=maps_budget)
+                        budget_mask=np.zeros(shape, dtype=bool), budget=maps_budget,
+                        ranking=np.zeros(0, dtype=np.intp), roi_voxels=0)
     return CaseResult(metrics=metrics, maps=maps)
 
 
@@ -326,14 +327,17 @@ def evaluate_case(
     )
     maps = None
     if maps_budget is not None and scan.prediction is not None and scan.entropy is not None:
+        ranking = flat[order[: flagged_count(max(maps_budget, settings.budget_max), n_roi)]]
         mask = np.zeros(shape, dtype=bool)
-        mask.ravel()[flat[order[: flagged_count(maps_budget, n_roi)]]] = True
+        mask.ravel()[ranking[: flagged_count(maps_budget, n_roi)]] = True
         maps = CaseMaps(
             prediction=scan.prediction,
             entropy=scan.entropy,
             error=scan.prediction != labels,
             budget_mask=mask,
             budget=maps_budget,
+            ranking=ranking,
+            roi_voxels=n_roi,
         )
     return CaseResult(metrics=metrics, maps=maps)
 

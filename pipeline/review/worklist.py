@@ -2,13 +2,13 @@
 by structure with each structure's review state, cases ranked by score (:mod:`pipeline.metrics.regions`).
 
 A case's result is the newest one of the configuration with no protocol fit (for TS configurations: the deployed
-temperature). At the budget the batch stored its regions at, they are read from the store
-(:mod:`pipeline.store.stored_regions`: no map is read). Otherwise its U_b comes from the stored maps: for a budget
-at or below the stored mask's, the stored mask's highest-entropy voxels
+temperature). At the budgets the batch stored its regions at (``ReviewSettings.region_budgets``), they are read from
+the store (:mod:`pipeline.store.stored_regions`: no map is read); a time budget is capped at the run's ``budget_max``
+and rounded down to those budgets per case (:meth:`~pipeline.metrics.review_budget.Budget.fraction`). Otherwise its
+U_b comes from the stored maps: for a budget at or below the stored mask's, the stored mask's highest-entropy voxels
 (:func:`~pipeline.metrics.review_budget.narrow_budget_mask`); above it, the ROI is grown again from the stored
 prediction (and reference) with the metric settings its run stored (``runs.options``), and U_b taken from it (a
-warning is logged when its size differs from the stored ``roi_voxels``). A time budget is capped at that run's
-``budget_max``.
+warning is logged when its size differs from the stored ``roi_voxels``).
 
 ``expected_recall`` estimates the share of a case's contour errors that its budget captures: the cohort's mean error
 recall at that budget over the configuration's results that have a reference (None without any). The items of a
@@ -192,16 +192,25 @@ def run_metric_settings(session: Session, result: CaseResult) -> MetricSettings:
     return settings
 
 
+def case_fraction(session: Session, ref: ResultRef, budget: Budget, settings: ReviewSettings) -> tuple[float, bool]:
+    """The fraction of one case's ROI voxels ``budget`` flags and whether it was capped: a time budget at the review
+    settings' rate, capped at the budget range of the run that stored the result and rounded down to the stored
+    region budgets (:meth:`~pipeline.metrics.review_budget.Budget.fraction`)."""
+    if budget.kind == "fraction":
+        return budget.value, False
+    return budget.fraction(ref.result.roi_voxels, ref.result.voxel_ml, settings.seconds_per_ml,
+                           run_metric_settings(session, ref.result).budget_max, settings.region_budgets)
+
+
 def case_regions(
     session: Session, artifacts: ArtifactStore, ref: ResultRef, budget: Budget,
     settings: ReviewSettings | None = None,
 ) -> tuple[CaseRegions, float, bool]:
-    """The regions of one case at ``budget``, the fraction it became and whether it was capped (the ROI and the cap
-    follow the metric settings of the run that stored the result)."""
+    """The regions of one case at ``budget``, from its maps, the fraction it became and whether it was capped (the ROI
+    and the cap follow the metric settings of the run that stored the result)."""
     settings = settings or ReviewSettings()
     metric_settings = run_metric_settings(session, ref.result)
-    fraction, capped = budget.fraction(ref.result.roi_voxels, ref.result.voxel_ml, settings.seconds_per_ml,
-                                       metric_settings.budget_max)
+    fraction, capped = case_fraction(session, ref, budget, settings)
     mask, entropy, prediction = budget_mask(artifacts, _maps(session, ref), ref, fraction, metric_settings)
     return find_regions(mask, entropy, prediction, spacing_zyx(ref.image), settings), fraction, capped
 
@@ -272,9 +281,10 @@ def build_worklist(
     settings: ReviewSettings | None = None, case: str | None = None, model_set: str | None = None,
 ) -> Worklist:
     """The worklist of ``configuration`` of one model set (``model_set``, else the newest with a result of it) at
-    ``budget``; of ``case`` alone when given (its rank is then 1). At the budget the batch stored regions at (a
-    fraction budget, same region settings) a case's regions are read from ``result_regions``; at any other budget,
-    or for a result stored without them, from its maps (cache the worklist in a UI).
+    ``budget``; of ``case`` alone when given (its rank is then 1). At a budget the batch stored regions at (the
+    review settings' ``region_budgets``, same region settings; a time budget is rounded down to them per case) a
+    case's regions are read from ``result_regions``; at any other budget, or for a result stored without them, from
+    its maps (cache the worklist in a UI).
 
     Raises LookupError when the store has no result of ``configuration`` (for ``case``); a case whose maps are
     missing or unreadable is left out and listed in :attr:`Worklist.skipped` (and logged).
@@ -287,13 +297,15 @@ def build_worklist(
     curve = recall_curve(session, chosen.id)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     classes = _review_classes(session, [ref.result.id for ref in refs])
-    stored = (stored_regions(session, (ref.result.id for ref in refs), budget.value, settings)
-              if budget.kind == "fraction" else {})
+    fractions = {ref.result.id: case_fraction(session, ref, budget, settings) for ref in refs}
+    stored: dict[int, tuple[Region, ...]] = {}
+    for fraction in {f for f, _ in fractions.values()}:
+        stored |= stored_regions(session, [i for i, (f, _) in fractions.items() if f == fraction], fraction, settings)
     found: dict[str, tuple[ResultRef, tuple[Region, ...], float, bool]] = {}
     skipped = []
     for ref in refs:
         if ref.result.id in stored:
-            found[ref.image.name] = (ref, stored[ref.result.id], budget.value, False)
+            found[ref.image.name] = (ref, stored[ref.result.id], *fractions[ref.result.id])
             continue
         try:
             regions, fraction, capped = case_regions(session, artifacts, ref, budget, settings)

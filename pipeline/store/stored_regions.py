@@ -1,11 +1,12 @@
-"""Review regions computed by the batch at the run's budget and stored beside the result, so the worklist's first
-view at that budget reads them instead of every case's maps.
+"""Review regions computed by the batch at a few standard budgets and stored beside the result, so the worklist's
+first view at those budgets reads them instead of every case's maps.
 
-One row per result (``result_regions``): the budget (fraction of ROI voxels) the regions were found at, the region
-settings they were found with (connectivity, structure search radius) and the ranked regions as JSON (one list per
-region, :data:`FIELDS` order). The regions come from :func:`pipeline.metrics.regions.find_regions` on the maps the
-batch stores (float32 entropy, prediction, U_b), the same call the worklist makes on those maps. A result without a
-row (stores from before revision 0009) is computed from its maps.
+One row per result and budget (``result_regions``): the budget (fraction of ROI voxels) the regions were found at —
+each of the review settings' ``region_budgets`` and the run's budget, for every deployed result — the region settings
+they were found with (connectivity, structure search radius) and the ranked regions as JSON (one list per region,
+:data:`FIELDS` order). The regions come from :func:`pipeline.metrics.regions.find_regions` on the maps the batch
+stores (float32 entropy, prediction, U_b), the same call the worklist makes on those maps. A result or budget
+without a row (stores from before revision 0011 hold the run's budget only) is computed from its maps.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ FIELDS = ("rank", "class_index", "voxels", "volume_ml", "slices", "centroid", "m
 
 
 class ResultRegions(Base):
-    """The ranked review regions of one result at the budget its run stored U_b at."""
+    """The ranked review regions of one result at one budget."""
 
     __tablename__ = "result_regions"
     result_id: Mapped[int] = mapped_column(ForeignKey("case_results.id", ondelete="CASCADE"), primary_key=True)
-    budget: Mapped[float] = mapped_column(Float)
+    budget: Mapped[float] = mapped_column(Float, primary_key=True)
     connectivity: Mapped[int] = mapped_column(Integer)
     structure_search_mm: Mapped[float] = mapped_column(Float)
     regions: Mapped[list[list[Any]]] = mapped_column(JSON)

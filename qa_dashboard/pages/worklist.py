@@ -2,8 +2,10 @@
 ranked regions (each opens the slice browser at the region), the review items with the workflow's actions, and the
 exports to the clinic.
 
-Address: ``/worklist?configuration=NAME&budget=PERCENT`` or ``&minutes=M`` (a time budget per patient, converted
-at the review rate in force and capped at the run's budget range, 5 % by default), and ``&model_set=`` (a model
+Address: ``/worklist?configuration=NAME&budget=PERCENT`` (the slider offers the budgets the batch stores regions at,
+``ReviewSettings.region_budgets``; another percentage is computed from the maps) or ``&minutes=M`` (a time budget
+per patient, converted at the review rate in force and capped at the run's budget range, 5 % by default: computed
+from the maps), and ``&model_set=`` (a model
 set's name or identity; default the newest with results: results of two model sets are never mixed). Without a
 configuration, the review configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at
 the default budget (2 %). Each case shows its expected review minutes (flagged mL × the review rate in force: the
@@ -128,7 +130,8 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
     return html.Div([
         *warnings,
         html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
-               f"{worklist.configuration} at {budget.describe()}", id="worklist-summary", className="text-muted"),
+               f"{worklist.configuration} at {budget.describe()}{_rounding(budget)}", id="worklist-summary",
+               className="text-muted"),
         html.P([html.Span(f"Expected review time: {expected_minutes(worklist, rate):.1f} min for the list",
                           className="fw-semibold"), f" ({rate.label()})"], id="worklist-time"),
         section("Cases", grid("worklist-cases", CASE_COLUMNS, cases, 260, rowSelection={
@@ -141,6 +144,21 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
                 help_text="select items, then act; approval needs a second user with the approver role"),
         section("Exports", export_links(worklist.configuration, budget, worklist.model_set)),
     ])
+
+
+def _rounding(budget: Budget) -> str:
+    """How a time budget became each case's percentage (the rule: :meth:`Budget.fraction`)."""
+    if budget.kind == "fraction":
+        return ""
+    steps = ", ".join(f"{100 * b:g}" for b in settings().review.region_budgets)
+    return f" (per case: the share of its ROI within the minutes, rounded down to {steps} %)"
+
+
+def budget_marks(percent: float) -> dict[float, str]:
+    """The slider's budgets: the review settings' ``region_budgets`` (stored by the batch: the list opens without
+    reading a map), and ``percent`` when the address asked for another one."""
+    stored = [round(100 * b, 6) for b in settings().review.region_budgets]
+    return {value: f"{value:g} %" for value in sorted({*stored, round(percent, 6)})}
 
 
 def _page(store: Store, configuration: str | None, budget: Budget, model_set: str | None) -> Component:
@@ -170,9 +188,8 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
                          {"label": "minutes per patient", "value": "minutes"}],
                 value=budget.kind, id="worklist-kind", inline=True)], lg=3),
             dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
-                0, MAX_PERCENT, 0.1, value=percent, id="worklist-percent",
-                marks={i: f"{i} %" for i in range(int(MAX_PERCENT) + 1)},
-                tooltip={"placement": "bottom"}, disabled=budget.kind == "minutes")], lg=4),
+                0, MAX_PERCENT, None, value=percent, id="worklist-percent", marks=budget_marks(percent),
+                disabled=budget.kind == "minutes")], lg=4),
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),

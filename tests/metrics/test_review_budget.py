@@ -84,3 +84,13 @@ def test_time_budgets_are_capped() -> None:
     assert Budget("minutes", 10.0).fraction(100_000, 0.001, 30.0) == (DEFAULT_CAP, True)
     assert Budget("minutes", 10.0).fraction(100_000, 0.001, 30.0, cap=0.03) == (0.03, True)
     assert Budget("fraction", 0.02).describe() == "2 % of ROI voxels"
+
+
+def test_a_time_budget_rounds_down_to_the_stored_budget_steps() -> None:
+    """Given the steps the batch stores regions at, a time budget flags the largest step within its minutes (never
+    more than they allow), the cap still applies, and below the smallest step the exact fraction stays."""
+    steps = (0.005, 0.01, 0.02, 0.03, 0.05)
+    assert Budget("minutes", 1.25).fraction(100_000, 0.001, 30.0, steps=steps) == (0.02, False)  # 2.5 % wanted
+    assert Budget("minutes", 10.0).fraction(100_000, 0.001, 30.0, cap=0.04, steps=steps) == (0.03, True)
+    assert Budget("minutes", 0.1).fraction(100_000, 0.001, 30.0, steps=steps) == (pytest.approx(0.002), False)
+    assert Budget("fraction", 0.013).fraction(100_000, 0.001, 30.0, steps=steps) == (0.013, False)

@@ -1,7 +1,8 @@
 """Review regions stored at batch time, on SQLite and PostgreSQL: the batch's rows (its own functions on the metric
-suite's maps) hold the regions the worklist and the slice browser compute from the stored maps; the worklist reads
-them at the stored budget without reading a map, computes other budgets from the maps, and a store without stored
-regions (written before revision 0009) still gets its worklist from the maps."""
+suite's maps) hold, at each of the review settings' region budgets, the regions the worklist and the slice browser
+compute from the stored maps; the worklist reads them at those budgets (and at a time budget, rounded down to them)
+without reading a map, computes other budgets from the maps, and a store without stored regions (written before
+revision 0009) still gets its worklist from the maps."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import session_factory
-from pipeline.store.schema import Configuration, Image, ModelSet, Patient, Processing
+from pipeline.store.schema import Artifact, Configuration, Image, ModelSet, Patient, Processing
 from pipeline.store.stored_regions import ResultRegions
 from tests.review.conftest import LABELS
 
@@ -44,7 +45,8 @@ def _probabilities(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch_case(engine: Engine, artifacts: ArtifactStore, seed: int) -> None:
-    """Store one case the way ``pipeline.batch.process`` does: the metric suite's maps, rows and stored regions."""
+    """Store one case the way ``pipeline.batch.process`` does: its reference, the metric suite's maps, rows and stored
+    regions."""
     probabilities, reference = _probabilities(seed)
     spacing = (SPACING_XYZ[2], SPACING_XYZ[1], SPACING_XYZ[0])
     result = evaluate_configuration(probabilities, reference, spacing, DEFAULT_SETTINGS, None, BUDGET)
@@ -68,6 +70,9 @@ def _batch_case(engine: Engine, artifacts: ArtifactStore, seed: int) -> None:
                                 seconds_storage=0.0)
         session.add(processing)
         session.flush()
+        session.add(Artifact(image_id=image.id, processing_id=processing.id, kind="reference",
+                             path=artifacts.write(f"{image.name}/reference.zarr", reference), dtype="uint8",
+                             shape=list(reference.shape)))
         write_results(session, image, processing.id, [ResultRows(
             configuration_id=model_set.configurations[0].id, temperature_fit_id=None, result=result_row(outcome),
             values=value_rows(outcome), structures=structure_rows(outcome, tuple(LABELS), None), curve=[], bins=[],
@@ -97,23 +102,34 @@ def _regions(engine: Engine, artifacts: ArtifactStore, budget: Budget) -> dict[s
 def test_stored_regions_are_the_ones_computed_from_the_stored_maps(
     engine: Engine, stored: ArtifactStore, tmp_path: Path
 ) -> None:
-    at_budget = Budget("fraction", BUDGET)
+    budgets = ReviewSettings().region_budgets
     with session_factory(engine)() as session:
-        assert len(session.scalars(select(ResultRegions)).all()) == 3
-    from_store = _regions(engine, stored, at_budget)
-    assert all(from_store.values()) and len(from_store) == 3
-    shutil.rmtree(tmp_path / "artifacts")  # at the stored budget the worklist reads no map at all
-    assert _regions(engine, ArtifactStore(tmp_path / "artifacts"), at_budget) == from_store
-    elsewhere = _worklist(engine, ArtifactStore(tmp_path / "artifacts"), Budget("fraction", 0.01))
+        rows = session.scalars(select(ResultRegions)).all()
+        assert sorted({row.budget for row in rows}) == sorted(budgets) and len(rows) == 3 * len(budgets)
+    from_store = {b: _regions(engine, stored, Budget("fraction", b)) for b in budgets}
+    assert all(all(found.values()) and len(found) == 3 for found in from_store.values())
+    assert all(len(from_store[b]["case-1"]) >= 1 for b in budgets)
+    shutil.rmtree(tmp_path / "artifacts")  # at a stored budget the worklist reads no map at all
+    for b in budgets:
+        assert _regions(engine, ArtifactStore(tmp_path / "artifacts"), Budget("fraction", b)) == from_store[b]
+    timed = _worklist(engine, ArtifactStore(tmp_path / "artifacts"), Budget("minutes", 0.5))
+    assert not timed.skipped and len(timed.cases) == 3, "a time budget rounds down to a stored budget"
+    for case in timed.cases:  # 0.5 min at 30 s/mL = 1 mL of a ~52 mL ROI: 1.9 %, rounded down to 1 %
+        assert (case.fraction, case.capped) == (0.01, False) and case.regions == from_store[0.01][case.case]
+    elsewhere = _worklist(engine, ArtifactStore(tmp_path / "artifacts"), Budget("fraction", 0.013))
     assert not elsewhere.cases and len(elsewhere.skipped) == 3, "another budget needs the maps"
 
 
 def test_a_store_without_stored_regions_computes_them_from_the_maps(engine: Engine, stored: ArtifactStore) -> None:
-    at_budget = Budget("fraction", BUDGET)
-    from_store = _regions(engine, stored, at_budget)
+    """At every stored budget — below the stored mask's (narrowed from it) and above it (the ROI regrown) — the
+    worklist's map path finds the regions the batch stored."""
+    budgets = ReviewSettings().region_budgets
+    from_store = {b: _regions(engine, stored, Budget("fraction", b)) for b in budgets}
     with session_factory(engine).begin() as session:
         session.execute(delete(ResultRegions))  # as a store written before revision 0009
-    assert _regions(engine, stored, at_budget) == from_store, "the worklist's map path finds the same regions"
+    for b in budgets:
+        assert _regions(engine, stored, Budget("fraction", b)) == from_store[b], f"the map path at {b}"
+    from_store = from_store[BUDGET]
     with session_factory(engine)() as session:  # and so does the slice browser's (the stored mask as it is)
         for image in session.scalars(select(Image)):
             folder = f"{image.name}/stored/DE"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect, select
+from sqlalchemy import Engine, MetaData, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.metrics.levels import Levels
@@ -267,6 +267,21 @@ def test_reference_history_migrates_up_and_down_keeping_the_images(empty_store_u
     assert _rows(empty_store_url, "reference_attachments") == []
 
 
+def _results_at(url: str, revision: str) -> tuple[Engine, MetaData]:
+    """The store at ``revision`` holding the first revision's rows and the results of :data:`CHILDREN_0002` (metric
+    columns left out: they live in ``metric_values`` from 0003); its engine and reflected tables."""
+    command.upgrade(alembic_config(url), revision)
+    _seed_first_revision(url)
+    engine = make_engine(url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    with engine.begin() as connection:
+        for table, rows in CHILDREN_0002.items():
+            connection.execute(metadata.tables[table].insert(), [{k: v for k, v in r.items() if k not in METRIC_COLUMNS}
+                                                                 for r in rows])
+    return engine, metadata
+
+
 def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everything_else(
     empty_store_url: str,
 ) -> None:
@@ -274,15 +289,8 @@ def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everyt
     regions can be recomputed from the maps; the measured times go with the tables)."""
     config = alembic_config(empty_store_url)
     below = ScriptDirectory.from_config(config).get_revision("0009").down_revision
-    command.upgrade(config, "0009")
-    _seed_first_revision(empty_store_url)
-    engine = make_engine(empty_store_url)
-    metadata = MetaData()
-    metadata.reflect(engine)
+    engine, metadata = _results_at(empty_store_url, "0009")
     with engine.begin() as connection:
-        for table, rows in CHILDREN_0002.items():
-            connection.execute(metadata.tables[table].insert(), [{k: v for k, v in r.items() if k not in METRIC_COLUMNS}
-                                                                 for r in rows])
         connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
                                                                  "role": "reviewer", "active": True,
                                                                  "created_at": NOW}])
@@ -327,3 +335,43 @@ def test_0010_adds_trend_levels_and_its_downgrade_keeps_every_other_row(empty_st
     assert {t: _rows(empty_store_url, t) for t in SEED_0001} == before
     command.upgrade(config, "0010")
     assert _rows(empty_store_url, "trend_levels") == []
+
+
+def _region_row(result: int, budget: float) -> dict[str, Any]:
+    return {"result_id": result, "budget": budget, "connectivity": 26, "structure_search_mm": 30.0,
+            "regions": [[1, 2, 40, 0.5, [3, 5], [4, 10, 12], 0.4, 0.9, budget]]}
+
+
+def test_0011_keys_stored_regions_by_budget_and_its_downgrade_keeps_the_run_budgets_row(
+    empty_store_url: str,
+) -> None:
+    """0011 keeps the one row per result 0009 stored and lets a result hold regions at several budgets; the downgrade
+    keeps per result the row at its stored mask's budget (else its smallest), every other table untouched."""
+    config = alembic_config(empty_store_url)
+    engine, metadata = _results_at(empty_store_url, "0010")
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["artifacts"].insert(), [{
+            "id": 2, "image_id": 1, "processing_id": 1, "result_id": 2, "configuration_id": 1, "kind": "budget_mask",
+            "path": "case-1/budget_mask.zarr", "dtype": "uint8", "shape": [48, 64, 64], "budget": 0.03}])
+        connection.execute(metadata.tables["result_regions"].insert(), [_region_row(1, 0.02), _region_row(2, 0.03)])
+    engine.dispose()
+    kept = {t: _rows(empty_store_url, t) for t in ("case_results", "artifacts", "images")}
+
+    command.upgrade(config, "0011")
+    assert _rows(empty_store_url, "result_regions") == [_region_row(1, 0.02), _region_row(2, 0.03)]
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine, only=["result_regions"])
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["result_regions"].insert(), [
+            _region_row(1, 0.005), _region_row(1, 0.05), _region_row(2, 0.01), _region_row(2, 0.05)])
+    with pytest.raises(IntegrityError), engine.begin() as connection:  # still one row per result and budget
+        connection.execute(metadata.tables["result_regions"].insert(), [_region_row(1, 0.05)])
+    engine.dispose()
+
+    command.downgrade(config, "0010")
+    # result 2's mask was stored at 3 %: that row; result 1 has no mask artifact: its smallest budget
+    assert _rows(empty_store_url, "result_regions") == [_region_row(1, 0.005), _region_row(2, 0.03)]
+    assert {t: _rows(empty_store_url, t) for t in kept} == kept
+    command.upgrade(config, "head")
+    assert len(_rows(empty_store_url, "result_regions")) == 2
