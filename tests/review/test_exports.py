@@ -212,6 +212,11 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
     assert all((tmp_path / name).stat().st_size > 0 for name in ("w.xlsx", "rs.dcm", "r.pdf"))
     assert dciodvfy_errors(tmp_path / "rs.dcm") == []
     assert audit_count() == before + 7
+    assert _cli(["audit-report", "--repeat", "0", "--out", str(tmp_path / "x.pdf")], settings) == 2
+    assert "--repeat and --reference filter a protocol: add --protocol ID" in capsys.readouterr().err
+    assert _cli(["audit-report", "--protocol", "999999", "--out", str(tmp_path / "x.pdf")], settings) == 2
+    assert "there is no protocol 999999" in capsys.readouterr().err
+    assert audit_count() == before + 8  # the unknown protocol is an audited failure; the bad option is refused first
     written = write_audit_csv(ReviewService(engine).audit_entries(CommandLine()), tmp_path / "audit.csv")
     assert len(list(csv.DictReader(written.open()))) == audit_count()
     with session_factory(engine)() as session:
