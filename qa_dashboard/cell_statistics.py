@@ -26,7 +26,7 @@ from pipeline.metrics.statistics import (
     repeat_mean_interval,
     wilcoxon_p,
 )
-from qa_dashboard.queries.cohort import ALL_FOREGROUND
+from pipeline.store.cohort_numbers import ALL_FOREGROUND
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def _column_source(structure: str, metric: registry.Metric) -> str:
 
 def cell_statistics(values: pd.DataFrame, metrics: list[registry.Metric],
                     settings: StatisticsSettings = DEFAULT_STATISTICS) -> dict[Key, CellStatistics]:
-    """Every cell's statistics from the long per-case frame of ``queries.cohort.case_values``."""
+    """Every cell's statistics from the long per-case frame of ``pipeline.store.cohort_numbers.case_values``."""
     found: dict[Key, CellStatistics] = {}
     for (structure, stored), rows in values.groupby(["structure", "metric"], sort=False):
         for metric in metrics:

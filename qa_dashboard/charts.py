@@ -1,4 +1,5 @@
-"""Plotly figures (plain dicts) of the cohort and comparison pages; one colour per configuration everywhere."""
+"""Plotly figures (plain dicts) of the cohort and comparison pages; one colour and line style per configuration
+everywhere (``pipeline.styles``, shared with the audit report)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from plotly.colors import hex_to_rgb, qualitative
+from plotly.colors import hex_to_rgb
 
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison
+from pipeline.styles import style
 
 SHOWN_AT_FIRST = 4  # configurations overlaid when a chart first opens (more can be chosen)
-PALETTE = [*qualitative.Plotly, *qualitative.Dark2]
 CURVE_LABELS = {"ueo": "UEO(b)", "recall": "error recall(b)", "precision": "error precision(b)"}
 
 
-def colour(position: int) -> str:
-    """The colour of the configuration at grid ``position``."""
-    return PALETTE[position % len(PALETTE)]
+def _line(position: int) -> dict[str, str]:
+    """The line of the configuration at grid ``position``: its colour and dash."""
+    look = style(position)
+    return {"color": look.colour, "dash": look.dash}
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -53,7 +55,7 @@ def reliability_figure(pooled: dict[int, ReliabilityBins], names: dict[int, str]
         traces.append({
             "type": "scatter", "mode": "lines+markers", "name": f"{names[configuration]} (ECE {bins.ece():.3f})",
             "x": confidence[keep].tolist(), "y": accuracy[keep].tolist(), "customdata": count[keep].tolist(),
-            "line": {"color": colour(positions[configuration])},
+            "line": _line(positions[configuration]),
             "hovertemplate": "confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} voxels<extra>%{fullData.name}"
                              "</extra>",
         })
@@ -74,13 +76,14 @@ def curve_figure(frame: pd.DataFrame, metric: str, names: dict[int, str], positi
         mean, sd = part[f"{metric}_mean"].to_numpy(), np.nan_to_num(part[f"{metric}_sd"].to_numpy())
         keep = ~np.isnan(mean)
         xs, low, high = np.asarray(x)[keep], (mean - sd)[keep], (mean + sd)[keep]
-        hue = colour(positions[int(configuration)])
+        position = positions[int(configuration)]
         name = names[int(configuration)]
         traces.append({"type": "scatter", "x": [*xs.tolist(), *xs[::-1].tolist()],
                        "y": [*high.tolist(), *low[::-1].tolist()], "fill": "toself", "line": {"width": 0},
-                       "fillcolor": _rgba(hue, 0.18), "hoverinfo": "skip", "showlegend": False, "legendgroup": name})
+                       "fillcolor": _rgba(style(position).colour, 0.18), "hoverinfo": "skip", "showlegend": False,
+                       "legendgroup": name})
         traces.append({"type": "scatter", "mode": "lines", "x": xs.tolist(), "y": mean[keep].tolist(), "name": name,
-                       "legendgroup": name, "line": {"color": hue},
+                       "legendgroup": name, "line": _line(position),
                        "hovertemplate": f"budget %{{x:.1f}} %<br>{CURVE_LABELS[metric]} %{{y:.3f}}"
                                         f"<extra>{name}</extra>"})
     return {"data": traces, "layout": _layout(f"{CURVE_LABELS[metric]}: cohort mean ± SD over repeats",
@@ -91,7 +94,7 @@ def distribution_figure(per_case: pd.DataFrame, title: str, names: dict[int, str
                         ) -> dict[str, Any]:
     """Box plots of per-case values (each case's mean over the repeats it was tested in) per configuration."""
     traces = [{"type": "box", "name": names[int(c)], "y": per_case[c].dropna().tolist(), "boxpoints": "outliers",
-               "marker": {"color": colour(positions[int(c)])}, "boxmean": True}
+               "marker": {"color": style(positions[int(c)]).colour}, "boxmean": True}
               for c in per_case.columns if per_case[c].notna().any()]
     if not traces:
         return empty_figure(f"no {title} values (a case without false positives or negatives has none)")

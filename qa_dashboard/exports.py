@@ -27,9 +27,11 @@ from pipeline.errors import InputError, UserError, http_status, one_line
 from pipeline.io.rtstruct_export import RtstructError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
-from pipeline.review.report import gather_report, write_report
+from pipeline.review.report import gather_report
+from pipeline.review.report_pdf import write_report
 from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
+from pipeline.store.cohort_numbers import CohortFilter
 from qa_dashboard import auth
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter
@@ -156,14 +158,19 @@ def rtstruct_file(case: str) -> Any:
 
 
 def report_file() -> Any:
-    """``/export/report.pdf``: the audit report (cohort table, curves, reliability, worklist, decisions, sign-off)."""
+    """``/export/report.pdf?configuration=&kind=&value=[&protocol=ID&repeat=R…&start=&end=&reference=KIND]``: the
+    audit report (cohort table, curves, reliability, worklist, decisions, sign-off); its cohort numbers are the cohort
+    page's for those filters (without ``protocol``: the newest protocol of the configuration's model set)."""
     args = flask.request.args
 
     def produce(store: Store, folder: Path) -> Path:
-        configuration, budget = _configuration(args), _budget(args)
+        configuration, budget, chosen = _configuration(args), _budget(args), _cohort_filter(args)
+        if chosen is None and any(args.get(key) for key in ("repeat", "start", "end", "reference")):
+            raise BadRequest("repeat, start, end and reference filter a protocol: add ?protocol=ID")
         address = store.engine.url.render_as_string(hide_password=True)
         content = _read(store, lambda session: gather_report(
-            session, store.maps.artifacts, address, configuration, budget, settings().review, _model_set(args)))
+            session, store.maps.artifacts, address, configuration, budget, settings().review, _model_set(args),
+            chosen))
         return write_report(content, folder / f"audit_report_{safe_name(configuration)}.pdf")
 
     return _send("audit_report", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
@@ -192,17 +199,26 @@ def _whole(raw: str | None, key: str) -> int | None:
     return int(raw)
 
 
+def _cohort_filter(args: Any) -> CohortFilter | None:
+    """The cohort page's filters from an address (``protocol=ID&repeat=R…&start=&end=&reference=KIND``); None
+    without a protocol."""
+    repeats = args.getlist("repeat")
+    if len(repeats) > MAX_VALUES:
+        raise BadRequest(f"at most {MAX_VALUES} repeats")
+    return cohort_filter(_whole(args.get("protocol"), "protocol"), [_whole(r, "repeat") for r in repeats],
+                         args.get("start"), args.get("end"), reference_kind=args.get("reference"))
+
+
 def cohort_file() -> Any:
     """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND&structure=S…``: the cohort calibration
     table as the page shows it with those filters (reviewer and above)."""
     args = flask.request.args
 
     def produce(store: Store, folder: Path) -> Path:
-        repeats, structures = args.getlist("repeat"), args.getlist("structure")
-        if len(repeats) > MAX_VALUES or len(structures) > MAX_VALUES or any(len(s) > 200 for s in structures):
-            raise BadRequest(f"at most {MAX_VALUES} repeats and structures (of at most 200 characters)")
-        chosen = cohort_filter(_whole(args.get("protocol"), "protocol"), [_whole(r, "repeat") for r in repeats],
-                               args.get("start"), args.get("end"), reference_kind=args.get("reference"))
+        structures = args.getlist("structure")
+        if len(structures) > MAX_VALUES or any(len(s) > 200 for s in structures):
+            raise BadRequest(f"at most {MAX_VALUES} structures (of at most 200 characters)")
+        chosen = _cohort_filter(args)
         if chosen is None:
             raise BadRequest("the address needs ?protocol=ID")
         path = folder / f"cohort_calibration_{chosen.protocol_id}.csv"

@@ -13,14 +13,15 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
+from pipeline.store.cohort_numbers import CohortFilter
+from pipeline.store.references import EVERY_REFERENCE_LABEL, KIND_LABELS
 from qa_dashboard import inputs
-from qa_dashboard.queries.cohort import CohortFilter, ProtocolInfo, protocol, protocols, reference_kind_counts
+from qa_dashboard.queries.cohort import ProtocolInfo, protocol, protocols, reference_kind_counts
 from qa_dashboard.store import get_store
 
 MAX_REPEATS = 10_000
 EVERY_REFERENCE = "all"
-REFERENCE_KIND_LABELS = {EVERY_REFERENCE: "every reference", "final_clinical": "final clinical contours",
-                         "research": "research references"}
+REFERENCE_KIND_LABELS = {EVERY_REFERENCE: EVERY_REFERENCE_LABEL, **KIND_LABELS}
 
 
 def parse_protocol(value: str | None, infos: list[ProtocolInfo]) -> ProtocolInfo | None:

@@ -16,9 +16,10 @@ import pandas as pd
 
 from pipeline.metrics import registry
 from pipeline.metrics.statistics import StatisticsSettings
+from pipeline.store.cohort_numbers import ALL_FOREGROUND, CohortFilter, case_values, configurations, summary
 from qa_dashboard.cell_statistics import CellStatistics, Key, cell_statistics
 from qa_dashboard.config import settings
-from qa_dashboard.queries.cohort import ALL_FOREGROUND, CohortFilter, case_values, configurations, protocol, summary
+from qa_dashboard.queries.cohort import protocol
 from qa_dashboard.store import Store
 
 

@@ -25,7 +25,9 @@ from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import Role
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.database import check_at_head, make_engine, session_factory
+from pipeline.store.references import FINAL_CLINICAL, RESEARCH
 
 T = TypeVar("T")
 
@@ -76,6 +78,12 @@ def add_verbs(verbs: Any) -> None:
     report.add_argument("--configuration", help="worklist configuration (default: QA_REVIEW_CONFIGURATION, else "
                         "the newest model set's first)")
     report.add_argument("--out", type=Path, required=True, help="output .pdf")
+    report.add_argument("--protocol", type=int, help="protocol of the cohort numbers (default: the newest of the "
+                        "configuration's model set), as the cohort page's filter")
+    report.add_argument("--repeat", type=int, action="append", help="a repeat of the protocol (repeatable; default: "
+                        "every repeat)")
+    report.add_argument("--reference", choices=(FINAL_CLINICAL, RESEARCH), help="only cases with this reference kind "
+                        "(default: every reference)")
     report.set_defaults(handler=audit_report_command)
 
     verify = verbs.add_parser("audit-verify", help="check the audit log's hash chain: exit 0 when intact, 3 and one "
@@ -213,19 +221,31 @@ def export_rtstruct_command(args: argparse.Namespace, settings: Settings) -> int
     return _export(settings, "rtstruct", f"{args.case}/{args.configuration} @ {budget.describe()}", produce)
 
 
+def _cohort_filter(args: argparse.Namespace) -> CohortFilter | None:
+    """The report's cohort filter of ``--protocol``, ``--repeat`` and ``--reference``; None: the default protocol."""
+    if args.protocol is None:
+        if args.repeat or args.reference:
+            raise InputError("--repeat and --reference filter a protocol: add --protocol ID")
+        return None
+    return CohortFilter(args.protocol, tuple(sorted(set(args.repeat))) if args.repeat else None,
+                        reference_kind=args.reference)
+
+
 def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the audit report PDF."""
-    from pipeline.review.report import gather_report, write_report
+    from pipeline.review.report import gather_report
+    from pipeline.review.report_pdf import write_report
     from pipeline.review.worklist import default_configuration
 
-    budget = _budget(args)
+    budget, chosen = _budget(args), _cohort_filter(args)
 
     def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         configuration = args.configuration or default_configuration(session, settings.review_configuration)
         if configuration is None:
             raise NotFoundError("the store holds no result yet: run the batch first")
         store = engine.url.render_as_string(hide_password=True)
-        content = gather_report(session, artifacts, store, configuration, budget, settings.review, args.model_set)
+        content = gather_report(session, artifacts, store, configuration, budget, settings.review, args.model_set,
+                                chosen)
         return write_report(content, args.out)
 
     return _export(settings, "audit_report", f"{args.configuration or 'default'} @ {budget.describe()}", produce)

@@ -11,6 +11,8 @@ from pipeline.store.schema import ReferenceAttachment
 
 FINAL_CLINICAL = "final_clinical"
 RESEARCH = "research"
+KIND_LABELS = {FINAL_CLINICAL: "final clinical contours", RESEARCH: "research references"}
+EVERY_REFERENCE_LABEL = "every reference"  # no reference-kind filter
 
 
 def final_clinical_images() -> Select:

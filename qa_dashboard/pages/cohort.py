@@ -12,17 +12,11 @@ from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
 from pipeline.review.workflow import Action, allowed
+from pipeline.store.cohort_numbers import configurations, reliability
 from qa_dashboard import auth, charts, inputs
 from qa_dashboard.components import grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import (
-    configurations,
-    protocol,
-    protocols,
-    reference_kind_counts,
-    reliability,
-    unreferenced_note,
-)
+from qa_dashboard.queries.cohort import protocol, protocols, reference_kind_counts, unreferenced_note
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.tables import ALL_FOREGROUND, column_defs, load_rows
 

@@ -11,22 +11,13 @@ from dash.development.base_component import Component
 
 from pipeline.errors import InputError
 from pipeline.metrics import registry
+from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import (
-    case_metrics,
-    case_table,
-    configurations,
-    curves,
-    paired,
-    per_case,
-    protocol,
-    reference_kind_counts,
-    unreferenced_note,
-)
+from qa_dashboard.queries.cohort import paired, per_case, protocol, reference_kind_counts, unreferenced_note
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.store import Store, get_store
 

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.metrics.statistics import wilcoxon_p
 from pipeline.metrics.temperature import apply_temperature
+from pipeline.store import cohort_numbers
 from qa_dashboard import charts, filters, tables, viewer
 from qa_dashboard.cell_statistics import cell_statistics, family_adjusted_p
 from qa_dashboard.queries import cohort
@@ -24,10 +25,10 @@ SETTINGS = viewer.Settings("1", ("reference", "prediction", "entropy", "budget")
 
 def _rows(store: SeededStore, structures: list[str]) -> list[dict[str, object]]:
     with get_store().session() as session:
-        overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
-        names = dict(cohort.configurations(session, store.seeded.model_set_id))
-        stats = cell_statistics(cohort.case_values(session, cohort.CohortFilter(store.seeded.protocol_id)),
-                                tables.table_metrics())
+        chosen = cohort_numbers.CohortFilter(store.seeded.protocol_id)
+        overall, per_structure = cohort_numbers.summary(session, chosen)
+        names = dict(cohort_numbers.configurations(session, store.seeded.model_set_id))
+        stats = cell_statistics(cohort_numbers.case_values(session, chosen), tables.table_metrics())
     return tables.cohort_rows(overall, per_structure, names, structures, stats)
 
 
@@ -67,7 +68,8 @@ def test_cohort_rows_mark_the_best_value_per_structure_and_export_as_csv(store: 
 
 def test_filters_parse_the_controls_and_the_address() -> None:
     chosen = filters.cohort_filter(3, [2, 0], "2026-11-02T00:00:00", None, [5])
-    assert chosen == cohort.CohortFilter(3, (0, 2), (5,), chosen.start, None) and str(chosen.start) == "2026-11-02"
+    assert chosen == cohort_numbers.CohortFilter(3, (0, 2), (5,), chosen.start, None)
+    assert str(chosen.start) == "2026-11-02"
     assert filters.cohort_filter(None, [], None, None) is None
     assert filters.cohort_filter(3, [], None, None).repeats is None  # no repeat chosen = every repeat
 
@@ -76,10 +78,10 @@ def test_charts_of_a_seeded_cohort(store: SeededStore) -> None:
     ids = store.seeded.configurations
     names, positions = {v: k for k, v in ids.items()}, {v: i for i, v in enumerate(ids.values())}
     with get_store().session() as session:
-        chosen = cohort.CohortFilter(store.seeded.protocol_id)
-        diagram = charts.reliability_figure(cohort.reliability(session, chosen), names, positions)
-        curves = charts.curve_figure(cohort.curves(session, chosen), "ueo", names, positions)
-        result, values = cohort.paired(cohort.case_table(session, chosen), "ece", ids["DE"], ids["DE+TS"])
+        chosen = cohort_numbers.CohortFilter(store.seeded.protocol_id)
+        diagram = charts.reliability_figure(cohort_numbers.reliability(session, chosen), names, positions)
+        curves = charts.curve_figure(cohort_numbers.curves(session, chosen), "ueo", names, positions)
+        result, values = cohort.paired(cohort_numbers.case_table(session, chosen), "ece", ids["DE"], ids["DE+TS"])
     assert [t["name"].split(" (")[0] for t in diagram["data"][1:]] == list(PLAN.configurations)
     assert len(curves["data"]) == 2 * len(PLAN.configurations)  # a band and a mean line each
     scatter = charts.paired_figure(values, "ECE", "DE", "DE+TS")["data"][1]
@@ -182,8 +184,8 @@ def test_metrics_table_lists_both_configurations(store: SeededStore) -> None:
 
 def test_the_paired_comparison_is_adjusted_over_the_pairs_shown(store: SeededStore) -> None:
     with get_store().session() as session:
-        chosen = cohort.CohortFilter(store.seeded.protocol_id)
-        table = cohort.per_case(cohort.case_table(session, chosen), "ece")
+        chosen = cohort_numbers.CohortFilter(store.seeded.protocol_id)
+        table = cohort.per_case(cohort_numbers.case_table(session, chosen), "ece")
     ids = store.seeded.configurations
     a, b = ids["DE"], ids["DE+TS"]
     raw = wilcoxon_p(table[a], table[b])

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.metrics.cohort import paired_comparison
 from pipeline.metrics.settings import MetricSettings
+from pipeline.store import cohort_numbers
 from pipeline.store.database import alembic_config
 from pipeline.store.schema import (
     WHOLE_CASE,
@@ -54,7 +55,7 @@ def _ece(session: Session, results: list[CaseResult]) -> list[float]:
 
 def test_selection_takes_each_repeats_test_cases_and_its_own_fit(store: SeededStore) -> None:
     with get_store().session() as session:
-        table = cohort.case_table(session, cohort.CohortFilter(store.seeded.protocol_id))
+        table = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
         for name in PLAN.configurations:
             for repeat in range(PLAN.repeats):
                 rows = table[(table["configuration"] == name) & (table["repeat"] == repeat)]
@@ -66,7 +67,7 @@ def test_selection_takes_each_repeats_test_cases_and_its_own_fit(store: SeededSt
 
 def test_summary_is_mean_and_sd_over_repeats_of_per_repeat_means(store: SeededStore) -> None:
     with get_store().session() as session:
-        overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
+        overall, per_structure = cohort_numbers.summary(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
         for name in ("Base", "DE+TS"):
             means = [np.mean(_ece(session, _expected_results(session, store, name, k))) for k in range(PLAN.repeats)]
             row = overall[overall["configuration_id"] == store.seeded.configurations[name]].iloc[0]
@@ -85,20 +86,21 @@ def test_summary_is_mean_and_sd_over_repeats_of_per_repeat_means(store: SeededSt
 def test_filters_narrow_repeats_configurations_and_dates(store: SeededStore) -> None:
     protocol_id = store.seeded.protocol_id
     with get_store().session() as session:
-        one = cohort.case_table(session, cohort.CohortFilter(protocol_id, repeats=(1,),
+        one = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(protocol_id, repeats=(1,),
                                                              configurations=(store.seeded.configurations["DE"],)))
         assert set(one["repeat"]) == {1} and set(one["configuration"]) == {"DE"}
         assert sorted(one["case"]) == store.seeded.test_roles[1]
         # the seed processes case i on day i % 3 from 2026-11-02: phantoms 9000 and 9003 on the first day
-        first_day = cohort.case_table(session, cohort.CohortFilter(protocol_id, start=date(2026, 11, 2),
+        first_day = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(protocol_id, start=date(2026, 11, 2),
                                                                    end=date(2026, 11, 2)))
         assert set(first_day["case"]) <= {"phantom_9000", "phantom_9003"} and not first_day.empty
-        assert cohort.case_table(session, cohort.CohortFilter(protocol_id, start=date(2027, 1, 1))).empty
+        later = cohort_numbers.CohortFilter(protocol_id, start=date(2027, 1, 1))
+        assert cohort_numbers.case_table(session, later).empty
 
 
 def test_pooled_reliability_bins_are_the_sums_over_test_cases_and_repeats(store: SeededStore) -> None:
     with get_store().session() as session:
-        pooled = cohort.reliability(session, cohort.CohortFilter(store.seeded.protocol_id))
+        pooled = cohort_numbers.reliability(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
         name = "Base+TS"
         ids = [r.id for k in range(PLAN.repeats) for r in _expected_results(session, store, name, k)]
         bins = session.execute(select(ReliabilityBin.bin, ReliabilityBin.count, ReliabilityBin.sum_correct)
@@ -116,7 +118,7 @@ def test_pooled_reliability_bins_are_the_sums_over_test_cases_and_repeats(store:
 
 def test_curves_are_mean_and_sd_over_repeats(store: SeededStore) -> None:
     with get_store().session() as session:
-        frame = cohort.curves(session, cohort.CohortFilter(store.seeded.protocol_id))
+        frame = cohort_numbers.curves(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
         per_repeat = [np.mean([session.scalar(select(CurvePoint.ueo).where(
             CurvePoint.result_id == r.id, CurvePoint.budget_index == 20)) for r in _expected_results(
             session, store, "DE", k)]) for k in range(PLAN.repeats)]
@@ -130,7 +132,7 @@ def test_curves_are_mean_and_sd_over_repeats(store: SeededStore) -> None:
 def test_paired_comparison_uses_each_cases_mean_over_its_repeats(store: SeededStore) -> None:
     configurations = store.seeded.configurations
     with get_store().session() as session:
-        table = cohort.case_table(session, cohort.CohortFilter(store.seeded.protocol_id))
+        table = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
         result, values = cohort.paired(table, "ece", configurations["Base"], configurations["Base+TS"])
     means = table.groupby(["case", "configuration"])["ece"].mean().unstack()
     assert list(values["case"]) == sorted(means.index)

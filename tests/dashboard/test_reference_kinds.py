@@ -12,6 +12,7 @@ from dash import html
 from sqlalchemy import delete, func, select
 
 from pipeline.errors import InputError
+from pipeline.store import cohort_numbers
 from pipeline.store.schema import CurvePoint, Image, ReferenceAttachment, SplitRole, utcnow
 from qa_dashboard import filters, viewer, viewer_layout
 from qa_dashboard.components import number
@@ -66,10 +67,10 @@ def test_cohort_filter_by_reference_kind_with_its_n(store: SeededStore, final_cl
     with get_store().session() as session:
         counts = cohort.reference_kind_counts(session, protocol_id)
         cohort_size = len(set(session.scalars(select(SplitRole.image_id).where(SplitRole.protocol_id == protocol_id))))
-        every = cohort.case_table(session, cohort.CohortFilter(protocol_id))
-        final = cohort.case_table(session, filters.cohort_filter(protocol_id, [], None, None,
+        every = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(protocol_id))
+        final = cohort_numbers.case_table(session, filters.cohort_filter(protocol_id, [], None, None,
                                                                  reference_kind="final_clinical"))
-        research = cohort.case_table(session, filters.cohort_filter(protocol_id, [], None, None,
+        research = cohort_numbers.case_table(session, filters.cohort_filter(protocol_id, [], None, None,
                                                                     reference_kind="research"))
     assert counts == {"final_clinical": 1, "research": cohort_size - 1}
     assert set(final["case"]) == {final_clinical}

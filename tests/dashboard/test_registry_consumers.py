@@ -10,9 +10,10 @@ import io
 import dash
 
 from pipeline.metrics import registry
+from pipeline.store import cohort_numbers
 from pipeline.store.cohort_rows import deployed_case_rows, latest_protocol, protocol_case_rows
 from qa_dashboard import tables, viewer
-from qa_dashboard.queries import cohort, patient
+from qa_dashboard.queries import patient
 from qa_dashboard.store import get_store
 from tests.dashboard.conftest import PLAN, SeededStore
 from tests.dashboard.test_app import _by_id, _page
@@ -21,9 +22,9 @@ from tests.dashboard.test_app import _by_id, _page
 def test_frames_carry_every_case_level_metric_of_the_registry(store: SeededStore) -> None:
     names = list(registry.names(registry.case_metrics()))
     with get_store().session() as session:
-        chosen = cohort.CohortFilter(store.seeded.protocol_id)
-        table = cohort.case_table(session, chosen)
-        overall, _ = cohort.summary(session, chosen)
+        chosen = cohort_numbers.CohortFilter(store.seeded.protocol_id)
+        table = cohort_numbers.case_table(session, chosen)
+        overall, _ = cohort_numbers.summary(session, chosen)
         protocol = latest_protocol(session)
         assert protocol is not None
         rows = protocol_case_rows(session, protocol)
@@ -54,8 +55,8 @@ def test_the_cohort_table_and_csv_take_columns_labels_and_tooltips_from_the_regi
         assert metric.definition in column["headerTooltip"] and metric.anchor in column["headerTooltip"]
         assert f"toFixed({metric.digits})" in column["valueFormatter"]["function"]
     with get_store().session() as session:
-        overall, per_structure = cohort.summary(session, cohort.CohortFilter(store.seeded.protocol_id))
-        names = dict(cohort.configurations(session, store.seeded.model_set_id))
+        overall, per_structure = cohort_numbers.summary(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))
+        names = dict(cohort_numbers.configurations(session, store.seeded.model_set_id))
     rows = tables.cohort_rows(overall, per_structure, names, [tables.ALL_FOREGROUND, "spleen"])
     header = next(csv.reader(io.StringIO(tables.cohort_csv(rows))))
     stats = ("mean", "sd", "low", "high", "n", "mark")

@@ -24,7 +24,8 @@ from pipeline.metrics.review_budget import Budget, flagged_count
 from pipeline.metrics.roi import roi_of
 from pipeline.metrics.settings import MetricSettings
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
-from pipeline.review.report import gather_report, write_report
+from pipeline.review.report import gather_report
+from pipeline.review.report_pdf import write_report
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import State
 from pipeline.review.worklist import (
@@ -154,7 +155,8 @@ def test_audit_report_pdf_renders(seeded: Seeded, tmp_path: Path) -> None:
         content = gather_report(session, ArtifactStore(seeded.artifacts), "sqlite:///test", "DE",
                                 Budget("fraction", STORED_BUDGET))
     engine.dispose()
-    assert set(content.reliability) == {"Base", "DE"} and len(content.cohort) == 2
+    assert content.cohort.chosen is None and content.cohort.summary.empty  # no protocol: no cohort numbers
+    assert content.cohort.filters[0].startswith("No protocol has been run yet")
     path = write_report(content, tmp_path / "report.pdf")
     document = pypdfium2.PdfDocument(str(path))
     try:
@@ -210,6 +212,11 @@ def test_command_line_verbs(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.
     assert all((tmp_path / name).stat().st_size > 0 for name in ("w.xlsx", "rs.dcm", "r.pdf"))
     assert dciodvfy_errors(tmp_path / "rs.dcm") == []
     assert audit_count() == before + 7
+    assert _cli(["audit-report", "--repeat", "0", "--out", str(tmp_path / "x.pdf")], settings) == 2
+    assert "--repeat and --reference filter a protocol: add --protocol ID" in capsys.readouterr().err
+    assert _cli(["audit-report", "--protocol", "999999", "--out", str(tmp_path / "x.pdf")], settings) == 2
+    assert "there is no protocol 999999" in capsys.readouterr().err
+    assert audit_count() == before + 8  # the unknown protocol is an audited failure; the bad option is refused first
     written = write_audit_csv(ReviewService(engine).audit_entries(CommandLine()), tmp_path / "audit.csv")
     assert len(list(csv.DictReader(written.open()))) == audit_count()
     with session_factory(engine)() as session:

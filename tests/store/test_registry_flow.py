@@ -20,11 +20,11 @@ from pipeline.batch.runner import BatchOptions, run_batch
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
+from pipeline.store import cohort_numbers
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import WHOLE_CASE, CaseResult, MetricValue, ModelSet, Protocol, StructureResult
 from qa_dashboard import tables
-from qa_dashboard.queries import cohort
 
 EXTRA = registry.Metric(
     "error_count", "Errors (ROI)", "voxels", (0.0, None), "lower", True, "case",
@@ -57,17 +57,17 @@ def test_metrics_registered_only_in_the_registry_flow_to_store_queries_table_and
         errors = dict(session.execute(select(CaseResult.id, CaseResult.error_voxels)).all())
         assert stored == errors and len(stored) == 3 * 2 + 3 * 2 * 1 + 3 * 2  # batch, repeat tests, deployed
         protocol = session.scalars(select(Protocol)).one()
-        chosen = cohort.CohortFilter(protocol.id)
-        table = cohort.case_table(session, chosen)
-        overall, per_structure = cohort.summary(session, chosen)
-        names = dict(cohort.configurations(session, row.id))
+        chosen = cohort_numbers.CohortFilter(protocol.id)
+        table = cohort_numbers.case_table(session, chosen)
+        overall, per_structure = cohort_numbers.summary(session, chosen)
+        names = dict(cohort_numbers.configurations(session, row.id))
         again = {(r, c): v for r, c, v in session.execute(
             select(MetricValue.result_id, MetricValue.class_index, MetricValue.value)
             .where(MetricValue.name == EXTRA_STRUCTURE.name))}
         dsc = {(r, c): v for r, c, v in session.execute(select(
             StructureResult.result_id, StructureResult.class_index, StructureResult.dsc)
             .where(StructureResult.class_index > 0))}
-        values = cohort.case_values(session, chosen)
+        values = cohort_numbers.case_values(session, chosen)
     engine.dispose()
     _structure_metrics_reach_the_structure_rows(again, dsc, values, per_structure, names)
     assert table[EXTRA.name].notna().all() and set(table[EXTRA.name]) <= {float(v) for v in errors.values()}
