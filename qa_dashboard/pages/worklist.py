@@ -2,7 +2,7 @@
 ranked regions (each opens the slice browser at the region), the review items with the workflow's actions, and the
 exports to the clinic.
 
-Address: ``/worklist?configuration=NAME&budget=PERCENT`` (the slider offers the budgets the batch stores regions at,
+Address: ``/worklist?configuration=NAME&budget=PERCENT`` (the menu offers the budgets the batch stores regions at,
 ``ReviewSettings.region_budgets``; another percentage is computed from the maps) or ``&minutes=M`` (a time budget
 per patient, converted at the review rate in force and capped at the run's budget range, 5 % by default: computed
 from the maps), and ``&model_set=`` (a model
@@ -154,11 +154,12 @@ def _rounding(budget: Budget) -> str:
     return f" (per case: the share of its ROI within the minutes, rounded down to {steps} %)"
 
 
-def budget_marks(percent: float) -> dict[float, str]:
-    """The slider's budgets: the review settings' ``region_budgets`` (stored by the batch: the list opens without
-    reading a map), and ``percent`` when the address asked for another one."""
-    stored = [round(100 * b, 6) for b in settings().review.region_budgets]
-    return {value: f"{value:g} %" for value in sorted({*stored, round(percent, 6)})}
+def budget_choices(percent: float) -> list[dict[str, Any]]:
+    """The budget menu: the review settings' ``region_budgets`` (stored by the batch: the list opens without reading
+    a map), and ``percent`` when the address asked for another one (computed from the maps, said so)."""
+    stored = {round(100 * b, 6) for b in settings().review.region_budgets}
+    return [{"label": f"{value:g} %" if value in stored else f"{value:g} % (from the maps: slower)", "value": value}
+            for value in sorted({*stored, round(percent, 6)})]
 
 
 def _page(store: Store, configuration: str | None, budget: Budget, model_set: str | None) -> Component:
@@ -187,9 +188,9 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
                 options=[{"label": "% of ROI voxels", "value": "fraction"},
                          {"label": "minutes per patient", "value": "minutes"}],
                 value=budget.kind, id="worklist-kind", inline=True)], lg=3),
-            dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
-                0, MAX_PERCENT, None, value=percent, id="worklist-percent", marks=budget_marks(percent),
-                disabled=budget.kind == "minutes")], lg=4),
+            dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Dropdown(
+                budget_choices(percent), percent, id="worklist-percent", clearable=False,
+                disabled=budget.kind == "minutes")], lg=2),
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
