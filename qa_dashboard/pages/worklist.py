@@ -60,7 +60,7 @@ CASE_COLUMNS = [
      "headerTooltip": "flagged mL × the review rate in force (see the line above the table)"},
     {"field": "score", "headerName": "Score (entropy·mL)", "type": "numericColumn"},
     {"field": "expected_recall", "headerName": "Expected errors captured %", "type": "numericColumn",
-     "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
+     "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); —: no estimate"},
     {"field": "budget_pct", "headerName": "Budget % of ROI", "type": "numericColumn"},
     {"field": "capped", "width": 90},
     {"field": "reference", "headerName": "Reference", "width": 140,
