@@ -25,7 +25,7 @@ from pipeline.cli import main
 from pipeline.inference import engine as inference_engine
 from pipeline.inference.model_set import ModelSet, load_model_set_file
 from pipeline.metrics.settings import MetricSettings
-from pipeline.settings import DEFAULT_MAX_VOXELS, Settings
+from pipeline.settings import DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import verify_engine
 from pipeline.store.database import make_engine, session_factory
@@ -44,6 +44,7 @@ from pipeline.store.schema import (
     TemperatureFit,
 )
 from pipeline.store.schema import ModelSet as ModelSetRow
+from pipeline.store.stored_regions import ResultRegions
 from tests.conftest import REPO_ROOT
 from tests.store.conftest import write_phantom_case
 
@@ -51,7 +52,8 @@ RESULT_COLUMNS = ("temperature", "has_reference", "roi_voxels", "error_voxels", 
 CHILDREN = {MetricValue: ("class_index", "name", "value"),
             StructureResult: ("class_index", "structure", "dsc", "predicted_ml", "reference_ml"),
             CurvePoint: ("budget_index", "budget", "ueo", "recall", "precision", "flagged_ml"),
-            ReliabilityBin: ("group", "bin", "count", "sum_confidence", "sum_correct")}
+            ReliabilityBin: ("group", "bin", "count", "sum_confidence", "sum_correct"),
+            ResultRegions: ("budget", "connectivity", "structure_search_mm", "regions")}
 MAPS = ("entropy", "prediction", "error", "budget_mask")
 MAX_VOXELS = DEFAULT_MAX_VOXELS
 
@@ -126,6 +128,7 @@ def test_a_reference_attached_later_gives_the_rows_the_batch_stores_with_it(
         processings = sorted(tuple(r) for r in session.execute(select(Processing.id, Processing.forward_passes)))
         before = _rows(session, store, "later")
         assert {rows["result"][1] for rows in before.values()} == {False}
+        assert all(len(rows["ResultRegions"]) == len(ReviewSettings().region_budgets) for rows in expected.values())
 
     _no_inference(monkeypatch)
     done = attach_references(store_url, artifacts, [AttachRequest("later", reference, "final_clinical")],
