@@ -19,6 +19,7 @@ import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, html
 from dash.development.base_component import Component
 
+from pipeline.metrics.regions import slice_number, slice_span
 from pipeline.metrics.review_budget import DEFAULT_BUDGET
 from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, inputs, review, viewer
@@ -207,7 +208,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
         moved = viewer.clicked(view, trigger.split("-")[2], slices, clicks[trigger])
     elif trigger == "viewer-most-uncertain":
         moved = viewer.jump_to_most_uncertain(store, view.results[a], slices)
-        info = "no entropy map stored" if moved is None else f"most uncertain axial slice: {moved['axial'] + 1}"
+        info = ("no entropy map stored" if moved is None
+                else f"most uncertain axial slice: {slice_number(moved['axial'])}")
     elif trigger == "viewer-next-region":
         found = viewer.regions(store, view, view.results[a], budget)
         if not found:
@@ -215,8 +217,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
         region = (region + 1) % len(found)
         chosen = found[region]
         moved = dict(zip(PLANES, chosen.centroid, strict=True))
-        info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices {chosen.slices[0] + 1}–"
-                f"{chosen.slices[1] + 1}, mean entropy {chosen.mean_entropy:.2f}")
+        info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices "
+                f"{slice_span(chosen.slices)}, mean entropy {chosen.mean_entropy:.2f}")
     if moved is None:
         return *(dash.no_update,) * 4, info
     return (*(moved[p] if moved[p] != slices[p] else dash.no_update for p in PLANES), region, info)

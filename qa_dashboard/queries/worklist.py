@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.metrics.regions import slice_span
 from pipeline.metrics.review_budget import Budget, ReviewRate
 from pipeline.review.timing import measured_rate
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE, Worklist, build_worklist, with_current_states
@@ -112,7 +113,7 @@ def region_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, A
                     "case_rank": entry.rank, "case": entry.case, "region": region.rank,
                     "open": "open", "open_href": href,
                     "structure": item.structure, "volume_ml": round(region.volume_ml, 3),
-                    "slices": f"{region.slices[0]}–{region.slices[1]}", "mean_entropy": round(region.mean_entropy, 3),
+                    "slices": slice_span(region.slices), "mean_entropy": round(region.mean_entropy, 3),
                     "max_entropy": round(region.max_entropy, 3), "state": item.state.value,
                 })
     return sorted(rows, key=lambda row: (row["case_rank"], row["region"]))
