@@ -42,8 +42,9 @@ def header(case: Case) -> Component:
     ])
 
 
-def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices) -> Component:
-    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices``."""
+def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
+                  budget: float = DEFAULT_FRACTION) -> Component:
+    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``."""
     case = view.case
     budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or DEFAULT_FRACTION
     return html.Div([
@@ -52,7 +53,7 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices) 
         dcc.Store(id="viewer-shape", data=dict(zip(PLANES, case.shape_zyx, strict=True))),
         dcc.Store(id="viewer-nav"), dcc.Store(id="viewer-region", data=-1),
         *(dcc.Store(id=f"slice-{p}", data=slices[p]) for p in PLANES),
-        _controls(view, a, b, budget_max),
+        _controls(view, a, b, budget_max, min(budget, budget_max)),
         dbc.Row([
             dbc.Col(_views("a"), lg=5),
             dbc.Col(_views("b"), lg=5, id="viewer-b-column"),
@@ -76,7 +77,8 @@ def _views(side: str) -> Component:
                                              className="g-1 mt-1")])
 
 
-def _controls(view: viewer.CaseView, a: int | None, b: int | None, budget_max: float) -> Component:
+def _controls(view: viewer.CaseView, a: int | None, b: int | None, budget_max: float, budget: float
+              ) -> Component:
     options = [{"label": r.label(len({x.model_set for x in view.results.values()}) > 1), "value": c}
                for c, r in view.results.items()]
     labels = next(iter(view.results.values())).labels
@@ -93,7 +95,7 @@ def _controls(view: viewer.CaseView, a: int | None, b: int | None, budget_max: f
                 options=[{"label": f"{k} · {n} {w:g}/{lv:g}", "value": k} for k, (n, w, lv) in viewer.PRESETS.items()],
             )], md=3),
             dbc.Col([dbc.Label(f"Review budget (stored mask: {budget_max * 100:.1f} %)"), dcc.Slider(
-                id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget_max,
+                id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget,
                 marks={v: f"{v * 100:.1f}%" for v in (0, budget_max / 2, budget_max)},
                 tooltip={"placement": "bottom"})], md=3),
         ], className="g-2"),

@@ -4,6 +4,10 @@ original grid, the regions as a DICOM RTSTRUCT referencing the original CT serie
 Text that a spreadsheet program would run as a formula (a comment starting with ``=``, …) never runs: in CSV, text
 starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading apostrophe; in Excel such text is
 stored as a string cell (openpyxl would otherwise store text starting with ``=`` as a formula).
+
+``first_slice`` / ``last_slice`` are slice numbers as the slice browser shows them (1-based,
+:func:`pipeline.metrics.regions.slice_number`); ``centroid_z/y/x`` are voxel indices (0-based, as in the slice
+browser's ``at=z,y,x`` address).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pipeline.errors import NotFoundError
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.maps import export_nifti
 from pipeline.io.rtstruct_export import RoiMask, RtstructError, referenced_series, write_rtstruct
+from pipeline.metrics.regions import slice_number
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.service import AuditRecord
 from pipeline.review.worklist import ResultRef, Worklist, case_regions, deployed_results
@@ -74,8 +79,8 @@ def region_rows(worklist: Worklist) -> list[dict[str, Any]]:
                 rows.append({**dict.fromkeys(REGION_COLUMNS), **shared})
             for region in item.regions:
                 rows.append({**shared, "region_rank": region.rank, "voxels": region.voxels,
-                             "volume_ml": region.volume_ml, "first_slice": region.slices[0],
-                             "last_slice": region.slices[1], "centroid_z": region.centroid[0],
+                             "volume_ml": region.volume_ml, "first_slice": slice_number(region.slices[0]),
+                             "last_slice": slice_number(region.slices[1]), "centroid_z": region.centroid[0],
                              "centroid_y": region.centroid[1], "centroid_x": region.centroid[2],
                              "mean_entropy": region.mean_entropy, "max_entropy": region.max_entropy,
                              "score": region.score})

@@ -98,10 +98,18 @@ def test_worklist_csv_and_excel(seeded: Seeded, tmp_path: Path) -> None:
     decided = [r for r in rows if r["case"] == "synthetic-2" and r["structure"] == "spleen"]
     assert {r["state"] for r in decided} == {"reviewed"} and {r["reviewer"] for r in decided} == {"csv-reviewer"}
     assert decided[0]["comment"].startswith("'=HYPERLINK")  # never a live formula
+    regions = {(c.case, r.rank): r for c in worklist.cases for r in c.regions}
+    placed = [r for r in rows if r["region_rank"]]
+    assert placed and all((int(r["first_slice"]), int(r["last_slice"])) == tuple(
+        s + 1 for s in regions[r["case"], int(r["region_rank"])].slices) for r in placed)  # 1-based, as the viewer
     book = load_workbook(write_worklist(worklist, tmp_path / "w.xlsx", "xlsx"))
     assert book.sheetnames == ["about", "cases", "regions"]
     cases = list(book["cases"].values)
     assert cases[0][:2] == ("rank", "case") and len(cases) == 1 + len(worklist.cases)
+    sheet = list(book["regions"].values)
+    first = sheet[0].index("first_slice")
+    assert sorted(str(row[first]) for row in sheet[1:] if row[first] is not None) == sorted(
+        r["first_slice"] for r in placed)
     comments = [row[6] for row in book["regions"].iter_rows(min_row=2) if row[6].value]
     assert comments and all(c.value.startswith("=HYPERLINK") and c.data_type == "s" for c in comments)
     with pytest.raises(ValueError, match="csv or xlsx"):
