@@ -16,9 +16,9 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from pipeline.metrics import registry
+from pipeline.store.cohort_numbers import ALL_FOREGROUND
 from qa_dashboard import tables
 from qa_dashboard.components import DOCS_PATH
-from qa_dashboard.queries.cohort import ALL_FOREGROUND
 from tests.dashboard.test_browser import grid_rows, open_page, shot, wait_for
 
 SIZES = ((1280, 720), (1600, 1000))
