@@ -4,6 +4,8 @@ For each case: claim it (no two runs process one case), read and check it, hash 
 hashes, model set identity, grid, metric settings, review budget, code version) and skip it when
 the stored processing has the same hash; otherwise run the grid and store the case in one transaction. A failing case
 is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any case failed.
+A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
+before any inference.
 A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
@@ -35,6 +37,7 @@ from pipeline.batch.member_passes import check_mode
 from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.batch.process import CaseWork, process_case
 from pipeline.batch.version import code_version
+from pipeline.errors import InputError
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
@@ -261,6 +264,11 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
             return
         if options.dry_run:
             summary.would_run.append(spec.name)
+            return
+        try:
+            batch.predictor().check_extent(case.image, str(spec.ct))
+        except InputError as error:
+            batch.fail(run_id, spec, "read", str(error))
             return
         work = CaseWork(batch.predictor(), grid, model_set, configurations, fits, options.settings, options.budget,
                         ArtifactStore(options.artifacts), batch.version, run_id or 0)

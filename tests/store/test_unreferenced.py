@@ -42,8 +42,8 @@ from pipeline.store.schema import (
 )
 from tests.conftest import REPO_ROOT
 
-# dcmqi_ct3slice/ct (3 slices) is left out: nnU-Net's preprocessing fails on it before any prediction (a zero-size
-# crop), a failure of its own, not an unreferenced case's
+# dcmqi_ct3slice/ct (3 slices) is left out: too few slices for the model's plan, refused as bad input before any
+# inference (tests/store/test_too_few_slices.py), a failure of its own, not an unreferenced case's
 SERIES = {"totalsegmentator_dicom": "totalsegmentator/example_ct_dicom", "ibsi_sts_019": "ibsi_sts_019/dicom/CT/image"}
 
 
