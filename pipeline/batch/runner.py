@@ -5,7 +5,8 @@ hashes, model set identity, grid, metric settings, review budget, code version) 
 the stored processing has the same hash; otherwise run the grid and store the case in one transaction. A failing case
 is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any case failed.
 A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
-before any inference.
+before any inference. A case redone without a reference in its input keeps the reference attached to it since
+(:mod:`pipeline.batch.kept_reference`); its input hash stays the input's.
 A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, load_case
+from pipeline.batch.kept_reference import with_attached_reference
 from pipeline.batch.locking import claim
 from pipeline.batch.member_passes import check_mode
 from pipeline.batch.persist import deployed_fits, ensure_model_set
@@ -267,6 +269,11 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
             return
         try:
             batch.predictor().check_extent(case.image, str(spec.ct))
+            with batch.sessions() as session:
+                case = with_attached_reference(session, ArtifactStore(options.artifacts), case)
+        except CaseError as error:
+            batch.fail(run_id, spec, error.stage, str(error))
+            return
         except InputError as error:
             batch.fail(run_id, spec, "read", str(error))
             return
