@@ -1,8 +1,8 @@
 """Unreferenced cases are first-class: real DICOM CT series no model saw, without a reference, through the batch
 with the tiny trained models into SQLite and PostgreSQL — every case stored, none failed, empty predictions
 flagged (the smoke models happen to predict some foreground on both series: the empty path is covered at the metric
-level, tests/metrics/test_empty_roi.py), the label-free scores stored; and the out-of-distribution ranks against the
-calibration cohort."""
+level, tests/metrics/test_empty_roi.py, and through a real batch on a CT of air, test_empty_prediction_batch.py), the
+label-free scores stored; and the out-of-distribution ranks against the calibration cohort."""
 
 from __future__ import annotations
 
