@@ -267,16 +267,10 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
         if options.dry_run:
             summary.would_run.append(spec.name)
             return
-        try:
-            batch.predictor().check_extent(case.image, str(spec.ct))
-            with batch.sessions() as session:
-                case = with_attached_reference(session, ArtifactStore(options.artifacts), case)
-        except CaseError as error:
-            batch.fail(run_id, spec, error.stage, str(error))
+        ready = _ready(batch, spec, case, run_id)
+        if ready is None:
             return
-        except InputError as error:
-            batch.fail(run_id, spec, "read", str(error))
-            return
+        case = ready
         work = CaseWork(batch.predictor(), grid, model_set, configurations, fits, options.settings, options.budget,
                         ArtifactStore(options.artifacts), batch.version, run_id or 0)
         try:
@@ -290,6 +284,26 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
         summary.notes += [(spec.name, note) for note in case.reference_notes]
         log.info("case=%s done passes=%d inference_s=%.2f metrics_s=%.2f storage_s=%.2f", spec.name,
                  timings.forward_passes, timings.inference, timings.metrics, timings.storage)
+
+
+def _ready(batch: _Batch, spec: CaseSpec, case: LoadedCase, run_id: int | None) -> LoadedCase | None:
+    """The case as the grid will run it (with its attached reference when its input gives none), or None when it
+    failed (recorded): too small for the model's plan, or its attached reference unusable."""
+    predictor = batch.predictor()  # a model set that cannot load is no case's failure: it stops the run
+    try:
+        predictor.check_extent(case.image, str(spec.ct))
+    except InputError as error:
+        batch.fail(run_id, spec, "read", str(error))
+        return None
+    try:
+        with batch.sessions() as session:
+            return with_attached_reference(session, ArtifactStore(batch.options.artifacts), case)
+    except InputError as error:  # a CaseError, or the stored reference map unreadable
+        batch.fail(run_id, spec, "reference", str(error))
+    except Exception as error:
+        log.exception("case=%s: its attached reference could not be read", spec.name)
+        batch.fail(run_id, spec, "reference", f"{type(error).__name__}: {error}")
+    return None
 
 
 def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:

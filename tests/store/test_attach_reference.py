@@ -310,7 +310,8 @@ def test_a_redone_case_keeps_the_reference_attached_to_it_when_its_input_gives_n
 ) -> None:
     """The nightly batch redoes a case whose input has no reference (its input hash changed): it is scored against
     the reference attached since, so its redone rows are those the attachment left; the next night skips it; a CT
-    now on another grid cannot take the attached reference and fails, leaving the stored case as it was."""
+    now on another grid cannot take the attached reference and fails, leaving the stored case as it was, as does a
+    reference map gone from the store."""
     artifacts = tmp_path / "artifacts"
     ct, reference = write_phantom_case(tmp_path / "new", 9004)
     options = _options([CaseSpec("later", ct, None, cohort="clinical")], model_set, store_url, artifacts)
@@ -348,6 +349,10 @@ def test_a_redone_case_keeps_the_reference_attached_to_it_when_its_input_gives_n
     ((case, stage, reason),) = refused.failed
     assert (case, stage) == ("later", "reference") and "the CT's grid differs from the one the attached " \
         f"reference ({reference}) was read onto (origin)" in reason
-    with session_factory(engine)() as session:
+    with session_factory(engine).begin() as session:
         _assert_same(_rows(session, store, "later"), attached)
+        store.delete(session.scalars(select(Artifact.path).where(Artifact.kind == "reference")).one())
+        session.execute(update(Processing).values(input_hash="settings changed again"))
+    lost = run_batch(options)  # the stored reference map is gone: the case fails, the run ends normally
+    assert [(case, stage) for case, stage, _ in lost.failed] == [("later", "reference")] and not lost.done
     engine.dispose()
