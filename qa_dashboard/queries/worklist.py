@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from pipeline.metrics.regions import Region, slice_span
 from pipeline.metrics.review_budget import Budget, ReviewRate
+from pipeline.review.exports import case_state
 from pipeline.review.timing import RegionKey, measured_rate, opened_regions
 from pipeline.review.worklist import (
     EMPTY_PREDICTION,
-    NO_REFERENCE,
     Worklist,
     WorklistCase,
     build_worklist,
@@ -86,7 +86,8 @@ def status(states: list[str]) -> str:
 
 def case_rows(worklist: Worklist, rate: ReviewRate) -> list[dict[str, Any]]:
     """One row per case, in rank order; ``case`` is its name and ``case_href`` the slice browser at its top region;
-    ``expected_minutes`` its flagged volume at the review ``rate``."""
+    ``expected_minutes`` its flagged volume at the review ``rate``; its state as the exports write it
+    (:func:`pipeline.review.exports.case_state`)."""
     rows = []
     for case in worklist.cases:
         top = case.regions[0].centroid if case.regions else None
@@ -98,10 +99,7 @@ def case_rows(worklist: Worklist, rate: ReviewRate) -> list[dict[str, Any]]:
             "expected_minutes": round(rate.minutes(case.flagged_ml), 1),
             "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
             "unreviewed": sum(i.state.value in ("pending", "in_review") for i in case.items),
-            "status": status([i.state.value for i in case.items]),
-            "reference": "yes" if case.has_reference else NO_REFERENCE,
-            "prediction": EMPTY_PREDICTION if case.empty_prediction else "",
-            "ood": case.ood, "ood_flag": case.ood_flag is True,
+            "status": status([i.state.value for i in case.items]), **case_state(case),
         })
     return rows
 
