@@ -45,7 +45,7 @@ from pipeline.review.worklist import (
     spacing_zyx,
     unreviewed_count,
 )
-from pipeline.settings import Settings
+from pipeline.settings import ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
@@ -99,7 +99,11 @@ def test_budgets_below_and_above_the_stored_one(seeded: Seeded) -> None:
         assert small.flagged_ml < case.flagged_ml < large.flagged_ml
         assert large.flagged_ml == pytest.approx(2 * case.flagged_ml, rel=0.01)
     minutes = _worklist(seeded, "Base", Budget("minutes", 0.5))  # 0.5 min at 30 s/mL = 1 mL per case
-    assert all(c.flagged_ml == pytest.approx(1.0, abs=0.01) or c.capped for c in minutes.cases)
+    steps = ReviewSettings().region_budgets  # rounded down to the largest stored budget within it, where one is
+    for case in minutes.cases:
+        assert case.capped or case.flagged_ml <= 1.0 + 0.01
+        assert case.fraction in steps or case.flagged_ml == pytest.approx(1.0, abs=0.01)
+    assert any(case.fraction in steps for case in minutes.cases)
 
 
 def test_worklist_csv_and_excel(seeded: Seeded, tmp_path: Path) -> None:
