@@ -27,7 +27,7 @@ def dicom_context(case: Case) -> Component:
     """One small line under the case's name: the DICOM UIDs in full (they wrap, never cut), or the image's format."""
     rows = context_rows(case)
     if not rows:
-        return html.Div(f"{case.source_kind.upper()} image: no DICOM study or series", id="case-dicom",
+        return html.Div("Read from an image file, not DICOM: no study or series", id="case-dicom",
                         className="text-muted small mb-2")
     return html.Div([html.Span("DICOM ", className="fw-semibold"),
                      *(html.Span([f"{label} ", html.Span(value, className="font-monospace")],

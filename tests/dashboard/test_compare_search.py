@@ -60,7 +60,7 @@ def test_dicom_context_shows_the_stored_uids(store: SeededStore) -> None:
     with get_store().session() as session:
         nifti = find_case(session, "phantom_9000")
         assert nifti is not None and nifti.dicom_uids == (None, None, None)
-        assert "NIFTI image: no DICOM study or series" in str(dicom_context(nifti))
+        assert "not DICOM: no study or series" in str(dicom_context(nifti))
         image = session.scalars(select(Image).where(Image.name == "phantom_9001")).one()
         image.source_kind, (image.study_uid, image.series_uid, image.frame_of_reference_uid) = "dicom", uids
         session.flush()
