@@ -9,6 +9,7 @@ from dash.development.base_component import Component
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.review.worklist import NO_REFERENCE
 from qa_dashboard import viewer
+from qa_dashboard.case_context import dicom_context
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import (
     ADDED_COLOUR,
@@ -39,6 +40,7 @@ def header(case: Case) -> Component:
                + (f" · reference: {case.reference_note}" if case.reference_note else "")
                + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"),
                className="text-muted small mb-2"),
+        dicom_context(case),
     ])
 
 
