@@ -3,7 +3,8 @@
 A cohort folder holds ``images/<case>.nii.gz`` (also ``<case>_0000.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``) and,
 optionally, ``references/<case>.<same suffixes>``. A CSV manifest has the columns ``case, ct`` and optionally
 ``reference, patient, cohort, reference_note, mrn, series_uid`` (``mrn``: the hospital number, stored only as a
-keyed hash; ``series_uid``: the SeriesInstanceUID of the CT series to read when the ``ct`` folder holds several);
+keyed hash; ``series_uid``: the SeriesInstanceUID of the CT series to read when the ``ct`` folder holds several) and
+the acquisition's (``manufacturer``, ``kvp``, …: :data:`pipeline.io.acquisition.KEYS`; a DICOM header's tag wins);
 ``ct`` may be an image file or a DICOM series folder, ``reference`` an image file or an RTSTRUCT (``.dcm``);
 relative paths are read from the manifest's folder. A DICOM root holds one series folder per case. Loading checks
 what the nightly job must not trust: a complete, readable CT of a sane size, a reference on the same grid (size,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from pipeline.errors import InputError
+from pipeline.io.acquisition import UNKNOWN, Acquisition, from_columns
 from pipeline.io.ct import nifti_non_finite, read_ct
 from pipeline.io.geometry import Geometry, mismatch
 from pipeline.io.integrity import read_image_file
@@ -30,6 +33,8 @@ from pipeline.io.rtstruct import labels_from_rtstruct
 from pipeline.settings import DEFAULT_MAX_VOXELS
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+log = logging.getLogger(__name__)
 
 
 class CaseError(InputError):
@@ -42,7 +47,7 @@ class CaseError(InputError):
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """One case as listed: where its CT and reference are, and who it belongs to."""
+    """One case as listed: where its CT and reference are, who it belongs to, and the acquisition its list gives."""
 
     name: str
     ct: Path
@@ -52,6 +57,7 @@ class CaseSpec:
     reference_note: str | None = None
     mrn_hash: str | None = None
     series_uid: str | None = None
+    acquisition: Acquisition = UNKNOWN
 
     @property
     def source_kind(self) -> str:
@@ -72,7 +78,8 @@ class DicomUids:
 class LoadedCase:
     """A case read and checked: the CT, the reference labels (None without one), content hashes, and notes on the
     reference the user must see (an RTSTRUCT ROI clipped to the image); ``reference_source`` where a reference not
-    given in the input came from (an attached one: :mod:`pipeline.batch.kept_reference`)."""
+    given in the input came from (an attached one: :mod:`pipeline.batch.kept_reference`); ``acquisition`` the DICOM
+    header's, completed by the case's list (it is not part of the content hash: it describes the scan)."""
 
     spec: CaseSpec
     image: sitk.Image
@@ -82,6 +89,7 @@ class LoadedCase:
     uids: DicomUids | None = None
     reference_notes: tuple[str, ...] = ()
     reference_source: str | None = None
+    acquisition: Acquisition = UNKNOWN
 
     @property
     def reference_note(self) -> str | None:
@@ -169,6 +177,7 @@ def cases_from_manifest(path: Path, cohort: str = "default", mrn_salt: str | Non
             cohort=(row.get("cohort") or "").strip() or cohort,
             reference_note=(row.get("reference_note") or "").strip() or None,
             series_uid=(row.get("series_uid") or "").strip() or None,
+            acquisition=from_columns(row, f"{path}:{number}"),
         ))
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -266,10 +275,20 @@ def load_case(spec: CaseSpec, labels: tuple[str, ...], max_voxels: int = DEFAULT
     image, series = ct.image, ct.series
     uids = DicomUids(series.study_instance_uid, series.series_instance_uid, series.frame_of_reference_uid
                      ) if series is not None else None
+    acquisition = _acquisition(spec, series.acquisition if series is not None else UNKNOWN)
     voxels = sitk.GetArrayViewFromImage(image)
     content_hash = _hash_image(image, voxels)
     if spec.reference is None:
-        return LoadedCase(spec, image, None, content_hash, None, uids)
+        return LoadedCase(spec, image, None, content_hash, None, uids, acquisition=acquisition)
     reference, notes = read_reference(spec.reference, image, labels, uids.frame_of_reference if uids else None,
                                       max_voxels)
-    return LoadedCase(spec, image, reference, content_hash, reference_hash(image, reference), uids, notes)
+    return LoadedCase(spec, image, reference, content_hash, reference_hash(image, reference), uids, notes,
+                      acquisition=acquisition)
+
+
+def _acquisition(spec: CaseSpec, header: Acquisition) -> Acquisition:
+    """The header's acquisition completed by the list's; a listed value the header contradicts is logged."""
+    for key in header.conflicts(spec.acquisition):
+        log.warning("case=%s: the manifest's %s %r differs from the DICOM header's %r; the header's is kept",
+                    spec.name, key, spec.acquisition.get(key), header.get(key))
+    return header.combined(spec.acquisition)

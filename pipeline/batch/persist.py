@@ -98,6 +98,17 @@ def upsert_image(session: Session, record: ImageRecord) -> Image:
     return image
 
 
+def refresh_acquisition(session: Session, name: str, acquisition: dict[str, Any] | None) -> bool:
+    """Store the acquisition of a case the batch skips (unchanged input) where it differs from the stored one: a
+    manifest column changed, or the row predates acquisitions. It describes the scan and enters no result, so it is
+    not part of the input hash and never makes the batch redo a case. True when the row changed."""
+    image = session.scalar(select(Image).where(Image.name == name))
+    if image is None or image.acquisition == acquisition:
+        return False
+    image.acquisition = acquisition
+    return True
+
+
 @dataclass(frozen=True)
 class ResultRows:
     """One configuration's rows, ready for insertion (the result id is filled in by :func:`write_results`)."""

@@ -77,6 +77,7 @@ def image_record(case: LoadedCase) -> ImageRecord:
             "study_uid": case.uids.study or None if case.uids else None,
             "series_uid": case.uids.series or None if case.uids else None,
             "frame_of_reference_uid": case.uids.frame_of_reference or None if case.uids else None,
+            "acquisition": case.acquisition.record(),
         },
     )
 

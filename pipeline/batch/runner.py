@@ -1,9 +1,11 @@
 """``python -m pipeline run``: the nightly batch over a cohort, idempotent, failure-isolated, one transaction per case.
 
 For each case: claim it (no two runs process one case), read and check it, hash its inputs (image and reference
-hashes, model set identity, grid, metric settings, review budget, code version) and skip it when
-the stored processing has the same hash; otherwise run the grid and store the case in one transaction. A failing case
-is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any case failed.
+hashes, model set identity, grid, metric settings, review budget, code version) and skip it when the stored
+processing has the same hash (storing its acquisition where that changed: it is not in the hash, see
+:func:`pipeline.batch.persist.refresh_acquisition`); otherwise run the grid and store the case in one transaction.
+A failing case is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any
+case failed.
 A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
 before any inference. A case redone without a reference in its input keeps the reference attached to it since
 (:mod:`pipeline.batch.kept_reference`); its input hash stays the input's.
@@ -36,7 +38,7 @@ from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, load_case
 from pipeline.batch.kept_reference import with_attached_reference
 from pipeline.batch.locking import claim
 from pipeline.batch.member_passes import check_mode
-from pipeline.batch.persist import deployed_fits, ensure_model_set
+from pipeline.batch.persist import deployed_fits, ensure_model_set, refresh_acquisition
 from pipeline.batch.process import CaseWork, process_case
 from pipeline.batch.version import code_version
 from pipeline.errors import InputError
@@ -263,6 +265,10 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
         if stored == input_hash:
             summary.skipped.append(spec.name)
             log.info("case=%s skipped: unchanged since its last processing", spec.name)
+            if not options.dry_run:
+                with batch.sessions.begin() as session:
+                    if refresh_acquisition(session, spec.name, case.acquisition.record()):
+                        log.info("case=%s: its acquisition changed; stored", spec.name)
             return
         if options.dry_run:
             summary.would_run.append(spec.name)

@@ -1,8 +1,9 @@
-"""DICOM in: one CT series as a SimpleITK image in HU, with the UIDs that reference it.
+"""DICOM in: one CT series as a SimpleITK image in HU, with the UIDs that reference it and how it was acquired.
 
 ``read_ct_series`` picks the CT series of a folder, orders its slices by ImagePositionPatient along the slice normal
 and lets SimpleITK (GDCM) decode the pixels and apply RescaleSlope/RescaleIntercept. It returns the image with the
-UIDs an RTSTRUCT written later must reference (study, series, frame of reference, SOP instances in slice order).
+UIDs an RTSTRUCT written later must reference (study, series, frame of reference, SOP instances in slice order) and
+the acquisition its first slice's header states (:mod:`pipeline.io.acquisition`, from the header already read).
 RTSTRUCTs are read by :mod:`pipeline.io.rtstruct` and written by :mod:`pipeline.io.rtstruct_export`.
 
 Every failure is a :class:`DicomError` (an :class:`~pipeline.errors.InputError`) whose message names the folder or
@@ -26,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from pipeline.errors import InputError
+from pipeline.io.acquisition import UNKNOWN, Acquisition, from_header
 from pipeline.io.integrity import check_declared, first_line
 from pipeline.settings import DEFAULT_MAX_VOXELS
 
@@ -48,7 +50,7 @@ class DicomError(InputError):
 
 @dataclass(frozen=True, eq=False)
 class DicomSeries:
-    """One CT series: the image in HU and the UIDs needed to reference it (e.g. from an RTSTRUCT).
+    """One CT series: the image in HU, the UIDs needed to reference it (e.g. from an RTSTRUCT) and its acquisition.
 
     ``sop_instance_uids[k]`` and ``files[k]`` belong to slice ``k`` of ``image`` (``GetArrayFromImage(image)[k]``).
     A UID the files leave empty (de-identified data) is ``""``; a warning is logged when that happens.
@@ -62,6 +64,7 @@ class DicomSeries:
     sop_instance_uids: tuple[str, ...]
     files: tuple[Path, ...]
     folder: Path
+    acquisition: Acquisition = UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -357,4 +360,5 @@ def read_ct_series(folder: Path, series_uid: str | None = None, max_voxels: int 
         sop_instance_uids=sop_uids,
         files=tuple(s.path for s in slices),
         folder=folder,
+        acquisition=from_header(first, slices[0].path),
     )

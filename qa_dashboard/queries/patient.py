@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFoundError
+from pipeline.io.acquisition import UNKNOWN, Acquisition
 from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import deployed_result
 from pipeline.store.metric_values import result_values
@@ -35,7 +36,8 @@ from pipeline.store.schema import (
 
 @dataclass(frozen=True)
 class Case:
-    """A case's image: name, cohort, patient pseudonym, geometry (SimpleITK x, y, z order) and image maps."""
+    """A case's image: name, cohort, patient pseudonym, geometry (SimpleITK x, y, z order), image maps, and how it
+    was acquired (DICOM UIDs, :mod:`pipeline.io.acquisition`)."""
 
     id: int
     name: str
@@ -51,6 +53,7 @@ class Case:
     source_kind: str = "nifti"  # "dicom" when read from a DICOM series (an RTSTRUCT can reference it)
     reference_kind: str | None = None  # final_clinical or research (pipeline.store.references); None: no reference
     dicom_uids: tuple[str | None, str | None, str | None] = (None, None, None)  # study, series, frame of reference
+    acquisition: Acquisition = UNKNOWN
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -97,7 +100,8 @@ def find_case(session: Session, name: str) -> Case | None:
                 tuple(image.origin), tuple(image.direction), image.reference_note, paths.get("ct"),
                 paths.get("reference"), image.source_kind,
                 reference_kind(session, image.id, image.reference_hash is not None),
-                (image.study_uid, image.series_uid, image.frame_of_reference_uid))
+                (image.study_uid, image.series_uid, image.frame_of_reference_uid),
+                Acquisition.from_record(image.acquisition))
 
 
 def shown_results(session: Session, case: Case) -> list[ShownResult]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -20,9 +21,9 @@ from benchmarks.http_client import ensure_user
 from benchmarks.store_seed import FULL_GRID, SeedPlan, seed_store
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import CohortFilter, summary
-from pipeline.store.database import alembic_config
+from pipeline.store.database import alembic_config, make_engine, session_factory
 from pipeline.store.schema import Image
-from qa_dashboard import config
+from qa_dashboard import config, viewer
 from qa_dashboard.case_context import dicom_context
 from qa_dashboard.charts import PRIMARY, SHOWN_AT_FIRST, first_shown
 from qa_dashboard.queries.patient import find_case
@@ -55,20 +56,55 @@ def test_search_finds_cases_by_name_or_pseudonym_prefix(store: SeededStore) -> N
             assert find_cases(session, nothing).cases == [], nothing
 
 
-def test_dicom_context_shows_the_stored_uids(store: SeededStore) -> None:
-    uids = ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", "1.2.826.0.1.3680043.8.498.3")
+UIDS = ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", "1.2.826.0.1.3680043.8.498.3")
+#: as the batch stores the TotalSegmentator series' header (tests/test_acquisition.py), with a study description
+#: long enough to wrap
+ACQUISITION = {"study_description": "CT abdomen with contrast, portal venous phase, follow-up " * 5,
+               "series_description": "CT Body 3.0", "study_date": "2022-12-08", "manufacturer": "SIEMENS",
+               "manufacturer_model": "Biograph40_mCT 4R", "convolution_kernel": "Br38f\\3",
+               "slice_thickness_mm": 3.0, "kvp": 120.0}
+SHOWN = {"Series": "CT Body 3.0", "Study date": "2022-12-08", "Manufacturer": "SIEMENS",
+         "Model": "Biograph40_mCT 4R", "Kernel": "Br38f\\3", "Slice thickness": "3 mm", "kVp": "120",
+         "Contrast": "—"}
+
+
+def _as_dicom(image: Image) -> None:
+    image.source_kind, (image.study_uid, image.series_uid, image.frame_of_reference_uid) = "dicom", UIDS
+    image.acquisition = ACQUISITION
+
+
+def _text(component: Any) -> str:
+    """The text a component shows: its children's strings, one space between words."""
+    if isinstance(component, str):
+        return " ".join(component.split())
+    if isinstance(component, list | tuple):
+        return " ".join(text for c in component if (text := _text(c)))
+    return _text(getattr(component, "children", None) or "")
+
+
+def test_dicom_context_shows_the_stored_uids_and_acquisition(store: SeededStore) -> None:
     with get_store().session() as session:
         nifti = find_case(session, "phantom_9000")
-        assert nifti is not None and nifti.dicom_uids == (None, None, None)
-        assert "not DICOM: no study or series" in str(dicom_context(nifti))
+        assert nifti is not None and nifti.dicom_uids == (None, None, None) and not nifti.acquisition.values
+        assert "not DICOM: no study or series; acquisition not given" in str(dicom_context(nifti))
         image = session.scalars(select(Image).where(Image.name == "phantom_9001")).one()
-        image.source_kind, (image.study_uid, image.series_uid, image.frame_of_reference_uid) = "dicom", uids
+        _as_dicom(image)
         session.flush()
         case = find_case(session, "phantom_9001")
+        image.source_kind, image.acquisition = "nifti", {"manufacturer": "GE", "kvp": 100}
+        session.flush()
+        listed = find_case(session, "phantom_9001")
         session.rollback()
-    assert case is not None and case.dicom_uids == uids
-    shown = str(dicom_context(case))
-    assert all(uid in shown for uid in uids) and "Series UID" in shown
+    assert case is not None and case.dicom_uids == UIDS and case.acquisition.record() == ACQUISITION
+    shown = _text(dicom_context(case))
+    assert all(uid in shown for uid in UIDS) and "Series UID" in shown
+    assert all(f"{label} {value}" in shown for label, value in SHOWN.items()), shown
+    assert ACQUISITION["study_description"] in shown, "in full"
+    assert listed is not None
+    listed_shown = _text(dicom_context(listed))
+    assert "not DICOM: no study or series" in listed_shown and "acquisition not given" not in listed_shown
+    assert "Manufacturer GE" in listed_shown and "kVp 100" in listed_shown
+    assert listed_shown.count("—") == len(SHOWN) - 1, "every field the manifest left out"
 
 
 def test_first_shown_keeps_the_reference_and_the_best_others() -> None:
@@ -189,3 +225,49 @@ def test_search_lists_opens_and_says_when_nothing_matches(browser: webdriver.Chr
                                           if a.text.startswith("phantom_9004")), "phantom_9004 in the list")
     link.click()
     wait_for(browser, lambda: browser.current_url.endswith("/patient/phantom_9004"), "the chosen case opened")
+
+
+@pytest.fixture
+def dicom_case(sqlite_store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """phantom_9001 of the served store as a DICOM case with the stored acquisition (restored afterwards), read
+    afresh by the served app (not from its one-minute cache of cases an earlier test opened)."""
+    monkeypatch.setattr(viewer, "CASE_CACHE_SECONDS", 1e-9)
+    engine = make_engine(sqlite_store.url)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        image = session.scalars(select(Image).where(Image.name == "phantom_9001")).one()
+        before = (image.source_kind, image.study_uid, image.series_uid, image.frame_of_reference_uid,
+                  image.acquisition)
+        _as_dicom(image)
+    try:
+        yield "phantom_9001"
+    finally:
+        with sessions.begin() as session:
+            image = session.scalars(select(Image).where(Image.name == "phantom_9001")).one()
+            (image.source_kind, image.study_uid, image.series_uid, image.frame_of_reference_uid,
+             image.acquisition) = before
+        engine.dispose()
+
+
+def test_the_slice_browser_header_shows_the_acquisition_in_full(
+        browser: webdriver.Chrome, server: str, dicom_case: str, screenshots: Path) -> None:
+    size = browser.get_window_size()
+    try:
+        for width, height in ((1600, 1000), (1280, 720)):
+            browser.set_window_size(width, height)
+            open_page(browser, f"{server}/patient/{dicom_case}")
+            text = wait_for(browser, lambda: browser.find_element(By.ID, "case-acquisition").text, "the acquisition")
+            assert all(f"{label} {value}" in text for label, value in SHOWN.items()), text
+            assert ACQUISITION["study_description"].strip() in " ".join(text.split()), "the long description in full"
+            pairs = browser.find_elements(By.CSS_SELECTOR, "#case-acquisition > span.d-inline-block")
+            assert len(pairs) == len(ACQUISITION) + 1
+            header = _box(browser, "#case-dicom")
+            assert header is not None
+            for pair in pairs:
+                box = pair.rect
+                assert header["left"] - 0.5 <= box["x"] and box["x"] + box["width"] <= header["right"] + 0.5, pair.text
+                assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth;", pair)
+            assert pairs[0].rect["height"] > 1.5 * pairs[-1].rect["height"], "the long description wraps"
+            shot(browser, screenshots, f"21_case_acquisition_{width}")
+    finally:
+        browser.set_window_size(size["width"], size["height"])

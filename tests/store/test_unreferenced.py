@@ -1,8 +1,9 @@
 """Unreferenced cases are first-class: real DICOM CT series no model saw, without a reference, through the batch
-with the tiny trained models into SQLite and PostgreSQL — every case stored, none failed, empty predictions
-flagged (the smoke models happen to predict some foreground on both series: the empty path is covered at the metric
-level, tests/metrics/test_empty_roi.py, and through a real batch on a CT of air, test_empty_prediction_batch.py), the
-label-free scores stored; and the out-of-distribution ranks against the calibration cohort."""
+with the tiny trained models into SQLite and PostgreSQL — every case stored with the acquisition its header states,
+none failed, empty predictions flagged (the smoke models happen to predict some foreground on both series: the empty
+path is covered at the metric level, tests/metrics/test_empty_roi.py, and through a real batch on a CT of air,
+test_empty_prediction_batch.py), the label-free scores stored; and the out-of-distribution ranks against the
+calibration cohort."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from pipeline.store.schema import (
     ModelSet as ModelSetRow,
 )
 from tests.conftest import REPO_ROOT
+from tests.test_acquisition import EXPECTED
 
 # dcmqi_ct3slice/ct (3 slices) is left out: too few slices for the model's plan, refused as bad input before any
 # inference (tests/store/test_too_few_slices.py), a failure of its own, not an unreferenced case's
@@ -66,6 +68,8 @@ def test_real_dicom_series_without_reference_are_all_stored_and_empty_prediction
         assert not session.scalars(select(CaseFailure)).all()
         results = session.execute(select(CaseResult, Image.name).join(Image, Image.id == CaseResult.image_id)).all()
         assert {name for _, name in results} == set(SERIES)
+        acquisitions = dict(session.execute(select(Image.name, Image.acquisition)).all())
+        assert acquisitions == {name: EXPECTED[folder] for name, folder in SERIES.items()}, "as the headers say"
         assert len(results) == 3 * len(SERIES), "Base, DE and CE of every case (no deployed temperature yet)"
         for result, name in results:
             assert not result.has_reference and result.error_voxels is None
