@@ -80,9 +80,11 @@ def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays
                 case: str, budget: float) -> float:
     others = [p for p in ("axial", "coronal", "sagittal") if p != plane]
     inputs = [(f"slice-{plane}", "data", slices[plane]), *((f"slice-{p}", "data", slices[p]) for p in others),
-              ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-wl", "value", "1"),
-              ("viewer-overlays", "value", overlays), ("viewer-structures", "value", [1, 2]),
-              ("viewer-opacity", "value", 0.6), ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget)]
+              ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-window", "value", 400),
+              ("viewer-level", "value", 40), ("viewer-overlays", "value", overlays),
+              ("viewer-structures", "value", [1, 2]), ("viewer-opacity", "value", 0.6),
+              ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget), ("viewer-thickness", "value", 2),
+              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"])]
     return dash.call([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs,
                      [("viewer-case", "data", case)], [changed])
 

@@ -21,7 +21,7 @@ from dash.development.base_component import Component
 
 from pipeline.metrics.review_budget import DEFAULT_BUDGET
 from pipeline.review.workflow import Action, allowed
-from qa_dashboard import auth, inputs, review, viewer
+from qa_dashboard import auth, inputs, review, viewer, viewer_client  # noqa: F401 (registers the stage's callbacks)
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard.components import guarded, not_found, number, section
 from qa_dashboard.queries.patient import Case
@@ -132,8 +132,10 @@ def _region(query: dict[str, str | None]) -> dict[str, Any] | None:
     return review.region_data(rank, budget) if rank >= 1 and 0 < budget <= 1 else None
 
 
-SETTINGS = [Input("viewer-wl", "value"), Input("viewer-overlays", "value"), Input("viewer-structures", "value"),
-            Input("viewer-opacity", "value"), Input("viewer-threshold", "value"), Input("viewer-budget", "value")]
+SETTINGS = [Input("viewer-window", "value"), Input("viewer-level", "value"), Input("viewer-overlays", "value"),
+            Input("viewer-structures", "value"), Input("viewer-opacity", "value"), Input("viewer-threshold", "value"),
+            Input("viewer-budget", "value"), Input("viewer-thickness", "value"), Input("viewer-fill", "value"),
+            Input("viewer-colours", "data")]
 SLICES = [State(f"slice-{p}", "data") for p in PLANES]
 
 
@@ -149,15 +151,17 @@ def _register_plane(plane: str) -> None:
     @callback(Output(f"view-a-{plane}", "figure"), Output(f"view-b-{plane}", "figure"),
               Input(f"slice-{plane}", "data"), *(Input(f"slice-{p}", "data") for p in others),
               Input("viewer-a", "value"), Input("viewer-b", "value"), *SETTINGS, State("viewer-case", "data"))
-    def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, preset: Any, overlays: Any, structures: Any,
-              opacity: Any, threshold: Any, budget: Any, name: Any) -> tuple[Any, Any]:
+    def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, window: Any, level: Any, overlays: Any,
+              structures: Any, opacity: Any, threshold: Any, budget: Any, thickness: Any, fill: Any, colours: Any,
+              name: Any) -> tuple[Any, Any]:
         store = get_store()
         view = viewer.load(store, checked.name(name))
         if view is None:
             return dash.no_update, dash.no_update
         slices = checked.slices(view.case, {plane: index, others[0]: first, others[1]: second})
         a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
-        settings = checked.settings(view, preset, overlays, structures, opacity, threshold, budget)
+        settings = checked.settings(view, (window, level), overlays, structures, opacity, threshold, budget,
+                                    (thickness, fill, colours))
         triggered = {t.split(".")[0] for t in ctx.triggered_prop_ids}
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
@@ -245,16 +249,15 @@ def _probe(*values: Any) -> Any:
     return viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
 
 
-@callback(Output("viewer-metrics-box", "children"), Output("viewer-b-column", "style"), Input("viewer-a", "value"),
-          Input("viewer-b", "value"), Input("viewer-budget", "value"), State("viewer-case", "data"))
-def _metrics(a: Any, b: Any, budget: Any, name: Any) -> tuple[Any, dict[str, str]]:
+@callback(Output("viewer-metrics-box", "children"), Input("viewer-a", "value"), Input("viewer-b", "value"),
+          Input("viewer-budget", "value"), State("viewer-case", "data"))
+def _metrics(a: Any, b: Any, budget: Any, name: Any) -> Any:
     a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
     store = get_store()
     view = viewer.load(store, checked.name(name))
-    hidden = {} if b is not None else {"display": "none"}
     if view is None:
-        return dash.no_update, hidden
-    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget)), hidden
+        return dash.no_update
+    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget))
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),

@@ -160,6 +160,7 @@ def test_slice_browser_wheel_keys_presets_overlays_budget_probe(browser: webdriv
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(axial), 0, -120).perform()
     at(middle)
     coronal = title(browser, "view-a-coronal")
+    browser.execute_script("arguments[0].closest('.qa-view').focus();", axial)  # keys act on the focused view
     for key, expected in ((Keys.ARROW_DOWN, middle + 1), (Keys.ARROW_UP, middle), (Keys.PAGE_UP, middle - 10),
                           (Keys.HOME, 1), (Keys.PAGE_DOWN, 11), (Keys.END, SLICES)):
         ActionChains(browser).send_keys(key).perform()
@@ -191,7 +192,7 @@ def test_slice_browser_wheel_keys_presets_overlays_budget_probe(browser: webdriv
     wait_for(browser, lambda: first <= int(title(browser, "view-a-axial").split()[1].split("/")[0]) <= last,
              "the axial view inside the region")
     shot(browser, screenshots, "05_patient")
-    browser.find_element(By.ID, "page").click()
+    browser.execute_script("arguments[0].closest('.qa-view').focus();", axial)
     ActionChains(browser).send_keys("?").perform()
     modal = wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, ".modal-dialog").text, "the shortcuts")
     assert "PgUp / PgDn" in modal and "lung (1500/-600)" in modal
