@@ -73,7 +73,9 @@ class ReviewSettings:
         structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
         region_budgets: the budgets (fractions of ROI voxels) the batch stores every deployed result's review
             regions at, and the worklist offers: a list at one of them opens from the store without reading a map
-            (0.5, 1, 2, 3 and 5 %: the default 2 % and the cap 5 %, with steps a reviewer tells apart).
+            (0.1, 0.2, 0.5, 1, 2, 3 and 5 %: the default 2 % and the cap 5 % with steps a reviewer tells apart, and
+            0.1–0.2 % because a time budget of a few minutes on a large ROI — 5 min at 30 s/mL is 10 mL, 0.2 % of a
+            5 L ROI — rounds down to them).
     """
 
     seconds_per_ml: float = 30.0
@@ -81,7 +83,7 @@ class ReviewSettings:
     structure_search_mm: float = 30.0
     measured_items: int = 20
     idle_cap_seconds: float = 60.0
-    region_budgets: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05)
+    region_budgets: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
 
     def __post_init__(self) -> None:
         if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):

@@ -23,6 +23,7 @@ from pipeline.errors import UserError, http_status, one_line
 from pipeline.review.workflow import Action, allowed
 from pipeline.settings import Settings
 from qa_dashboard import auth, config, exports, inputs, security
+from qa_dashboard.case_search import search_box
 from qa_dashboard.review import badge_text
 
 DISCLAIMER = "Research and QA support software, not a medical device."
@@ -105,6 +106,7 @@ def _layout() -> Component:
                         dbc.NavbarBrand("Budget-aware uncertainty QA", href="/"),
                         dbc.Nav([dbc.NavItem(dbc.NavLink(label, href=href, active="exact", className="text-nowrap"))
                                  for label, href in _navigation()], className="me-auto", navbar=True),
+                        search_box(),
                         _badge(),
                         dbc.Badge(DISCLAIMER, color="warning", text_color="dark", id="disclaimer"),
                         _signed_in(),

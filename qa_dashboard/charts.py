@@ -10,12 +10,34 @@ import numpy as np
 import pandas as pd
 from plotly.colors import hex_to_rgb
 
+from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison
 from pipeline.styles import style
 
 SHOWN_AT_FIRST = 4  # configurations overlaid when a chart first opens (more can be chosen)
+#: the comparison's primary metric: the summary of its budget curves (mean UEO over budgets 0–5 %); the registry says
+#: which way is better
+PRIMARY = registry.metric("ueo_auc")
 CURVE_LABELS = {"ueo": "UEO(b)", "recall": "error recall(b)", "precision": "error precision(b)"}
+
+
+def first_shown(grid: list[int], means: dict[int, float]) -> list[int]:
+    """The configurations shown when the page opens, in grid order: the grid's reference (its first configuration,
+    Base: no uncertainty method, what every method is judged against) and the best of the others by :data:`PRIMARY`
+    (``means``), :data:`SHOWN_AT_FIRST` in all — so the best is always in view and the curves stay readable
+    (twelve bands overlap beyond reading); configurations without a mean fill up in grid order."""
+    if not grid:
+        return []
+    others = grid[1:]
+    picked = {grid[0], *[*ranked(others, means), *(c for c in others if c not in means)][:SHOWN_AT_FIRST - 1]}
+    return [c for c in grid if c in picked]
+
+
+def ranked(configurations: list[int], means: dict[int, float]) -> list[int]:
+    """Those of ``configurations`` with a mean of :data:`PRIMARY`, best first."""
+    return sorted((c for c in configurations if c in means), key=means.__getitem__,
+                  reverse=PRIMARY.direction == "higher")
 
 
 def _line(position: int) -> dict[str, str]:
@@ -29,10 +51,18 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+#: the mode bar (Plotly's toolbar, top right, shown on hover) has the figure's first row to itself: the title sits in
+#: the row below it (``pad`` from the top), so no title of any length runs under the toolbar
+MODEBAR_ROW = 34
+TITLE_ROW = 24
+
+
 def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
-    return {"title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+    return {"title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left", "yref": "container",
+                      "y": 1, "yanchor": "top", "pad": {"t": MODEBAR_ROW}},
             "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
-            "margin": {"l": 55, "r": 10, "t": 40, "b": 45}, "height": 400, "template": "plotly_white",
+            "margin": {"l": 55, "r": 10, "t": MODEBAR_ROW + TITLE_ROW + 8, "b": 45}, "height": 400,
+            "template": "plotly_white",
             "legend": {"font": {"size": 11}, "orientation": "h", "yanchor": "top", "y": -0.22}, **extra}
 
 
@@ -92,10 +122,18 @@ def curve_figure(frame: pd.DataFrame, metric: str, names: dict[int, str], positi
 
 def distribution_figure(per_case: pd.DataFrame, title: str, names: dict[int, str], positions: dict[int, int]
                         ) -> dict[str, Any]:
-    """Box plots of per-case values (each case's mean over the repeats it was tested in) per configuration."""
-    traces = [{"type": "box", "name": names[int(c)], "y": per_case[c].dropna().tolist(), "boxpoints": "outliers",
-               "marker": {"color": style(positions[int(c)]).colour}, "boxmean": True}
-              for c in per_case.columns if per_case[c].notna().any()]
+    """Box plots of per-case values (each case's mean over the repeats it was tested in) per configuration, every
+    case's point drawn (jittered) over its box and named on hover, n under each box."""
+    traces = []
+    for c in per_case.columns:
+        values = per_case[c].dropna()
+        if values.empty:
+            continue
+        traces.append({"type": "box", "name": f"{names[int(c)]}<br>n = {len(values)}", "y": values.tolist(),
+                       "text": [str(case) for case in values.index], "boxpoints": "all", "jitter": 0.5,
+                       "pointpos": 0, "boxmean": True,
+                       "marker": {"color": style(positions[int(c)]).colour, "size": 5, "opacity": 0.8},
+                       "hovertemplate": f"%{{text}}<br>{title} %{{y:.3f}}<extra>{names[int(c)]}</extra>"})
     if not traces:
         return empty_figure(f"no {title} values (a case without false positives or negatives has none)")
     return {"data": traces, "layout": _layout(f"{title} per case", "", title, showlegend=False)}

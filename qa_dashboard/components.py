@@ -1,4 +1,5 @@
-"""Pieces every page uses: the store guard with its empty states, not-found, number formatting, grid defaults."""
+"""Pieces every page uses: the store guard with its empty states, not-found, number formatting, grid defaults and
+metric headers."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from dash import html
 from dash.development.base_component import Component
 
 from pipeline.errors import StoreNotReadyError
+from pipeline.metrics import registry
 from qa_dashboard.store import MIGRATE_HINT, Store, get_store, has_results
 
 log = logging.getLogger(__name__)
 
-DEFAULT_COLUMN = {"sortable": True, "resizable": True, "filter": True, "minWidth": 90}
+#: where the dashboard serves ``docs/metrics.md`` (``pages/docs.py``)
+DOCS_PATH = "/docs/metrics"
+#: every grid's columns: text and headers wrap onto more lines (rows and the header grow to fit) rather than being
+#: cut, and an undefined value (null, NaN) reads "—" unless the column formats its values itself
+DEFAULT_COLUMN = {"sortable": True, "resizable": True, "filter": True, "minWidth": 90, "wrapText": True,
+                  "autoHeight": True, "wrapHeaderText": True, "autoHeaderHeight": True,
+                  "valueFormatter": {"function": "params.value == null || Number.isNaN(params.value) ? '—' : "
+                                                 "String(params.value)"}}
 #: a column whose text links to the row's ``<field>_href`` (``assets/grid_links.js``): the text is never markup
 LINK_RENDERER = {"cellRenderer": "QaLink"}
 
@@ -104,9 +113,24 @@ def section(title: str, *children: Component, help_text: str | None = None) -> C
     return dbc.Card([dbc.CardHeader(header), dbc.CardBody(list(children))], className="mb-3")
 
 
+def metric_header(metric: registry.Metric, tooltip: str | None = None) -> dict[str, Any]:
+    """A metric column's header: the registry's label, and on hover ``tooltip`` (default: the metric's definition,
+    range and direction) with a link to the metric's section of the metrics document (:data:`DOCS_PATH`)."""
+    return {"headerName": metric.label, "headerTooltip": tooltip or metric.describe(),
+            "tooltipComponent": "QaTooltip", "tooltipComponentParams": {"href": docs_href(metric)}}
+
+
+def docs_href(metric: registry.Metric) -> str:
+    """The dashboard's address of the metric's section of ``docs/metrics.md``."""
+    return f"{DOCS_PATH}#{metric.anchor.partition('#')[2]}"
+
+
 def grid(grid_id: str, columns: list[dict[str, Any]], rows: list[dict[str, Any]], height: int,
          **options: Any) -> Component:
-    """A sortable, filterable ag-grid sized to its container; ``options`` go to ``dashGridOptions``."""
+    """A sortable, filterable ag-grid sized to its container (columns wrap, :data:`DEFAULT_COLUMN`); ``options`` go
+    to ``dashGridOptions``. Tooltips show after 300 ms and stay while the pointer is on them (a link in one can be
+    followed)."""
     return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=rows, defaultColDef=DEFAULT_COLUMN,
                       columnSize="responsiveSizeToFit", style={"height": f"{height}px", "width": "100%"},
-                      dashGridOptions={"animateRows": False, **options})
+                      dashGridOptions={"animateRows": False, "tooltipShowDelay": 300, "tooltipInteraction": True,
+                                       **options})

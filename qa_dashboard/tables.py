@@ -3,8 +3,9 @@
 Its metric columns are the registry's (``pipeline.metrics.registry``), read at call time, in the order of the
 case-level metrics: a case-level metric that a structure-level metric names as ``whole_case`` gives its column to
 that structure-level metric (DSC per structure, whose "all foreground" row shows the mean foreground DSC); the other
-case-level metrics keep theirs, blank on structure rows; structure-level metrics without a ``whole_case`` come last.
-Headers, formats and tooltips come from the registry too.
+case-level metrics keep theirs, "—" on structure rows; structure-level metrics without a ``whole_case`` come last.
+Headers, formats and tooltips come from the registry too (each header links to its metric's section of the
+metrics document, :func:`qa_dashboard.components.metric_header`); an undefined value reads "—".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.metrics import registry
 from pipeline.metrics.statistics import StatisticsSettings
 from pipeline.store.cohort_numbers import ALL_FOREGROUND, CohortFilter, case_values, configurations, summary
 from qa_dashboard.cell_statistics import CellStatistics, Key, cell_statistics
+from qa_dashboard.components import metric_header
 from qa_dashboard.config import settings
 from qa_dashboard.queries.cohort import protocol
 from qa_dashboard.store import Store
@@ -60,7 +62,7 @@ def cohort_rows(overall: pd.DataFrame, per_structure: pd.DataFrame, names: dict[
     also ``m_low``/``m_high`` (case-level bootstrap CI), ``m_n`` (cases), ``m_mark`` (``best``, ``tied`` or "") and
     ``m_best`` (the mark is ``best``: the best mean, separated from every other configuration of its structure by a
     paired CI excluding 0 and a multiplicity-adjusted p). Structure rows carry the structure-level metrics only; a
-    case-level column without a structure-level counterpart is blank there.
+    case-level column without a structure-level counterpart is None there ("—" in the grid).
     """
     metrics = table_metrics()
     rows: list[dict[str, Any]] = []
@@ -108,7 +110,7 @@ def _tooltip(metric: registry.Metric) -> str:
              if metric.whole_case else "")
     return (f"{metric.describe()}{whole} Mean ± SD over repeats; hover a cell for its 95 % CI (case-level bootstrap) "
             f"and n. ★ best: separated from every other configuration (paired CI excludes 0, Holm-adjusted p < 0.05); "
-            f"≈ tied for best. See {metric.anchor}.")
+            f"≈ tied for best.")
 
 
 def _cell_tooltip(name: str, digits: int) -> str:
@@ -128,13 +130,13 @@ def _cell_tooltip(name: str, digits: int) -> str:
 def column_defs() -> list[dict[str, Any]]:
     """ag-grid columns: mean ± SD shown, sorted by the mean, the best value starred and shaded."""
     columns: list[dict[str, Any]] = [
-        {"field": "configuration", "headerName": "Configuration", "pinned": "left"},
-        {"field": "structure", "headerName": "Structure"},
+        {"field": "configuration", "headerName": "Configuration", "pinned": "left", "minWidth": 130},
+        {"field": "structure", "headerName": "Structure", "minWidth": 120},
     ]
     for metric in table_metrics():
         name, digits = metric.name, metric.digits
         columns.append({
-            "field": name, "headerName": metric.label, "type": "numericColumn", "headerTooltip": _tooltip(metric),
+            "field": name, "type": "numericColumn", **metric_header(metric, _tooltip(metric)),
             "valueFormatter": {"function": (
                 f"params.value == null ? '—' : ({{best: '★ ', tied: '≈ '}}[params.data.{name}_mark] || '') + "
                 f"params.value.toFixed({digits})"

@@ -10,7 +10,7 @@ from dash import html
 from dash.development.base_component import Component
 
 from pipeline.metrics import registry
-from pipeline.metrics.regions import Region, find_regions
+from pipeline.metrics.regions import Region, find_regions, slice_number
 from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE
 from qa_dashboard.components import number
@@ -107,7 +107,8 @@ def plane_figures(store: Store, view: CaseView, plane: str, slices: views.Slices
                                                    "paper_bgcolor": "#000", "plot_bgcolor": "#000"}})
             continue
         overlay = views.overlay_picture(store, view.case, result, request, result.roi_voxels)
-        title = f"{plane} {slices[plane] + 1}/{slice_count(view.case, plane)} · {side}: {result.configuration}"
+        shown = f"{slice_number(slices[plane])}/{slice_count(view.case, plane)}"
+        title = f"{plane} {shown} · {side}: {result.configuration}"
         figures.append(views.figure(geometry, [ct, overlay], slices, title, f"W {window:g} / L {level:g}",
                                     f"{view.case.name}-{plane}"))
     return figures[0], figures[1]
@@ -158,7 +159,7 @@ def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown
     results = [view.results[c] for c in shown if c in view.results]
     probe = views.probe(store, view.case, results, voxel)
     z, y, x = probe.voxel
-    rows = [("slice (axial)", f"{z + 1} / {view.case.shape_zyx[0]}"), ("voxel (z, y, x)", f"{z}, {y}, {x}"),
+    rows = [("slice (axial)", f"{slice_number(z)} / {view.case.shape_zyx[0]}"), ("voxel (z, y, x)", f"{z}, {y}, {x}"),
             ("position (mm, LPS)", ", ".join(f"{v:.1f}" for v in probe.position_mm)),
             ("HU", number(probe.hu, 0)), ("reference", probe.reference or "—")]
     for item in probe.results:

@@ -53,9 +53,9 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None) -> Component:
     ], className="qa-toolbar", id="viewer-toolbar")
 
 
-def sidebar(view: viewer.CaseView, budget_max: float) -> Component:
-    """The side bar: overlays and structures with their colours, contours, entropy, budget, legend, jumps, probe and
-    metrics (it scrolls on its own, beside the views)."""
+def sidebar(view: viewer.CaseView, budget_max: float, budget: float) -> Component:
+    """The side bar: overlays and structures with their colours, contours, entropy, the review ``budget`` (of at most
+    the stored mask's ``budget_max``), legend, jumps, probe and metrics (it scrolls on its own, beside the views)."""
     labels = next(iter(view.results.values())).labels
     overlays = [o for o in OVERLAYS if _available(o, view.case)]
     structures = [{"label": name, "value": i} for i, name in enumerate(labels) if i > 0]
@@ -80,7 +80,7 @@ def sidebar(view: viewer.CaseView, budget_max: float) -> Component:
                html.Span("transparent below", className="small"), dcc.Slider(
             id="viewer-threshold", min=0, max=1, step=0.01, value=0.1, marks=None, tooltip={"placement": "bottom"})),
         _group(f"Review budget (stored mask: {budget_max * 100:.1f} %)", dcc.Slider(
-            id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget_max,
+            id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget,
             marks={v: f"{v * 100:.1f}%" for v in (0, budget_max / 2, budget_max)}, tooltip={"placement": "bottom"})),
         _group("Go to", dbc.Button("Most uncertain slice", id="viewer-most-uncertain", size="sm", className="me-1"),
                dbc.Button("Next uncertain region", id="viewer-next-region", size="sm"),

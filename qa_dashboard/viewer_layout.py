@@ -17,6 +17,7 @@ from dash.development.base_component import Component
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.review.worklist import NO_REFERENCE
 from qa_dashboard import viewer
+from qa_dashboard.case_context import dicom_context
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.rendering.views import Slices, geometry
@@ -27,8 +28,8 @@ GRAPH_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": Fal
 
 
 def header(case: Case) -> Component:
-    """The case's name, cohort, patient, geometry and reference note, on one line."""
-    return html.Div([
+    """The case's name, cohort, patient, geometry and reference note on one line, and its DICOM context under it."""
+    return html.Div([html.Div([
         html.Span(case.name, className="fw-semibold me-2"),
         html.Span(f"{case.cohort} · patient {case.pseudonym} · "
                   f"{case.shape_zyx[2]} × {case.shape_zyx[1]} × {case.shape_zyx[0]} voxels, "
@@ -37,11 +38,12 @@ def header(case: Case) -> Component:
                   + (f" · reference: {case.reference_note}" if case.reference_note else "")
                   + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"),
                   className="text-muted small"),
-    ], className="qa-case-header", id="viewer-header")
+    ], className="qa-case-header"), dicom_context(case)], id="viewer-header")
 
 
-def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices) -> Component:
-    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices``."""
+def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
+                  budget: float = DEFAULT_FRACTION) -> Component:
+    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``."""
     case = view.case
     budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or DEFAULT_FRACTION
     return html.Div([
@@ -55,7 +57,7 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices) 
         html.Div([
             html.Div([_views("a"), _views("b")], id="viewer-stage", className=f"qa-stage qa-layout-{DEFAULT_LAYOUT}",
                      **{"data-geometry": json.dumps({p: _geometry(case, p) for p in PLANES})}),
-            sidebar(view, budget_max),
+            sidebar(view, budget_max, min(budget, budget_max)),
         ], className="qa-reading", id="viewer-reading"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Keyboard and mouse")), dbc.ModalBody(dbc.Table(
             html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in viewer.SHORTCUTS]), size="sm"))],

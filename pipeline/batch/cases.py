@@ -71,7 +71,8 @@ class DicomUids:
 @dataclass(frozen=True)
 class LoadedCase:
     """A case read and checked: the CT, the reference labels (None without one), content hashes, and notes on the
-    reference the user must see (an RTSTRUCT ROI clipped to the image)."""
+    reference the user must see (an RTSTRUCT ROI clipped to the image); ``reference_source`` where a reference not
+    given in the input came from (an attached one: :mod:`pipeline.batch.kept_reference`)."""
 
     spec: CaseSpec
     image: sitk.Image
@@ -80,6 +81,7 @@ class LoadedCase:
     reference_hash: str | None
     uids: DicomUids | None = None
     reference_notes: tuple[str, ...] = ()
+    reference_source: str | None = None
 
     @property
     def reference_note(self) -> str | None:

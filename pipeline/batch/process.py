@@ -69,7 +69,7 @@ def image_record(case: LoadedCase) -> ImageRecord:
         mrn_hash=spec.mrn_hash,
         values={
             "cohort": spec.cohort, "source_kind": spec.source_kind, "source_path": str(spec.ct),
-            "reference_path": str(spec.reference) if spec.reference else None,
+            "reference_path": case.reference_source or (str(spec.reference) if spec.reference else None),
             "reference_note": case.reference_note, "size": list(image.GetSize()),
             "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
             "direction": list(image.GetDirection()), "content_hash": case.content_hash,

@@ -4,6 +4,9 @@ For each case: claim it (no two runs process one case), read and check it, hash 
 hashes, model set identity, grid, metric settings, review budget, code version) and skip it when
 the stored processing has the same hash; otherwise run the grid and store the case in one transaction. A failing case
 is recorded on the run with its stage and reason, and the batch goes on; the exit code is 1 when any case failed.
+A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
+before any inference. A case redone without a reference in its input keeps the reference attached to it since
+(:mod:`pipeline.batch.kept_reference`); its input hash stays the input's.
 A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
@@ -30,11 +33,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, load_case
+from pipeline.batch.kept_reference import with_attached_reference
 from pipeline.batch.locking import claim
 from pipeline.batch.member_passes import check_mode
 from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.batch.process import CaseWork, process_case
 from pipeline.batch.version import code_version
+from pipeline.errors import InputError
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.grid import grid_for
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
@@ -262,6 +267,10 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
         if options.dry_run:
             summary.would_run.append(spec.name)
             return
+        ready = _ready(batch, spec, case, run_id)
+        if ready is None:
+            return
+        case = ready
         work = CaseWork(batch.predictor(), grid, model_set, configurations, fits, options.settings, options.budget,
                         ArtifactStore(options.artifacts), batch.version, run_id or 0)
         try:
@@ -275,6 +284,26 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
         summary.notes += [(spec.name, note) for note in case.reference_notes]
         log.info("case=%s done passes=%d inference_s=%.2f metrics_s=%.2f storage_s=%.2f", spec.name,
                  timings.forward_passes, timings.inference, timings.metrics, timings.storage)
+
+
+def _ready(batch: _Batch, spec: CaseSpec, case: LoadedCase, run_id: int | None) -> LoadedCase | None:
+    """The case as the grid will run it (with its attached reference when its input gives none), or None when it
+    failed (recorded): too small for the model's plan, or its attached reference unusable."""
+    predictor = batch.predictor()  # a model set that cannot load is no case's failure: it stops the run
+    try:
+        predictor.check_extent(case.image, str(spec.ct))
+    except InputError as error:
+        batch.fail(run_id, spec, "read", str(error))
+        return None
+    try:
+        with batch.sessions() as session:
+            return with_attached_reference(session, ArtifactStore(batch.options.artifacts), case)
+    except InputError as error:  # a CaseError, or the stored reference map unreadable
+        batch.fail(run_id, spec, "reference", str(error))
+    except Exception as error:
+        log.exception("case=%s: its attached reference could not be read", spec.name)
+        batch.fail(run_id, spec, "reference", f"{type(error).__name__}: {error}")
+    return None
 
 
 def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:

@@ -71,6 +71,7 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> int:
     image = read_ct(Path(args.ct), max_voxels=settings.max_voxels).image
     temperatures = _temperatures(args.temperatures)
     predictor = MemberPredictor(model_set, choose_device(args.device))
+    predictor.check_extent(image, str(args.ct))
     grid = grid_for(model_set, predictor.mirror_axes())
     start = time.perf_counter()
     prediction = predict_grid(predictor, image, grid, grid_mapping=args.grid_mapping)

@@ -30,6 +30,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from numpy.typing import NDArray
 
+from pipeline.inference.extent import check_extent
 from pipeline.inference.grid import View
 from pipeline.inference.mapping import CtGeometry, ct_geometry, map_probabilities
 from pipeline.inference.model_set import ModelSet, ModelSetError
@@ -153,13 +154,21 @@ class MemberPredictor:
             raise ModelSetError(f"{member.checkpoint}: weights do not fit the plans' network ({error})") from error
         self._loaded = member_name
 
+    def check_extent(self, image: sitk.Image, source: str = "the CT") -> None:
+        """InputError when ``image`` is too small for the plan's preprocessing (an axis resampled to no voxel:
+        :mod:`pipeline.inference.extent`); ``source`` names it in the message."""
+        check_extent(list(reversed(image.GetSize())), list(reversed(image.GetSpacing())),
+                     self.configuration_manager.spacing, self.plans_manager.transpose_forward, source)
+
     def preprocess(self, image: sitk.Image) -> Preprocessed:
-        """nnU-Net's preprocessing of a single-channel CT ``image`` (once per case)."""
+        """nnU-Net's preprocessing of a single-channel CT ``image`` (once per case); a CT too small for the plan is
+        refused first (:meth:`check_extent`)."""
         expected = len(self.model_set.dataset_json.get("channel_names", {"0": "CT"}))
         if expected != 1:
             raise ModelSetError(
                 f"{self.model_set.folder}: {expected} input channels; only single-channel CT is supported"
             )
+        self.check_extent(image)
         array = sitk.GetArrayViewFromImage(image)[None]  # no copy: nnU-Net makes its own float32 copy
         spacing_zyx = list(reversed(image.GetSpacing()))
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)

@@ -10,6 +10,9 @@ Pure NumPy/SciPy on (Z, Y, X) arrays; no store, web or torch import.
   how uncertain and how large a region is, so a large moderately uncertain region outranks a one-voxel speck of
   maximal entropy. Regions of a case are ranked by score (ties: larger volume, then raster order); cases by the
   sum of their regions' scores (the entropy mass of their whole U_b).
+- **Slice numbers** shown to people (tables, exports, the slice browser) count from 1, as the slice browser and
+  DICOM viewers do: :func:`slice_number` is the one rule; arrays, voxel coordinates and ``at=z,y,x`` addresses stay
+  0-based indices.
 - **Structure** of a region: the most frequent predicted foreground class among its voxels; a region without any
   predicted foreground voxel (a possible missed structure) takes the class of the nearest predicted foreground
   voxel within ``structure_search_mm`` (majority over its voxels), else class 0.
@@ -69,6 +72,16 @@ class CaseRegions:
 
     labels: NDArray[np.int32]
     regions: tuple[Region, ...]
+
+
+def slice_number(index: int) -> int:
+    """The number a slice of index ``index`` (0-based, any plane) is shown with: 1-based (module docstring)."""
+    return index + 1
+
+
+def slice_span(slices: tuple[int, int]) -> str:
+    """A region's first–last axial slice as shown (``"12–15"``, 1-based)."""
+    return f"{slice_number(slices[0])}–{slice_number(slices[1])}"
 
 
 def case_score(regions: Sequence[Region]) -> float:

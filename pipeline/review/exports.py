@@ -1,9 +1,18 @@
 """Exports to the clinic: the worklist as CSV / Excel, the review regions and entropy map as NIfTI on the CT's
 original grid, the regions as a DICOM RTSTRUCT referencing the original CT series, and the audit log as CSV.
 
+Every worklist row carries its case's state (:func:`case_state`, the words the pages show too): whether it has a
+reference (:data:`~pipeline.review.worklist.NO_REFERENCE`), whether the configuration predicted nothing
+(:data:`~pipeline.review.worklist.EMPTY_PREDICTION`, per case and, in the region rows, per structure) and its
+out-of-distribution score in words with its flag (empty when the score is not known).
+
 Text that a spreadsheet program would run as a formula (a comment starting with ``=``, …) never runs: in CSV, text
 starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading apostrophe; in Excel such text is
 stored as a string cell (openpyxl would otherwise store text starting with ``=`` as a formula).
+
+``first_slice`` / ``last_slice`` are slice numbers as the slice browser shows them (1-based,
+:func:`pipeline.metrics.regions.slice_number`); ``centroid_z/y/x`` are voxel indices (0-based, as in the slice
+browser's ``at=z,y,x`` address).
 """
 
 from __future__ import annotations
@@ -24,20 +33,32 @@ from pipeline.errors import NotFoundError
 from pipeline.io.dicom import read_ct_series
 from pipeline.io.maps import export_nifti
 from pipeline.io.rtstruct_export import RoiMask, RtstructError, referenced_series, write_rtstruct
+from pipeline.metrics.regions import slice_number
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.service import AuditRecord
-from pipeline.review.worklist import ResultRef, Worklist, case_regions, deployed_results
+from pipeline.review.worklist import (
+    EMPTY_PREDICTION,
+    NO_REFERENCE,
+    ResultRef,
+    Worklist,
+    WorklistCase,
+    case_regions,
+    deployed_results,
+)
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore, safe_name
 from pipeline.store.schema import Artifact
 
 log = logging.getLogger(__name__)
 
+#: a case's state beside its regions (:func:`case_state`), last in both worklist tables
+STATE_COLUMNS = ("reference", "prediction", "ood", "ood_flag")
 CASE_COLUMNS = ("rank", "case", "budget_fraction", "capped", "flagged_ml", "score", "expected_recall", "regions",
-                "unreviewed_items")
+                "unreviewed_items", *STATE_COLUMNS)
 REGION_COLUMNS = ("case_rank", "case", "structure", "class_index", "state", "decision", "comment", "reviewer",
                   "approver", "region_rank", "voxels", "volume_ml", "first_slice", "last_slice", "centroid_z",
-                  "centroid_y", "centroid_x", "mean_entropy", "max_entropy", "score")
+                  "centroid_y", "centroid_x", "mean_entropy", "max_entropy", "score", "structure_prediction",
+                  *STATE_COLUMNS)
 AUDIT_COLUMNS = ("id", "at", "actor", "actor_id", "action", "outcome", "object_type", "object_id", "before",
                  "after", "ip")
 GEOMETRY_TOLERANCE = 1e-3
@@ -52,6 +73,15 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def case_state(case: WorklistCase) -> dict[str, Any]:
+    """A case's state in words (:data:`STATE_COLUMNS`): ``reference`` ``yes`` or :data:`NO_REFERENCE`,
+    ``prediction`` :data:`EMPTY_PREDICTION` when the configuration predicted no foreground (else empty), ``ood`` the
+    stored out-of-distribution score's words and ``ood_flag`` its flag (None while not known)."""
+    return {"reference": "yes" if case.has_reference else NO_REFERENCE,
+            "prediction": EMPTY_PREDICTION if case.empty_prediction else "", "ood": case.ood,
+            "ood_flag": case.ood_flag}
+
+
 def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
     """One row per case of the worklist (:data:`CASE_COLUMNS`)."""
     return [{
@@ -59,23 +89,27 @@ def case_rows(worklist: Worklist) -> list[dict[str, Any]]:
         "flagged_ml": case.flagged_ml, "score": case.score, "expected_recall": case.expected_recall,
         "regions": len(case.regions),
         "unreviewed_items": sum(item.state in ("pending", "in_review") for item in case.items),
+        **case_state(case),
     } for case in worklist.cases]
 
 
 def region_rows(worklist: Worklist) -> list[dict[str, Any]]:
-    """One row per region, and one per structure without a region (:data:`REGION_COLUMNS`)."""
+    """One row per region, and one per structure without a region (:data:`REGION_COLUMNS`); ``structure_prediction``
+    is :data:`EMPTY_PREDICTION` for a structure the configuration predicted nothing of (review it whole)."""
     rows = []
     for case in worklist.cases:
+        state = case_state(case)
         for item in case.items:
             shared = {"case_rank": case.rank, "case": case.case, "structure": item.structure,
                       "class_index": item.class_index, "state": item.state.value, "decision": item.decision,
-                      "comment": item.comment, "reviewer": item.reviewer, "approver": item.approver}
+                      "comment": item.comment, "reviewer": item.reviewer, "approver": item.approver,
+                      "structure_prediction": EMPTY_PREDICTION if item.empty_prediction else "", **state}
             if not item.regions:
                 rows.append({**dict.fromkeys(REGION_COLUMNS), **shared})
             for region in item.regions:
                 rows.append({**shared, "region_rank": region.rank, "voxels": region.voxels,
-                             "volume_ml": region.volume_ml, "first_slice": region.slices[0],
-                             "last_slice": region.slices[1], "centroid_z": region.centroid[0],
+                             "volume_ml": region.volume_ml, "first_slice": slice_number(region.slices[0]),
+                             "last_slice": slice_number(region.slices[1]), "centroid_z": region.centroid[0],
                              "centroid_y": region.centroid[1], "centroid_x": region.centroid[2],
                              "mean_entropy": region.mean_entropy, "max_entropy": region.max_entropy,
                              "score": region.score})

@@ -7,7 +7,7 @@ PdfPages, A4, every page footed with its number). Each configuration keeps its c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -17,8 +17,9 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from pipeline.metrics import registry
+from pipeline.review.exports import case_state
 from pipeline.review.report import Cohort, ReportContent
-from pipeline.review.worklist import Worklist
+from pipeline.review.worklist import Worklist, WorklistCase
 from pipeline.styles import style
 
 A4 = (8.27, 11.69)
@@ -46,9 +47,11 @@ def _page(title: str, size: tuple[float, float] = A4) -> tuple[Figure, Axes]:
     return figure, axes
 
 
-def _table(axes: Axes, frame: pd.DataFrame, font: float) -> None:
-    """``frame`` as a table at the top of ``axes``, columns as wide as their text."""
-    cells = [[_text(v) for v in row] for row in frame.itertuples(index=False)]
+def _table(axes: Axes, frame: pd.DataFrame, font: float, widths: Mapping[str, int] | None = None) -> None:
+    """``frame`` as a table at the top of ``axes``, columns as wide as their text (cut at 40 characters, or at the
+    column's entry in ``widths``)."""
+    limits = [(widths or {}).get(str(column), 40) for column in frame.columns]
+    cells = [[_text(v, limit) for v, limit in zip(row, limits, strict=True)] for row in frame.itertuples(index=False)]
     table = axes.table(cellText=cells, colLabels=list(frame.columns), loc="upper center", cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(font)
@@ -56,14 +59,15 @@ def _table(axes: Axes, frame: pd.DataFrame, font: float) -> None:
     table.scale(1.0, 1.3)
 
 
-def _table_pages(title: str, frame: pd.DataFrame, empty: str, font: float = 7.0) -> list[Callable[[], Figure]]:
+def _table_pages(title: str, frame: pd.DataFrame, empty: str, font: float = 7.0,
+                 widths: Mapping[str, int] | None = None) -> list[Callable[[], Figure]]:
     """One drawing function per landscape page of ``frame`` (ROWS_PER_PAGE rows each); a note when it is empty."""
     def draw(part: pd.DataFrame, number: int, count: int) -> Figure:
         figure, axes = _page(title if count == 1 else f"{title} ({number}/{count})", LANDSCAPE)
         if part.empty:
             axes.text(0.0, 0.95, empty, fontsize=11, va="top")
         else:
-            _table(axes, part, font)
+            _table(axes, part, font, widths)
         return figure
 
     count = max(1, math.ceil(len(frame) / ROWS_PER_PAGE))
@@ -150,11 +154,20 @@ def _charts(content: ReportContent) -> Figure:
     return figure
 
 
+def _notes(case: WorklistCase) -> str:
+    """A case's state (:func:`~pipeline.review.exports.case_state`) where it needs attention: no reference yet, an
+    empty prediction, out of distribution."""
+    state = case_state(case)
+    return "; ".join(word for word in (state["reference"] if not case.has_reference else "", state["prediction"],
+                                       state["ood"] if case.ood_flag else "") if word)
+
+
 def _worklist_frame(worklist: Worklist) -> pd.DataFrame:
     rows = [{"rank": c.rank, "case": c.case, "budget %": 100 * c.fraction, "flagged mL": c.flagged_ml,
              "regions": len(c.regions), "score": c.score,
              "expected recall": c.expected_recall,
-             "items": ", ".join(f"{i.structure}: {i.state.value}" for i in c.items)} for c in worklist.cases]
+             "items": ", ".join(f"{i.structure}: {i.state.value}" for i in c.items), "notes": _notes(c)}
+            for c in worklist.cases]
     return pd.DataFrame(rows)
 
 
@@ -180,7 +193,8 @@ def write_report(content: ReportContent, path: Path) -> Path:
     pages: Sequence[Callable[[], Figure]] = [
         lambda: _cover(content), lambda: _charts(content),
         *_table_pages(f"Worklist — {content.configuration}, {content.budget.describe()}",
-                      _worklist_frame(content.worklist), "No case in the worklist."),
+                      _worklist_frame(content.worklist), "No case in the worklist.", font=6.0,
+                      widths={"notes": 125}),
         *_table_pages("Reviewer decisions", content.decisions, "No review decision recorded yet."),
         lambda: _sign_off(content),
     ]

@@ -11,6 +11,7 @@
   person's time); the page's region clock, if any, gets its capped gap in full. The decision is activity too.
 - **Permission**: :func:`pipeline.review.workflow.may_record_time` (the owner): a user whose role may review, on an
   item nobody else reviews; a report only ever credits the reporting user's own clocks.
+- **Ticks**: a region counts as looked at once it has a region clock (:func:`opened_regions`): the worklist ticks it.
 - **Measured items**: an item whose clock closed with active time and a flagged volume; its rate is its active
   seconds over its flagged mL. :meth:`TimingOperations.review_rate` turns the department's measured items into the
   rate in force (:func:`pipeline.metrics.review_budget.review_rate`, the rule's owner).
@@ -32,7 +33,10 @@ from pipeline.metrics.review_budget import ReviewRate, review_rate
 from pipeline.review.base import Principal, ServiceBase, utc
 from pipeline.review.workflow import Actor, ItemState, PermissionDenied, State, may_record_time
 from pipeline.settings import ReviewSettings
-from pipeline.store.review_schema import ReviewItem, ReviewTime
+from pipeline.store.review_schema import ReviewItem, ReviewTime, User
+
+#: a region of the worklist: (image id, configuration id, class index, rank, budget fraction rounded to 6 places)
+RegionKey = tuple[int, int, int, int, float]
 
 
 def _credit(clocks: Iterable[ReviewTime], now: datetime, cap: float, share: int) -> None:
@@ -75,6 +79,20 @@ def measured_rate(session: Session, settings: ReviewSettings) -> ReviewRate:
         .having(func.sum(ReviewTime.seconds) > 0))
     return review_rate([seconds / flagged for seconds, flagged in rows], settings.seconds_per_ml,
                        settings.measured_items)
+
+
+def opened_regions(session: Session, configuration_ids: Iterable[int]) -> dict[RegionKey, str]:
+    """The regions a reviewer opened in the slice browser (a region clock exists; the worklist's tick), of
+    ``configuration_ids``: (image id, configuration id, class index, rank, budget rounded to 6 places) → the first
+    opening's user name."""
+    rows = session.execute(
+        select(ReviewTime.image_id, ReviewTime.configuration_id, ReviewTime.class_index, ReviewTime.region_rank,
+               ReviewTime.budget, User.username)
+        .join(User, User.id == ReviewTime.user_id)
+        .where(ReviewTime.region_rank.is_not(None), ReviewTime.configuration_id.in_(list(configuration_ids)))
+        .order_by(ReviewTime.opened_at.desc()))
+    return {(image, configuration, class_index, int(rank), round(float(budget or 0.0), 6)): user
+            for image, configuration, class_index, rank, budget, user in rows}
 
 
 def _may_time(session: Session, actor: Actor, image_id: int, configuration_id: int, class_index: int) -> None:

@@ -66,6 +66,8 @@ class Image(Base):
     ``name`` is the case key used on the command line and in URLs; ``cohort`` groups cases for a protocol
     (``phantom``, ``real``, ``clinical``, …). Geometry is in SimpleITK's (x, y, z) order, spacing in mm.
     ``content_hash``/``reference_hash`` are SHA-256 of the voxels and geometry; a change makes the batch redo it.
+    ``acquisition``: how the scan was made, where known (DICOM tags such as the manufacturer, model, kernel, slice
+    thickness, kVp, contrast; None when nothing is known, e.g. a NIfTI without a manifest column).
     """
 
     __tablename__ = "images"
@@ -86,6 +88,7 @@ class Image(Base):
     direction: Mapped[list[Any]] = mapped_column()
     content_hash: Mapped[str] = mapped_column(String(64))
     reference_hash: Mapped[str | None] = mapped_column(String(64))
+    acquisition: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     patient: Mapped[Patient] = relationship(back_populates="images")

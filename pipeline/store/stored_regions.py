@@ -32,6 +32,8 @@ class ResultRegions(Base):
     budget: Mapped[float] = mapped_column(Float, primary_key=True)
     connectivity: Mapped[int] = mapped_column(Integer)
     structure_search_mm: Mapped[float] = mapped_column(Float)
+    merge_distance_mm: Mapped[float] = mapped_column(Float, default=0.0)
+    min_region_ml: Mapped[float] = mapped_column(Float, default=0.0)
     regions: Mapped[list[list[Any]]] = mapped_column(JSON)
 
 

@@ -75,7 +75,7 @@ def layout(**_query: str) -> Component:
         dbc.Row([dbc.Col(html.Div(id="audit-chain"), lg=10), dbc.Col(dbc.Button(
             "Verify the chain", id="audit-verify", color="outline-secondary", size="sm"), lg=2)], className="g-2"),
         html.Div(id="audit-summary", className="text-muted small mb-1"),
-        section("Entries", grid("audit-grid", COLUMNS, [], 560, tooltipShowDelay=300)),
+        section("Entries", grid("audit-grid", COLUMNS, [], 560)),
     ])
 
 

@@ -54,7 +54,7 @@ def _page(store: Store, wanted: str | None) -> Component:
                 md=9),
             dbc.Col(_export_button(), md=3),
         ], className="g-2 mb-2"),
-        html.Div(grid("cohort-grid", column_defs(), [], 420, tooltipShowDelay=300), className="mb-3"),
+        html.Div(grid("cohort-grid", column_defs(), [], 420), className="mb-3"),
         section("Reliability diagram",
                 dcc.Dropdown(id="cohort-diagram-configurations", options=config_options,
                              value=[o["value"] for o in config_options][:charts.SHOWN_AT_FIRST], multi=True),

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.development.base_component import Component
+from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError
 from pipeline.metrics import registry
-from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
+from pipeline.store.cohort_numbers import CohortFilter, case_metrics, case_table, configurations, curves, summary
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
@@ -25,6 +27,7 @@ dash.register_page(__name__, path="/compare", title="Method comparison", name="M
 PREFIX = "compare"
 BOXES = tuple(m.name for m in registry.case_metrics() if m.boxplot)  # fixed when the callbacks are registered
 PAIRED_DEFAULT = "ece"
+PRIMARY = charts.PRIMARY
 GRAPH_CONFIG = {"displaylogo": False}
 
 
@@ -42,22 +45,27 @@ def _page(store: Store, wanted: str | None) -> Component:
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         counts = reference_kind_counts(session, chosen.id)
         options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
+        means = _primary_means(store, session, chosen.id)
     ids = [o["value"] for o in options]
+    shown = charts.first_shown(ids, means)
+    best = charts.ranked(shown[1:], means)[:1] or ids[1:2] or ids[:1]
     dropdown = {"options": options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
         waiting,
         protocol_filters(PREFIX, infos, chosen, counts),
         dbc.Label("Configurations"),
-        dcc.Dropdown(id="compare-configurations", options=options, value=ids[:charts.SHOWN_AT_FIRST], multi=True,
-                     className="mb-3"),
+        dcc.Dropdown(id="compare-configurations", options=options, value=shown, multi=True),
+        html.Small(_shown_note(shown, dict(zip(ids, (o["label"] for o in options), strict=True)), means),
+                   id="compare-shown-note", className="text-muted d-block mb-3"),
         dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}", config=GRAPH_CONFIG), lg=4) for m in charts.CURVE_LABELS]),
         dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}-box", config=GRAPH_CONFIG), lg=6) for m in BOXES]),
         section(
             "Paired comparison on the same cases",
             dbc.Row([
-                dbc.Col([dbc.Label("A"), dcc.Dropdown(id="compare-a", value=ids[0], **dropdown)], md=4),
-                dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=ids[min(1, len(ids) - 1)], **dropdown)],
+                dbc.Col([dbc.Label("A"), dcc.Dropdown(id="compare-a", value=best[0] if best else None, **dropdown)],
+                        md=4),
+                dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=ids[0] if ids else None, **dropdown)],
                         md=4),
                 dbc.Col([dbc.Label("Metric"), dcc.Dropdown(
                     id="compare-metric", options=[{"label": m.label, "value": m.name, "title": m.describe()}
@@ -71,6 +79,27 @@ def _page(store: Store, wanted: str | None) -> Component:
         ),
         dcc.Location(id="compare-nav", refresh="callback-nav"),
     ])
+
+
+def _primary_means(store: Store, session: Session, protocol_id: int) -> dict[int, float]:
+    """Each configuration's cohort mean of :data:`PRIMARY` (mean over repeats, every repeat and reference)."""
+    everything = CohortFilter(protocol_id)
+    overall, _ = store.cached(session, ("summary", everything), lambda: summary(session, everything))
+    if overall.empty:
+        return {}
+    return {int(c): float(v) for c, v in zip(overall["configuration_id"], overall[f"{PRIMARY.name}_mean"],
+                                               strict=True) if not math.isnan(v)}
+
+
+def _shown_note(shown: list[int], names: dict[int, str], means: dict[int, float]) -> str:
+    """Why these configurations are shown first."""
+    if not shown:
+        return ""
+    best = [f"{names[c]} {PRIMARY.format(means[c])}" for c in charts.ranked(shown[1:], means)]
+    ranked = (f" and the best of the others by {PRIMARY.label} ({PRIMARY.direction} is better; cohort mean): "
+              f"{', '.join(best)}")
+    return (f"Shown at first: {names[shown[0]]} (the grid's reference){ranked if best else ''}. "
+            "Add or remove configurations above.")
 
 
 def layout(protocol: str | None = None, **_query: str) -> Component:

@@ -1,7 +1,9 @@
 """The patient slice browser: three planes per configuration, overlays, probe, metrics (layout: ``viewer_layout``).
 
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
-``&region=RANK&budget=FRACTION`` (the worklist's region links) times the work on that region (``qa_dashboard.review``).
+``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
+``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
+region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``).
 Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
 PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
@@ -19,16 +21,19 @@ import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, html
 from dash.development.base_component import Component
 
-from pipeline.metrics.review_budget import DEFAULT_BUDGET
+from pipeline.metrics.regions import slice_number, slice_span
+from pipeline.metrics.review_budget import Budget
 from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, inputs, review, viewer, viewer_client  # noqa: F401 (registers the stage's callbacks)
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard.components import guarded, not_found, number, section
 from qa_dashboard.queries.patient import Case
+from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.viewer_layout import header, viewer_layout
+from qa_dashboard.worklist_address import parse_budget
 
 dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
 SIDES = ("a", "b")
@@ -75,22 +80,36 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
                                                       "again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
     shown = a if a is not None else (with_maps or list(view.results))[0]
-    return html.Div([viewer_layout(view, shown, b, slices), _review(view, shown, _region(query))])
+    try:
+        listed = parse_budget(query.get("budget"), query.get("minutes"))
+        fraction = parse_budget(query.get("budget"), None).value
+    except ValueError as error:
+        return not_found(str(error))
+    fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
+    region = _region(query.get("region"), fraction)
+    nav = [] if region is None else [region_nav(store, view, shown, region["rank"], listed)]
+    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction), _review(view, shown, fraction, region)])
 
 
-def _review(view: viewer.CaseView, configuration_id: int, region: dict[str, Any] | None = None) -> Component:
-    """The review panel of this case under configuration A (its structures' items and the workflow's actions), and
-    the case's downloads."""
-    shown = view.results[configuration_id]
-    data = review.scope(shown.configuration, DEFAULT_BUDGET, view.case.name, case_only=True,
-                        model_set=shown.model_set_identity)
+def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
+            region: dict[str, Any] | None = None) -> Component:
+    """The review panel of this case under configuration A at the viewer's budget (its structures' items and the
+    workflow's actions), and the case's downloads."""
+    data = _scope(view, configuration_id, fraction)
     return section("Review", review.panel(data, _rows(data), height=200, region=region),
                    html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
 
 
+def _scope(view: viewer.CaseView, configuration_id: int, fraction: float) -> dict[str, Any]:
+    """The review panel's scope: this case under configuration ``configuration_id`` at the viewer's budget."""
+    shown = view.results[configuration_id]
+    return review.scope(shown.configuration, Budget("fraction", round(fraction, 6)), view.case.name, case_only=True,
+                        model_set=shown.model_set_identity)
+
+
 def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
-    """The case's review regions as NIfTI (and as an RTSTRUCT for a DICOM case) at the review budget."""
+    """The case's review regions as NIfTI (and as an RTSTRUCT for a DICOM case) at the viewer's budget."""
     user = auth.current_user()
     if user is None or not allowed(user["role"], Action.EXPORT):
         return html.Span()
@@ -100,8 +119,8 @@ def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
     links = [("Regions + entropy (NIfTI)", f"/export/regions/{name}.zip?{query}", "download-regions")]
     if view.case.source_kind == "dicom":
         links.append(("Regions as RTSTRUCT", f"/export/rtstruct/{name}.dcm?{query}", "download-rtstruct"))
-    return html.Div([html.Small(f"Downloads ({data['configuration']}, {DEFAULT_BUDGET.describe()}): ",
-                                className="text-muted me-1"),
+    return html.Div([html.Small(f"Downloads ({data['configuration']}, {review.scope_budget(data).describe()}): ",
+                                className="text-muted me-1", id="download-budget"),
                      *(dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
                                   className="me-1", id=ident) for label, href, ident in links)])
 
@@ -114,22 +133,22 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
-           region: str | None = None, budget: str | None = None, **_query: str) -> Component:
+           region: str | None = None, budget: str | None = None, minutes: str | None = None,
+           **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
-    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in (a, b, at, region, budget)):
+    values = (a, b, at, region, budget, minutes)
+    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in values):
         return not_found("The address is malformed: a value is too long.")
     return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at, "region": region,
-                                                               "budget": budget}))
+                                                               "budget": budget, "minutes": minutes}))
 
 
-def _region(query: dict[str, str | None]) -> dict[str, Any] | None:
-    """The region the page was opened at (``region=RANK&budget=FRACTION``, from the worklist), when well formed."""
-    try:
-        rank, budget = int(query.get("region") or ""), float(query.get("budget") or "")
-    except ValueError:
+def _region(rank: str | None, fraction: float) -> dict[str, Any] | None:
+    """The region the page was opened at (``region=RANK``, from the worklist, at the page's budget), when given."""
+    if not (rank or "").isdigit() or len(rank or "") > MAX_DIGITS or int(rank or 0) < 1 or fraction <= 0:
         return None
-    return review.region_data(rank, budget) if rank >= 1 and 0 < budget <= 1 else None
+    return review.region_data(int(rank or 0), fraction)
 
 
 SETTINGS = [Input("viewer-window", "value"), Input("viewer-level", "value"), Input("viewer-overlays", "value"),
@@ -211,7 +230,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
         moved = viewer.clicked(view, trigger.split("-")[2], slices, clicks[trigger])
     elif trigger == "viewer-most-uncertain":
         moved = viewer.jump_to_most_uncertain(store, view.results[a], slices)
-        info = "no entropy map stored" if moved is None else f"most uncertain axial slice: {moved['axial'] + 1}"
+        info = ("no entropy map stored" if moved is None
+                else f"most uncertain axial slice: {slice_number(moved['axial'])}")
     elif trigger == "viewer-next-region":
         found = viewer.regions(store, view, view.results[a], budget)
         if not found:
@@ -219,8 +239,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
         region = (region + 1) % len(found)
         chosen = found[region]
         moved = dict(zip(PLANES, chosen.centroid, strict=True))
-        info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices {chosen.slices[0] + 1}–"
-                f"{chosen.slices[1] + 1}, mean entropy {chosen.mean_entropy:.2f}")
+        info = (f"region {region + 1} of {len(found)}: {chosen.volume_ml:.2f} mL, slices "
+                f"{slice_span(chosen.slices)}, mean entropy {chosen.mean_entropy:.2f}")
     if moved is None:
         return *(dash.no_update,) * 4, info
     return (*(moved[p] if moved[p] != slices[p] else dash.no_update for p in PLANES), region, info)
@@ -270,13 +290,13 @@ def _colourbar(threshold: Any, opacity: Any) -> tuple[dict[str, str], str]:
 
 
 @callback(Output("review-scope", "data", allow_duplicate=True), Output("review-items", "rowData", allow_duplicate=True),
-          Output("case-downloads", "children"), Input("viewer-a", "value"), State("viewer-case", "data"),
-          prevent_initial_call=True)
-def _review_scope(a: Any, name: Any) -> tuple[Any, Any, Any]:
+          Output("case-downloads", "children"), Input("viewer-a", "value"), Input("viewer-budget", "value"),
+          State("viewer-case", "data"), prevent_initial_call=True)
+def _review_scope(a: Any, budget: Any, name: Any) -> tuple[Any, Any, Any]:
+    """The review panel and the downloads follow configuration A and the viewer's budget (one budget on the page)."""
     a = checked.configuration(a, "viewer-a.value")
     view = viewer.load(get_store(), checked.name(name))
     if view is None or a not in view.results:
         return dash.no_update, dash.no_update, dash.no_update
-    data = review.scope(view.results[a].configuration, DEFAULT_BUDGET, name, case_only=True,
-                        model_set=view.results[a].model_set_identity)
+    data = _scope(view, a, checked.budget(view, budget))
     return data, _rows(data), _downloads(view, data)

@@ -21,21 +21,22 @@ dash.register_page(__name__, path="/runs", title="Runs", name="Runs")
 RUN_COLUMNS = [
     {"field": "run", "headerName": "Run", "type": "numericColumn", "width": 90},
     {"field": "kind", "width": 100},
-    {"field": "status", "width": 120, "cellClassRules": {"text-danger fw-semibold": "params.value === 'failed'",
-                                                          "text-warning fw-semibold":
-                                                              "params.value === 'interrupted'",
-                                                          "text-success": "params.value === 'succeeded'"}},
+    {"field": "status", "width": 120, "minWidth": 110,
+     "cellClassRules": {"text-danger fw-semibold": "params.value === 'failed'",
+                        "text-warning fw-semibold": "params.value === 'interrupted'",
+                        "text-success": "params.value === 'succeeded'"}},
     {"field": "levels", "headerName": "Levels", "width": 150, "cellClassRules": MARK_RULES,
      "tooltipField": "levels_line",
      "headerTooltip": "a value of the run out of its tolerance or beyond its action level (see Trends)"},
-    {"field": "started"}, {"field": "duration"},
+    {"field": "started", "minWidth": 110}, {"field": "duration", "minWidth": 100},
     *({"field": f, "type": "numericColumn", "width": 100} for f in ("total", "done", "skipped", "failed")),
-    {"field": "settings", "headerName": "Metric settings", "tooltipField": "settings",
+    {"field": "settings", "headerName": "Metric settings", "tooltipField": "settings", "minWidth": 110,
      "headerTooltip": "the metric settings the run used: the fields that differ from the spec's defaults"},
-    {"field": "summary", "headerName": "Error summary", "flex": 1}, {"field": "host"}, {"field": "code"},
+    {"field": "summary", "headerName": "Error summary", "flex": 1, "minWidth": 120}, {"field": "host"},
+    {"field": "code"},
 ]
 FAILURE_COLUMNS = [{"field": "run", "width": 90}, {"field": "case"}, {"field": "stage", "width": 110},
-                   {"field": "reason", "flex": 2, "wrapText": True, "autoHeight": True},
+                   {"field": "reason", "flex": 2},
                    {"field": "source", "flex": 1}, {"field": "at"}]
 
 

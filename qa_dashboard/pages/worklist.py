@@ -2,7 +2,7 @@
 ranked regions (each opens the slice browser at the region), the review items with the workflow's actions, and the
 exports to the clinic.
 
-Address: ``/worklist?configuration=NAME&budget=PERCENT`` (the slider offers the budgets the batch stores regions at,
+Address: ``/worklist?configuration=NAME&budget=PERCENT`` (the menu offers the budgets the batch stores regions at,
 ``ReviewSettings.region_budgets``; another percentage is computed from the maps) or ``&minutes=M`` (a time budget
 per patient, converted at the review rate in force and capped at the run's budget range, 5 % by default: computed
 from the maps), and ``&model_set=`` (a model
@@ -10,12 +10,12 @@ set's name or identity; default the newest with results: results of two model se
 configuration, the review configuration (``QA_REVIEW_CONFIGURATION``, else the newest model set's first) is shown at
 the default budget (2 %). Each case shows its expected review minutes (flagged mL × the review rate in force: the
 department's measured median seconds per mL, or the placeholder until enough reviews are measured, labelled so), and
-the list its total.
+the list its total. The controls keep the address in step without a reload (``qa_dashboard.worklist_address``); each
+region links to the slice browser with the same budget and a way back, and is ticked once a reviewer opened it.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,7 +24,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from dash.development.base_component import Component
 
-from pipeline.metrics.review_budget import DEFAULT_CAP, DEFAULT_FRACTION, Budget, ReviewRate
+from pipeline.metrics.review_budget import Budget, ReviewRate
 from pipeline.review.workflow import Action, allowed
 from pipeline.review.worklist import Worklist, default_configuration
 from qa_dashboard import auth, inputs
@@ -39,16 +39,16 @@ from qa_dashboard.queries.worklist import (
     item_rows,
     load_worklist,
     model_sets,
+    opened,
     rate_in_force,
     region_rows,
 )
 from qa_dashboard.review import MAX_MINUTES, STATE_RULES, checked_scope, panel, scope, scope_budget
 from qa_dashboard.store import Store, get_store
+from qa_dashboard.worklist_address import DEFAULT_PERCENT, MAX_PERCENT, parse_budget, worklist_search
 
 dash.register_page(__name__, path="/worklist", title="Review worklist", name="Worklist")
 
-DEFAULT_PERCENT = 100 * DEFAULT_FRACTION
-MAX_PERCENT = 100 * DEFAULT_CAP
 CASE_COLUMNS = [
     {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 150, **LINK_RENDERER},
@@ -60,7 +60,7 @@ CASE_COLUMNS = [
      "headerTooltip": "flagged mL × the review rate in force (see the line above the table)"},
     {"field": "score", "headerName": "Score (entropy·mL)", "type": "numericColumn"},
     {"field": "expected_recall", "headerName": "Expected errors captured %", "type": "numericColumn",
-     "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); blank: no estimate"},
+     "headerTooltip": "the cohort's mean error recall at this budget (reference-backed cases); —: no estimate"},
     {"field": "budget_pct", "headerName": "Budget % of ROI", "type": "numericColumn"},
     {"field": "capped", "width": 90},
     {"field": "reference", "headerName": "Reference", "width": 140,
@@ -78,29 +78,14 @@ REGION_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 140}, {"field": "region", "headerName": "Region", "width": 95},
     {"field": "open", "width": 90, "sortable": False, "filter": False, **LINK_RENDERER},
+    {"field": "opened", "headerName": "✓", "width": 60, "tooltipField": "opened_by",
+     "headerTooltip": "ticked once a reviewer opened the region in the slice browser (first: on hover)"},
     {"field": "structure"}, {"field": "volume_ml", "headerName": "Volume mL", "type": "numericColumn"},
     {"field": "slices", "headerName": "Slices (z)"},
     {"field": "mean_entropy", "headerName": "Mean entropy", "type": "numericColumn"},
     {"field": "max_entropy", "headerName": "Max entropy", "type": "numericColumn"},
     {"field": "state", "cellClassRules": STATE_RULES},
 ]
-
-
-def parse_budget(budget: str | None, minutes: str | None) -> Budget:
-    """The budget of the address: ``minutes`` when given, else ``budget`` in percent (ValueError when malformed)."""
-    try:
-        if minutes not in (None, ""):
-            value = float(minutes)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError
-            return Budget("minutes", value)
-        percent = DEFAULT_PERCENT if budget in (None, "") else float(budget)
-    except ValueError:
-        raise ValueError(f"budget={budget!r}, minutes={minutes!r}: give a budget in percent (0–5) or minutes "
-                         "(≥ 0)") from None
-    if not (math.isfinite(percent) and 0 <= percent <= MAX_PERCENT):
-        raise ValueError(f"budget={budget!r} must be a percentage of ROI voxels between 0 and {MAX_PERCENT:g}")
-    return Budget("fraction", round(percent / 100, 6))
 
 
 def export_links(configuration: str, budget: Budget, model_set: str = "") -> Component:
@@ -125,6 +110,7 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
     with get_store().session() as session:
         marks = case_marks(session)
     cases = case_rows(worklist, rate)
+    regions = region_rows(worklist, ticks=opened(get_store(), worklist))
     for row in cases:
         row["levels"] = marks.get((row["name"], worklist.configuration), "")
     return html.Div([
@@ -137,7 +123,7 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
         section("Cases", grid("worklist-cases", CASE_COLUMNS, cases, 260, rowSelection={
             "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
             help_text="highest entropy mass first; select a case to narrow the lists below, click its name to open it"),
-        section("Regions", grid("worklist-regions", REGION_COLUMNS, region_rows(worklist), 300),
+        section("Regions", grid("worklist-regions", REGION_COLUMNS, regions, 300),
                 help_text="connected parts of the top-budget mask, highest mean entropy × volume first"),
         section("Review", panel(scope(worklist.configuration, budget, model_set=worklist.model_set),
                                 item_rows(worklist)),
@@ -154,11 +140,12 @@ def _rounding(budget: Budget) -> str:
     return f" (per case: the share of its ROI within the minutes, rounded down to {steps} %)"
 
 
-def budget_marks(percent: float) -> dict[float, str]:
-    """The slider's budgets: the review settings' ``region_budgets`` (stored by the batch: the list opens without
-    reading a map), and ``percent`` when the address asked for another one."""
-    stored = [round(100 * b, 6) for b in settings().review.region_budgets]
-    return {value: f"{value:g} %" for value in sorted({*stored, round(percent, 6)})}
+def budget_choices(percent: float) -> list[dict[str, Any]]:
+    """The budget menu: the review settings' ``region_budgets`` (stored by the batch: the list opens without reading
+    a map), and ``percent`` when the address asked for another one (computed from the maps, said so)."""
+    stored = {round(100 * b, 6) for b in settings().review.region_budgets}
+    return [{"label": f"{value:g} %" if value in stored else f"{value:g} % (from the maps: slower)", "value": value}
+            for value in sorted({*stored, round(percent, 6)})]
 
 
 def _page(store: Store, configuration: str | None, budget: Budget, model_set: str | None) -> Component:
@@ -176,6 +163,7 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
     percent = 100 * budget.value if budget.kind == "fraction" else DEFAULT_PERCENT
     several = {} if len(sets) > 1 else {"display": "none"}
     return html.Div([
+        dcc.Location(id="worklist-url", refresh=False),
         html.H3("Review worklist"),
         dbc.Row([
             dbc.Col([dbc.Label("Model set"), dcc.Dropdown(
@@ -187,9 +175,9 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
                 options=[{"label": "% of ROI voxels", "value": "fraction"},
                          {"label": "minutes per patient", "value": "minutes"}],
                 value=budget.kind, id="worklist-kind", inline=True)], lg=3),
-            dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Slider(
-                0, MAX_PERCENT, None, value=percent, id="worklist-percent", marks=budget_marks(percent),
-                disabled=budget.kind == "minutes")], lg=4),
+            dbc.Col([dbc.Label("Percent of ROI voxels"), dcc.Dropdown(
+                budget_choices(percent), percent, id="worklist-percent", clearable=False,
+                disabled=budget.kind == "minutes")], lg=2),
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
@@ -210,10 +198,12 @@ def layout(configuration: str | None = None, budget: str | None = None, minutes:
     return guarded(lambda store: _page(store, configuration, parsed, model_set))
 
 
-@callback(Output("worklist-content", "children"), Input("worklist-configuration", "value"),
-          Input("worklist-kind", "value"), Input("worklist-percent", "value"), Input("worklist-minutes", "value"),
-          Input("worklist-model-set", "value"), prevent_initial_call=True)
-def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set: Any) -> Component:
+@callback(Output("worklist-content", "children"), Output("worklist-url", "search"),
+          Input("worklist-configuration", "value"), Input("worklist-kind", "value"), Input("worklist-percent", "value"),
+          Input("worklist-minutes", "value"), Input("worklist-model-set", "value"), prevent_initial_call=True)
+def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set: Any) -> tuple[Component, Any]:
+    """The list at the controls' configuration and budget, and the same in the address (no reload: a copied or
+    bookmarked address opens this list)."""
     configuration = inputs.text(configuration, "worklist-configuration.value")
     kind = inputs.choice(kind, "worklist-kind.value", ("fraction", "minutes"))
     percent = inputs.optional(inputs.number, percent, "worklist-percent.value", 0.0, MAX_PERCENT)
@@ -222,10 +212,10 @@ def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set
     value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
     try:
         budget = Budget(kind, float(value))
-        return _content(load_worklist(get_store(), configuration, budget, model_set=model_set),
-                        rate_in_force(get_store()))
+        return (_content(load_worklist(get_store(), configuration, budget, model_set=model_set),
+                         rate_in_force(get_store())), worklist_search(configuration, budget, model_set))
     except (ValueError, LookupError) as error:
-        return dbc.Alert(str(error), color="danger", id="worklist-error")
+        return dbc.Alert(str(error), color="danger", id="worklist-error"), dash.no_update
 
 
 @callback(Output("worklist-percent", "disabled"), Output("worklist-minutes", "disabled"),
@@ -244,4 +234,5 @@ def _narrow(selected: Any, data: Any) -> tuple[Any, Any, Any]:
     case = rows[0]["name"] if rows else None
     data = checked_scope(data)
     worklist = load_worklist(get_store(), data["configuration"], scope_budget(data), model_set=data.get("model_set"))
-    return region_rows(worklist, case), item_rows(worklist, case), {**data, "case": case}
+    return (region_rows(worklist, case, opened(get_store(), worklist)), item_rows(worklist, case),
+            {**data, "case": case})

@@ -50,6 +50,7 @@ class Case:
     reference_path: str | None
     source_kind: str = "nifti"  # "dicom" when read from a DICOM series (an RTSTRUCT can reference it)
     reference_kind: str | None = None  # final_clinical or research (pipeline.store.references); None: no reference
+    dicom_uids: tuple[str | None, str | None, str | None] = (None, None, None)  # study, series, frame of reference
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -95,7 +96,8 @@ def find_case(session: Session, name: str) -> Case | None:
     return Case(image.id, image.name, image.cohort, pseudonym, tuple(image.size), tuple(image.spacing),
                 tuple(image.origin), tuple(image.direction), image.reference_note, paths.get("ct"),
                 paths.get("reference"), image.source_kind,
-                reference_kind(session, image.id, image.reference_hash is not None))
+                reference_kind(session, image.id, image.reference_hash is not None),
+                (image.study_uid, image.series_uid, image.frame_of_reference_uid))
 
 
 def shown_results(session: Session, case: Case) -> list[ShownResult]:

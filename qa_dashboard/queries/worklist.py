@@ -13,13 +13,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.metrics.regions import Region, slice_span
 from pipeline.metrics.review_budget import Budget, ReviewRate
-from pipeline.review.timing import measured_rate
-from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE, Worklist, build_worklist, with_current_states
+from pipeline.review.exports import case_state
+from pipeline.review.timing import RegionKey, measured_rate, opened_regions
+from pipeline.review.worklist import (
+    EMPTY_PREDICTION,
+    Worklist,
+    WorklistCase,
+    build_worklist,
+    with_current_states,
+)
 from pipeline.store.schema import CaseResult, Configuration, ModelSet
 from qa_dashboard.components import patient_href
 from qa_dashboard.config import settings
 from qa_dashboard.store import Store
+from qa_dashboard.worklist_address import percent
 
 #: review state (and decision) → the Bootstrap text class the grids colour it with
 STATE_CLASSES = {"pending": "text-secondary", "in_review": "text-primary fw-semibold",
@@ -77,7 +86,8 @@ def status(states: list[str]) -> str:
 
 def case_rows(worklist: Worklist, rate: ReviewRate) -> list[dict[str, Any]]:
     """One row per case, in rank order; ``case`` is its name and ``case_href`` the slice browser at its top region;
-    ``expected_minutes`` its flagged volume at the review ``rate``."""
+    ``expected_minutes`` its flagged volume at the review ``rate``; its state as the exports write it
+    (:func:`pipeline.review.exports.case_state`)."""
     rows = []
     for case in worklist.cases:
         top = case.regions[0].centroid if case.regions else None
@@ -89,30 +99,44 @@ def case_rows(worklist: Worklist, rate: ReviewRate) -> list[dict[str, Any]]:
             "expected_minutes": round(rate.minutes(case.flagged_ml), 1),
             "expected_recall": None if case.expected_recall is None else round(100 * case.expected_recall, 1),
             "unreviewed": sum(i.state.value in ("pending", "in_review") for i in case.items),
-            "status": status([i.state.value for i in case.items]),
-            "reference": "yes" if case.has_reference else NO_REFERENCE,
-            "prediction": EMPTY_PREDICTION if case.empty_prediction else "",
-            "ood": case.ood, "ood_flag": case.ood_flag is True,
+            "status": status([i.state.value for i in case.items]), **case_state(case),
         })
     return rows
 
 
-def region_rows(worklist: Worklist, case: str | None = None) -> list[dict[str, Any]]:
-    """One row per region (of ``case`` only, when given): where it is, how big and how uncertain, its item's state."""
+def opened(store: Store, worklist: Worklist) -> dict[RegionKey, str]:
+    """The worklist's regions a reviewer opened (the tick; :func:`pipeline.review.timing.opened_regions`), re-read
+    on every call."""
+    with store.session() as session:
+        return opened_regions(session, {case.configuration_id for case in worklist.cases})
+
+
+def region_href(worklist: Worklist, case: WorklistCase, region: Region) -> str:
+    """The slice browser at ``region`` of ``case``: configuration A, the region's voxel, its rank, the case's budget
+    in percent and the list's time budget (for "back to list"; ``qa_dashboard.worklist_address``)."""
+    minutes = f"{worklist.budget.value:g}" if worklist.budget.kind == "minutes" else None
+    return patient_href(case.case, a=case.configuration_id, at=",".join(map(str, region.centroid)),
+                        region=region.rank, budget=percent(case.fraction), minutes=minutes)
+
+
+def region_rows(worklist: Worklist, case: str | None = None,
+                ticks: dict[RegionKey, str] | None = None) -> list[dict[str, Any]]:
+    """One row per region (of ``case`` only, when given): where it is, how big and how uncertain, its item's state,
+    and who opened it first (``ticks``: :func:`opened`)."""
     rows = []
     for entry in worklist.cases:
         if case is not None and entry.case != case:
             continue
         for item in entry.items:
             for region in item.regions:
-                at = ",".join(map(str, region.centroid))
-                href = patient_href(entry.case, a=entry.configuration_id, at=at, region=region.rank,
-                                    budget=round(entry.fraction, 6))
+                key = (entry.image_id, entry.configuration_id, item.class_index, region.rank, round(entry.fraction, 6))
+                seen = (ticks or {}).get(key)
                 rows.append({
                     "case_rank": entry.rank, "case": entry.case, "region": region.rank,
-                    "open": "open", "open_href": href,
+                    "open": "open", "open_href": region_href(worklist, entry, region),
+                    "opened": "✓" if seen else "", "opened_by": seen or "",
                     "structure": item.structure, "volume_ml": round(region.volume_ml, 3),
-                    "slices": f"{region.slices[0]}–{region.slices[1]}", "mean_entropy": round(region.mean_entropy, 3),
+                    "slices": slice_span(region.slices), "mean_entropy": round(region.mean_entropy, 3),
                     "max_entropy": round(region.max_entropy, 3), "state": item.state.value,
                 })
     return sorted(rows, key=lambda row: (row["case_rank"], row["region"]))

@@ -2,8 +2,8 @@
 
 The browser is Debian's ``chromium`` driven through Debian's ``chromium-driver`` (``/usr/bin/chromedriver``, never
 selenium-manager: nothing is downloaded at run time). ``ensure_chromium`` installs both with apt when they are
-missing and the tests run as root; otherwise it fails with the command to run. Screenshots go to the session's
-``screenshots`` folder under pytest's temporary directory (``/tmp/pytest-of-$USER/pytest-N/screenshots0``).
+missing and the tests run as root; otherwise it fails with the command to run. Screenshots go to
+``var/screenshots`` of the checkout (emptied at the start of each session), where a person can look at them.
 Every page needs a signed-in user: ``benchmarks/http_client.py`` creates accounts (as the command line would) and
 signs a Flask test client in through the form; the browser is signed in as its ``ADMIN``. The seeded stores are
 ``benchmarks/store_seed.py``'s.
@@ -44,6 +44,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver")
 PLAN = SeedPlan()
+#: the browser tests' screenshots, kept after the run for a human look (``var/`` is the checkout's ignored runtime
+#: folder; the folder for a CI job to keep as its artefacts)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
 def ensure_chromium() -> None:
@@ -161,9 +164,11 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the browser tests save their screenshots (kept with pytest's temporary folders)."""
-    return tmp_path_factory.mktemp("screenshots")
+def screenshots() -> Path:
+    """Where the browser tests save their screenshots for a human look: :data:`SCREENSHOTS`, emptied first."""
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    return SCREENSHOTS
 
 
 @pytest.fixture(scope="session")

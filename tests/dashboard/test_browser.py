@@ -1,6 +1,6 @@
 """Every page in headless Chromium against the seeded SQLite store: load, filter, sort, export, click from the
 comparison scatter to a patient, scroll slices with the wheel and keys, W/L presets, overlays, budget, probe,
-regions, shortcuts, runs and not-found. Screenshots are saved to the session's ``screenshots`` folder."""
+regions, shortcuts, runs and not-found. Screenshots are saved to ``var/screenshots``."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from pipeline.io.dicom import read_ct_series
 from pipeline.io.rtstruct import read_rtstruct
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.workflow import Role
-from pipeline.review.worklist import build_worklist, case_regions, deployed_results
+from pipeline.review.worklist import NO_REFERENCE, build_worklist, case_regions, deployed_results
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
@@ -84,6 +84,8 @@ def test_worklist_downloads_match_the_worklist(app_on: tuple[Seeded, Any, Path])
     regions = [r for r in rows if r["region_rank"]]
     assert len(regions) == sum(len(c.regions) for c in expected.cases)
     assert [r["case"] for r in rows][:1] == [expected.cases[0].case]
+    assert {(r["case"], r["reference"]) for r in rows} == {(c.case, "yes" if c.has_reference else NO_REFERENCE)
+                                                          for c in expected.cases}, "the case's state on every row"
     book = load_workbook(io.BytesIO(_download(client, f"/export/worklist.xlsx?{QUERY}", store, "worklist_xlsx")))
     assert book.sheetnames == ["about", "cases", "regions"]
     assert [row[1].value for row in book["cases"].iter_rows(min_row=2)] == [c.case for c in expected.cases]

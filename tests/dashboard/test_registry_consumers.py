@@ -52,7 +52,8 @@ def test_the_cohort_table_and_csv_take_columns_labels_and_tooltips_from_the_regi
     for metric in expected:
         column = columns[metric.name]
         assert column["headerName"] == metric.label
-        assert metric.definition in column["headerTooltip"] and metric.anchor in column["headerTooltip"]
+        assert metric.definition in column["headerTooltip"] and metric.range_text() in column["headerTooltip"]
+        assert column["tooltipComponentParams"]["href"] == "/docs/metrics#" + metric.anchor.partition("#")[2]
         assert f"toFixed({metric.digits})" in column["valueFormatter"]["function"]
     with get_store().session() as session:
         overall, per_structure = cohort_numbers.summary(session, cohort_numbers.CohortFilter(store.seeded.protocol_id))

@@ -84,7 +84,7 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         assert (first["case_rank"], first["region"]) == (1, 1), "regions are listed best first"
         link = browser.find_element(By.CSS_SELECTOR, "#worklist-regions .ag-row[row-index='0'] a")
         target = link.get_attribute("href")
-        assert re.search(r"/patient/[^?]+\?a=\d+&at=\d+%2C\d+%2C\d+&region=1&budget=0\.02$", target), target
+        assert re.search(r"/patient/[^?]+\?a=\d+&at=\d+%2C\d+%2C\d+&region=1&budget=2$", target), target
         link.click()
         wait_for(browser, lambda: browser.current_url == target, "the slice browser at the region")
         panel = wait_for(browser, lambda: [r for r in grid_rows(browser, "review-items")

@@ -23,12 +23,20 @@ from pipeline.io.rtstruct_export import RtstructError
 from pipeline.metrics.review_budget import Budget, flagged_count
 from pipeline.metrics.roi import roi_of
 from pipeline.metrics.settings import MetricSettings
-from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
+from pipeline.review.exports import (
+    STATE_COLUMNS,
+    export_case_rtstruct,
+    export_region_maps,
+    write_audit_csv,
+    write_worklist,
+)
 from pipeline.review.report import gather_report
 from pipeline.review.report_pdf import write_report
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.workflow import State
 from pipeline.review.worklist import (
+    EMPTY_PREDICTION,
+    NO_REFERENCE,
     Worklist,
     build_worklist,
     case_regions,
@@ -37,14 +45,22 @@ from pipeline.review.worklist import (
     spacing_zyx,
     unreviewed_count,
 )
-from pipeline.settings import Settings
+from pipeline.settings import ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
-from pipeline.store.schema import Artifact, CaseResult, Configuration, Processing, Run
+from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Processing, Run, StructureResult
 from pipeline.store.schema import ModelSet as ModelSetRow
 from tests.dciodvfy import dciodvfy_errors
-from tests.review.conftest import FAST_HASH, IBSI_IMAGE, PASSWORD, STORED_BUDGET, Seeded, synthetic_case
+from tests.review.conftest import (
+    FAST_HASH,
+    IBSI_IMAGE,
+    PASSWORD,
+    STORED_BUDGET,
+    Seeded,
+    seed_store,
+    synthetic_case,
+)
 
 
 def _worklist(seeded: Seeded, configuration: str, budget: Budget) -> Worklist:
@@ -83,7 +99,11 @@ def test_budgets_below_and_above_the_stored_one(seeded: Seeded) -> None:
         assert small.flagged_ml < case.flagged_ml < large.flagged_ml
         assert large.flagged_ml == pytest.approx(2 * case.flagged_ml, rel=0.01)
     minutes = _worklist(seeded, "Base", Budget("minutes", 0.5))  # 0.5 min at 30 s/mL = 1 mL per case
-    assert all(c.flagged_ml == pytest.approx(1.0, abs=0.01) or c.capped for c in minutes.cases)
+    steps = ReviewSettings().region_budgets  # rounded down to the largest stored budget within it, where one is
+    for case in minutes.cases:
+        assert case.capped or case.flagged_ml <= 1.0 + 0.01
+        assert case.fraction in steps or case.flagged_ml == pytest.approx(1.0, abs=0.01)
+    assert any(case.fraction in steps for case in minutes.cases)
 
 
 def test_worklist_csv_and_excel(seeded: Seeded, tmp_path: Path) -> None:
@@ -98,14 +118,75 @@ def test_worklist_csv_and_excel(seeded: Seeded, tmp_path: Path) -> None:
     decided = [r for r in rows if r["case"] == "synthetic-2" and r["structure"] == "spleen"]
     assert {r["state"] for r in decided} == {"reviewed"} and {r["reviewer"] for r in decided} == {"csv-reviewer"}
     assert decided[0]["comment"].startswith("'=HYPERLINK")  # never a live formula
+    regions = {(c.case, r.rank): r for c in worklist.cases for r in c.regions}
+    placed = [r for r in rows if r["region_rank"]]
+    assert placed and all((int(r["first_slice"]), int(r["last_slice"])) == tuple(
+        s + 1 for s in regions[r["case"], int(r["region_rank"])].slices) for r in placed)  # 1-based, as the viewer
     book = load_workbook(write_worklist(worklist, tmp_path / "w.xlsx", "xlsx"))
     assert book.sheetnames == ["about", "cases", "regions"]
     cases = list(book["cases"].values)
     assert cases[0][:2] == ("rank", "case") and len(cases) == 1 + len(worklist.cases)
+    sheet = list(book["regions"].values)
+    first = sheet[0].index("first_slice")
+    assert sorted(str(row[first]) for row in sheet[1:] if row[first] is not None) == sorted(
+        r["first_slice"] for r in placed)
     comments = [row[6] for row in book["regions"].iter_rows(min_row=2) if row[6].value]
     assert comments and all(c.value.startswith("=HYPERLINK") and c.data_type == "s" for c in comments)
     with pytest.raises(ValueError, match="csv or xlsx"):
         write_worklist(worklist, tmp_path / "w.pdf", "pdf")  # type: ignore[arg-type]
+
+
+OOD_STORED = {"synthetic-1": (100.0, 6, True), "synthetic-2": (40.0, 6, False), "ibsi": (None, None, None)}
+OOD_WORDS = {"synthetic-1": ("out of distribution (percentile 100 of 6 reference cases)", "True"),
+             "synthetic-2": ("in distribution (percentile 40 of 6 reference cases)", "False"),
+             "ibsi": ("not scored", "")}
+
+
+def test_worklist_exports_carry_each_cases_reference_empty_prediction_and_ood_state(store_url: str,
+                                                                                     tmp_path: Path) -> None:
+    """The CSV's region rows, the Excel cases and regions sheets and the audit report's worklist say per case
+    whether it has a reference, per structure whether nothing of it was predicted, and the stored OOD score."""
+    seeded = seed_store(store_url, tmp_path / "artifacts")
+    engine = make_engine(store_url)
+    with session_factory(engine).begin() as session:
+        for name, (percentile, count, flag) in OOD_STORED.items():
+            for result in session.scalars(select(CaseResult).join(Image).where(Image.name == name)):
+                result.ood_percentile, result.ood_reference_n, result.ood_flag = percentile, count, flag
+        # the IBSI case has no reference and nothing predicted of the lymph nodes: flagged, as the batch flags it
+        for row in session.scalars(select(StructureResult).join(CaseResult).join(Image).where(
+                Image.name == "ibsi", StructureResult.class_index == 1)):
+            row.empty_prediction = True
+    worklist = _worklist(seeded, "DE", Budget("fraction", STORED_BUDGET))
+    rows = list(csv.DictReader(io.StringIO(write_worklist(worklist, tmp_path / "w.csv", "csv").read_text())))
+    assert tuple(rows[0])[-len(STATE_COLUMNS) - 1:] == ("structure_prediction", *STATE_COLUMNS)
+    for row in rows:
+        assert row["reference"] == (NO_REFERENCE if row["case"] == "ibsi" else "yes")
+        assert (row["ood"], row["ood_flag"]) == OOD_WORDS[row["case"]]
+        assert row["prediction"] == "", "every case predicted some foreground"
+        empty = (row["case"], row["structure"]) == ("ibsi", "lymph_nodes")
+        assert row["structure_prediction"] == (EMPTY_PREDICTION if empty else ""), row
+    assert ("ibsi", "lymph_nodes") in {(r["case"], r["structure"]) for r in rows}, "the flagged item is listed"
+    book = load_workbook(write_worklist(worklist, tmp_path / "w.xlsx", "xlsx"))
+    header, *cases = [list(row) for row in book["cases"].values]
+    assert header[-len(STATE_COLUMNS):] == list(STATE_COLUMNS)
+    states = {row[1]: row[-len(STATE_COLUMNS):] for row in cases}
+    assert states == {"synthetic-1": ["yes", None, OOD_WORDS["synthetic-1"][0], True],
+                      "synthetic-2": ["yes", None, OOD_WORDS["synthetic-2"][0], False],
+                      "ibsi": [NO_REFERENCE, None, "not scored", None]}
+    columns, *values = list(book["regions"].values)
+    regions = [dict(zip(columns, row, strict=True)) for row in values]
+    assert {(r["case"], r["structure"]) for r in regions if r["structure_prediction"]} == {("ibsi", "lymph_nodes")}
+    with session_factory(engine)() as session:
+        content = gather_report(session, ArtifactStore(seeded.artifacts), "sqlite:///test", "DE",
+                                Budget("fraction", STORED_BUDGET))
+    engine.dispose()
+    document = pypdfium2.PdfDocument(str(write_report(content, tmp_path / "report.pdf")))
+    try:
+        text = document[2].get_textpage().get_text_range()  # the worklist page
+    finally:
+        document.close()
+    assert "notes" in text and NO_REFERENCE in text and OOD_WORDS["synthetic-1"][0] in text
+    assert OOD_WORDS["synthetic-2"][0] not in text, "only a flagged score is a note"
 
 
 def test_region_and_entropy_maps_as_nifti_on_the_original_grid(seeded: Seeded, tmp_path: Path) -> None:

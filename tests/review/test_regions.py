@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics.regions import case_score, find_regions, rank_cases
+from pipeline.metrics.regions import case_score, find_regions, rank_cases, slice_number, slice_span
 from pipeline.metrics.review_budget import Budget, flagged_count, narrow_budget_mask, top_budget_mask
 from pipeline.settings import ReviewSettings
 
@@ -39,6 +39,7 @@ def test_regions_volumes_slices_scores_and_ranking() -> None:
     assert (b.voxels, b.slices, b.class_index, b.max_entropy) == (4, (7, 7), 1, 1.0)
     assert b.score == pytest.approx(1.0 * 4 * 0.0005)
     assert (c.voxels, c.slices, c.class_index) == (2, (8, 9), 2)  # 26-connected; the spleen is nearest
+    assert (slice_number(0), slice_span(a.slices)) == (1, "3–6")  # shown 1-based, as the slice browser counts
     for region in found.regions:
         assert found.labels[region.centroid] == region.rank  # the centroid voxel lies inside its region
         assert int((found.labels == region.rank).sum()) == region.voxels

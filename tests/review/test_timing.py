@@ -12,6 +12,7 @@ from pipeline.errors import NotFoundError
 from pipeline.metrics.review_budget import review_rate
 from pipeline.review.base import utc
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
+from pipeline.review.timing import opened_regions
 from pipeline.review.workflow import PermissionDenied
 from pipeline.settings import ReviewSettings
 from pipeline.store.database import session_factory
@@ -105,6 +106,12 @@ def test_region_clocks_record_which_region_when_and_how_long(
     (row,) = _clocks(engine)
     assert (row.region_rank, row.budget, row.flagged_ml, row.seconds) == (2, 0.02, 0.5, 90.0)
     assert utc(row.opened_at) == START and row.closed_at is None
+    timed.open_region(accounts["rob"], key.image_id, key.configuration_id, key.class_index, rank=2, budget=0.02,
+                      flagged_ml=0.5)
+    with session_factory(engine)() as session:  # the worklist's tick: opened, by whom first
+        ticks = opened_regions(session, [key.configuration_id])
+        assert ticks == {(key.image_id, key.configuration_id, key.class_index, 2, 0.02): "rita"}
+        assert opened_regions(session, [key.configuration_id + 1000]) == {}
 
 
 def test_nobody_writes_time_on_another_users_item_or_clock(

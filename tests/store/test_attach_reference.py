@@ -4,6 +4,7 @@ with their deployed fit), without inference, in one transaction, with its histor
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pipeline.batch import attach as attach_module
@@ -25,7 +26,7 @@ from pipeline.cli import main
 from pipeline.inference import engine as inference_engine
 from pipeline.inference.model_set import ModelSet, load_model_set_file
 from pipeline.metrics.settings import MetricSettings
-from pipeline.settings import DEFAULT_MAX_VOXELS, Settings
+from pipeline.settings import DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import verify_engine
 from pipeline.store.database import make_engine, session_factory
@@ -44,6 +45,7 @@ from pipeline.store.schema import (
     TemperatureFit,
 )
 from pipeline.store.schema import ModelSet as ModelSetRow
+from pipeline.store.stored_regions import ResultRegions
 from tests.conftest import REPO_ROOT
 from tests.store.conftest import write_phantom_case
 
@@ -51,7 +53,8 @@ RESULT_COLUMNS = ("temperature", "has_reference", "roi_voxels", "error_voxels", 
 CHILDREN = {MetricValue: ("class_index", "name", "value"),
             StructureResult: ("class_index", "structure", "dsc", "predicted_ml", "reference_ml"),
             CurvePoint: ("budget_index", "budget", "ueo", "recall", "precision", "flagged_ml"),
-            ReliabilityBin: ("group", "bin", "count", "sum_confidence", "sum_correct")}
+            ReliabilityBin: ("group", "bin", "count", "sum_confidence", "sum_correct"),
+            ResultRegions: ("budget", "connectivity", "structure_search_mm", "regions")}
 MAPS = ("entropy", "prediction", "error", "budget_mask")
 MAX_VOXELS = DEFAULT_MAX_VOXELS
 
@@ -126,6 +129,7 @@ def test_a_reference_attached_later_gives_the_rows_the_batch_stores_with_it(
         processings = sorted(tuple(r) for r in session.execute(select(Processing.id, Processing.forward_passes)))
         before = _rows(session, store, "later")
         assert {rows["result"][1] for rows in before.values()} == {False}
+        assert all(len(rows["ResultRegions"]) == len(ReviewSettings().region_budgets) for rows in expected.values())
 
     _no_inference(monkeypatch)
     done = attach_references(store_url, artifacts, [AttachRequest("later", reference, "final_clinical")],
@@ -301,4 +305,57 @@ def test_under_per_member_the_attached_reference_scores_the_stored_member_passes
             CaseResult, CaseResult.temperature_fit_id == TemperatureFit.id).join(Image).where(Image.name == "later")))
         assert modes == {"per_member"}
         _assert_same(_rows(session, store, "later"), _rows(session, store, "from_start"))
+    engine.dispose()
+
+
+def test_a_redone_case_keeps_the_reference_attached_to_it_when_its_input_gives_none(
+    store_url: str, tmp_path: Path, model_set: ModelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The nightly batch redoes a case whose input has no reference (its input hash changed): it is scored against
+    the reference attached since, so its redone rows are those the attachment left; the next night skips it; a CT
+    now on another grid cannot take the attached reference and fails, leaving the stored case as it was, as does a
+    reference map gone from the store."""
+    artifacts = tmp_path / "artifacts"
+    ct, reference = write_phantom_case(tmp_path / "new", 9004)
+    options = _options([CaseSpec("later", ct, None, cohort="clinical")], model_set, store_url, artifacts)
+    run_batch(options)
+    attach_references(store_url, artifacts, [AttachRequest("later", reference, "final_clinical")], MAX_VOXELS,
+                      isolate=False)
+    store = ArtifactStore(artifacts)
+    engine = make_engine(store_url)
+    with session_factory(engine).begin() as session:
+        attached = _rows(session, store, "later")
+        assert {rows["result"][1] for rows in attached.values()} == {True}
+        image = session.scalars(select(Image)).one()
+        kept = (image.reference_hash, image.reference_path, image.reference_note)
+        session.execute(update(Processing).values(input_hash="settings changed since"))  # forces a redo
+
+    caplog.set_level(logging.INFO, logger="pipeline.batch.kept_reference")
+    redone = run_batch(options)
+    assert redone.done == ["later"] and not redone.failed
+    assert re.search(r"case=later: the input gives no reference; using the attached final_clinical reference "
+                     rf"{re.escape(str(reference))} \(attachment \d+\)", caplog.text)
+    with session_factory(engine)() as session:
+        _assert_same(_rows(session, store, "later"), attached)  # has_reference and every metric value kept
+        image = session.scalars(select(Image)).one()
+        assert (image.reference_hash, image.reference_path, image.reference_note) == kept
+        attachment = session.scalars(select(ReferenceAttachment)).one()
+        assert (attachment.kind, attachment.superseded_at) == ("final_clinical", None)
+        assert session.scalar(select(Processing.run_id)) == redone.run_id, "a new processing: really redone"
+    assert run_batch(options).skipped == ["later"], "the input hash stays the input's: the next night skips it"
+
+    moved = sitk.ReadImage(str(ct))
+    moved.SetOrigin((5.0, 0.0, 0.0))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    refused = run_batch(_options([CaseSpec("later", tmp_path / "moved.nii.gz", None, cohort="clinical")], model_set,
+                                 store_url, artifacts))
+    ((case, stage, reason),) = refused.failed
+    assert (case, stage) == ("later", "reference") and "the CT's grid differs from the one the attached " \
+        f"reference ({reference}) was read onto (origin)" in reason
+    with session_factory(engine).begin() as session:
+        _assert_same(_rows(session, store, "later"), attached)
+        store.delete(session.scalars(select(Artifact.path).where(Artifact.kind == "reference")).one())
+        session.execute(update(Processing).values(input_hash="settings changed again"))
+    lost = run_batch(options)  # the stored reference map is gone: the case fails, the run ends normally
+    assert [(case, stage) for case, stage, _ in lost.failed] == [("later", "reference")] and not lost.done
     engine.dispose()

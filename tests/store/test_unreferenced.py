@@ -1,8 +1,8 @@
 """Unreferenced cases are first-class: real DICOM CT series no model saw, without a reference, through the batch
 with the tiny trained models into SQLite and PostgreSQL — every case stored, none failed, empty predictions
 flagged (the smoke models happen to predict some foreground on both series: the empty path is covered at the metric
-level, tests/metrics/test_empty_roi.py), the label-free scores stored; and the out-of-distribution ranks against the
-calibration cohort."""
+level, tests/metrics/test_empty_roi.py, and through a real batch on a CT of air, test_empty_prediction_batch.py), the
+label-free scores stored; and the out-of-distribution ranks against the calibration cohort."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ from pipeline.store.schema import (
 )
 from tests.conftest import REPO_ROOT
 
-# dcmqi_ct3slice/ct (3 slices) is left out: nnU-Net's preprocessing fails on it before any prediction (a zero-size
-# crop), a failure of its own, not an unreferenced case's
+# dcmqi_ct3slice/ct (3 slices) is left out: too few slices for the model's plan, refused as bad input before any
+# inference (tests/store/test_too_few_slices.py), a failure of its own, not an unreferenced case's
 SERIES = {"totalsegmentator_dicom": "totalsegmentator/example_ct_dicom", "ibsi_sts_019": "ibsi_sts_019/dicom/CT/image"}
 
 

@@ -5,7 +5,7 @@ Revises: 0010
 Create Date: 2026-12-06
 
 Upgrade makes ``result_regions``' key (result, budget): the batch stores a result's regions at each of the review
-settings' ``region_budgets`` (0.5, 1, 2, 3 and 5 % by default), so the worklist opens at any of them from the store.
+settings' ``region_budgets`` (0.1 to 5 % by default), so the worklist opens at any of them from the store.
 The rows already stored (one per result, at its run's budget) are kept. Downgrade keeps one row per result, the one at
 the budget of the result's stored top-budget mask (else its smallest), and the key (result) again; the other budgets'
 regions are recomputed from the maps by the older code.
