@@ -59,13 +59,19 @@ def test_reading_room_layout_keys_zoom_and_window_level(browser: webdriver.Chrom
     assert browser.execute_script("return window.scrollY") == 0
     shot(browser, screenshots, f"20_reading_room_{width}x{height}")
 
-    # keys act only on a view with focus or under the pointer
+    # keys act only on a view with focus or under the pointer: with the pointer on the (sticky) navbar, PgDn and Home
+    # scroll the page and move no slice (were the pointer left where the page scrolls, a view could come under it)
+    planes = ("axial", "coronal", "sagittal")
+    before = [title(browser, f"view-a-{p}") for p in planes]
     browser.find_element(By.ID, "viewer-header").click()
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "signed-in-user")).perform()
     ActionChains(browser).send_keys(Keys.PAGE_DOWN, Keys.HOME).perform()
     time.sleep(1)  # what a key would have changed has been drawn by now
-    assert title(browser, "view-a-axial").startswith(f"axial {middle}/"), "keys outside the views move no slice"
+    assert [title(browser, f"view-a-{p}") for p in planes] == before, "keys outside the views move no slice"
+    browser.execute_script("window.scrollTo({top: 0, behavior: 'instant'});")
+    wait_for(browser, lambda: browser.execute_script("return window.scrollY") == 0, "the page back at its top")
     axial = browser.find_element(By.ID, "view-a-axial")
-    browser.execute_script("arguments[0].closest('.qa-view').focus();", axial)
+    browser.execute_script("arguments[0].closest('.qa-view').focus({preventScroll: true});", axial)
     ActionChains(browser).send_keys(Keys.PAGE_DOWN).perform()
     wait_for(browser, lambda: title(browser, "view-a-axial").startswith(f"axial {min(SLICES, middle + 10)}/"),
              "PgDn on the focused axial view")
@@ -99,6 +105,11 @@ def test_reading_room_layout_keys_zoom_and_window_level(browser: webdriver.Chrom
     wait_for(browser, lambda: title(browser, "view-a-axial").startswith(f"axial {min(SLICES, middle + 11)}/"),
              "the next slice")
     assert abs(span("view-a-coronal") - whole / 1.25) < 0.01 * whole, "a new slice keeps the zoom"
+    assert browser.execute_script("return window.scrollY") == 0, "keys, wheel and drags on a view never scroll the page"
+    state = browser.execute_script("const r = document.getElementById('viewer-reset-zoom').getBoundingClientRect();"
+                                   "return [window.scrollY, r.top, document.activeElement.className,"
+                                   " document.scrollingElement.scrollTop, document.body.scrollTop];")
+    assert state[0] == 0 and state[1] > 0, state
     browser.find_element(By.ID, "viewer-reset-zoom").click()
     wait_for(browser, lambda: abs(span("view-a-coronal") - whole) < 1e-6, "the zoom reset")
 
