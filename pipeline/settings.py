@@ -71,6 +71,10 @@ class ReviewSettings:
             ``QA_REVIEW_IDLE_CAP_SECONDS``): a reviewer who walks away adds at most this much.
         connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only) for review regions.
         structure_search_mm: how far a region without predicted foreground looks for the nearest structure.
+        merge_distance_mm: parts of U_b whose gap is at most this along every axis form one review region (10 mm;
+            why: docs/review-regions.md).
+        min_region_ml: review regions smaller than this are not listed; their voxels stay in the budget mask
+            (0.05 mL; why: docs/review-regions.md).
         region_budgets: the budgets (fractions of ROI voxels) the batch stores every deployed result's review
             regions at, and the worklist offers: a list at one of them opens from the store without reading a map
             (0.1, 0.2, 0.5, 1, 2, 3 and 5 %: the default 2 % and the cap 5 % with steps a reviewer tells apart, and
@@ -84,6 +88,8 @@ class ReviewSettings:
     measured_items: int = 20
     idle_cap_seconds: float = 60.0
     region_budgets: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
+    merge_distance_mm: float = 10.0
+    min_region_ml: float = 0.05
 
     def __post_init__(self) -> None:
         if not (self.seconds_per_ml > 0 and math.isfinite(self.seconds_per_ml)):
@@ -96,6 +102,10 @@ class ReviewSettings:
             raise InputError(f"connectivity must be 6 or 26, got {self.connectivity}")
         if not self.structure_search_mm >= 0:
             raise InputError(f"structure_search_mm must be >= 0, got {self.structure_search_mm}")
+        for name in ("merge_distance_mm", "min_region_ml"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be finite and >= 0, got {value}")
         if not (self.region_budgets and all(0 < b <= 1 for b in self.region_budgets)
                 and list(self.region_budgets) == sorted(set(self.region_budgets))):
             raise InputError(f"region_budgets must be increasing fractions in (0, 1], got {self.region_budgets}")

@@ -2,11 +2,10 @@
 changed: new settings, new code, a re-exported CT), is scored against the reference attached to it after an earlier
 run (``attach-reference``), so its redone results keep their reference metrics.
 
-The attached reference is the image's current attachment (``reference_attachments`` row with ``superseded_at``
-NULL) whose hash the image still holds (a reference given in a later input replaced it otherwise), read from the
-image's stored ``reference`` map. It lies on the stored CT's grid: a CT now on another grid cannot take it, and the
-case fails at stage ``reference`` (re-attach it, or give the reference in the input) rather than losing it. The
-input hash stays the input's, so the next night skips the case again.
+The attached reference is the image's attachment in force (:func:`pipeline.store.references.attachment_in_force`),
+read from the image's stored ``reference`` map. It lies on the stored CT's grid: a CT now on another grid cannot
+take it, and the case fails at stage ``reference`` (re-attach it, or give the reference in the input) rather than
+losing it. The input hash stays the input's, so the next night skips the case again.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from pipeline.batch.cases import CaseError, LoadedCase
 from pipeline.batch.export import stored_grid
 from pipeline.io.geometry import Geometry, mismatch
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.references import attachment_in_force
 from pipeline.store.schema import Artifact, Image, ReferenceAttachment
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ def with_attached_reference(session: Session, store: ArtifactStore, case: Loaded
         return case
     found = session.execute(
         select(Image, ReferenceAttachment).join(ReferenceAttachment, ReferenceAttachment.image_id == Image.id)
-        .where(Image.name == case.spec.name, ReferenceAttachment.superseded_at.is_(None),
-               ReferenceAttachment.reference_hash == Image.reference_hash)).first()
+        .where(Image.name == case.spec.name, attachment_in_force())).first()
     if found is None:
         return case
     image, attachment = found

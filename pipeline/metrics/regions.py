@@ -5,7 +5,12 @@ Pure NumPy/SciPy on (Z, Y, X) arrays; no store, web or torch import.
 - **Budget**: U_b and every rule of the budget (default, cap, rounding, ties, time budgets) belong to
   :mod:`pipeline.metrics.review_budget`; here U_b is an input.
 - **Regions**: connected components of U_b, 26-connected by default (voxels sharing a face, an edge or a corner
-  belong together; ``connectivity=6`` joins face neighbours only).
+  belong together; ``connectivity=6`` joins face neighbours only). Parts whose gap is at most ``merge_distance_mm``
+  along every axis (the empty voxels between them × that axis's spacing; 26-connected) form one region: U_b is
+  grown forward along each axis by the widest gap that fits, the grown mask's components group the U_b voxels, and
+  a region holds U_b voxels only (0: no merging). Regions smaller than ``min_region_ml`` after merging are not
+  listed (their voxels stay in U_b and its overlay; the case's score and flagged volume count the listed regions:
+  what a person reviews).
 - **Score**: the region's entropy mass, Σ_v H(v) × voxel volume = mean entropy × volume in mL. It grows with both
   how uncertain and how large a region is, so a large moderately uncertain region outranks a one-voxel speck of
   maximal entropy. Regions of a case are ranked by score (ties: larger volume, then raster order); cases by the
@@ -39,6 +44,12 @@ class RegionRules(Protocol):
 
     @property
     def structure_search_mm(self) -> float: ...
+
+    @property
+    def merge_distance_mm(self) -> float: ...
+
+    @property
+    def min_region_ml(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,8 @@ def find_regions(
         raise ValueError(f"mask {mask.shape}, entropy {entropy.shape} and prediction {prediction.shape} must be "
                          "one (Z, Y, X) shape")
     spacing = (float(spacing_zyx[0]), float(spacing_zyx[1]), float(spacing_zyx[2]))
-    box = _search_box(mask, [math.ceil(settings.structure_search_mm / s) for s in spacing])
+    reach = max(settings.structure_search_mm, settings.merge_distance_mm)
+    box = _search_box(mask, [math.ceil(reach / s) for s in spacing])
     full = np.zeros(mask.shape, dtype=np.int32)
     if box is None:
         return CaseRegions(labels=full, regions=())
@@ -157,7 +169,8 @@ def _search_box(mask: NDArray[np.bool_], margins: Sequence[int]) -> tuple[slice,
     """The mask's bounding box grown by ``margins`` voxels (the structure search's reach), clipped; None if empty.
 
     Regions, their structures and every tie-break are the same inside this box as in the whole volume (raster order
-    is kept by a translation), and the work then scales with the box, not the CT."""
+    is kept by a translation; the margins cover the structure search and the merging growth), and the work then
+    scales with the box, not the CT."""
     extents = []
     for axis in range(3):
         present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
@@ -174,9 +187,7 @@ def _regions_in(
     spacing: tuple[float, float, float], settings: RegionRules,
 ) -> tuple[NDArray[np.int32], tuple[Region, ...]]:
     """:func:`find_regions` on arrays holding every U_b voxel: the label map (ranks) and the ranked regions."""
-    structure = ndimage.generate_binary_structure(3, 1 if settings.connectivity == 6 else 3)
-    labels, count = ndimage.label(mask, structure=structure)
-    labels = labels.astype(np.int32)
+    labels, count = _components(mask, spacing, settings)
     if count == 0:
         return labels, ()
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
@@ -208,6 +219,7 @@ def _regions_in(
             centroid=(int(nearest[number - 1][0]), int(nearest[number - 1][1]), int(nearest[number - 1][2])),
             mean_entropy=mean, max_entropy=float(peaks[number]), score=mean * volume,
         )))
+    described = [item for item in described if item[1].volume_ml >= settings.min_region_ml]
     described.sort(key=lambda item: (-item[1].score, -item[1].voxels, item[0]))
     relabel = np.zeros(count + 1, dtype=np.int32)
     regions = []
@@ -215,6 +227,28 @@ def _regions_in(
         relabel[number] = rank
         regions.append(replace(item, rank=rank))
     return relabel[labels], tuple(regions)
+
+
+def _components(mask: NDArray[np.bool_], spacing: tuple[float, float, float], settings: RegionRules
+                ) -> tuple[NDArray[np.int32], int]:
+    """U_b's voxels labelled by region, 1..count in raster order of each region's first (grown) voxel: connected
+    components, merged where closer than ``merge_distance_mm`` (module docstring)."""
+    structure = ndimage.generate_binary_structure(3, 1 if settings.connectivity == 6 else 3)
+    if settings.merge_distance_mm <= 0:
+        labels, count = ndimage.label(mask, structure=structure)
+        return labels.astype(np.int32), int(count)
+    grown = mask
+    for axis, step in enumerate(spacing):
+        reach = math.floor(settings.merge_distance_mm / step + 1e-9)  # the widest gap, in voxels, to bridge
+        if reach > 0:  # grow forward by ``reach`` voxels: parts with a gap of at most ``reach`` voxels now touch
+            grown = ndimage.maximum_filter1d(grown, size=reach + 1, axis=axis, origin=reach // 2, mode="constant",
+                                             cval=False)
+    grouped, _ = ndimage.label(grown, structure=structure)
+    present, inverse = np.unique(np.where(mask, grouped, 0), return_inverse=True)
+    labels = inverse.reshape(mask.shape).astype(np.int32)
+    if present[0] != 0:  # every voxel in U_b: no background label to keep at 0
+        labels += 1
+    return labels, int(np.count_nonzero(present))
 
 
 def rank_cases(cases: Mapping[str, Sequence[Region]]) -> list[str]:

@@ -3,10 +3,11 @@ first view at those budgets reads them instead of every case's maps.
 
 One row per result and budget (``result_regions``): the budget (fraction of ROI voxels) the regions were found at —
 each of the review settings' ``region_budgets`` and the run's budget, for every deployed result — the region settings
-they were found with (connectivity, structure search radius) and the ranked regions as JSON (one list per region,
-:data:`FIELDS` order). The regions come from :func:`pipeline.metrics.regions.find_regions` on the maps the batch
-stores (float32 entropy, prediction, U_b), the same call the worklist makes on those maps. A result or budget
-without a row (stores from before revision 0011 hold the run's budget only) is computed from its maps.
+they were found with (connectivity, structure search radius, merging distance, minimum size) and the ranked regions
+as JSON (one list per region, :data:`FIELDS` order). The regions come from
+:func:`pipeline.metrics.regions.find_regions` on the maps the batch stores (float32 entropy, prediction, U_b), the
+same call the worklist makes on those maps. A result or budget without a row (stores from before revision 0011 hold
+the run's budget only) is computed from its maps.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ResultRegions(Base):
 def regions_row(regions: Sequence[Region], budget: float, settings: ReviewSettings) -> dict[str, Any]:
     """The ``result_regions`` columns of ``regions`` found at ``budget`` with ``settings`` (the result id excluded)."""
     return {"budget": float(budget), "connectivity": settings.connectivity,
-            "structure_search_mm": settings.structure_search_mm,
+            "structure_search_mm": settings.structure_search_mm, "merge_distance_mm": settings.merge_distance_mm,
+            "min_region_ml": settings.min_region_ml,
             "regions": [[getattr(r, name) if name not in ("slices", "centroid") else list(getattr(r, name))
                          for name in FIELDS] for r in regions]}
 
@@ -57,12 +59,15 @@ def _region(values: list[Any]) -> Region:
 def stored_regions(session: Session, result_ids: Iterable[int], fraction: float, settings: ReviewSettings
                    ) -> dict[int, tuple[Region, ...]]:
     """result id → its stored regions, for the results whose regions were stored at ``fraction`` with ``settings``'
-    connectivity and search radius (the others are absent: compute them from the maps)."""
+    region rules (connectivity, search radius, merging distance, minimum size; the others are absent: compute them
+    from the maps)."""
     ids = list(result_ids)
     if not ids:
         return {}
     rows = session.scalars(select(ResultRegions).where(
         ResultRegions.result_id.in_(ids), ResultRegions.budget == float(fraction),
         ResultRegions.connectivity == settings.connectivity,
-        ResultRegions.structure_search_mm == settings.structure_search_mm))
+        ResultRegions.structure_search_mm == settings.structure_search_mm,
+        ResultRegions.merge_distance_mm == settings.merge_distance_mm,
+        ResultRegions.min_region_ml == settings.min_region_ml))
     return {row.result_id: tuple(_region(values) for values in row.regions) for row in rows}

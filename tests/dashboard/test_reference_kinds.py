@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 
 from pipeline.errors import InputError
 from pipeline.store import cohort_numbers
+from pipeline.store.references import reference_kind
 from pipeline.store.schema import CurvePoint, Image, ReferenceAttachment, SplitRole, utcnow
 from qa_dashboard import filters, viewer, viewer_layout
 from qa_dashboard.components import number
@@ -49,9 +50,9 @@ def final_clinical(store: SeededStore) -> Iterator[str]:
     """One protocol test case of the seeded store with its reference attached as the final clinical contour."""
     name = next(n for names in store.seeded.test_roles.values() for n in names if n in store.seeded.map_cases)
     with get_store().session() as session:
-        image_id = session.scalar(select(Image.id).where(Image.name == name))
+        image_id, held = session.execute(select(Image.id, Image.reference_hash).where(Image.name == name)).one()
         session.add(ReferenceAttachment(image_id=image_id, kind="final_clinical", source="/tps/RS.dcm",
-                                        source_format="rtstruct", reference_hash="e" * 64, actor="cli:test",
+                                        source_format="rtstruct", reference_hash=held, actor="cli:test",
                                         attached_at=utcnow(), results=0, replaced={}))
         session.commit()
     try:
@@ -117,3 +118,19 @@ def test_slice_browser_shows_the_edits_of_a_final_clinical_contour(store: Seeded
 
 def _labels(table: html.Table) -> list[object]:
     return [r.children[0].children for r in table.children[1].children]
+
+
+def test_a_reference_given_in_a_later_input_replaces_the_attached_final_contour(
+    store: SeededStore, final_clinical: str
+) -> None:
+    """The attachment counts while the image holds its reference: once a batch input gives another reference (the
+    image's reference hash changes), the case's reference is a research one, though the attachment stays current."""
+    with get_store().session() as session:
+        image = session.scalars(select(Image).where(Image.name == final_clinical)).one()
+        assert reference_kind(session, image.id, True) == "final_clinical"
+        held = image.reference_hash
+        image.reference_hash = "f" * 64
+        session.flush()
+        assert reference_kind(session, image.id, True) == "research"
+        image.reference_hash = held
+        session.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from pipeline.metrics.review_budget import Budget, flagged_count, narrow_budget_
 from pipeline.settings import ReviewSettings
 
 SPACING = (2.0, 0.5, 0.5)  # mm; a voxel is 0.5 µL = 0.0005 mL
+PARTS = ReviewSettings(merge_distance_mm=0.0, min_region_ml=0.0)  # every connected part its own listed region
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,7 +33,7 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_regions_volumes_slices_scores_and_ranking() -> None:
     mask, entropy, prediction = _scene()
-    found = find_regions(mask, entropy, prediction, SPACING, ReviewSettings())
+    found = find_regions(mask, entropy, prediction, SPACING, PARTS)
     a, b, c = found.regions
     assert [r.rank for r in found.regions] == [1, 2, 3]
     assert (a.voxels, a.slices, a.class_index) == (400, (2, 5), 2)
@@ -48,7 +51,7 @@ def test_regions_volumes_slices_scores_and_ranking() -> None:
 
 def test_six_connectivity_splits_corner_neighbours() -> None:
     mask, entropy, prediction = _scene()
-    found = find_regions(mask, entropy, prediction, SPACING, ReviewSettings(connectivity=6))
+    found = find_regions(mask, entropy, prediction, SPACING, replace(PARTS, connectivity=6))
     assert [r.voxels for r in found.regions] == [400, 4, 1, 1]
 
 
@@ -58,21 +61,21 @@ def test_a_region_far_from_any_structure_is_class_zero() -> None:
     prediction = np.zeros(mask.shape, dtype=np.uint8)
     prediction[1, 39, 39] = 2  # 38 * 0.5 * sqrt(2) = 26.9 mm away: inside a 30 mm search, outside a 20 mm one
     entropy = np.ones(mask.shape, dtype=np.float32)
-    assert find_regions(mask, entropy, prediction, SPACING, ReviewSettings()).regions[0].class_index == 2
-    narrow = ReviewSettings(structure_search_mm=20.0)
+    assert find_regions(mask, entropy, prediction, SPACING, PARTS).regions[0].class_index == 2
+    narrow = replace(PARTS, structure_search_mm=20.0)
     assert find_regions(mask, entropy, prediction, SPACING, narrow).regions[0].class_index == 0
 
 
 def test_an_empty_mask_has_no_region() -> None:
     mask, entropy, prediction = _scene()
-    found = find_regions(np.zeros_like(mask), entropy, prediction, SPACING, ReviewSettings())
+    found = find_regions(np.zeros_like(mask), entropy, prediction, SPACING, PARTS)
     assert found.regions == () and not found.labels.any()
 
 
 def test_cases_rank_by_their_summed_scores() -> None:
     mask, entropy, prediction = _scene()
-    big = find_regions(mask, entropy, prediction, SPACING, ReviewSettings()).regions
-    small = find_regions(mask & (entropy >= 1.0), entropy, prediction, SPACING, ReviewSettings()).regions
+    big = find_regions(mask, entropy, prediction, SPACING, PARTS).regions
+    small = find_regions(mask & (entropy >= 1.0), entropy, prediction, SPACING, PARTS).regions
     assert rank_cases({"small": small, "big": big, "empty": ()}) == ["big", "small", "empty"]
 
 
@@ -107,8 +110,8 @@ def test_top_budget_mask_and_its_narrowing_agree() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_regions_inside_the_search_box_equal_those_of_the_whole_volume(seed: int) -> None:
-    """find_regions works on the mask's bounding box (plus the structure search's reach); the labels, regions and
-    every tie-break equal those computed on the whole volume."""
+    """find_regions works on the mask's bounding box (plus the structure search's and the merging's reach); the
+    labels, regions and every tie-break equal those computed on the whole volume."""
     from pipeline.metrics.regions import _regions_in
 
     rng = np.random.default_rng(seed)
@@ -120,8 +123,36 @@ def test_regions_inside_the_search_box_equal_those_of_the_whole_volume(seed: int
     prediction = np.zeros(shape, dtype=np.uint8)
     prediction[z:z + 6, y + 2:y + 9, x:x + 20] = 1
     prediction[max(0, z - 3):z + 2, y + 12:y + 25, x + 10:x + 25] = 2  # beside the mask: the search finds it
-    settings = ReviewSettings(structure_search_mm=6.0, connectivity=26 if seed % 2 else 6)
+    settings = ReviewSettings(structure_search_mm=6.0, connectivity=26 if seed % 2 else 6,
+                              merge_distance_mm=(0.0, 1.0, 2.0)[seed % 3], min_region_ml=0.0)
     found = find_regions(mask, entropy, prediction, SPACING, settings)
     labels, regions = _regions_in(mask, entropy, prediction, SPACING, settings)
-    assert found.regions == regions and len(regions) >= 2
+    assert found.regions == regions and len(regions) >= (2 if settings.merge_distance_mm == 0 else 1)
     assert np.array_equal(found.labels, labels)
+
+
+def test_parts_within_the_merge_distance_form_one_region_of_their_own_voxels() -> None:
+    """A and B (gaps of one slice, 2 mm, and of 5 voxels in-plane, 2.5 mm) merge at 2.5 mm, not below; C (gap
+    of 2 slices, 4 mm, from A) joins at 4 mm. A merged region holds the U_b voxels only."""
+    mask, entropy, prediction = _scene()
+    apart = find_regions(mask, entropy, prediction, SPACING, replace(PARTS, merge_distance_mm=2.4)).regions
+    assert [r.voxels for r in apart] == [400, 4, 2]
+    joined = find_regions(mask, entropy, prediction, SPACING, replace(PARTS, merge_distance_mm=2.5))
+    assert [r.voxels for r in joined.regions] == [404, 2]
+    ab = joined.regions[0]
+    assert (ab.slices, ab.class_index) == ((2, 7), 2) and int((joined.labels == 1).sum()) == 404
+    assert ab.score == pytest.approx(apart[0].score + apart[1].score)
+    everything = find_regions(mask, entropy, prediction, SPACING, replace(PARTS, merge_distance_mm=4.0))
+    assert [r.voxels for r in everything.regions] == [406]
+    assert np.array_equal(everything.labels > 0, mask)
+
+
+def test_regions_below_the_minimum_size_are_not_listed() -> None:
+    """At 0.0005 mL a voxel, B (4 voxels, 0.002 mL) and C (2) are below 0.0025 mL: only A is listed, its label map
+    holds A alone, and the case's score counts what is listed."""
+    mask, entropy, prediction = _scene()
+    found = find_regions(mask, entropy, prediction, SPACING, replace(PARTS, min_region_ml=0.0025))
+    assert [(r.rank, r.voxels) for r in found.regions] == [(1, 400)]
+    assert int((found.labels > 0).sum()) == 400 and case_score(found.regions) == pytest.approx(0.1)
+    defaults = find_regions(mask, entropy, prediction, SPACING, ReviewSettings())  # 10 mm, 0.05 mL: A, B, C merge
+    assert [r.voxels for r in defaults.regions] == [406]

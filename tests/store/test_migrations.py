@@ -374,3 +374,31 @@ def test_0011_keys_stored_regions_by_budget_and_its_downgrade_keeps_the_run_budg
     command.upgrade(config, "head")
     assert [(r["budget"], r["merge_distance_mm"], r["min_region_ml"]) for r in _rows(empty_store_url, "result_regions")
             ] == [(0.005, 0.0, 0.0), (0.03, 0.0, 0.0)], "0012: stored regions were found without merging"
+
+
+def test_0012_adds_acquisition_and_region_merge_settings_and_its_downgrade_drops_merged_regions(
+    empty_store_url: str,
+) -> None:
+    """0012 gives images an empty ``acquisition`` and stored regions the merge settings 0, 0 (found unmerged); its
+    downgrade drops the regions found with merging (the older code would read them as unmerged) and keeps the rest."""
+    config = alembic_config(empty_store_url)
+    engine, metadata = _results_at(empty_store_url, "0011")
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["result_regions"].insert(), [_region_row(1, 0.02)])
+    engine.dispose()
+    command.upgrade(config, "0012")
+    assert [(r["merge_distance_mm"], r["min_region_ml"]) for r in _rows(empty_store_url, "result_regions")] == [
+        (0.0, 0.0)]
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine, only=["result_regions", "images"])
+    acquisition = {"manufacturer": "SIEMENS", "slice_thickness_mm": 2.5}
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["result_regions"].insert(), [
+            _region_row(1, 0.03) | {"merge_distance_mm": 10.0, "min_region_ml": 0.05}])
+        connection.execute(metadata.tables["images"].update().values(acquisition=acquisition))
+    engine.dispose()
+    assert _rows(empty_store_url, "images")[0]["acquisition"] == acquisition
+    command.downgrade(config, "0011")
+    assert _rows(empty_store_url, "result_regions") == [_region_row(1, 0.02)]
+    assert "acquisition" not in _rows(empty_store_url, "images")[0]
