@@ -15,7 +15,7 @@ from qa_dashboard.viewer_legend import colourbar, legend
 
 OVERLAY_LABELS = {"reference": "reference contour", "prediction": "predicted contour",
                   "entropy": "entropy heat map", "budget": "top-budget mask", "error": "error map",
-                  "edits": "clinician's edits"}
+                  "edits": "clinician's edits (added / removed)"}
 LAYOUTS = {"mpr": "1+2", "1x1": "1×1", "1x3": "1×3", "2x2": "2×2"}
 DEFAULT_LAYOUT = "mpr"
 
