@@ -141,7 +141,7 @@ def worklist_page(dash: Dash, stored: str, peer: str, map_cases: int) -> dict[st
     patient: rounded down per case to a stored budget)."""
     def at(configuration: str, percent: float, minutes: float | None = None) -> float:
         kind = "fraction" if minutes is None else "minutes"
-        return dash.call([("worklist-content", "children")],
+        return dash.call([("worklist-content", "children"), ("worklist-url", "search")],
                          [("worklist-configuration", "value", configuration), ("worklist-kind", "value", kind),
                           ("worklist-percent", "value", percent), ("worklist-minutes", "value", minutes or 5),
                           ("worklist-model-set", "value", None)], [],
