@@ -11,20 +11,21 @@ from dash.development.base_component import Component
 from qa_dashboard import viewer
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import MAX_THICKNESS, OVERLAYS, structure_colour
+from qa_dashboard.viewer_address import LAYOUTS, ViewState
 from qa_dashboard.viewer_legend import colourbar, legend
 
 OVERLAY_LABELS = {"reference": "reference contour", "prediction": "predicted contour",
                   "entropy": "entropy heat map", "budget": "top-budget mask", "error": "error map",
                   "edits": "clinician's edits (added / removed)"}
-LAYOUTS = {"mpr": "1+2", "1x1": "1×1", "1x3": "1×3", "2x2": "2×2"}
-DEFAULT_LAYOUT = "mpr"
 
 
-def toolbar(view: viewer.CaseView, a: int | None, b: int | None) -> Component:
-    """One row: A, B, W/L preset with its window and level, layout, fullscreen, zoom reset, copy link, help."""
+def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewState) -> Component:
+    """One row: A, B, W/L preset with the window and level of ``state``, its layout, fullscreen, zoom reset, copy
+    link, help."""
     options = [{"label": r.label(len({x.model_set for x in view.results.values()}) > 1), "value": c}
                for c, r in view.results.items()]
-    _, window, level = viewer.PRESETS["1"]
+    window, level = state.window, state.level
+    preset = next((k for k, (_, w, lv) in viewer.PRESETS.items() if (w, lv) == (window, level)), None)
 
     def field(label: str, control: Component, width: str) -> Component:
         return html.Div([html.Span(label, className="qa-tool-label"), control], className="qa-tool",
@@ -33,17 +34,18 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None) -> Component:
     return html.Div([
         field("A", dcc.Dropdown(id="viewer-a", options=options, value=a, clearable=False), "13rem"),
         field("B", dcc.Dropdown(id="viewer-b", options=options, value=b, placeholder="none"), "11rem"),
-        field("W/L", dcc.Dropdown(id="viewer-wl", clearable=False, value="1", searchable=False, options=[
+        field("W/L", dcc.Dropdown(id="viewer-wl", clearable=False, value=preset, searchable=False,
+                                   placeholder="custom", options=[
             {"label": f"{k} · {n} {w:g}/{lv:g}", "value": k} for k, (n, w, lv) in viewer.PRESETS.items()]), "13rem"),
         field("W", dbc.Input(id="viewer-window", type="number", value=window, min=viewer.WINDOW_RANGE[0],
                              max=viewer.WINDOW_RANGE[1], step=1, size="sm", debounce=True), "5.5rem"),
         field("L", dbc.Input(id="viewer-level", type="number", value=level, min=viewer.LEVEL_RANGE[0],
                              max=viewer.LEVEL_RANGE[1], step=1, size="sm", debounce=True), "5.5rem"),
         dbc.RadioItems(id="viewer-grid", options=[{"label": v, "value": k} for k, v in LAYOUTS.items()],
-                       value=DEFAULT_LAYOUT, inline=True, className="btn-group btn-group-sm ms-1",
+                       value=state.grid, inline=True, className="btn-group btn-group-sm ms-1",
                        inputClassName="btn-check", labelClassName="btn btn-outline-secondary btn-sm",
                        labelCheckedClassName="active"),
-        dbc.Button("⛶ Fullscreen", id="viewer-fullscreen", size="sm", color="outline-dark", className="ms-1",
+        dbc.Button("Fullscreen", id="viewer-fullscreen", size="sm", color="outline-dark", className="ms-1",
                    title="the views fill the screen (Esc leaves)"),
         dbc.Button("Reset zoom", id="viewer-reset-zoom", size="sm", color="outline-dark", className="ms-1"),
         dbc.Button("Copy link", id="viewer-copy-link", size="sm", color="outline-dark", className="ms-1",
@@ -53,11 +55,12 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None) -> Component:
     ], className="qa-toolbar", id="viewer-toolbar")
 
 
-def sidebar(view: viewer.CaseView, budget_max: float, budget: float) -> Component:
+def sidebar(view: viewer.CaseView, budget_max: float, budget: float, overlays_shown: tuple[str, ...]
+            ) -> Component:
     """The side bar: overlays and structures with their colours, contours, entropy, the review ``budget`` (of at most
     the stored mask's ``budget_max``), legend, jumps, probe and metrics (it scrolls on its own, beside the views)."""
     labels = next(iter(view.results.values())).labels
-    overlays = [o for o in OVERLAYS if _available(o, view.case)]
+    overlays = available_overlays(view.case)
     structures = [{"label": name, "value": i} for i, name in enumerate(labels) if i > 0]
     colours = [html.Div([
         dbc.Input(type="color", id={"type": "viewer-colour", "index": i}, value=structure_colour(i),
@@ -67,7 +70,7 @@ def sidebar(view: viewer.CaseView, budget_max: float, budget: float) -> Componen
     return html.Div([
         _group("Overlays", dbc.Checklist(
             id="viewer-overlays", options=[{"label": OVERLAY_LABELS[o], "value": o} for o in overlays],
-            value=[o for o in viewer.DEFAULT_OVERLAYS if o in overlays], switch=True)),
+            value=list(overlays_shown), switch=True)),
         _group("Structures", dbc.Checklist(id="viewer-structures", options=structures,
                                            value=[s["value"] for s in structures], inline=True),
                html.Div(colours, className="d-flex flex-wrap mt-1", id="viewer-colour-pickers")),
@@ -95,8 +98,11 @@ def _group(title: str, *children: Component) -> Component:
     return html.Div([html.Div(title, className="qa-group-title"), *children], className="qa-group")
 
 
-def _available(overlay: str, case: Case) -> bool:
-    """The error map needs a reference; the edits, a final clinical contour."""
-    if overlay == "edits":
-        return case.reference_kind == "final_clinical" and case.reference_path is not None
-    return overlay != "error" or case.reference_path is not None
+def available_overlays(case: Case) -> tuple[str, ...]:
+    """The overlays ``case`` can show: the error map needs a reference; the edits, a final clinical contour."""
+    def available(overlay: str) -> bool:
+        if overlay == "edits":
+            return case.reference_kind == "final_clinical" and case.reference_path is not None
+        return overlay != "error" or case.reference_path is not None
+
+    return tuple(o for o in OVERLAYS if available(o))

@@ -21,7 +21,8 @@ from qa_dashboard.case_context import dicom_context
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.rendering.views import Slices, geometry
-from qa_dashboard.viewer_controls import DEFAULT_LAYOUT, sidebar, toolbar
+from qa_dashboard.viewer_address import ViewState, parse_view
+from qa_dashboard.viewer_controls import available_overlays, sidebar, toolbar
 
 REFERENCE_KINDS = {"final_clinical": "final clinical contour", "research": "research reference"}
 GRAPH_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": False, "responsive": True}
@@ -42,9 +43,12 @@ def header(case: Case) -> Component:
 
 
 def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
-                  budget: float = DEFAULT_FRACTION) -> Component:
-    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``."""
+                  budget: float = DEFAULT_FRACTION, state: ViewState | None = None) -> Component:
+    """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``,
+    with the window and level, overlays, layout and zoom of ``state`` (the address's; the defaults when None)."""
     case = view.case
+    state = state or parse_view({}, available_overlays(case), case.shape_zyx)
+    zoom = None if state.zoom is None else {"factor": state.zoom[0], "centre": list(state.zoom[1:])}
     budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or DEFAULT_FRACTION
     return html.Div([
         header(case),
@@ -52,12 +56,15 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
         dcc.Store(id="viewer-shape", data=dict(zip(PLANES, case.shape_zyx, strict=True))),
         dcc.Store(id="viewer-presets", data={k: [w, lv] for k, (_, w, lv) in viewer.PRESETS.items()}),
         dcc.Store(id="viewer-nav"), dcc.Store(id="viewer-region", data=-1), dcc.Store(id="viewer-colours"),
+        dcc.Store(id="viewer-address"),
         *(dcc.Store(id=f"slice-{p}", data=slices[p]) for p in PLANES),
-        toolbar(view, a, b),
+        toolbar(view, a, b, state),
         html.Div([
-            html.Div([_views("a"), _views("b")], id="viewer-stage", className=f"qa-stage qa-layout-{DEFAULT_LAYOUT}",
-                     **{"data-geometry": json.dumps({p: _geometry(case, p) for p in PLANES})}),
-            sidebar(view, budget_max, min(budget, budget_max)),
+            html.Div([_views("a"), _views("b")], id="viewer-stage",
+                     className=f"qa-stage qa-layout-{state.grid}" + (" qa-with-b" if b is not None else ""),
+                     **{"data-geometry": json.dumps({p: _geometry(case, p) for p in PLANES}),
+                        "data-zoom": json.dumps(zoom)}),
+            sidebar(view, budget_max, min(budget, budget_max), state.overlays),
         ], className="qa-reading", id="viewer-reading"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Keyboard and mouse")), dbc.ModalBody(dbc.Table(
             html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in viewer.SHORTCUTS]), size="sm"))],

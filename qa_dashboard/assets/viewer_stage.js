@@ -1,5 +1,6 @@
 // The slice browser's stage (viewer_layout.py, viewer_client.py): its height (the screen below its top), layouts,
-// fullscreen, zoom and pan kept alike in every view, right-drag window/level and the view's link.
+// fullscreen, zoom and pan kept alike in every view, right-drag window/level, and the view kept in the address bar
+// (viewer_address.py reads it back) so that the copied link opens the view as it is.
 // Zoom is one factor and one centre (continuous voxel coordinates z, y, x) for all views: Ctrl + wheel zooms at the
 // pointer, Plotly's own pan (drag) moves the centre; every view then shows the same centre and factor. Figures carry a
 // uirevision, so a redrawn slice keeps its zoom.
@@ -9,10 +10,41 @@
     const MAX_ZOOM = 20;
     const WL_PER_PIXEL = {window: 4, level: 2};  // HU per pixel of a right-drag
     const WL_INTERVAL_MS = 120;
-    const zoom = {factor: 1, centre: null};
+    const zoom = {factor: 1, centre: null, stage: null};
     let syncing = false;
+    let shown = null;  // the view's settings from the address callback (stage.address), for the address bar
 
     function stage() { return document.getElementById("viewer-stage"); }
+    function ensureZoom() {  // each page's stage starts at the zoom its address gave (data-zoom)
+        const s = stage();
+        if (s && zoom.stage !== s) {
+            const given = s.dataset.zoom ? JSON.parse(s.dataset.zoom) : null;
+            zoom.stage = s;
+            zoom.factor = given ? given.factor : 1;
+            zoom.centre = given ? given.centre : null;
+        }
+    }
+
+    function writeAddress() {  // the address bar follows the view, without a reload or a new history entry
+        if (!shown || !stage()) { return; }
+        const query = new URLSearchParams(window.location.search);
+        Object.keys(shown).forEach(function (key) {
+            if (shown[key] === null || shown[key] === undefined || shown[key] === "") {
+                query.delete(key);
+            } else {
+                query.set(key, shown[key]);
+            }
+        });
+        if (zoom.factor > 1 && zoom.centre) {
+            query.set("zoom", [zoom.factor].concat(zoom.centre).map(function (v) { return +v.toFixed(2); }).join(","));
+        } else {
+            query.delete("zoom");
+        }
+        const address = window.location.pathname + "?" + query.toString().replace(/%2C/g, ",");
+        if (address !== window.location.pathname + window.location.search) {
+            window.history.replaceState(window.history.state, "", address);
+        }
+    }
     function geometry() { const s = stage(); return s ? JSON.parse(s.dataset.geometry) : null; }
     function plots() { return Array.from(document.querySelectorAll("#viewer-stage .qa-view .js-plotly-plot")); }
     function planeOf(gd) { return gd.closest(".qa-view").dataset.plane; }
@@ -50,6 +82,7 @@
     function apply(except) {
         const geo = geometry();
         if (!geo) { return; }
+        writeAddress();
         syncing = true;
         try {
             plots().forEach(function (gd) {
@@ -95,6 +128,7 @@
         if (!view || !event.ctrlKey) { return; }
         event.preventDefault();
         event.stopImmediatePropagation();
+        ensureZoom();
         const gd = view.querySelector(".js-plotly-plot");
         if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) { return; }
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
@@ -141,7 +175,17 @@
         if (drag && event.button === 2) { sendWindowLevel(event, true); drag = null; }
     }, {capture: true});
 
-    setInterval(function () { fit(); plots().forEach(bind); }, 500);
+    function zoomNew() {  // a view drawn for the first time shows the page's zoom
+        const geo = geometry();
+        plots().forEach(function (gd) {
+            if (geo && !gd.qaZoomed && gd.data && gd.data.length && gd._fullLayout) {
+                gd.qaZoomed = true;
+                if (zoom.factor > 1) { window.Plotly.relayout(gd, ranges(geo[planeOf(gd)])); }
+            }
+        });
+    }
+
+    setInterval(function () { ensureZoom(); fit(); plots().forEach(bind); zoomNew(); }, 200);
     window.addEventListener("resize", fit);
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
@@ -162,6 +206,14 @@
                     reading.requestFullscreen();
                 }
                 return "the views fill the screen (Esc leaves)";
+            },
+            address: function (axial, coronal, sagittal, a, b, w, l, overlays, grid, budget) {
+                shown = {at: [axial, coronal, sagittal].join(","), a: a, b: b, w: w, l: l, grid: grid,
+                         overlays: overlays && overlays.length ? overlays.join(",") : "none",
+                         budget: budget === null || budget === undefined ? null : +(budget * 100).toFixed(4)};
+                ensureZoom();
+                writeAddress();
+                return window.dash_clientside.no_update;
             },
             resetZoom: function () {
                 zoom.factor = 1;

@@ -3,7 +3,9 @@
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
 ``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
-region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``).
+region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
+``&w=&l=&overlays=&grid=&zoom=`` the rest of the view (``qa_dashboard.viewer_address``), kept in the address bar as
+the view changes so that a copied link reproduces it.
 Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
 PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
@@ -32,6 +34,8 @@ from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.store import Store, get_store
+from qa_dashboard.viewer_address import parse_view
+from qa_dashboard.viewer_controls import available_overlays
 from qa_dashboard.viewer_layout import header, viewer_layout
 from qa_dashboard.worklist_address import parse_budget
 
@@ -83,12 +87,14 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     try:
         listed = parse_budget(query.get("budget"), query.get("minutes"))
         fraction = parse_budget(query.get("budget"), None).value
+        state = parse_view(query, available_overlays(view.case), view.case.shape_zyx)
     except ValueError as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
     region = _region(query.get("region"), fraction)
     nav = [] if region is None else [region_nav(store, view, shown, region["rank"], listed)]
-    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction), _review(view, shown, fraction, region)])
+    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction, state),
+                     _review(view, shown, fraction, region)])
 
 
 def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
@@ -133,15 +139,16 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
-           region: str | None = None, budget: str | None = None, minutes: str | None = None,
-           **_query: str) -> Component:
+           region: str | None = None, budget: str | None = None, minutes: str | None = None, w: str | None = None,
+           l: str | None = None, overlays: str | None = None, grid: str | None = None,  # noqa: E741
+           zoom: str | None = None, **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
-    values = (a, b, at, region, budget, minutes)
-    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in values):
+    query = {"a": a, "b": b, "at": at, "region": region, "budget": budget, "minutes": minutes, "w": w, "l": l,
+             "overlays": overlays, "grid": grid, "zoom": zoom}
+    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in query.values()):
         return not_found("The address is malformed: a value is too long.")
-    return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at, "region": region,
-                                                               "budget": budget, "minutes": minutes}))
+    return guarded(lambda store: _page(store, unquote(name), query))
 
 
 def _region(rank: str | None, fraction: float) -> dict[str, Any] | None:

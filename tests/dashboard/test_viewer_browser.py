@@ -136,3 +136,48 @@ def test_reading_room_layout_keys_zoom_and_window_level(browser: webdriver.Chrom
     wait_for(browser, lambda: browser.execute_script("return window.scrollY") > 0, "the page scrolled")
     assert browser.find_element(By.ID, "signed-in-user").rect["y"] - browser.execute_script(
         "return window.scrollY") < 60, "the navbar (and Log out) stays on screen"
+
+
+def test_the_address_reproduces_the_view(browser: webdriver.Chrome, server: str) -> None:
+    """Window and level, overlays, layout, zoom and slices from the address; the address bar follows the view, and
+    the copied link opens it as it was."""
+    open_page(browser, server + "/patient/phantom_9000?w=1500&l=-600&overlays=reference,budget&grid=1x3"
+                                "&zoom=2,12,32,32&at=5,32,32")
+    wait_for(browser, lambda: title(browser, "view-a-axial").startswith("axial 6/"), "the axial view at slice 6")
+
+    def readout() -> str:
+        return next(a["text"] for a in figure(browser, "view-a-axial")["layout"]["annotations"]
+                    if a.get("name") == "readout")
+
+    def span(graph: str) -> float:
+        x = figure(browser, graph)["layout"]["xaxis"]["range"]
+        return float(x[1] - x[0])
+
+    wait_for(browser, lambda: readout() == "W 1500 / L -600", "the address's window and level")
+    assert "qa-layout-1x3" in browser.find_element(By.ID, "viewer-stage").get_attribute("class")
+    checked = browser.execute_script("return Array.from(document.querySelectorAll('#viewer-overlays input'))"
+                                     ".filter(i => i.checked).map(i => i.value);")
+    assert checked == ["reference", "budget"]
+    whole = PLAN.map_shape[2] * PLAN.spacing_xyz[0]
+    wait_for(browser, lambda: abs(span("view-a-coronal") - whole / 2) < 0.01 * whole, "the coronal view zoomed ×2")
+
+    axial = browser.find_element(By.ID, "view-a-axial")
+    browser.execute_script("arguments[0].closest('.qa-view').focus({preventScroll: true});", axial)
+    ActionChains(browser).send_keys(Keys.ARROW_DOWN).perform()
+    wait_for(browser, lambda: title(browser, "view-a-axial").startswith("axial 7/"), "the next slice")
+    wait_for(browser, lambda: "at=6,32,32" in browser.current_url, "the address follows the slice")
+    link = browser.current_url
+    for part in ("w=1500", "l=-600", "overlays=reference,budget", "grid=1x3", "zoom=2,"):
+        assert part in link, (part, link)
+    browser.find_element(By.ID, "viewer-copy-link").click()
+    wait_for(browser, lambda: browser.find_element(By.ID, "viewer-copy-link").text == "Link copied", "copied")
+
+    open_page(browser, server + "/")
+    open_page(browser, link)
+    wait_for(browser, lambda: title(browser, "view-a-axial").startswith("axial 7/"), "the link's slice")
+    wait_for(browser, lambda: readout() == "W 1500 / L -600", "the link's window and level")
+    wait_for(browser, lambda: abs(span("view-a-coronal") - whole / 2) < 0.01 * whole, "the link's zoom")
+
+    open_page(browser, server + "/patient/phantom_9000?grid=3x3")
+    wait_for(browser, lambda: "grid='3x3' must be one of" in browser.find_element(By.ID, "not-found").text,
+             "a bad layout named")
