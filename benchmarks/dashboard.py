@@ -80,9 +80,11 @@ def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays
                 case: str, budget: float) -> float:
     others = [p for p in ("axial", "coronal", "sagittal") if p != plane]
     inputs = [(f"slice-{plane}", "data", slices[plane]), *((f"slice-{p}", "data", slices[p]) for p in others),
-              ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-wl", "value", "1"),
-              ("viewer-overlays", "value", overlays), ("viewer-structures", "value", [1, 2]),
-              ("viewer-opacity", "value", 0.6), ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget)]
+              ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-window", "value", 400),
+              ("viewer-level", "value", 40), ("viewer-overlays", "value", overlays),
+              ("viewer-structures", "value", [1, 2]), ("viewer-opacity", "value", 0.6),
+              ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget), ("viewer-thickness", "value", 2),
+              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"])]
     return dash.call([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs,
                      [("viewer-case", "data", case)], [changed])
 
@@ -139,7 +141,7 @@ def worklist_page(dash: Dash, stored: str, peer: str, map_cases: int) -> dict[st
     patient: rounded down per case to a stored budget)."""
     def at(configuration: str, percent: float, minutes: float | None = None) -> float:
         kind = "fraction" if minutes is None else "minutes"
-        return dash.call([("worklist-content", "children")],
+        return dash.call([("worklist-content", "children"), ("worklist-url", "search")],
                          [("worklist-configuration", "value", configuration), ("worklist-kind", "value", kind),
                           ("worklist-percent", "value", percent), ("worklist-minutes", "value", minutes or 5),
                           ("worklist-model-set", "value", None)], [],

@@ -113,7 +113,7 @@ def _layout() -> Component:
                     ],
                     fluid=True, className="flex-wrap row-gap-1",
                 ),
-                color="dark", dark=True, className="mb-3",
+                color="dark", dark=True, className="mb-3", sticky="top",
             ),
             dbc.Container(dash.page_container, fluid=True, id="page"),
         ]

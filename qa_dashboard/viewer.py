@@ -27,9 +27,14 @@ PRESETS = {"1": ("soft tissue", 400.0, 40.0), "2": ("lung", 1500.0, -600.0), "3"
            "4": ("bone", 2500.0, 480.0), "5": ("brain", 80.0, 40.0)}
 CASE_CACHE_SECONDS = 60  # a rerun batch's new results show within a minute
 DEFAULT_OVERLAYS = ("reference", "prediction", "entropy", "budget", "edits")
-VIEW_HEIGHTS = {"axial": 460, "coronal": 250, "sagittal": 250}
-SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view"),
-             ("↑ / ↓", "previous / next slice of the view under the mouse (axial first)"),
+DEFAULT_THICKNESS = 2  # pixels of a contour
+WINDOW_RANGE = (1.0, 4000.0)  # HU, what the W/L inputs and right-drag allow
+LEVEL_RANGE = (-1024.0, 3000.0)
+SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view (the page scrolls past either end)"),
+             ("Ctrl + wheel over a view", "zoom in / out at the pointer, every view alike"),
+             ("drag a view", "pan (the other views follow)"), ("right-drag a view", "window (←→) / level (↑↓)"),
+             ("keys", "act on the view under the mouse or with focus (click or Tab to it); nowhere else"),
+             ("↑ / ↓", "previous / next slice of that view"),
              ("PgUp / PgDn", "10 slices back / forward"), ("Home / End", "first / last slice"),
              ("click in a view", "move the crosshair (the other two views) there"),
              *((key, f"W/L preset {name} ({window:g}/{level:g})") for key, (name, window, level) in PRESETS.items()),
@@ -38,7 +43,8 @@ SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view"),
 
 @dataclass(frozen=True)
 class Settings:
-    """The viewer's controls: W/L preset key, overlays, structures, entropy opacity and threshold, budget."""
+    """The viewer's controls: W/L preset key (or a window and level of its own), overlays, structures, entropy opacity
+    and threshold, budget, contour thickness, fill and per-structure colours."""
 
     preset: str
     overlays: tuple[str, ...]
@@ -46,14 +52,19 @@ class Settings:
     opacity: float
     threshold: float
     budget: float
+    thickness: int = DEFAULT_THICKNESS
+    fill: bool = False
+    colours: tuple[str, ...] = ()
+    window: float | None = None
+    level: float | None = None
 
     def style(self) -> Style:
         return Style(frozenset(o for o in self.overlays if o in OVERLAYS), tuple(sorted(self.structures)),
-                     float(self.opacity), float(self.threshold))
+                     float(self.opacity), float(self.threshold), int(self.thickness), bool(self.fill), self.colours)
 
     def window_level(self) -> tuple[float, float]:
         _, window, level = PRESETS.get(self.preset, PRESETS["1"])
-        return window, level
+        return (window if self.window is None else self.window), (level if self.level is None else self.level)
 
 
 @dataclass(frozen=True)
@@ -92,13 +103,14 @@ def plane_figures(store: Store, view: CaseView, plane: str, slices: views.Slices
     for side, chosen in (("A", a), ("B", b)):
         result = view.results.get(chosen) if chosen is not None else None
         if result is None:
-            figures.append({"data": [], "layout": {"height": VIEW_HEIGHTS[plane], "xaxis": {"visible": False},
-                                                   "yaxis": {"visible": False}}})
+            figures.append({"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                                   "paper_bgcolor": "#000", "plot_bgcolor": "#000"}})
             continue
         overlay = views.overlay_picture(store, view.case, result, request, result.roi_voxels)
         shown = f"{slice_number(slices[plane])}/{slice_count(view.case, plane)}"
         title = f"{plane} {shown} · {side}: {result.configuration}"
-        figures.append(views.figure(geometry, [ct, overlay], slices, title, VIEW_HEIGHTS[plane]))
+        figures.append(views.figure(geometry, [ct, overlay], slices, title, f"W {window:g} / L {level:g}",
+                                    f"{view.case.name}-{plane}"))
     return figures[0], figures[1]
 
 

@@ -3,17 +3,19 @@ the volume, configurations by id, the controls' values in their ranges (:mod:`qa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from qa_dashboard import inputs, viewer
 from qa_dashboard.queries.patient import Case
-from qa_dashboard.rendering.compose import OVERLAYS
+from qa_dashboard.rendering.compose import MAX_THICKNESS, OVERLAYS
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.rendering.views import Slices
 
 MAX_REGION = 100_000
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def name(value: Any) -> str:
@@ -49,17 +51,36 @@ def fraction(value: Any, field: str) -> float:
     return inputs.number(value or 0.0, field, 0.0, 1.0)
 
 
-def settings(view: viewer.CaseView, preset: Any, overlays: Any, structures: Any, opacity: Any, threshold: Any,
-             budget_value: Any) -> viewer.Settings:
-    """The viewer's controls, checked."""
+def colour(value: Any, field: str) -> str:
+    """A colour as an ``<input type=color>`` gives it: ``#rrggbb``."""
+    value = inputs.text(value, field, 7)
+    if not COLOUR.fullmatch(value):
+        raise InputError(f"{field} must be a colour #rrggbb, got {value!r}")
+    return value.lower()
+
+
+def settings(view: viewer.CaseView, window_level: tuple[Any, Any], overlays: Any, structures: Any, opacity: Any,
+             threshold: Any, budget_value: Any, contour: tuple[Any, Any, Any] = (None, None, None)
+             ) -> viewer.Settings:
+    """The viewer's controls, checked: (window, level) in HU, overlays, structures, entropy opacity and threshold,
+    budget, and (thickness, fill, per-structure colours) of the contours."""
     labels = next(iter(view.results.values())).labels if view.results else ()
+    window, level = window_level
+    thickness, fill, colours = contour
     return viewer.Settings(
-        inputs.choice(preset or "1", "viewer-wl.value", tuple(viewer.PRESETS)),
+        "1",
         tuple(inputs.listed(overlays, "viewer-overlays.value", lambda v, n: inputs.choice(v, n, OVERLAYS))),
         tuple(inputs.listed(structures, "viewer-structures.value",
                             lambda v, n: inputs.integer(v, n, 1, max(len(labels) - 1, 1)))),
         fraction(opacity, "viewer-opacity.value"), fraction(threshold, "viewer-threshold.value"),
-        budget(view, budget_value))
+        budget(view, budget_value),
+        inputs.integer(viewer.DEFAULT_THICKNESS if thickness is None else thickness, "viewer-thickness.value", 1,
+                       MAX_THICKNESS),
+        inputs.flag(fill, "viewer-fill.value"),
+        tuple(inputs.listed(colours or [], "viewer-colours.data", colour)),
+        inputs.number(viewer.PRESETS["1"][1] if window is None else window, "viewer-window.value",
+                      *viewer.WINDOW_RANGE),
+        inputs.number(viewer.PRESETS["1"][2] if level is None else level, "viewer-level.value", *viewer.LEVEL_RANGE))
 
 
 def region(value: Any) -> int:

@@ -1,11 +1,13 @@
 // The slice browser's keyboard and mouse wheel (pages/patient.py). Events become updates of the dcc.Store
 // "viewer-nav" ({plane, step}); the clientside callback qa.navigate turns them into slice indices, clamped.
+// Keys act only on a view with focus or under the pointer: elsewhere on the page they keep their usual meaning.
+// Ctrl + wheel is the stage's zoom (viewer_stage.js).
 (function () {
     "use strict";
     const STEPS = {ArrowUp: -1, ArrowDown: 1, PageUp: -10, PageDown: 10, Home: "first", End: "last"};
     const PRESETS = ["1", "2", "3", "4", "5"];
     const WHEEL_INTERVAL_MS = 40;
-    let active = "axial";
+    let hovered = null;
     let lastWheel = 0;
 
     function viewOf(target) {
@@ -17,25 +19,22 @@
     }
 
     document.addEventListener("mouseover", function (event) {
-        const view = viewOf(event.target);
-        if (view) {
-            active = view.dataset.plane;
-        }
+        hovered = viewOf(event.target);
     });
 
     document.addEventListener("wheel", function (event) {
         // a wheel event that lands while plotly redraws a view may target a node already detached from the page:
         // then the view under the pointer decides
         const view = viewOf(event.target) || viewOf(document.elementFromPoint(event.clientX, event.clientY));
-        if (!view) {
+        if (!view || event.ctrlKey) {
             return;
         }
         event.preventDefault();
-        active = view.dataset.plane;
+        hovered = view;
         const now = Date.now();
         if (now - lastWheel >= WHEEL_INTERVAL_MS && event.deltaY !== 0) {
             lastWheel = now;
-            send(active, event.deltaY > 0 ? 1 : -1);
+            send(view.dataset.plane, event.deltaY > 0 ? 1 : -1);
         }
     }, {passive: false});
 
@@ -43,12 +42,13 @@
         const target = event.target;
         const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)
             || (target.closest && target.closest("[role=slider]"));
-        if (!document.getElementById("viewer") || typing || event.ctrlKey || event.metaKey || event.altKey) {
+        const view = viewOf(document.activeElement) || (hovered && hovered.isConnected ? hovered : null);
+        if (!view || typing || event.ctrlKey || event.metaKey || event.altKey) {
             return;
         }
         if (event.key in STEPS) {
             event.preventDefault();
-            send(active, STEPS[event.key]);
+            send(view.dataset.plane, STEPS[event.key]);
         } else if (PRESETS.includes(event.key)) {
             window.dash_clientside.set_props("viewer-wl", {value: event.key});
         } else if (event.key === "?") {

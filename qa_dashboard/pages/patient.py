@@ -3,7 +3,9 @@
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
 ``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
-region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``).
+region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
+``&w=&l=&overlays=&grid=&zoom=`` the rest of the view (``qa_dashboard.viewer_address``), kept in the address bar as
+the view changes so that a copied link reproduces it.
 Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
 PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
@@ -24,7 +26,7 @@ from dash.development.base_component import Component
 from pipeline.metrics.regions import slice_number, slice_span
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.workflow import Action, allowed
-from qa_dashboard import auth, inputs, review, viewer
+from qa_dashboard import auth, inputs, review, viewer, viewer_client  # noqa: F401 (registers the stage's callbacks)
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard.components import guarded, not_found, number, section
 from qa_dashboard.queries.patient import Case
@@ -32,6 +34,8 @@ from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.store import Store, get_store
+from qa_dashboard.viewer_address import parse_view
+from qa_dashboard.viewer_controls import available_overlays
 from qa_dashboard.viewer_layout import header, viewer_layout
 from qa_dashboard.worklist_address import parse_budget
 
@@ -83,12 +87,14 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     try:
         listed = parse_budget(query.get("budget"), query.get("minutes"))
         fraction = parse_budget(query.get("budget"), None).value
+        state = parse_view(query, available_overlays(view.case), view.case.shape_zyx)
     except ValueError as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
     region = _region(query.get("region"), fraction)
     nav = [] if region is None else [region_nav(store, view, shown, region["rank"], listed)]
-    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction), _review(view, shown, fraction, region)])
+    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction, state),
+                     _review(view, shown, fraction, region)])
 
 
 def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
@@ -133,15 +139,16 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
-           region: str | None = None, budget: str | None = None, minutes: str | None = None,
-           **_query: str) -> Component:
+           region: str | None = None, budget: str | None = None, minutes: str | None = None, w: str | None = None,
+           l: str | None = None, overlays: str | None = None, grid: str | None = None,  # noqa: E741
+           zoom: str | None = None, **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
-    values = (a, b, at, region, budget, minutes)
-    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in values):
+    query = {"a": a, "b": b, "at": at, "region": region, "budget": budget, "minutes": minutes, "w": w, "l": l,
+             "overlays": overlays, "grid": grid, "zoom": zoom}
+    if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in query.values()):
         return not_found("The address is malformed: a value is too long.")
-    return guarded(lambda store: _page(store, unquote(name), {"a": a, "b": b, "at": at, "region": region,
-                                                               "budget": budget, "minutes": minutes}))
+    return guarded(lambda store: _page(store, unquote(name), query))
 
 
 def _region(rank: str | None, fraction: float) -> dict[str, Any] | None:
@@ -151,8 +158,10 @@ def _region(rank: str | None, fraction: float) -> dict[str, Any] | None:
     return review.region_data(int(rank or 0), fraction)
 
 
-SETTINGS = [Input("viewer-wl", "value"), Input("viewer-overlays", "value"), Input("viewer-structures", "value"),
-            Input("viewer-opacity", "value"), Input("viewer-threshold", "value"), Input("viewer-budget", "value")]
+SETTINGS = [Input("viewer-window", "value"), Input("viewer-level", "value"), Input("viewer-overlays", "value"),
+            Input("viewer-structures", "value"), Input("viewer-opacity", "value"), Input("viewer-threshold", "value"),
+            Input("viewer-budget", "value"), Input("viewer-thickness", "value"), Input("viewer-fill", "value"),
+            Input("viewer-colours", "data")]
 SLICES = [State(f"slice-{p}", "data") for p in PLANES]
 
 
@@ -168,15 +177,17 @@ def _register_plane(plane: str) -> None:
     @callback(Output(f"view-a-{plane}", "figure"), Output(f"view-b-{plane}", "figure"),
               Input(f"slice-{plane}", "data"), *(Input(f"slice-{p}", "data") for p in others),
               Input("viewer-a", "value"), Input("viewer-b", "value"), *SETTINGS, State("viewer-case", "data"))
-    def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, preset: Any, overlays: Any, structures: Any,
-              opacity: Any, threshold: Any, budget: Any, name: Any) -> tuple[Any, Any]:
+    def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, window: Any, level: Any, overlays: Any,
+              structures: Any, opacity: Any, threshold: Any, budget: Any, thickness: Any, fill: Any, colours: Any,
+              name: Any) -> tuple[Any, Any]:
         store = get_store()
         view = viewer.load(store, checked.name(name))
         if view is None:
             return dash.no_update, dash.no_update
         slices = checked.slices(view.case, {plane: index, others[0]: first, others[1]: second})
         a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
-        settings = checked.settings(view, preset, overlays, structures, opacity, threshold, budget)
+        settings = checked.settings(view, (window, level), overlays, structures, opacity, threshold, budget,
+                                    (thickness, fill, colours))
         triggered = {t.split(".")[0] for t in ctx.triggered_prop_ids}
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
@@ -265,16 +276,15 @@ def _probe(*values: Any) -> Any:
     return viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
 
 
-@callback(Output("viewer-metrics-box", "children"), Output("viewer-b-column", "style"), Input("viewer-a", "value"),
-          Input("viewer-b", "value"), Input("viewer-budget", "value"), State("viewer-case", "data"))
-def _metrics(a: Any, b: Any, budget: Any, name: Any) -> tuple[Any, dict[str, str]]:
+@callback(Output("viewer-metrics-box", "children"), Input("viewer-a", "value"), Input("viewer-b", "value"),
+          Input("viewer-budget", "value"), State("viewer-case", "data"))
+def _metrics(a: Any, b: Any, budget: Any, name: Any) -> Any:
     a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
     store = get_store()
     view = viewer.load(store, checked.name(name))
-    hidden = {} if b is not None else {"display": "none"}
     if view is None:
-        return dash.no_update, hidden
-    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget)), hidden
+        return dash.no_update
+    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget))
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),

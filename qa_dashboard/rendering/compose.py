@@ -2,9 +2,11 @@
 
 Overlays, bottom to top: the entropy heat map (inferno, perceptual; transparent below the threshold), the error
 map (orange fill), the clinician's edits when the reference is the final clinical contour (:func:`edits`: added
-voxels green, removed voxels magenta), the top-budget mask (white outline), then per structure the reference contour
-(solid outline) and the predicted contour (dashed outline) in the structure's colour. Small images are enlarged by an
-integer factor first (nearest neighbour, so voxels stay square) so the outlines stay thin.
+voxels green, removed voxels magenta), the top-budget mask (yellow dotted outline, the colour OHIF gives regions of
+interest, never a structure's), then per structure an optional translucent fill of the predicted structure (as Slicer
+fills segments), the reference contour (solid outline) and the predicted contour (dashed outline) in the structure's
+colour, ``Style.thickness`` pixels wide. Small images are enlarged by an integer factor first (nearest neighbour, so
+voxels stay square) so the outlines stay thin.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from PIL import Image
 from plotly.colors import hex_to_rgb, sequential
 
 OVERLAYS = ("reference", "prediction", "entropy", "budget", "error", "edits")
-STRUCTURE_COLOURS = ("#00e5ff", "#ff4dff", "#7dff7a", "#4d7cff", "#ffffff", "#ff9f9f")
-BUDGET_COLOUR = "#ffffff"
+STRUCTURE_COLOURS = ("#00e5ff", "#ff4dff", "#7dff7a", "#4d7cff", "#ff9f9f", "#b388ff")
+BUDGET_COLOUR = "#ffeb00"
+FILL_ALPHA = 0.3
+MAX_THICKNESS = 4
 ERROR_COLOUR = "#ff7a00"
 ERROR_ALPHA = 0.45
 ADDED_COLOUR = "#00e676"  # in the final contour, not predicted: under-segmentation
@@ -40,8 +44,11 @@ ENTROPY_COLOURS = list(sequential.Inferno)
 ENTROPY_LUT = _lut(ENTROPY_COLOURS)
 
 
-def structure_colour(class_index: int) -> str:
-    """The colour of foreground class ``class_index`` (1, 2, …)."""
+def structure_colour(class_index: int, colours: tuple[str, ...] = ()) -> str:
+    """The colour of foreground class ``class_index`` (1, 2, …): the chosen one in ``colours`` (by class - 1) when
+    given, else the default palette's."""
+    if 0 < class_index <= len(colours) and colours[class_index - 1]:
+        return colours[class_index - 1]
     return STRUCTURE_COLOURS[(class_index - 1) % len(STRUCTURE_COLOURS)]
 
 
@@ -53,6 +60,9 @@ class Style:
     structures: tuple[int, ...]
     opacity: float
     threshold: float
+    thickness: int = 1
+    fill: bool = False
+    colours: tuple[str, ...] = ()  # per foreground class (1, 2, …), "#rrggbb"; empty: the default palette
 
 
 @dataclass(frozen=True)
@@ -79,20 +89,32 @@ def window_level(ct: NDArray[np.generic], window: float, level: float) -> NDArra
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def outline(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """The pixels of ``mask`` with a 4-neighbour outside it."""
+def _erode(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     inner = mask.copy()
     inner[1:, :] &= mask[:-1, :]
     inner[:-1, :] &= mask[1:, :]
     inner[:, 1:] &= mask[:, :-1]
     inner[:, :-1] &= mask[:, 1:]
+    return inner
+
+
+def outline(mask: NDArray[np.bool_], width: int = 1) -> NDArray[np.bool_]:
+    """The pixels of ``mask`` within ``width`` 4-neighbour steps of its outside (an inner outline)."""
+    inner = mask
+    for _ in range(max(1, width)):
+        inner = _erode(inner)
     return mask & ~inner
 
 
 @lru_cache(maxsize=16)
-def _dashes(shape: tuple[int, int]) -> NDArray[np.bool_]:
+def _dashes(shape: tuple[int, int], period: int) -> NDArray[np.bool_]:
+    """Diagonal stripes, ``period`` pixels on and ``period`` off: what keeps of an outline makes it dashed."""
     rows, cols = np.indices(shape, sparse=True)
-    return ((rows + cols) // 4) % 2 == 0
+    return ((rows + cols) // period) % 2 == 0
+
+
+DASH = 6  # pixels of a predicted contour's dash
+DOT = 2  # pixels of the budget outline's dot
 
 
 def _enlarge(array: NDArray[np.generic], scale: int) -> NDArray[np.generic]:
@@ -145,18 +167,24 @@ def overlay_layer(layers: Layers, style: Style, scale: int) -> NDArray[np.uint8]
         _tint(rgba, removed, REMOVED_COLOUR, ERROR_ALPHA)
         _tint(rgba, added, ADDED_COLOUR, ERROR_ALPHA)
         drawn = True
+    width = max(1, min(MAX_THICKNESS, style.thickness))
     if "budget" in style.overlays and layers.budget is not None:
-        _paint(rgba, outline(_enlarge(layers.budget, scale).astype(bool)), BUDGET_COLOUR)
+        budget_outline = outline(_enlarge(layers.budget, scale).astype(bool), width)
+        _paint(rgba, budget_outline & _dashes(shape, DOT), BUDGET_COLOUR)
         drawn = True
-    dashes = _dashes(shape) if "prediction" in style.overlays and layers.prediction is not None else None
+    predicted = "prediction" in style.overlays and layers.prediction is not None
+    dashes = _dashes(shape, DASH + width) if predicted else None
     contours = "reference" in style.overlays and layers.reference is not None
     for class_index in style.structures:
-        colour = structure_colour(class_index)
+        colour = structure_colour(class_index, style.colours)
+        if style.fill and (predicted or contours):
+            filled = layers.prediction if predicted else layers.reference
+            _tint(rgba, _enlarge(filled == class_index, scale), colour, FILL_ALPHA)
         if contours:
-            _paint(rgba, outline(_enlarge(layers.reference == class_index, scale)), colour)
+            _paint(rgba, outline(_enlarge(layers.reference == class_index, scale), width), colour)
         if dashes is not None:
-            _paint(rgba, outline(_enlarge(layers.prediction == class_index, scale)) & dashes, colour)
-        drawn = drawn or contours or dashes is not None
+            _paint(rgba, outline(_enlarge(layers.prediction == class_index, scale), width) & dashes, colour)
+        drawn = drawn or contours or predicted
     return rgba if drawn else None
 
 

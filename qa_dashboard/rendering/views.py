@@ -115,9 +115,10 @@ def crosshair(view: ViewGeometry, slices: Slices) -> list[dict[str, Any]]:
     ]
 
 
-def figure(view: ViewGeometry, pictures: list[str | None], slices: Slices, title: str, height: int
-           ) -> dict[str, Any]:
-    """The Plotly figure of one view: its pictures, crosshair, orientation letters and title."""
+def figure(view: ViewGeometry, pictures: list[str | None], slices: Slices, title: str, readout: str = "",
+           revision: str = "") -> dict[str, Any]:
+    """The Plotly figure of one view: its pictures, crosshair, orientation letters, title and ``readout`` (the W/L,
+    bottom left). It fills its graph; a pan or zoom of the user's is kept while ``revision`` stays the same."""
     scale = scale_for((view.n_rows, view.n_cols))
     width_mm, height_mm = view.n_cols * view.col_mm, view.n_rows * view.row_mm
     data = [{"type": "image", "source": uri, "x0": view.col_mm / (2 * scale), "dx": view.col_mm / scale,
@@ -133,15 +134,17 @@ def figure(view: ViewGeometry, pictures: list[str | None], slices: Slices, title
         {**letter, "x": 1, "y": 0.5, "xanchor": "right", "text": right},
         {**letter, "xref": "paper", "yref": "paper", "x": 0, "y": 1, "xanchor": "left", "yanchor": "bottom",
          "text": title, "font": {"color": PLANE_COLOURS[view.plane], "size": 12}},
+        {**letter, "x": 0, "y": 0, "xanchor": "left", "yanchor": "bottom", "text": readout, "name": "readout",
+         "font": {"color": "#f0f0f0", "size": 12}},
     ]
     return {
         "data": data,
         "layout": {
-            "height": height, "margin": {"l": 0, "r": 0, "t": TITLE_MARGIN, "b": 0}, "paper_bgcolor": "#000",
-            "plot_bgcolor": "#000", "dragmode": False, "hovermode": "closest", "showlegend": False,
-            "xaxis": {"visible": False, "range": [0, width_mm], "fixedrange": True, "constrain": "domain"},
-            "yaxis": {"visible": False, "range": [height_mm, 0], "fixedrange": True, "scaleanchor": "x",
-                      "constrain": "domain"},
+            "autosize": True, "margin": {"l": 0, "r": 0, "t": TITLE_MARGIN, "b": 0}, "paper_bgcolor": "#000",
+            "plot_bgcolor": "#000", "dragmode": "pan", "hovermode": "closest", "showlegend": False,
+            "uirevision": revision,
+            "xaxis": {"visible": False, "range": [0, width_mm], "constrain": "domain"},
+            "yaxis": {"visible": False, "range": [height_mm, 0], "scaleanchor": "x", "constrain": "domain"},
             "shapes": crosshair(view, slices), "annotations": annotations,
         },
     }

@@ -71,6 +71,29 @@ def test_overlay_draws_heat_map_above_threshold_and_contours_in_their_styles() -
     assert compose.overlay_layer(layers, compose.Style(frozenset(), (2,), 0.5, 0.1), scale=1) is None
 
 
+def test_contours_thicken_fill_take_chosen_colours_and_the_budget_outline_is_yellow_and_dotted() -> None:
+    prediction = np.zeros((32, 32), np.uint8)
+    prediction[8:24, 8:24] = 1
+    budget = np.zeros((32, 32), bool)
+    budget[2:6, 2:30] = True
+    layers = compose.Layers((32, 32), prediction=prediction, reference=prediction, budget=budget)
+    on = frozenset({"reference", "budget"})
+    thin = compose.overlay_layer(layers, compose.Style(on, (1,), 0.5, 0.1, thickness=1), scale=1)
+    thick = compose.overlay_layer(layers, compose.Style(on, (1,), 0.5, 0.1, thickness=3), scale=1)
+    assert tuple(thin[8, 16]) == (*compose.hex_to_rgb(compose.structure_colour(1)), 255) and thin[9, 16, 3] == 0
+    assert thick[9, 16, 3] == thick[10, 16, 3] == 255 and thick[11, 16, 3] == 0, "3 px wide, inside the structure"
+    ring = compose.outline(budget)
+    yellow = (*compose.hex_to_rgb(compose.BUDGET_COLOUR), 255)
+    painted = (thin[..., 3] == 255) & ring
+    assert compose.structure_colour(1) != compose.BUDGET_COLOUR and compose.BUDGET_COLOUR.lower() != "#ffffff"
+    assert all(tuple(p) == yellow for p in thin[painted]) and 0 < painted.sum() < ring.sum(), "dotted, yellow"
+    chosen = compose.Style(frozenset({"prediction"}), (1,), 0.5, 0.1, thickness=2, fill=True, colours=("#123456",))
+    filled = compose.overlay_layer(layers, chosen, scale=1)
+    assert filled[16, 16, 3] == round(compose.FILL_ALPHA * 255) and tuple(filled[16, 16, :3]) == (0x12, 0x34, 0x56)
+    assert compose.structure_colour(1, ("#123456",)) == "#123456" and compose.structure_colour(2, ("#123456",)) \
+        == compose.STRUCTURE_COLOURS[1]
+
+
 def test_error_map_is_a_translucent_fill_and_small_images_are_enlarged() -> None:
     error = np.zeros((8, 8), bool)
     error[2, 3] = True
