@@ -16,11 +16,13 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from benchmarks.http_client import ADMIN, ensure_user
 from pipeline.review.workflow import Role
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.review_schema import ReviewTime, User
+from pipeline.store.review_schema import ReviewItem, ReviewTime, User
+from pipeline.store.schema import Configuration
 from tests.dashboard.conftest import SeededStore, browser_login
 from tests.dashboard.test_browser import grid_rows, open_page, shot, wait_for
 
@@ -150,6 +152,11 @@ def _estimate(driver: webdriver.Chrome, rate: float, label: str) -> None:
     assert abs(total - sum(c["flagged_ml"] for c in cases) * rate / 60) < 0.06
 
 
+def _base(session: Session) -> int:
+    """The id of the seeded store's Base configuration (the worklist the timing tests review)."""
+    return session.scalars(select(Configuration.id).where(Configuration.name == "Base")).one()
+
+
 def test_the_worklist_estimates_review_time_from_measured_reviews(browser: webdriver.Chrome, server: str,
                                                                   screenshots: Path,
                                                                   sqlite_store: SeededStore) -> None:
@@ -159,6 +166,7 @@ def test_the_worklist_estimates_review_time_from_measured_reviews(browser: webdr
     try:
         with session_factory(engine).begin() as session:  # the other browser tests' reviews measured nothing here
             session.execute(delete(ReviewTime))
+            session.execute(delete(ReviewItem).where(ReviewItem.configuration_id == _base(session)))  # all pending
         browser.delete_all_cookies()
         browser_login(browser, server, reviewer)
         open_page(browser, server + WORKLIST)
