@@ -162,7 +162,11 @@ def test_the_address_reproduces_the_view(browser: webdriver.Chrome, server: str)
     wait_for(browser, lambda: abs(span("view-a-coronal") - whole / 2) < 0.01 * whole, "the coronal view zoomed ×2")
 
     axial = browser.find_element(By.ID, "view-a-axial")
+    # the pointer off the views (a view under the pointer, left there by an earlier test, would take the key)
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "signed-in-user")).perform()
     browser.execute_script("arguments[0].closest('.qa-view').focus({preventScroll: true});", axial)
+    wait_for(browser, lambda: browser.execute_script(
+        "return document.activeElement === arguments[0].closest('.qa-view');", axial), "the axial view focused")
     ActionChains(browser).send_keys(Keys.ARROW_DOWN).perform()
     wait_for(browser, lambda: title(browser, "view-a-axial").startswith("axial 7/"), "the next slice")
     wait_for(browser, lambda: "at=6,32,32" in browser.current_url, "the address follows the slice")
