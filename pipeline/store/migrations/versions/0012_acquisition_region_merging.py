@@ -8,8 +8,8 @@ Upgrade adds ``images.acquisition`` (JSON, NULL: how the scan was made, where kn
 manufacturer, model, kernel, slice thickness, kVp and contrast) and, to ``result_regions``, the two region settings
 the regions were found with beyond connectivity and search radius: ``merge_distance_mm`` and ``min_region_ml``. Rows
 already stored were found without merging or a minimum size: they get 0 and 0, so a worklist with other settings
-computes its regions from the maps until the next batch stores them. Downgrade drops the three columns (the regions
-found with merging go with it, as the older code would read them as unmerged).
+computes its regions from the maps until the batch redoes the case (it skips unchanged cases). Downgrade drops the
+three columns (the regions found with merging go with it, as the older code would read them as unmerged).
 """
 
 from __future__ import annotations
