@@ -114,3 +114,10 @@ def test_combined_keeps_the_header_and_fills_its_gaps_and_a_record_reads_back() 
     assert thickness.shown(3.26999999999998) == "3.27 mm"
     with pytest.raises(ValueError, match="not acquisition keys"):
         Acquisition.of({"scanner_room": "B2"})
+
+
+def test_the_scanner_is_manufacturer_and_model_or_unknown() -> None:
+    assert Acquisition.of({"manufacturer": "SIEMENS", "manufacturer_model": "SOMATOM Force"}).scanner() == \
+        "SIEMENS SOMATOM Force"
+    assert Acquisition.of({"manufacturer": "GE"}).scanner() == "GE"
+    assert Acquisition.of({"kvp": 120.0}).scanner() is None

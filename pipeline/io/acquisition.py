@@ -99,6 +99,12 @@ class Acquisition:
         """These values, with ``fallback``'s where these leave a key unknown (a DICOM header before a manifest)."""
         return Acquisition.of(dict(fallback.values) | dict(self.values))
 
+    def scanner(self) -> str | None:
+        """The scanner this scan was made on, the one key by which scans are grouped per scanner (stratified tables,
+        per-scanner temperatures): manufacturer and model joined by a space, None when neither is known."""
+        parts = [str(self.get(key)) for key in ("manufacturer", "manufacturer_model") if self.get(key) is not None]
+        return " ".join(parts) or None
+
     def conflicts(self, other: Acquisition) -> list[str]:
         """The keys both know with different values."""
         mine, theirs = dict(self.values), dict(other.values)
