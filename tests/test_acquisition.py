@@ -23,10 +23,10 @@ SERIES = ("ibsi_sts_019/dicom/CT/image", "totalsegmentator/example_ct_dicom", "d
 EXPECTED = {
     "ibsi_sts_019/dicom/CT/image": {
         "study_description": "IBSI_1_STS_019_CT", "series_description": "IBSI_1_STS_019_CT_image",
-        "study_date": "2001-11-27", "manufacturer": "GE MEDICAL SYSTEMS", "manufacturer_model": "Discovery ST",
+        "manufacturer": "GE MEDICAL SYSTEMS", "manufacturer_model": "Discovery ST",
         "convolution_kernel": "SOFT", "slice_thickness_mm": 3.26999999999998, "kvp": 140.0},
     "totalsegmentator/example_ct_dicom": {
-        "series_description": "CT Body 3.0", "study_date": "2022-12-08", "manufacturer": "SIEMENS",
+        "series_description": "CT Body 3.0", "manufacturer": "SIEMENS",
         "manufacturer_model": "Biograph40_mCT 4R", "convolution_kernel": "Br38f\\3", "slice_thickness_mm": 3.0,
         "kvp": 120.0, "contrast_agent": "APPLIED"},
 }
@@ -52,8 +52,6 @@ def test_the_series_acquisition_is_its_first_slices_header(shared_data: Path, fo
             assert field.key not in stored, field.key
         elif field.kind == "number":
             assert stored[field.key] == float(tag) and isinstance(stored[field.key], float), field.key
-        elif field.kind == "date":
-            assert stored[field.key].replace("-", "") == str(tag), field.key
         else:
             assert stored[field.key] == ("\\".join(tag) if isinstance(tag, list) else str(tag)), field.key
     if folder in EXPECTED:
@@ -66,26 +64,22 @@ def test_a_garbled_header_value_is_left_out_with_a_warning(shared_data: Path,
     header = pydicom.dcmread(path, stop_before_pixels=True)
     header._dict[Tag("KVP")] = RawDataElement(Tag("KVP"), "DS", 4, b"abc ", 0, False, True)
     header._dict[Tag("SliceThickness")] = RawDataElement(Tag("SliceThickness"), "DS", 2, b"0 ", 0, False, True)
-    header._dict[Tag("StudyDate")] = RawDataElement(Tag("StudyDate"), "DA", 4, b"2001", 0, False, True)
     header.ConvolutionKernel = ["B30f", " ", ""]
     header.StudyDescription = "  "
     with caplog.at_level(logging.WARNING, logger="pipeline.io.acquisition"):
         acquisition = from_header(header, path)
     record = acquisition.record() or {}
-    assert {"kvp", "slice_thickness_mm", "study_date", "study_description"}.isdisjoint(record)
+    assert {"kvp", "slice_thickness_mm", "study_description"}.isdisjoint(record)
     assert record["convolution_kernel"] == "B30f" and record["manufacturer"] == "GE MEDICAL SYSTEMS"
     said = caplog.text
     assert str(path) in said and "KVP 'abc' is not a number" in said and "SliceThickness '0' is not a positive" in said
-    assert "StudyDate '2001' is not a date" in said
 
 
 def test_manifest_columns_are_normalised_like_the_header() -> None:
     row = {"case": "a", "ct": "a.nii.gz", "manufacturer": " Siemens ", "kvp": "120", "slice_thickness_mm": "1.5",
            "study_date": "20240131", "convolution_kernel": "", "contrast_agent": None, "scanner_room": "B2"}
     acquisition = from_columns(row, "m.csv:2")
-    assert acquisition.record() == {"study_date": "2024-01-31", "manufacturer": "Siemens",
-                                    "slice_thickness_mm": 1.5, "kvp": 120.0}
-    assert from_columns({"study_date": "2024-01-31"}, "m.csv:2").get("study_date") == "2024-01-31"
+    assert acquisition.record() == {"manufacturer": "Siemens", "slice_thickness_mm": 1.5, "kvp": 120.0}
     assert from_columns({"case": "a", "ct": "a.nii.gz"}, "m.csv:2") == UNKNOWN and UNKNOWN.record() is None
 
 
@@ -94,7 +88,6 @@ def test_manifest_columns_are_normalised_like_the_header() -> None:
     ("slice_thickness_mm", "2,5", "column slice_thickness_mm: '2,5' is not a number"),
     ("slice_thickness_mm", "-1", "column slice_thickness_mm: '-1' is not a positive number"),
     ("kvp", "nan", "column kvp: 'nan' is not a positive number"),
-    ("study_date", "2024-02-30", "column study_date: '2024-02-30' is not a date"),
 ])
 def test_a_malformed_manifest_value_names_the_row_and_column(column: str, value: str, message: str) -> None:
     with pytest.raises(InputError, match="^night.csv:3: " + message):
@@ -121,3 +114,11 @@ def test_the_scanner_is_manufacturer_and_model_or_unknown() -> None:
         "SIEMENS SOMATOM Force"
     assert Acquisition.of({"manufacturer": "GE"}).scanner() == "GE"
     assert Acquisition.of({"kvp": 120.0}).scanner() is None
+
+
+def test_no_study_date_is_read_from_a_header_or_a_manifest(shared_data: Path) -> None:
+    """The study date identifies the patient's visit; the store keeps none (pipeline/io/acquisition.py)."""
+    series = read_ct_series(shared_data / "totalsegmentator/example_ct_dicom")
+    assert pydicom.dcmread(series.files[0], stop_before_pixels=True).StudyDate
+    assert "study_date" not in (series.acquisition.record() or {}) and "study_date" not in KEYS
+    assert from_columns({"study_date": "2024-01-31"}, "m.csv:2") == UNKNOWN

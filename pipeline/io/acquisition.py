@@ -1,5 +1,9 @@
 """The acquisition of a scan: how it was made (study, series, scanner, kernel, slice thickness, kVp, contrast).
 
+No date is kept: the study date is an identifier of the patient's visit (HIPAA Safe Harbor lists every date
+but the year) while the store keeps only a salted hash of the MRN, and nothing here needs it (a run's own time says
+when a case was processed). A DICOM header's StudyDate and a manifest's ``study_date`` column are not read.
+
 The one owner of the keys stored per image (``images.acquisition``, JSON), shown on the slice browser's header and
 given as optional columns of the batch's CSV manifest: :data:`FIELDS`, each a stable snake_case key with its DICOM
 keyword. Two sources:
@@ -11,7 +15,7 @@ keyword. Two sources:
   :class:`~pipeline.errors.InputError` naming the row and the column.
 
 Normalised alike: text stripped, a multi-valued kernel (Siemens' ``Br38f\\3``) joined with ``\\``; numbers as finite
-positive floats; the study date as ISO ``YYYY-MM-DD``; a blank value is dropped, so a key is present only where known.
+positive floats; a blank value is dropped, so a key is present only where known.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -42,7 +45,7 @@ class Field:
 
     key: str
     keyword: str
-    kind: Literal["text", "number", "date"]
+    kind: Literal["text", "number"]
     label: str
     unit: str = ""
 
@@ -56,7 +59,6 @@ class Field:
 FIELDS = (
     Field("study_description", "StudyDescription", "text", "Study"),
     Field("series_description", "SeriesDescription", "text", "Series"),
-    Field("study_date", "StudyDate", "date", "Study date"),
     Field("manufacturer", "Manufacturer", "text", "Manufacturer"),
     Field("manufacturer_model", "ManufacturerModelName", "text", "Model"),
     Field("convolution_kernel", "ConvolutionKernel", "text", "Kernel"),
@@ -128,8 +130,6 @@ def _normalised(field: Field, raw: object) -> Value | None:
     text = _text(raw)
     if text is None:
         return None
-    if field.kind == "text":
-        return text
     if field.kind == "number":
         try:
             number = float(text)
@@ -138,13 +138,7 @@ def _normalised(field: Field, raw: object) -> Value | None:
         if not math.isfinite(number) or number <= 0:
             raise ValueError(f"{text!r} is not a positive number")
         return number
-    digits = text.replace("-", "").replace(".", "")
-    try:
-        if len(digits) != 8 or not digits.isdigit():
-            raise ValueError
-        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])).isoformat()
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD or YYYYMMDD)") from None
+    return text
 
 
 def from_header(header: Dataset, path: Path) -> Acquisition:

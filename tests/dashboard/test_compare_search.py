@@ -61,10 +61,10 @@ UIDS = ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", "1.2.826.0
 #: as the batch stores the TotalSegmentator series' header (tests/test_acquisition.py), with a study description
 #: long enough to wrap
 ACQUISITION = {"study_description": "CT abdomen with contrast, portal venous phase, follow-up " * 5,
-               "series_description": "CT Body 3.0", "study_date": "2022-12-08", "manufacturer": "SIEMENS",
+               "series_description": "CT Body 3.0", "manufacturer": "SIEMENS",
                "manufacturer_model": "Biograph40_mCT 4R", "convolution_kernel": "Br38f\\3",
                "slice_thickness_mm": 3.0, "kvp": 120.0}
-SHOWN = {"Series": "CT Body 3.0", "Study date": "2022-12-08", "Manufacturer": "SIEMENS",
+SHOWN = {"Series": "CT Body 3.0", "Manufacturer": "SIEMENS",
          "Model": "Biograph40_mCT 4R", "Kernel": "Br38f\\3", "Slice thickness": "3 mm", "kVp": "120",
          "Contrast": "—"}
 

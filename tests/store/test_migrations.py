@@ -402,3 +402,30 @@ def test_0012_adds_acquisition_and_region_merge_settings_and_its_downgrade_drops
     command.downgrade(config, "0011")
     assert _rows(empty_store_url, "result_regions") == [_region_row(1, 0.02)]
     assert "acquisition" not in _rows(empty_store_url, "images")[0]
+
+
+def test_0013_removes_the_study_date_from_stored_acquisitions_and_keeps_the_rest(empty_store_url: str) -> None:
+    """The study date (an identifier of the visit) leaves every stored acquisition; a record with nothing else becomes
+    NULL; other keys and the other images stay as they were; the downgrade changes nothing."""
+    engine, metadata = _results_at(empty_store_url, "0012")
+    images = metadata.tables["images"]
+    with engine.begin() as connection:
+        ids = list(connection.execute(select(images.c.id).order_by(images.c.id)).scalars())
+        connection.execute(images.update().where(images.c.id == ids[0]).values(
+            acquisition={"study_date": "2022-12-08", "manufacturer": "SIEMENS", "kvp": 120.0}))
+        if len(ids) > 1:
+            connection.execute(images.update().where(images.c.id == ids[1]).values(
+                acquisition={"study_date": "2001-11-27"}))
+    engine.dispose()
+    before = {row["id"]: row for row in _rows(empty_store_url, "images")}
+    command.upgrade(alembic_config(empty_store_url), "0013")
+    after = {row["id"]: row for row in _rows(empty_store_url, "images")}
+    assert after[ids[0]]["acquisition"] == {"manufacturer": "SIEMENS", "kvp": 120.0}
+    if len(ids) > 1:
+        assert after[ids[1]]["acquisition"] is None
+    for image_id in ids[2:]:
+        assert after[image_id] == before[image_id]
+    assert {k: v for k, v in after[ids[0]].items() if k != "acquisition"} == {
+        k: v for k, v in before[ids[0]].items() if k != "acquisition"}
+    command.downgrade(alembic_config(empty_store_url), "0012")
+    assert {row["id"]: row for row in _rows(empty_store_url, "images")} == after
