@@ -33,7 +33,7 @@ from pipeline.review.worklist import default_configuration, unreviewed_count
 from qa_dashboard import auth, inputs
 from qa_dashboard.components import grid
 from qa_dashboard.config import settings
-from qa_dashboard.queries.worklist import STATE_CLASSES, item_rows, load_worklist
+from qa_dashboard.queries.worklist import STATE_BADGE_RENDERER, item_rows, load_worklist
 from qa_dashboard.store import get_store
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,13 @@ BUTTONS: dict[str, tuple[str, Action, str | None, str]] = {
     "review-reopen": ("Reopen", Action.REOPEN, None, "secondary"),
     "review-approve": ("Approve", Action.APPROVE, None, "dark"),
 }
-STATE_RULES = {cls: f"params.value === '{state}'" for state, cls in STATE_CLASSES.items()}
 ITEM_COLUMNS = [
     {"field": "case_rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 140}, {"field": "structure"},
     {"field": "note", "headerName": "Note", "minWidth": 200,
      "cellClassRules": {"text-danger fw-semibold": "params.value !== ''"}},
-    {"field": "state", "cellClassRules": STATE_RULES},
-    {"field": "decision", "cellClassRules": STATE_RULES}, {"field": "comment", "flex": 1, "tooltipField": "comment"},
+    {"field": "state", **STATE_BADGE_RENDERER},
+    {"field": "decision", **STATE_BADGE_RENDERER}, {"field": "comment", "flex": 1, "tooltipField": "comment"},
     {"field": "regions", "type": "numericColumn", "width": 100},
     {"field": "flagged_ml", "headerName": "Flagged mL", "type": "numericColumn", "width": 120},
     {"field": "reviewer"}, {"field": "approver"},

@@ -32,7 +32,7 @@ from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, sec
 from qa_dashboard.config import settings
 from qa_dashboard.queries.trends import MARK_RULES, case_marks
 from qa_dashboard.queries.worklist import (
-    STATE_CLASSES,
+    STATE_BADGE_RENDERER,
     case_rows,
     configurations,
     expected_minutes,
@@ -43,7 +43,7 @@ from qa_dashboard.queries.worklist import (
     rate_in_force,
     region_rows,
 )
-from qa_dashboard.review import MAX_MINUTES, STATE_RULES, checked_scope, panel, scope, scope_budget
+from qa_dashboard.review import MAX_MINUTES, checked_scope, panel, scope, scope_budget
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.worklist_address import DEFAULT_PERCENT, MAX_PERCENT, parse_budget, worklist_search
 
@@ -52,7 +52,7 @@ dash.register_page(__name__, path="/worklist", title="Review worklist", name="Wo
 CASE_COLUMNS = [
     {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 150, **LINK_RENDERER},
-    {"field": "status", "cellClassRules": {**STATE_RULES, STATE_CLASSES["accepted"]: "params.value === 'reviewed'"}},
+    {"field": "status", **STATE_BADGE_RENDERER},
     {"field": "unreviewed", "headerName": "Unreviewed items", "type": "numericColumn"},
     {"field": "regions", "type": "numericColumn", "width": 100},
     {"field": "flagged_ml", "headerName": "Flagged mL", "type": "numericColumn"},
@@ -84,7 +84,7 @@ REGION_COLUMNS = [
     {"field": "slices", "headerName": "Slices (z)"},
     {"field": "mean_entropy", "headerName": "Mean entropy", "type": "numericColumn"},
     {"field": "max_entropy", "headerName": "Max entropy", "type": "numericColumn"},
-    {"field": "state", "cellClassRules": STATE_RULES},
+    {"field": "state", **STATE_BADGE_RENDERER},
 ]
 
 

@@ -31,9 +31,13 @@ from qa_dashboard.store import Store
 from qa_dashboard.worklist_address import percent
 
 #: review state (and decision) → the Bootstrap text class the grids colour it with
-STATE_CLASSES = {"pending": "text-secondary", "in_review": "text-primary fw-semibold",
-                 "accepted": "text-success", "edited": "text-warning fw-semibold",
-                 "rejected": "text-danger fw-semibold", "approved": "text-success fw-bold"}
+#: each review state's (and decision's, and a case's summary status's) badge: Bootstrap classes, colour never alone
+#: (the badge shows the word); drawn by the grids' ``QaStateBadge`` renderer (assets/grid_badges.js)
+STATE_BADGES = {"pending": "text-bg-light border", "in_review": "text-bg-primary", "reviewed": "text-bg-info",
+                "accepted": "bg-success-subtle text-success-emphasis border border-success-subtle",
+                "edited": "text-bg-warning", "rejected": "text-bg-danger", "approved": "text-bg-success"}
+#: a grid column's renderer of :data:`STATE_BADGES`
+STATE_BADGE_RENDERER = {"cellRenderer": "QaStateBadge", "cellRendererParams": {"badges": STATE_BADGES}}
 
 
 def model_sets(session: Session) -> list[tuple[str, str]]:

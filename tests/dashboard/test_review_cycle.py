@@ -55,6 +55,14 @@ def _act(driver: webdriver.Chrome, button: str, expected: str) -> None:
     wait_for(driver, lambda: expected in driver.find_element(By.ID, "review-alert").text, f"'{expected}'")
 
 
+def _state_badge(driver: webdriver.Chrome, row_id: str, field: str) -> tuple[str, set[str]]:
+    """The rendered cell of the item's ``field``: the badge's text and classes (QATrack+-style state badges)."""
+    cell = f"#review-items .ag-row[row-id='{row_id}'] [col-id='{field}'] .badge"
+    driver.execute_script("dash_ag_grid.getApi('review-items').ensureColumnVisible(arguments[0]);", field)
+    badge = wait_for(driver, lambda: driver.find_element(By.CSS_SELECTOR, cell), f"the {field} badge")
+    return badge.text, set(badge.get_attribute("class").split())
+
+
 def _state(driver: webdriver.Chrome, row_id: str) -> str:
     return next(r["state"] for r in grid_rows(driver, "review-items") if r["id"] == row_id)
 
@@ -103,6 +111,8 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         _select(browser, item["id"])
         _act(browser, "review-accept", "now reviewed (accepted)")
         assert _state(browser, item["id"]) == "reviewed"
+        assert _state_badge(browser, item["id"], "state") == ("reviewed", {"badge", "rounded-pill", "qa-state",
+                                                                          "text-bg-info"})
         wait_for(browser, lambda: _badge(browser) == unreviewed - 1, "the badge to count one less")
 
         _click(browser, lambda: browser.find_element(By.ID, "logout"), "a click on logout")
@@ -116,6 +126,8 @@ def test_a_reviewer_accepts_and_a_second_user_approves(browser: webdriver.Chrome
         row = next(r for r in grid_rows(browser, "review-items") if r["id"] == item["id"])
         assert (row["state"], row["decision"], row["reviewer"], row["approver"]) == (
             "approved", "accepted", reviewer, approver)
+        assert _state_badge(browser, item["id"], "state")[1] >= {"badge", "text-bg-success"}
+        assert _state_badge(browser, item["id"], "decision")[1] >= {"badge", "bg-success-subtle"}
         shot(browser, screenshots, "09_worklist_approved")
         _click(browser, lambda: browser.find_element(By.XPATH, "//label[text()='minutes per patient']"),
                "a click on the time budget")
