@@ -17,6 +17,7 @@ from qa_dashboard import auth, charts, inputs
 from qa_dashboard.components import grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
 from qa_dashboard.queries.cohort import protocol, protocols, reference_kind_counts, unreferenced_note
+from qa_dashboard.shown_configurations import shown_for
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.tables import ALL_FOREGROUND, column_defs, load_rows
 
@@ -37,7 +38,7 @@ def _page(store: Store, wanted: str | None) -> Component:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         counts = reference_kind_counts(session, chosen.id)
-        config_options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
+        choice = shown_for(store, session, chosen)
     structures = [ALL_FOREGROUND, *chosen.labels[1:]]
     return html.Div([
         html.H3("Cohort calibration"),
@@ -56,8 +57,9 @@ def _page(store: Store, wanted: str | None) -> Component:
         ], className="g-2 mb-2"),
         html.Div(grid("cohort-grid", column_defs(), [], 420), className="mb-3"),
         section("Reliability diagram",
-                dcc.Dropdown(id="cohort-diagram-configurations", options=config_options,
-                             value=[o["value"] for o in config_options][:charts.SHOWN_AT_FIRST], multi=True),
+                dcc.Dropdown(id="cohort-diagram-configurations", options=choice.options, value=choice.shown,
+                             multi=True),
+                html.Small(choice.note, id="cohort-shown-note", className="text-muted"),
                 dcc.Graph(id="cohort-reliability", config={"displaylogo": False}),
                 help_text="pooled bins of every test case and repeat; several configurations overlaid"),
     ])
@@ -77,6 +79,22 @@ def layout(protocol: str | None = None, **_query: str) -> Component:
 
 
 register_protocol_callbacks(PREFIX)
+
+
+@callback(Output("cohort-diagram-configurations", "options"), Output("cohort-diagram-configurations", "value"),
+          Output("cohort-shown-note", "children"), Output("cohort-structures", "options"),
+          Output("cohort-structures", "value"), Input(f"{PREFIX}-protocol", "value"), prevent_initial_call=True)
+def _choices_of(protocol_id: Any) -> tuple[Any, ...]:
+    """Another protocol (of another model set, perhaps) brings its own configurations and structures."""
+    protocol_id = inputs.optional(inputs.integer, protocol_id, f"{PREFIX}-protocol.value")
+    if protocol_id is None:
+        return [], [], "", [], []
+    store = get_store()
+    with store.session() as session:
+        info = protocol(session, protocol_id)
+        choice = shown_for(store, session, info)
+    return (choice.options, choice.shown, choice.note, [ALL_FOREGROUND, *info.labels],
+            [ALL_FOREGROUND, *info.labels[1:]])
 
 
 def _filter_inputs() -> list[Input]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.development.base_component import Component
-from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError
 from pipeline.metrics import registry
-from pipeline.store.cohort_numbers import CohortFilter, case_metrics, case_table, configurations, curves, summary
+from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
@@ -21,13 +19,13 @@ from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
 from qa_dashboard.queries.cohort import paired, per_case, protocol, reference_kind_counts, unreferenced_note
 from qa_dashboard.queries.cohort import protocols as list_protocols
+from qa_dashboard.shown_configurations import shown_for
 from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/compare", title="Method comparison", name="Method comparison")
 PREFIX = "compare"
 BOXES = tuple(m.name for m in registry.case_metrics() if m.boxplot)  # fixed when the callbacks are registered
 PAIRED_DEFAULT = "ece"
-PRIMARY = charts.PRIMARY
 GRAPH_CONFIG = {"displaylogo": False}
 
 
@@ -44,28 +42,23 @@ def _page(store: Store, wanted: str | None) -> Component:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         counts = reference_kind_counts(session, chosen.id)
-        options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
-        means = _primary_means(store, session, chosen.id)
-    ids = [o["value"] for o in options]
-    shown = charts.first_shown(ids, means)
-    best = charts.ranked(shown[1:], means)[:1] or ids[1:2] or ids[:1]
-    dropdown = {"options": options, "clearable": False}
+        choice = shown_for(store, session, chosen)
+    dropdown = {"options": choice.options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
         waiting,
         protocol_filters(PREFIX, infos, chosen, counts),
         dbc.Label("Configurations"),
-        dcc.Dropdown(id="compare-configurations", options=options, value=shown, multi=True),
-        html.Small(_shown_note(shown, dict(zip(ids, (o["label"] for o in options), strict=True)), means),
-                   id="compare-shown-note", className="text-muted d-block mb-3"),
+        dcc.Dropdown(id="compare-configurations", options=choice.options, value=choice.shown, multi=True),
+        html.Small(choice.note, id="compare-shown-note", className="text-muted d-block mb-3"),
         dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}", config=GRAPH_CONFIG), lg=4) for m in charts.CURVE_LABELS]),
         dbc.Row([dbc.Col(dcc.Graph(id=f"compare-{m}-box", config=GRAPH_CONFIG), lg=6) for m in BOXES]),
         section(
             "Paired comparison on the same cases",
             dbc.Row([
-                dbc.Col([dbc.Label("A"), dcc.Dropdown(id="compare-a", value=best[0] if best else None, **dropdown)],
+                dbc.Col([dbc.Label("A"), dcc.Dropdown(id="compare-a", value=choice.best, **dropdown)],
                         md=4),
-                dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=ids[0] if ids else None, **dropdown)],
+                dbc.Col([dbc.Label("B"), dcc.Dropdown(id="compare-b", value=choice.reference, **dropdown)],
                         md=4),
                 dbc.Col([dbc.Label("Metric"), dcc.Dropdown(
                     id="compare-metric", options=[{"label": m.label, "value": m.name, "title": m.describe()}
@@ -81,32 +74,29 @@ def _page(store: Store, wanted: str | None) -> Component:
     ])
 
 
-def _primary_means(store: Store, session: Session, protocol_id: int) -> dict[int, float]:
-    """Each configuration's cohort mean of :data:`PRIMARY` (mean over repeats, every repeat and reference)."""
-    everything = CohortFilter(protocol_id)
-    overall, _ = store.cached(session, ("summary", everything), lambda: summary(session, everything))
-    if overall.empty:
-        return {}
-    return {int(c): float(v) for c, v in zip(overall["configuration_id"], overall[f"{PRIMARY.name}_mean"],
-                                               strict=True) if not math.isnan(v)}
-
-
-def _shown_note(shown: list[int], names: dict[int, str], means: dict[int, float]) -> str:
-    """Why these configurations are shown first."""
-    if not shown:
-        return ""
-    best = [f"{names[c]} {PRIMARY.format(means[c])}" for c in charts.ranked(shown[1:], means)]
-    ranked = (f" and the best of the others by {PRIMARY.label} ({PRIMARY.direction} is better; cohort mean): "
-              f"{', '.join(best)}")
-    return (f"Shown at first: {names[shown[0]]} (the grid's reference){ranked if best else ''}. "
-            "Add or remove configurations above.")
-
-
 def layout(protocol: str | None = None, **_query: str) -> Component:
     return guarded(lambda store: _page(store, protocol))
 
 
 register_protocol_callbacks(PREFIX)
+
+
+@callback(Output("compare-configurations", "options"), Output("compare-configurations", "value"),
+          Output("compare-shown-note", "children"), Output("compare-a", "options"), Output("compare-a", "value"),
+          Output("compare-b", "options"), Output("compare-b", "value"), Input(f"{PREFIX}-protocol", "value"),
+          prevent_initial_call=True)
+def _choices_of(protocol_id: Any) -> tuple[Any, ...]:
+    """Another protocol (of another model set, perhaps) brings its own configurations, shown as at first view."""
+    protocol_id = inputs.optional(inputs.integer, protocol_id, f"{PREFIX}-protocol.value")
+    if protocol_id is None:
+        return [], [], "", [], None, [], None
+    store = get_store()
+    with store.session() as session:
+        choice = shown_for(store, session, protocol(session, protocol_id))
+    return (choice.options, choice.shown, choice.note, choice.options, choice.best, choice.options,
+            choice.reference)
+
+
 FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
            Input(f"{PREFIX}-reference-kind", "value")]
