@@ -159,3 +159,21 @@ def test_every_third_party_import_is_declared(folders: tuple[str, ...], declared
         if not {canonicalize_name(dist) for dist in distributions.get(module, [module])} & names
     }
     assert not undeclared, f"imported but not declared in {declared}: {undeclared}"
+
+
+@pytest.mark.parametrize(("make_rule", "code"), [("@true", 0), ("@false", 2)])
+def test_ci_keeps_the_screenshots_without_changing_the_outcome(tmp_path: Path, make_rule: str, code: int) -> None:
+    """`.ci/run` lists the browser tests' screenshots and copies them to $CI_ARTIFACTS_DIR, pass or fail; a folder it
+    cannot write is said, never turned into a failure (a stand-in Makefile replaces the suite)."""
+    clone = tmp_path / "clone"
+    (clone / ".ci").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / ".ci" / "run", clone / ".ci" / "run")
+    (clone / "Makefile").write_text(f"test:\n\t{make_rule}\n")
+    (clone / "var" / "screenshots").mkdir(parents=True)
+    (clone / "var" / "screenshots" / "01_cohort.png").write_bytes(b"png")
+    kept = tmp_path / "artefacts"
+    for target, said in ((kept, f"copied to {kept}/screenshots"), (Path("/proc/no-such-folder"), "could not copy")):
+        done = subprocess.run(["bash", str(clone / ".ci" / "run")], env={**os.environ, "CI_ARTIFACTS_DIR": str(target)},
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == code and "ci: 1 screenshots in" in done.stdout and said in done.stdout
+    assert (kept / "screenshots" / "01_cohort.png").read_bytes() == b"png"
