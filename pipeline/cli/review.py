@@ -1,5 +1,5 @@
 """The review verbs of ``python -m pipeline``: ``users add|list|set``, ``export-worklist``, ``export-regions``,
-``export-rtstruct``, ``audit-report`` and ``audit-verify``.
+``export-rtstruct``, ``audit-report``, ``refresh-regions`` and ``audit-verify``.
 
 They act as :class:`~pipeline.review.service.CommandLine` (whoever holds the store's credentials, audited as
 ``cli:<os user>``); every export is audited like one from the dashboard. Passwords are read from standard input
@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pipeline.errors import EXIT_TAMPERED, InputError, NotFoundError
+from pipeline.errors import EXIT_FAILURE, EXIT_TAMPERED, InputError, NotFoundError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
+from pipeline.review.region_refresh import refresh_regions
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import Role
 from pipeline.settings import Settings
@@ -86,6 +87,12 @@ def add_verbs(verbs: Any) -> None:
                         "(default: every reference)")
     report.set_defaults(handler=audit_report_command)
 
+    refresh = verbs.add_parser("refresh-regions", help="store the review regions of results stored before the region "
+                               "budgets or with other region settings, from their maps (no inference): the worklist "
+                               "then reads them instead of the maps; exit 1 when a result's maps cannot be read")
+    refresh.add_argument("--configuration", help="only this configuration's results (default: every one)")
+    refresh.set_defaults(handler=refresh_regions_command)
+
     verify = verbs.add_parser("audit-verify", help="check the audit log's hash chain: exit 0 when intact, 3 and one "
                               "line naming the first bad row when a row was edited, removed, inserted or reordered")
     verify.set_defaults(handler=audit_verify_command)
@@ -132,6 +139,18 @@ def _with_service(settings: Settings, call: Callable[[ReviewService], T]) -> T:
         return call(ReviewService(engine))
     finally:
         engine.dispose()
+
+
+def refresh_regions_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Store the missing or outdated review regions of every deployed result with maps."""
+    engine = _engine(settings)
+    try:
+        summary = refresh_regions(session_factory(engine), ArtifactStore(settings.artifacts_dir), settings.review,
+                                  args.configuration)
+    finally:
+        engine.dispose()
+    sys.stdout.write(summary.describe() + "\n")
+    return EXIT_FAILURE if summary.failed else 0
 
 
 def users_add_command(args: argparse.Namespace, settings: Settings) -> int:

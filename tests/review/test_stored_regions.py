@@ -17,10 +17,12 @@ from sqlalchemy import Engine, delete, select
 from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.outcomes import Outcome, evaluate_configuration, result_row, structure_rows, value_rows
 from pipeline.batch.persist import ResultRows, write_results
+from pipeline.cli import main
 from pipeline.metrics.regions import Region, find_regions
 from pipeline.metrics.review_budget import Budget
 from pipeline.metrics.settings import DEFAULT_SETTINGS
-from pipeline.review.worklist import Worklist, build_worklist
+from pipeline.review.region_refresh import RefreshSummary, refresh_regions
+from pipeline.review.worklist import Worklist, build_worklist, case_regions, deployed_results
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import session_factory
@@ -150,3 +152,60 @@ def test_other_region_settings_do_not_take_the_stored_regions(engine: Engine, st
     with session_factory(engine)() as session:
         assert {c.case: c.regions for c in build_worklist(session, stored, "DE", Budget("fraction", BUDGET),
                                                            face).cases} == computed
+
+
+def _stored_rows(engine: Engine) -> dict[tuple[int, float], tuple[int, float, float, list]]:
+    with session_factory(engine)() as session:
+        return {(r.result_id, r.budget): (r.connectivity, r.merge_distance_mm, r.min_region_ml, r.regions)
+                for r in session.scalars(select(ResultRegions))}
+
+
+def test_refresh_regions_stores_what_the_batch_stores_once_and_follows_new_settings(
+    engine: Engine, stored: ArtifactStore, tmp_path: Path
+) -> None:
+    """A store whose results hold no regions, or regions found with other settings (as before revisions 0011 and
+    0012), gets the batch's rows from the maps; a second call has nothing to do; other settings are followed; a
+    result whose maps are gone is named and the others are stored."""
+    batch = _stored_rows(engine)
+    with session_factory(engine).begin() as session:
+        session.execute(delete(ResultRegions))
+        session.add(ResultRegions(result_id=min(r for r, _ in batch), budget=BUDGET, connectivity=26,
+                                  structure_search_mm=10.0, merge_distance_mm=0.0, min_region_ml=0.0,
+                                  regions=[]))  # found unmerged
+    sessions = session_factory(engine)
+    assert refresh_regions(sessions, stored, ReviewSettings()) == RefreshSummary(3, 3, ())
+    assert _stored_rows(engine) == batch
+    assert refresh_regions(sessions, stored, ReviewSettings()) == RefreshSummary(3, 0, ())
+    face = ReviewSettings(connectivity=6)
+    assert refresh_regions(sessions, stored, face, configuration="DE") == RefreshSummary(3, 3, ())
+    assert {c for c, *_ in _stored_rows(engine).values()} == {6}
+    with session_factory(engine)() as session:
+        assert {case.case: case.regions for case in build_worklist(session, stored, "DE", Budget("fraction", BUDGET),
+                                                                    face).cases} == {
+            case: regions for case, regions in _regions_with(engine, stored, face).items()}
+    shutil.rmtree(tmp_path / "artifacts" / "case-3")
+    summary = refresh_regions(sessions, stored, ReviewSettings())
+    assert (summary.results, summary.refreshed, len(summary.failed)) == (3, 2, 1)
+    assert summary.failed[0].startswith("case-3 / DE: ") and "1 failed" in summary.describe()
+
+
+def _regions_with(engine: Engine, artifacts: ArtifactStore, settings: ReviewSettings
+                  ) -> dict[str, tuple[Region, ...]]:
+    """The regions the worklist's map path finds with ``settings`` (stored rows set aside)."""
+    with session_factory(engine)() as session:
+        refs = {ref.image.name: ref for ref in deployed_results(session, "DE")}
+        return {name: case_regions(session, artifacts, ref, Budget("fraction", BUDGET), settings)[0].regions
+                for name, ref in refs.items()}
+
+
+def test_the_refresh_regions_command_says_what_it_stored(engine: Engine, stored: ArtifactStore, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with session_factory(engine).begin() as session:
+        session.execute(delete(ResultRegions))
+    monkeypatch.setenv("QA_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("QA_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    assert main(["refresh-regions", "--configuration", "DE"]) == 0
+    assert "stored the regions of 3 of 3 result(s) with maps; 0 were up to date, 0 failed" in capsys.readouterr().out
+    assert main(["refresh-regions"]) == 0
+    assert "of 3 result(s) with maps; 3 were up to date" in capsys.readouterr().out
