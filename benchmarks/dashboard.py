@@ -170,9 +170,9 @@ def worklist_page(dash: Dash, stored: str, peer: str, map_cases: int) -> dict[st
     return figures
 
 
-def _rounded(value: Any) -> Any:
+def rounded(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     return round(value, 1) if isinstance(value, float) else value
 
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="qa-dashboard-bench-") as folder:
         figures = _run(args, Path(folder))
-    text = json.dumps(_rounded(figures), indent=2)
+    text = json.dumps(rounded(figures), indent=2)
     sys.stdout.write(text + "\n")
     if args.json:
         args.json.write_text(text)

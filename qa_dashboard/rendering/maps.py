@@ -36,6 +36,7 @@ class LruCache:
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        self._pending: dict[Hashable, threading.Event] = {}
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
@@ -57,9 +58,26 @@ class LruCache:
         return value
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """The cached value of ``key``, computing (outside the lock) and caching it when absent."""
-        found = self.get(key)
-        return found if found is not None else self.put(key, compute())
+        """The cached value of ``key``, computing (outside the lock) and caching it when absent. Threads asking for
+        a key being computed wait for that computation instead of repeating it (many users opening one page)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            pending = self._pending.get(key)
+            computing = pending is None
+            if pending is None:
+                pending = self._pending[key] = threading.Event()
+        if not computing:
+            pending.wait()
+            found = self.get(key)
+            return found if found is not None else compute()  # the computation failed, or was dropped already
+        try:
+            return self.put(key, compute())
+        finally:
+            with self._lock:
+                del self._pending[key]
+            pending.set()
 
     def clear(self) -> None:
         with self._lock:
