@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped early: the server and the database go too
     with tempfile.TemporaryDirectory(prefix="qa-serve-load-") as folder:
         figures = run(args, Path(folder))
     text = json.dumps(rounded(figures), indent=2)
