@@ -9,15 +9,20 @@ and a checkpoint-ensemble run's ``checkpoint_cycle_<c>.pth`` — and written wit
 as ``train-demo-models`` writes models/demo, with a manifest (sha256 per checkpoint) that
 :func:`pipeline.inference.model_set.load_model_set_file` reads. The labels are the phantom's (background,
 lymph_nodes, spleen); the CT intensity properties are those of a phantom's foreground.
+
+Alone: ``python -m benchmarks.full_models --out DIR [--shape 300,512,512] [--spacing 2.5,0.9,0.9]`` (the clinical
+case of ``benchmarks/grid_cases.py``), then ``benchmarks/inference_grid.py --models DIR/manifest.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import io
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,3 +133,21 @@ def build_full_model_set(out: Path, shape_zyx: Sequence[int], spacing_zyx: Seque
              CONFIGURATION, len(rows), architecture["patch_size"], manifest["architecture"]["n_stages"],
              manifest["parameters"] / 1e6, time.perf_counter() - began, path)
     return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the set where ``--out`` says and print its manifest's path."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.full_models", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the model set to")
+    parser.add_argument("--shape", default="300,512,512", help="Z,Y,X of the cases planned for (300,512,512)")
+    parser.add_argument("--spacing", default="2.5,0.9,0.9", help="Z,Y,X spacing in mm planned for (2.5,0.9,0.9)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    shape = tuple(int(v) for v in args.shape.split(","))
+    spacing = tuple(float(v) for v in args.spacing.split(","))
+    sys.stdout.write(f"{build_full_model_set(args.out, shape, spacing)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -169,7 +169,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     case = phantom_case(args.seed, args.size)
-    model_set = load_model_set_file(models_for(args, case, workdir))
+    models = models_for(args, case, workdir)
+    model_set = load_model_set_file(models)
     predictor = MemberPredictor(model_set, choose_device(args.device))
     device = predictor.device
     grid = grid_for(model_set, predictor.mirror_axes())
@@ -180,7 +181,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(),
                               "torch": torch.__version__, "members": len(model_set.members),
                               "map_mib": len(model_set.labels) * case.labels.size * 4 / 2**20,
-                              "preprocessing": preprocessing, "architecture": args.architecture,
+                              "preprocessing": preprocessing, "configuration": model_set.configuration,
+                              "models": "untrained nnU-Net default (--architecture full)"
+                              if args.architecture == "full" else str(models),
                               "first_pass": first_pass, "sliding_window": sliding_window(predictor, preprocessed)}
     parts = args.only.split(",")
     if "grid" in parts:
@@ -211,7 +214,7 @@ def report(result: dict[str, Any]) -> str:
     window = result["sliding_window"]
     lines = [
         f"inference grid benchmark: torch {result['torch']}, device {result['device']}, threads {result['threads']}, "
-        f"{result['case']}, {result['members']} members ({result['architecture']} architecture, patch "
+        f"{result['case']}, {result['members']} members of {result['models']} ({result['configuration']}, patch "
         f"{window['patch_size']}, {window['patches_per_pass']} patches per pass of {window['network_input_shape']}); "
         f"one CT-grid map = {result['map_mib']:.0f} MiB",
         row("preprocessing (once per run below)", result["preprocessing"]),

@@ -16,7 +16,8 @@ apart as ``warm_up_before_load``). Per server: p50 / p95 / max per request kind,
 error for 50 users).
 
 The users' threads run on the same machine as the server: on a small machine they take CPU from it, which the
-figures include.
+figures include; so does anything else running there (the 1-minute load average before and after the load is
+reported with the cores).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import signal
 import statistics
@@ -216,7 +218,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                     seeded.configurations["DE+TTA"], args.iterations, args.slices, args.think,
                                     time.monotonic() + args.time_limit)
                 warm = warm_up(base, users[0], scenario, 2 * max(1, workers))
+                before = os.getloadavg()[0]
                 result = load(base, users, scenario)
+                result["load_average_1min"] = {"before": before, "after": os.getloadavg()[0], "cores": os.cpu_count()}
                 result["warm_up_before_load"] = {"requests": warm["requests"], "errors": warm["errors"],
                                                  "kinds": warm["kinds"]}
             result["holds_target"] = result["errors"] == 0 and result["all"]["p95_ms"] <= TARGET_P95_MS
