@@ -186,15 +186,25 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                               if args.architecture == "full" else str(models),
                               "first_pass": first_pass, "sliding_window": sliding_window(predictor, preprocessed)}
     parts = args.only.split(",")
+
+    def keep() -> None:
+        """Write what is measured so far (``--json``): a run stopped by a time limit keeps its finished parts."""
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
     if "grid" in parts:
         result["grid"] = grid_run(predictor, case, grid)
+        keep()
     if "largest" in parts:
         result["largest"] = {**grid_run(predictor, case, [largest]), "name": largest.name}
+        keep()
     if "peer" in parts:
         result["peer"] = {**peer_run(model_set, case, device), "passes": len(largest.passes),
                           "name": f"nnUNetPredictor DE+TTA ({len(largest.members)} folds, mirroring)"}
+        keep()
     if "mapping" in parts:
         result["mapping"] = mapping_alone(predictor, case)
+        keep()
     if "comparison" in parts:
         chosen = [c for c in grid if args.per_pass == "all" or c.name in args.per_pass.split(",")]
         result["comparison"] = compare_mappings(predictor, case, chosen)
