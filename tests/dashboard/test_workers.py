@@ -27,6 +27,7 @@ from tests.store.conftest import _drop_postgres, _fresh_postgres, write_phantom_
 
 DEMO_MODELS = Path(__file__).resolve().parents[2] / "models" / "demo" / "manifest.json"
 SECRET = "a key both processes share"
+START_TIMEOUT = 900  # seconds: under `chrt -i 0` on a busy machine the servers may wait long for a core
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -85,7 +86,8 @@ def test_two_processes_share_sign_ins_and_both_show_what_a_batch_wrote(url: str,
     shape = sitk.GetArrayFromImage(sitk.ReadImage(str(ct))).shape
     environment = {"QA_DATABASE_URL": url, "QA_ARTIFACTS_DIR": str(artifacts), "QA_SECRET_KEY": SECRET}
     with ExitStack() as servers:
-        first, second = (servers.enter_context(serving(1, environment)) for _ in range(2))
+        first, second = (servers.enter_context(serving(1, environment, start_timeout=START_TIMEOUT))
+                         for _ in range(2))
         browser = Browser(first)
         other = Browser(second)
         other.http.cookies = browser.http.cookies  # the first process's session cookie, sent to the second
