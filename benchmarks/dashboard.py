@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.http_client import CALLBACK, Prop, Value, callback_body
+
 log = logging.getLogger("benchmarks.dashboard")
 
 
@@ -54,20 +56,11 @@ class Dash:
             raise RuntimeError("the benchmark's account could not sign in")
         self.headers = csrf_header(self.client)
 
-    def call(self, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]],
-             state: list[tuple[str, str, Any]], changed: list[str]) -> float:
+    def call(self, outputs: list[Prop], inputs: list[Value], state: list[Value], changed: list[str]) -> float:
         """Seconds the server took to answer (the response is checked and decoded)."""
-        body = {
-            "output": outputs[0][0] + "." + outputs[0][1] if len(outputs) == 1
-            else ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
-            "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1
-            else {"id": outputs[0][0], "property": outputs[0][1]},
-            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
-            "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
-            "changedPropIds": changed,
-        }
+        body = callback_body(outputs, inputs, state, changed)
         began = time.perf_counter()
-        response = self.client.post("/_dash-update-component", json=body, headers=self.headers)
+        response = self.client.post(CALLBACK, json=body, headers=self.headers)
         elapsed = time.perf_counter() - began
         if response.status_code not in (200, 204):
             raise RuntimeError(f"callback {body['output']} answered {response.status_code}: {response.data[:500]!r}")
@@ -76,8 +69,10 @@ class Dash:
         return elapsed
 
 
-def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays: list[str], changed: str,
-                case: str, budget: float) -> float:
+def plane_request(plane: str, slices: dict[str, int], a: int, overlays: list[str], changed: str, case: str,
+                  budget: float) -> tuple[list[Prop], list[Value], list[Value], list[str]]:
+    """The slice browser's callback of ``plane``'s figures (configuration ``a`` alone) at ``slices``: outputs,
+    inputs, state and the changed input, as :meth:`Dash.call` and :func:`callback_body` take them."""
     others = [p for p in ("axial", "coronal", "sagittal") if p != plane]
     inputs = [(f"slice-{plane}", "data", slices[plane]), *((f"slice-{p}", "data", slices[p]) for p in others),
               ("viewer-a", "value", a), ("viewer-b", "value", None), ("viewer-window", "value", 400),
@@ -85,8 +80,13 @@ def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays
               ("viewer-structures", "value", [1, 2]), ("viewer-opacity", "value", 0.6),
               ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget), ("viewer-thickness", "value", 2),
               ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"])]
-    return dash.call([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs,
-                     [("viewer-case", "data", case)], [changed])
+    return ([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs, [("viewer-case", "data", case)],
+            [changed])
+
+
+def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays: list[str], changed: str,
+                case: str, budget: float) -> float:
+    return dash.call(*plane_request(plane, slices, a, overlays, changed, case, budget))
 
 
 def slice_changes(dash: Dash, case: str, a: int, shape: tuple[int, int, int], budget: float, count: int
@@ -111,22 +111,39 @@ def slice_changes(dash: Dash, case: str, a: int, shape: tuple[int, int, int], bu
     return figures
 
 
-def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeats: int, structures: list[str],
-                configurations: list[int], runs: int) -> dict[str, Any]:
-    """The cohort page's server work: layout, table and reliability diagram (first, then from the page caches)."""
+def cohort_requests(protocol_id: int, repeats: int, structures: list[str], configurations: list[int]
+                    ) -> tuple[tuple[list[Prop], list[Value], list[Value], list[str]], ...]:
+    """The cohort page's two callbacks (its table, its reliability diagram) for every repeat of the protocol."""
     filters = [("cohort-protocol", "value", protocol_id), ("cohort-repeats", "value", list(range(repeats))),
                ("cohort-dates", "start_date", None), ("cohort-dates", "end_date", None),
                ("cohort-reference-kind", "value", "all")]
+    return (([("cohort-grid", "rowData")], [*filters, ("cohort-structures", "value", structures)], [],
+             ["cohort-protocol.value"]),
+            ([("cohort-reliability", "figure")], [*filters, ("cohort-diagram-configurations", "value", configurations)],
+             [], ["cohort-protocol.value"]))
+
+
+def worklist_request(configuration: str, percent: float, minutes: float | None = None
+                     ) -> tuple[list[Prop], list[Value], list[Value], list[str]]:
+    """The worklist's content callback at ``percent`` of the ROI (or ``minutes`` per patient when given)."""
+    kind = "fraction" if minutes is None else "minutes"
+    return ([("worklist-content", "children"), ("worklist-url", "search")],
+            [("worklist-configuration", "value", configuration), ("worklist-kind", "value", kind),
+             ("worklist-percent", "value", percent), ("worklist-minutes", "value", minutes or 5),
+             ("worklist-model-set", "value", None)], [], ["worklist-percent.value"])
+
+
+def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeats: int, structures: list[str],
+                configurations: list[int], runs: int) -> dict[str, Any]:
+    """The cohort page's server work: layout, table and reliability diagram (first, then from the page caches)."""
+    table, diagram = cohort_requests(protocol_id, repeats, structures, configurations)
     totals = []
     for _ in range(runs):
         began = time.perf_counter()
         layout()
         parts = [time.perf_counter() - began]
-        parts.append(dash.call([("cohort-grid", "rowData")], [*filters, ("cohort-structures", "value", structures)],
-                               [], ["cohort-protocol.value"]))
-        parts.append(dash.call([("cohort-reliability", "figure")],
-                               [*filters, ("cohort-diagram-configurations", "value", configurations)], [],
-                               ["cohort-protocol.value"]))
+        parts.append(dash.call(*table))
+        parts.append(dash.call(*diagram))
         totals.append(parts)
     first = totals[0]
     return {"first_layout_ms": 1000 * first[0], "first_table_ms": 1000 * first[1],
@@ -140,12 +157,7 @@ def worklist_page(dash: Dash, stored: str, peer: str, map_cases: int) -> dict[st
     first views), then a budget the batch did not store (1.3 %: computed from the maps) and a time budget (5 min per
     patient: rounded down per case to a stored budget)."""
     def at(configuration: str, percent: float, minutes: float | None = None) -> float:
-        kind = "fraction" if minutes is None else "minutes"
-        return dash.call([("worklist-content", "children"), ("worklist-url", "search")],
-                         [("worklist-configuration", "value", configuration), ("worklist-kind", "value", kind),
-                          ("worklist-percent", "value", percent), ("worklist-minutes", "value", minutes or 5),
-                          ("worklist-model-set", "value", None)], [],
-                         ["worklist-percent.value"])
+        return dash.call(*worklist_request(configuration, percent, minutes))
 
     dash.call([("worklist-percent", "disabled"), ("worklist-minutes", "disabled")],  # warm-up: a trivial callback
               [("worklist-kind", "value", "fraction")], [], ["worklist-kind.value"])
@@ -158,9 +170,9 @@ def worklist_page(dash: Dash, stored: str, peer: str, map_cases: int) -> dict[st
     return figures
 
 
-def _rounded(value: Any) -> Any:
+def rounded(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     return round(value, 1) if isinstance(value, float) else value
 
 
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="qa-dashboard-bench-") as folder:
         figures = _run(args, Path(folder))
-    text = json.dumps(_rounded(figures), indent=2)
+    text = json.dumps(rounded(figures), indent=2)
     sys.stdout.write(text + "\n")
     if args.json:
         args.json.write_text(text)

@@ -3,8 +3,9 @@ predictor, the mapping alone, and the ``pooled`` vs ``per_pass`` grid mapping.
 
 Run::
 
-    python -m benchmarks.inference_grid [--size small|clinical] [--models models/demo/manifest.json]
-        [--device cpu|cuda] [--threads N] [--seed 4242] [--per-pass Base,DE | all] [--json out.json]
+    python -m benchmarks.inference_grid [--size small|clinical] [--models models/demo/manifest.json | --architecture
+        full] [--device cpu|cuda] [--threads N] [--seed 4242] [--per-pass Base,DE | all | none]
+        [--only grid,largest,peer,mapping,comparison] [--json out.json]
 
 On one case (``small``: a phantom on the plans' grid; ``clinical``: a 300 x 512 x 512 CT at 2.5 x 0.9 x 0.9 mm made
 from a phantom, :mod:`benchmarks.grid_cases`), in one process: (1) the whole grid (every configuration, each
@@ -14,7 +15,12 @@ from a phantom, :mod:`benchmarks.grid_cases`), in one process: (1) the whole gri
 export steps in NumPy, (5) time and peak resident memory of each (CUDA's peak allocation on a GPU), and (6) the
 difference between ``pooled`` and ``per_pass`` (largest |Δp|, argmax agreement, every metric of ``evaluate_case``)
 on this case (``--per-pass`` configurations: all of them for ``small``, Base and DE for ``clinical``, whose
-``per_pass`` costs ~15 s per pass here) and on the demo's real CT.
+``per_pass`` costs ~15 s per pass here) and on the demo's real CT. ``--only`` runs some of (1)-(6) alone.
+
+``--architecture full`` replaces the demo's tiny networks by nnU-Net's own default 3d_fullres architecture, planned
+by nnU-Net's ``ExperimentPlanner`` for the case's shape and spacing, untrained (seeded random weights: the timings
+do not depend on them), with the demo set's members (3 folds, 3 cycle checkpoints), written to a temporary folder
+(:mod:`benchmarks.full_models`); the report adds its patch size, stages and sliding-window patches per pass.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import io
 import json
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -132,64 +139,123 @@ def mapping_alone(predictor: MemberPredictor, case: Case) -> dict[str, float]:
             "network_shape": list(probabilities.shape[1:])}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement of the module's description, as a JSON-ready dict."""
+PARTS = ("grid", "largest", "peer", "mapping", "comparison")
+
+
+def sliding_window(predictor: MemberPredictor, case: Preprocessed) -> dict[str, Any]:
+    """The network's input shape for the case and the patches of one pass (nnU-Net's tiling, step 0.5)."""
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    shape = tuple(int(v) for v in case.data.shape[1:])
+    patch = tuple(predictor.configuration_manager.patch_size)
+    steps = compute_steps_for_sliding_window(shape, patch, 0.5)
+    return {"network_input_shape": list(shape), "patch_size": list(patch),
+            "patches_per_pass": int(np.prod([len(s) for s in steps]))}
+
+
+def models_for(args: argparse.Namespace, case: Case, workdir: Path) -> Path:
+    """``--models``, or the untrained full-size set planned for the case (``--architecture full``) under
+    ``workdir``."""
+    if args.architecture != "full":
+        return args.models
+    from benchmarks.full_models import build_full_model_set
+
+    spacing_zyx = tuple(reversed(case.image.GetSpacing()))
+    return build_full_model_set(workdir, case.labels.shape, spacing_zyx)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Every measurement of the module's description (of ``--only``'s parts), as a JSON-ready dict."""
     if args.threads:
         torch.set_num_threads(args.threads)
     case = phantom_case(args.seed, args.size)
-    model_set = load_model_set_file(args.models)
+    models = models_for(args, case, workdir)
+    model_set = load_model_set_file(models)
     predictor = MemberPredictor(model_set, choose_device(args.device))
     device = predictor.device
     grid = grid_for(model_set, predictor.mirror_axes())
     largest = max(grid, key=lambda c: len(c.passes))
     preprocessing = measured(lambda: predictor.preprocess(case.image), device)
-    predictor.network_logits(predictor.preprocess(case.image), model_set.members[0].name, IDENTITY)
+    preprocessed = predictor.preprocess(case.image)
+    first_pass = measured(lambda: predictor.network_logits(preprocessed, model_set.members[0].name, IDENTITY), device)
     result: dict[str, Any] = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(),
                               "torch": torch.__version__, "members": len(model_set.members),
                               "map_mib": len(model_set.labels) * case.labels.size * 4 / 2**20,
-                              "preprocessing": preprocessing}
-    result["grid"] = grid_run(predictor, case, grid)
-    result["largest"] = {**grid_run(predictor, case, [largest]), "name": largest.name}
-    result["peer"] = {**peer_run(model_set, case, device),
-                      "name": f"nnUNetPredictor DE+TTA ({len(largest.members)} folds, mirroring)"}
-    result["mapping"] = mapping_alone(predictor, case)
-    chosen = [c for c in grid if args.per_pass == "all" or c.name in args.per_pass.split(",")]
-    result["comparison"] = compare_mappings(predictor, case, chosen)
-    real = real_case(args.shared)
-    if real is not None:
-        result["real_ct_comparison"] = compare_mappings(predictor, real, grid)
+                              "preprocessing": preprocessing, "configuration": model_set.configuration,
+                              "models": "untrained nnU-Net default (--architecture full)"
+                              if args.architecture == "full" else str(models),
+                              "first_pass": first_pass, "sliding_window": sliding_window(predictor, preprocessed)}
+    parts = args.only.split(",")
+
+    def keep() -> None:
+        """Write what is measured so far (``--json``): a run stopped by a time limit keeps its finished parts."""
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    if "grid" in parts:
+        result["grid"] = grid_run(predictor, case, grid)
+        keep()
+    if "largest" in parts:
+        result["largest"] = {**grid_run(predictor, case, [largest]), "name": largest.name}
+        keep()
+    if "peer" in parts:
+        result["peer"] = {**peer_run(model_set, case, device), "passes": len(largest.passes),
+                          "name": f"nnUNetPredictor DE+TTA ({len(largest.members)} folds, mirroring)"}
+        keep()
+    if "mapping" in parts:
+        result["mapping"] = mapping_alone(predictor, case)
+        keep()
+    if "comparison" in parts:
+        chosen = [c for c in grid if args.per_pass == "all" or c.name in args.per_pass.split(",")]
+        result["comparison"] = compare_mappings(predictor, case, chosen)
+        real = real_case(args.shared)
+        if real is not None:
+            result["real_ct_comparison"] = compare_mappings(predictor, real, grid)
     return result
 
 
 def report(result: dict[str, Any]) -> str:
-    """The benchmark's text table."""
-    grid, largest, peer_run, mapping = result["grid"], result["largest"], result["peer"], result["mapping"]
-    unique, per_largest = grid["passes"], largest["passes"]
-    overhead = (grid["seconds"] / unique) / (largest["seconds"] / per_largest)
-
+    """The benchmark's text table (of the parts measured)."""
     def row(label: str, values: dict[str, float]) -> str:
         cuda = f", {values['cuda_peak_mib']:.0f} MiB CUDA" if values["cuda_peak_mib"] else ""
         return (f"  {label:58s} {values['seconds']:8.2f} s   peak +{values['peak_rss_mib']:6.0f} MiB RSS "
                 f"({values['peak_rss_mib'] / result['map_mib']:.2f} maps){cuda}")
 
+    window = result["sliding_window"]
     lines = [
         f"inference grid benchmark: torch {result['torch']}, device {result['device']}, threads {result['threads']}, "
-        f"{result['case']}, {result['members']} members; one CT-grid map = {result['map_mib']:.0f} MiB",
+        f"{result['case']}, {result['members']} members of {result['models']} ({result['configuration']}, patch "
+        f"{window['patch_size']}, {window['patches_per_pass']} patches per pass of {window['network_input_shape']}); "
+        f"one CT-grid map = {result['map_mib']:.0f} MiB",
         row("preprocessing (once per run below)", result["preprocessing"]),
-        row(f"whole grid ({grid['configurations']:.0f} configurations, {unique:.0f} passes, "
-            f"mapping {grid['mapping_seconds']:.1f} s)", grid),
-        row(f"largest alone ({largest['name']}, {per_largest:.0f} passes, mapping {largest['mapping_seconds']:.1f} s)",
-            largest),
-        row(f"peer: {peer_run['name']}", peer_run),
-        f"  grid / peer = {grid['seconds'] / peer_run['seconds']:.2f}x (goal <= {GOAL_PEER_RATIO}x); grid per pass / "
-        f"largest per pass = {overhead:.2f} (goal <= {GOAL_PASS_OVERHEAD})",
-        f"  mapping alone, network {mapping['network_shape']} -> CT grid: ours {mapping['ours']['seconds']:.2f} s "
-        f"(+{mapping['ours']['peak_rss_mib']:.0f} MiB), nnU-Net's export steps {mapping['nnunet']['seconds']:.2f} s "
-        f"(+{mapping['nnunet']['peak_rss_mib']:.0f} MiB), max |diff| {mapping['max_abs_difference']:.2g}",
-        format_comparison(result["comparison"]),
+        row("first pass (warm-up: one member, no mirroring)", result["first_pass"]),
     ]
-    if "real_ct_comparison" in result:
-        lines.append(format_comparison(result["real_ct_comparison"]))
+    grid, largest, peer_run = result.get("grid"), result.get("largest"), result.get("peer")
+    if grid:
+        lines.append(row(f"whole grid ({grid['configurations']:.0f} configurations, {grid['passes']:.0f} passes, "
+                         f"mapping {grid['mapping_seconds']:.1f} s; {grid['seconds'] / grid['passes']:.2f} s/pass)",
+                         grid))
+    if largest:
+        lines.append(row(f"largest alone ({largest['name']}, {largest['passes']:.0f} passes, mapping "
+                         f"{largest['mapping_seconds']:.1f} s)", largest))
+    if peer_run:
+        lines.append(row(f"peer: {peer_run['name']}; {peer_run['seconds'] / peer_run['passes']:.2f} s/pass",
+                         peer_run))
+    if grid and peer_run:
+        per_pass = (grid["seconds"] / grid["passes"]) / (peer_run["seconds"] / peer_run["passes"])
+        lines.append(f"  grid / peer = {grid['seconds'] / peer_run['seconds']:.2f}x (goal <= {GOAL_PEER_RATIO}x); "
+                     f"grid per pass / peer per pass = {per_pass:.2f}")
+    if grid and largest:
+        overhead = (grid["seconds"] / grid["passes"]) / (largest["seconds"] / largest["passes"])
+        lines.append(f"  grid per pass / largest per pass = {overhead:.2f} (goal <= {GOAL_PASS_OVERHEAD})")
+    if "mapping" in result:
+        mapping = result["mapping"]
+        lines.append(
+            f"  mapping alone, network {mapping['network_shape']} -> CT grid: ours {mapping['ours']['seconds']:.2f} s "
+            f"(+{mapping['ours']['peak_rss_mib']:.0f} MiB), nnU-Net's export steps "
+            f"{mapping['nnunet']['seconds']:.2f} s (+{mapping['nnunet']['peak_rss_mib']:.0f} MiB), max |diff| "
+            f"{mapping['max_abs_difference']:.2g}")
+    lines += [format_comparison(result[key]) for key in ("comparison", "real_ct_comparison") if key in result]
     return "\n".join(lines) + "\n"
 
 
@@ -198,7 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inference_grid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("small", "clinical"), default="small", help="the case (default small)")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="model-set JSON (default: demo models)")
+    parser.add_argument("--models", type=Path, help="model-set JSON (default: the demo models)")
+    parser.add_argument("--architecture", choices=("demo", "full"), default="demo",
+                        help="full: nnU-Net's default 3d_fullres architecture planned for the case, untrained, "
+                             "instead of --models (default demo)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, joined by commas (default all: "
+                                                                 f"{','.join(PARTS)})")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
     parser.add_argument("--seed", type=int, default=4242, help="phantom seed")
@@ -208,9 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shared/data folder with the demo's real CT (default: QA_SHARED_DATA or ../shared/data)")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
     args = parser.parse_args(argv)
+    if args.architecture == "full" and args.models:
+        parser.error("--models and --architecture full exclude each other (full builds its own model set)")
+    unknown = set(args.only.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    args.models = args.models or DEFAULT_MODELS
     args.per_pass = args.per_pass or ("all" if args.size == "small" else "Base,DE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    result = run(args)
+    with tempfile.TemporaryDirectory(prefix="qa-inference-grid-") as folder:
+        result = run(args, Path(folder))
     sys.stdout.write(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -5,6 +5,12 @@ is opened on first use and checked at each use until ready, so a store created o
 picked up on the next page load. A store is
 handed out only once its schema is at Alembic's head; until then :func:`get_store` raises
 :class:`~pipeline.store.database.StoreNotReadyError` with a message that names the fix.
+
+What is read is cached per process (maps, values derived from them or from queries, rendered pictures:
+:class:`~qa_dashboard.rendering.maps.MapCache`), and every cache is of one :func:`store_version`: each gunicorn
+worker or app process asks for the version when a page or the slice browser reads (:meth:`Store.refresh`) and drops
+what it read before when the batch, the protocol stage or ``attach-reference`` has written since, so no process
+serves what another's batch replaced.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,13 +29,34 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.errors import StoreNotReadyError
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
-from pipeline.store.schema import CaseResult, Protocol
+from pipeline.store.schema import (
+    CaseResult,
+    Image,
+    Processing,
+    Protocol,
+    ReferenceAttachment,
+    Run,
+    TemperatureFit,
+)
 from qa_dashboard.config import settings
-from qa_dashboard.rendering.maps import LruCache, MapCache
+from qa_dashboard.rendering.maps import MapCache
 
 T = TypeVar("T")
 MIGRATE_HINT = "python -m pipeline migrate"
-RENDER_CACHE_BYTES = 64 << 20  # rendered slice images (PNG data URIs), keyed by everything that shapes them
+
+
+def store_version(session: Session) -> tuple[object, ...]:
+    """A cheap token (one query of maxima and a count) that changes with every write of the batch (each case's
+    transaction stamps its processing; a run's end, with its OOD scores, stamps the run), of the protocol stage (new
+    protocol, temperature fits and TS results) and of ``attach-reference`` (a new attachment, the image updated).
+    Timestamps rather than ids alone: SQLite reuses the highest id after a delete, as a redone case does."""
+    newest = (func.max(Processing.completed_at), func.count(CaseResult.id), func.max(CaseResult.id),
+              func.max(Run.id), func.max(Run.finished_at), func.max(Protocol.created_at),
+              func.max(TemperatureFit.created_at), func.max(ReferenceAttachment.attached_at),
+              func.max(Image.updated_at))
+    tables = (Processing, CaseResult, CaseResult, Run, Run, Protocol, TemperatureFit, ReferenceAttachment, Image)
+    return tuple(session.execute(select(*(select(value).select_from(table).scalar_subquery()
+                                          for value, table in zip(newest, tables, strict=True)))).one())
 
 
 @dataclass
@@ -40,7 +67,6 @@ class Store:
     engine: Engine
     sessions: sessionmaker[Session]
     maps: MapCache
-    renders: LruCache = field(default_factory=lambda: LruCache(RENDER_CACHE_BYTES, len))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -48,13 +74,14 @@ class Store:
         with self.sessions() as session:
             yield session
 
+    def refresh(self, session: Session) -> None:
+        """Tie this process's caches to the store's current :func:`store_version` (emptied when it changed)."""
+        self.maps.at_version(store_version(session))
+
     def cached(self, session: Session, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()`` cached under ``key`` until the batch writes or removes results, or reruns a protocol."""
-        stamp = tuple(session.execute(select(
-            select(func.max(CaseResult.id)).scalar_subquery(),
-            select(func.count()).select_from(CaseResult).scalar_subquery(),
-            select(func.max(Protocol.id)).scalar_subquery())).one())
-        return self.maps.derived((key, stamp), compute)
+        """``compute()`` cached under ``key`` until the store's version changes (:meth:`refresh`)."""
+        self.refresh(session)
+        return self.maps.derived(key, compute)
 
 
 _stores: dict[tuple[str, Path], Store] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,6 @@ from qa_dashboard.store import Store
 # key → (name, window, level)
 PRESETS = {"1": ("soft tissue", 400.0, 40.0), "2": ("lung", 1500.0, -600.0), "3": ("liver", 150.0, 90.0),
            "4": ("bone", 2500.0, 480.0), "5": ("brain", 80.0, 40.0)}
-CASE_CACHE_SECONDS = 60  # a rerun batch's new results show within a minute
 DEFAULT_OVERLAYS = ("reference", "prediction", "entropy", "budget", "edits")
 DEFAULT_THICKNESS = 2  # pixels of a contour
 WINDOW_RANGE = (1.0, 4000.0)  # HU, what the W/L inputs and right-drag allow
@@ -76,7 +74,9 @@ class CaseView:
 
 
 def load(store: Store, name: str) -> CaseView | None:
-    """The case called ``name`` with its shown results (cached up to a minute); None for an unknown case."""
+    """The case called ``name`` with its shown results (cached until the store's version changes, which also
+    empties the caches of its maps and pictures: :meth:`~qa_dashboard.store.Store.refresh`); None for an unknown
+    case."""
     def read() -> CaseView | None:
         with store.session() as session:
             case = find_case(session, name)
@@ -84,7 +84,9 @@ def load(store: Store, name: str) -> CaseView | None:
                 return None
             return CaseView(case, {r.configuration_id: r for r in shown_results(session, case)})
 
-    return store.maps.derived(("case", name, int(time.monotonic() // CASE_CACHE_SECONDS)), read)
+    with store.session() as session:
+        store.refresh(session)
+    return store.maps.derived(("case", name), read)
 
 
 def middle(case: Case) -> views.Slices:

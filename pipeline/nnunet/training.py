@@ -302,7 +302,7 @@ def _nnunet_output(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment_variables(**values: str) -> Iterator[None]:
     """Set environment variables for the duration of the block."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -351,7 +351,7 @@ def _plan_and_preprocess(options: TrainingOptions) -> dict:
     started = time.perf_counter()
     fingerprint = extract_fingerprint_dataset(DATASET_ID, num_processes=options.processes, show_progress_bar=False)
     # the planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
-    with _environment(nnUNet_n_proc_DA="1"):
+    with environment_variables(nnUNet_n_proc_DA="1"):
         _, plans_name = plan_experiment_dataset(DATASET_ID, ExperimentPlanner)
     plans_file = Path(str(nnUNet_preprocessed)) / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}" / f"{plans_name}.json"
     plans = json.loads(plans_file.read_text())

@@ -47,7 +47,7 @@ def ct_picture(store: Store, case: Case, plane: str, index: int, window: float, 
         return None
     path, view = case.ct_path, geometry(case, plane)
     key = ("ct", path, plane, index, window, level)
-    return store.renders.get_or_compute(key, lambda: png_uri(
+    return store.maps.rendered(key, lambda: png_uri(
         ct_layer(_display(store, path, view, index), window, level, scale_for((view.n_rows, view.n_cols)))))
 
 
@@ -96,7 +96,7 @@ def overlay_picture(store: Store, case: Case, result: ShownResult, request: Over
         picture = overlay_layer(layers, request.style, scale_for((view.n_rows, view.n_cols)))
         return "" if picture is None else png_uri(picture)
 
-    return store.renders.get_or_compute(key, render) or None
+    return store.maps.rendered(key, render) or None
 
 
 def crosshair(view: ViewGeometry, slices: Slices) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import CohortFilter, summary
 from pipeline.store.database import alembic_config, make_engine, session_factory
 from pipeline.store.schema import Image
-from qa_dashboard import config, viewer
+from qa_dashboard import config
 from qa_dashboard.case_context import dicom_context
 from qa_dashboard.charts import PRIMARY, SHOWN_AT_FIRST, first_shown
 from qa_dashboard.queries.patient import find_case
@@ -229,10 +229,10 @@ def test_search_lists_opens_and_says_when_nothing_matches(browser: webdriver.Chr
 
 
 @pytest.fixture
-def dicom_case(sqlite_store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def dicom_case(sqlite_store: SeededStore) -> Iterator[str]:
     """phantom_9001 of the served store as a DICOM case with the stored acquisition (restored afterwards), read
-    afresh by the served app (not from its one-minute cache of cases an earlier test opened)."""
-    monkeypatch.setattr(viewer, "CASE_CACHE_SECONDS", 1e-9)
+    afresh by the served app (the image's update changes the store's version, so the app's cached case is
+    dropped)."""
     engine = make_engine(sqlite_store.url)
     sessions = session_factory(engine)
     with sessions.begin() as session:
