@@ -14,12 +14,20 @@ from sqlalchemy.orm import Session
 from pipeline.errors import InputError
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import CohortFilter, case_metrics, case_table, configurations, curves, summary
+from pipeline.store.strata import SCANNER
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import paired, per_case, protocol, reference_kind_counts, unreferenced_note
+from qa_dashboard.queries.cohort import (
+    acquisition_counts,
+    paired,
+    per_case,
+    protocol,
+    reference_kind_counts,
+    unreferenced_note,
+)
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.store import Store, get_store
 
@@ -44,6 +52,7 @@ def _page(store: Store, wanted: str | None) -> Component:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         counts = reference_kind_counts(session, chosen.id)
+        groups = acquisition_counts(session, chosen.id, SCANNER)
         options = [{"label": n, "value": i} for i, n in configurations(session, chosen.model_set_id)]
         means = _primary_means(store, session, chosen.id)
     ids = [o["value"] for o in options]
@@ -53,7 +62,7 @@ def _page(store: Store, wanted: str | None) -> Component:
     return html.Div([
         html.H3("Method comparison"),
         waiting,
-        protocol_filters(PREFIX, infos, chosen, counts),
+        protocol_filters(PREFIX, infos, chosen, counts, groups),
         dbc.Label("Configurations"),
         dcc.Dropdown(id="compare-configurations", options=options, value=shown, multi=True),
         html.Small(_shown_note(shown, dict(zip(ids, (o["label"] for o in options), strict=True)), means),
@@ -109,7 +118,8 @@ def layout(protocol: str | None = None, **_query: str) -> Component:
 register_protocol_callbacks(PREFIX)
 FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
-           Input(f"{PREFIX}-reference-kind", "value")]
+           Input(f"{PREFIX}-reference-kind", "value"), Input(f"{PREFIX}-stratum", "value"),
+           Input(f"{PREFIX}-group", "value")]
 
 
 def _configuration(value: Any, field: str, names: dict[int, str]) -> int:
@@ -127,8 +137,9 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
-def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
+def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, shown: Any
+            ) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], kind, key, group)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
     store = get_store()
@@ -139,9 +150,9 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, sho
 
 
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
-def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any
+def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, shown: Any
                    ) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], kind, key, group)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
@@ -155,15 +166,15 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: A
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
           Input("compare-configurations", "value"))
-def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: Any, b: Any, metric: Any,
-            shown: Any) -> tuple[Component, dict[str, Any]]:
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, a: Any, b: Any,
+            metric: Any, shown: Any) -> tuple[Component, dict[str, Any]]:
     """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
     B), the family a reader compares by eye."""
     a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
-    chosen = cohort_filter(protocol_id, repeats, start, end, family, reference_kind=kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, family, kind, key, group)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()

@@ -19,6 +19,7 @@ from pipeline.metrics.cohort import PairedComparison, paired_comparison
 from pipeline.review.worklist import NO_REFERENCE
 from pipeline.store.references import FINAL_CLINICAL, RESEARCH, reference_kind_is
 from pipeline.store.schema import Image, ModelSet, Processing, Protocol, SplitRole
+from pipeline.store.strata import group_counts, image_groups
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ def reference_kind_counts(session: Session, protocol_id: int) -> dict[str, int]:
     return {kind: int(session.scalar(select(func.count()).select_from(cases).where(
         reference_kind_is(kind, cases.c.image_id))) or 0) for kind in (FINAL_CLINICAL, RESEARCH)}
 
+
+
+def acquisition_counts(session: Session, protocol_id: int, key: str) -> dict[str, int]:
+    """The protocol's cases per group of the stratum ``key`` (:mod:`pipeline.store.strata`; ``unknown`` last)."""
+    cases = select(SplitRole.image_id).where(SplitRole.protocol_id == protocol_id).distinct()
+    return group_counts(image_groups(session, key, cases))
 
 
 def per_case(cases: pd.DataFrame, metric: str) -> pd.DataFrame:
