@@ -24,6 +24,7 @@ from pipeline.errors import StoreNotReadyError
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.schema import CaseResult, Protocol
+from pipeline.store.strata import acquisition_stamp
 from qa_dashboard.config import settings
 from qa_dashboard.rendering.maps import LruCache, MapCache
 
@@ -48,13 +49,16 @@ class Store:
         with self.sessions() as session:
             yield session
 
-    def cached(self, session: Session, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()`` cached under ``key`` until the batch writes or removes results, or reruns a protocol."""
+    def cached(self, session: Session, key: Hashable, compute: Callable[[], T], by_acquisition: bool = False) -> T:
+        """``compute()`` cached under ``key`` until the batch writes or removes results, or reruns a protocol, and with
+        ``by_acquisition`` (numbers grouped or filtered by acquisition) until a stored acquisition changes (the batch
+        stores a changed one without redoing the case)."""
         stamp = tuple(session.execute(select(
             select(func.max(CaseResult.id)).scalar_subquery(),
             select(func.count()).select_from(CaseResult).scalar_subquery(),
             select(func.max(Protocol.id)).scalar_subquery())).one())
-        return self.maps.derived((key, stamp), compute)
+        groups = acquisition_stamp(session) if by_acquisition else None
+        return self.maps.derived((key, stamp, groups), compute)
 
 
 _stores: dict[tuple[str, Path], Store] = {}

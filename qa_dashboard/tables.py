@@ -168,8 +168,9 @@ def load_rows(store: Store, chosen: CohortFilter, structures: list[str]) -> list
     with store.session() as session:
         info = protocol(session, chosen.protocol_id)
         names = dict(configurations(session, info.model_set_id))
-        overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen))
+        overall, per_structure = store.cached(session, ("summary", chosen), lambda: summary(session, chosen),
+                                                 by_acquisition=chosen.acquisition is not None)
         statistics = StatisticsSettings(correction=settings().multiple_comparisons)
         stats = store.cached(session, ("cell-statistics", chosen, statistics), lambda: cell_statistics(
-            case_values(session, chosen), table_metrics(), statistics))
+            case_values(session, chosen), table_metrics(), statistics), by_acquisition=chosen.acquisition is not None)
     return cohort_rows(overall, per_structure, names, structures, stats)

@@ -11,6 +11,7 @@ becomes the list of image ids in the group (:func:`in_group`).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -72,6 +73,12 @@ def group_counts(groups: Mapping[int, str]) -> dict[str, int]:
     """Images per group, the known groups by name, then :data:`UNKNOWN_GROUP` (when any)."""
     counts = Counter(groups.values())
     return {name: counts[name] for name in sorted(counts, key=lambda n: (n == UNKNOWN_GROUP, n))}
+
+
+def acquisition_stamp(session: Session) -> int:
+    """A fingerprint of every stored acquisition: it changes when one does (a cache of grouped numbers keys on it)."""
+    rows = session.execute(select(Image.id, Image.acquisition).order_by(Image.id))
+    return hash(tuple((int(i), json.dumps(record, sort_keys=True)) for i, record in rows))
 
 
 def in_group(session: Session, key: str, group: str, image_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -150,7 +150,8 @@ def _diagram(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, ke
     with store.session() as session:
         info = protocol(session, chosen.protocol_id)
         grid = configurations(session, info.model_set_id)
-        pooled = store.cached(session, ("reliability", chosen), lambda: reliability(session, chosen))
+        pooled = store.cached(session, ("reliability", chosen), lambda: reliability(session, chosen),
+                              by_acquisition=chosen.acquisition is not None)
     return charts.reliability_figure(pooled, dict(grid), {i: k for k, (i, _) in enumerate(grid)})
 
 
@@ -163,7 +164,8 @@ def _strata(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key
         return [], ""
     store = get_store()
     with store.session() as session:
-        frame = store.cached(session, ("strata", chosen, key), lambda: stratified(session, chosen, key))
+        frame = store.cached(session, ("strata", chosen, key), lambda: stratified(session, chosen, key),
+                             by_acquisition=True)
     rows = strata_rows(frame)
     flagged = sorted({f"{r['group']} ({r['configuration']})" for r in rows if r["differs"]})
     return rows, (f"Grouped by {stratum_label(key).lower()}. Calibration differs from the rest: "

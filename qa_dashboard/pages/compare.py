@@ -145,7 +145,8 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key
     store = get_store()
     with store.session() as session:
         names, positions = _grid(session, chosen.protocol_id)
-        frame = store.cached(session, ("curves", chosen), lambda: curves(session, chosen))
+        frame = store.cached(session, ("curves", chosen), lambda: curves(session, chosen),
+                             by_acquisition=chosen.acquisition is not None)
     return tuple(charts.curve_figure(frame, m, names, positions) for m in charts.CURVE_LABELS)
 
 
@@ -158,7 +159,8 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: A
     store = get_store()
     with store.session() as session:
         names, positions = _grid(session, chosen.protocol_id)
-        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
+        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen),
+                             by_acquisition=chosen.acquisition is not None)
     return tuple(charts.distribution_figure(per_case(cases, m), registry.metric(m).label, names, positions)
                  for m in BOXES)
 
@@ -181,7 +183,8 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key
     with store.session() as session:
         names, _ = _grid(session, chosen.protocol_id)
         a, b = _configuration(a, "compare-a.value", names), _configuration(b, "compare-b.value", names)
-        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
+        cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen),
+                             by_acquisition=chosen.acquisition is not None)
     result, values = paired(cases, metric, a, b)
     correction = settings().multiple_comparisons
     own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
