@@ -11,14 +11,17 @@ import pytest
 from sqlalchemy import select, update
 
 from pipeline.errors import InputError
+from pipeline.metrics.review_budget import Budget
+from pipeline.review.worklist import in_group
 from pipeline.store import cohort_numbers
 from pipeline.store.cohort_strata import stratified
 from pipeline.store.schema import Image, SplitRole
-from pipeline.store.strata import UNKNOWN_GROUP, group_of, image_groups
+from pipeline.store.strata import UNKNOWN_GROUP, group_counts, group_of, image_groups
 from qa_dashboard import filters
 from qa_dashboard.queries import cohort
+from qa_dashboard.queries.worklist import acquisition_groups, load_worklist
 from qa_dashboard.store import get_store
-from tests.dashboard.conftest import SeededStore
+from tests.dashboard.conftest import PLAN, SeededStore
 
 ALPHA = {"manufacturer": "SimCT", "manufacturer_model": "Alpha 64", "convolution_kernel": "STANDARD",
          "slice_thickness_mm": 12.0, "kvp": 120.0}
@@ -99,3 +102,21 @@ def test_the_per_group_table_counts_and_compares_the_cases(store: SeededStore, s
         assert row["differs"] == (row["n_cases"] >= 2 and not (row["ece_low"] <= 0 <= row["ece_high"]))
     assert not rows.loc[UNKNOWN_GROUP, "differs"], "a group of one case is never flagged"
     assert np.isfinite(rows["ece_difference"]).all()
+
+
+def test_the_worklist_narrows_to_a_group_and_names_each_cases(store: SeededStore, scanners: dict[str, str]) -> None:
+    from qa_dashboard.pages import worklist as page
+
+    whole = load_worklist(get_store(), "DE", Budget("fraction", PLAN.budget))
+    groups = acquisition_groups(get_store(), whole, "scanner")
+    names = {case.image_id: case.case for case in whole.cases}
+    assert {names[i]: g for i, g in groups.items()} == {n: g for n, g in scanners.items() if n in names.values()} | {
+        n: UNKNOWN_GROUP for n in names.values() if n not in scanners}, "cases outside the protocol: unknown"
+    counts = group_counts(groups)
+    assert len(counts) >= 2, "the listed cases span several groups"
+    for group in counts:
+        narrowed = in_group(whole, groups, group)
+        assert [c.case for c in narrowed.cases] == [c.case for c in whole.cases if groups[c.image_id] == group]
+        assert [c.rank for c in narrowed.cases] == sorted(c.rank for c in narrowed.cases), "ranks kept, in order"
+        assert {"label": f"{group} (n = {len(narrowed.cases)})", "value": group} in page._group_choices(counts)
+    assert page._group_choices(counts)[0]["label"] == f"every scan (n = {len(whole.cases)})"
