@@ -79,6 +79,15 @@ def group_options(groups: dict[str, int]) -> list[dict[str, object]]:
             *({"label": f"{name} (n = {n})", "value": name} for name, n in groups.items())]
 
 
+def register_group_reset(prefix: str) -> None:
+    """Another stratum chosen: every scan again (its groups are other ones); for pages whose group menu follows
+    their own content (worklist, trends)."""
+
+    @callback(Output(f"{prefix}-group", "value"), Input(f"{prefix}-stratum", "value"), prevent_initial_call=True)
+    def _every_scan(_key: Any) -> str:
+        return EVERY_SCAN
+
+
 def stratum(value: Any, name: str) -> str:
     """A stratum key of :data:`pipeline.store.strata.STRATA` (InputError otherwise)."""
     return str(inputs.choice(value or SCANNER, name, STRATUM_KEYS))

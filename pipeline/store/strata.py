@@ -69,6 +69,12 @@ def image_groups(session: Session, key: str, image_ids: Select | Iterable[int] |
     return {int(image_id): group_of(record, key) for image_id, record in session.execute(query)}
 
 
+def case_groups(session: Session, key: str) -> dict[str, str]:
+    """Each stored image's group in the stratum ``key``, by case name (image names are unique)."""
+    return {str(name): group_of(record, key) for name, record in session.execute(select(Image.name,
+                                                                                      Image.acquisition))}
+
+
 def group_counts(groups: Mapping[int, str]) -> dict[str, int]:
     """Images per group, the known groups by name, then :data:`UNKNOWN_GROUP` (when any)."""
     counts = Counter(groups.values())

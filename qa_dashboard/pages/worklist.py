@@ -34,7 +34,14 @@ from pipeline.store.strata import SCANNER, group_counts, stratum_label
 from qa_dashboard import auth, inputs
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
-from qa_dashboard.filters import EVERY_SCAN, acquisition_choice, acquisition_filters, group_options, stratum
+from qa_dashboard.filters import (
+    EVERY_SCAN,
+    acquisition_choice,
+    acquisition_filters,
+    group_options,
+    register_group_reset,
+    stratum,
+)
 from qa_dashboard.queries.trends import MARK_RULES, case_marks
 from qa_dashboard.queries.worklist import (
     STATE_CLASSES,
@@ -266,7 +273,4 @@ def _group_choices(counts: Any) -> list[dict[str, object]]:
     return group_options(checked)
 
 
-@callback(Output("worklist-group", "value"), Input("worklist-stratum", "value"), prevent_initial_call=True)
-def _every_scan(_key: Any) -> str:
-    """Another stratum: every scan again (its groups are other ones)."""
-    return EVERY_SCAN
+register_group_reset("worklist")

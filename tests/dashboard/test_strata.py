@@ -17,8 +17,10 @@ from pipeline.store import cohort_numbers
 from pipeline.store.cohort_strata import stratified
 from pipeline.store.schema import Image, SplitRole
 from pipeline.store.strata import UNKNOWN_GROUP, group_counts, group_of, image_groups
+from pipeline.store.trends import case_values, quantity
 from qa_dashboard import filters
 from qa_dashboard.queries import cohort
+from qa_dashboard.queries.trends import group_trends, trend
 from qa_dashboard.queries.worklist import acquisition_groups, load_worklist
 from qa_dashboard.store import get_store
 from tests.dashboard.conftest import PLAN, SeededStore
@@ -120,3 +122,27 @@ def test_the_worklist_narrows_to_a_group_and_names_each_cases(store: SeededStore
         assert [c.rank for c in narrowed.cases] == sorted(c.rank for c in narrowed.cases), "ranks kept, in order"
         assert {"label": f"{group} (n = {len(narrowed.cases)})", "value": group} in page._group_choices(counts)
     assert page._group_choices(counts)[0]["label"] == f"every scan (n = {len(whole.cases)})"
+
+
+def test_trends_per_group_and_narrowed_to_one(store: SeededStore, scanners: dict[str, str]) -> None:
+    from qa_dashboard.pages import trends as page
+
+    with get_store().session() as session:
+        values = case_values(session, quantities=[quantity("mean_entropy_roi")])
+        every, _ = trend(session, "DE", "mean_entropy_roi")
+        per_group = group_trends(session, "DE", "mean_entropy_roi", "scanner")
+        beta, _ = trend(session, "DE", "mean_entropy_roi", acquisition=("scanner", "VoxelWorks Beta 16"))
+    de = values[values["configuration"] == "DE"]
+    groups = de["case"].map(lambda name: scanners.get(name, UNKNOWN_GROUP))
+    assert list(per_group)[-1] == UNKNOWN_GROUP and set(per_group) == set(groups)
+    for group, points in per_group.items():
+        own = de[groups == group]
+        assert [p["n"] for p in points] == [int(n) for n in own.groupby("run_id")["value"].count()], group
+    assert beta == per_group["VoxelWorks Beta 16"]
+    assert sum(p["n"] for p in every) == sum(p["n"] for points in per_group.values() for p in points)
+    figure, _summary, options = page._chart("DE", "mean_entropy_roi", None, [], "scanner", "")
+    dotted = [t for t in figure["data"] if t.get("legendgroup") == "acquisition"]
+    assert [t["name"].split(" (n = ")[0] for t in dotted] == list(per_group)
+    assert options[0]["value"] == "" and {o["value"] for o in options[1:]} == set(per_group)
+    narrowed, _summary, _options = page._chart("DE", "mean_entropy_roi", None, [], "scanner", "VoxelWorks Beta 16")
+    assert not [t for t in narrowed["data"] if t.get("legendgroup") == "acquisition"]
