@@ -162,15 +162,22 @@ def paired_figure(values: pd.DataFrame, metric: str, a: str, b: str) -> dict[str
 def paired_summary(result: PairedComparison, metric: str, a: str, b: str, adjusted: float, family: int,
                    correction: str) -> list[tuple[str, str]]:
     """(label, value) rows of a paired comparison, with its p adjusted over the ``family`` pairs shown."""
-    def fmt(value: float, digits: int = 4) -> str:
-        return "—" if math.isnan(value) else f"{value:.{digits}f}"
-
+    fmt = _fixed
     method = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[correction]
     return [("cases (pairs)", str(result.n)), (f"mean difference of {metric} (A − B)", fmt(result.mean_difference)),
             ("95 % bootstrap CI", f"[{fmt(result.ci_low)}, {fmt(result.ci_high)}]"),
             ("Wilcoxon signed-rank p", fmt(result.wilcoxon_p, 4)),
             (f"p adjusted ({method}, {family} pairs of the shown configurations)", fmt(adjusted, 4)),
             ("A", a), ("B", b)]
+
+
+def _fixed(value: float, digits: int = 4) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def difference(result: PairedComparison) -> str:
+    """A paired comparison in one line: the mean difference (A − B) and its 95 % bootstrap CI."""
+    return f"{_fixed(result.mean_difference)} [{_fixed(result.ci_low)}, {_fixed(result.ci_high)}]"
 
 
 #: a trend point's status → its marker (colour, symbol)

@@ -14,15 +14,16 @@ from sqlalchemy.orm import Session
 from pipeline.errors import InputError
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import CohortFilter, case_metrics, case_table, configurations, curves, summary
-from pipeline.store.strata import SCANNER
+from pipeline.store.strata import SCANNER, image_groups, stratum_label
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
-from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
+from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks, stratum
 from qa_dashboard.queries.cohort import (
     acquisition_counts,
     paired,
+    paired_by_group,
     per_case,
     protocol,
     reference_kind_counts,
@@ -83,7 +84,8 @@ def _page(store: Store, wanted: str | None) -> Component:
             ], className="g-2 mb-2"),
             dbc.Row([dbc.Col(html.Div(id="compare-paired-summary"), md=4),
                      dbc.Col(dcc.Graph(id="compare-scatter", config=GRAPH_CONFIG), md=8)]),
-            help_text="each case's mean over the repeats it was tested in; bootstrap CI of the mean difference "
+            help_text="each case's mean over the repeats it was tested in (below: per group of the acquisition chosen "
+                      "above, with its n); bootstrap CI of the mean difference "
                       "(10 000 resamples) and Wilcoxon signed-rank test",
         ),
         dcc.Location(id="compare-nav", refresh="callback-nav"),
@@ -175,6 +177,7 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key
     a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
+    key = stratum(key, "compare-stratum.value")
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
     chosen = cohort_filter(protocol_id, repeats, start, end, family, kind, key, group)
     if chosen is None or a is None or b is None or metric is None:
@@ -185,11 +188,14 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key
         a, b = _configuration(a, "compare-a.value", names), _configuration(b, "compare-b.value", names)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen),
                              by_acquisition=chosen.acquisition is not None)
+        groups = image_groups(session, key, {int(i) for i in cases["image_id"]})
     result, values = paired(cases, metric, a, b)
     correction = settings().multiple_comparisons
     own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
     label = registry.metric(metric).label
     rows = charts.paired_summary(result, label, names[a], names[b], own, count, correction)
+    rows += [(f"{stratum_label(key)} {group} (n = {c.n})", charts.difference(c))
+             for group, c in paired_by_group(cases, metric, a, b, groups).items()]
     table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
                       id="compare-paired-table")
     return table, charts.paired_figure(values, label, names[a], names[b])

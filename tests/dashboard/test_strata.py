@@ -146,3 +146,23 @@ def test_trends_per_group_and_narrowed_to_one(store: SeededStore, scanners: dict
     assert options[0]["value"] == "" and {o["value"] for o in options[1:]} == set(per_group)
     narrowed, _summary, _options = page._chart("DE", "mean_entropy_roi", None, [], "scanner", "VoxelWorks Beta 16")
     assert not [t for t in narrowed["data"] if t.get("legendgroup") == "acquisition"]
+
+
+def test_the_paired_comparison_per_group(store: SeededStore, scanners: dict[str, str]) -> None:
+    from qa_dashboard.pages import compare as page
+
+    protocol_id, ids = store.seeded.protocol_id, store.seeded.configurations
+    with get_store().session() as session:
+        cases = cohort_numbers.case_table(session, cohort_numbers.CohortFilter(protocol_id))
+        groups = image_groups(session, "scanner")
+    per_group = cohort.paired_by_group(cases, "ece", ids["DE"], ids["Base"], groups)
+    _, both = cohort.paired(cases, "ece", ids["DE"], ids["Base"])
+    assert list(per_group)[-1] == UNKNOWN_GROUP
+    for group, result in per_group.items():
+        own = both[both["case"].map(scanners) == group]
+        assert result.n == len(own) and result.mean_difference == pytest.approx((own["a"] - own["b"]).mean())
+    table, _figure = page._paired(protocol_id, [], None, None, "all", "scanner", "", ids["DE"], ids["Base"], "ece",
+                                  [ids["DE"], ids["Base"]])
+    shown = str(table)
+    for group, result in per_group.items():
+        assert f"Scanner {group} (n = {result.n})" in shown
