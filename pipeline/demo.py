@@ -45,15 +45,18 @@ from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.phantoms.scanners import DEFAULT_SCANNER, SCANNER_B, Scanner
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.cohort_rows import (
     deployed_case_rows,
     deployed_ood_rows,
     latest_protocol,
     protocol_case_rows,
 )
+from pipeline.store.cohort_strata import stratified
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
 from pipeline.store.deployed import deployed_result
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
+from pipeline.store.strata import SCANNER
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,24 @@ def _shift_report(session: Session, model_set_id: int, order: list[str]) -> list
             "TS rows: deployed temperatures):", pd.DataFrame(rows).to_string(index=False)]
 
 
+def _scanner_report(session: Session, protocol_id: int) -> list[str]:
+    """The per-scanner table of the protocol's test cases (:mod:`pipeline.store.cohort_strata`): n per scanner, the
+    mean ROI ECE and its difference from the other scanners' cases with a case-bootstrap CI, flagged where it
+    excludes 0."""
+    frame = stratified(session, CohortFilter(protocol_id), SCANNER)
+    if frame["group"].nunique() < 2:
+        return []
+    ece = registry.metric("ece")
+    shown = pd.DataFrame({
+        "configuration": frame["configuration"], "scanner": frame["group"], "n": frame["n_cases"],
+        "DSC": frame["dsc_mean_fg"].map(registry.metric("dsc_mean_fg").format), "ECE": frame["ece"].map(ece.format),
+        "ECE vs rest [95 % CI]": [f"{ece.format(d)} [{ece.format(lo)}, {ece.format(hi)}]" for d, lo, hi in
+                                  zip(frame["ece_difference"], frame["ece_low"], frame["ece_high"], strict=True)],
+        "differs": frame["differs"].map({True: "yes", False: "no"})})
+    return ["\nPer scanner (test cases; each case's mean over the repeats it was tested in; CI: cases resampled "
+            "within the scanner and within the rest):", shown.to_string(index=False)]
+
+
 def _report(url: str, identity: str, repeats: int) -> str:
     engine = make_engine(url)
     with session_factory(engine)() as session:
@@ -192,6 +213,7 @@ def _report(url: str, identity: str, repeats: int) -> str:
             table = real[columns].round(digits)
             table[[c for c in columns if table[c].isna().all()]] = None  # no value in any row: printed None
             text.append(table.to_string(index=False))
+        text += _scanner_report(session, protocol.id)
         text += _shift_report(session, model_set.id, order)
     engine.dispose()
     return "\n".join(text)
