@@ -1,7 +1,10 @@
 """The demo on the embedded default: the committed demo models on a phantom cohort and a real CT, into the store.
 
 1. Migrates the store (``QA_DATABASE_URL``, default SQLite ``var/qa.sqlite3``) to head.
-2. Writes held-out phantoms (seeds 9000, 9001, …; never trained on) as a cohort folder under the work folder.
+2. Writes held-out phantoms (seeds 9000, 9001, …; never trained on) as a cohort folder under the work folder, the
+   last ones (:data:`SECOND_SCANNER_CASES`) made on the second simulated scanner (:mod:`pipeline.phantoms.scanners`),
+   with a manifest whose acquisition columns (manufacturer, model, kernel, slice thickness, kVp, contrast) the batch
+   stores per image.
 3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations).
 4. Runs the repeated hold-out protocol (R seeded 50/50 calibration/test splits): one temperature per TS
    configuration and repeat, TS results on each repeat's test cases, then a deployed fit on the whole cohort.
@@ -16,8 +19,10 @@ A second run finds every case unchanged and only reprints (the protocol is refit
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,27 +37,34 @@ from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, print_summary, run_batch
 from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
+from pipeline.io.acquisition import KEYS, Acquisition
 from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
 from pipeline.metrics.settings import DEFAULT_SETTINGS
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
+from pipeline.phantoms.scanners import DEFAULT_SCANNER, SCANNER_B, Scanner
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.cohort_rows import (
     deployed_case_rows,
     deployed_ood_rows,
     latest_protocol,
     protocol_case_rows,
 )
+from pipeline.store.cohort_strata import stratified
 from pipeline.store.database import alembic_config, make_engine, refresh_statistics, session_factory
 from pipeline.store.deployed import deployed_result
 from pipeline.store.schema import CaseResult, Configuration, Image, ModelSet, StructureResult, TemperatureFit
+from pipeline.store.strata import SCANNER
 
 log = logging.getLogger(__name__)
 
 
 DEMO_MODELS = REPO_ROOT / "models" / "demo" / "manifest.json"
 FIRST_SEED = 9000
+DEMO_CASES = 10
+SECOND_SCANNER_CASES = 4  # the demo cohort's last phantoms are made on scanner B (per-scanner tables, temperatures)
 NIGHT_SEEDS = range(9100, 9102)
 REAL_CT = ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz")
 TOTALSEGMENTATOR_SPLEEN = 1
@@ -60,20 +72,42 @@ REAL_NOTE = "TotalSegmentator model prediction (spleen only), not an expert cont
 DEMO_USERS = (("demo-admin", "admin"), ("demo-reviewer", "reviewer"), ("demo-approver", "approver"))
 
 
-def write_phantom_cohort(folder: Path, seeds: range, references: str = "references") -> Path:
-    """Phantom CTs and their observer references as NIfTI under ``folder/images`` and ``folder/<references>``.
+def write_phantom_cohort(folder: Path, seeds: range, references: str = "references",
+                         scanners: Mapping[int, Scanner] | None = None) -> Path:
+    """Phantom CTs and their observer references as NIfTI under ``folder/images`` and ``folder/<references>``, and
+    ``folder/manifest.csv``: one row per case with its CT, its reference (only under ``references``) and its
+    scanner's acquisition columns (:data:`pipeline.io.acquisition.KEYS`). ``scanners`` maps a seed to the simulated
+    scanner it is made on (default A).
 
     The demo's night (README, "A night in the clinic") puts the references under ``final_contours``: the batch finds
     no reference there, so the cases arrive unreferenced and their contours are attached later."""
     for sub in ("images", references):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    rows = []
     for seed in seeds:
-        phantom = generate_phantom(seed)
+        phantom = generate_phantom(seed, scanner=(scanners or {}).get(seed, DEFAULT_SCANNER))
+        name = f"phantom_{seed}"
         for array, sub in ((phantom.ct, "images"), (phantom.labels, references)):
             image = sitk.GetImageFromArray(array)
             image.SetSpacing(tuple(reversed(phantom.spacing)))
-            sitk.WriteImage(image, str(folder / sub / f"phantom_{seed}.nii.gz"), useCompression=True)
+            sitk.WriteImage(image, str(folder / sub / f"{name}.nii.gz"), useCompression=True)
+        acquisition = Acquisition.of(phantom.acquisition()).record() or {}
+        rows.append({"case": name, "ct": f"images/{name}.nii.gz",
+                     "reference": f"references/{name}.nii.gz" if references == "references" else "",
+                     **{key: str(acquisition.get(key, "")) for key in KEYS}})
+    with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["case", "ct", "reference", *KEYS])
+        writer.writeheader()
+        writer.writerows(rows)
     return folder
+
+
+def demo_scanners(seeds: range) -> dict[int, Scanner]:
+    """The demo cohort's scanners: its last :data:`SECOND_SCANNER_CASES` seeds (at most half of them) on scanner B,
+    the rest on A."""
+    count = min(SECOND_SCANNER_CASES, len(seeds) // 2)
+    second = set(seeds[len(seeds) - count:])
+    return {seed: SCANNER_B if seed in second else DEFAULT_SCANNER for seed in seeds}
 
 
 def real_ct_case(folder: Path, shared: Path) -> CaseSpec | None:
@@ -129,6 +163,24 @@ def _shift_report(session: Session, model_set_id: int, order: list[str]) -> list
             "TS rows: deployed temperatures):", pd.DataFrame(rows).to_string(index=False)]
 
 
+def _scanner_report(session: Session, protocol_id: int) -> list[str]:
+    """The per-scanner table of the protocol's test cases (:mod:`pipeline.store.cohort_strata`): n per scanner, the
+    mean ROI ECE and its difference from the other scanners' cases with a case-bootstrap CI, flagged where it
+    excludes 0."""
+    frame = stratified(session, CohortFilter(protocol_id), SCANNER)
+    if frame["group"].nunique() < 2:
+        return []
+    ece = registry.metric("ece")
+    shown = pd.DataFrame({
+        "configuration": frame["configuration"], "scanner": frame["group"], "n": frame["n_cases"],
+        "DSC": frame["dsc_mean_fg"].map(registry.metric("dsc_mean_fg").format), "ECE": frame["ece"].map(ece.format),
+        "ECE vs rest [95 % CI]": [f"{ece.format(d)} [{ece.format(lo)}, {ece.format(hi)}]" for d, lo, hi in
+                                  zip(frame["ece_difference"], frame["ece_low"], frame["ece_high"], strict=True)],
+        "differs": frame["differs"].map({True: "yes", False: "no"})})
+    return ["\nPer scanner (test cases; each case's mean over the repeats it was tested in; CI: cases resampled "
+            "within the scanner and within the rest):", shown.to_string(index=False)]
+
+
 def _report(url: str, identity: str, repeats: int) -> str:
     engine = make_engine(url)
     with session_factory(engine)() as session:
@@ -161,6 +213,7 @@ def _report(url: str, identity: str, repeats: int) -> str:
             table = real[columns].round(digits)
             table[[c for c in columns if table[c].isna().all()]] = None  # no value in any row: printed None
             text.append(table.to_string(index=False))
+        text += _scanner_report(session, protocol.id)
         text += _shift_report(session, model_set.id, order)
     engine.dispose()
     return "\n".join(text)
@@ -191,15 +244,16 @@ def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool) -
     return summary
 
 
-def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3,
+def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = DEMO_CASES, repeats: int = 3,
              tta: bool = True) -> int:
     """The demo of the module's description into the store of ``settings``; the exit code is 1 when a case failed."""
     if not models.is_file():
         raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
     url = settings.database_url
     command.upgrade(alembic_config(url), "head")
-    cohort = write_phantom_cohort(workdir / "phantoms", range(FIRST_SEED, FIRST_SEED + cases))
-    phantoms = _batch(discover(cohort, "phantom"), models, settings, tta)
+    seeds = range(FIRST_SEED, FIRST_SEED + cases)
+    cohort = write_phantom_cohort(workdir / "phantoms", seeds, scanners=demo_scanners(seeds))
+    phantoms = _batch(discover(cohort / "manifest.csv", "phantom"), models, settings, tta)
     engine = make_engine(url)
     identity = load_model_set_file(models).identity()
     with session_factory(engine).begin() as session:

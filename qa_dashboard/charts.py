@@ -13,7 +13,7 @@ from plotly.colors import hex_to_rgb
 from pipeline.metrics import registry
 from pipeline.metrics.calibration import ReliabilityBins
 from pipeline.metrics.cohort import PairedComparison
-from pipeline.styles import style
+from pipeline.styles import COLOURS, style
 
 SHOWN_AT_FIRST = 4  # configurations overlaid when a chart first opens (more can be chosen)
 #: the comparison's primary metric: the summary of its budget curves (mean UEO over budgets 0–5 %); the registry says
@@ -162,9 +162,7 @@ def paired_figure(values: pd.DataFrame, metric: str, a: str, b: str) -> dict[str
 def paired_summary(result: PairedComparison, metric: str, a: str, b: str, adjusted: float, family: int,
                    correction: str) -> list[tuple[str, str]]:
     """(label, value) rows of a paired comparison, with its p adjusted over the ``family`` pairs shown."""
-    def fmt(value: float, digits: int = 4) -> str:
-        return "—" if math.isnan(value) else f"{value:.{digits}f}"
-
+    fmt = _fixed
     method = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[correction]
     return [("cases (pairs)", str(result.n)), (f"mean difference of {metric} (A − B)", fmt(result.mean_difference)),
             ("95 % bootstrap CI", f"[{fmt(result.ci_low)}, {fmt(result.ci_high)}]"),
@@ -173,14 +171,25 @@ def paired_summary(result: PairedComparison, metric: str, a: str, b: str, adjust
             ("A", a), ("B", b)]
 
 
+def _fixed(value: float, digits: int = 4) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def difference(result: PairedComparison) -> str:
+    """A paired comparison in one line: the mean difference (A − B) and its 95 % bootstrap CI."""
+    return f"{_fixed(result.mean_difference)} [{_fixed(result.ci_low)}, {_fixed(result.ci_high)}]"
+
+
 #: a trend point's status → its marker (colour, symbol)
 TREND_MARKERS = {"ok": ("#1f77b4", "circle"), "tolerance": ("#ff7f0e", "diamond"), "action": ("#d62728", "x")}
 
 
-def trend_figure(points: list[dict[str, Any]], levels: Any, title: str, unit: str) -> dict[str, Any]:
+def trend_figure(points: list[dict[str, Any]], levels: Any, title: str, unit: str,
+                 groups: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """A quantity per nightly run: one marker per run coloured by its status (ok, out of tolerance, beyond action),
     the tolerance band shaded green and the action levels as red dashed lines (``levels``: a
-    :class:`pipeline.metrics.levels.Levels` or None)."""
+    :class:`pipeline.metrics.levels.Levels` or None); ``groups``: the same per acquisition group, a dotted line each
+    (its n in the hover)."""
     if not points:
         return empty_figure("no nightly run has a value of this quantity yet")
     data = [{"type": "scatter", "mode": "lines", "x": [p["started"] for p in points],
@@ -196,6 +205,14 @@ def trend_figure(points: list[dict[str, Any]], levels: Any, title: str, unit: st
                          "customdata": [[p["run"], p["n"]] for p in chosen],
                          "marker": {"color": marker_colour, "symbol": symbol, "size": 11},
                          "hovertemplate": "run %{customdata[0]}<br>%{y:.4g}<br>n = %{customdata[1]}<extra></extra>"})
+    for k, (group, own) in enumerate((groups or {}).items()):
+        data.append({"type": "scatter", "mode": "lines+markers", "name": f"{group} (n = {max(p['n'] for p in own)})",
+                     "x": [p["started"] for p in own], "y": [p["value"] for p in own],
+                     "customdata": [[p["run"], p["n"]] for p in own],
+                     "line": {"color": COLOURS[(k + 2) % len(COLOURS)], "dash": "dot", "width": 1.5},
+                     "marker": {"size": 6}, "legendgroup": "acquisition",
+                     "hovertemplate": f"{group}<br>run %{{customdata[0]}}<br>%{{y:.4g}}<br>n = %{{customdata[1]}}"
+                                      "<extra></extra>"})
     shapes = []
     if levels is not None:
         low, high = levels.tolerance_low, levels.tolerance_high

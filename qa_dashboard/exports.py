@@ -200,17 +200,19 @@ def _whole(raw: str | None, key: str) -> int | None:
 
 
 def _cohort_filter(args: Any) -> CohortFilter | None:
-    """The cohort page's filters from an address (``protocol=ID&repeat=R…&start=&end=&reference=KIND``); None
-    without a protocol."""
+    """The cohort page's filters from an address (``protocol=ID&repeat=R…&start=&end=&reference=KIND&stratum=KEY&
+    group=NAME``); None without a protocol."""
     repeats = args.getlist("repeat")
     if len(repeats) > MAX_VALUES:
         raise BadRequest(f"at most {MAX_VALUES} repeats")
     return cohort_filter(_whole(args.get("protocol"), "protocol"), [_whole(r, "repeat") for r in repeats],
-                         args.get("start"), args.get("end"), reference_kind=args.get("reference"))
+                         args.get("start"), args.get("end"), reference_kind=args.get("reference"),
+                         stratum_key=args.get("stratum"), group=args.get("group"))
 
 
 def cohort_file() -> Any:
-    """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND&structure=S…``: the cohort calibration
+    """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND&stratum=KEY&group=NAME&structure=S…``:
+    the cohort calibration
     table as the page shows it with those filters (reviewer and above)."""
     args = flask.request.args
 

@@ -79,7 +79,8 @@ class Store:
         self.maps.at_version(store_version(session))
 
     def cached(self, session: Session, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()`` cached under ``key`` until the store's version changes (:meth:`refresh`)."""
+        """``compute()`` cached under ``key`` until the store's version changes (:meth:`refresh`; a changed stored
+        acquisition too, which stamps its image's ``updated_at``)."""
         self.refresh(session)
         return self.maps.derived(key, compute)
 

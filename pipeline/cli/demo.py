@@ -20,7 +20,8 @@ def add_verbs(verbs: Any) -> None:
     demo = verbs.add_parser("demo", help="demo models on phantoms and a real CT, into the embedded store")
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"), help="folder for the demo's input files")
     demo.add_argument("--models", type=Path, help="model-set JSON or manifest (default: models/demo)")
-    demo.add_argument("--cases", type=int, default=6, help="held-out phantoms (seeds 9000, 9001, …; default 6)")
+    demo.add_argument("--cases", type=int, default=10, help="held-out phantoms (seeds 9000, 9001, …; default 10, the "
+                      "last 4 (at most half) on the second simulated scanner)")
     demo.add_argument("--repeats", type=int, default=3, help="calibration/test repeats of the protocol (default 3)")
     demo.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
     demo.set_defaults(handler=demo_command)

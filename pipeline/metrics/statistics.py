@@ -6,6 +6,9 @@ corrections over the comparisons shown, and "best" only where the data show it.
   together), so the interval reflects how many patients there are, not how many overlapping splits were drawn.
 - :func:`adjust_p_values` — Holm's step-down (family-wise error) or Benjamini–Hochberg (false discovery rate) over
   a family of p-values.
+- :func:`group_versus_rest` — per group of cases (a scanner): the difference of its mean from the other cases'
+  mean with a case bootstrap CI (cases resampled within the group and within the rest); a group "differs" where
+  the CI excludes 0.
 - :func:`mark_best` — per column: the configuration with the best mean is "best" only when its paired difference to
   every other configuration has a bootstrap CI excluding 0 in its favour and a multiplicity-adjusted Wilcoxon p below
   alpha; otherwise it and every configuration it cannot be told apart from are "tied".
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -119,6 +122,61 @@ def repeat_mean_interval(values: ArrayLike, settings: StatisticsSettings = DEFAU
     tail = (1 - settings.confidence) / 2
     low, high = np.nanquantile(resampled, [tail, 1 - tail])
     return Interval(estimate, float(low), float(high), int(cases.size))
+
+
+@dataclass(frozen=True)
+class GroupDifference:
+    """A group's mean minus the other cases' mean, with its bootstrap CI and how many cases each side has."""
+
+    group: str
+    estimate: float
+    low: float
+    high: float
+    n_group: int
+    n_rest: int
+
+    @property
+    def differs(self) -> bool:
+        """The CI excludes 0 (never for a side of fewer than :data:`MIN_GROUP_CASES` cases or an undefined CI)."""
+        sized = min(self.n_group, self.n_rest) >= MIN_GROUP_CASES
+        return sized and not math.isnan(self.low) and (self.low > 0 or self.high < 0)
+
+
+MIN_GROUP_CASES = 2  # a group (or rest) of one case has no spread of its own to resample: never flagged
+
+
+def group_versus_rest(values: ArrayLike, groups: Sequence[str], settings: StatisticsSettings = DEFAULT_STATISTICS
+                      ) -> list[GroupDifference]:
+    """Each group's mean minus the mean of every other case, with a percentile bootstrap CI.
+
+    Args:
+        values: one value per case (a case's metric, its mean over the repeats it was tested in); NaN cases are left
+            out.
+        groups: each case's group (a scanner, ``unknown``), as long as ``values``.
+        settings: level, resamples and seed.
+
+    The cases of the group and of the rest are resampled separately (seeded, so the same store gives the same CI);
+    groups in sorted order; NaN where a side has no case.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(groups, dtype=object)
+    if data.shape != labels.shape or data.ndim != 1:
+        raise ValueError(f"values and groups must be 1-D of one length, got {data.shape} and {labels.shape}")
+    known = ~np.isnan(data)
+    data, labels = data[known], labels[known]
+    tail = (1 - settings.confidence) / 2
+    found = []
+    for group in sorted({str(g) for g in labels}):
+        inside, rest = data[labels == group], data[labels != group]
+        if rest.size == 0:
+            found.append(GroupDifference(group, math.nan, math.nan, math.nan, int(inside.size), 0))
+            continue
+        resampled = (bootstrap_weights(inside.size, settings) @ inside / inside.size
+                     - bootstrap_weights(rest.size, replace(settings, seed=settings.seed + 1)) @ rest / rest.size)
+        low, high = np.quantile(resampled, [tail, 1 - tail])
+        found.append(GroupDifference(group, float(inside.mean() - rest.mean()), float(low), float(high),
+                                     int(inside.size), int(rest.size)))
+    return found
 
 
 def adjust_p_values(p_values: Sequence[float], correction: Correction = "holm") -> NDArray[np.float64]:

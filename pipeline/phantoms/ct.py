@@ -21,8 +21,9 @@ beside the vessels of six stations: cervical, axillary, mediastinal, para-aortic
 patient differs in size, fat, organ position and size, contrast, node count and noise (10-20 HU).
 
 Rendering: each structure is a signed distance (mm, negative inside; :mod:`pipeline.phantoms.solids`), painted
-in order on a grid 2x finer per axis and averaged down to the voxel grid, which gives partial-volume edges;
-correlated Gaussian noise is added last.
+in order on a grid 2x finer per axis; a simulated scanner (:mod:`pipeline.phantoms.scanners`: slice thickness,
+kernel sharpness, noise level; the default, A, is the rendering the demo models were trained on) averages it down to
+the voxel grid, which gives partial-volume edges, and adds correlated Gaussian noise last.
 ``truth`` is the majority label of the fine samples of a voxel; ``labels`` thresholds the same signed distances at
 the voxel centres, moved by the observer's shift and wobble. A 48 x 64 x 64 phantom takes about 0.2 s.
 """
@@ -39,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from numpy.typing import NDArray
-from scipy.ndimage import gaussian_filter
 
 from pipeline.phantoms import solids
+from pipeline.phantoms.scanners import DEFAULT_SCANNER, Scanner, reconstruct, with_noise
 from pipeline.phantoms.solids import Array, Box, Coords, Point, Shape3, Spacing3
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ FILE_ENDING = ".nii.gz"
 _NOMINAL_LENGTH_MM = 564.0  # z extent of the default geometry; sizes along z scale with the actual extent
 _FINE = 2  # supersampling factor per axis of the rendering grid
 _AIR, _FAT, _MUSCLE = -1000.0, -100.0, 45.0
-_HU_MIN, _HU_MAX = -1024, 3071
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Phantom:
         truth: the labels of the rendered anatomy, shape (Z, Y, X), uint8 in {0, 1, 2}.
         spacing: voxel size (z, y, x) in mm.
         seed: the seed that generated it.
+        scanner: the simulated scanner that made its CT (:mod:`pipeline.phantoms.scanners`).
     """
 
     ct: NDArray[np.int16]
@@ -75,6 +76,11 @@ class Phantom:
     truth: NDArray[np.uint8]
     spacing: Spacing3
     seed: int
+    scanner: Scanner = DEFAULT_SCANNER
+
+    def acquisition(self) -> dict[str, str | float]:
+        """What its scanner's header states for it (keys of :data:`pipeline.io.acquisition.FIELDS`)."""
+        return self.scanner.acquisition(self.spacing)
 
 
 class _Canvas:
@@ -170,13 +176,16 @@ class _Vessels:
         return float(np.interp(at, z, y)), float(np.interp(at, z, x)), float(np.interp(at, z, r))
 
 
-def generate_phantom(seed: int, shape: Shape3 = DEFAULT_SHAPE, spacing: Spacing3 = DEFAULT_SPACING) -> Phantom:
+def generate_phantom(seed: int, shape: Shape3 = DEFAULT_SHAPE, spacing: Spacing3 = DEFAULT_SPACING,
+                     scanner: Scanner = DEFAULT_SCANNER) -> Phantom:
     """A seeded CT-like phantom of the trunk with its lymph nodes and spleen (see the module's description).
 
     Args:
-        seed: the random seed; the same seed, shape and spacing give the same phantom, bit for bit.
+        seed: the random seed; the same seed, shape, spacing and scanner give the same phantom, bit for bit (the same
+            seed on another scanner: the same anatomy and references, another CT).
         shape: voxels (Z, Y, X), neck to groin along Z.
         spacing: voxel size (z, y, x) in mm.
+        scanner: the simulated scanner (:mod:`pipeline.phantoms.scanners`; default A).
 
     Returns:
         A :class:`Phantom`: ct (Z, Y, X) int16 HU, labels and truth (Z, Y, X) uint8, spacing (z, y, x) mm.
@@ -201,10 +210,10 @@ def generate_phantom(seed: int, shape: Shape3 = DEFAULT_SHAPE, spacing: Spacing3
     for node in nodes:
         canvas.paint(node, float(rng.uniform(80.0, 105.0)), LYMPH_NODES)
 
-    ct = _finish_ct(canvas.hu, shape3, rng)
+    ct = with_noise(reconstruct(canvas.hu, shape3, spacing3, _FINE, scanner), rng, scanner)
     truth = _majority_labels(canvas.owner, shape3)
     labels = _observer_reference(rng, coarse, spleen, nodes)
-    return Phantom(ct=ct, labels=labels, truth=truth, spacing=spacing3, seed=int(seed))
+    return Phantom(ct=ct, labels=labels, truth=truth, spacing=spacing3, seed=int(seed), scanner=scanner)
 
 
 def case_identifier(case_prefix: str, seed: int) -> str:
@@ -509,15 +518,6 @@ def _axillary_nodes(rng: np.random.Generator, body: _Body, inside: solids.Solid)
             )
             nodes.append(solids.intersection(solids.ellipsoid(center, semi), inside))
     return nodes
-
-
-def _finish_ct(fine_hu: Array, shape: Shape3, rng: np.random.Generator) -> NDArray[np.int16]:
-    """Average the fine grid down to voxels (partial volume), add correlated noise (10-20 HU), round to int16."""
-    ct = fine_hu.reshape(shape[0], _FINE, shape[1], _FINE, shape[2], _FINE).mean(axis=(1, 3, 5))
-    sigma = float(rng.uniform(10.0, 20.0))
-    noise = gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma=0.6)
-    ct = ct + noise * (sigma / max(float(noise.std()), 1e-6))
-    return np.clip(np.rint(ct), _HU_MIN, _HU_MAX).astype(np.int16)
 
 
 def _majority_labels(owner: NDArray[np.uint8], shape: Shape3) -> NDArray[np.uint8]:

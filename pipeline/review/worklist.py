@@ -116,6 +116,12 @@ class Worklist:
         return sum(item.state in (State.PENDING, State.IN_REVIEW) for case in self.cases for item in case.items)
 
 
+def in_group(worklist: Worklist, groups: dict[int, str], group: str) -> Worklist:
+    """The worklist's cases whose image is in ``group`` (``groups``: image id → acquisition group,
+    :func:`pipeline.store.strata.image_groups`), ranks kept: the list narrowed to one scanner, kernel, …"""
+    return replace(worklist, cases=tuple(c for c in worklist.cases if groups.get(c.image_id) == group))
+
+
 @dataclass(frozen=True)
 class ResultRef:
     """What locating one case's maps needs."""

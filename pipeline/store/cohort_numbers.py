@@ -36,6 +36,7 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
+from pipeline.store.strata import in_group
 
 ALL_FOREGROUND = "all foreground"  # the rows of the whole case (every foreground structure)
 CURVE_METRICS = ("ueo", "recall", "precision", "flagged_ml")
@@ -43,8 +44,9 @@ CURVE_METRICS = ("ueo", "recall", "precision", "flagged_ml")
 
 @dataclass(frozen=True)
 class CohortFilter:
-    """Which results count: a protocol, optionally some repeats, configurations, a processing date range and the
-    cases' reference kind (:mod:`pipeline.store.references`)."""
+    """Which results count: a protocol, optionally some repeats, configurations, a processing date range, the
+    cases' reference kind (:mod:`pipeline.store.references`) and their acquisition group: (stratum key, group) of
+    :mod:`pipeline.store.strata` (``("scanner", "unknown")``)."""
 
     protocol_id: int
     repeats: tuple[int, ...] | None = None
@@ -52,6 +54,7 @@ class CohortFilter:
     start: date | None = None
     end: date | None = None
     reference_kind: str | None = None
+    acquisition: tuple[str, str] | None = None
 
 
 
@@ -63,7 +66,7 @@ def configurations(session: Session, model_set_id: int) -> list[tuple[int, str]]
 
 
 
-def selection(f: CohortFilter) -> Select:
+def selection(session: Session, f: CohortFilter) -> Select:
     """(repeat, result_id, image_id, configuration_id) of every result that counts for ``f``."""
     query = (
         select(SplitRole.repeat.label("repeat"), CaseResult.id.label("result_id"),
@@ -82,6 +85,8 @@ def selection(f: CohortFilter) -> Select:
         query = query.where(Configuration.id.in_(f.configurations))
     if f.reference_kind is not None:
         query = query.where(reference_kind_is(f.reference_kind, CaseResult.image_id))
+    if f.acquisition is not None:
+        query = query.where(in_group(session, *f.acquisition, CaseResult.image_id))
     if f.start is not None or f.end is not None:
         query = query.join(Processing, Processing.id == CaseResult.processing_id)
         if f.start is not None:
@@ -91,9 +96,9 @@ def selection(f: CohortFilter) -> Select:
     return query
 
 
-def chosen(f: CohortFilter) -> CTE:
+def chosen(session: Session, f: CohortFilter) -> CTE:
     """The selection as a materialised CTE: the database resolves it once, before joining the big tables."""
-    return selection(f).cte("chosen").prefix_with("MATERIALIZED")
+    return selection(session, f).cte("chosen").prefix_with("MATERIALIZED")
 
 
 def _frame(session: Session, query: Select) -> pd.DataFrame:
@@ -109,7 +114,7 @@ def case_metrics() -> tuple[str, ...]:
 def case_table(session: Session, f: CohortFilter) -> pd.DataFrame:
     """One row per (repeat, test case, configuration): case name, configuration name and position, and every
     case-level metric of the registry."""
-    picked = chosen(f)
+    picked = chosen(session, f)
     query = (
         select(picked.c.repeat, picked.c.image_id, Image.name.label("case"), picked.c.configuration_id,
                Configuration.name.label("configuration"), Configuration.position, picked.c.result_id)
@@ -128,7 +133,7 @@ def case_values(session: Session, f: CohortFilter) -> pd.DataFrame:
     """Every per-case number behind the cohort table, long: one row per (repeat, test case, configuration, structure,
     metric) with ``value`` — the case-level metrics under ``structure`` = :data:`ALL_FOREGROUND` and the
     structure-level metrics of the registry under each foreground structure's name."""
-    picked = chosen(f)
+    picked = chosen(session, f)
     cases = case_table(session, f)
     whole = cases.melt(id_vars=["repeat", "case", "configuration_id"], value_vars=list(case_metrics()),
                        var_name="metric", value_name="value").assign(structure=ALL_FOREGROUND)
@@ -150,7 +155,7 @@ def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFra
     those per-repeat means gives the mean and SD over repeats. Both frames carry ``n_cases`` (distinct test cases
     per configuration) and ``n_repeats``.
     """
-    picked = chosen(f)
+    picked = chosen(session, f)
     per_repeat = group_means(session, picked, ("configuration_id", "repeat"))
     if per_repeat.empty:
         return pd.DataFrame(), pd.DataFrame()
@@ -176,7 +181,7 @@ def summary(session: Session, f: CohortFilter) -> tuple[pd.DataFrame, pd.DataFra
 
 def reliability(session: Session, f: CohortFilter) -> dict[int, ReliabilityBins]:
     """Pooled reliability bins per configuration: bins summed per repeat by the database, pooled over repeats."""
-    picked = chosen(f)
+    picked = chosen(session, f)
     query = (
         select(picked.c.configuration_id, picked.c.repeat, ReliabilityBin.group, ReliabilityBin.bin,
                func.sum(ReliabilityBin.count).label("count"),
@@ -205,7 +210,7 @@ def reliability(session: Session, f: CohortFilter) -> dict[int, ReliabilityBins]
 
 def curves(session: Session, f: CohortFilter) -> pd.DataFrame:
     """Per configuration and budget: mean and SD over repeats of the per-repeat mean curves (UEO, recall, …)."""
-    picked = chosen(f)
+    picked = chosen(session, f)
     query = (
         select(picked.c.configuration_id, picked.c.repeat, CurvePoint.budget_index,
                func.min(CurvePoint.budget).label("budget"),

@@ -12,12 +12,21 @@ from dash.development.base_component import Component
 from pipeline.errors import InputError
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
+from pipeline.store.strata import SCANNER, image_groups, stratum_label
 from qa_dashboard import charts, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
-from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks
-from qa_dashboard.queries.cohort import paired, per_case, protocol, reference_kind_counts, unreferenced_note
+from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks, stratum
+from qa_dashboard.queries.cohort import (
+    acquisition_counts,
+    paired,
+    paired_by_group,
+    per_case,
+    protocol,
+    reference_kind_counts,
+    unreferenced_note,
+)
 from qa_dashboard.queries.cohort import protocols as list_protocols
 from qa_dashboard.shown_configurations import shown_for
 from qa_dashboard.store import Store, get_store
@@ -42,12 +51,13 @@ def _page(store: Store, wanted: str | None) -> Component:
             return not_found(f"There is no protocol {wanted!r}.")
         waiting = unreferenced_alert(unreferenced_note(session, chosen.model_set_id))
         counts = reference_kind_counts(session, chosen.id)
+        groups = acquisition_counts(session, chosen.id, SCANNER)
         choice = shown_for(store, session, chosen)
     dropdown = {"options": choice.options, "clearable": False}
     return html.Div([
         html.H3("Method comparison"),
         waiting,
-        protocol_filters(PREFIX, infos, chosen, counts),
+        protocol_filters(PREFIX, infos, chosen, counts, groups),
         dbc.Label("Configurations"),
         dcc.Dropdown(id="compare-configurations", options=choice.options, value=choice.shown, multi=True),
         html.Small(choice.note, id="compare-shown-note", className="text-muted d-block mb-3"),
@@ -67,7 +77,8 @@ def _page(store: Store, wanted: str | None) -> Component:
             ], className="g-2 mb-2"),
             dbc.Row([dbc.Col(html.Div(id="compare-paired-summary"), md=4),
                      dbc.Col(dcc.Graph(id="compare-scatter", config=GRAPH_CONFIG), md=8)]),
-            help_text="each case's mean over the repeats it was tested in; bootstrap CI of the mean difference "
+            help_text="each case's mean over the repeats it was tested in (below: per group of the acquisition chosen "
+                      "above, with its n); bootstrap CI of the mean difference "
                       "(10 000 resamples) and Wilcoxon signed-rank test",
         ),
         dcc.Location(id="compare-nav", refresh="callback-nav"),
@@ -99,7 +110,8 @@ def _choices_of(protocol_id: Any) -> tuple[Any, ...]:
 
 FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "value"),
            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
-           Input(f"{PREFIX}-reference-kind", "value")]
+           Input(f"{PREFIX}-reference-kind", "value"), Input(f"{PREFIX}-stratum", "value"),
+           Input(f"{PREFIX}-group", "value")]
 
 
 def _configuration(value: Any, field: str, names: dict[int, str]) -> int:
@@ -117,8 +129,9 @@ def _grid(session: Any, protocol_id: int) -> tuple[dict[int, str], dict[int, int
 
 @callback(*(Output(f"compare-{m}", "figure") for m in charts.CURVE_LABELS), *FILTERS,
           Input("compare-configurations", "value"))
-def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
+def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, shown: Any
+            ) -> tuple[dict[str, Any], ...]:
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], kind, key, group)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in charts.CURVE_LABELS)
     store = get_store()
@@ -129,9 +142,9 @@ def _curves(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, sho
 
 
 @callback(*(Output(f"compare-{m}-box", "figure") for m in BOXES), *FILTERS, Input("compare-configurations", "value"))
-def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, shown: Any
+def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, shown: Any
                    ) -> tuple[dict[str, Any], ...]:
-    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], reference_kind=kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, shown or [], kind, key, group)
     if chosen is None:
         return tuple(charts.empty_figure("choose a protocol") for _ in BOXES)
     store = get_store()
@@ -145,15 +158,16 @@ def _distributions(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: A
 @callback(Output("compare-paired-summary", "children"), Output("compare-scatter", "figure"), *FILTERS,
           Input("compare-a", "value"), Input("compare-b", "value"), Input("compare-metric", "value"),
           Input("compare-configurations", "value"))
-def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: Any, b: Any, metric: Any,
-            shown: Any) -> tuple[Component, dict[str, Any]]:
+def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, key: Any, group: Any, a: Any, b: Any,
+            metric: Any, shown: Any) -> tuple[Component, dict[str, Any]]:
     """A − B on the same cases; its Wilcoxon p is adjusted over every pair of the configurations shown (with A and
     B), the family a reader compares by eye."""
     a, b = inputs.optional(inputs.integer, a, "compare-a.value"), inputs.optional(inputs.integer, b, "compare-b.value")
     metric = inputs.optional(inputs.choice, metric, "compare-metric.value", case_metrics())
     shown = inputs.listed(shown, "compare-configurations.value", inputs.integer)
+    key = stratum(key, "compare-stratum.value")
     family = sorted({*shown, *(c for c in (a, b) if c is not None)})
-    chosen = cohort_filter(protocol_id, repeats, start, end, family, reference_kind=kind)
+    chosen = cohort_filter(protocol_id, repeats, start, end, family, kind, key, group)
     if chosen is None or a is None or b is None or metric is None:
         return html.Span("choose a protocol, A, B and a metric"), charts.empty_figure("nothing to compare")
     store = get_store()
@@ -161,11 +175,14 @@ def _paired(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any, a: 
         names, _ = _grid(session, chosen.protocol_id)
         a, b = _configuration(a, "compare-a.value", names), _configuration(b, "compare-b.value", names)
         cases = store.cached(session, ("cases", chosen), lambda: case_table(session, chosen))
+        groups = image_groups(session, key, {int(i) for i in cases["image_id"]})
     result, values = paired(cases, metric, a, b)
     correction = settings().multiple_comparisons
     own, count = family_adjusted_p(per_case(cases, metric), a, b, family, correction)
     label = registry.metric(metric).label
     rows = charts.paired_summary(result, label, names[a], names[b], own, count, correction)
+    rows += [(f"{stratum_label(key)} {group} (n = {c.n})", charts.difference(c))
+             for group, c in paired_by_group(cases, metric, a, b, groups).items()]
     table = dbc.Table([html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])], size="sm",
                       id="compare-paired-table")
     return table, charts.paired_figure(values, label, names[a], names[b])

@@ -1,5 +1,7 @@
 """Trends: per configuration and quantity (:data:`pipeline.store.trends.QUANTITIES`), the value of every nightly run
-over time with the tolerance band and the action levels; points out of tolerance or beyond action are marked. Below,
+over time with the tolerance band and the action levels; points out of tolerance or beyond action are marked. The
+acquisition controls (:mod:`pipeline.store.strata`) add a dotted line per group of the chosen stratum (scanner,
+kernel, slice thickness, …; its n in the legend and hover), or narrow the values to one group. Below,
 the stored levels, and for an administrator the form that sets or clears them (every change audited; the service
 refuses anyone else, whatever the browser sends)."""
 
@@ -18,7 +20,14 @@ from pipeline.store.trend_schema import EVERY
 from pipeline.store.trends import QUANTITIES, quantity
 from qa_dashboard import auth, charts, inputs
 from qa_dashboard.components import grid, guarded, section
-from qa_dashboard.queries.trends import choices, level_rows, trend
+from qa_dashboard.filters import (
+    acquisition_choice,
+    acquisition_filters,
+    group_options,
+    register_group_reset,
+    stratum,
+)
+from qa_dashboard.queries.trends import choices, group_trends, level_rows, trend
 from qa_dashboard.store import Store, get_store
 
 dash.register_page(__name__, path="/trends", title="Trends", name="Trends")
@@ -71,6 +80,7 @@ def _page(store: Store) -> Component:
             dbc.Col([dbc.Label("Structure"), dcc.Dropdown(id="trend-structure", options=[], value=None,
                                                           disabled=True, className="mb-2")], md=3),
         ]),
+        dbc.Row(acquisition_filters("trend", {}), className="mb-2"),
         dcc.Graph(id="trend-graph", config={"displaylogo": False}),
         html.Div(id="trend-summary", className="small text-muted mb-3"),
         section("Tolerance and action levels", grid("levels-grid", LEVEL_COLUMNS, rows, 220), _form(admin),
@@ -104,24 +114,32 @@ def _structures(name: Any, structures: Any) -> tuple[Any, Any, bool]:
     return _options(listed), listed[0] if listed else None, False
 
 
-@callback(Output("trend-graph", "figure"), Output("trend-summary", "children"),
+@callback(Output("trend-graph", "figure"), Output("trend-summary", "children"), Output("trend-group", "options"),
           Input("trend-configuration", "value"), Input("trend-quantity", "value"), Input("trend-structure", "value"),
-          Input("levels-grid", "rowData"))
-def _chart(configuration: Any, name: Any, structure: Any, _levels: Any) -> tuple[Any, str]:
+          Input("levels-grid", "rowData"), Input("trend-stratum", "value"), Input("trend-group", "value"))
+def _chart(configuration: Any, name: Any, structure: Any, _levels: Any, key: Any, group: Any
+           ) -> tuple[Any, str, Any]:
     name = _quantity(name)
+    key, chosen = stratum(key, "trend-stratum.value"), acquisition_choice(key, group)
     if configuration is None:
-        return charts.empty_figure("no configuration has a value yet"), ""
+        return charts.empty_figure("no configuration has a value yet"), "", group_options({})
     configuration = inputs.text(configuration, "trend-configuration.value", 64)
     structure = _structure(name, structure)
     item = quantity(name)
     with get_store().session() as session:
-        points, levels = trend(session, configuration, name, structure)
-    title = " ".join(p for p in (configuration, structure, item.label) if p)
+        points, levels = trend(session, configuration, name, structure, chosen)
+        groups = group_trends(session, configuration, name, key, structure)
+    counts = {g: max((p["n"] for p in own), default=0) for g, own in groups.items()}
+    title = " ".join(p for p in (configuration, structure, item.label, chosen[1] if chosen else "") if p)
     out = [p for p in points if p["status"] != "ok"]
     summary = (f"{len(points)} run(s); " + ("no levels set" if levels is None else
                                             f"{len(out)} out of tolerance, "
                                             f"{sum(p['status'] == 'action' for p in out)} beyond action"))
-    return charts.trend_figure(points, levels, title, item.unit), summary
+    return (charts.trend_figure(points, levels, title, item.unit, None if chosen else groups), summary,
+            group_options(counts))
+
+
+register_group_reset("trend")
 
 
 def _bound(value: Any, name: str) -> float | None:

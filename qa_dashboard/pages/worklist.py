@@ -12,6 +12,9 @@ the default budget (2 %). Each case shows its expected review minutes (flagged m
 department's measured median seconds per mL, or the placeholder until enough reviews are measured, labelled so), and
 the list its total. The controls keep the address in step without a reload (``qa_dashboard.worklist_address``); each
 region links to the slice browser with the same budget and a way back, and is ticked once a reviewer opened it.
+The acquisition controls show each case's group (scanner, kernel, slice thickness, …; ``unknown`` where not
+stated) in the case grid and narrow the lists to one group, each offered with its n of cases
+(:mod:`pipeline.store.strata`); the exports keep the whole list.
 """
 
 from __future__ import annotations
@@ -26,13 +29,23 @@ from dash.development.base_component import Component
 
 from pipeline.metrics.review_budget import Budget, ReviewRate
 from pipeline.review.workflow import Action, allowed
-from pipeline.review.worklist import Worklist, default_configuration
+from pipeline.review.worklist import Worklist, default_configuration, in_group
+from pipeline.store.strata import SCANNER, group_counts, stratum_label
 from qa_dashboard import auth, inputs
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
+from qa_dashboard.filters import (
+    EVERY_SCAN,
+    acquisition_choice,
+    acquisition_filters,
+    group_options,
+    register_group_reset,
+    stratum,
+)
 from qa_dashboard.queries.trends import MARK_RULES, case_marks
 from qa_dashboard.queries.worklist import (
     STATE_BADGE_RENDERER,
+    acquisition_groups,
     case_rows,
     configurations,
     expected_minutes,
@@ -52,6 +65,8 @@ dash.register_page(__name__, path="/worklist", title="Review worklist", name="Wo
 CASE_COLUMNS = [
     {"field": "rank", "headerName": "#", "width": 70, "type": "numericColumn"},
     {"field": "case", "minWidth": 150, **LINK_RENDERER},
+    {"field": "acquisition", "headerName": "Acquisition", "minWidth": 150,
+     "headerTooltip": "the case's group in the acquisition chosen above (unknown: its scan does not state it)"},
     {"field": "status", **STATE_BADGE_RENDERER},
     {"field": "unreviewed", "headerName": "Unreviewed items", "type": "numericColumn"},
     {"field": "regions", "type": "numericColumn", "width": 100},
@@ -103,7 +118,11 @@ def export_links(configuration: str, budget: Budget, model_set: str = "") -> Com
                      for label, href in links], id="export-links")
 
 
-def _content(worklist: Worklist, rate: ReviewRate) -> Component:
+def _content(whole: Worklist, rate: ReviewRate, key: str = SCANNER, group: str = EVERY_SCAN) -> Component:
+    """The lists of ``whole``, each case with its group in the stratum ``key``, narrowed to ``group`` unless every
+    scan."""
+    groups = acquisition_groups(get_store(), whole, key)
+    worklist = whole if group == EVERY_SCAN else in_group(whole, groups, group)
     warnings = [dbc.Alert(["Left out (maps missing): ", html.Ul([html.Li(line) for line in worklist.skipped])],
                           color="warning", id="worklist-skipped")] if worklist.skipped else []
     budget = worklist.budget
@@ -111,13 +130,17 @@ def _content(worklist: Worklist, rate: ReviewRate) -> Component:
         marks = case_marks(session)
     cases = case_rows(worklist, rate)
     regions = region_rows(worklist, ticks=opened(get_store(), worklist))
+    images = {case.case: case.image_id for case in worklist.cases}
     for row in cases:
         row["levels"] = marks.get((row["name"], worklist.configuration), "")
+        row["acquisition"] = groups.get(images[row["name"]], "")
     return html.Div([
         *warnings,
         html.P(f"{len(worklist.cases)} case(s), {worklist.unreviewed()} item(s) not reviewed yet · "
-               f"{worklist.configuration} at {budget.describe()}{_rounding(budget)}", id="worklist-summary",
+               f"{worklist.configuration} at {budget.describe()}{_rounding(budget)}"
+               f"{'' if group == EVERY_SCAN else f' · {stratum_label(key)}: {group} only'}", id="worklist-summary",
                className="text-muted"),
+        dcc.Store(id="worklist-group-counts", data=group_counts(groups)),
         html.P([html.Span(f"Expected review time: {expected_minutes(worklist, rate):.1f} min for the list",
                           className="fw-semibold"), f" ({rate.label()})"], id="worklist-time"),
         section("Cases", grid("worklist-cases", CASE_COLUMNS, cases, 260, rowSelection={
@@ -181,7 +204,8 @@ def _page(store: Store, configuration: str | None, budget: Budget, model_set: st
             dbc.Col([dbc.Label("Minutes per patient"), dbc.Input(
                 id="worklist-minutes", type="number", min=0, step=0.5, disabled=budget.kind == "fraction",
                 value=budget.value if budget.kind == "minutes" else 5)], lg=2),
-        ], className="mb-3 g-3", id="worklist-controls"),
+        ], className="mb-2 g-3", id="worklist-controls"),
+        dbc.Row(acquisition_filters("worklist", {}), className="mb-3 g-3"),
         dcc.Loading(html.Div(_content(load_worklist(store, chosen, budget, model_set=chosen_set),
                                       rate_in_force(store)), id="worklist-content")),
     ])
@@ -200,8 +224,10 @@ def layout(configuration: str | None = None, budget: str | None = None, minutes:
 
 @callback(Output("worklist-content", "children"), Output("worklist-url", "search"),
           Input("worklist-configuration", "value"), Input("worklist-kind", "value"), Input("worklist-percent", "value"),
-          Input("worklist-minutes", "value"), Input("worklist-model-set", "value"), prevent_initial_call=True)
-def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set: Any) -> tuple[Component, Any]:
+          Input("worklist-minutes", "value"), Input("worklist-model-set", "value"), Input("worklist-stratum", "value"),
+          Input("worklist-group", "value"), prevent_initial_call=True)
+def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set: Any, key: Any, group: Any
+            ) -> tuple[Component, Any]:
     """The list at the controls' configuration and budget, and the same in the address (no reload: a copied or
     bookmarked address opens this list)."""
     configuration = inputs.text(configuration, "worklist-configuration.value")
@@ -209,11 +235,12 @@ def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set
     percent = inputs.optional(inputs.number, percent, "worklist-percent.value", 0.0, MAX_PERCENT)
     minutes = inputs.optional(inputs.number, minutes, "worklist-minutes.value", 0.0, MAX_MINUTES)
     model_set = inputs.optional(inputs.text, model_set, "worklist-model-set.value")
+    key, group = stratum(key, "worklist-stratum.value"), (acquisition_choice(key, group) or ("", EVERY_SCAN))[1]
     value = (minutes or 0.0) if kind == "minutes" else round(float(percent or 0.0) / 100, 6)
     try:
         budget = Budget(kind, float(value))
         return (_content(load_worklist(get_store(), configuration, budget, model_set=model_set),
-                         rate_in_force(get_store())), worklist_search(configuration, budget, model_set))
+                         rate_in_force(get_store()), key, group), worklist_search(configuration, budget, model_set))
     except (ValueError, LookupError) as error:
         return dbc.Alert(str(error), color="danger", id="worklist-error"), dash.no_update
 
@@ -236,3 +263,14 @@ def _narrow(selected: Any, data: Any) -> tuple[Any, Any, Any]:
     worklist = load_worklist(get_store(), data["configuration"], scope_budget(data), model_set=data.get("model_set"))
     return (region_rows(worklist, case, opened(get_store(), worklist)), item_rows(worklist, case),
             {**data, "case": case})
+
+
+@callback(Output("worklist-group", "options"), Input("worklist-group-counts", "data"))
+def _group_choices(counts: Any) -> list[dict[str, object]]:
+    """The group menu: the listed cases' groups in the chosen stratum, each with its n."""
+    checked = {inputs.text(name, "worklist-group-counts key"): inputs.integer(n, "worklist-group-counts value")
+               for name, n in (counts or {}).items()} if isinstance(counts, dict) else {}
+    return group_options(checked)
+
+
+register_group_reset("worklist")

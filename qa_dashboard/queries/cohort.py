@@ -19,6 +19,7 @@ from pipeline.metrics.cohort import PairedComparison, paired_comparison
 from pipeline.review.worklist import NO_REFERENCE
 from pipeline.store.references import FINAL_CLINICAL, RESEARCH, reference_kind_is
 from pipeline.store.schema import Image, ModelSet, Processing, Protocol, SplitRole
+from pipeline.store.strata import UNKNOWN_GROUP, group_counts, image_groups
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ def reference_kind_counts(session: Session, protocol_id: int) -> dict[str, int]:
 
 
 
+def acquisition_counts(session: Session, protocol_id: int, key: str) -> dict[str, int]:
+    """The protocol's cases per group of the stratum ``key`` (:mod:`pipeline.store.strata`; ``unknown`` last)."""
+    cases = select(SplitRole.image_id).where(SplitRole.protocol_id == protocol_id).distinct()
+    return group_counts(image_groups(session, key, cases))
+
+
 def per_case(cases: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each test case's mean over the repeats it was tested in: one column per configuration id."""
     return cases.pivot_table(index="case", columns="configuration_id", values=metric, aggfunc="mean")
@@ -97,3 +104,15 @@ def paired(cases: pd.DataFrame, metric: str, a: int, b: int) -> tuple[PairedComp
     both = table[[a, b]].dropna()
     both.columns = ["a", "b"]
     return paired_comparison(both["a"].to_numpy(), both["b"].to_numpy()), both.reset_index()
+
+
+def paired_by_group(cases: pd.DataFrame, metric: str, a: int, b: int, groups: dict[int, str]
+                    ) -> dict[str, PairedComparison]:
+    """:func:`paired` within each acquisition group (``groups``: image id → group; groups by name, ``unknown``
+    last)."""
+    _, both = paired(cases, metric, a, b)
+    images = cases.drop_duplicates("case").set_index("case")["image_id"]
+    of_case = both["case"].map(images).map(groups)
+    return {str(group): paired_comparison(both.loc[of_case == group, "a"].to_numpy(),
+                                          both.loc[of_case == group, "b"].to_numpy())
+            for group in sorted(set(of_case.dropna()), key=lambda g: (g == UNKNOWN_GROUP, g))}

@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.levels import Levels, Status
+from pipeline.store.strata import UNKNOWN_GROUP, case_groups
 from pipeline.store.trend_check import case_statuses, check_runs, levels_for, stored_levels
 from pipeline.store.trend_schema import EVERY, TrendLevel
 from pipeline.store.trends import QUANTITIES, case_values, quantity, run_values
@@ -30,21 +32,42 @@ def choices(session: Session) -> tuple[list[str], dict[str, list[str]]]:
     return configurations, {q.name: structures for q in QUANTITIES if q.per_structure}
 
 
-def trend(session: Session, configuration: str, name: str, structure: str = EVERY
-          ) -> tuple[list[dict[str, Any]], Levels | None]:
+def trend(session: Session, configuration: str, name: str, structure: str = EVERY,
+          acquisition: tuple[str, str] | None = None) -> tuple[list[dict[str, Any]], Levels | None]:
     """The value of quantity ``name`` per run of ``configuration`` (and ``structure``), oldest first: ``run``,
-    ``started``, ``value``, ``n``, ``status``; and the levels that apply to it (None: none)."""
-    item = quantity(name)
+    ``started``, ``value``, ``n``, ``status``; and the levels that apply to it (None: none). With ``acquisition``
+    (stratum key, group: :mod:`pipeline.store.strata`) over that group's cases only."""
     levels = levels_for(stored_levels(session), name, configuration, structure)
-    runs = run_values(case_values(session, quantities=[item]))
-    chosen = runs[(runs["configuration"] == configuration) & (runs["structure"] == structure)]
+    cases = _cases(session, configuration, name, structure)
+    if acquisition is not None:
+        groups = case_groups(session, acquisition[0])
+        cases = cases[cases["case"].map(groups) == acquisition[1]]
+    return _points(cases, levels), levels
+
+
+def group_trends(session: Session, configuration: str, name: str, key: str, structure: str = EVERY
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """The points of :func:`trend` of each group of the stratum ``key`` (groups by name, ``unknown`` last)."""
+    cases = _cases(session, configuration, name, structure)
+    groups = cases["case"].map(case_groups(session, key))
+    levels = levels_for(stored_levels(session), name, configuration, structure)
+    return {str(group): _points(cases[groups == group], levels)
+            for group in sorted(set(groups), key=lambda g: (g == UNKNOWN_GROUP, g))}
+
+
+def _cases(session: Session, configuration: str, name: str, structure: str) -> pd.DataFrame:
+    values = case_values(session, quantities=[quantity(name)])
+    return values[(values["configuration"] == configuration) & (values["structure"] == structure)]
+
+
+def _points(cases: pd.DataFrame, levels: Levels | None) -> list[dict[str, Any]]:
     points = []
-    for row in chosen.sort_values("run_id").itertuples():
+    for row in run_values(cases).sort_values("run_id").itertuples():
         value = float(row.value)
         points.append({"run": int(row.run_id), "started": f"{row.started:%Y-%m-%d %H:%M:%S}", "value": value,
                        "n": int(row.n),
                        "status": "ok" if levels is None else levels.status(value)})
-    return points, levels
+    return points
 
 
 def level_rows(session: Session) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from pipeline.review.worklist import (
     with_current_states,
 )
 from pipeline.store.schema import CaseResult, Configuration, ModelSet
+from pipeline.store.strata import image_groups
 from qa_dashboard.components import patient_href
 from qa_dashboard.config import settings
 from qa_dashboard.store import Store
@@ -78,6 +79,13 @@ def load_worklist(store: Store, configuration: str, budget: Budget, case: str | 
         cached = store.cached(session, key, lambda: build_worklist(
             session, store.maps.artifacts, configuration, budget, review, case=case, model_set=model_set))
         return with_current_states(session, cached)
+
+
+def acquisition_groups(store: Store, worklist: Worklist, key: str) -> dict[int, str]:
+    """The group of each of the worklist's cases in the stratum ``key`` (:mod:`pipeline.store.strata`), by image
+    id."""
+    with store.session() as session:
+        return image_groups(session, key, {case.image_id for case in worklist.cases})
 
 
 def status(states: list[str]) -> str:

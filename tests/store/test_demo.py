@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from pipeline.io.acquisition import Acquisition
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Protocol, Run, StructureResult
@@ -30,6 +31,7 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
     done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Phantom cohort, 2 repeats" in done.stdout and "DE+TS" in done.stdout
+    assert "Per scanner (test cases" in done.stdout and "VoxelWorks Beta 16" in done.stdout
     assert "Real CT (reference: TotalSegmentator model prediction" in done.stdout
     assert "Demo accounts: demo-admin (admin), demo-reviewer (reviewer), demo-approver (approver)" in done.stdout
     _the_shift_table_is_recomputed(done.stdout, url, tmp_path / "artifacts")
@@ -38,6 +40,11 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
         images = {i.name: i for i in session.scalars(select(Image))}
         assert set(images) == {"phantom_9000", "phantom_9001", "real_ct_totalsegmentator"}
         assert images["real_ct_totalsegmentator"].reference_note.startswith("TotalSegmentator model prediction")
+        first, second = (Acquisition.from_record(images[f"phantom_900{k}"].acquisition) for k in (0, 1))
+        assert first.scanner() == "SimCT Alpha 64" and second.scanner() == "VoxelWorks Beta 16", (
+            "the manifest's acquisition columns are stored; half of two phantoms on the second scanner")
+        assert (first.get("slice_thickness_mm"), second.get("slice_thickness_mm")) == (12.0, 24.0)
+        assert images["real_ct_totalsegmentator"].acquisition is None
         real = session.scalars(select(CaseResult).where(
             CaseResult.image_id == images["real_ct_totalsegmentator"].id)).all()
         assert len(real) == 6, "the real CT gets every configuration, TS with the deployed temperatures"
