@@ -48,7 +48,7 @@ from pipeline.batch.outcomes import (
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.batch.splits import repeated_holdout
 from pipeline.batch.stored_maps import StoredMaps
-from pipeline.batch.temperature_fits import StoredCase, Target, calibration_cases, fit_columns, fit_targets
+from pipeline.batch.temperature_fits import LastCalibration, StoredCase, Target, fit_columns, fit_targets
 from pipeline.errors import InputError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
@@ -152,6 +152,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     session.add(protocol)
     session.flush()
     named = {c.image.name: c for c in cohort}
+    calibration = LastCalibration(loader)
     try:
         splits = repeated_holdout(sorted(named), options.repeats, test_fraction=options.test_fraction,
                                   seed=options.seed, with_development=False)
@@ -160,15 +161,12 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     for split in splits:
         session.add_all(SplitRole(protocol_id=protocol.id, repeat=split.repeat, image_id=named[n].image.id,
                                   role=split.role(n)) for n in sorted(named))
-        calibration: dict[int, dict[str, CalibrationCase]] = {}
         for configuration, twin, granularity in targets:
-            if twin.id not in calibration or loader.settings.temperature_mode == "per_member":
-                calibration[twin.id] = calibration_cases(
-                    loader, [named[n] for n in split.calibration], configuration, twin)
+            found = calibration([named[n] for n in split.calibration], configuration, twin)
             fit = TemperatureFit(configuration_id=configuration.id, protocol_id=protocol.id, repeat=split.repeat,
                                  cases=list(split.calibration), role="repeat",
                                  temperature_mode=loader.settings.temperature_mode,
-                                 **fit_columns(list(calibration[twin.id].values()), granularity, loader.settings))
+                                 **fit_columns(list(found.values()), granularity, loader.settings))
             session.add(fit)
             session.flush()
             for test in split.test:
@@ -212,11 +210,9 @@ def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: S
     members = sorted(c.image.name for c in cohort)
     folds = crossfit_folds(members, options.seed)
     changes = []
-    calibration: dict[int, dict[str, CalibrationCase]] = {}
+    calibration = LastCalibration(loader)
     for configuration, twin, granularity in targets:
-        if twin.id not in calibration or loader.settings.temperature_mode == "per_member":
-            calibration[twin.id] = calibration_cases(loader, cohort, configuration, twin)
-        found = calibration[twin.id]
+        found = calibration(cohort, configuration, twin)
         deployed = (TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))
         replaced = session.scalar(select(TemperatureFit).where(*deployed, TemperatureFit.role == "deployed"))
         old = _deployment(replaced) if replaced is not None else None

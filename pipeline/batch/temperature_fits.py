@@ -71,6 +71,25 @@ def calibration_cases(loader: StoredMaps, cases: Sequence[StoredCase], configura
     return found
 
 
+class LastCalibration:
+    """:func:`calibration_cases` of the last (configuration's passes, twin, cases) asked for: the granularities of one
+    TS configuration share them, and one twin's voxels at a time are held in memory."""
+
+    def __init__(self, loader: StoredMaps) -> None:
+        self.loader = loader
+        self._key: tuple[object, ...] | None = None
+        self._found: dict[str, CalibrationCase] = {}
+
+    def __call__(self, cases: Sequence[StoredCase], configuration: Configuration, twin: Configuration
+                 ) -> dict[str, CalibrationCase]:
+        per_member = self.loader.settings.temperature_mode == "per_member"
+        key = (configuration.id if per_member else None, twin.id, tuple(c.image.name for c in cases))
+        if key != self._key:
+            self._found, self._key = {}, None  # the previous twin's voxels go before the next are read
+            self._found, self._key = calibration_cases(self.loader, cases, configuration, twin), key
+        return self._found
+
+
 def fit_columns(cases: Sequence[CalibrationCase], granularity: str, settings: MetricSettings) -> dict[str, object]:
     """The ``temperature_fits`` columns of one fit of ``granularity`` on the calibration cases' voxels."""
     if granularity == "scanner":
