@@ -63,7 +63,7 @@ def _ts_results(session: Any) -> list[tuple[CaseResult, Image, Configuration, Te
     return list(session.execute(
         select(CaseResult, Image, Configuration, TemperatureFit).join(Image, Image.id == CaseResult.image_id)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
-        .join(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)).tuples())
+        .join(TemperatureFit, TemperatureFit.id == CaseResult.temperature_fit_id)).all())
 
 
 def test_three_granularities_out_of_sample_on_the_same_test_cases(
@@ -109,7 +109,7 @@ def test_three_granularities_out_of_sample_on_the_same_test_cases(
                 assert result.temperature == fit.temperature
         deployed = {c.name: f for f, c in session.execute(select(TemperatureFit, Configuration).join(
             Configuration, Configuration.id == TemperatureFit.configuration_id).where(
-            TemperatureFit.role == "deployed")).tuples()}
+            TemperatureFit.role == "deployed")).all()}
         groups = deployed["DE+TS/scanner"].temperatures
         assert groups["Acme CT1"]["cases"] == 3 and groups["Acme CT1"]["temperature"] is not None
         assert groups["Other CT2"] == {"cases": 1, "voxels": groups["Other CT2"]["voxels"], "temperature": None}
