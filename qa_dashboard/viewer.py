@@ -192,7 +192,9 @@ def _fit_note(result: ShownResult, case: str) -> str:
     if result.temperature is None:
         return "none"
     included = " (this case included)" if case in result.fit_cases else ""
-    return f"T = {result.temperature:.2f}, deployed fit on {len(result.fit_cases)} cases{included}"
+    shown = (f"{result.temperature:.2f}" if isinstance(result.temperature, float)
+             else "(" + ", ".join(f"{t:.2f}" for t in result.temperature) + ") per class")
+    return f"T = {shown}, deployed fit on {len(result.fit_cases)} cases{included}"
 
 
 def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, Any]]:

@@ -69,6 +69,7 @@ from pipeline.store.schema import (
     TemperatureFit,
     utcnow,
 )
+from pipeline.store.temperatures import applied_scaling, recorded_temperature
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +224,16 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
         began = time.perf_counter()
         if fit is None:
             probabilities, temperature = maps.probabilities(processing.id, image.name, configuration), None
+            recorded = None
         else:
             if fit.temperature_mode != settings.temperature_mode:
                 raise InputError(f"case {image.name!r}: the {configuration.name} result's temperature was fitted "
                                  f"with temperature_mode {fit.temperature_mode}, its run's settings say "
                                  f"{settings.temperature_mode}; rerun the batch and the protocol")
+            scaling = applied_scaling(fit, image.acquisition)
             probabilities, temperature = maps.scored(processing.id, image.name, configuration,
-                                                     twin_of(configuration, configurations), fit.temperature)
+                                                     twin_of(configuration, configurations), scaling)
+            recorded = recorded_temperature(scaling)
         paths = dict(session.execute(select(Artifact.kind, Artifact.path).where(
             Artifact.result_id == result.id)).all())
         budget = session.scalar(select(Artifact.budget).where(Artifact.result_id == result.id,
@@ -238,7 +242,7 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
             raise NotFoundError(f"case {image.name!r}: the {configuration.name} result has no stored top-budget "
                                 "mask; rerun the batch")
         evaluated = evaluate_configuration(probabilities, labels, spacing, settings, temperature, budget)
-        outcome = Outcome(configuration.name, fit.temperature if fit else None, evaluated, True,
+        outcome = Outcome(configuration.name, recorded, evaluated, True,
                           time.perf_counter() - began, body_entropy(evaluated, maps.body(image.id, image.name)))
         fit_id = fit.id if fit is not None else None
         prefix = f"{result_prefix(image.name, model_set.identity, configuration.name, fit_id)}@ref{attachment_id}"

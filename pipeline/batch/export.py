@@ -28,6 +28,7 @@ from pipeline.store.database import check_at_head, make_engine, session_factory
 from pipeline.store.deployed import deployed_result
 from pipeline.store.run_settings import processing_settings
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, ModelSet, TemperatureFit
+from pipeline.store.temperatures import result_scaling
 
 IMAGE_MAPS = ("ct", "reference")
 RESULT_MAPS = ("entropy", "prediction", "error", "budget_mask")
@@ -85,7 +86,8 @@ def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, con
                    result: CaseResult, out: Path) -> Path:
     fit = session.get(TemperatureFit, result.temperature_fit_id) if result.temperature_fit_id is not None else None
     model_set = session.get_one(ModelSet, configuration.model_set_id)
-    temperature = "none" if result.temperature is None else f"{result.temperature:.6g}"
+    scaling = result_scaling(fit, result.temperature)
+    temperature = "none" if scaling is None else ",".join(f"{t:.6g}" for t in np.atleast_1d(scaling))
     description = f"{configuration.name} {model_set.identity} T={temperature}"
     if fit is not None and fit.temperature_mode == "per_member":
         settings = processing_settings(session, result.processing_id)
@@ -105,6 +107,6 @@ def _probabilities(session: Session, artifacts: ArtifactStore, image: Image, con
     if path is None:
         raise InputError(f"case {image.name!r} has no stored probabilities of {twin.name}")
     probabilities = artifacts.read(path).astype(np.float32, copy=False)
-    probabilities = apply_temperature(probabilities, result.temperature)
+    probabilities = apply_temperature(probabilities, scaling)
     write_probabilities(out, probabilities, stored_grid(image), description)
     return out

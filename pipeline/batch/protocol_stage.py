@@ -8,7 +8,9 @@ passes the batch stored (:mod:`pipeline.batch.member_passes`), with the ROI of t
 while T varies.
 
 For each of R seeded patient-level splits it fits one temperature per TS configuration on the calibration cases and
-evaluates the TS configurations on the test cases. Then the deployment,
+evaluates the TS configurations on the test cases; with the settings' ``temperature_granularities``, also a class-wise
+vector and per-scanner temperatures on the same calibration cases, evaluated on the same test cases as the
+configurations ``X+TS/class`` and ``X+TS/scanner`` (:mod:`pipeline.store.temperatures`). Then the deployment,
 out of sample everywhere: a fit on the whole cohort (role ``deployed``) is applied to every processed image of the
 model set outside the cohort (other cohorts, cases without reference) and is what the nightly batch applies to new
 cases; the cohort's own cases get their deployed TS results from cross-fits (role ``crossfit``: K = min(5, n) seeded
@@ -28,12 +30,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
-from pipeline.batch.member_passes import check_mode, member_logits
+from pipeline.batch.member_passes import check_mode
 from pipeline.batch.outcomes import (
     Outcome,
     bin_rows,
@@ -47,13 +48,12 @@ from pipeline.batch.outcomes import (
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.batch.splits import repeated_holdout
 from pipeline.batch.stored_maps import StoredMaps
+from pipeline.batch.temperature_fits import LastCalibration, StoredCase, Target, fit_columns, fit_targets
 from pipeline.errors import InputError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.metrics.suite import calibration_roi
-from pipeline.metrics.temperature import fit_temperature
+from pipeline.metrics.temperature_groups import CalibrationCase
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.configurations import twin_of
 from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
 from pipeline.store.ood import refresh_ood_scores
 from pipeline.store.review_schema import AuditEntry
@@ -69,6 +69,7 @@ from pipeline.store.schema import (
     TemperatureFit,
     utcnow,
 )
+from pipeline.store.temperatures import applied_scaling, recorded_temperature
 
 log = logging.getLogger(__name__)
 CROSSFIT_FOLDS = 5  # the cohort's cases get their deployed TS results from K = min(5, n) cross-fits
@@ -85,15 +86,7 @@ class ProtocolOptions:
     budget: float = DEFAULT_FRACTION
 
 
-@dataclass(frozen=True)
-class _Case:
-    image: Image
-    processing: Processing
-    labels: NDArray[np.uint8] | None
-    spacing: tuple[float, float, float]
-
-
-def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: str | None) -> list[_Case]:
+def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: str | None) -> list[StoredCase]:
     query = select(Image, Processing).join(Processing, Processing.image_id == Image.id).where(
         Processing.model_set_id == model_set.id)
     if cohort is not None:
@@ -106,11 +99,11 @@ def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: 
                                                               Artifact.kind == "reference"))
             labels = store.read(path).astype(np.uint8) if path else None
         x, y, z = image.spacing
-        cases.append(_Case(image, processing, labels, (float(z), float(y), float(x))))
+        cases.append(StoredCase(image, processing, labels, (float(z), float(y), float(x))))
     return cases
 
 
-def _cohort_settings(session: Session, cohort: Sequence[_Case], name: str) -> MetricSettings:
+def _cohort_settings(session: Session, cohort: Sequence[StoredCase], name: str) -> MetricSettings:
     """The metric settings the batch stored with the cohort's processings (one set; the defaults when none)."""
     found = {case.image.name: processing_settings(session, case.processing.id) for case in cohort}
     distinct = {repr(asdict(s)) if s is not None else "" for s in found.values()}
@@ -125,37 +118,14 @@ def _cohort_settings(session: Session, cohort: Sequence[_Case], name: str) -> Me
     return settings
 
 
-def _twins(configurations: Sequence[Configuration]) -> dict[str, Configuration]:
-    """Each TS configuration's uncalibrated twin (same members and views)."""
-    return {c.name: twin_of(c, configurations) for c in configurations if c.temperature_scaling}
-
-
-def _fit(loader: StoredMaps, cases: Sequence[_Case], configuration: Configuration, twin: Configuration
-         ) -> tuple[float, float, float, int]:
-    """T on the calibration ROI voxels (the twin's ROI): of the twin's pooled map, or of the member passes."""
-    settings, scores, labels = loader.settings, [], []
-    for case in cases:
-        assert case.labels is not None
-        probabilities = loader.probabilities(case.processing.id, case.image.name, twin)
-        flat = calibration_roi(probabilities, case.labels, case.spacing, settings)
-        labels.append(case.labels.reshape(-1)[flat])
-        if settings.temperature_mode == "per_member":
-            passes = loader.passes(case.processing.id, case.image.name, configuration)
-            scores.append(member_logits(loader.store, passes, flat))
-        else:
-            scores.append(probabilities.reshape(probabilities.shape[0], -1)[:, flat])
-    fit = fit_temperature(np.concatenate(scores, axis=-1), np.concatenate(labels), settings)
-    return fit.temperature, fit.nll_before, fit.nll_after, fit.n_voxels
-
-
-def _evaluate(session: Session, loader: StoredMaps, case: _Case, configuration: Configuration, twin: Configuration,
-              fit: TemperatureFit, model_set: ModelSet, options: ProtocolOptions) -> None:
+def _evaluate(session: Session, loader: StoredMaps, case: StoredCase, configuration: Configuration,
+              twin: Configuration, fit: TemperatureFit, model_set: ModelSet, options: ProtocolOptions) -> None:
     began = time.perf_counter()
-    probabilities, temperature = loader.scored(case.processing.id, case.image.name, configuration, twin,
-                                                 fit.temperature)
+    scaling = applied_scaling(fit, case.image.acquisition)
+    probabilities, temperature = loader.scored(case.processing.id, case.image.name, configuration, twin, scaling)
     result = evaluate_configuration(probabilities, case.labels, case.spacing, loader.settings, temperature,
                                     options.budget)
-    outcome = Outcome(configuration.name, fit.temperature, result, case.labels is not None,
+    outcome = Outcome(configuration.name, recorded_temperature(scaling), result, case.labels is not None,
                       time.perf_counter() - began, body_entropy(result, loader.body(case.image.id, case.image.name)))
     counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
@@ -168,14 +138,12 @@ def _evaluate(session: Session, loader: StoredMaps, case: _Case, configuration: 
 
 def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, options: ProtocolOptions) -> Protocol:
     """Splits, per-repeat fits and TS results, then the deployed fit (see the module's description)."""
-    configurations = sorted(model_set.configurations, key=lambda c: c.position)
-    twins = _twins(configurations)
-    by_name = {c.name: c for c in configurations}
     cohort = _cases(session, store, model_set, options.cohort)
     if len(cohort) < 2:
         raise InputError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
                          "the protocol needs at least 2 (run the batch first)")
     loader = StoredMaps(session, store, _cohort_settings(session, cohort, options.cohort))
+    targets = fit_targets(session, sorted(model_set.configurations, key=lambda c: c.position), loader.settings)
     session.execute(delete(Protocol).where(
         Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
         Protocol.repeats == options.repeats, Protocol.test_fraction == options.test_fraction))
@@ -184,6 +152,7 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     session.add(protocol)
     session.flush()
     named = {c.image.name: c for c in cohort}
+    calibration = LastCalibration(loader)
     try:
         splits = repeated_holdout(sorted(named), options.repeats, test_fraction=options.test_fraction,
                                   seed=options.seed, with_development=False)
@@ -192,27 +161,28 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     for split in splits:
         session.add_all(SplitRole(protocol_id=protocol.id, repeat=split.repeat, image_id=named[n].image.id,
                                   role=split.role(n)) for n in sorted(named))
-        for name, twin in twins.items():
-            calibration = [named[n] for n in split.calibration]
-            temperature, before, after, voxels = _fit(loader, calibration, by_name[name], twin)
-            fit = TemperatureFit(configuration_id=by_name[name].id, protocol_id=protocol.id, repeat=split.repeat,
-                                 temperature=temperature, nll_before=before, nll_after=after, voxels=voxels,
+        for configuration, twin, granularity in targets:
+            found = calibration([named[n] for n in split.calibration], configuration, twin)
+            fit = TemperatureFit(configuration_id=configuration.id, protocol_id=protocol.id, repeat=split.repeat,
                                  cases=list(split.calibration), role="repeat",
-                                 temperature_mode=loader.settings.temperature_mode)
+                                 temperature_mode=loader.settings.temperature_mode,
+                                 **fit_columns(list(found.values()), granularity, loader.settings))
             session.add(fit)
             session.flush()
             for test in split.test:
-                _evaluate(session, loader, named[test], by_name[name], twin, fit, model_set, options)
+                _evaluate(session, loader, named[test], configuration, twin, fit, model_set, options)
         log.info("repeat %d: %d calibration, %d test cases", split.repeat, len(split.calibration), len(split.test))
-    _deploy(session, loader, model_set, cohort, twins, by_name, options)
+    _deploy(session, loader, model_set, cohort, targets, options)
     refresh_ood_scores(session, model_set.id, loader.settings)
     return protocol
 
 
 def _deployment(fit: TemperatureFit) -> dict[str, object]:
     """What the audit log keeps of a deployed temperature (a configuration change of the TS configurations)."""
-    return {"temperature": fit.temperature, "nll_before": fit.nll_before, "nll_after": fit.nll_after,
+    kept = {"temperature": fit.temperature, "nll_before": fit.nll_before, "nll_after": fit.nll_after,
             "voxels": fit.voxels, "cases": len(fit.cases or [])}
+    return kept if fit.granularity == "configuration" else kept | {"granularity": fit.granularity,
+                                                                    "temperatures": fit.temperatures}
 
 
 def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) -> list[tuple[str, ...]]:
@@ -222,44 +192,46 @@ def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) 
     return [tuple(sorted(order[k::count])) for k in range(count)]
 
 
-def _new_fit(session: Session, loader: StoredMaps, cases: Sequence[_Case], configuration: Configuration,
-             twin: Configuration, role: str) -> TemperatureFit:
-    temperature, before, after, voxels = _fit(loader, cases, configuration, twin)
-    fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, temperature=temperature,
-                         nll_before=before, nll_after=after, voxels=voxels, cases=[c.image.name for c in cases],
-                         role=role, temperature_mode=loader.settings.temperature_mode)
+def _new_fit(session: Session, loader: StoredMaps, cases: Sequence[CalibrationCase], names: Sequence[str],
+             configuration: Configuration, granularity: str, role: str) -> TemperatureFit:
+    fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, cases=list(names),
+                         role=role, temperature_mode=loader.settings.temperature_mode,
+                         **fit_columns(cases, granularity, loader.settings))
     session.add(fit)
     session.flush()
     return fit
 
 
-def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: Sequence[_Case],
-            twins: dict[str, Configuration], by_name: dict[str, Configuration], options: ProtocolOptions) -> None:
+def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: Sequence[StoredCase],
+            targets: Sequence[Target], options: ProtocolOptions) -> None:
     """Replace the deployed fits: the whole-cohort fit for the other images, cross-fits for the cohort's own. The
     audit rows of the changes are added last: writing one takes the audit log's lock until the transaction ends."""
     everything = _cases(session, loader.store, model_set, None)
-    members = {c.image.name for c in cohort}
-    folds = crossfit_folds(sorted(members), options.seed)
+    members = sorted(c.image.name for c in cohort)
+    folds = crossfit_folds(members, options.seed)
     changes = []
-    for name, twin in twins.items():
-        configuration = by_name[name]
+    calibration = LastCalibration(loader)
+    for configuration, twin, granularity in targets:
+        found = calibration(cohort, configuration, twin)
         deployed = (TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))
         replaced = session.scalar(select(TemperatureFit).where(*deployed, TemperatureFit.role == "deployed"))
         old = _deployment(replaced) if replaced is not None else None
         session.execute(delete(TemperatureFit).where(*deployed))
-        fit = _new_fit(session, loader, cohort, configuration, twin, "deployed")
-        crossfits = [_new_fit(session, loader, [c for c in cohort if c.image.name not in fold], configuration, twin,
-                              "crossfit") for fold in folds]
+        fit = _new_fit(session, loader, list(found.values()), members, configuration, granularity, "deployed")
+        crossfits = []
+        for fold in folds:
+            rest = [n for n in members if n not in fold]
+            crossfits.append(_new_fit(session, loader, [found[n] for n in rest], rest, configuration, granularity,
+                                      "crossfit"))
         after = _deployment(fit) | {"crossfit": [round(f.temperature, 6) for f in crossfits]}
         changes.append(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
                                   action="config.deploy_ts", outcome="ok", object_type="configuration",
-                                  object_id=f"{model_set.name}/{name}"[:200], before=old, after=after))
-        log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels); %d cross-fits for the cohort: %s", name,
-                 fit.temperature, fit.nll_before, fit.nll_after, fit.voxels, len(crossfits),
+                                  object_id=f"{model_set.name}/{configuration.name}"[:200], before=old, after=after))
+        log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels); %d cross-fits for the cohort: %s",
+                 configuration.name, fit.temperature, fit.nll_before, fit.nll_after, fit.voxels, len(crossfits),
                  ", ".join(f"{f.temperature:.3f}" for f in crossfits))
         for case in everything:
             chosen = fit_for(case.image.name, [fit, *crossfits])
             assert chosen is not None and case.image.name not in chosen.cases  # a fold's cross-fit excludes it
             _evaluate(session, loader, case, configuration, twin, chosen, model_set, options)
     session.add_all(changes)
-

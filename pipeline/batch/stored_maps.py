@@ -15,8 +15,10 @@ from pipeline.batch.member_passes import calibrated_map, configuration_passes, s
 from pipeline.errors import NotFoundError
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.shift import body_region
+from pipeline.metrics.temperature import apply_temperature
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.schema import Artifact, Configuration
+from pipeline.store.temperatures import Scaling
 
 
 class StoredMaps:
@@ -34,9 +36,12 @@ class StoredMaps:
         return configuration_passes(configuration, found, case)
 
     def scored(self, processing_id: int, case: str, configuration: Configuration, twin: Configuration,
-               temperature: float) -> tuple[NDArray[np.float32], float | None]:
+               temperature: Scaling) -> tuple[NDArray[np.float32], float | None]:
         """The map a TS result is scored on and the temperature still to apply to it: the twin's pooled map and T
-        (``after_pooling``), or p_cal(T) rebuilt from the member passes and None (``per_member``)."""
+        (``after_pooling``), or p_cal(T) rebuilt from the member passes and None (``per_member``). A class-wise
+        vector (``after_pooling`` only) may change the argmax: the result is scored on p_cal itself and None."""
+        if isinstance(temperature, tuple):
+            return apply_temperature(self.probabilities(processing_id, case, twin), temperature), None
         if self.settings.temperature_mode == "after_pooling":
             return self.probabilities(processing_id, case, twin), temperature
         return calibrated_map(self.store, self.passes(processing_id, case, configuration), self.settings,

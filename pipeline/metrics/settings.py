@@ -20,6 +20,8 @@ EmptyErrorPolicy = Literal["zero", "exclude"]
 EmptyStructurePolicy = Literal["exclude", "one"]
 AucMode = Literal["roc", "capture"]
 GridMapping = Literal["pooled", "per_pass"]
+TEMPERATURE_GRANULARITIES = ("configuration", "class", "scanner")
+"""One T per configuration (the spec's), one T_c per class (a vector), one T per scanner (pooled T as fallback)."""
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": ("prob_mean", "logit_mean"),
@@ -46,6 +48,14 @@ class MetricSettings:
         temperature_min, temperature_max: bounds of the 1-D search over log T.
         temperature_max_voxels: size of the seeded subsample of calibration ROI voxels.
         temperature_seed: seed of that subsample.
+        temperature_granularities: which temperatures the protocol fits, each out of sample on the calibration
+            cases and evaluated on the same test cases: ``configuration`` (one T per TS configuration, the spec's;
+            always fitted, always first), ``class`` (one T_c per class: the configuration ``X+TS/class``) and
+            ``scanner`` (one T per scanner, :meth:`pipeline.io.acquisition.Acquisition.scanner`: ``X+TS/scanner``).
+            ``class`` needs ``temperature_mode`` ``after_pooling``. Default: ``configuration`` only.
+        temperature_group_min_cases, temperature_group_min_voxels: a scanner gets its own T only with at least
+            this many calibration cases and calibration ROI voxels among them; otherwise (and for a scan whose
+            scanner is unknown) the pooled T of all calibration cases applies.
         roi_mode: which foreground the ROI grows from (``union`` of reference and prediction by default).
         roi_radius_mm: ROI radius in millimetres (Euclidean, real spacing).
         ece_bins: number of equal-width confidence bins on (0, 1].
@@ -77,6 +87,9 @@ class MetricSettings:
     temperature_max: float = 20.0
     temperature_max_voxels: int = 2_000_000
     temperature_seed: int = 0
+    temperature_granularities: tuple[str, ...] = ("configuration",)
+    temperature_group_min_cases: int = 3
+    temperature_group_min_voxels: int = 10_000
     roi_mode: RoiMode = "union"
     roi_radius_mm: float = 15.0
     ece_bins: int = 15
@@ -103,6 +116,18 @@ class MetricSettings:
                 "MetricSettings.temperature_min and temperature_max must satisfy 0 < min < max, "
                 f"got {self.temperature_min}, {self.temperature_max}"
             )
+        granularities = tuple(self.temperature_granularities)
+        object.__setattr__(self, "temperature_granularities", granularities)  # a JSON list comes back as a tuple
+        if not granularities or granularities[0] != "configuration" or len(set(granularities)) != len(granularities) \
+                or not set(granularities) <= set(TEMPERATURE_GRANULARITIES):
+            raise ValueError("MetricSettings.temperature_granularities must start with 'configuration' and name each "
+                             f"of {TEMPERATURE_GRANULARITIES} at most once, got {granularities!r}")
+        if "class" in granularities and self.temperature_mode != "after_pooling":
+            raise ValueError("MetricSettings.temperature_granularities 'class' needs temperature_mode "
+                             "'after_pooling' (the vector scales the pooled map)")
+        if self.temperature_group_min_cases < 1 or self.temperature_group_min_voxels < 1:
+            raise ValueError("MetricSettings.temperature_group_min_cases and temperature_group_min_voxels must be "
+                             f">= 1, got {self.temperature_group_min_cases}, {self.temperature_group_min_voxels}")
         if self.temperature_max_voxels < 1:
             raise ValueError(f"MetricSettings.temperature_max_voxels must be >= 1, got {self.temperature_max_voxels}")
         if not self.roi_radius_mm >= 0:
@@ -134,6 +159,8 @@ class MetricSettings:
             raise ValueError(f"unknown metric settings {unknown}; known: {sorted(known)}")
         for name, value in values.items():
             wanted = type(getattr(DEFAULT_SETTINGS, name))
+            if wanted is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                continue
             if wanted is float and isinstance(value, int) and not isinstance(value, bool):
                 continue
             if not isinstance(value, wanted) or isinstance(value, bool) != (wanted is bool):

@@ -125,10 +125,19 @@ class Member(Base):
 
 
 class Configuration(Base):
-    """An uncertainty configuration of the grid (``DE+TTA+TS``, …): members, views, whether TS applies."""
+    """An uncertainty configuration of the grid (``DE+TTA+TS``, …): members, views, whether TS applies.
+
+    ``temperature_granularity`` of a TS configuration: ``configuration`` (one T, the grid's ``X+TS``), ``class`` or
+    ``scanner`` (the comparison configurations ``X+TS/class`` and ``X+TS/scanner`` the protocol adds beside ``X+TS``
+    from the same stored probabilities, :mod:`pipeline.store.temperatures`); ``configuration`` for the others.
+    """
 
     __tablename__ = "configurations"
-    __table_args__ = (UniqueConstraint("model_set_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("model_set_id", "name"),
+        CheckConstraint("temperature_granularity IN ('configuration', 'class', 'scanner')",
+                        name="ck_configurations_temperature_granularity"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_set_id: Mapped[int] = mapped_column(ForeignKey("model_sets.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -136,6 +145,7 @@ class Configuration(Base):
     members: Mapped[list[Any]] = mapped_column()
     views: Mapped[list[Any]] = mapped_column()
     temperature_scaling: Mapped[bool] = mapped_column(Boolean)
+    temperature_granularity: Mapped[str] = mapped_column(String(16), server_default="configuration")
     model_set: Mapped[ModelSet] = relationship(back_populates="configurations")
 
 
@@ -175,13 +185,20 @@ class TemperatureFit(Base):
     case's deployed TS result comes from a temperature fitted on itself). :mod:`pipeline.store.deployed` owns which
     results count as deployed. ``temperature_mode``: the metric settings' mode the fit was made under
     (``after_pooling``: T scales the pooled map; ``per_member``: each member before pooling); a fit is applied under
-    that mode only.
+    that mode only. ``granularity`` (its configuration's): ``configuration`` — ``temperature`` is T;
+    ``class`` — ``temperatures`` is the vector, one T_c per class, and ``temperature`` the scalar fit on the same
+    voxels that the vector search started from; ``scanner`` — ``temperature`` is the pooled T of every calibration
+    case (the fallback) and ``temperatures`` maps each scanner of the calibration cases to ``{"cases", "voxels",
+    "temperature"}`` (its own T, or None where it fell back to the pooled one). ``nll_before``/``nll_after`` are on
+    the calibration voxels under the fit's own granularity (``scanner``: the pooled fit's).
     """
 
     __tablename__ = "temperature_fits"
     __table_args__ = (
         CheckConstraint("role IN ('repeat', 'deployed', 'crossfit')", name="ck_temperature_fits_role"),
         CheckConstraint("temperature_mode IN ('after_pooling', 'per_member')", name="ck_temperature_fits_mode"),
+        CheckConstraint("granularity IN ('configuration', 'class', 'scanner')",
+                        name="ck_temperature_fits_granularity"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id", ondelete="CASCADE"), index=True)
@@ -194,6 +211,8 @@ class TemperatureFit(Base):
     cases: Mapped[list[Any]] = mapped_column()
     role: Mapped[str] = mapped_column(String(16))
     temperature_mode: Mapped[str] = mapped_column(String(16), server_default="after_pooling")
+    granularity: Mapped[str] = mapped_column(String(16), server_default="configuration")
+    temperatures: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

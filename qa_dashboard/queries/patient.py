@@ -32,6 +32,7 @@ from pipeline.store.schema import (
     StructureResult,
     TemperatureFit,
 )
+from pipeline.store.temperatures import Scaling, result_scaling
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class ShownResult:
     model_set: str
     model_set_identity: str
     labels: tuple[str, ...]
-    temperature: float | None
+    temperature: Scaling | None
     roi_voxels: int
     fit_cases: tuple[str, ...]
     maps: dict[str, str]
@@ -138,7 +139,7 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
         shown.append(ShownResult(
             result.id, configuration.id, configuration.name, model_set.name, model_set.identity,
             tuple(model_set.labels),
-            result.temperature, result.roi_voxels, tuple(fit.cases) if fit is not None else (),
+            result_scaling(fit, result.temperature), result.roi_voxels, tuple(fit.cases) if fit is not None else (),
             {k: p for k, (p, _) in kinds.items()}, kinds.get("budget_mask", (None, None))[1],
             probabilities.get(twin) if pooled_after else None))
     return shown
