@@ -12,7 +12,8 @@ case failed.
 A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
 before any inference. A case redone without a reference in its input keeps the reference attached to it since
 (:mod:`pipeline.batch.kept_reference`); its input hash stays the input's.
-A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
+A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest (a
+run that stops on an error between cases, e.g. its Dask scheduler lost, marks itself so).
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
 Last, the run's trend values are checked against the stored tolerance and action levels
@@ -166,11 +167,13 @@ def run_batch(options: BatchOptions, executor: CaseExecutor | None = None) -> Ru
                     "`python -m pipeline protocol` fits one", ", ".join(missing))
     job = CaseJob(options, grid, run_id, version)
     executor = executor or InProcess(CaseContext(sessions, predictor, model_set, configurations, fits))
+    finished = False
     try:
         outcomes = executor.map(job, options.cases)
         for outcome in tqdm(outcomes, total=len(options.cases), desc="cases", unit="case",
                             disable=not options.progress):
             summary.add(outcome)
+        finished = True
     finally:
         summary.seconds = time.perf_counter() - began
         if run_id is not None:
@@ -179,7 +182,7 @@ def run_batch(options: BatchOptions, executor: CaseExecutor | None = None) -> Ru
                 assert run is not None
                 run.cases_done, run.cases_skipped = len(summary.done), len(summary.skipped) + len(summary.busy)
                 run.cases_failed, run.finished_at = len(summary.failed), utcnow()
-                run.status = "failed" if summary.failed else "succeeded"
+                run.status = "interrupted" if not finished else "failed" if summary.failed else "succeeded"
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
                 if summary.done:
                     refresh_ood_scores(session, model_set_id, options.settings)

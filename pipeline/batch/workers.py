@@ -2,7 +2,8 @@
 
 A worker runs :func:`run_on_worker` once per case. It keeps, per process: one engine per store, the model set's rows
 per run, and one predictor per model set (keyed by its manifest identity, the device and the worker thread), whose
-weights are read once (:class:`~pipeline.inference.engine.MemberPredictor` caches them), not once per case.
+weights are read once (:class:`~pipeline.inference.engine.MemberPredictor` caches them), not once per case; the
+model set is read from the worker's own disk (same path) and checked against the run's (checksums and identity).
 :class:`WorkerSetup` sets each worker's torch threads when it starts, so N workers on one machine do not
 oversubscribe its cores.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 
 from distributed import WorkerPlugin, get_worker
 from sqlalchemy.orm import sessionmaker
@@ -20,6 +22,8 @@ from pipeline.batch.case_task import CaseContext, CaseJob, CaseOutcome, run_case
 from pipeline.batch.cases import CaseSpec
 from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.inference.engine import MemberPredictor, choose_device
+from pipeline.inference.model_set import ModelSet as LoadedModelSet
+from pipeline.inference.model_set import ModelSetError, load_model_set_file
 from pipeline.store.database import make_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,8 @@ def _context(job: CaseJob, worker: str) -> CaseContext:
         key = (identity, options.device or "", threading.get_ident())
         predictor = _predictors.get(key)
         if predictor is None:
-            predictor = _predictors[key] = MemberPredictor(options.model_set, choose_device(options.device))
+            predictor = _predictors[key] = MemberPredictor(_same_models(options.model_set, options.models_source),
+                                                           choose_device(options.device))
             log.info("worker %s loaded model set %s on %s", worker, identity, predictor.device)
         cached = _rows.get(options.database_url)
         if cached is None or cached[0] != (job.run_id, identity) or job.run_id is None:
@@ -74,6 +79,16 @@ def _context(job: CaseJob, worker: str) -> CaseContext:
             cached = _rows[options.database_url] = ((job.run_id, identity), rows)
     model_set, configurations, fits = cached[1]
     return CaseContext(sessions, predictor, model_set, configurations, fits, worker, CLAIM_WAIT_SECONDS)
+
+
+def _same_models(model_set: LoadedModelSet, source: str) -> LoadedModelSet:
+    """The model set as this worker's machine has it (its checksums checked against the manifest there), refused
+    unless it is the one the run was started with."""
+    local = load_model_set_file(Path(source))
+    if local.identity() != model_set.identity():
+        raise ModelSetError(f"{source}: the model set on this worker ({local.identity()}) differs from the one the run "
+                            f"was started with ({model_set.identity()}); install the same models on every node")
+    return local
 
 
 def run_on_worker(job: CaseJob, spec: CaseSpec) -> CaseOutcome:
