@@ -84,7 +84,8 @@ class CaseContext:
 @dataclass(frozen=True)
 class CaseOutcome:
     """How one case ended: ``done``, ``skipped`` (unchanged), ``busy`` (another run holds it), ``would_run`` (dry
-    run) or ``failed`` (with stage and reason); notes on a processed case; the worker it ran on."""
+    run) or ``failed`` (with stage and reason); notes on a processed case; the worker it ran on and the seconds it
+    took there (set on a worker: what the scheduling overhead is measured against)."""
 
     name: str
     status: str
@@ -92,6 +93,7 @@ class CaseOutcome:
     reason: str = ""
     notes: tuple[str, ...] = ()
     worker: str | None = None
+    seconds: float = 0.0
 
 
 def input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConfiguration], version: str) -> str:

@@ -10,9 +10,11 @@ oversubscribe its cores.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from distributed import WorkerPlugin, get_worker
@@ -93,5 +95,7 @@ def _same_models(model_set: LoadedModelSet, source: str) -> LoadedModelSet:
 
 def run_on_worker(job: CaseJob, spec: CaseSpec) -> CaseOutcome:
     """One case as a Dask task (see :func:`pipeline.batch.case_task.run_case`)."""
+    began = time.perf_counter()
     worker = get_worker().address
-    return run_case(job, _context(job, worker), spec)
+    outcome = run_case(job, _context(job, worker), spec)
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - began)
