@@ -1,22 +1,32 @@
 """Batch throughput: cases per hour on this machine, the share of inference, metrics and storage, and bulk inserts.
 
-``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--database-url URL]``
+``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--database-url URL] [--cluster SPEC ...]``
 
 Runs the nightly batch (``pipeline.batch.runner.run_batch``) on N fresh held-out phantoms into a new SQLite store
 (or the given empty database), then reads each case's stage timings back from the store. Then, on the stored rows
 of one case, times the bulk insert the batch uses against a row-by-row ORM insert of the same rows (the peer), both
 inside a transaction that is rolled back.
+
+With ``--cluster local:1 --cluster local:2`` the same cases then run on each Dask cluster too, each into a new
+SQLite store (``--database-url`` is for the in-process run only): cases per hour, the speed-up over the in-process
+run (the peer), the cluster's start (processes, imports; once per batch, not per case) and the scheduling overhead
+per case: (wall time x workers - the seconds the tasks took on their workers) / cases, measured within the same run
+(so it does not depend on how busy the machine was during the other runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import logging
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from alembic import command
@@ -103,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=4, help="phantoms to process (default 4)")
     parser.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out")
     parser.add_argument("--database-url", help="an EMPTY database to use (default: a new SQLite file)")
+    parser.add_argument("--cluster", action="append", default=[],
+                        help="also run the cases on this Dask cluster (local:N; repeatable), each into a new SQLite "
+                             "store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                       for p in session.scalars(select(Processing))]
         engine.dispose()
         bulk, row, n_rows = _insert_times(url)
+        clusters = [_on_cluster(spec, options, root / f"cluster{index}") for index, spec in enumerate(args.cluster)]
     inference, metrics, storage = (sum(s[i] for s in stages) for i in range(3))
     total = inference + metrics + storage
     per_case = wall / max(1, len(summary.done))
@@ -136,7 +150,44 @@ def main(argv: list[str] | None = None) -> int:
         f"rows of one case ({n_rows} rows): bulk insert {bulk * 1000:.1f} ms vs row by row {row * 1000:.1f} ms "
         f"({row / bulk:.1f}x), median of 5, {url.split(':')[0]}\n"
     )
-    return 1 if summary.failed else 0
+    if clusters:
+        n = len(summary.done)
+        sys.stdout.write(
+            f"\n{n} phantoms on each: in-process (the peer) and on Dask LocalClusters (1 thread per worker), "
+            f"{os.cpu_count()} cores\n| run | wall | cases per hour | speed-up | cluster start | overhead per case |\n"
+            "|---|---|---|---|---|---|\n"
+            f"| in-process | {wall:.1f} s | {3600 * n / wall:.0f} | 1.00x | - | - |\n"
+            + "".join(f"| {spec} | {seconds:.1f} s | {3600 * n / seconds:.0f} | {wall / seconds:.2f}x "
+                      f"| {start:.1f} s | {overhead:.2f} s |\n" for spec, seconds, start, overhead, _ in clusters))
+    return 1 if summary.failed or any(c[4] for c in clusters) else 0
+
+
+def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, float, float, float, list[Any]]:
+    """The same cases on a Dask cluster into a new SQLite store: (spec, wall seconds of the batch, seconds to start
+    the cluster and import the pipeline on its workers, scheduling overhead per case, failures)."""
+    from pipeline.batch.cluster import DaskCases, connect, parse_cluster
+
+    url = f"sqlite:///{root / 'bench.sqlite3'}"
+    command.upgrade(alembic_config(url), "head")
+    began = time.perf_counter()
+    with connect(parse_cluster(spec)) as client:
+        client.run(importlib.import_module, "pipeline.batch.workers")
+        start = time.perf_counter() - began
+        began = time.perf_counter()
+        outcomes: list[Any] = []
+        cases = DaskCases(client)
+
+        def recorded(job: Any, specs: Any) -> Any:
+            for outcome in cases.map(job, specs):
+                outcomes.append(outcome)
+                yield outcome
+
+        summary = run_batch(dataclasses.replace(options, database_url=url, artifacts=root / "artifacts"),
+                            SimpleNamespace(map=recorded))
+        seconds = time.perf_counter() - began
+    workers = int(spec.split(":")[1])
+    overhead = (seconds * workers - sum(o.seconds for o in outcomes)) / max(1, len(outcomes))
+    return spec, seconds, start, overhead, summary.failed
 
 
 if __name__ == "__main__":

@@ -283,7 +283,7 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
                    cases_skipped=1, cases_failed=1, error_summary="1 case failed (load)", options={})
     w.add(CaseFailure, run_id=failed, case_name="phantom_broken", source="/data/cohort/images/phantom_broken.nii.gz",
           stage="load", reason="reference shape (40, 64, 64) differs from the CT's (48, 64, 64)",
-          at=START + timedelta(days=1, minutes=2))
+          at=START + timedelta(days=1, minutes=2), worker="tcp://10.0.0.8:40123")
     protocol = w.add(Protocol, model_set_id=model_set, cohort="phantom", seed=0, repeats=plan.repeats,
                      test_fraction=0.5, calibration_fraction=None, created_at=START + timedelta(hours=1))
     images: dict[str, int] = {}
@@ -302,7 +302,8 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
         processing[name] = w.add(Processing, image_id=images[name], model_set_id=model_set, run_id=runs[0],
                                  input_hash=f"{index:064x}", code_version="0.1.0+seed", forward_passes=32,
                                  seconds_inference=30.0, seconds_metrics=0.4, seconds_storage=0.2,
-                                 completed_at=START + timedelta(days=index % 3, minutes=index))
+                                 completed_at=START + timedelta(days=index % 3, minutes=index),
+                                 worker=f"tcp://10.0.0.{7 + index % 2}:40123")
         difficulty[name] = float(rng.uniform(0, 1))
     test_roles: dict[int, list[str]] = {}
     fits: dict[tuple[str, int | None], tuple[int, float]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,29 @@ def test_predict_bad_input_gets_one_line_and_exit_2(tmp_path: Path, models: str,
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("cluster", "database", "message"),
+    [
+        ("local:0", "sqlite", "--cluster must be local:N"),
+        ("local:two", "sqlite", "--cluster must be local:N"),
+        ("10.0.0.5:8786", "sqlite", "or tcp://HOST:PORT"),
+        ("tcp://10.0.0.5:8786", "sqlite", "a SQLite store cannot serve workers on other machines"),
+        ("tcp://127.0.0.1:1", "postgresql", "no Dask scheduler answers there"),
+    ],
+)
+def test_run_refuses_a_bad_cluster_in_one_line(tmp_path: Path, cluster: str, database: str, message: str) -> None:
+    """A malformed --cluster, a SQLite store for a multi-machine cluster, a scheduler that does not answer: one line,
+    exit 2, before any case is read."""
+    url = (f"sqlite:///{tmp_path / 'qa.sqlite3'}" if database == "sqlite"
+           else "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    (tmp_path / "cohort" / "images").mkdir(parents=True)
+    (tmp_path / "cohort" / "images" / "case_1.nii.gz").write_bytes(b"never read")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "cohort"), "--models", "models/demo/manifest.json",
+         "--cluster", cluster], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "QA_DATABASE_URL": url, "QA_ARTIFACTS_DIR": str(tmp_path / "artifacts")})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr

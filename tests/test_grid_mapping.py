@@ -184,7 +184,8 @@ def test_predict_writes_every_configuration_with_one_mapping_each(
 
 
 def test_the_batch_input_hash_includes_the_grid_mapping(model_set: ModelSet, tmp_path: Path) -> None:
-    from pipeline.batch.runner import BatchOptions, _input_hash
+    from pipeline.batch.case_task import BatchOptions
+    from pipeline.batch.case_task import input_hash as batch_input_hash
     from pipeline.metrics.settings import GridMapping, MetricSettings
 
     case = SimpleNamespace(content_hash="c" * 64, reference_hash=None)
@@ -192,6 +193,6 @@ def test_the_batch_input_hash_includes_the_grid_mapping(model_set: ModelSet, tmp
     def input_hash(mapping: GridMapping) -> str:
         options = BatchOptions(cases=(), model_set=model_set, models_source="smoke", database_url="sqlite://",
                                artifacts=tmp_path, settings=MetricSettings(grid_mapping=mapping))
-        return _input_hash(case, options, grid_for(model_set, ()), "v")  # type: ignore[arg-type]
+        return batch_input_hash(case, options, grid_for(model_set, ()), "v")  # type: ignore[arg-type]
 
     assert input_hash("pooled") != input_hash("per_pass")

@@ -36,7 +36,8 @@ from pipeline.store.schema import Configuration, ModelSet, TemperatureFit
 
 @dataclass(frozen=True)
 class CaseWork:
-    """What processing a case needs besides the case: models, grid, rows of the store, settings."""
+    """What processing a case needs besides the case: models, grid, rows of the store, settings, and the Dask worker
+    that runs it (None: the batch's own process)."""
 
     predictor: MemberPredictor
     grid: tuple[GridConfiguration, ...]
@@ -48,6 +49,7 @@ class CaseWork:
     artifacts: ArtifactStore
     code_version: str
     run_id: int
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     image = upsert_image(session, image_record(case))
     values = {"run_id": work.run_id, "input_hash": input_hash, "code_version": work.code_version,
               "forward_passes": prediction.forward_passes, "seconds_inference": inference, "seconds_metrics": metrics,
-              "seconds_storage": 0.0}
+              "seconds_storage": 0.0, "worker": work.worker}
     processing = replace_processing(session, image, work.model_set, values, image_rows, pooled_rows + writer.rows)
     write_results(session, image, processing.id, results)
     processing.seconds_storage = storage + time.perf_counter() - start

@@ -1,5 +1,8 @@
 """``python -m pipeline run``: the nightly batch over a cohort, idempotent, failure-isolated, one transaction per case.
 
+Each case is one :func:`pipeline.batch.case_task.run_case`: in this process one after another (the default), or one
+task per case on a Dask cluster (``--cluster``, :mod:`pipeline.batch.cluster`); either way the case's claim and its
+transaction are the source of truth, so a case whose worker dies is redone whole elsewhere.
 For each case: claim it (no two runs process one case), read and check it, hash its inputs (image and reference
 hashes, model set identity, grid, metric settings, review budget, code version) and skip it when the stored
 processing has the same hash (storing its acquisition where that changed: it is not in the hash, see
@@ -9,7 +12,8 @@ case failed.
 A CT too small for the model's plan (too few slices: :mod:`pipeline.inference.extent`) fails at stage ``read``
 before any inference. A case redone without a reference in its input keeps the reference attached to it since
 (:mod:`pipeline.batch.kept_reference`); its input hash stays the input's.
-A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest.
+A run killed mid-way leaves only whole cases behind; the next run marks it ``interrupted`` and redoes the rest (a
+run that stops on an error between cases, e.g. its Dask scheduler lost, marks itself so).
 At the end a run verifies the audit log's hash chain (:mod:`pipeline.store.audit_chain`), logs the result and stores
 it on the run (``runs.audit_check``, whose head is an anchor for later checks); a broken chain makes the exit code 1.
 Last, the run's trend values are checked against the stored tolerance and action levels
@@ -19,61 +23,36 @@ failure exits 4 when a value is out of tolerance, 5 when one is beyond an action
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
-from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from pipeline.batch.cases import CaseError, CaseSpec, LoadedCase, load_case
-from pipeline.batch.kept_reference import with_attached_reference
-from pipeline.batch.locking import claim
+from pipeline.batch.case_task import BatchOptions, CaseContext, CaseJob, CaseOutcome, run_case
+from pipeline.batch.cases import CaseSpec
 from pipeline.batch.member_passes import check_mode
-from pipeline.batch.persist import deployed_fits, ensure_model_set, refresh_acquisition
-from pipeline.batch.process import CaseWork, process_case
+from pipeline.batch.persist import deployed_fits, ensure_model_set
 from pipeline.batch.version import code_version
-from pipeline.errors import InputError
-from pipeline.inference.grid import Configuration as GridConfiguration
+from pipeline.inference.engine import MemberPredictor, choose_device
 from pipeline.inference.grid import grid_for
-from pipeline.inference.model_set import ModelSet as LoadedModelSet
-from pipeline.metrics.review_budget import DEFAULT_FRACTION
-from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.settings import DEFAULT_MAX_VOXELS
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.audit_chain import ChainReport, verify_engine
 from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
 from pipeline.store.ood import refresh_ood_scores
-from pipeline.store.schema import CaseFailure, Image, Processing, Run, utcnow
+from pipeline.store.schema import Run, utcnow
 from pipeline.store.trend_check import RunCheck, check_run
 
+__all__ = ["BatchOptions", "CaseExecutor", "RunSummary", "print_summary", "run_batch"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """What a batch run processes and where it stores it."""
-
-    cases: tuple[CaseSpec, ...]
-    model_set: LoadedModelSet
-    models_source: str
-    database_url: str
-    artifacts: Path
-    settings: MetricSettings = DEFAULT_SETTINGS
-    budget: float = DEFAULT_FRACTION
-    tta: bool = True
-    device: str | None = None
-    dry_run: bool = False
-    progress: bool = True
-    max_voxels: int = DEFAULT_MAX_VOXELS
 
 
 @dataclass
@@ -100,15 +79,32 @@ class RunSummary:
             return 1
         return self.levels.exit_code if self.levels is not None else 0
 
+    def add(self, outcome: CaseOutcome) -> None:
+        """Count one case's outcome."""
+        if outcome.status == "failed":
+            self.failed.append((outcome.name, outcome.stage, outcome.reason))
+            return
+        getattr(self, outcome.status).append(outcome.name)
+        self.notes += [(outcome.name, note) for note in outcome.notes]
 
-def _input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConfiguration], version: str) -> str:
-    """Deployed temperatures are not part of it: the protocol stage that changes them redoes the TS results."""
-    document = {
-        "image": case.content_hash, "reference": case.reference_hash, "models": options.model_set.identity(),
-        "grid": [c.name for c in grid], "settings": asdict(options.settings), "budget": options.budget,
-        "code": version,
-    }
-    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+class CaseExecutor(Protocol):
+    """Where a run's cases go: one :func:`~pipeline.batch.case_task.run_case` each, outcomes as they complete."""
+
+    def map(self, job: CaseJob, cases: Sequence[CaseSpec]) -> Iterator[CaseOutcome]:
+        """Run every case of ``cases``; yield each outcome when its case is done."""
+        ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """The embedded default: the cases one after another in this process."""
+
+    context: CaseContext
+
+    def map(self, job: CaseJob, cases: Sequence[CaseSpec]) -> Iterator[CaseOutcome]:
+        """The outcomes in the cases' order."""
+        return (run_case(job, self.context, spec) for spec in cases)
 
 
 def _mark_interrupted(session: Session) -> None:
@@ -132,45 +128,9 @@ def _remove_stale_temporaries(session: Session, artifacts: ArtifactStore) -> Non
         artifacts.remove_stale(started if started.tzinfo else started.replace(tzinfo=UTC))
 
 
-def _stored_hash(session: Session, name: str, model_set_id: int) -> str | None:
-    return session.scalar(
-        select(Processing.input_hash).join(Image, Image.id == Processing.image_id)
-        .where(Image.name == name, Processing.model_set_id == model_set_id)
-    )
-
-
-class _Batch:
-    """The state of one run while it goes through the cases."""
-
-    def __init__(self, options: BatchOptions, sessions: sessionmaker, version: str) -> None:
-        self.options, self.sessions, self.version = options, sessions, version
-        self.summary = RunSummary()
-        self._predictor = None
-
-    def predictor(self):
-        if self._predictor is None:
-            from pipeline.inference.engine import MemberPredictor, choose_device
-
-            self._predictor = MemberPredictor(self.options.model_set, choose_device(self.options.device))
-        return self._predictor
-
-    def fail(self, run_id: int | None, spec: CaseSpec, stage: str, reason: str) -> None:
-        reason = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
-        self.summary.failed.append((spec.name, stage, reason))
-        log.error("case=%s stage=%s failed: %s", spec.name, stage, reason)
-        if run_id is not None:
-            with self.sessions.begin() as session:
-                session.add(CaseFailure(run_id=run_id, case_name=spec.name, source=str(spec.ct), stage=stage,
-                                        reason=reason))
-
-
-def _grid(batch: _Batch) -> tuple[GridConfiguration, ...]:
-    axes = batch.predictor().mirror_axes() if batch.options.tta else ()
-    return grid_for(batch.options.model_set, axes)
-
-
-def run_batch(options: BatchOptions) -> RunSummary:
-    """Process every case of ``options`` (see the module's description); the summary says what happened."""
+def run_batch(options: BatchOptions, executor: CaseExecutor | None = None) -> RunSummary:
+    """Process every case of ``options`` (see the module's description) in this process, or through ``executor``
+    (a Dask cluster: :mod:`pipeline.batch.cluster`); the summary says what happened."""
     began = time.perf_counter()
     engine = make_engine(options.database_url)
     check_at_head(engine)
@@ -179,8 +139,10 @@ def run_batch(options: BatchOptions) -> RunSummary:
         artifacts.check_writable()
     sessions = session_factory(engine)
     version = code_version()
-    batch = _Batch(options, sessions, version)
-    grid = _grid(batch)
+    # on a cluster the workers load the models; this process reads only the mirror axes, on the CPU
+    predictor = MemberPredictor(options.model_set, choose_device(options.device if executor is None else "cpu"))
+    grid = grid_for(options.model_set, predictor.mirror_axes() if options.tta else ())
+    summary = RunSummary()
     with sessions.begin() as session:
         _mark_interrupted(session)
         if not options.dry_run:
@@ -198,24 +160,29 @@ def run_batch(options: BatchOptions) -> RunSummary:
             session.add(run)
             session.flush()
             run_id = run.id
-    batch.summary.run_id = run_id
+    summary.run_id = run_id
     missing = [c.name for c in grid if c.temperature_scaling and c.name not in fits]
     if missing:
         log.warning("no deployed temperature for %s: those configurations are skipped until "
                     "`python -m pipeline protocol` fits one", ", ".join(missing))
+    job = CaseJob(options, grid, run_id, version)
+    executor = executor or InProcess(CaseContext(sessions, predictor, model_set, configurations, fits))
+    finished = False
     try:
-        for spec in tqdm(options.cases, desc="cases", unit="case", disable=not options.progress):
-            _one_case(batch, spec, run_id, grid, model_set, configurations, fits)
+        outcomes = executor.map(job, options.cases)
+        for outcome in tqdm(outcomes, total=len(options.cases), desc="cases", unit="case",
+                            disable=not options.progress):
+            summary.add(outcome)
+        finished = True
     finally:
-        batch.summary.seconds = time.perf_counter() - began
+        summary.seconds = time.perf_counter() - began
         if run_id is not None:
             with sessions.begin() as session:
                 run = session.get(Run, run_id)
                 assert run is not None
-                summary = batch.summary
                 run.cases_done, run.cases_skipped = len(summary.done), len(summary.skipped) + len(summary.busy)
                 run.cases_failed, run.finished_at = len(summary.failed), utcnow()
-                run.status = "failed" if summary.failed else "succeeded"
+                run.status = "interrupted" if not finished else "failed" if summary.failed else "succeeded"
                 run.error_summary = "; ".join(f"{c} ({s}): {r}" for c, s, r in summary.failed)[:4000] or None
                 if summary.done:
                     refresh_ood_scores(session, model_set_id, options.settings)
@@ -224,7 +191,7 @@ def run_batch(options: BatchOptions) -> RunSummary:
             summary.audit = check_audit_log(engine, sessions, run_id)
             summary.levels = check_levels(sessions, run_id)
         engine.dispose()
-    return batch.summary
+    return summary
 
 
 def check_audit_log(engine: Engine, sessions: sessionmaker, run_id: int) -> ChainReport:
@@ -243,73 +210,6 @@ def check_levels(sessions: sessionmaker, run_id: int) -> RunCheck | None:
     if check is not None:
         (log.warning if check.findings else log.info)("%s", check.line())
     return check
-
-
-def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[GridConfiguration, ...],
-              model_set, configurations, fits) -> None:
-    options, summary = batch.options, batch.summary
-    engine = batch.sessions.kw["bind"]
-    with claim(engine, spec.name) as held:
-        if not held:
-            summary.busy.append(spec.name)
-            log.info("case=%s skipped: another run holds it", spec.name)
-            return
-        try:
-            case = load_case(spec, tuple(options.model_set.labels), options.max_voxels)
-        except CaseError as error:
-            batch.fail(run_id, spec, error.stage, str(error))
-            return
-        input_hash = _input_hash(case, options, grid, batch.version)
-        with batch.sessions() as session:
-            stored = _stored_hash(session, spec.name, model_set.id)
-        if stored == input_hash:
-            summary.skipped.append(spec.name)
-            log.info("case=%s skipped: unchanged since its last processing", spec.name)
-            if not options.dry_run:
-                with batch.sessions.begin() as session:
-                    if refresh_acquisition(session, spec.name, case.acquisition.record()):
-                        log.info("case=%s: its acquisition changed; stored", spec.name)
-            return
-        if options.dry_run:
-            summary.would_run.append(spec.name)
-            return
-        ready = _ready(batch, spec, case, run_id)
-        if ready is None:
-            return
-        case = ready
-        work = CaseWork(batch.predictor(), grid, model_set, configurations, fits, options.settings, options.budget,
-                        ArtifactStore(options.artifacts), batch.version, run_id or 0)
-        try:
-            with batch.sessions.begin() as session:
-                timings = process_case(session, case, work, input_hash)
-        except Exception as error:
-            log.exception("case=%s failed", spec.name)
-            batch.fail(run_id, spec, "process", f"{type(error).__name__}: {error}")
-            return
-        summary.done.append(spec.name)
-        summary.notes += [(spec.name, note) for note in case.reference_notes]
-        log.info("case=%s done passes=%d inference_s=%.2f metrics_s=%.2f storage_s=%.2f", spec.name,
-                 timings.forward_passes, timings.inference, timings.metrics, timings.storage)
-
-
-def _ready(batch: _Batch, spec: CaseSpec, case: LoadedCase, run_id: int | None) -> LoadedCase | None:
-    """The case as the grid will run it (with its attached reference when its input gives none), or None when it
-    failed (recorded): too small for the model's plan, or its attached reference unusable."""
-    predictor = batch.predictor()  # a model set that cannot load is no case's failure: it stops the run
-    try:
-        predictor.check_extent(case.image, str(spec.ct))
-    except InputError as error:
-        batch.fail(run_id, spec, "read", str(error))
-        return None
-    try:
-        with batch.sessions() as session:
-            return with_attached_reference(session, ArtifactStore(batch.options.artifacts), case)
-    except InputError as error:  # a CaseError, or the stored reference map unreadable
-        batch.fail(run_id, spec, "reference", str(error))
-    except Exception as error:
-        log.exception("case=%s: its attached reference could not be read", spec.name)
-        batch.fail(run_id, spec, "reference", f"{type(error).__name__}: {error}")
-    return None
 
 
 def print_summary(summary: RunSummary, cases: Sequence[CaseSpec]) -> str:

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     """Run the command line with ``settings`` (default: from the environment); returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # a Dask cluster's start and stop (run --cluster)
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args, settings or Settings.from_env()))

@@ -41,6 +41,8 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    run.add_argument("--cluster", help="run the cases as tasks on Dask: local:N (N worker processes on this machine) "
+                     "or tcp://HOST:PORT (a running scheduler; PostgreSQL store only); default: in this process")
     run.set_defaults(handler=run_command)
     protocol = verbs.add_parser("protocol", help="repeated hold-out temperature fits and TS results of a cohort, "
                                 "with the metric settings the batch stored with the cohort's runs")
@@ -104,15 +106,32 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 0 <= args.budget <= 1:
         raise InputError(f"--budget must be in [0, 1], got {args.budget}")
+    cluster = _cluster(args.cluster, settings.database_url)
     cases = tuple(discover(args.source, args.cohort, settings.mrn_salt))
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
                            settings=args.settings,
                            tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty(), max_voxels=settings.max_voxels)
-    summary = run_batch(options)
+    if cluster is None:
+        summary = run_batch(options)
+    else:
+        from pipeline.batch.cluster import DaskCases, connect, needs_gpu
+
+        with connect(cluster, needs_gpu(args.device)) as client:
+            summary = run_batch(options, DaskCases(client))
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary.exit_code
+
+
+def _cluster(text: str | None, database_url: str):  # a ClusterSpec or None (Dask loads only for --cluster)
+    if text is None:
+        return None
+    from pipeline.batch.cluster import check_store, parse_cluster
+
+    spec = parse_cluster(text)
+    check_store(spec, database_url)
+    return spec
 
 
 def protocol_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -112,6 +112,7 @@ class MemberPredictor:
         )
         self._mixed_precision = mixed_precision
         self._loaded: str | None = None
+        self._weights: dict[str, dict[str, torch.Tensor]] = {}
         self.forward_passes: Counter[tuple[str, View]] = Counter()
         self.mappings = 0
 
@@ -147,7 +148,9 @@ class MemberPredictor:
         if self._loaded == member_name:
             return
         member = self.model_set.member(member_name)
-        weights = self._checkpoint(member_name)["network_weights"]
+        if member_name not in self._weights:  # read from disk once per predictor, not once per case
+            self._weights[member_name] = self._checkpoint(member_name)["network_weights"]
+        weights = self._weights[member_name]
         try:
             self._predictor.network.load_state_dict(weights)
         except RuntimeError as error:

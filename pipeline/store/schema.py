@@ -245,7 +245,8 @@ class Run(Base):
 
 
 class CaseFailure(Base):
-    """A case that a run could not process, with the stage and the reason (one line)."""
+    """A case that a run could not process, with the stage, the reason (one line) and the Dask worker it failed on
+    (NULL: in the batch's own process)."""
 
     __tablename__ = "case_failures"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -255,6 +256,7 @@ class CaseFailure(Base):
     stage: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    worker: Mapped[str | None] = mapped_column(String(200))
     run: Mapped[Run] = relationship(back_populates="failures")
 
 
@@ -262,7 +264,8 @@ class Processing(Base):
     """One image through one model set: the batch's unit of work, written in one transaction.
 
     ``input_hash`` covers the image and reference hashes, the model set identity, the metric settings and the
-    code version: an unchanged hash means the work is done. Timings are in seconds.
+    code version: an unchanged hash means the work is done. Timings are in seconds. ``worker``: the Dask worker that
+    processed it (``run --cluster``; NULL: the batch's own process).
     """
 
     __tablename__ = "processings"
@@ -278,6 +281,7 @@ class Processing(Base):
     seconds_metrics: Mapped[float] = mapped_column(Float)
     seconds_storage: Mapped[float] = mapped_column(Float)
     completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    worker: Mapped[str | None] = mapped_column(String(200))
 
 
 class CaseResult(Base):

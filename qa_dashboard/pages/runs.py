@@ -1,5 +1,5 @@
-"""Batch runs: status, counts, duration, whether a value of the run is out of its trend levels; below, the failed
-cases (of the selected run, or of every run)."""
+"""Batch runs: status, counts, duration, whether a value of the run is out of its trend levels; below, the cases per
+worker (``run --cluster``) and the failed cases with their worker (of the selected run, or of every run)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dash.development.base_component import Component
 
 from qa_dashboard import inputs
 from qa_dashboard.components import grid, guarded, section
-from qa_dashboard.queries.runs import failure_rows, run_rows
+from qa_dashboard.queries.runs import failure_rows, run_rows, worker_rows
 from qa_dashboard.queries.trends import MARK_RULES, run_marks
 from qa_dashboard.store import Store, get_store
 
@@ -36,14 +36,19 @@ RUN_COLUMNS = [
     {"field": "code"},
 ]
 FAILURE_COLUMNS = [{"field": "run", "width": 90}, {"field": "case"}, {"field": "stage", "width": 110},
-                   {"field": "reason", "flex": 2},
+                   {"field": "reason", "flex": 2}, {"field": "worker", "minWidth": 120},
                    {"field": "source", "flex": 1}, {"field": "at"}]
+WORKER_COLUMNS = [{"field": "run", "width": 90},
+                  {"field": "worker", "flex": 1,
+                   "headerTooltip": "the Dask worker; in-process: the batch's own process"},
+                  *({"field": f, "type": "numericColumn", "width": 120} for f in ("processed", "failed"))]
 
 
 def _page(store: Store) -> Component:
     with store.session() as session:
         runs = run_rows(session)
         failures = failure_rows(session)
+        workers = worker_rows(session)
         marks = run_marks(session)
     for row in runs:
         row["levels"], row["levels_line"] = marks.get(row["run"], ("", ""))
@@ -55,6 +60,8 @@ def _page(store: Store) -> Component:
         section("Batch runs", grid("runs-grid", RUN_COLUMNS, runs, 320, rowSelection={
             "mode": "singleRow", "checkboxes": False, "enableClickSelection": True}),
             help_text="select a run to see only its failed cases"),
+        section("Cases per worker", grid("workers-grid", WORKER_COLUMNS, workers, 200),
+                help_text="processed: the run's cases whose stored results are still that run's"),
         section("Failed cases", html.Div(id="failures-title", className="small text-muted mb-1"),
                 grid("failures-grid", FAILURE_COLUMNS, failures, 300)),
     ])
@@ -64,12 +71,13 @@ def layout(**_query: str) -> Component:
     return guarded(_page)
 
 
-@callback(Output("failures-grid", "rowData"), Output("failures-title", "children"),
+@callback(Output("failures-grid", "rowData"), Output("failures-title", "children"), Output("workers-grid", "rowData"),
           Input("runs-grid", "selectedRows"), prevent_initial_call=True)
-def _failures_of(selected: Any) -> tuple[list[dict[str, Any]], str]:
+def _failures_of(selected: Any) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
     rows = inputs.listed(selected, "runs-grid.selectedRows", lambda row, name: inputs.record(
         row, name, {"run": inputs.integer}), 1)
     run = rows[0]["run"] if rows else None
     with get_store().session() as session:
         rows = failure_rows(session, run)
-    return rows, ("every run" if run is None else f"run {run}") + f": {len(rows)} failed case(s)"
+        workers = worker_rows(session, run)
+    return rows, ("every run" if run is None else f"run {run}") + f": {len(rows)} failed case(s)", workers

@@ -1,15 +1,17 @@
-"""Batch runs and the cases they could not process."""
+"""Batch runs, the cases they could not process, and the cases each worker processed or failed."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.metrics.settings import DEFAULT_SETTINGS
-from pipeline.store.schema import CaseFailure, Run
+from pipeline.store.schema import CaseFailure, Processing, Run
+
+IN_PROCESS = "in-process"
 
 
 def _duration(run: Run) -> str:
@@ -43,12 +45,28 @@ def run_rows(session: Session) -> list[dict[str, Any]]:
 
 
 def failure_rows(session: Session, run_id: int | None = None) -> list[dict[str, Any]]:
-    """Each failed case (of one run, or of all runs) with its stage and reason."""
+    """Each failed case (of one run, or of all runs) with its stage, reason and the worker it failed on."""
     query = select(CaseFailure).order_by(CaseFailure.run_id.desc(), CaseFailure.id)
     if run_id is not None:
         query = query.where(CaseFailure.run_id == run_id)
     return [
         {"run": f.run_id, "case": f.case_name, "stage": f.stage, "reason": f.reason, "source": f.source,
-         "at": f"{f.at:%Y-%m-%d %H:%M:%S}"}
+         "worker": f.worker or IN_PROCESS, "at": f"{f.at:%Y-%m-%d %H:%M:%S}"}
         for f in session.scalars(query)
     ]
+
+
+def worker_rows(session: Session, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Per run and worker (a Dask worker's address; ``in-process`` for the batch's own process): the cases it
+    processed (those whose stored processing is still the run's) and the cases that failed on it."""
+    counts: dict[tuple[int, str], dict[str, Any]] = {}
+    for table, column in ((Processing, "processed"), (CaseFailure, "failed")):
+        query = (select(table.run_id, table.worker, func.count()).where(table.run_id.is_not(None))
+                 .group_by(table.run_id, table.worker))
+        if run_id is not None:
+            query = query.where(table.run_id == run_id)
+        for run, worker, count in session.execute(query):
+            row = counts.setdefault((run, worker or IN_PROCESS), {"run": run, "worker": worker or IN_PROCESS,
+                                                                 "processed": 0, "failed": 0})
+            row[column] = count
+    return [counts[key] for key in sorted(counts, key=lambda key: (-key[0], key[1]))]

@@ -204,11 +204,15 @@ def test_runs_page_filters_failures_by_run(browser: webdriver.Chrome, server: st
     open_page(browser, server + "/runs")
     rows = wait_for(browser, lambda: grid_rows(browser, "runs-grid") or None, "the runs")
     assert [r["status"] for r in rows] == ["failed", "succeeded", "succeeded"]
-    assert wait_for(browser, lambda: grid_rows(browser, "failures-grid"), "the failures")[0]["case"] == "phantom_broken"
+    failure = wait_for(browser, lambda: grid_rows(browser, "failures-grid"), "the failures")[0]
+    assert (failure["case"], failure["worker"]) == ("phantom_broken", "tcp://10.0.0.8:40123")
+    workers = wait_for(browser, lambda: grid_rows(browser, "workers-grid") or None, "the cases per worker")
+    assert [(w["worker"], w["failed"]) for w in workers] == [
+        ("tcp://10.0.0.8:40123", 1), ("tcp://10.0.0.7:40123", 0), ("tcp://10.0.0.8:40123", 0)]
     browser.find_elements(By.CSS_SELECTOR, "#runs-grid .ag-center-cols-container .ag-row")[1].click()
     wait_for(browser, lambda: "run 2: 0 failed case(s)" in browser.find_element(By.ID, "failures-title").text,
              "the failures of run 2")
-    assert grid_rows(browser, "failures-grid") == []
+    assert grid_rows(browser, "failures-grid") == [] and grid_rows(browser, "workers-grid") == []
     shot(browser, screenshots, "07_runs")
 
 

@@ -168,6 +168,7 @@ def test_overview_and_runs(store: SeededStore) -> None:
         run_rows = runs.run_rows(session)
         failures = runs.failure_rows(session, run_rows[0]["run"])
         assert runs.failure_rows(session, run_rows[-1]["run"]) == []
+        workers = runs.worker_rows(session)
     assert totals.cases == len(rows) == PLAN.patients + 2 and totals.protocols == 1
     assert totals.latest_run is not None and totals.latest_run[1] == "failed"
     assert {r["case"]: r["reference"] for r in rows}["prospective_001"] == "no"
@@ -175,7 +176,13 @@ def test_overview_and_runs(store: SeededStore) -> None:
     assert run_rows[2]["duration"] == "0:42:00" and run_rows[0]["failed"] == 1
     assert failures == [{"run": run_rows[0]["run"], "case": "phantom_broken", "stage": "load",
                          "reason": "reference shape (40, 64, 64) differs from the CT's (48, 64, 64)",
-                         "source": "/data/cohort/images/phantom_broken.nii.gz", "at": "2026-11-03 22:02:00"}]
+                         "source": "/data/cohort/images/phantom_broken.nii.gz", "worker": "tcp://10.0.0.8:40123",
+                         "at": "2026-11-03 22:02:00"}]
+    cases = totals.cases  # every seeded case was processed by the first run, alternately on two workers
+    assert workers == [
+        {"run": run_rows[0]["run"], "worker": "tcp://10.0.0.8:40123", "processed": 0, "failed": 1},
+        {"run": run_rows[2]["run"], "worker": "tcp://10.0.0.7:40123", "processed": (cases + 1) // 2, "failed": 0},
+        {"run": run_rows[2]["run"], "worker": "tcp://10.0.0.8:40123", "processed": cases // 2, "failed": 0}]
 
 
 def test_page_caches_last_until_the_batch_writes(tmp_path: Path) -> None:

@@ -429,3 +429,30 @@ def test_0013_removes_the_study_date_from_stored_acquisitions_and_keeps_the_rest
         k: v for k, v in before[ids[0]].items() if k != "acquisition"}
     command.downgrade(alembic_config(empty_store_url), "0012")
     assert {row["id"]: row for row in _rows(empty_store_url, "images")} == after
+
+
+def test_0015_adds_the_worker_of_processed_and_failed_cases_and_its_downgrade_keeps_every_row(
+    empty_store_url: str,
+) -> None:
+    """0015 gives every stored processing and case failure the worker NULL (the batch's own process, where they
+    ran); its downgrade drops the column and keeps the rows."""
+    config = alembic_config(empty_store_url)
+    engine, metadata = _results_at(empty_store_url, "0012")
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["case_failures"].insert(), [{
+            "id": 1, "run_id": 1, "case_name": "case-2", "source": "/data/case-2.nii.gz", "stage": "read",
+            "reason": "not a readable CT", "at": NOW}])
+    engine.dispose()
+    processings = _rows(empty_store_url, "processings")
+    command.upgrade(config, "0015")
+    assert _rows(empty_store_url, "processings") == [row | {"worker": None} for row in processings]
+    assert [row["worker"] for row in _rows(empty_store_url, "case_failures")] == [None]
+    engine = make_engine(empty_store_url)
+    metadata = MetaData()
+    metadata.reflect(engine, only=["processings"])
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["processings"].update().values(worker="tcp://10.0.0.7:40123"))
+    engine.dispose()
+    command.downgrade(config, "0012")
+    assert _rows(empty_store_url, "processings") == processings
+    assert [row["case_name"] for row in _rows(empty_store_url, "case_failures")] == ["case-2"]

@@ -1,0 +1,139 @@
+"""``run --cluster``: the batch's cases as tasks on Dask distributed, one task per case.
+
+``local:N`` starts a ``LocalCluster`` of N worker processes on this machine (one thread each, torch threads = cores
+// N, so N workers do not oversubscribe the cores); ``tcp://HOST:PORT`` joins a running scheduler whose workers were
+started with ``dask worker tcp://HOST:PORT --nthreads 1 --resources GPU=1`` on the GPU nodes. A case run on a CUDA
+device (``--device cuda``) asks for the ``GPU`` resource, so each GPU takes one case at a time.
+
+Exactly once: the scheduler retries the task of a worker that died (a killed process, a lost node) on another
+worker, up to Dask's ``distributed.scheduler.allowed-failures`` times; the case's claim and its one transaction
+(:func:`pipeline.batch.case_task.run_case`) make a retried case replace whatever the dead worker left, and a case
+that killed every worker it ran on is recorded as a failure of stage ``worker``. A multi-machine cluster needs a
+store every machine reaches: a SQLite store is refused there. ``local:N`` may use SQLite: the workers share one
+machine, its file locks (the claims) and SQLite's own locking, and each case's write waits its turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from distributed import Client, KilledWorker, LocalCluster, as_completed
+from sqlalchemy.engine import make_url
+
+from pipeline.batch.case_task import CaseJob, CaseOutcome, record_failure
+from pipeline.batch.cases import CaseSpec
+from pipeline.batch.workers import WorkerSetup, run_on_worker
+from pipeline.errors import InputError
+from pipeline.store.database import make_engine, session_factory
+
+log = logging.getLogger(__name__)
+
+_LOCAL = re.compile(r"local:([1-9][0-9]{0,3})")
+_REMOTE = re.compile(r"tcp://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
+GPU = "GPU"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the cases run: N local worker processes, or the scheduler at ``address``."""
+
+    workers: int = 0
+    address: str | None = None
+
+    @property
+    def multi_machine(self) -> bool:
+        """A scheduler's workers may be on other machines."""
+        return self.address is not None
+
+
+def parse_cluster(text: str) -> ClusterSpec:
+    """``local:N`` (1 <= N <= 9999) or ``tcp://HOST:PORT``; anything else is a user's mistake."""
+    if match := _LOCAL.fullmatch(text):
+        return ClusterSpec(workers=int(match.group(1)))
+    if _REMOTE.fullmatch(text):
+        return ClusterSpec(address=text)
+    raise InputError(f"--cluster must be local:N (N worker processes on this machine) or tcp://HOST:PORT (a running "
+                     f"Dask scheduler), got {text!r}")
+
+
+def check_store(spec: ClusterSpec, database_url: str) -> None:
+    """Refuse a SQLite store for a multi-machine cluster (its file is on one machine, its locks on one kernel)."""
+    if spec.multi_machine and make_url(database_url).get_backend_name() == "sqlite":
+        raise InputError(f"--cluster {spec.address}: a SQLite store cannot serve workers on other machines; set "
+                         "QA_DATABASE_URL to a PostgreSQL store, or use --cluster local:N")
+
+
+def torch_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per local worker: the machine's cores shared out, at least one."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def needs_gpu(device: str | None) -> bool:
+    """A case run on a CUDA device asks for the ``GPU`` resource."""
+    return bool(device) and str(device).startswith("cuda")
+
+
+@contextlib.contextmanager
+def connect(spec: ClusterSpec, gpu: bool = False) -> Iterator[Client]:
+    """A client on the cluster (a ``LocalCluster`` started and closed here for ``local:N``), its workers set up;
+    the dashboard's address goes to the log."""
+    if spec.address is None:
+        cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
+                               resources={GPU: 1} if gpu else None)
+        client = Client(cluster)
+        threads: int | None = torch_threads(spec.workers)
+    else:
+        cluster, threads = None, None
+        try:
+            client = Client(spec.address, timeout="20s")
+        except OSError as error:
+            raise InputError(f"--cluster {spec.address}: no Dask scheduler answers there ({error})") from None
+    try:
+        client.register_plugin(WorkerSetup(threads), name="qa-worker-setup")
+        log.info("Dask dashboard: %s", client.dashboard_link)
+        if gpu:
+            _check_gpu_workers(client, spec)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _check_gpu_workers(client: Client, spec: ClusterSpec) -> None:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not any(w.get("resources", {}).get(GPU) for w in workers):
+        raise InputError(f"--cluster {spec.address}: no worker offers the GPU resource that --device cuda needs; "
+                         "start the GPU workers with `dask worker ADDRESS --resources GPU=1`")
+
+
+@dataclass(frozen=True)
+class DaskCases:
+    """The cases as tasks on ``client``'s cluster; outcomes as they complete."""
+
+    client: Client
+
+    def map(self, job: CaseJob, cases: Sequence[CaseSpec]) -> Iterator[CaseOutcome]:
+        """Submit one task per case (the job without the case list: each task carries its own case)."""
+        job = dataclasses.replace(job, options=dataclasses.replace(job.options, cases=()))
+        resources = {GPU: 1} if needs_gpu(job.options.device) else None
+        futures = {
+            self.client.submit(run_on_worker, job, spec, key=f"case-{job.run_id}-{index}", pure=False,
+                               resources=resources): spec
+            for index, spec in enumerate(cases)
+        }
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except KilledWorker as error:
+                spec = futures[future]
+                sessions = session_factory(make_engine(job.options.database_url))
+                yield record_failure(sessions, job.run_id, spec, "worker",
+                                     f"every worker that ran it died ({error})", None)
+                sessions.kw["bind"].dispose()
