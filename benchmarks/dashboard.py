@@ -84,7 +84,8 @@ def _plane_call(dash: Dash, plane: str, slices: dict[str, int], a: int, overlays
               ("viewer-level", "value", 40), ("viewer-overlays", "value", overlays),
               ("viewer-structures", "value", [1, 2]), ("viewer-opacity", "value", 0.6),
               ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget), ("viewer-thickness", "value", 2),
-              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"])]
+              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"]),
+              ("viewer-measurements", "data", [])]
     return dash.call([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs,
                      [("viewer-case", "data", case)], [changed])
 
