@@ -7,7 +7,8 @@ JSON encoding all count):
 
 - a slice change in the browser: the axial view's callback at a slice not seen before (p50 / p95 over a sweep
   through the volume), with two overlays (entropy heat map + reference contour) and with the four default
-  overlays, and the crosshair-only update of the other two views;
+  overlays, the crosshair-only update of the other two views, and a rectangle's HU statistics (the measurement
+  tool's callback on a slice not read before);
 - the cohort calibration page: its layout, the table callback and the reliability diagram callback;
 - the review worklist's content callback: its first view at 2 % for ``DE+TTA``, whose regions the seed stored as
   the batch does (``result_regions`` at each of ``ReviewSettings.region_budgets``), against the same first view
@@ -109,7 +110,23 @@ def slice_changes(dash: Dash, case: str, a: int, shape: tuple[int, int, int], bu
                              "slice-axial.data", case, budget) for index in range(0, min(z, count))]
     figures["crosshair update of another view"] = {"p50_ms": 1000 * statistics.median(crosshair),
                                                    "p95_ms": 1000 * _percentile(crosshair, 95), "n": len(crosshair)}
+    figures["HU statistics of a 100 × 100 pixel rectangle"] = _measurements(dash, case, a, centre, z, count)
     return figures
+
+
+def _measurements(dash: Dash, case: str, a: int, centre: dict[str, int], z: int, count: int) -> dict[str, Any]:
+    """The measurement callback: a rectangle on axial slices not read before (odd ones, after the sweeps' even)."""
+    times = []
+    for index in range(1, min(z, 2 * count), 2):
+        request = {"tool": "rectangle", "plane": "axial", "side": "a", "points": [[100.0, 100.0], [190.0, 190.0]]}
+        times.append(dash.call(
+            [("viewer-measurements", "data"), ("viewer-measure-list", "children"), ("viewer-measure-cell", "children")],
+            [("viewer-measure-request", "data", request), ("viewer-measure-clear", "n_clicks", None)],
+            [("slice-axial", "data", index), ("slice-coronal", "data", centre["coronal"]),
+             ("slice-sagittal", "data", centre["sagittal"]), ("viewer-a", "value", a), ("viewer-b", "value", None),
+             ("viewer-overlays", "value", ["entropy", "reference"]), ("viewer-measurements", "data", []),
+             ("viewer-case", "data", case)], ["viewer-measure-request.data"]))
+    return {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * _percentile(times, 95), "n": len(times)}
 
 
 def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeats: int, structures: list[str],

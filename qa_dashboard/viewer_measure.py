@@ -34,8 +34,10 @@ SIDES = ("a", "b")
 
 
 def _point(value: Any, name: str) -> tuple[float, float]:
-    x, y = inputs.listed(value, name, lambda v, n: inputs.number(v, n, -1e7, 1e7), 2)
-    return x, y
+    values = inputs.listed(value, name, lambda v, n: inputs.number(v, n, -1e7, 1e7), 2)
+    if len(values) != 2:
+        raise InputError(f"{name} must be a point [x, y] in mm, not {len(values)} numbers")
+    return values[0], values[1]
 
 
 def _points(value: Any, name: str) -> tuple[measure.Point, measure.Point]:
@@ -45,7 +47,8 @@ def _points(value: Any, name: str) -> tuple[measure.Point, measure.Point]:
     return points[0], points[1]
 
 
-def _request(value: Any) -> dict[str, Any]:
+def checked_request(value: Any) -> dict[str, Any]:
+    """What the browser drew (``viewer-measure-request``), checked: tool, plane, side and two points (mm)."""
     return inputs.record(value, "viewer-measure-request.data", {
         "tool": lambda v, n: inputs.choice(v, n, measure.TOOLS), "plane": lambda v, n: inputs.choice(v, n, PLANES),
         "side": lambda v, n: inputs.choice(v, n, SIDES), "points": _points})
@@ -148,7 +151,7 @@ def _measure(request: Any, clear: Any, axial: Any, coronal: Any, sagittal: Any, 
     if ctx.triggered_id == "viewer-measure-clear":
         kept = []
     elif request is not None:
-        asked = _request(request)
+        asked = checked_request(request)
         slices = checked.slices(view.case, {"axial": axial, "coronal": coronal, "sagittal": sagittal})
         chosen = checked.configuration(a if asked["side"] == "a" else b, f"viewer-{asked['side']}.value")
         shown = inputs.listed(overlays, "viewer-overlays.value", lambda v, n: inputs.text(v, n, 20))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from pipeline.errors import InputError
 from qa_dashboard.rendering import measure
 from qa_dashboard.rendering.geometry import view_geometry
-from qa_dashboard.viewer_measure import traces
+from qa_dashboard.viewer_measure import checked_request, traces
 
 SHAPE = (12, 20, 30)  # z, y, x
 SPACING_XYZ = (1.5, 1.5, 3.0)
@@ -29,7 +30,7 @@ def _image() -> tuple[np.ndarray, sitk.Image]:
     return ct, image
 
 
-def _geometry(plane: str):  # noqa: ANN202 (a ViewGeometry)
+def _geometry(plane: str):
     return view_geometry(plane, SHAPE, SPACING_ZYX, DIRECTION)
 
 
@@ -133,3 +134,14 @@ def test_measurements_are_drawn_on_their_own_slice_only() -> None:
     assert rectangle["x"] == [1.0, 9.0, 9.0, 1.0, 1.0] and rectangle["y"] == [2.0, 2.0, 6.0, 6.0, 2.0]
     (ellipse,) = traces(kept, "axial", 5)
     assert max(ellipse["x"]) == pytest.approx(9.0) and min(ellipse["y"]) == pytest.approx(2.0)
+
+
+def test_a_malformed_request_is_a_user_error() -> None:
+    drawn = {"tool": "distance", "plane": "coronal", "side": "a", "points": [[1.0, 2.0], [3.5, 4.0]]}
+    assert checked_request(drawn) == {**drawn, "points": ((1.0, 2.0), (3.5, 4.0))}
+    for change, message in (({"points": [[1.0, 2.0]]}, "points must hold two points, not 1"),
+                            ({"points": [[1.0], [0, 0]]}, r"points\[0\] must be a point \[x, y\] in mm"),
+                            ({"tool": "angle"}, "tool must be one of distance, rectangle, ellipse"),
+                            ({"points": [[1.0, float("nan")], [0, 0]]}, r"points\[0\]\[1\] must be a number")):
+        with pytest.raises(InputError, match=message):
+            checked_request({**drawn, **change})
