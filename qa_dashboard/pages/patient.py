@@ -9,8 +9,9 @@ kept in the address bar as the view changes so that a copied link reproduces it.
 Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
 PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
-other two. Below the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A
-with the workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
+other two. The measurement tools (``qa_dashboard.viewer_measure``) are drawn on the slice they were made on. Below
+the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A with the
+workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
 """
 
 from __future__ import annotations
