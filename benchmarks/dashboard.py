@@ -7,7 +7,8 @@ JSON encoding all count):
 
 - a slice change in the browser: the axial view's callback at a slice not seen before (p50 / p95 over a sweep
   through the volume), with two overlays (entropy heat map + reference contour) and with the four default
-  overlays, and the crosshair-only update of the other two views;
+  overlays, the crosshair-only update of the other two views, and a rectangle's HU statistics (the measurement
+  tool's callback on a slice not read before);
 - the cohort calibration page: its layout, the table callback and the reliability diagram callback;
 - the review worklist's content callback: its first view at 2 % for ``DE+TTA``, whose regions the seed stored as
   the batch does (``result_regions`` at each of ``ReviewSettings.region_budgets``), against the same first view
@@ -79,7 +80,8 @@ def plane_request(plane: str, slices: dict[str, int], a: int, overlays: list[str
               ("viewer-level", "value", 40), ("viewer-overlays", "value", overlays),
               ("viewer-structures", "value", [1, 2]), ("viewer-opacity", "value", 0.6),
               ("viewer-threshold", "value", 0.1), ("viewer-budget", "value", budget), ("viewer-thickness", "value", 2),
-              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"])]
+              ("viewer-fill", "value", False), ("viewer-colours", "data", ["#00e5ff", "#ff4dff"]),
+              ("viewer-measurements", "data", [])]
     return ([(f"view-a-{plane}", "figure"), (f"view-b-{plane}", "figure")], inputs, [("viewer-case", "data", case)],
             [changed])
 
@@ -108,7 +110,23 @@ def slice_changes(dash: Dash, case: str, a: int, shape: tuple[int, int, int], bu
                              "slice-axial.data", case, budget) for index in range(0, min(z, count))]
     figures["crosshair update of another view"] = {"p50_ms": 1000 * statistics.median(crosshair),
                                                    "p95_ms": 1000 * _percentile(crosshair, 95), "n": len(crosshair)}
+    figures["HU statistics of a 100 × 100 pixel rectangle"] = _measurements(dash, case, a, centre, z, count)
     return figures
+
+
+def _measurements(dash: Dash, case: str, a: int, centre: dict[str, int], z: int, count: int) -> dict[str, Any]:
+    """The measurement callback: a rectangle on axial slices not read before (odd ones, after the sweeps' even)."""
+    times = []
+    for index in range(1, min(z, 2 * count), 2):
+        request = {"tool": "rectangle", "plane": "axial", "side": "a", "points": [[100.0, 100.0], [190.0, 190.0]]}
+        times.append(dash.call(
+            [("viewer-measurements", "data"), ("viewer-measure-list", "children"), ("viewer-measure-cell", "children")],
+            [("viewer-measure-request", "data", request), ("viewer-measure-clear", "n_clicks", None)],
+            [("slice-axial", "data", index), ("slice-coronal", "data", centre["coronal"]),
+             ("slice-sagittal", "data", centre["sagittal"]), ("viewer-a", "value", a), ("viewer-b", "value", None),
+             ("viewer-overlays", "value", ["entropy", "reference"]), ("viewer-measurements", "data", []),
+             ("viewer-case", "data", case)], ["viewer-measure-request.data"]))
+    return {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * _percentile(times, 95), "n": len(times)}
 
 
 def cohort_requests(protocol_id: int, repeats: int, structures: list[str], configurations: list[int]
@@ -116,7 +134,8 @@ def cohort_requests(protocol_id: int, repeats: int, structures: list[str], confi
     """The cohort page's two callbacks (its table, its reliability diagram) for every repeat of the protocol."""
     filters = [("cohort-protocol", "value", protocol_id), ("cohort-repeats", "value", list(range(repeats))),
                ("cohort-dates", "start_date", None), ("cohort-dates", "end_date", None),
-               ("cohort-reference-kind", "value", "all")]
+               ("cohort-reference-kind", "value", "all"), ("cohort-stratum", "value", "scanner"),
+               ("cohort-group", "value", "")]
     return (([("cohort-grid", "rowData")], [*filters, ("cohort-structures", "value", structures)], [],
              ["cohort-protocol.value"]),
             ([("cohort-reliability", "figure")], [*filters, ("cohort-diagram-configurations", "value", configurations)],
@@ -130,7 +149,8 @@ def worklist_request(configuration: str, percent: float, minutes: float | None =
     return ([("worklist-content", "children"), ("worklist-url", "search")],
             [("worklist-configuration", "value", configuration), ("worklist-kind", "value", kind),
              ("worklist-percent", "value", percent), ("worklist-minutes", "value", minutes or 5),
-             ("worklist-model-set", "value", None)], [], ["worklist-percent.value"])
+             ("worklist-model-set", "value", None), ("worklist-stratum", "value", "scanner"),
+             ("worklist-group", "value", "")], [], ["worklist-percent.value"])
 
 
 def cohort_page(dash: Dash, layout: Callable[..., Any], protocol_id: int, repeats: int, structures: list[str],

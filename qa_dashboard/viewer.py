@@ -34,7 +34,11 @@ SHORTCUTS = (("mouse wheel over a view", "next / previous slice of that view (th
              ("keys", "act on the view under the mouse or with focus (click or Tab to it); nowhere else"),
              ("↑ / ↓", "previous / next slice of that view"),
              ("PgUp / PgDn", "10 slices back / forward"), ("Home / End", "first / last slice"),
-             ("click in a view", "move the crosshair (the other two views) there"),
+             ("click in a view", "move the crosshair (the other two views) there (tool Navigate)"),
+             ("D, then two clicks on a view", "distance in mm between the two voxels (the real spacing per axis)"),
+             ("R or E, then drag on a view", "rectangle or ellipse: mean, SD, min, max HU, area, voxels (and the "
+              "mean normalised entropy while the entropy overlay is shown)"),
+             ("Esc", "back to the tool Navigate"),
              *((key, f"W/L preset {name} ({window:g}/{level:g})") for key, (name, window, level) in PRESETS.items()),
              ("?", "this list"))
 
@@ -95,8 +99,10 @@ def middle(case: Case) -> views.Slices:
 
 
 def plane_figures(store: Store, view: CaseView, plane: str, slices: views.Slices, a: int | None, b: int | None,
-                  settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The figures of ``plane`` for configuration A and B (B's is blank without B)."""
+                  settings: Settings, marks: list[dict[str, Any]] | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The figures of ``plane`` for configuration A and B (B's is blank without B), with the traces ``marks`` (the
+    measurements on this slice) over the pictures."""
     window, level = settings.window_level()
     geometry = views.geometry(view.case, plane)
     ct = views.ct_picture(store, view.case, plane, slices[plane], window, level)
@@ -111,8 +117,10 @@ def plane_figures(store: Store, view: CaseView, plane: str, slices: views.Slices
         overlay = views.overlay_picture(store, view.case, result, request, result.roi_voxels)
         shown = f"{slice_number(slices[plane])}/{slice_count(view.case, plane)}"
         title = f"{plane} {shown} · {side}: {result.configuration}"
-        figures.append(views.figure(geometry, [ct, overlay], slices, title, f"W {window:g} / L {level:g}",
-                                    f"{view.case.name}-{plane}"))
+        shown_figure = views.figure(geometry, [ct, overlay], slices, title, f"W {window:g} / L {level:g}",
+                                    f"{view.case.name}-{plane}")
+        shown_figure["data"] += marks or []
+        figures.append(shown_figure)
     return figures[0], figures[1]
 
 

@@ -1,6 +1,7 @@
 """The slice browser's browser-side callbacks (``assets/viewer.js``, ``assets/viewer_stage.js``): the stage's layout
-and B column, a W/L preset filling the window and level, the structures' colours, fullscreen, zoom reset and the
-address bar kept in step with the view (``viewer_address``). Nothing here reaches the server."""
+and B column, a W/L preset filling the window and level, the structures' colours, fullscreen, zoom reset, the
+address bar kept in step with the view (``viewer_address``) and the slices shown kept for the wheel's ends. Nothing
+here reaches the server."""
 
 from __future__ import annotations
 
@@ -25,4 +26,7 @@ clientside_callback(ClientsideFunction("stage", "copyLink"), Output("viewer-copy
 clientside_callback(ClientsideFunction("stage", "address"), Output("viewer-address", "data"),
                     *(Input(f"slice-{p}", "data") for p in PLANES), Input("viewer-a", "value"),
                     Input("viewer-b", "value"), Input("viewer-window", "value"), Input("viewer-level", "value"),
-                    Input("viewer-overlays", "value"), Input("viewer-grid", "value"), Input("viewer-budget", "value"))
+                    Input("viewer-overlays", "value"), Input("viewer-grid", "value"), Input("viewer-budget", "value"),
+                    Input("viewer-thickness", "value"), Input("viewer-fill", "value"), Input("viewer-colours", "data"))
+clientside_callback(ClientsideFunction("qa", "track"), Output("viewer-position", "data"),
+                    *(Input(f"slice-{p}", "data") for p in PLANES), State("viewer-shape", "data"))

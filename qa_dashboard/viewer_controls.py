@@ -13,6 +13,7 @@ from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import MAX_THICKNESS, OVERLAYS, structure_colour
 from qa_dashboard.viewer_address import LAYOUTS, ViewState
 from qa_dashboard.viewer_legend import colourbar, legend
+from qa_dashboard.viewer_measure import TOOL_LABELS, measurements_box
 
 OVERLAY_LABELS = {"reference": "reference contour", "prediction": "predicted contour",
                   "entropy": "entropy heat map", "budget": "top-budget mask", "error": "error map",
@@ -20,8 +21,8 @@ OVERLAY_LABELS = {"reference": "reference contour", "prediction": "predicted con
 
 
 def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewState) -> Component:
-    """One row: A, B, W/L preset with the window and level of ``state``, its layout, fullscreen, zoom reset, copy
-    link, help."""
+    """One row: A, B, W/L preset with the window and level of ``state``, the tool (navigate or measure), its
+    layout, fullscreen, zoom reset, copy link, help."""
     options = [{"label": r.label(len({x.model_set for x in view.results.values()}) > 1), "value": c}
                for c, r in view.results.items()]
     window, level = state.window, state.level
@@ -41,8 +42,12 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewStat
                              max=viewer.WINDOW_RANGE[1], step=1, size="sm", debounce=True), "5.5rem"),
         field("L", dbc.Input(id="viewer-level", type="number", value=level, min=viewer.LEVEL_RANGE[0],
                              max=viewer.LEVEL_RANGE[1], step=1, size="sm", debounce=True), "5.5rem"),
+        dbc.RadioItems(id="viewer-tool", options=[{"label": label, "value": key} for key, label in TOOL_LABELS.items()],
+                       value="navigate", inline=True, className="btn-group btn-group-sm qa-buttons ms-1",
+                       inputClassName="btn-check", labelClassName="btn btn-outline-secondary btn-sm",
+                       labelCheckedClassName="active"),
         dbc.RadioItems(id="viewer-grid", options=[{"label": v, "value": k} for k, v in LAYOUTS.items()],
-                       value=state.grid, inline=True, className="btn-group btn-group-sm ms-1",
+                       value=state.grid, inline=True, className="btn-group btn-group-sm qa-buttons ms-1",
                        inputClassName="btn-check", labelClassName="btn btn-outline-secondary btn-sm",
                        labelCheckedClassName="active"),
         dbc.Button("Fullscreen", id="viewer-fullscreen", size="sm", color="outline-dark", className="ms-1",
@@ -55,29 +60,29 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewStat
     ], className="qa-toolbar", id="viewer-toolbar")
 
 
-def sidebar(view: viewer.CaseView, budget_max: float, budget: float, overlays_shown: tuple[str, ...]
-            ) -> Component:
+def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: ViewState) -> Component:
     """The side bar: overlays and structures with their colours, contours, entropy, the review ``budget`` (of at most
-    the stored mask's ``budget_max``), legend, jumps, probe and metrics (it scrolls on its own, beside the views)."""
+    the stored mask's ``budget_max``), measurements, legend, jumps, probe and metrics (it scrolls on its own, beside
+    the views); overlays and contours as ``state`` (the address's) sets them."""
     labels = next(iter(view.results.values())).labels
     overlays = available_overlays(view.case)
     structures = [{"label": name, "value": i} for i, name in enumerate(labels) if i > 0]
     colours = [html.Div([
-        dbc.Input(type="color", id={"type": "viewer-colour", "index": i}, value=structure_colour(i),
+        dbc.Input(type="color", id={"type": "viewer-colour", "index": i}, value=structure_colour(i, state.colours),
                   className="qa-colour"),
         html.Span(name, className="small ms-1")], className="d-flex align-items-center me-2")
         for i, name in enumerate(labels) if i > 0]
     return html.Div([
         _group("Overlays", dbc.Checklist(
             id="viewer-overlays", options=[{"label": OVERLAY_LABELS[o], "value": o} for o in overlays],
-            value=list(overlays_shown), switch=True)),
+            value=list(state.overlays), switch=True)),
         _group("Structures", dbc.Checklist(id="viewer-structures", options=structures,
                                            value=[s["value"] for s in structures], inline=True),
                html.Div(colours, className="d-flex flex-wrap mt-1", id="viewer-colour-pickers")),
         _group("Contours", html.Div([html.Span("thickness (px)", className="small"), dcc.Slider(
-            id="viewer-thickness", min=1, max=MAX_THICKNESS, step=1, value=viewer.DEFAULT_THICKNESS,
+            id="viewer-thickness", min=1, max=MAX_THICKNESS, step=1, value=state.thickness,
             marks={k: str(k) for k in range(1, MAX_THICKNESS + 1)})]),
-               dbc.Switch(id="viewer-fill", label="fill the predicted structures", value=False)),
+               dbc.Switch(id="viewer-fill", label="fill the predicted structures", value=state.fill)),
         _group("Entropy", colourbar(), html.Span("opacity", className="small"), dcc.Slider(
             id="viewer-opacity", min=0, max=1, step=0.05, value=0.6, marks=None, tooltip={"placement": "bottom"}),
                html.Span("transparent below", className="small"), dcc.Slider(
@@ -88,6 +93,8 @@ def sidebar(view: viewer.CaseView, budget_max: float, budget: float, overlays_sh
         _group("Go to", dbc.Button("Most uncertain slice", id="viewer-most-uncertain", size="sm", className="me-1"),
                dbc.Button("Next uncertain region", id="viewer-next-region", size="sm"),
                html.Div(id="viewer-region-info", className="small mt-1")),
+        _group("Measurements", measurements_box("viewer-measure-list"),
+               dbc.Button("Clear measurements", id="viewer-measure-clear", size="sm", color="outline-secondary")),
         _group("Legend", legend(view.case.reference_kind == "final_clinical")),
         _group("Probe (hover a view)", html.Div("hover a view", id="viewer-probe", className="small")),
         _group("Case metrics", html.Div(id="viewer-metrics-box")),

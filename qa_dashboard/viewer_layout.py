@@ -23,6 +23,7 @@ from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.rendering.views import Slices, geometry
 from qa_dashboard.viewer_address import ViewState, parse_view
 from qa_dashboard.viewer_controls import available_overlays, sidebar, toolbar
+from qa_dashboard.viewer_measure import measurements_box
 
 REFERENCE_KINDS = {"final_clinical": "final clinical contour", "research": "research reference"}
 GRAPH_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": False, "responsive": True}
@@ -56,7 +57,8 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
         dcc.Store(id="viewer-shape", data=dict(zip(PLANES, case.shape_zyx, strict=True))),
         dcc.Store(id="viewer-presets", data={k: [w, lv] for k, (_, w, lv) in viewer.PRESETS.items()}),
         dcc.Store(id="viewer-nav"), dcc.Store(id="viewer-region", data=-1), dcc.Store(id="viewer-colours"),
-        dcc.Store(id="viewer-address"),
+        dcc.Store(id="viewer-address"), dcc.Store(id="viewer-position"),
+        dcc.Store(id="viewer-measure-request"), dcc.Store(id="viewer-measurements", data=[]),
         *(dcc.Store(id=f"slice-{p}", data=slices[p]) for p in PLANES),
         toolbar(view, a, b, state),
         html.Div([
@@ -64,7 +66,7 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
                      className=f"qa-stage qa-layout-{state.grid}" + (" qa-with-b" if b is not None else ""),
                      **{"data-geometry": json.dumps({p: _geometry(case, p) for p in PLANES}),
                         "data-zoom": json.dumps(zoom)}),
-            sidebar(view, budget_max, min(budget, budget_max), state.overlays),
+            sidebar(view, budget_max, min(budget, budget_max), state),
         ], className="qa-reading", id="viewer-reading"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Keyboard and mouse")), dbc.ModalBody(dbc.Table(
             html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in viewer.SHORTCUTS]), size="sm"))],
@@ -88,5 +90,11 @@ def _views(side: str) -> Component:
                                   className="qa-graph"),
                         className="qa-view", tabIndex="0", **{"data-plane": plane, "data-side": side})
 
-    return html.Div([*(graph(p) for p in PLANES), html.Div(className="qa-blank")], className="qa-side",
+    # the 2×2 layout's fourth cell: under A, the readout a reader looks at beside the images (measurements and the
+    # values under the pointer, mirrored from the side bar); under B, black
+    fourth = html.Div([html.Div("Measurements", className="qa-measure-title"), measurements_box("viewer-measure-cell"),
+                       html.Div("Under the pointer", className="qa-measure-title mt-2"),
+                       html.Div("hover a view", id="viewer-probe-cell")], className="qa-blank qa-measure-cell",
+                      id="viewer-readout") if side == "a" else html.Div(className="qa-blank")
+    return html.Div([*(graph(p) for p in PLANES), fourth], className="qa-side",
                     id="viewer-b-column" if side == "b" else "viewer-a-column")

@@ -207,10 +207,13 @@
                 }
                 return "the views fill the screen (Esc leaves)";
             },
-            address: function (axial, coronal, sagittal, a, b, w, l, overlays, grid, budget) {
+            address: function (axial, coronal, sagittal, a, b, w, l, overlays, grid, budget, thickness, fill,
+                               colours) {
                 shown = {at: [axial, coronal, sagittal].join(","), a: a, b: b, w: w, l: l, grid: grid,
                          overlays: overlays && overlays.length ? overlays.join(",") : "none",
-                         budget: budget === null || budget === undefined ? null : +(budget * 100).toFixed(4)};
+                         budget: budget === null || budget === undefined ? null : +(budget * 100).toFixed(4),
+                         thickness: thickness, fill: fill ? 1 : 0,
+                         colours: (colours || []).map(function (c) { return (c || "").replace("#", ""); }).join(",")};
                 ensureZoom();
                 writeAddress();
                 return window.dash_clientside.no_update;

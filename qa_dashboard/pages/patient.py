@@ -4,13 +4,14 @@ Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id
 ``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
 region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
-``&w=&l=&overlays=&grid=&zoom=`` the rest of the view (``qa_dashboard.viewer_address``), kept in the address bar as
-the view changes so that a copied link reproduces it.
+``&w=&l=&overlays=&grid=&zoom=&thickness=&fill=&colours=`` the rest of the view (``qa_dashboard.viewer_address``),
+kept in the address bar as the view changes so that a copied link reproduces it.
 Pictures are rendered on the server from the stored maps (``qa_dashboard.rendering``); the browser only receives two
 PNGs per view. Wheel and keys are turned into updates of ``viewer-nav`` by ``assets/viewer.js``, whose clientside
 ``navigate`` moves the slice; each plane's callback then redraws that plane, and only moves the crosshair of the
-other two. Below the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A
-with the workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
+other two. The measurement tools (``qa_dashboard.viewer_measure``) are drawn on the slice they were made on. Below
+the views, the review panel (``qa_dashboard.review``) lists this case's items under configuration A with the
+workflow's actions, and the case's downloads (review regions as NIfTI, and as an RTSTRUCT for DICOM cases).
 """
 
 from __future__ import annotations
@@ -28,50 +29,28 @@ from pipeline.metrics.review_budget import Budget
 from pipeline.review.workflow import Action, allowed
 from qa_dashboard import auth, inputs, review, viewer, viewer_client  # noqa: F401 (registers the stage's callbacks)
 from qa_dashboard import viewer_inputs as checked
+from qa_dashboard import viewer_measure as measurements
 from qa_dashboard.components import guarded, not_found, number, section
-from qa_dashboard.queries.patient import Case
 from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
 from qa_dashboard.store import Store, get_store
-from qa_dashboard.viewer_address import parse_view
+from qa_dashboard.viewer_address import MAX_DIGITS, parse_at, parse_choice, parse_view
 from qa_dashboard.viewer_controls import available_overlays
 from qa_dashboard.viewer_layout import header, viewer_layout
 from qa_dashboard.worklist_address import parse_budget
 
 dash.register_page(__name__, path_template="/patient/<name>", title="Slice browser")
 SIDES = ("a", "b")
-MAX_DIGITS = 9  # of an id or a voxel index in the address
-
-
-def _choice(value: str | None, view: viewer.CaseView) -> tuple[bool, int | None]:
-    """(valid, configuration id) of an ``a`` / ``b`` query value."""
-    if value is None or value == "":
-        return True, None
-    if not value.isdigit() or len(value) > MAX_DIGITS or int(value) not in view.results:
-        return False, None
-    return True, int(value)
-
-
-def _at(value: str | None, case: Case) -> tuple[bool, views.Slices]:
-    """(valid, slices) of an ``at=z,y,x`` query value (voxel indices); the centre when absent."""
-    if not value:
-        return True, viewer.middle(case)
-    parts = value.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and len(p.strip()) <= MAX_DIGITS for p in parts):
-        return False, {}
-    position = dict(zip(PLANES, (int(p) for p in parts), strict=True))
-    inside = all(position[p] < n for p, n in zip(PLANES, case.shape_zyx, strict=True))
-    return inside, position
 
 
 def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     view = viewer.load(store, name)
     if view is None:
         return not_found(f"There is no case called {name!r}.")
-    valid_a, a = _choice(query.get("a"), view)
-    valid_b, b = _choice(query.get("b"), view)
-    valid_at, slices = _at(query.get("at"), view.case)
+    valid_a, a = parse_choice(query.get("a"), view)
+    valid_b, b = parse_choice(query.get("b"), view)
+    valid_at, slices = parse_at(query.get("at"), view.case)
     if not (valid_a and valid_b):
         return not_found(f"The configuration asked for ({query.get('a') or query.get('b')!r}) has no result for "
                          f"case {name!r}.")
@@ -141,11 +120,13 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 def layout(name: str | None = None, a: str | None = None, b: str | None = None, at: str | None = None,
            region: str | None = None, budget: str | None = None, minutes: str | None = None, w: str | None = None,
            l: str | None = None, overlays: str | None = None, grid: str | None = None,  # noqa: E741
-           zoom: str | None = None, **_query: str) -> Component:
+           zoom: str | None = None, thickness: str | None = None, fill: str | None = None,
+           colours: str | None = None, **_query: str) -> Component:
     if not name:
         return not_found("The address names no case.")
     query = {"a": a, "b": b, "at": at, "region": region, "budget": budget, "minutes": minutes, "w": w, "l": l,
-             "overlays": overlays, "grid": grid, "zoom": zoom}
+             "overlays": overlays, "grid": grid, "zoom": zoom, "thickness": thickness, "fill": fill,
+             "colours": colours}
     if len(unquote(name)) > inputs.MAX_NAME or any(v is not None and len(v) > 100 for v in query.values()):
         return not_found("The address is malformed: a value is too long.")
     return guarded(lambda store: _page(store, unquote(name), query))
@@ -161,7 +142,7 @@ def _region(rank: str | None, fraction: float) -> dict[str, Any] | None:
 SETTINGS = [Input("viewer-window", "value"), Input("viewer-level", "value"), Input("viewer-overlays", "value"),
             Input("viewer-structures", "value"), Input("viewer-opacity", "value"), Input("viewer-threshold", "value"),
             Input("viewer-budget", "value"), Input("viewer-thickness", "value"), Input("viewer-fill", "value"),
-            Input("viewer-colours", "data")]
+            Input("viewer-colours", "data"), Input("viewer-measurements", "data")]
 SLICES = [State(f"slice-{p}", "data") for p in PLANES]
 
 
@@ -179,7 +160,7 @@ def _register_plane(plane: str) -> None:
               Input("viewer-a", "value"), Input("viewer-b", "value"), *SETTINGS, State("viewer-case", "data"))
     def _draw(index: Any, first: Any, second: Any, a: Any, b: Any, window: Any, level: Any, overlays: Any,
               structures: Any, opacity: Any, threshold: Any, budget: Any, thickness: Any, fill: Any, colours: Any,
-              name: Any) -> tuple[Any, Any]:
+              kept: Any, name: Any) -> tuple[Any, Any]:
         store = get_store()
         view = viewer.load(store, checked.name(name))
         if view is None:
@@ -192,7 +173,8 @@ def _register_plane(plane: str) -> None:
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
             return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
-        return viewer.plane_figures(store, view, plane, slices, a, b, settings)
+        marks = measurements.traces(measurements.records(kept), plane, slices[plane])
+        return viewer.plane_figures(store, view, plane, slices, a, b, settings, marks)
 
 
 for _plane in PLANES:
@@ -253,7 +235,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
     return (*(moved[p] if moved[p] != slices[p] else dash.no_update for p in PLANES), region, info)
 
 
-@callback(Output("viewer-probe", "children"), *(Input(f"view-{s}-{p}", "hoverData") for s in SIDES for p in PLANES),
+@callback(Output("viewer-probe", "children"), Output("viewer-probe-cell", "children"),
+          *(Input(f"view-{s}-{p}", "hoverData") for s in SIDES for p in PLANES),
           *SLICES, State("viewer-a", "value"), State("viewer-b", "value"), State("viewer-case", "data"),
           prevent_initial_call=True)
 def _probe(*values: Any) -> Any:
@@ -263,17 +246,18 @@ def _probe(*values: Any) -> Any:
     trigger = ctx.triggered_id
     point = hovers.get(trigger) if isinstance(trigger, str) else None
     if point is None:
-        return dash.no_update
+        return dash.no_update, dash.no_update
     store = get_store()
     view = viewer.load(store, checked.name(name))
     if view is None:
-        return dash.no_update
+        return dash.no_update, dash.no_update
     slices = checked.slices(view.case, {"axial": axial, "coronal": coronal, "sagittal": sagittal})
     a, b = checked.configuration(a, "viewer-a.value"), checked.configuration(b, "viewer-b.value")
     voxel = views.voxel_at(view.case, trigger.split("-")[2], slices, *point)
     if voxel is None:
-        return dash.no_update
-    return viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
+        return dash.no_update, dash.no_update
+    table = viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
+    return table, html.Table(table.children, className=table.className)  # the 2×2 cell's copy, without the id
 
 
 @callback(Output("viewer-metrics-box", "children"), Input("viewer-a", "value"), Input("viewer-b", "value"),

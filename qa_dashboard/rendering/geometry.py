@@ -42,6 +42,16 @@ class ViewGeometry:
             return row, col
         return None
 
+    def voxel(self, index: int, x_mm: float, y_mm: float) -> tuple[int, int, int] | None:
+        """The voxel (z, y, x) under figure coordinates of slice ``index`` of this view, or None outside the image."""
+        pixel = self.pixel_at(x_mm, y_mm)
+        if pixel is None:
+            return None
+        voxel = [0, 0, 0]
+        voxel[AXIS_PLANE.index(self.plane)] = index
+        voxel[self.rows_axis], voxel[self.cols_axis] = self.flip(*pixel)
+        return voxel[0], voxel[1], voxel[2]
+
 
 def view_geometry(plane: str, shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float],
                   direction: tuple[float, ...]) -> ViewGeometry:

@@ -28,7 +28,8 @@ def geometry(case: Case, plane: str) -> ViewGeometry:
     return view_geometry(plane, case.shape_zyx, case.spacing_zyx, case.direction)
 
 
-def _display(store: Store, path: str, view: ViewGeometry, index: int) -> NDArray[np.generic]:
+def display_slice(store: Store, path: str, view: ViewGeometry, index: int) -> NDArray[np.generic]:
+    """Slice ``index`` of the map at ``path`` as ``view`` shows it (display rows × columns)."""
     return _oriented(store.maps.plane(path, view.plane, index), view)
 
 
@@ -48,7 +49,7 @@ def ct_picture(store: Store, case: Case, plane: str, index: int, window: float, 
     path, view = case.ct_path, geometry(case, plane)
     key = ("ct", path, plane, index, window, level)
     return store.maps.rendered(key, lambda: png_uri(
-        ct_layer(_display(store, path, view, index), window, level, scale_for((view.n_rows, view.n_cols)))))
+        ct_layer(display_slice(store, path, view, index), window, level, scale_for((view.n_rows, view.n_cols)))))
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _budget_layer(store: Store, case: Case, result: ShownResult, view: ViewGeome
     if mask_path is None or result.mask_budget is None:
         return None
     if is_stored_budget(budget, result.mask_budget) or entropy_path is None:
-        return _display(store, mask_path, view, index).astype(bool)
+        return display_slice(store, mask_path, view, index).astype(bool)
     indices = budget_indices(store.maps, entropy_path, mask_path, roi_voxels, budget)
     return _oriented(mask_plane(indices, case.shape_zyx, view.plane, index), view)
 
@@ -82,7 +83,7 @@ def overlay_picture(store: Store, case: Case, result: ShownResult, request: Over
         on = request.style.overlays
 
         def read(path: str | None, wanted: bool) -> NDArray[np.generic] | None:
-            return _display(store, path, view, request.index) if wanted and path is not None else None
+            return display_slice(store, path, view, request.index) if wanted and path is not None else None
 
         layers = Layers(
             (view.n_rows, view.n_cols),
@@ -152,15 +153,7 @@ def figure(view: ViewGeometry, pictures: list[str | None], slices: Slices, title
 
 def voxel_at(case: Case, plane: str, slices: Slices, x_mm: float, y_mm: float) -> tuple[int, int, int] | None:
     """The voxel (z, y, x) under a point of a view (figure coordinates), or None outside the image."""
-    view = geometry(case, plane)
-    pixel = view.pixel_at(x_mm, y_mm)
-    if pixel is None:
-        return None
-    row, col = view.flip(*pixel)
-    voxel = {"axial": slices["axial"], "coronal": slices["coronal"], "sagittal": slices["sagittal"]}
-    voxel[AXIS_PLANE[view.rows_axis]] = row
-    voxel[AXIS_PLANE[view.cols_axis]] = col
-    return voxel["axial"], voxel["coronal"], voxel["sagittal"]
+    return geometry(case, plane).voxel(slices[plane], x_mm, y_mm)
 
 
 def patient_mm(case: Case, z: int, y: int, x: int) -> tuple[float, float, float]:

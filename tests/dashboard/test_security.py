@@ -188,7 +188,8 @@ def test_forged_callbacks_get_400_change_nothing_and_are_audited_once(store: See
     client = _signed_in(dash_app, name)
     forged = {"slice -1": {"slice-axial.data": -1}, "slice past the end": {"slice-axial.data": PLAN.map_shape[0]},
               "opacity nan": {"viewer-opacity.value": "nan"}, "opacity -5": {"viewer-opacity.value": -5},
-              "budget 2": {"viewer-budget.value": 2}, "overlay": {"viewer-overlays.value": ["<script>"]}}
+              "budget 2": {"viewer-budget.value": 2}, "overlay": {"viewer-overlays.value": ["<script>"]},
+              "measurement": {"viewer-measurements.data": [{"tool": "<script>", "points": [[0, 0], [1, 1]]}]}}
     for what, change in forged.items():
         before = len(_rows(store, name))
         answer = call(client, dash_app, "view-a-axial.figure", "slice-axial.data", _viewer_values(store, **change))

@@ -21,6 +21,9 @@ def test_defaults_and_values() -> None:
     assert state == ViewState(1500.0, -600.0, ("reference", "budget"), "2x2", (2.5, 12.0, 31.5, 40.0))
     assert parse_view({"overlays": "none", "zoom": "1,0,0,0"}, AVAILABLE, SHAPE).overlays == ()
     assert parse_view({"zoom": "1,0,0,0"}, AVAILABLE, SHAPE).zoom is None, "factor 1 is the whole image"
+    contours = parse_view({"thickness": "4", "fill": "1", "colours": "FF0000,00ff00"}, AVAILABLE, SHAPE)
+    assert (contours.thickness, contours.fill, contours.colours) == (4, True, ("#ff0000", "#00ff00"))
+    assert (state.thickness, state.fill, state.colours) == (viewer.DEFAULT_THICKNESS, False, ())
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -33,6 +36,9 @@ def test_defaults_and_values() -> None:
     ({"zoom": "2,1,1"}, "zoom='2,1,1' must be FACTOR,Z,Y,X"),
     ({"zoom": "50,1,1,1"}, "a factor between 1 and 20"),
     ({"zoom": "2,30,1,1"}, "a centre inside the image"),
+    ({"thickness": "9"}, "thickness='9' must be a contour width of 1 to 4 pixels"),
+    ({"fill": "yes"}, "fill='yes' must be 1"),
+    ({"colours": "red,00ff00"}, "colours='red,00ff00' must be colours RRGGBB"),
 ])
 def test_bad_values_are_named(query: dict[str, str | None], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
