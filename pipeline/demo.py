@@ -182,24 +182,24 @@ def ensure_demo_users(engine: Engine, settings: Settings) -> str:
     return f"Demo accounts: {users}; password {shown}."
 
 
-def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool) -> RunSummary:
+def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool, sweep: bool) -> RunSummary:
     options = BatchOptions(cases=tuple(cases), model_set=load_model_set_file(models), models_source=str(models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, tta=tta,
-                           progress=sys.stderr.isatty())
+                           sweep=sweep, progress=sys.stderr.isatty())
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary
 
 
 def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = 6, repeats: int = 3,
-             tta: bool = True) -> int:
+             tta: bool = True, sweep: bool = True) -> int:
     """The demo of the module's description into the store of ``settings``; the exit code is 1 when a case failed."""
     if not models.is_file():
         raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
     url = settings.database_url
     command.upgrade(alembic_config(url), "head")
     cohort = write_phantom_cohort(workdir / "phantoms", range(FIRST_SEED, FIRST_SEED + cases))
-    phantoms = _batch(discover(cohort, "phantom"), models, settings, tta)
+    phantoms = _batch(discover(cohort, "phantom"), models, settings, tta, sweep)
     engine = make_engine(url)
     identity = load_model_set_file(models).identity()
     with session_factory(engine).begin() as session:
@@ -210,7 +210,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
     night = write_phantom_cohort(workdir / "night", NIGHT_SEEDS, references="final_contours")
     failed = bool(phantoms.failed)
     if real is not None:
-        failed |= bool(_batch([real], models, settings, tta).failed)
+        failed |= bool(_batch([real], models, settings, tta, sweep).failed)
     refresh_statistics(engine)
     accounts = ensure_demo_users(engine, settings)
     with session_factory(engine)() as session:

@@ -46,7 +46,8 @@ def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence
         if configuration.name not in known:
             created = Configuration(name=configuration.name, position=position, members=list(configuration.members),
                                     views=[list(v) for v in configuration.views],
-                                    temperature_scaling=configuration.temperature_scaling)
+                                    temperature_scaling=configuration.temperature_scaling,
+                                    sweep=configuration.sweep)
             row.configurations.append(created)
             known[configuration.name] = created
     session.flush()

@@ -70,6 +70,8 @@ class BatchOptions:
     settings: MetricSettings = DEFAULT_SETTINGS
     budget: float = DEFAULT_FRACTION
     tta: bool = True
+    sweep: bool = False
+    sweep_maps: bool = False
     device: str | None = None
     dry_run: bool = False
     progress: bool = True
@@ -108,6 +110,8 @@ def _input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConf
         "grid": [c.name for c in grid], "settings": asdict(options.settings), "budget": options.budget,
         "code": version,
     }
+    if options.sweep_maps:
+        document["sweep_maps"] = True
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -166,7 +170,7 @@ class _Batch:
 
 def _grid(batch: _Batch) -> tuple[GridConfiguration, ...]:
     axes = batch.predictor().mirror_axes() if batch.options.tta else ()
-    return grid_for(batch.options.model_set, axes)
+    return grid_for(batch.options.model_set, axes, sweep=batch.options.sweep)
 
 
 def run_batch(options: BatchOptions) -> RunSummary:
@@ -194,6 +198,7 @@ def run_batch(options: BatchOptions) -> RunSummary:
             run = Run(kind="run", status="running", host=socket.gethostname(), pid=os.getpid(), code_version=version,
                       model_set_id=model_set.id, cases_total=len(options.cases),
                       options={"cases": len(options.cases), "budget": options.budget, "tta": options.tta,
+                               "sweep": options.sweep, "sweep_maps": options.sweep_maps,
                                "models": options.models_source, "settings": asdict(options.settings)})
             session.add(run)
             session.flush()
@@ -278,7 +283,7 @@ def _one_case(batch: _Batch, spec: CaseSpec, run_id: int | None, grid: tuple[Gri
             return
         case = ready
         work = CaseWork(batch.predictor(), grid, model_set, configurations, fits, options.settings, options.budget,
-                        ArtifactStore(options.artifacts), batch.version, run_id or 0)
+                        ArtifactStore(options.artifacts), batch.version, run_id or 0, options.sweep_maps)
         try:
             with batch.sessions.begin() as session:
                 timings = process_case(session, case, work, input_hash)
