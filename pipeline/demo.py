@@ -2,13 +2,15 @@
 
 1. Migrates the store (``QA_DATABASE_URL``, default SQLite ``var/qa.sqlite3``) to head.
 2. Writes held-out phantoms (seeds 9000, 9001, …; never trained on) as a cohort folder under the work folder.
-3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations).
+3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations),
+   with the sweep's sub-configurations (``run --sweep``; ``demo --no-sweep`` leaves them out).
 4. Runs the repeated hold-out protocol (R seeded 50/50 calibration/test splits): one temperature per TS
    configuration and repeat, TS results on each repeat's test cases, then a deployed fit on the whole cohort.
 5. Runs the batch on the real abdominal CT of ``shared/data/totalsegmentator`` (reference: TotalSegmentator's
    spleen PREDICTION, not an expert contour; no lymph-node reference, so every predicted node voxel counts as an
    error there), with every configuration including the deployed TS.
-6. Prints the cohort table (mean ± SD over repeats), the real CT's rows, and each configuration's stored
+6. Prints the cohort table (mean ± SD over repeats), the cost–benefit table of the phantoms' test cases
+   (:mod:`pipeline.metrics.cost_benefit`), the real CT's rows, and each configuration's stored
    out-of-distribution score of the real CT (mean entropy over the body, ranked against its own values on the
    calibration phantoms: :mod:`pipeline.store.ood`); the dashboard then shows them all.
 A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded).
@@ -34,10 +36,13 @@ from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
+from pipeline.metrics.cost_benefit import shown_table, verdict
 from pipeline.metrics.settings import DEFAULT_SETTINGS
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_cost import cost_benefit_rows
+from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.cohort_rows import (
     deployed_case_rows,
     deployed_ood_rows,
@@ -140,6 +145,7 @@ def _report(url: str, identity: str, repeats: int) -> str:
         summary = summarise_repeats(rows, registry.names(registry.summary_metrics()))
         text = [f"Phantom cohort, {repeats} repeats of a 50/50 calibration/test split (mean ± SD over repeats of the "
                 f"per-repeat test means; n = test-case rows):", _format(summary, order)]
+        text += _cost_report(session, protocol.id)
         real = deployed_case_rows(session, "real")
         if not real.empty:
             spleen = pd.DataFrame(session.execute(
@@ -164,6 +170,13 @@ def _report(url: str, identity: str, repeats: int) -> str:
         text += _shift_report(session, model_set.id, order)
     engine.dispose()
     return "\n".join(text)
+
+
+def _cost_report(session: Session, protocol_id: int) -> list[str]:
+    """What each configuration costs and buys on the phantoms' test cases (the comparison page's cost–benefit view)."""
+    rows = cost_benefit_rows(session, CohortFilter(protocol_id))
+    return ["\nCost and benefit (phantom test cases; case-bootstrap 95 % CIs; seconds per case as if run alone; "
+            "◆ Pareto front of seconds and UEO-AUC):", shown_table(rows).to_string(index=False), verdict(rows)]
 
 
 def ensure_demo_users(engine: Engine, settings: Settings) -> str:
