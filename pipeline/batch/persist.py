@@ -125,6 +125,18 @@ class ResultRows:
     regions: Sequence[dict[str, Any]] = ()
 
 
+COST_COLUMNS = ("forward_passes", "seconds_inference", "device")
+
+
+def twin_cost(session: Session, processing_id: int, twin_id: int) -> dict[str, Any]:
+    """The cost columns of the uncalibrated twin's result in the same processing: what a TS result the protocol
+    writes costs (the same passes and pool; applying T is negligible). NULLs when the twin has none."""
+    row = session.execute(select(*(getattr(CaseResult, c) for c in COST_COLUMNS)).where(
+        CaseResult.processing_id == processing_id, CaseResult.configuration_id == twin_id,
+        CaseResult.temperature_fit_id.is_(None))).first()
+    return dict(zip(COST_COLUMNS, row if row is not None else (None,) * len(COST_COLUMNS), strict=True))
+
+
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:
     """Insert the results and their children: one row per result, then one bulk insert per child table (the metric
     values through :mod:`pipeline.store.metric_values`; the stored review regions, where computed)."""

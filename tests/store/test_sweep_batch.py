@@ -10,10 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.batch.cases import discover
+from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, run_batch
 from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import Artifact, CaseResult, Configuration, CurvePoint, Processing, ReliabilityBin
+from pipeline.store.schema import ModelSet as ModelSetRow
+from qa_dashboard.queries.worklist import configurations as worklist_configurations
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +25,8 @@ def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
     return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
-def _run(model_set: ModelSet, url: str, artifacts: Path, folder: Path, **sweep: bool) -> None:
-    options = BatchOptions(cases=tuple(discover(folder, "phantom"))[:1], model_set=model_set, models_source="smoke",
+def _run(model_set: ModelSet, url: str, artifacts: Path, folder: Path, cases: int = 1, **sweep: bool) -> None:
+    options = BatchOptions(cases=tuple(discover(folder, "phantom"))[:cases], model_set=model_set, models_source="smoke",
                            database_url=url, artifacts=artifacts, tta=True, progress=False, **sweep)
     assert run_batch(options).exit_code == 0
 
@@ -67,6 +71,27 @@ def test_the_sweep_stores_scalars_curves_and_cost_without_maps_and_no_extra_pass
     assert found["CE1"][0].forward_passes == 1
     folds = len([m for m in model_set.members if m.name.startswith("fold_")])
     assert found["DE+TTA"][0].forward_passes == folds * 8
+    assert set(_offered(store_url)) == {*SPEC, *(f"{name}+TS" for name in SPEC)} & set(found), \
+        "the worklist offers no sweep configuration without maps"
+
+
+def test_ts_results_of_the_protocol_cost_what_their_twins_cost(
+    model_set: ModelSet, store_url: str, tmp_path: Path, phantom_folder: Path
+) -> None:
+    _run(model_set, store_url, tmp_path / "artifacts", phantom_folder, cases=3)
+    engine = make_engine(store_url)
+    with session_factory(engine).begin() as session:
+        run_protocol(session, ArtifactStore(tmp_path / "artifacts"), session.scalars(select(ModelSetRow)).one(),
+                     ProtocolOptions(cohort="phantom", repeats=1))
+    with session_factory(engine)() as session:
+        rows = session.execute(select(Configuration.name, CaseResult.processing_id, CaseResult.forward_passes,
+                                      CaseResult.seconds_inference, CaseResult.device).join(Configuration)).all()
+    engine.dispose()
+    uncalibrated = {(name, processing): cost for name, processing, *cost in rows if not name.endswith("+TS")}
+    scaled = [(name, processing, cost) for name, processing, *cost in rows if name.endswith("+TS")]
+    assert scaled
+    for name, processing, cost in scaled:
+        assert cost == uncalibrated[(name.removesuffix("+TS"), processing)], name
 
 
 def test_sweep_maps_store_the_sub_configurations_voxel_maps(
@@ -75,3 +100,12 @@ def test_sweep_maps_store_the_sub_configurations_voxel_maps(
     _run(model_set, store_url, tmp_path / "artifacts", phantom_folder, sweep=True, sweep_maps=True)
     found, _ = _stored(store_url)
     assert {"entropy", "prediction", "probabilities"} <= found["CE2+TTA4"][1]
+    assert set(_offered(store_url)) == set(found), "with their maps the worklist offers them"
+
+
+def _offered(url: str) -> list[str]:
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        offered = worklist_configurations(session)
+    engine.dispose()
+    return offered
