@@ -1,11 +1,13 @@
 """Batch throughput: cases per hour on this machine, the share of inference, metrics and storage, and bulk inserts.
 
-``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--database-url URL]``
+``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--sweep] [--database-url URL]``
 
 Runs the nightly batch (``pipeline.batch.runner.run_batch``) on N fresh held-out phantoms into a new SQLite store
 (or the given empty database), then reads each case's stage timings back from the store. Then, on the stored rows
 of one case, times the bulk insert the batch uses against a row-by-row ORM insert of the same rows (the peer), both
-inside a transaction that is rolled back.
+inside a transaction that is rolled back. With ``--sweep`` the same phantoms then go through the batch with the sweep's
+sub-configurations (``run --sweep``) into a second new SQLite store, and its row is printed beside the spec grid's
+(the peer, same run).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pipeline.batch.cases import discover
 from pipeline.batch.persist import ResultRows, write_results
@@ -31,6 +34,7 @@ from pipeline.store.database import alembic_config, make_engine, session_factory
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
+    Configuration,
     CurvePoint,
     Image,
     MetricValue,
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=4, help="phantoms to process (default 4)")
     parser.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out")
     parser.add_argument("--database-url", help="an EMPTY database to use (default: a new SQLite file)")
+    parser.add_argument("--sweep", action="store_true", help="then the same phantoms with the sweep (`run --sweep`)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
@@ -114,29 +119,42 @@ def main(argv: list[str] | None = None) -> int:
         options = BatchOptions(cases=tuple(discover(cohort, "bench")), model_set=model_set,
                                models_source=str(args.models), database_url=url, artifacts=root / "artifacts",
                                tta=not args.no_tta, progress=False)
-        start = time.perf_counter()
-        summary = run_batch(options)
-        wall = time.perf_counter() - start
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            stages = [(p.seconds_inference, p.seconds_metrics, p.seconds_storage, p.forward_passes)
-                      for p in session.scalars(select(Processing))]
-        engine.dispose()
+        done, lines = _measure(options, "spec grid")
         bulk, row, n_rows = _insert_times(url)
-    inference, metrics, storage = (sum(s[i] for s in stages) for i in range(3))
-    total = inference + metrics + storage
-    per_case = wall / max(1, len(summary.done))
+        if args.sweep:
+            swept = f"sqlite:///{root / 'sweep.sqlite3'}"
+            command.upgrade(alembic_config(swept), "head")
+            more, sweep_lines = _measure(replace(options, database_url=swept, artifacts=root / "sweep", sweep=True),
+                                         "with the sweep")
+            done, lines = min(done, more), lines + sweep_lines
     sys.stdout.write(
         f"models {args.models} ({len(model_set.members)} members), TTA {'off' if args.no_tta else 'on'}, "
-        f"{len(summary.done)} phantoms, {stages[0][3]} forward passes per case\n"
-        f"| wall per case | cases per hour | inference | metrics | storage (maps + rows) |\n|---|---|---|---|---|\n"
-        f"| {per_case:.1f} s | {3600 / per_case:.0f} | {inference / total:.0%} ({inference / len(stages):.1f} s) "
-        f"| {metrics / total:.0%} ({metrics / len(stages):.1f} s) | {storage / total:.0%} "
-        f"({storage / len(stages):.2f} s) |\n"
+        f"{args.cases} phantoms\n| grid | configurations | passes per case | wall per case | cases per hour | "
+        f"inference | metrics | storage (maps + rows) |\n|---|---|---|---|---|---|---|---|\n{''.join(lines)}"
         f"rows of one case ({n_rows} rows): bulk insert {bulk * 1000:.1f} ms vs row by row {row * 1000:.1f} ms "
         f"({row / bulk:.1f}x), median of 5, {url.split(':')[0]}\n"
     )
-    return 1 if summary.failed else 0
+    return 0 if done == args.cases else 1
+
+
+def _measure(options: BatchOptions, label: str) -> tuple[int, list[str]]:
+    """Run the batch; the cases done and its table row (stage times read back from the store)."""
+    start = time.perf_counter()
+    summary = run_batch(options)
+    wall = time.perf_counter() - start
+    engine = make_engine(options.database_url)
+    with session_factory(engine)() as session:
+        stages = [(p.seconds_inference, p.seconds_metrics, p.seconds_storage, p.forward_passes)
+                  for p in session.scalars(select(Processing))]
+        configurations = session.scalar(select(func.count()).select_from(Configuration))
+    engine.dispose()
+    inference, metrics, storage = (sum(s[i] for s in stages) for i in range(3))
+    total = inference + metrics + storage
+    per_case = wall / max(1, len(summary.done))
+    return len(summary.done), [
+        f"| {label} | {configurations} | {stages[0][3]} | {per_case:.1f} s | {3600 / per_case:.0f} "
+        f"| {inference / total:.0%} ({inference / len(stages):.1f} s) | {metrics / total:.0%} "
+        f"({metrics / len(stages):.2f} s) | {storage / total:.0%} ({storage / len(stages):.2f} s) |\n"]
 
 
 if __name__ == "__main__":
