@@ -1,6 +1,6 @@
 """Batch throughput: cases per hour on this machine, the share of inference, metrics and storage, and bulk inserts.
 
-``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--database-url URL] [--cluster SPEC ...]``
+``python -m benchmarks.batch [--models M] [--cases N] [--no-tta] [--sweep] [--database-url URL] [--cluster SPEC ...]``
 
 Runs the nightly batch (``pipeline.batch.runner.run_batch``) on N fresh held-out phantoms into a new SQLite store
 (or the given empty database), then reads each case's stage timings back from the store. Then, on the stored rows
@@ -11,7 +11,9 @@ With ``--cluster local:1 --cluster local:2`` the same cases then run on each Das
 SQLite store (``--database-url`` is for the in-process run only): cases per hour, the speed-up over the in-process
 run (the peer), the cluster's start (processes, imports; once per batch, not per case) and the scheduling overhead
 per case: (wall time x workers - the seconds the tasks took on their workers) / cases, measured within the same run
-(so it does not depend on how busy the machine was during the other runs).
+(so it does not depend on how busy the machine was during the other runs). With ``--sweep`` the same phantoms then go
+through the batch with the sweep's sub-configurations (``run --sweep``) into a new SQLite store, and its row is
+printed beside the standard grid's (the peer, same run).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pipeline.batch.cases import discover
 from pipeline.batch.persist import ResultRows, write_results
@@ -41,6 +43,7 @@ from pipeline.store.database import alembic_config, make_engine, session_factory
 from pipeline.store.schema import (
     Artifact,
     CaseResult,
+    Configuration,
     CurvePoint,
     Image,
     MetricValue,
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=4, help="phantoms to process (default 4)")
     parser.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out")
     parser.add_argument("--database-url", help="an EMPTY database to use (default: a new SQLite file)")
+    parser.add_argument("--sweep", action="store_true", help="then the same phantoms with the sweep (`run --sweep`)")
     parser.add_argument("--cluster", action="append", default=[],
                         help="also run the cases on this Dask cluster (local:N; repeatable), each into a new SQLite "
                              "store")
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
         bulk, row, n_rows = _insert_times(url)
         clusters = [_on_cluster(spec, options, root / f"cluster{index}") for index, spec in enumerate(args.cluster)]
+        swept = _with_sweep(options, root / "sweep", wall / max(1, len(summary.done))) if args.sweep else ""
     inference, metrics, storage = (sum(s[i] for s in stages) for i in range(3))
     total = inference + metrics + storage
     per_case = wall / max(1, len(summary.done))
@@ -150,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"rows of one case ({n_rows} rows): bulk insert {bulk * 1000:.1f} ms vs row by row {row * 1000:.1f} ms "
         f"({row / bulk:.1f}x), median of 5, {url.split(':')[0]}\n"
     )
+    sys.stdout.write(swept)
     if clusters:
         n = len(summary.done)
         sys.stdout.write(
@@ -160,6 +166,24 @@ def main(argv: list[str] | None = None) -> int:
             + "".join(f"| {spec} | {seconds:.1f} s | {3600 * n / seconds:.0f} | {wall / seconds:.2f}x "
                       f"| {start:.1f} s | {overhead:.2f} s |\n" for spec, seconds, start, overhead, _ in clusters))
     return 1 if summary.failed or any(c[4] for c in clusters) else 0
+
+
+def _with_sweep(options: BatchOptions, root: Path, grid_per_case: float) -> str:
+    """The same cases with the sweep's sub-configurations into a new SQLite store: its line beside the standard
+    grid's wall time per case (the peer, measured in the same run)."""
+    url = f"sqlite:///{root / 'sweep.sqlite3'}"
+    root.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+    start = time.perf_counter()
+    summary = run_batch(dataclasses.replace(options, database_url=url, artifacts=root / "artifacts", sweep=True))
+    per_case = (time.perf_counter() - start) / max(1, len(summary.done))
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        configurations = session.scalar(select(func.count()).select_from(Configuration))
+        passes = session.scalars(select(Processing.forward_passes)).first()
+    engine.dispose()
+    return (f"with the sweep (run --sweep): {configurations} configurations, {passes} forward passes per case, "
+            f"{per_case:.1f} s per case vs {grid_per_case:.1f} s for the standard grid (same run)\n")
 
 
 def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, float, float, float, list[Any]]:

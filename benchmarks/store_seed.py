@@ -356,6 +356,13 @@ def _seed(session: Session, store: ArtifactStore, plan: SeedPlan) -> Seeded:
     return Seeded(phantoms, protocol, model_set, configuration, map_cases, test_roles)
 
 
+def _cost(config: str) -> dict[str, object]:
+    """The cost columns of a result: its passes, seconds as a CPU would take them (0.5 s + 0.25 s per pass)."""
+    members, views = _members(config)
+    passes = len(members) * len(views)
+    return {"forward_passes": passes, "seconds_inference": 0.5 + 0.25 * passes, "device": "cpu"}
+
+
 def _result(w: _Writer, rng: np.random.Generator, config: str, configuration: int, image: int, processing: int,
             fit: int | None, temperature: float | None, has_reference: bool, difficulty: float, voxel_ml: float
             ) -> int:
@@ -369,7 +376,8 @@ def _result(w: _Writer, rng: np.random.Generator, config: str, configuration: in
                  "fn_tn_auc": scalars["fn_tn_auc"], "mean_entropy_roi": scalars["mean_entropy_roi"]}
     result = w.add(CaseResult, processing_id=processing, image_id=image, configuration_id=configuration,
                    temperature_fit_id=fit, temperature=temperature, has_reference=has_reference, roi_voxels=roi,
-                   error_voxels=scalars["error_voxels"] if has_reference else None, voxel_ml=voxel_ml, seconds=0.3)
+                   error_voxels=scalars["error_voxels"] if has_reference else None, voxel_ml=voxel_ml, seconds=0.3,
+                   **_cost(config))
     for metric in registry.case_metrics():
         value = generated.get(metric.name) if has_reference or not metric.needs_reference else None
         w.add(MetricValue, result_id=result, class_index=WHOLE_CASE, name=metric.name, value=value)

@@ -5,14 +5,16 @@
    last ones (:data:`SECOND_SCANNER_CASES`) made on the second simulated scanner (:mod:`pipeline.phantoms.scanners`),
    with a manifest whose acquisition columns (manufacturer, model, kernel, slice thickness, kVp, contrast) the batch
    stores per image.
-3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations).
+3. Runs the nightly batch on them (every (member, TTA view) pass once per case; all uncalibrated configurations),
+   with the sweep's sub-configurations (``run --sweep``; ``demo --no-sweep`` leaves them out).
 4. Runs the repeated hold-out protocol (R seeded 50/50 calibration/test splits): one temperature per TS
    configuration and repeat, TS results on each repeat's test cases, then a deployed fit on the whole cohort; with
    the demo's metric settings also the class-wise and per-scanner temperatures (``X+TS/class``, ``X+TS/scanner``).
 5. Runs the batch on the real abdominal CT of ``shared/data/totalsegmentator`` (reference: TotalSegmentator's
    spleen PREDICTION, not an expert contour; no lymph-node reference, so every predicted node voxel counts as an
    error there), with every configuration including the deployed TS.
-6. Prints the cohort table (mean ± SD over repeats), the real CT's rows, and each configuration's stored
+6. Prints the cohort table (mean ± SD over repeats), the cost–benefit table of the phantoms' test cases
+   (:mod:`pipeline.metrics.cost_benefit`), the real CT's rows, and each configuration's stored
    out-of-distribution score of the real CT (mean entropy over the body, ranked against its own values on the
    calibration phantoms: :mod:`pipeline.store.ood`); the dashboard then shows them all.
 A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded).
@@ -42,11 +44,13 @@ from pipeline.inference.model_set import load_model_set_file
 from pipeline.io.acquisition import KEYS, Acquisition
 from pipeline.metrics import registry
 from pipeline.metrics.cohort import summarise_repeats
+from pipeline.metrics.cost_benefit import shown_table, verdict
 from pipeline.metrics.settings import DEFAULT_SETTINGS, TEMPERATURE_GRANULARITIES
 from pipeline.phantoms.ct import LABELS, SPLEEN, generate_phantom
 from pipeline.phantoms.scanners import DEFAULT_SCANNER, SCANNER_B, Scanner
 from pipeline.settings import REPO_ROOT, Settings
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_cost import cost_benefit_rows
 from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.cohort_rows import (
     deployed_case_rows,
@@ -196,6 +200,7 @@ def _report(url: str, identity: str, repeats: int) -> str:
         summary = summarise_repeats(rows, registry.names(registry.summary_metrics()))
         text = [f"Phantom cohort, {repeats} repeats of a 50/50 calibration/test split (mean ± SD over repeats of the "
                 f"per-repeat test means; n = test-case rows):", _format(summary, order)]
+        text += _cost_report(session, protocol.id)
         real = deployed_case_rows(session, "real")
         if not real.empty:
             spleen = pd.DataFrame(session.execute(
@@ -224,6 +229,13 @@ def _report(url: str, identity: str, repeats: int) -> str:
     return "\n".join(text)
 
 
+def _cost_report(session: Session, protocol_id: int) -> list[str]:
+    """What each configuration costs and buys on the phantoms' test cases (the comparison page's cost–benefit view)."""
+    rows = cost_benefit_rows(session, CohortFilter(protocol_id))
+    return ["\nCost and benefit (phantom test cases; case-bootstrap 95 % CIs; seconds per case as if run alone; "
+            "◆ Pareto front of seconds and UEO-AUC):", shown_table(rows).to_string(index=False), verdict(rows)]
+
+
 def ensure_demo_users(engine: Engine, settings: Settings) -> str:
     """The demo's accounts (admin, reviewer, approver), created once through the audited review service with the
     settings' demo password."""
@@ -240,17 +252,17 @@ def ensure_demo_users(engine: Engine, settings: Settings) -> str:
     return f"Demo accounts: {users}; password {shown}."
 
 
-def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool) -> RunSummary:
+def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool, sweep: bool) -> RunSummary:
     options = BatchOptions(cases=tuple(cases), model_set=load_model_set_file(models), models_source=str(models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, tta=tta,
-                           progress=sys.stderr.isatty(), settings=DEMO_METRICS)
+                           sweep=sweep, progress=sys.stderr.isatty(), settings=DEMO_METRICS)
     summary = run_batch(options)
     sys.stdout.write(print_summary(summary, cases) + "\n")
     return summary
 
 
 def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = DEMO_CASES, repeats: int = 3,
-             tta: bool = True) -> int:
+             tta: bool = True, sweep: bool = True) -> int:
     """The demo of the module's description into the store of ``settings``; the exit code is 1 when a case failed."""
     if not models.is_file():
         raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
@@ -258,7 +270,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
     command.upgrade(alembic_config(url), "head")
     seeds = range(FIRST_SEED, FIRST_SEED + cases)
     cohort = write_phantom_cohort(workdir / "phantoms", seeds, scanners=demo_scanners(seeds))
-    phantoms = _batch(discover(cohort / "manifest.csv", "phantom"), models, settings, tta)
+    phantoms = _batch(discover(cohort / "manifest.csv", "phantom"), models, settings, tta, sweep)
     engine = make_engine(url)
     identity = load_model_set_file(models).identity()
     with session_factory(engine).begin() as session:
@@ -269,7 +281,7 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
     night = write_phantom_cohort(workdir / "night", NIGHT_SEEDS, references="final_contours")
     failed = bool(phantoms.failed)
     if real is not None:
-        failed |= bool(_batch([real], models, settings, tta).failed)
+        failed |= bool(_batch([real], models, settings, tta, sweep).failed)
     refresh_statistics(engine)
     accounts = ensure_demo_users(engine, settings)
     with session_factory(engine)() as session:

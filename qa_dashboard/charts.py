@@ -66,6 +66,11 @@ def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
             "legend": {"font": {"size": 11}, "orientation": "h", "yanchor": "top", "y": -0.22}, **extra}
 
 
+def figure_layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
+    """The layout every chart of these pages shares (title under the toolbar, legend below)."""
+    return _layout(title, x, y, **extra)
+
+
 def empty_figure(message: str) -> dict[str, Any]:
     """A blank figure that says why it is blank."""
     return {"data": [], "layout": {"height": 380, "xaxis": {"visible": False}, "yaxis": {"visible": False},

@@ -16,6 +16,8 @@ from dash.development.base_component import Component
 
 from pipeline.errors import StoreNotReadyError
 from pipeline.metrics import registry
+from pipeline.review.workflow import Action, allowed
+from qa_dashboard import auth
 from qa_dashboard.store import MIGRATE_HINT, Store, get_store, has_results
 
 log = logging.getLogger(__name__)
@@ -134,3 +136,12 @@ def grid(grid_id: str, columns: list[dict[str, Any]], rows: list[dict[str, Any]]
                       columnSize="responsiveSizeToFit", style={"height": f"{height}px", "width": "100%"},
                       dashGridOptions={"animateRows": False, "tooltipShowDelay": 300, "tooltipInteraction": True,
                                        **options})
+
+
+def export_button(button_id: str) -> Component:
+    """A CSV download (an audited export; its address comes from a callback): for the roles that may export."""
+    user = auth.current_user()
+    may = user is not None and allowed(user["role"], Action.EXPORT)
+    return dbc.Button("Export CSV", id=button_id, color="secondary", className="mt-4", href="",
+                      external_link=True, disabled=not may,
+                      title=None if may else "exports need the reviewer, approver or admin role")

@@ -25,12 +25,15 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError, UserError, http_status, one_line
 from pipeline.io.rtstruct_export import RtstructError
+from pipeline.metrics import cost_benefit
 from pipeline.metrics.review_budget import DEFAULT_FRACTION, Budget
+from pipeline.metrics.statistics import StatisticsSettings
 from pipeline.review.exports import export_case_rtstruct, export_region_maps, write_audit_csv, write_worklist
 from pipeline.review.report import gather_report
 from pipeline.review.report_pdf import write_report
 from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
+from pipeline.store.cohort_cost import cost_benefit_rows
 from pipeline.store.cohort_numbers import CohortFilter
 from qa_dashboard import auth
 from qa_dashboard.config import settings
@@ -231,6 +234,25 @@ def cohort_file() -> Any:
     return _send("cohort_csv", object_id[:200], produce)
 
 
+def cost_file() -> Any:
+    """``/export/cost.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND``: the comparison page's cost–benefit
+    table with those filters (reviewer and above)."""
+    args = flask.request.args
+
+    def produce(store: Store, folder: Path) -> Path:
+        chosen = _cohort_filter(args)
+        if chosen is None:
+            raise BadRequest("the address needs ?protocol=ID")
+        statistics = StatisticsSettings(correction=settings().multiple_comparisons)
+        rows = _read(store, lambda session: cost_benefit_rows(session, chosen, statistics))
+        path = folder / f"cost_benefit_{chosen.protocol_id}.csv"
+        path.write_text(cost_benefit.table(rows).to_csv(index=False, float_format="%.6g"), encoding="utf-8")
+        return path
+
+    object_id = "cost " + "&".join(f"{k}={v}" for k, v in sorted(args.items(multi=True)))
+    return _send("cost_csv", object_id[:200], produce)
+
+
 def audit_filters(args: Any) -> dict[str, Any]:
     """The audit log's filters from an address or form: actor, action (a prefix), outcome, since and until (ISO
     dates or times, UTC); BadRequest for a malformed date."""
@@ -256,3 +278,4 @@ def install(server: flask.Flask) -> None:
     server.add_url_rule("/export/report.pdf", "qa_export_report", report_file)
     server.add_url_rule("/export/audit.csv", "qa_export_audit", audit_csv)
     server.add_url_rule("/export/cohort.csv", "qa_export_cohort", cohort_file)
+    server.add_url_rule("/export/cost.csv", "qa_export_cost", cost_file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
@@ -132,6 +133,16 @@ def cohort_filter(protocol_id: Any, repeats: Any, start: Any, end: Any, configur
     return CohortFilter(int(protocol_id), tuple(sorted(repeats)) if repeats else None,
                         tuple(configurations) if configurations is not None else None, day(start), day(end),
                         None if kind == EVERY_REFERENCE else kind, acquisition_choice(stratum_key, group))
+
+
+def filter_query(chosen: CohortFilter) -> str:
+    """The filter as an export address's query (``protocol=ID&repeat=R…&start=&end=&reference=KIND&stratum=KEY&
+    group=NAME``), what :mod:`qa_dashboard.exports` reads back."""
+    query = [("protocol", chosen.protocol_id), *(("repeat", r) for r in chosen.repeats or ()),
+             *(("start", str(d)) for d in (chosen.start,) if d), *(("end", str(d)) for d in (chosen.end,) if d),
+             *(("reference", k) for k in (chosen.reference_kind,) if k),
+             *((("stratum", chosen.acquisition[0]), ("group", chosen.acquisition[1])) if chosen.acquisition else ())]
+    return urlencode(query)
 
 
 def register_protocol_callbacks(prefix: str) -> None:

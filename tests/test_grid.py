@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.inference.grid import IDENTITY, default_grid, mirror_views
+from pipeline.inference.grid import IDENTITY, default_grid, mirror_views, sweep_grid
 from pipeline.inference.model_set import ModelSetError, load_model_set
 
 FOLDS = [f"fold_{i}" for i in range(5)]
@@ -108,3 +108,30 @@ def test_checkpoint_run_with_other_labels_is_refused(tmp_path: Path) -> None:
     (other / "fold_all" / "checkpoint_cycle_1.pth").write_bytes(b"w")
     with pytest.raises(ModelSetError, match="labels differ"):
         load_model_set(folder, folds=[0], checkpoint_run=other / "fold_all", run_checkpoints=["checkpoint_cycle_1.pth"])
+
+
+def test_the_sweep_takes_first_folds_last_checkpoints_and_first_views_without_repeating_the_grid() -> None:
+    views = mirror_views()
+    grid = default_grid("fold_0", FOLDS[:3], CYCLES, views)
+    sweep = {c.name: c for c in sweep_grid(FOLDS[:3], CYCLES, views, grid)}
+    assert list(sweep) == [
+        "TTA2", "TTA4", "DE2", "DE2+TTA2", "DE2+TTA4", "DE2+TTA8", "DE3+TTA2", "DE3+TTA4",
+        "CE1", "CE1+TTA2", "CE1+TTA4", "CE1+TTA8", "CE2", "CE2+TTA2", "CE2+TTA4", "CE2+TTA8", "CE3+TTA2", "CE3+TTA4",
+    ]
+    assert sweep["DE2+TTA4"].members == ("fold_0", "fold_1")
+    assert sweep["DE2+TTA4"].views == (IDENTITY, (0,), (1,), (2,))
+    assert sweep["CE1"].members == ("ce_cycle_3",) and sweep["CE1"].views == (IDENTITY,)
+    assert sweep["CE2+TTA2"].members == ("ce_cycle_2", "ce_cycle_3") and sweep["CE2+TTA2"].views == (IDENTITY, (0,))
+    assert all(c.sweep and not c.temperature_scaling for c in sweep.values())
+    keys = [c.pool_key for c in (*grid, *sweep.values()) if not c.temperature_scaling]
+    assert len(keys) == len(set(keys)), "no sub-configuration pools what another configuration pools"
+    everything = set().union(*(c.passes for c in grid))
+    assert set().union(*(c.passes for c in sweep.values())) <= everything, "the sweep needs no pass of its own"
+
+
+def test_the_sweep_of_a_2d_model_stops_at_its_four_views() -> None:
+    views = mirror_views((0, 1))
+    grid = default_grid("fold_0", FOLDS[:2], [], views)
+    sweep = sweep_grid(FOLDS[:2], [], views, grid)
+    assert [c.name for c in sweep] == ["TTA2", "DE2+TTA2"]
+    assert {len(c.views) for c in sweep} == {2}

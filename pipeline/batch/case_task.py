@@ -51,6 +51,8 @@ class BatchOptions:
     settings: MetricSettings = DEFAULT_SETTINGS
     budget: float = DEFAULT_FRACTION
     tta: bool = True
+    sweep: bool = False
+    sweep_maps: bool = False
     device: str | None = None
     dry_run: bool = False
     progress: bool = True
@@ -103,6 +105,8 @@ def input_hash(case: LoadedCase, options: BatchOptions, grid: Sequence[GridConfi
         "grid": [c.name for c in grid], "settings": asdict(options.settings), "budget": options.budget,
         "code": version,
     }
+    if options.sweep_maps:
+        document["sweep_maps"] = True
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -152,7 +156,7 @@ def run_case(job: CaseJob, context: CaseContext, spec: CaseSpec) -> CaseOutcome:
             return ready
         work = CaseWork(context.predictor, job.grid, context.model_set, context.configurations, context.fits,
                         options.settings, options.budget, ArtifactStore(options.artifacts), job.version,
-                        job.run_id or 0, worker)
+                        job.run_id or 0, worker, options.sweep_maps)
         try:
             with sessions.begin() as session:
                 timings = process_case(session, ready, work, hashed)

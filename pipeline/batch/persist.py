@@ -46,7 +46,8 @@ def ensure_model_set(session: Session, model_set: LoadedModelSet, grid: Sequence
         if configuration.name not in known:
             created = Configuration(name=configuration.name, position=position, members=list(configuration.members),
                                     views=[list(v) for v in configuration.views],
-                                    temperature_scaling=configuration.temperature_scaling)
+                                    temperature_scaling=configuration.temperature_scaling,
+                                    sweep=configuration.sweep)
             row.configurations.append(created)
             known[configuration.name] = created
     session.flush()
@@ -122,6 +123,18 @@ class ResultRows:
     bins: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
     regions: Sequence[dict[str, Any]] = ()
+
+
+COST_COLUMNS = ("forward_passes", "seconds_inference", "device")
+
+
+def twin_cost(session: Session, processing_id: int, twin_id: int) -> dict[str, Any]:
+    """The cost columns of the uncalibrated twin's result in the same processing: what a TS result the protocol
+    writes costs (the same passes and pool; applying T is negligible). NULLs when the twin has none."""
+    row = session.execute(select(*(getattr(CaseResult, c) for c in COST_COLUMNS)).where(
+        CaseResult.processing_id == processing_id, CaseResult.configuration_id == twin_id,
+        CaseResult.temperature_fit_id.is_(None))).first()
+    return dict(zip(COST_COLUMNS, row if row is not None else (None,) * len(COST_COLUMNS), strict=True))
 
 
 def write_results(session: Session, image: Image, processing_id: int, results: Sequence[ResultRows]) -> None:

@@ -26,7 +26,7 @@ from pipeline.batch.outcomes import (
 from pipeline.batch.persist import ImageRecord, ResultRows, replace_processing, upsert_image, write_results
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
-from pipeline.inference.pooling import predict_grid
+from pipeline.inference.pooling import Cost, predict_grid
 from pipeline.metrics.settings import MetricSettings
 from pipeline.metrics.shift import body_region
 from pipeline.store.artifacts import ArtifactStore, safe_name
@@ -50,6 +50,7 @@ class CaseWork:
     code_version: str
     run_id: int
     worker: str | None = None
+    sweep_maps: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,18 @@ def _image_artifacts(case: LoadedCase, store: ArtifactStore) -> list[dict[str, o
 def _configuration_rows(
     case: LoadedCase, work: CaseWork, name: str, probabilities: NDArray[np.float32],
     spacing: tuple[float, float, float], reference_counts: NDArray[np.int64] | None, body: NDArray[np.bool_],
+    cost: Cost,
 ) -> tuple[list[ResultRows], list[dict[str, object]], float, float]:
     """Evaluate one configuration of the grid and write its maps (and, uncalibrated, its pooled probabilities).
 
     Returns its result rows (none for a TS configuration without a deployed fit for this case), its
     pooled-probabilities artifact rows, and the seconds spent on metrics and on storage. Under ``per_member`` a TS
     configuration's ``probabilities`` are already pooled from scaled members: no temperature is applied to them.
+    A sweep configuration stores its scalars and curves only, unless ``work.sweep_maps``: no voxel map, no
+    pooled probabilities, no review regions (which are found on the maps).
     """
     configuration = next(c for c in work.grid if c.name == name)
+    maps = not configuration.sweep or work.sweep_maps
     fits = work.fits.get(name, []) if configuration.temperature_scaling else []
     fit = fit_for(case.spec.name, fits)
     store, identity = work.artifacts, work.model_set.identity
@@ -131,17 +136,19 @@ def _configuration_rows(
         results.append(ResultRows(
             configuration_id=work.configurations[name].id,
             temperature_fit_id=fit_id,
-            result=result_row(outcome),
+            result=result_row(outcome) | {"forward_passes": cost.forward_passes,
+                                          "seconds_inference": cost.seconds, "device": cost.device},
             values=value_rows(outcome),
             structures=structure_rows(outcome, tuple(work.model_set.labels), reference_counts),
             curve=curve_rows(outcome),
             bins=bin_rows(outcome),
-            artifacts=map_artifacts(store, result_prefix(case.spec.name, identity, name, fit_id), outcome),
-            regions=result_regions(outcome, _spacing_zyx(case)),
+            artifacts=map_artifacts(store, result_prefix(case.spec.name, identity, name, fit_id), outcome)
+            if maps else [],
+            regions=result_regions(outcome, _spacing_zyx(case)) if maps else [],
         ))
         storage = time.perf_counter() - began
     pooled_rows: list[dict[str, object]] = []
-    if not configuration.temperature_scaling:
+    if maps and not configuration.temperature_scaling:
         began = time.perf_counter()
         path = store.write(f"{result_prefix(case.spec.name, identity, name, None)}/probabilities.zarr",
                            probabilities.astype(np.float32, copy=False))
@@ -172,7 +179,7 @@ def process_case(session: Session, case: LoadedCase, work: CaseWork, input_hash:
     metrics, storage = 0.0, writer.seconds
     for name, probabilities in prediction:
         rows, pooled, seconds_metrics, seconds_storage = _configuration_rows(
-            case, work, name, probabilities, prediction.spacing, reference_counts, body)
+            case, work, name, probabilities, prediction.spacing, reference_counts, body, prediction.cost(name))
         del probabilities
         results += rows
         pooled_rows += pooled

@@ -45,7 +45,7 @@ from pipeline.batch.outcomes import (
     structure_rows,
     value_rows,
 )
-from pipeline.batch.persist import ResultRows, write_results
+from pipeline.batch.persist import ResultRows, twin_cost, write_results
 from pipeline.batch.splits import repeated_holdout
 from pipeline.batch.stored_maps import StoredMaps
 from pipeline.batch.temperature_fits import LastCalibration, StoredCase, Target, fit_columns, fit_targets
@@ -129,7 +129,8 @@ def _evaluate(session: Session, loader: StoredMaps, case: StoredCase, configurat
                       time.perf_counter() - began, body_entropy(result, loader.body(case.image.id, case.image.name)))
     counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
     prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
-    rows = ResultRows(configuration.id, fit.id, result_row(outcome), value_rows(outcome),
+    cost = twin_cost(session, case.processing.id, twin.id)
+    rows = ResultRows(configuration.id, fit.id, result_row(outcome) | cost, value_rows(outcome),
                       structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
                       map_artifacts(loader.store, prefix, outcome),
                       result_regions(outcome, case.spacing) if fit.role in DEPLOYED_ROLES else ())

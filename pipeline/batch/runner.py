@@ -141,7 +141,7 @@ def run_batch(options: BatchOptions, executor: CaseExecutor | None = None) -> Ru
     version = code_version()
     # on a cluster the workers load the models; this process reads only the mirror axes, on the CPU
     predictor = MemberPredictor(options.model_set, choose_device(options.device if executor is None else "cpu"))
-    grid = grid_for(options.model_set, predictor.mirror_axes() if options.tta else ())
+    grid = grid_for(options.model_set, predictor.mirror_axes() if options.tta else (), sweep=options.sweep)
     summary = RunSummary()
     with sessions.begin() as session:
         _mark_interrupted(session)
@@ -156,6 +156,7 @@ def run_batch(options: BatchOptions, executor: CaseExecutor | None = None) -> Ru
             run = Run(kind="run", status="running", host=socket.gethostname(), pid=os.getpid(), code_version=version,
                       model_set_id=model_set.id, cases_total=len(options.cases),
                       options={"cases": len(options.cases), "budget": options.budget, "tta": options.tta,
+                               "sweep": options.sweep, "sweep_maps": options.sweep_maps,
                                "models": options.models_source, "settings": asdict(options.settings)})
             session.add(run)
             session.flush()

@@ -35,6 +35,13 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
                      help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
     run.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
+    run.add_argument("--sweep", action="store_true",
+                     help="also store the sweep's sub-configurations (TTA with 1, 2, 4, 8 views, DE with the first k "
+                          "folds, CE with the last k checkpoints, and their combinations) from the same passes: no "
+                          "extra forward pass, one more pooling, mapping and metric evaluation each; scalars and "
+                          "curves only")
+    run.add_argument("--sweep-maps", action="store_true",
+                     help="with --sweep: store the sweep configurations' voxel maps and probabilities too")
     run.add_argument("--settings", type=metric_settings_file, default=MetricSettings(),
                      help="JSON file of metric settings (docs/metrics.md, 'Options'; default: the spec's); stored "
                           "with the run and part of every case's input hash")
@@ -111,7 +118,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     options = BatchOptions(cases=cases, model_set=_model_set(args.models), models_source=str(args.models),
                            database_url=settings.database_url, artifacts=settings.artifacts_dir, budget=args.budget,
                            settings=args.settings,
-                           tta=not args.no_tta, device=args.device, dry_run=args.dry_run,
+                           tta=not args.no_tta, sweep=args.sweep or args.sweep_maps, sweep_maps=args.sweep_maps,
+                           device=args.device, dry_run=args.dry_run,
                            progress=not args.no_progress and sys.stderr.isatty(), max_voxels=settings.max_voxels)
     if cluster is None:
         summary = run_batch(options)

@@ -5,6 +5,14 @@ data dimensions they are is :func:`pipeline.inference.engine.flip_dims`'s busine
 every combination of the axes the checkpoint allows (``inference_allowed_mirroring_axes``): 8 views for a 3-D model's
 (0, 1, 2), 4 for a 2-D model's (0, 1). TS configurations pool the same passes as their uncalibrated twins and differ
 only by the temperature applied afterwards.
+
+The sweep (:func:`sweep_grid`, off by default; ``run --sweep``) adds sub-configurations that pool a subset of the
+same passes, so they cost no forward pass of their own: TTA with the first k views of :func:`mirror_views`'s order
+(identity; the single-axis flips (0,), (1,), (2,); the two-axis flips; all three axes), k in
+:data:`SWEEP_VIEW_COUNTS`; DE with the first k fold members; CE with the last k checkpoints (the latest, best-trained
+ones); and every member count with every view count. A sub-configuration that pools what a configuration of the
+spec's grid pools (DE with every fold and 8 views is DE+TTA) is left out. Sweep configurations are uncalibrated and
+store scalars and curves only (voxel maps only when asked: ``run --sweep-maps``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pipeline.inference.model_set import ModelSet
 
 View = tuple[int, ...]
 IDENTITY: View = ()
+SWEEP_VIEW_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 
 
 def mirror_views(axes: Sequence[int] = (0, 1, 2)) -> tuple[View, ...]:
@@ -34,12 +43,14 @@ class Configuration:
         members: member names pooled.
         views: the views of each member pooled.
         temperature_scaling: whether a fitted temperature is applied after pooling.
+        sweep: a sub-configuration of the sweep (:func:`sweep_grid`): scalars and curves, maps only when asked.
     """
 
     name: str
     members: tuple[str, ...]
     views: tuple[View, ...]
     temperature_scaling: bool
+    sweep: bool = False
 
     @property
     def passes(self) -> frozenset[tuple[str, View]]:
@@ -81,8 +92,41 @@ def default_grid(
     return tuple(grid)
 
 
-def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...]) -> tuple[Configuration, ...]:
-    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest.
+def _sweep_name(group: str, members: int, views: int) -> str:
+    stem = "" if group == "DE" and members == 1 else f"{group}{members}"
+    tta = f"TTA{views}" if views > 1 else ""
+    return "+".join(part for part in (stem, tta) if part) or "Base"
+
+
+def sweep_grid(deep_ensemble: Sequence[str], checkpoint_ensemble: Sequence[str], views: Sequence[View],
+               spec_grid: Sequence[Configuration], view_counts: Sequence[int] = SWEEP_VIEW_COUNTS
+               ) -> tuple[Configuration, ...]:
+    """The sweep's sub-configurations (see the module's description), named ``DE2+TTA4`` (the first 2 folds, the
+    first 4 views), ``CE1`` (the last checkpoint, identity view), ``TTA2`` (Base with 2 views).
+
+    Args:
+        deep_ensemble: the fold members, in order (DE with k folds takes the first k).
+        checkpoint_ensemble: the checkpoint members, oldest first (CE with k takes the last k).
+        views: the TTA views in :func:`mirror_views`'s order (TTA with k views takes the first k).
+        spec_grid: the spec's grid (:func:`default_grid`); what it already pools is left out.
+        view_counts: the numbers of views swept (those above ``len(views)`` are left out).
+    """
+    taken = {c.pool_key for c in spec_grid}
+    sweep = []
+    for group, members in (("DE", tuple(deep_ensemble)), ("CE", tuple(checkpoint_ensemble))):
+        for k in range(1, len(members) + 1):
+            chosen = members[:k] if group == "DE" else members[len(members) - k:]
+            for count in (n for n in view_counts if 1 <= n <= len(views)):
+                configuration = Configuration(_sweep_name(group, k, count), chosen, tuple(views[:count]), False, True)
+                if configuration.pool_key not in taken:
+                    taken.add(configuration.pool_key)
+                    sweep.append(configuration)
+    return tuple(sweep)
+
+
+def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...], sweep: bool = False) -> tuple[Configuration, ...]:
+    """The spec's grid for a model set: Base = the first fold member, DE = the fold members, CE = the rest; with
+    ``sweep``, followed by :func:`sweep_grid`'s sub-configurations.
 
     The TTA views are every combination of ``mirror_axes``: the checkpoint's
     (:meth:`pipeline.inference.engine.MemberPredictor.mirror_axes`), or () for no TTA.
@@ -91,4 +135,6 @@ def grid_for(model_set: ModelSet, mirror_axes: tuple[int, ...]) -> tuple[Configu
     checkpoints = [m.name for m in model_set.members if not m.name.startswith("fold_")]
     if not folds:
         raise InputError(f"{model_set.folder}: the grid needs at least one fold member")
-    return default_grid(folds[0], folds, checkpoints, mirror_views(mirror_axes))
+    views = mirror_views(mirror_axes)
+    grid = default_grid(folds[0], folds, checkpoints, views)
+    return grid + sweep_grid(folds, checkpoints, views, grid) if sweep else grid

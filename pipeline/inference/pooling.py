@@ -4,6 +4,12 @@ maps come out on the CT grid one configuration at a time.
 Where the pools live follows the spec's ``grid_mapping`` option: ``pooled`` (default) pools softmax probabilities on
 the network's grid, in torch on the predictor's device, and maps each pool to the CT grid once, when its turn comes;
 ``per_pass`` maps every pass's logits to the CT grid first (nnU-Net's rule for a single prediction) and pools there.
+
+Cost per configuration (:meth:`GridPrediction.cost`): configurations share passes, so a configuration's seconds are
+what it would cost alone: the case's preprocessing, plus the measured seconds of each of its passes (weights loading
+included for a member's first pass; under ``per_pass`` the pass's mapping too), plus its own pool's time (adding the
+passes, the mean, the mapping to the CT grid). Its forward passes are the passes it pools. On CUDA the clock is read
+after a synchronisation, so a pass's seconds are its own.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -63,6 +70,15 @@ class NetworkPool:
         return mean
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one configuration costs on one case, as if run alone (see the module's description)."""
+
+    forward_passes: int
+    seconds: float
+    device: str
+
+
 @dataclass
 class GridPrediction:
     """One CT's grid after its forward passes; iterate it (once) for (configuration name, probabilities).
@@ -78,13 +94,25 @@ class GridPrediction:
         forward_passes: the (member, view) passes run.
         seconds_mapping: time spent so far making the streamed maps: the mappings under ``pooled``; under
             ``per_pass`` only the pools' final mean (its mappings ran with the passes).
+        device: where the passes ran (``cpu``, or ``cuda: <GPU name>``).
     """
 
     spacing: tuple[float, float, float]
     forward_passes: int
     _groups: list[tuple[tuple[str, ...], Callable[[], NDArray[np.float32]]]]
     seconds_mapping: float = 0.0
+    device: str = "cpu"
+    _clock: _Clock | None = field(default=None, repr=False)
     _streamed: bool = field(default=False, repr=False)
+
+    def cost(self, name: str) -> Cost:
+        """The cost of configuration ``name`` on this case; complete once its map has been streamed."""
+        if self._clock is None:
+            raise ValueError("this prediction measured no cost")
+        group, passes = self._clock.configurations[name]
+        seconds = (self._clock.preprocessing + sum(self._clock.passes[pair] for pair in passes)
+                   + self._clock.pools[group])
+        return Cost(len(passes), seconds, self.device)
 
     def __iter__(self) -> Iterator[tuple[str, NDArray[np.float32]]]:
         if self._streamed:
@@ -93,15 +121,42 @@ class GridPrediction:
         return self._stream()
 
     def _stream(self) -> Iterator[tuple[str, NDArray[np.float32]]]:
+        group = -1
         while self._groups:
             names, finish = self._groups.pop(0)
+            group += 1
             start = time.perf_counter()
             probabilities = finish()
             del finish
-            self.seconds_mapping += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.seconds_mapping += seconds
+            if self._clock is not None:
+                self._clock.pools[group] += seconds
             for name in names:
                 yield name, probabilities
             del probabilities
+
+
+@dataclass
+class _Clock:
+    """Measured seconds of one case: preprocessing, each pass, each pool; each configuration's (pool, passes)."""
+
+    preprocessing: float
+    configurations: dict[str, tuple[int, frozenset[tuple[str, View]]]]
+    passes: dict[tuple[str, View], float] = field(default_factory=dict)
+    pools: list[float] = field(default_factory=list)
+
+
+def _synchronised(device: torch.device) -> float:
+    """The clock, after the device's queued work (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda: <GPU name>``: what a result's seconds were measured on."""
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def _pool_groups(
@@ -154,28 +209,40 @@ def predict_grid(
     if on_pass is not None and grid_mapping != "per_pass":
         raise ValueError("on_pass needs grid_mapping='per_pass': only then are the passes on the CT grid")
     groups, users = _pool_groups(configurations, member_temperature or {})
+    began = _synchronised(predictor.device)
     case = predictor.preprocess(image)
+    group_of = {name: index for index, (names, _) in enumerate(groups) for name in names}
+    clock = _Clock(_synchronised(predictor.device) - began,
+                   {c.name: (group_of[c.name], c.passes) for c in configurations}, pools=[0.0] * len(groups))
     count = 0
     finishers: list[Callable[[], NDArray[np.float32]]] = []
+    pools: list[NetworkPool] | list[MemberPool]
     if grid_mapping == "pooled":
-        network_pools = [NetworkPool(rule, temperature) for _, temperature in groups]
-        for member, view, logits in predictor.network_passes(case, list(users)):
-            count += 1
-            for group in users[(member, view)]:
-                network_pools[group].add(logits)
-        finishers = [lambda pool=pool: predictor.to_ct_grid(pool.probabilities(), case) for pool in network_pools]
+        pools = [NetworkPool(rule, temperature) for _, temperature in groups]
+        stream: Iterator[tuple[str, View, Any]] = predictor.network_passes(case, list(users))
     else:
-        ct_pools = [MemberPool(rule, temperature) for _, temperature in groups]
-        for member, view, ct_logits in predictor.passes(case, list(users)):
-            count += 1
-            if on_pass is not None:
-                on_pass(member, view, ct_logits)
-            for group in users[(member, view)]:
-                ct_pools[group].add(ct_logits)
-        finishers = [pool.probabilities for pool in ct_pools]
+        pools = [MemberPool(rule, temperature) for _, temperature in groups]
+        stream = predictor.passes(case, list(users))
+    began = _synchronised(predictor.device)
+    for member, view, logits in stream:
+        clock.passes[(member, view)] = _synchronised(predictor.device) - began
+        count += 1
+        if on_pass is not None:
+            on_pass(member, view, logits)
+        for group in users[(member, view)]:
+            began = time.perf_counter()
+            pools[group].add(logits)
+            clock.pools[group] += _synchronised(predictor.device) - began
+        began = _synchronised(predictor.device)
+    if grid_mapping == "pooled":
+        finishers = [lambda pool=pool: predictor.to_ct_grid(pool.probabilities(), case) for pool in pools]
+    else:
+        finishers = [pool.probabilities for pool in pools]
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     return GridPrediction(
         spacing=(spacing[0], spacing[1], spacing[2]),
         forward_passes=count,
         _groups=[(names, finish) for (names, _), finish in zip(groups, finishers, strict=True)],
+        device=device_name(predictor.device),
+        _clock=clock,
     )

@@ -18,11 +18,14 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import NotFoundError
 from pipeline.metrics.calibration import ReliabilityBins
+from pipeline.metrics.cost_benefit import CostBenefit
 from pipeline.metrics.review_budget import Budget
+from pipeline.metrics.statistics import DEFAULT_STATISTICS, StatisticsSettings
 from pipeline.review.worklist import Worklist, build_worklist
 from pipeline.settings import ReviewSettings
 from pipeline.store import cohort_numbers
 from pipeline.store.artifacts import ArtifactStore
+from pipeline.store.cohort_cost import cost_benefit_rows
 from pipeline.store.cohort_numbers import CohortFilter
 from pipeline.store.cohort_rows import latest_protocol
 from pipeline.store.configurations import resolve_configuration
@@ -50,6 +53,7 @@ class Cohort:
     summary: pd.DataFrame
     curves: pd.DataFrame
     reliability: dict[int, ReliabilityBins]
+    cost: tuple[CostBenefit, ...] = ()
 
     def n_cases(self) -> dict[int, int]:
         """Test cases per configuration id."""
@@ -90,8 +94,10 @@ def describe_filter(session: Session, chosen: CohortFilter) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def gather_cohort(session: Session, model_set_id: int, chosen: CohortFilter | None = None) -> Cohort:
-    """The cohort numbers of ``chosen`` (default: the newest protocol of the model set, the page's defaults)."""
+def gather_cohort(session: Session, model_set_id: int, chosen: CohortFilter | None = None,
+                  statistics: StatisticsSettings = DEFAULT_STATISTICS) -> Cohort:
+    """The cohort numbers of ``chosen`` (default: the newest protocol of the model set, the page's defaults), with the
+    cost–benefit rows (CIs at ``statistics``)."""
     if chosen is None:
         protocol = latest_protocol(session, model_set_id=model_set_id)
         if protocol is None:
@@ -103,7 +109,8 @@ def gather_cohort(session: Session, model_set_id: int, chosen: CohortFilter | No
     grid = cohort_numbers.configurations(session, protocol_model_set)
     overall, _ = cohort_numbers.summary(session, chosen)
     return Cohort(chosen, filters, dict(grid), {c: position for position, (c, _) in enumerate(grid)}, overall,
-                  cohort_numbers.curves(session, chosen), cohort_numbers.reliability(session, chosen))
+                  cohort_numbers.curves(session, chosen), cohort_numbers.reliability(session, chosen),
+                  tuple(cost_benefit_rows(session, chosen, statistics)))
 
 
 def _decisions(session: Session) -> pd.DataFrame:

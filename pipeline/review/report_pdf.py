@@ -7,6 +7,7 @@ PdfPages, A4, every page footed with its number). Each configuration keeps its c
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from pipeline.metrics import registry
+from pipeline.metrics.cost_benefit import PRIMARY, cost_axis, shown_table, verdict
 from pipeline.review.exports import case_state
 from pipeline.review.report import Cohort, ReportContent
 from pipeline.review.worklist import Worklist, WorklistCase
@@ -154,6 +156,37 @@ def _charts(content: ReportContent) -> Figure:
     return figure
 
 
+def _cost(content: ReportContent) -> Figure:
+    """UEO-AUC with its CI against cost per case, the Pareto front marked, and the choice in words."""
+    rows = content.cohort.cost
+    figure = Figure(figsize=A4)
+    figure.text(0.08, 0.95, "Cost and benefit", fontsize=15, weight="bold")
+    figure.text(0.08, 0.92, "\n".join(textwrap.wrap(verdict(rows), 110)), fontsize=8, va="top")
+    ax = figure.add_axes((0.1, 0.45, 0.8, 0.4))
+    axis = cost_axis(rows)
+    ax.set_xlabel("inference seconds per case" if axis == "seconds" else "forward passes per case")
+    ax.set_ylabel("UEO-AUC (mean over repeats, CI)")
+    ax.grid(alpha=0.3)
+    shown = [r for r in rows if not math.isnan(r.benefits[PRIMARY].estimate)]
+    if not shown:
+        ax.text(0.5, 0.5, "no UEO-AUC for these filters", ha="center", transform=ax.transAxes)
+        return figure
+    ax.set_xscale("log")
+    for row in shown:
+        value = row.benefits[PRIMARY]
+        ax.errorbar([getattr(row, axis)], [value.estimate], yerr=[[value.estimate - value.low],
+                                                                 [value.high - value.estimate]],
+                    fmt="D" if row.pareto else "o", markersize=7 if row.pareto else 4, linewidth=0.8,
+                    color=style(row.position).colour)
+        ax.annotate(row.configuration, (getattr(row, axis), value.estimate), fontsize=5, xytext=(3, 3),
+                    textcoords="offset points")
+    front = sorted((r for r in shown if r.pareto), key=lambda r: getattr(r, axis))
+    ax.plot([getattr(r, axis) for r in front], [r.benefits[PRIMARY].estimate for r in front], color="grey",
+            linestyle=":", linewidth=1, label="Pareto front (◆)")
+    ax.legend(fontsize=7)
+    return figure
+
+
 def _notes(case: WorklistCase) -> str:
     """A case's state (:func:`~pipeline.review.exports.case_state`) where it needs attention: no reference yet, an
     empty prediction, out of distribution."""
@@ -191,7 +224,9 @@ def _sign_off(content: ReportContent) -> Figure:
 def write_report(content: ReportContent, path: Path) -> Path:
     """Draw ``content`` into a PDF at ``path``; returns ``path``."""
     pages: Sequence[Callable[[], Figure]] = [
-        lambda: _cover(content), lambda: _charts(content),
+        lambda: _cover(content), lambda: _charts(content), lambda: _cost(content),
+        *_table_pages("Cost and benefit per configuration", shown_table(content.cohort.cost),
+                      "No configuration has results for these filters."),
         *_table_pages(f"Worklist — {content.configuration}, {content.budget.describe()}",
                       _worklist_frame(content.worklist), "No case in the worklist.", font=6.0,
                       widths={"notes": 125}),

@@ -125,7 +125,9 @@ class Member(Base):
 
 
 class Configuration(Base):
-    """An uncertainty configuration of the grid (``DE+TTA+TS``, …): members, views, whether TS applies.
+    """An uncertainty configuration of the grid (``DE+TTA+TS``, …): members, views, whether TS applies, whether it
+    is a sub-configuration of the sweep (:func:`pipeline.inference.grid.sweep_grid`: stored without voxel maps unless
+    the run asked for them).
 
     ``temperature_granularity`` of a TS configuration: ``configuration`` (one T, the grid's ``X+TS``), ``class`` or
     ``scanner`` (the comparison configurations ``X+TS/class`` and ``X+TS/scanner`` the protocol adds beside ``X+TS``
@@ -146,6 +148,7 @@ class Configuration(Base):
     views: Mapped[list[Any]] = mapped_column()
     temperature_scaling: Mapped[bool] = mapped_column(Boolean)
     temperature_granularity: Mapped[str] = mapped_column(String(16), server_default="configuration")
+    sweep: Mapped[bool] = mapped_column(Boolean, server_default=false())
     model_set: Mapped[ModelSet] = relationship(back_populates="configurations")
 
 
@@ -294,6 +297,10 @@ class CaseResult(Base):
     NULL). ``ood_entropy``: the mean entropy over the scan's body (:func:`pipeline.metrics.shift.body_region`);
     ``ood_percentile``, ``ood_reference_n`` and ``ood_flag``: its rank among the same configuration's values on
     the in-distribution cases (:mod:`pipeline.store.ood`); percentile and flag NULL when there are too few.
+    ``forward_passes``, ``seconds_inference`` and ``device``: what the configuration cost on this case as if run
+    alone (its passes; preprocessing + its passes' measured seconds + its own pooling and mapping:
+    :mod:`pipeline.inference.pooling`) and where it ran (``cpu`` or ``cuda: <GPU>``); NULL for results stored before
+    migration 0014. ``seconds`` is the metric evaluation's time.
     """
 
     __tablename__ = "case_results"
@@ -315,6 +322,9 @@ class CaseResult(Base):
     ood_percentile: Mapped[float | None] = mapped_column(Float)
     ood_reference_n: Mapped[int | None] = mapped_column(Integer)
     ood_flag: Mapped[bool | None] = mapped_column(Boolean)
+    forward_passes: Mapped[int | None] = mapped_column(Integer)
+    seconds_inference: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(100))
 
 
 class MetricValue(Base):

@@ -14,14 +14,14 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 from dash.development.base_component import Component
 
-from pipeline.review.workflow import Action, allowed
 from pipeline.store.cohort_numbers import configurations, reliability
 from pipeline.store.cohort_strata import stratified
 from pipeline.store.strata import SCANNER, stratum_label
-from qa_dashboard import auth, charts, inputs
-from qa_dashboard.components import grid, guarded, not_found, section, unreferenced_alert
+from qa_dashboard import charts, inputs
+from qa_dashboard.components import export_button, grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import (
     cohort_filter,
+    filter_query,
     parse_protocol,
     protocol_filters,
     register_protocol_callbacks,
@@ -72,7 +72,7 @@ def _page(store: Store, wanted: str | None) -> Component:
             dbc.Col([dbc.Label("Structures"), dcc.Dropdown(
                 id="cohort-structures", options=[ALL_FOREGROUND, *chosen.labels], value=structures, multi=True)],
                 md=9),
-            dbc.Col(_export_button(), md=3),
+            dbc.Col(export_button("cohort-csv-button"), md=3),
         ], className="g-2 mb-2"),
         html.Div(grid("cohort-grid", column_defs(), [], 420), className="mb-3"),
         section("Reliability diagram",
@@ -88,15 +88,6 @@ def _page(store: Store, wanted: str | None) -> Component:
                           "group's mean ROI ECE minus the other cases' with its 95 % case-bootstrap CI, "
                           "⚑ where it excludes 0"),
     ])
-
-
-def _export_button() -> Component:
-    """The CSV download (an audited export): for the roles that may export."""
-    user = auth.current_user()
-    may = user is not None and allowed(user["role"], Action.EXPORT)
-    return dbc.Button("Export CSV", id="cohort-csv-button", color="secondary", className="mt-4", href="",
-                      external_link=True, disabled=not may,
-                      title=None if may else "exports need the reviewer, approver or admin role")
 
 
 def layout(protocol: str | None = None, **_query: str) -> Component:
@@ -149,12 +140,8 @@ def _export_href(protocol_id: Any, repeats: Any, start: Any, end: Any, kind: Any
     chosen = cohort_filter(protocol_id, repeats, start, end, reference_kind=kind, stratum_key=key, group=group)
     if chosen is None:
         return ""
-    query = [("protocol", chosen.protocol_id), *(("repeat", r) for r in chosen.repeats or ()),
-             *(("start", str(d)) for d in (chosen.start,) if d), *(("end", str(d)) for d in (chosen.end,) if d),
-             *(("reference", k) for k in (chosen.reference_kind,) if k),
-             *((("stratum", chosen.acquisition[0]), ("group", chosen.acquisition[1])) if chosen.acquisition else ()),
-             *(("structure", s) for s in _structures(structures))]
-    return f"/export/cohort.csv?{urlencode(query)}"
+    structures_query = urlencode([("structure", s) for s in _structures(structures)])
+    return f"/export/cohort.csv?{'&'.join(q for q in (filter_query(chosen), structures_query) if q)}"
 
 
 @callback(Output("cohort-reliability", "figure"), *_filter_inputs(), Input("cohort-diagram-configurations", "value"))

@@ -1,4 +1,5 @@
-"""Method comparison: budget curves with bands, AUC distributions, a paired comparison with a clickable scatter."""
+"""Method comparison: budget curves with bands, AUC distributions, a paired comparison with a clickable scatter, and
+what each configuration costs and buys (:mod:`qa_dashboard.cost_view`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pipeline.errors import InputError
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
 from pipeline.store.strata import SCANNER, image_groups, stratum_label
-from qa_dashboard import charts, inputs
+from qa_dashboard import charts, cost_view, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
-from qa_dashboard.components import guarded, not_found, patient_href, section, unreferenced_alert
+from qa_dashboard.components import export_button, guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter, parse_protocol, protocol_filters, register_protocol_callbacks, stratum
 from qa_dashboard.queries.cohort import (
@@ -81,6 +82,7 @@ def _page(store: Store, wanted: str | None) -> Component:
                       "above, with its n); bootstrap CI of the mean difference "
                       "(10 000 resamples) and Wilcoxon signed-rank test",
         ),
+        cost_view.view(export_button("cost-csv-button")),
         dcc.Location(id="compare-nav", refresh="callback-nav"),
     ])
 
@@ -112,6 +114,7 @@ FILTERS = [Input(f"{PREFIX}-protocol", "value"), Input(f"{PREFIX}-repeats", "val
            Input(f"{PREFIX}-dates", "start_date"), Input(f"{PREFIX}-dates", "end_date"),
            Input(f"{PREFIX}-reference-kind", "value"), Input(f"{PREFIX}-stratum", "value"),
            Input(f"{PREFIX}-group", "value")]
+cost_view.register(FILTERS)
 
 
 def _configuration(value: Any, field: str, names: dict[int, str]) -> int:

@@ -106,7 +106,8 @@ def find_case(session: Session, name: str) -> Case | None:
 
 
 def shown_results(session: Session, case: Case) -> list[ShownResult]:
-    """One result per configuration of every model set that processed the case, in grid order."""
+    """One result per configuration of every model set that processed the case, in grid order; a sweep
+    configuration's only when its maps were stored (``run --sweep-maps``: without them there is nothing to show)."""
     rows = session.execute(
         select(CaseResult, Configuration, ModelSet, TemperatureFit)
         .join(Configuration, Configuration.id == CaseResult.configuration_id)
@@ -134,6 +135,8 @@ def shown_results(session: Session, case: Case) -> list[ShownResult]:
     shown = []
     for result, configuration, model_set, fit in chosen.values():
         kinds = maps.get(result.id, {})
+        if configuration.sweep and "entropy" not in kinds:
+            continue
         twin = twins.get(configuration.id, configuration.id)
         pooled_after = fit is None or fit.temperature_mode == "after_pooling"
         shown.append(ShownResult(

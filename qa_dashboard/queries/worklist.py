@@ -24,7 +24,7 @@ from pipeline.review.worklist import (
     build_worklist,
     with_current_states,
 )
-from pipeline.store.schema import CaseResult, Configuration, ModelSet
+from pipeline.store.schema import Artifact, CaseResult, Configuration, ModelSet
 from pipeline.store.strata import image_groups
 from qa_dashboard.components import patient_href
 from qa_dashboard.config import settings
@@ -52,12 +52,15 @@ def model_sets(session: Session) -> list[tuple[str, str]]:
 
 def configurations(session: Session, model_set: str | None = None) -> list[str]:
     """Names of the configurations with a stored result of ``model_set`` (identity; default the newest model set
-    with a result), in grid order."""
+    with a result), in grid order; a sweep configuration only with stored maps (``run --sweep-maps``: the worklist
+    is found on them)."""
     chosen = model_set or next(iter(model_sets(session)), ("", ""))[0]
     return list(session.scalars(
         select(Configuration.name).join(ModelSet, ModelSet.id == Configuration.model_set_id)
         .where(ModelSet.identity == chosen,
-               select(CaseResult.id).where(CaseResult.configuration_id == Configuration.id).exists())
+               select(CaseResult.id).where(CaseResult.configuration_id == Configuration.id).exists(),
+               ~Configuration.sweep | select(Artifact.id).where(Artifact.configuration_id == Configuration.id,
+                                                                Artifact.kind == "entropy").exists())
         .order_by(Configuration.position)))
 
 

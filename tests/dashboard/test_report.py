@@ -117,9 +117,11 @@ def test_the_report_renders_in_every_review_state(seeded: Seeded, dash_app: dash
             content, path = _report(seeded, tmp_path / f"{name}.pdf")
             assert content.cohort.chosen is not None and content.cohort.chosen.protocol_id == protocol_id
             texts = _pages(path, pictures, name)
-            assert len(texts) == 5, name  # cover, charts, worklist, decisions, sign-off
+            assert len(texts) == 7, name  # cover, charts, cost and benefit, its table, worklist, decisions, sign-off
             assert f"Protocol {protocol_id}: cohort review-test" in texts[0] and "Repeats: every repeat (2)" in texts[0]
-            decisions = texts[3]
+            assert "Best UEO-AUC" in texts[2] and "Pareto front" in texts[2]
+            assert all(row.configuration in texts[3] for row in content.cohort.cost) and content.cohort.cost
+            decisions = texts[5]
             row = content.decisions[content.decisions["case"] == "synthetic-1"]
             if name == "pending":
                 assert row.empty and "No review decision recorded yet." in decisions
@@ -136,10 +138,10 @@ def test_the_report_renders_in_every_review_state(seeded: Seeded, dash_app: dash
             response = client.get(f"/export/report.pdf?{QUERY}")
             assert response.status_code == 200, (name, response.get_data(as_text=True))
             assert response.mimetype == "application/pdf"
-            assert len(_pages(response.data)) == 5
+            assert len(_pages(response.data)) == 7
     finally:
         engine.dispose()
-    assert len(list(pictures.glob("*.png"))) == 5 * len(steps)
+    assert len(list(pictures.glob("*.png"))) == 7 * len(steps)
 
 
 def _ece_legend(text: str) -> dict[str, tuple[str, int]]:
