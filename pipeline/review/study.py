@@ -157,7 +157,7 @@ def _readings(session: Session, study: Study, user_id: int | None, reveal_all: b
         query = query.where(StudyAssignment.user_id == user_id)
     return tuple(Reading(case, reviewer, a.period, a.position,
                          Arm(a.arm) if reveal_all or a.opened_at is not None else None, aware(a.opened_at))
-                 for a, case, reviewer in session.execute(query).tuples())
+                 for a, case, reviewer in session.execute(query))
 
 
 def _reviews(session: Session, study_id: int, user_id: int | None) -> bool:

@@ -71,7 +71,7 @@ def select_cases(session: Session, configuration_id: int, selection: CaseSelecti
         assert selection.processed_from is not None and selection.processed_to is not None
         query = query.where(Processing.completed_at >= _day_start(selection.processed_from),
                             Processing.completed_at < _day_start(selection.processed_to + timedelta(days=1)))
-    found = dict(session.execute(query).tuples().all())
+    found: dict[str, int] = {name: image_id for name, image_id in session.execute(query)}
     if selection.names:
         _check_listed(session, selection.names, found)
     if not found:
