@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pipeline.metrics.levels import Levels
 from pipeline.store.database import (
@@ -429,3 +429,39 @@ def test_0013_removes_the_study_date_from_stored_acquisitions_and_keeps_the_rest
         k: v for k, v in before[ids[0]].items() if k != "acquisition"}
     command.downgrade(alembic_config(empty_store_url), "0012")
     assert {row["id"]: row for row in _rows(empty_store_url, "images")} == after
+
+
+def test_0018_adds_the_study_tables_with_their_triggers_and_its_downgrade_keeps_every_other_row(
+    empty_store_url: str,
+) -> None:
+    """0018 creates the four empty study tables (immutable once a study is stored: only closing and a first opening
+    are allowed); its downgrade drops them and their triggers, keeping every other row, and the upgrade works again."""
+    config = alembic_config(empty_store_url)
+    below = str(ScriptDirectory.from_config(config).get_revision("0018").down_revision)
+    engine, metadata = _results_at(empty_store_url, "0018")
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
+                                                                 "role": "reviewer", "active": True,
+                                                                 "created_at": NOW}])
+        connection.execute(metadata.tables["studies"].insert(), [{
+            "id": 1, "name": "pilot", "configuration_id": 1, "budget_kind": "fraction", "budget_value": 0.02,
+            "case_source": {"cases": ["case-1"]}, "design": "per-case", "washout_days": None,
+            "endpoint": "minutes-per-case", "seed": 1, "allocation_method": "m", "allocation_digest": "d" * 64,
+            "created_by_id": None, "created_by": "cli:x", "created_at": NOW}])
+        connection.execute(metadata.tables["study_cases"].insert(), [{"study_id": 1, "image_id": 1}])
+        connection.execute(metadata.tables["study_reviewers"].insert(), [{"study_id": 1, "user_id": 1}])
+        connection.execute(metadata.tables["study_assignments"].insert(), [{
+            "id": 1, "study_id": 1, "image_id": 1, "user_id": 1, "arm": "B", "period": 1, "position": 1}])
+    studies = metadata.tables["studies"]
+    with pytest.raises(DBAPIError, match="immutable"), engine.begin() as connection:
+        connection.execute(studies.update().values(seed=2))
+    with pytest.raises(IntegrityError, match="ck_studies_washout"), engine.begin() as connection:
+        connection.execute(studies.insert(), [{**_rows(empty_store_url, "studies")[0], "id": 2, "name": "x",
+                                               "design": "crossover"}])
+    engine.dispose()
+    kept = {t: _rows(empty_store_url, t) for t in ("case_results", "images", "users", "configurations")}
+    command.downgrade(config, below)
+    assert {"studies", "study_cases", "study_reviewers", "study_assignments"}.isdisjoint(_tables(empty_store_url))
+    assert {t: _rows(empty_store_url, t) for t in kept} == kept
+    command.upgrade(config, "head")
+    assert _rows(empty_store_url, "studies") == []
