@@ -264,6 +264,9 @@ def test_reference_history_migrates_up_and_down_keeping_the_images(empty_store_u
     assert _rows(empty_store_url, "reference_attachments") == []
 
 
+RITA = {"id": 1, "username": "rita", "password_hash": "x", "role": "reviewer", "active": True, "created_at": NOW}
+
+
 def _results_at(url: str, revision: str) -> tuple[Engine, MetaData]:
     """The store at ``revision`` holding the first revision's rows and the results of :data:`CHILDREN_0002` (metric
     columns left out: they live in ``metric_values`` from 0003); its engine and reflected tables."""
@@ -288,9 +291,7 @@ def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everyt
     below = ScriptDirectory.from_config(config).get_revision("0009").down_revision
     engine, metadata = _results_at(empty_store_url, "0009")
     with engine.begin() as connection:
-        connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
-                                                                 "role": "reviewer", "active": True,
-                                                                 "created_at": NOW}])
+        connection.execute(metadata.tables["users"].insert(), [RITA])
         connection.execute(metadata.tables["result_regions"].insert(), [{
             "result_id": 1, "budget": 0.02, "connectivity": 26, "structure_search_mm": 30.0,
             "regions": [[1, 2, 40, 0.5, [3, 5], [4, 10, 12], 0.4, 0.9, 0.2]]}])
@@ -440,9 +441,7 @@ def test_0018_adds_the_study_tables_with_their_triggers_and_its_downgrade_keeps_
     below = str(ScriptDirectory.from_config(config).get_revision("0018").down_revision)
     engine, metadata = _results_at(empty_store_url, "0018")
     with engine.begin() as connection:
-        connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
-                                                                 "role": "reviewer", "active": True,
-                                                                 "created_at": NOW}])
+        connection.execute(metadata.tables["users"].insert(), [RITA])
         connection.execute(metadata.tables["studies"].insert(), [{
             "id": 1, "name": "pilot", "configuration_id": 1, "budget_kind": "fraction", "budget_value": 0.02,
             "case_source": {"cases": ["case-1"]}, "design": "per-case", "washout_days": None,
