@@ -32,15 +32,18 @@ STUDY_COLUMNS = ("id", "name", "configuration_id", "budget_kind", "budget_value"
                  "created_by", "created_at")
 ASSIGNMENT_COLUMNS = ("id", "study_id", "image_id", "user_id", "arm", "period", "position")
 
+# PL/pgSQL does not short-circuit AND, and OLD.<column> fails on a table without that column: the row is read as jsonb
 POSTGRES_FUNCTION = f"""CREATE FUNCTION study_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'studies' AND OLD.closed_at IS NULL
-       AND to_jsonb(NEW) - 'closed_at' - 'closed_by' = to_jsonb(OLD) - 'closed_at' - 'closed_by' THEN
-        RETURN NEW;
-    END IF;
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'study_assignments' AND OLD.opened_at IS NULL
-       AND to_jsonb(NEW) - 'opened_at' = to_jsonb(OLD) - 'opened_at' THEN
-        RETURN NEW;
+    IF TG_OP = 'UPDATE' THEN
+        IF TG_TABLE_NAME = 'studies' AND to_jsonb(OLD) ->> 'closed_at' IS NULL
+           AND to_jsonb(NEW) - 'closed_at' - 'closed_by' = to_jsonb(OLD) - 'closed_at' - 'closed_by' THEN
+            RETURN NEW;
+        END IF;
+        IF TG_TABLE_NAME = 'study_assignments' AND to_jsonb(OLD) ->> 'opened_at' IS NULL
+           AND to_jsonb(NEW) - 'opened_at' = to_jsonb(OLD) - 'opened_at' THEN
+            RETURN NEW;
+        END IF;
     END IF;
     RAISE EXCEPTION '{IMMUTABLE}: % of % refused', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
 END $$"""
