@@ -18,7 +18,8 @@
 --                            (password hashes, to check logins), UPDATE (last_login_at) of users, SELECT/INSERT on
 --                            user_sessions and UPDATE of its last_seen_at, revoked_at and revoked_reason, SELECT/
 --                            INSERT/UPDATE on login_throttle, INSERT/UPDATE on review_items, INSERT on
---                            audit_log, USAGE on the review_items and user_sessions id sequences. No DELETE
+--                            audit_log, UPDATE (opened_at) of study_assignments, USAGE on the review_items and
+--                            user_sessions id sequences. No DELETE
 --                            anywhere; no INSERT into users (user management stays with the owner: `python -m
 --                            pipeline users add`).
 --
@@ -51,7 +52,8 @@ INSERT INTO qa_roles_tables (name, kind) VALUES
     ('reliability_bins', 'results'), ('artifacts', 'results'), ('result_regions', 'results'),
     ('reference_attachments', 'results'),
     ('users', 'review'), ('user_sessions', 'review'), ('login_throttle', 'review'), ('review_items', 'review'),
-    ('audit_log', 'review'), ('trend_levels', 'review'), ('review_time', 'review');
+    ('audit_log', 'review'), ('trend_levels', 'review'), ('review_time', 'review'),
+    ('studies', 'review'), ('study_cases', 'review'), ('study_reviewers', 'review'), ('study_assignments', 'review');
 
 DO $$
 DECLARE
@@ -134,6 +136,8 @@ SELECT format('GRANT SELECT ON %1$I.users TO %2$I', current_schema(), :'dashboar
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_items TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE ON %1$I.review_time TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT INSERT ON %1$I.audit_log TO %2$I', current_schema(), :'dashboard_role'),
+       -- a reviewer's first opening of a study case (studies are defined and closed by the owner: `pipeline study`)
+       format('GRANT UPDATE (opened_at) ON %1$I.study_assignments TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.trend_levels TO %2$I', current_schema(), :'dashboard_role'),
        format('GRANT USAGE ON SEQUENCE %s, %s, %s TO %I',
               pg_get_serial_sequence(format('%I.review_items', current_schema()), 'id'),

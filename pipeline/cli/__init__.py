@@ -4,7 +4,8 @@
 the arguments and hands both to the verb's handler, ``handler(args, settings) -> exit code``. The verbs live beside
 this module, one module per group: :mod:`~pipeline.cli.evaluate` (evaluate), :mod:`~pipeline.cli.predict`
 (predict), :mod:`~pipeline.cli.demo` (demo, train-demo-models), :mod:`~pipeline.cli.store` (migrate, run, protocol,
-export-map) and :mod:`~pipeline.cli.review` (users, the review exports, audit-report).
+export-map), :mod:`~pipeline.cli.review` (users, the review exports, audit-report) and :mod:`~pipeline.cli.study`
+(study define|list|show|close).
 
 One error handler: a user's mistake (:class:`~pipeline.errors.UserError`, or the operating system refusing a path)
 gets a one-line message on stderr and exit code 2, never a traceback; anything else is an internal error, logged
@@ -18,7 +19,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import demo, evaluate, predict, review, store
+from pipeline.cli import demo, evaluate, predict, review, store, study
 from pipeline.cli.parsing import Parser
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_FAILURE, UserError, one_line
 from pipeline.settings import Settings
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m pipeline``."""
     parser = Parser(prog="python -m pipeline", description="Budget-aware uncertainty QA for auto-segmentation.")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
-    for group in (evaluate, predict, demo, store, review):
+    for group in (evaluate, predict, demo, store, review, study):
         group.add_verbs(verbs)
     return parser
 

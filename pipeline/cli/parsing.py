@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from datetime import date
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -71,3 +72,19 @@ def metric_settings_file(text: str) -> MetricSettings:
         return MetricSettings.from_mapping(values)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{path}: {error}") from error
+
+
+def day(text: str) -> date:
+    """A calendar day, ``YYYY-MM-DD``."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"must be a day YYYY-MM-DD, got {text!r}") from error
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (spaces around them ignored), at least one."""
+    values = tuple(part.strip() for part in text.split(","))
+    if not all(values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated names, none empty, got {text!r}")
+    return values

@@ -56,7 +56,7 @@ def add_verbs(verbs: Any) -> None:
     change.set_defaults(handler=users_set_command)
 
     worklist = verbs.add_parser("export-worklist", help="the review worklist as CSV or Excel")
-    _budget_options(worklist)
+    budget_options(worklist)
     worklist.add_argument("--configuration", required=True, help="uncertainty configuration (e.g. DE+TTA+TS)")
     worklist.add_argument("--format", choices=("csv", "xlsx"), default="csv")
     worklist.add_argument("--out", type=Path, required=True)
@@ -75,7 +75,7 @@ def add_verbs(verbs: Any) -> None:
     rtstruct.set_defaults(handler=export_rtstruct_command)
 
     report = verbs.add_parser("audit-report", help="the audit report PDF")
-    _budget_options(report)
+    budget_options(report)
     report.add_argument("--configuration", help="worklist configuration (default: QA_REVIEW_CONFIGURATION, else "
                         "the newest model set's first)")
     report.add_argument("--out", type=Path, required=True, help="output .pdf")
@@ -98,7 +98,8 @@ def add_verbs(verbs: Any) -> None:
     verify.set_defaults(handler=audit_verify_command)
 
 
-def _budget_options(parser: argparse.ArgumentParser) -> None:
+def budget_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-set`` and the budget (``--budget`` fraction or ``--minutes``), as every budgeted verb takes them."""
     parser.add_argument("--model-set", help="model set of the configuration: its name or identity (default: the "
                                             "newest model set with a result of the configuration)")
     group = parser.add_mutually_exclusive_group()
@@ -110,10 +111,11 @@ def _budget_options(parser: argparse.ArgumentParser) -> None:
 def _case_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case", required=True)
     parser.add_argument("--configuration", required=True)
-    _budget_options(parser)
+    budget_options(parser)
 
 
-def _budget(args: argparse.Namespace) -> Budget:
+def parsed_budget(args: argparse.Namespace) -> Budget:
+    """The budget of :func:`budget_options`' arguments."""
     return Budget("minutes", args.minutes) if args.minutes is not None else Budget("fraction", args.budget)
 
 
@@ -132,7 +134,7 @@ def _read_password(username: str) -> str:
     return first
 
 
-def _with_service(settings: Settings, call: Callable[[ReviewService], T]) -> T:
+def with_service(settings: Settings, call: Callable[[ReviewService], T]) -> T:
     """``call`` with the review service of the store (checked at head), acting as the command line."""
     engine = _engine(settings)
     try:
@@ -156,7 +158,7 @@ def refresh_regions_command(args: argparse.Namespace, settings: Settings) -> int
 def users_add_command(args: argparse.Namespace, settings: Settings) -> int:
     """Create an account."""
     password = _read_password(args.username)
-    user = _with_service(settings, lambda service: service.create_user(CommandLine(), args.username, password,
+    user = with_service(settings, lambda service: service.create_user(CommandLine(), args.username, password,
                                                                        args.role))
     sys.stdout.write(f"created {user.username} ({user.role})\n")
     return 0
@@ -165,7 +167,7 @@ def users_add_command(args: argparse.Namespace, settings: Settings) -> int:
 def users_set_command(args: argparse.Namespace, settings: Settings) -> int:
     """Change an account."""
     password = _read_password(args.username) if args.password else None
-    user = _with_service(settings, lambda service: service.update_user(
+    user = with_service(settings, lambda service: service.update_user(
         CommandLine(), args.username, role=args.role, active=args.active, password=password, unlock=args.unlock))
     sys.stdout.write(f"{user.username}: {user.role}, {'active' if user.active else 'deactivated'}\n")
     return 0
@@ -173,7 +175,7 @@ def users_set_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def users_list_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the accounts, one a line."""
-    for user in _with_service(settings, lambda service: service.list_users(CommandLine())):
+    for user in with_service(settings, lambda service: service.list_users(CommandLine())):
         state = "active" if user.active else "deactivated"
         last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
         sys.stdout.write(f"{user.username}\t{user.role}\t{state}\tlast login {last}\n")
@@ -202,7 +204,7 @@ def export_worklist_command(args: argparse.Namespace, settings: Settings) -> int
     from pipeline.review.exports import write_worklist
     from pipeline.review.worklist import build_worklist
 
-    budget = _budget(args)
+    budget = parsed_budget(args)
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         worklist = build_worklist(session, artifacts, args.configuration, budget, settings.review,
@@ -216,7 +218,7 @@ def export_regions_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write a case's regions and entropy as NIfTI."""
     from pipeline.review.exports import export_region_maps
 
-    budget = _budget(args)
+    budget = parsed_budget(args)
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         regions, entropy = export_region_maps(session, artifacts, args.case, args.configuration, budget,
@@ -231,7 +233,7 @@ def export_rtstruct_command(args: argparse.Namespace, settings: Settings) -> int
     """Write a DICOM case's regions as an RTSTRUCT."""
     from pipeline.review.exports import export_case_rtstruct
 
-    budget = _budget(args)
+    budget = parsed_budget(args)
 
     def produce(_engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         return export_case_rtstruct(session, artifacts, args.case, args.configuration, budget, args.out,
@@ -256,7 +258,7 @@ def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.review.report_pdf import write_report
     from pipeline.review.worklist import default_configuration
 
-    budget, chosen = _budget(args), _cohort_filter(args)
+    budget, chosen = parsed_budget(args), _cohort_filter(args)
 
     def produce(engine: Engine, session: Session, artifacts: ArtifactStore) -> Path:
         configuration = args.configuration or default_configuration(session, settings.review_configuration)
@@ -272,6 +274,6 @@ def audit_report_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def audit_verify_command(args: argparse.Namespace, settings: Settings) -> int:
     """Verify the audit log's hash chain; one line either way."""
-    report = _with_service(settings, lambda service: service.verify_audit_log(CommandLine()))
+    report = with_service(settings, lambda service: service.verify_audit_log(CommandLine()))
     sys.stdout.write(report.line() + "\n")
     return 0 if report.ok else EXIT_TAMPERED

@@ -4,7 +4,7 @@ Every operation runs in one transaction and writes exactly one ``audit_log`` row
 A bulk action writes one row per item, or one ``denied`` row when it is refused (then nothing of it is kept).
 Reads (lists, the audit query) are not audited; every write, login and export is. Accounts, logins and their
 throttle live in :mod:`pipeline.review.accounts`, dashboard sessions in :mod:`pipeline.review.sessions`, the trends'
-levels in :mod:`pipeline.review.levels`; this module
+levels in :mod:`pipeline.review.levels`, review studies in :mod:`pipeline.review.study`; this module
 adds the review workflow, the exports and the audit log's reading and verification.
 """
 
@@ -33,6 +33,7 @@ from pipeline.review.base import (
     utc,
 )
 from pipeline.review.levels import LevelOperations
+from pipeline.review.study import StudyOperations
 from pipeline.review.timing import TimingOperations, close_item_clock, open_item_clock
 from pipeline.review.workflow import Action, Actor, Decision, ItemState, PermissionDenied, State
 from pipeline.store.audit_chain import ChainReport, verify_engine
@@ -91,10 +92,10 @@ class AuditRecord:
     ip: str | None
 
 
-class ReviewService(TimingOperations, AccountOperations, LevelOperations):
+class ReviewService(TimingOperations, AccountOperations, LevelOperations, StudyOperations):
     """The review operations on one store (see the module docstring), with the review time they measure
-    (:mod:`pipeline.review.timing`: starting or reopening an item opens its clock, the decision closes it) and the
-    trends' levels (:mod:`pipeline.review.levels`)."""
+    (:mod:`pipeline.review.timing`: starting or reopening an item opens its clock, the decision closes it), the
+    trends' levels (:mod:`pipeline.review.levels`) and the review studies (:mod:`pipeline.review.study`)."""
 
     # ------------------------------------------------------------------ the review workflow
 

@@ -47,6 +47,11 @@ class Action(StrEnum):
     MANAGE_USERS = "manage_users"
     RECORD_TIME = "record_time"  # review time reported by the browser (pipeline.review.timing)
     SET_LEVELS = "set_levels"  # the trends' tolerance and action levels
+    DEFINE_STUDY = "define_study"  # define a review study (pipeline.review.study)
+    CLOSE_STUDY = "close_study"
+    VIEW_STUDIES = "view_studies"  # the studies one reviews (a reviewer) or all of them
+    VIEW_ALLOCATION = "view_allocation"  # every reviewer's arm of every case, and the results
+    OPEN_STUDY_CASE = "open_study_case"  # reveals the actor's own arm of one assigned case
 
 
 class State(StrEnum):
@@ -80,6 +85,11 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
     Action.RECORD_TIME: _REVIEWING,
     Action.SET_LEVELS: frozenset({Role.ADMIN}),
+    Action.DEFINE_STUDY: frozenset({Role.ADMIN}),
+    Action.CLOSE_STUDY: frozenset({Role.ADMIN}),
+    Action.VIEW_STUDIES: _REVIEWING,
+    Action.VIEW_ALLOCATION: _SIGNING,
+    Action.OPEN_STUDY_CASE: _REVIEWING,
 }
 
 

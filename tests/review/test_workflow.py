@@ -29,6 +29,11 @@ EXPECTED = {  # the issue note's matrix, written out independently of workflow.M
     Action.MANAGE_USERS: {"admin"},
     Action.RECORD_TIME: {"reviewer", "approver", "admin"},
     Action.SET_LEVELS: {"admin"},
+    Action.DEFINE_STUDY: {"admin"},  # review studies (issue 16)
+    Action.CLOSE_STUDY: {"admin"},
+    Action.VIEW_STUDIES: {"reviewer", "approver", "admin"},  # a reviewer: only the studies it reviews
+    Action.VIEW_ALLOCATION: {"approver", "admin"},
+    Action.OPEN_STUDY_CASE: {"reviewer", "approver", "admin"},  # and only the actor's own assignments
 }
 ALICE = Actor(1, "alice", Role.REVIEWER)
 BOB = Actor(2, "bob", Role.APPROVER)

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pipeline.metrics.levels import Levels
 from pipeline.store.database import (
@@ -264,6 +264,9 @@ def test_reference_history_migrates_up_and_down_keeping_the_images(empty_store_u
     assert _rows(empty_store_url, "reference_attachments") == []
 
 
+RITA = {"id": 1, "username": "rita", "password_hash": "x", "role": "reviewer", "active": True, "created_at": NOW}
+
+
 def _results_at(url: str, revision: str) -> tuple[Engine, MetaData]:
     """The store at ``revision`` holding the first revision's rows and the results of :data:`CHILDREN_0002` (metric
     columns left out: they live in ``metric_values`` from 0003); its engine and reflected tables."""
@@ -288,9 +291,7 @@ def test_0009_adds_review_time_and_stored_regions_and_its_downgrade_keeps_everyt
     below = ScriptDirectory.from_config(config).get_revision("0009").down_revision
     engine, metadata = _results_at(empty_store_url, "0009")
     with engine.begin() as connection:
-        connection.execute(metadata.tables["users"].insert(), [{"id": 1, "username": "rita", "password_hash": "x",
-                                                                 "role": "reviewer", "active": True,
-                                                                 "created_at": NOW}])
+        connection.execute(metadata.tables["users"].insert(), [RITA])
         connection.execute(metadata.tables["result_regions"].insert(), [{
             "result_id": 1, "budget": 0.02, "connectivity": 26, "structure_search_mm": 30.0,
             "regions": [[1, 2, 40, 0.5, [3, 5], [4, 10, 12], 0.4, 0.9, 0.2]]}])
@@ -456,3 +457,37 @@ def test_0015_adds_the_worker_of_processed_and_failed_cases_and_its_downgrade_ke
     command.downgrade(config, "0012")
     assert _rows(empty_store_url, "processings") == processings
     assert [row["case_name"] for row in _rows(empty_store_url, "case_failures")] == ["case-2"]
+
+
+def test_0017_adds_the_study_tables_with_their_triggers_and_its_downgrade_keeps_every_other_row(
+    empty_store_url: str,
+) -> None:
+    """0017 creates the four empty study tables (immutable once a study is stored: only closing and a first opening
+    are allowed); its downgrade drops them and their triggers, keeping every other row, and the upgrade works again."""
+    config = alembic_config(empty_store_url)
+    below = str(ScriptDirectory.from_config(config).get_revision("0017").down_revision)
+    engine, metadata = _results_at(empty_store_url, "0017")
+    with engine.begin() as connection:
+        connection.execute(metadata.tables["users"].insert(), [RITA])
+        connection.execute(metadata.tables["studies"].insert(), [{
+            "id": 1, "name": "pilot", "configuration_id": 1, "budget_kind": "fraction", "budget_value": 0.02,
+            "case_source": {"cases": ["case-1"]}, "design": "per-case", "washout_days": None,
+            "endpoint": "minutes-per-case", "seed": 1, "allocation_method": "m", "allocation_digest": "d" * 64,
+            "created_by_id": None, "created_by": "cli:x", "created_at": NOW}])
+        connection.execute(metadata.tables["study_cases"].insert(), [{"study_id": 1, "image_id": 1}])
+        connection.execute(metadata.tables["study_reviewers"].insert(), [{"study_id": 1, "user_id": 1}])
+        connection.execute(metadata.tables["study_assignments"].insert(), [{
+            "id": 1, "study_id": 1, "image_id": 1, "user_id": 1, "arm": "B", "period": 1, "position": 1}])
+    studies = metadata.tables["studies"]
+    with pytest.raises(DBAPIError, match="immutable"), engine.begin() as connection:
+        connection.execute(studies.update().values(seed=2))
+    with pytest.raises(IntegrityError, match="ck_studies_washout"), engine.begin() as connection:
+        connection.execute(studies.insert(), [{**_rows(empty_store_url, "studies")[0], "id": 2, "name": "x",
+                                               "design": "crossover"}])
+    engine.dispose()
+    kept = {t: _rows(empty_store_url, t) for t in ("case_results", "images", "users", "configurations")}
+    command.downgrade(config, below)
+    assert {"studies", "study_cases", "study_reviewers", "study_assignments"}.isdisjoint(_tables(empty_store_url))
+    assert {t: _rows(empty_store_url, t) for t in kept} == kept
+    command.upgrade(config, "head")
+    assert _rows(empty_store_url, "studies") == []

@@ -73,7 +73,7 @@ PLAN = SeedPlan(patients=2, configurations=("Base", "Base+TS"), repeats=1, map_c
 FAST_HASH = "scrypt:1024:8:1"  # tests only
 PASSWORD = "correct horse battery staple"
 REVIEW_TABLES = {"users", "user_sessions", "login_throttle", "review_items", "audit_log", "trend_levels",
-                 "review_time"}
+                 "review_time", "studies", "study_cases", "study_reviewers", "study_assignments"}
 SECRET_COLUMNS = {"users": "password_hash", "user_sessions": "token_hash"}  # the read role's column-level SELECT
 
 
@@ -223,6 +223,10 @@ def test_the_grant_matrix_covers_every_table_and_a_rerun_restores_it(roles: Role
         assert {c for c, readable, _ in columns if not readable} == {secret}
         writable = {"users": {"last_login_at"}, "user_sessions": {"last_seen_at", "revoked_at", "revoked_reason"}}
         assert {c for c, _, can in columns if can} == writable[table]
+    opens = _owner(roles.owner, "SELECT a.attname FROM pg_attribute a "
+                   "WHERE a.attrelid = 'study_assignments'::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+                   f"AND has_column_privilege('{roles.prefix}_dashboard', 'study_assignments', a.attname, 'UPDATE')")
+    assert [row[0] for row in opens] == ["opened_at"]  # a reviewer's first opening of a study case, nothing else
     sequences = _owner(roles.owner, "SELECT r.name, c.relname FROM unnest(CAST(:groups AS text[])) AS r(name) "
                        "CROSS JOIN pg_class c WHERE c.relkind = 'S' AND has_sequence_privilege(r.name, c.oid, "
                        "'USAGE')", groups=groups)

@@ -1,0 +1,113 @@
+"""The review study verbs of ``python -m pipeline``: ``study define|list|show|close`` (``docs/review-study.md``).
+
+They act as :class:`~pipeline.review.service.CommandLine` (admin rights, audited as ``cli:<os user>``), like the other
+review verbs: ``study show`` therefore prints the whole allocation, and that look is audited. A user's mistake (an
+unknown user or case, a reviewer without the reviewer role, no case, a name taken) is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pipeline.cli.parsing import day, names
+from pipeline.cli.review import budget_options, parsed_budget, with_service
+from pipeline.review.service import CommandLine
+from pipeline.review.study import StudyDefinition, StudyInfo, StudyView
+from pipeline.review.study_allocation import Design, Endpoint
+from pipeline.review.study_cases import CaseSelection
+from pipeline.settings import Settings
+
+
+def add_verbs(verbs: Any) -> None:
+    """Add ``study`` and its actions to ``python -m pipeline``'s sub-parsers."""
+    study = verbs.add_parser("study", help="prospective review studies: standard (A) against uncertainty-guided (B) "
+                             "review")
+    actions = study.add_subparsers(dest="study_verb", required=True)
+    define = actions.add_parser("define", help="define a study and store its allocation (immutable from then on)")
+    define.add_argument("--name", required=True)
+    define.add_argument("--configuration", required=True, help="the uncertainty configuration under test (arm B)")
+    budget_options(define)
+    cases = define.add_mutually_exclusive_group(required=True)
+    cases.add_argument("--cohort", help="every case of this cohort with a result of the configuration")
+    cases.add_argument("--cases", type=names, help="these cases, comma-separated")
+    cases.add_argument("--processed-from", type=day, help="cases processed from this day (UTC, YYYY-MM-DD) ...")
+    define.add_argument("--processed-to", type=day, help="... to this day, included")
+    define.add_argument("--reviewers", type=names, required=True, help="usernames with the reviewer role, "
+                        "comma-separated")
+    define.add_argument("--design", required=True, choices=[d.value for d in Design])
+    define.add_argument("--washout-days", type=int, help="crossover only: days between a reviewer's two periods")
+    define.add_argument("--endpoint", required=True, choices=[e.value for e in Endpoint],
+                        help="the pre-registered primary endpoint")
+    define.add_argument("--seed", type=int, required=True, help="the allocation's seed (0 .. 2^63-1)")
+    define.set_defaults(handler=define_command)
+    listing = actions.add_parser("list", help="every study, one a line")
+    listing.set_defaults(handler=list_command)
+    show = actions.add_parser("show", help="a study's protocol and allocation (the look is audited)")
+    show.add_argument("name")
+    show.set_defaults(handler=show_command)
+    close = actions.add_parser("close", help="close a study: no case of it can be opened any more")
+    close.add_argument("name")
+    close.set_defaults(handler=close_command)
+
+
+def _selection(args: argparse.Namespace) -> CaseSelection:
+    return CaseSelection(cohort=args.cohort, names=args.cases or (), processed_from=args.processed_from,
+                         processed_to=args.processed_to)
+
+
+def define_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Define a study."""
+    definition = StudyDefinition(name=args.name, configuration=args.configuration, budget=parsed_budget(args),
+                                 cases=_selection(args), reviewers=args.reviewers, design=args.design,
+                                 endpoint=args.endpoint, seed=args.seed, washout_days=args.washout_days,
+                                 model_set=args.model_set)
+    info = with_service(settings, lambda service: service.define_study(CommandLine(), definition))
+    sys.stdout.write(f"defined study {info.name}: {len(info.cases)} cases, {len(info.reviewers)} reviewers, "
+                     f"{info.design}, endpoint {info.endpoint}; allocation {info.allocation_digest[:16]} "
+                     f"(seed {info.seed})\n")
+    return 0
+
+
+def _status(info: StudyInfo) -> str:
+    return f"closed {info.closed_at:%Y-%m-%d}" if info.closed_at else "open"
+
+
+def list_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print every study, one a line."""
+    for info in with_service(settings, lambda service: service.studies(CommandLine())):
+        sys.stdout.write(f"{info.name}\t{info.configuration}\t{info.budget.describe()}\t{info.design}\t"
+                         f"{info.endpoint}\t{len(info.cases)} cases\t{len(info.reviewers)} reviewers\t"
+                         f"{_status(info)}\n")
+    return 0
+
+
+def _protocol(info: StudyInfo) -> list[str]:
+    washout = f", washout {info.washout_days} days" if info.washout_days is not None else ""
+    return [f"study: {info.name} ({_status(info)})",
+            f"configuration: {info.configuration} (model set {info.model_set}), budget {info.budget.describe()}",
+            f"design: {info.design}{washout}; primary endpoint: {info.endpoint} ({info.endpoint.description})",
+            f"cases: {len(info.cases)} from {info.case_source}",
+            f"reviewers: {', '.join(info.reviewers)}",
+            f"allocation: {info.allocation_method}, seed {info.seed}, sha256 {info.allocation_digest}",
+            f"defined by {info.created_by} at {info.created_at:%Y-%m-%d %H:%M} UTC"]
+
+
+def show_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a study's protocol and its readings (reviewer, period, order, case, arm, first opening)."""
+    view: StudyView = with_service(settings, lambda service: service.show_study(CommandLine(), args.name))
+    lines = [*_protocol(view.study), "reviewer\tperiod\torder\tcase\tarm\topened"]
+    for reading in view.readings:
+        arm = f"{reading.arm.value} ({reading.arm.label})" if reading.arm else "concealed"
+        opened = f"{reading.opened_at:%Y-%m-%d %H:%M}" if reading.opened_at else "-"
+        lines.append(f"{reading.reviewer}\t{reading.period}\t{reading.order}\t{reading.case}\t{arm}\t{opened}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def close_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Close a study."""
+    info = with_service(settings, lambda service: service.close_study(CommandLine(), args.name))
+    sys.stdout.write(f"closed study {info.name} ({_status(info)})\n")
+    return 0
