@@ -5,7 +5,7 @@ cheapest configuration whose UEO-AUC lies within the CI of the best's.
 
 A configuration's seconds are what it would cost alone (:mod:`pipeline.inference.pooling`): configurations that share
 passes are not cheaper for it. The front uses seconds per case when every configuration has them (results stored
-before migration 0014 have none) and forward passes otherwise.
+before migration 0016 have none) and forward passes otherwise.
 """
 
 from __future__ import annotations

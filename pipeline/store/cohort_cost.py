@@ -3,7 +3,7 @@ CSV export and the audit report read them from here.
 
 Cost per case is the mean over the distinct results that count for the filter (a case tested in several repeats
 counts once) of ``case_results.forward_passes`` and ``seconds_inference`` (NaN where none was measured: results
-stored before migration 0014); the devices are every one those results name.
+stored before migration 0016); the devices are every one those results name.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pipeline.store.schema import CaseResult, Configuration
 def cost_benefit_rows(session: Session, f: CohortFilter, settings: StatisticsSettings = DEFAULT_STATISTICS
                       ) -> list[CostBenefit]:
     """One row per configuration with results for ``f``, in grid order, the Pareto front marked."""
-    picked = chosen(f)
+    picked = chosen(session, f)
     results = select(picked.c.configuration_id, picked.c.result_id).distinct().subquery()
     costs = session.execute(
         select(Configuration.id, Configuration.name, Configuration.position,

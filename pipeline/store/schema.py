@@ -300,7 +300,7 @@ class CaseResult(Base):
     ``forward_passes``, ``seconds_inference`` and ``device``: what the configuration cost on this case as if run
     alone (its passes; preprocessing + its passes' measured seconds + its own pooling and mapping:
     :mod:`pipeline.inference.pooling`) and where it ran (``cpu`` or ``cuda: <GPU>``); NULL for results stored before
-    migration 0014. ``seconds`` is the metric evaluation's time.
+    migration 0016. ``seconds`` is the metric evaluation's time.
     """
 
     __tablename__ = "case_results"
