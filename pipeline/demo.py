@@ -179,9 +179,10 @@ def _scanner_report(session: Session, protocol_id: int) -> list[str]:
     if frame["group"].nunique() < 2:
         return []
     ece = registry.metric("ece")
+    dsc = registry.metric("dsc_mean_fg")
     shown = pd.DataFrame({
         "configuration": frame["configuration"], "scanner": frame["group"], "n": frame["n_cases"],
-        "DSC": frame["dsc_mean_fg"].map(registry.metric("dsc_mean_fg").format), "ECE": frame["ece"].map(ece.format),
+        "DSC": frame[dsc.name].map(dsc.format), "ECE": frame[ece.name].map(ece.format),
         "ECE vs rest [95 % CI]": [f"{ece.format(d)} [{ece.format(lo)}, {ece.format(hi)}]" for d, lo, hi in
                                   zip(frame["ece_difference"], frame["ece_low"], frame["ece_high"], strict=True)],
         "differs": frame["differs"].map({True: "yes", False: "no"})})

@@ -182,7 +182,8 @@ def test_worklist_exports_carry_each_cases_reference_empty_prediction_and_ood_st
     engine.dispose()
     document = pypdfium2.PdfDocument(str(write_report(content, tmp_path / "report.pdf")))
     try:
-        text = document[2].get_textpage().get_text_range()  # the worklist page
+        text = next(t for t in (page.get_textpage().get_text_range() for page in document)
+                    if "Worklist — DE" in t)  # the worklist page
     finally:
         document.close()
     assert "notes" in text and NO_REFERENCE in text and OOD_WORDS["synthetic-1"][0] in text
@@ -241,7 +242,7 @@ def test_audit_report_pdf_renders(seeded: Seeded, tmp_path: Path) -> None:
     path = write_report(content, tmp_path / "report.pdf")
     document = pypdfium2.PdfDocument(str(path))
     try:
-        assert len(document) == 5  # cover, charts, worklist, decisions, sign-off
+        assert len(document) == 7  # cover, charts, cost-benefit chart and table, worklist, decisions, sign-off
         for index in range(len(document)):
             pixels = np.asarray(document[index].render(scale=0.6).to_pil().convert("L"))
             ink = float((pixels < 200).mean())
