@@ -57,8 +57,10 @@ def test_cohort_page_filters_and_groups_by_acquisition(browser: webdriver.Chrome
     assert all(r["n_cases"] >= 1 for r in rows) and not next(
         r for r in rows if r["group"] == UNKNOWN_GROUP)["differs"], "a lone unknown case is never flagged"
     assert "Grouped by scanner" in browser.find_element(By.ID, "cohort-strata-note").text
-    every = {r["configuration"]: r["n_cases"] for r in grid_rows(browser, "cohort-grid")
-             if r["structure"] == "all foreground"}
+    configurations = {r["configuration"] for r in rows}
+    every = wait_for(browser, lambda: (lambda shown: shown if set(shown) >= configurations else None)(
+        {r["configuration"]: r["n_cases"] for r in grid_rows(browser, "cohort-grid")
+         if r["structure"] == "all foreground"}), "the cohort table of every scan")
     shot(browser, screenshots, "02b_cohort_by_scanner")
 
     _choose(browser, "cohort-group", f"VoxelWorks Beta 16 (n = {beta})")
