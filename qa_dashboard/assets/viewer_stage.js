@@ -2,8 +2,8 @@
 // fullscreen, zoom and pan kept alike in every view, right-drag window/level, and the view kept in the address bar
 // (viewer_address.py reads it back) so that the copied link opens the view as it is.
 // Zoom is one factor and one centre (continuous voxel coordinates z, y, x) for all views: Ctrl + wheel zooms at the
-// pointer, Plotly's own pan (drag) moves the centre; every view then shows the same centre and factor. Figures carry a
-// uirevision, so a redrawn slice keeps its zoom.
+// pointer, Plotly's own pan (drag) moves the centre; every view then shows the same centre and factor, a redrawn view
+// too (showZoom, once dcc.Graph has drawn it).
 (function () {
     "use strict";
     const ZOOM_STEP = 1.25;
@@ -79,6 +79,27 @@
         return {"xaxis.range": [cx - w, cx + w], "yaxis.range": [cy + h, cy - h]};
     }
 
+    // dcc.Graph marks a view "dash-graph--pending" while Plotly.react draws it, and queues every later figure behind
+    // that draw: a relayout in the middle of it leaves the draw's promise unresolved, and the view would never show
+    // another figure. A view is zoomed only between draws: after each draw (a new slice comes with the whole image's
+    // ranges), by showZoom.
+    function pending(gd) { return gd.classList.contains("dash-graph--pending"); }
+
+    function showZoom(gd) {  // a drawn view to the stage's zoom, unless it shows it already
+        const geo = geometry();
+        if (!geo || !gd._fullLayout || !gd._fullLayout.xaxis || pending(gd)) { return; }
+        gd.qaZoomed = true;
+        const want = ranges(geo[planeOf(gd)]), tolerance = 1e-6 * (1 + Math.abs(want["xaxis.range"][1]));
+        const shown = [gd._fullLayout.xaxis.range, gd._fullLayout.yaxis.range];
+        const same = [want["xaxis.range"], want["yaxis.range"]].every(function (range, i) {
+            return Math.abs(range[0] - shown[i][0]) < tolerance && Math.abs(range[1] - shown[i][1]) < tolerance;
+        });
+        if (!same) {
+            syncing = true;
+            try { window.Plotly.relayout(gd, want); } finally { syncing = false; }
+        }
+    }
+
     function apply(except) {
         const geo = geometry();
         if (!geo) { return; }
@@ -86,9 +107,8 @@
         syncing = true;
         try {
             plots().forEach(function (gd) {
-                if (gd !== except && gd.data && gd.data.length) {
-                    window.Plotly.relayout(gd, ranges(geo[planeOf(gd)]));
-                }
+                if (gd === except || !gd.data || !gd.data.length) { return; }
+                if (!pending(gd)) { window.Plotly.relayout(gd, ranges(geo[planeOf(gd)])); }
             });
         } finally {
             syncing = false;
@@ -106,9 +126,14 @@
         return centre;
     }
 
-    function bind(gd) {  // Plotly's pan of one view moves the others
+    function bind(gd) {  // Plotly's pan of one view moves the others; each new draw of a view gets the zoom
         if (gd.qaBound || !gd.on) { return; }
         gd.qaBound = true;
+        new MutationObserver(function (changes) {
+            if (changes.some(function (c) { return (c.oldValue || "").includes("dash-graph--pending"); })) {
+                showZoom(gd);
+            }
+        }).observe(gd, {attributes: true, attributeFilter: ["class"], attributeOldValue: true});
         gd.on("plotly_relayout", function (change) {
             if (syncing || !gd.layout || change["xaxis.autorange"] || !("xaxis.range[0]" in change
                     || "xaxis.range" in change)) {
@@ -176,12 +201,8 @@
     }, {capture: true});
 
     function zoomNew() {  // a view drawn for the first time shows the page's zoom
-        const geo = geometry();
         plots().forEach(function (gd) {
-            if (geo && !gd.qaZoomed && gd.data && gd.data.length && gd._fullLayout) {
-                gd.qaZoomed = true;
-                if (zoom.factor > 1) { window.Plotly.relayout(gd, ranges(geo[planeOf(gd)])); }
-            }
+            if (gd.qaZoomed !== true && gd.data && gd.data.length) { showZoom(gd); }
         });
     }
 
