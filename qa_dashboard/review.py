@@ -255,6 +255,8 @@ def _activity(report: Any, region: Any, data: Any) -> Any:
     if user is None or not allowed(user["role"], Action.RECORD_TIME):  # a viewer's page reports nothing to refuse
         return dash.no_update
     principal, ip = int(user["user_id"]), flask.request.remote_addr
+    if region is not None and data.get("case") and blinding.hides(data["case"]):
+        region = None  # a case read blind has no regions: none is opened (its existence would tell of them)
     opened = region
     try:
         if region is not None and region["clock"] is None and data.get("case"):

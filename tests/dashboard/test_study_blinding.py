@@ -107,6 +107,15 @@ def _metrics(client: Any, app: dash.Dash, store: SeededStore, case: str) -> str:
     return response.get_data(as_text=True)
 
 
+def _region_clock(client: Any, app: dash.Dash, case: str) -> Any:
+    """A forged activity report that opens region 1 of ``case``: the response, with the region's clock when opened."""
+    scope = {"configuration": "DE", "model_set": None, "kind": "fraction", "value": PLAN.budget, "case": case,
+             "case_only": True}
+    return call(client, app, "review-region.data", "review-activity.data", {
+        "review-activity.data": {"tick": 1, "active": True}, "review-scope.data": scope,
+        "review-region.data": {"rank": 1, "budget": PLAN.budget, "clock": None}})
+
+
 def _export(client: Any, case: str) -> Any:
     return client.get(f"/export/regions/{case}.zip?configuration=DE&kind=fraction&value={PLAN.budget}")
 
@@ -144,6 +153,8 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     metrics = _metrics(client, dash_app, store, reader.case)
     assert "DSC (mean foreground)" in metrics
     assert not any(hidden in metrics for hidden in ("ECE", "Brier", "UEO", "entropy", "flagged mL", "distribution"))
+    blind_clock = _region_clock(client, dash_app, reader.case)
+    assert blind_clock.get_json()["response"] == {}  # no region opened: nothing tells of one
     refused = _export(client, reader.case)
     assert refused.status_code == 403 and "is hidden" in refused.get_json()["error"]
     assert any(r.startswith("GET /export/regions/") for r in _refusals(store.url, reader.username))
@@ -169,6 +180,8 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
                 {**_view(store, reader.case, []), "viewer-most-uncertain.n_clicks": 1})
     assert jump.status_code == 200, jump.get_data(as_text=True)
     assert _export(client, reader.case).status_code == 200
+    clock = _region_clock(client, dash_app, reader.case)
+    assert clock.status_code == 200 and clock.get_json()["response"]["review-region"]["data"]["clock"] is not None
 
 
 def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStore, study: Study,
