@@ -7,6 +7,10 @@ log also needs view_audit), the file is written under the settings' ``exports_di
 ``var/exports``, one folder per download, kept: the audit row names its path and SHA-256), and exactly one audit row
 says who exported what, or why it was refused (403) or failed. A malformed address is a 400, an unknown case or
 configuration a 404, an RTSTRUCT of a case without a DICOM series a 422, each with a one-line reason.
+
+Review-study blinding (:mod:`qa_dashboard.blinding`): a case's regions (NIfTI with its entropy, RTSTRUCT) are
+refused (403, audited as ``request.refused``) to a user who reads the case blind (arm A, or not opened yet), and the
+worklist and report exports, which hold every case's regions, to a user with a reading in an open study.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
 from pipeline.store.cohort_cost import cost_benefit_rows
 from pipeline.store.cohort_numbers import CohortFilter
-from qa_dashboard import auth
+from qa_dashboard import auth, blinding
 from qa_dashboard.config import settings
 from qa_dashboard.filters import cohort_filter
 from qa_dashboard.queries.worklist import load_worklist
@@ -115,9 +119,19 @@ def _read(store: Store, body: Callable[[Session], T]) -> T:
         return body(session)
 
 
+def _blind(case: str | None, what: str) -> Any:
+    """The 403 for an export that would show the signed-in user what its review study hides (of ``case``, or of
+    every case when None); None when it may go ahead."""
+    if blinding.hides(case) if case is not None else blinding.in_study():
+        return auth.refuse(one_line(blinding.refuse(case, what)), 403)
+    return None
+
+
 def worklist_file(fmt: Literal["csv", "xlsx"]) -> Any:
     """``/export/worklist.csv`` and ``.xlsx``: the worklist's region rows (Excel: cases, regions, about)."""
     args = flask.request.args
+    if (refused := _blind(None, "the worklist export")) is not None:
+        return refused
 
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
@@ -130,6 +144,8 @@ def worklist_file(fmt: Literal["csv", "xlsx"]) -> Any:
 def regions_zip(case: str) -> Any:
     """``/export/regions/<case>.zip``: the case's region label map and entropy map as NIfTI, zipped."""
     args = flask.request.args
+    if (refused := _blind(case, "the regions and entropy export")) is not None:
+        return refused
 
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
@@ -149,6 +165,8 @@ def rtstruct_file(case: str) -> Any:
     """``/export/rtstruct/<case>.dcm``: the case's review regions as an RTSTRUCT on its original DICOM series."""
     args = flask.request.args
     generated = args.get("allow_generated_uids") in ("1", "true", "yes")
+    if (refused := _blind(case, "the regions export (RTSTRUCT)")) is not None:
+        return refused
 
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget = _configuration(args), _budget(args)
@@ -165,6 +183,8 @@ def report_file() -> Any:
     audit report (cohort table, curves, reliability, worklist, decisions, sign-off); its cohort numbers are the cohort
     page's for those filters (without ``protocol``: the newest protocol of the configuration's model set)."""
     args = flask.request.args
+    if (refused := _blind(None, "the audit report (it holds the worklist)")) is not None:
+        return refused
 
     def produce(store: Store, folder: Path) -> Path:
         configuration, budget, chosen = _configuration(args), _budget(args), _cohort_filter(args)

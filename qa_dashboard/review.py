@@ -30,7 +30,7 @@ from pipeline.metrics.review_budget import DEFAULT_CAP, Budget
 from pipeline.review.service import MAX_COMMENT, ItemKey
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from pipeline.review.worklist import default_configuration, unreviewed_count
-from qa_dashboard import auth, inputs
+from qa_dashboard import auth, blinding, inputs
 from qa_dashboard.components import grid
 from qa_dashboard.config import settings
 from qa_dashboard.queries.worklist import STATE_BADGE_RENDERER, item_rows, load_worklist
@@ -90,14 +90,15 @@ def scope_budget(data: dict[str, Any]) -> Budget:
 
 
 def scope_rows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The item rows of a scope (empty when the scope names nothing)."""
+    """The item rows of a scope (empty when the scope names nothing), as the signed-in user may see them (a reviewer
+    in an open study: only its study cases, those read blind without their regions: :func:`blinding.item_rows`)."""
     if not data or not data.get("configuration"):
         return []
     data = checked_scope(data)
     case = data.get("case")
     worklist = load_worklist(get_store(), data["configuration"], scope_budget(data),
                              case if data.get("case_only") else None, data.get("model_set"))
-    return item_rows(worklist, case)
+    return blinding.item_rows(item_rows(worklist, case))
 
 
 def region_data(rank: int, budget: float) -> dict[str, Any]:
@@ -254,6 +255,8 @@ def _activity(report: Any, region: Any, data: Any) -> Any:
     if user is None or not allowed(user["role"], Action.RECORD_TIME):  # a viewer's page reports nothing to refuse
         return dash.no_update
     principal, ip = int(user["user_id"]), flask.request.remote_addr
+    if region is not None and data.get("case") and blinding.hides(data["case"]):
+        region = None  # a case read blind has no regions: none is opened (its existence would tell of them)
     opened = region
     try:
         if region is not None and region["clock"] is None and data.get("case"):

@@ -12,6 +12,7 @@ from pipeline.metrics import registry
 from pipeline.metrics.regions import Region, find_regions, slice_number
 from pipeline.metrics.review_budget import narrow_budget_mask
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE
+from qa_dashboard.blinding import SHOWN_METRICS
 from qa_dashboard.components import number
 from qa_dashboard.config import settings
 from qa_dashboard.queries.patient import Case, ResultMetrics, ShownResult, find_case, result_metrics, shown_results
@@ -164,8 +165,10 @@ def regions(store: Store, view: CaseView, result: ShownResult, budget: float) ->
     return store.maps.derived(("regions", mask_path, round(budget, 6)), compute)
 
 
-def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown: list[int]) -> Component:
-    """The probe's table: slice, voxel, mm, HU, reference label, and per configuration label, entropy, p."""
+def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown: list[int],
+                hidden: bool = False) -> Component:
+    """The probe's table: slice, voxel, mm, HU, reference label, and per configuration label, entropy, p (without
+    entropy and p when ``hidden``: a case read blind in a review study)."""
     results = [view.results[c] for c in shown if c in view.results]
     probe = views.probe(store, view.case, results, voxel)
     z, y, x = probe.voxel
@@ -174,6 +177,8 @@ def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown
             ("HU", number(probe.hu, 0)), ("reference", probe.reference or "—")]
     for item in probe.results:
         rows.append((f"{item.configuration}: predicted", item.predicted or "—"))
+        if hidden:
+            continue
         rows.append((f"{item.configuration}: entropy", number(item.entropy)))
         if item.probabilities:
             rows.append((f"{item.configuration}: p", ", ".join(f"{k} {v:.3f}" for k, v in item.probabilities.items())))
@@ -181,17 +186,20 @@ def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown
                       className="table table-sm small mb-0", id="viewer-probe-table")
 
 
-def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float) -> Component:
-    """The case's metrics for the shown configurations, side by side."""
+def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float, hidden: bool = False) -> Component:
+    """The case's metrics for the shown configurations, side by side; when ``hidden`` (a case read blind in a
+    review study) only those of the predicted contours (:data:`~qa_dashboard.blinding.SHOWN_METRICS`, volumes)."""
     results = [view.results[c] for c in shown if c in view.results]
     with store.session() as session:
         metrics = [result_metrics(session, r.result_id) for r in results]
     header = html.Tr([html.Th("metric"), *(html.Th(r.configuration) for r in results)])
-    rows = _rows(metrics, budget)
-    if view.case.reference_kind == "final_clinical":
+    rows = _rows(metrics, budget, hidden)
+    if view.case.reference_kind == "final_clinical" and not hidden:
         rows += _clinical_rows(metrics, budget)
     body = [html.Tr([html.Td(label, title=tip), *(html.Td(cell(m)) for m in metrics)]) for label, tip, cell in rows]
-    body.append(html.Tr([html.Td("temperature scaling"), *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
+    if not hidden:
+        body.append(html.Tr([html.Td("temperature scaling"),
+                             *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
     return html.Table([html.Thead(header), html.Tbody(body)], className="table table-sm small", id="viewer-metrics")
 
 
@@ -205,9 +213,9 @@ def _fit_note(result: ShownResult, case: str) -> str:
     return f"T = {shown}, deployed fit on {len(result.fit_cases)} cases{included}"
 
 
-def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, Any]]:
+def _rows(metrics: list[ResultMetrics], budget: float, hidden: bool = False) -> list[tuple[str, str, Any]]:
     """(label, tooltip, cell) rows: the registry's case-level metrics (the DSC ones with each structure's DSC and
-    volumes after them), then the ROI, error and flagged volumes."""
+    volumes after them), then the ROI, error and flagged volumes; ``hidden``: none derived from uncertainty."""
     dsc = registry.metric("dsc")  # per structure, kept in structure_results beside the volumes
 
     def value(metric: registry.Metric) -> tuple[str, str, Any]:
@@ -222,6 +230,8 @@ def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, A
     rows: list[tuple[str, str, Any]] = []
     names = [s[0] for s in metrics[0].structures[1:]] if metrics else []
     for metric in registry.case_metrics():
+        if hidden and metric.name not in SHOWN_METRICS:
+            continue
         rows.append(value(metric))
         if metric.name != dsc.whole_case:
             continue
@@ -231,18 +241,18 @@ def _rows(metrics: list[ResultMetrics], budget: float) -> list[tuple[str, str, A
                          else NO_REFERENCE))
             rows.append((f"{name} mL pred / ref", "predicted and reference volume of the structure",
                          lambda m, i=index: volumes(m, i)))
-    rows += [
-        ("prediction", "whether the configuration predicted any foreground",
-         lambda m: EMPTY_PREDICTION if m.empty_prediction else "foreground predicted"),
-        ("out of distribution?", "mean entropy over the body ranked against the same configuration on the "
-         "calibration cohort", lambda m: m.ood),
-        ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1)),
-        ("error mL", "wrong ROI voxels × voxel volume",
-         lambda m: number(_ml(m, "error_voxels"), 1) if m.has_reference else NO_REFERENCE),
-        (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
-         lambda m: number(m.flagged_ml.get(round(budget, 6)), 1)),
+    tail: list[tuple[bool, tuple[str, str, Any]]] = [  # (derived from uncertainty, row)
+        (False, ("prediction", "whether the configuration predicted any foreground",
+                 lambda m: EMPTY_PREDICTION if m.empty_prediction else "foreground predicted")),
+        (True, ("out of distribution?", "mean entropy over the body ranked against the same configuration on the "
+                "calibration cohort", lambda m: m.ood)),
+        (False, ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1))),
+        (False, ("error mL", "wrong ROI voxels × voxel volume",
+                 lambda m: number(_ml(m, "error_voxels"), 1) if m.has_reference else NO_REFERENCE)),
+        (True, (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
+                lambda m: number(m.flagged_ml.get(round(budget, 6)), 1))),
     ]
-    return rows
+    return rows + [row for uncertain, row in tail if not (hidden and uncertain)]
 
 
 CLINICAL_POINTS = 5  # budgets of the stored grid shown in the clinical UEO rows, evenly spaced up to its largest

@@ -9,6 +9,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from qa_dashboard import viewer
+from qa_dashboard.blinding import shown_overlays
 from qa_dashboard.queries.patient import Case
 from qa_dashboard.rendering.compose import MAX_THICKNESS, OVERLAYS, structure_colour
 from qa_dashboard.viewer_address import LAYOUTS, ViewState
@@ -60,12 +61,16 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewStat
     ], className="qa-toolbar", id="viewer-toolbar")
 
 
-def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: ViewState) -> Component:
+def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: ViewState, hidden: bool = False
+            ) -> Component:
     """The side bar: overlays and structures with their colours, contours, entropy, the review ``budget`` (of at most
     the stored mask's ``budget_max``), measurements, legend, jumps, probe and metrics (it scrolls on its own, beside
-    the views); overlays and contours as ``state`` (the address's) sets them."""
+    the views); overlays and contours as ``state`` (the address's) sets them. ``hidden`` (a case read blind in a
+    review study): no overlay derived from uncertainty is offered, and the entropy, budget and jump controls are
+    left out of sight (kept in the page, disabled, since the callbacks name them; the server refuses them anyway)."""
     labels = next(iter(view.results.values())).labels
-    overlays = available_overlays(view.case)
+    overlays = shown_overlays(available_overlays(view.case), hidden)
+    out_of_sight = {"display": "none"} if hidden else None
     structures = [{"label": name, "value": i} for i, name in enumerate(labels) if i > 0]
     colours = [html.Div([
         dbc.Input(type="color", id={"type": "viewer-colour", "index": i}, value=structure_colour(i, state.colours),
@@ -83,19 +88,24 @@ def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: View
             id="viewer-thickness", min=1, max=MAX_THICKNESS, step=1, value=state.thickness,
             marks={k: str(k) for k in range(1, MAX_THICKNESS + 1)})]),
                dbc.Switch(id="viewer-fill", label="fill the predicted structures", value=state.fill)),
-        _group("Entropy", colourbar(), html.Span("opacity", className="small"), dcc.Slider(
-            id="viewer-opacity", min=0, max=1, step=0.05, value=0.6, marks=None, tooltip={"placement": "bottom"}),
-               html.Span("transparent below", className="small"), dcc.Slider(
-            id="viewer-threshold", min=0, max=1, step=0.01, value=0.1, marks=None, tooltip={"placement": "bottom"})),
-        _group(f"Review budget (stored mask: {budget_max * 100:.1f} %)", dcc.Slider(
-            id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget,
-            marks={v: f"{v * 100:.1f}%" for v in (0, budget_max / 2, budget_max)}, tooltip={"placement": "bottom"})),
-        _group("Go to", dbc.Button("Most uncertain slice", id="viewer-most-uncertain", size="sm", className="me-1"),
-               dbc.Button("Next uncertain region", id="viewer-next-region", size="sm"),
-               html.Div(id="viewer-region-info", className="small mt-1")),
+        html.Div([
+            _group("Entropy", colourbar(), html.Span("opacity", className="small"), dcc.Slider(
+                id="viewer-opacity", min=0, max=1, step=0.05, value=0.6, marks=None, disabled=hidden,
+                tooltip={"placement": "bottom"}), html.Span("transparent below", className="small"), dcc.Slider(
+                id="viewer-threshold", min=0, max=1, step=0.01, value=0.1, marks=None, disabled=hidden,
+                tooltip={"placement": "bottom"})),
+            _group(f"Review budget (stored mask: {budget_max * 100:.1f} %)", dcc.Slider(
+                id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget, disabled=hidden,
+                marks={v: f"{v * 100:.1f}%" for v in (0, budget_max / 2, budget_max)},
+                tooltip={"placement": "bottom"})),
+            _group("Go to", dbc.Button("Most uncertain slice", id="viewer-most-uncertain", size="sm",
+                                       className="me-1", disabled=hidden),
+                   dbc.Button("Next uncertain region", id="viewer-next-region", size="sm", disabled=hidden),
+                   html.Div(id="viewer-region-info", className="small mt-1")),
+        ], id="viewer-uncertainty-controls", style=out_of_sight),
         _group("Measurements", measurements_box("viewer-measure-list"),
                dbc.Button("Clear measurements", id="viewer-measure-clear", size="sm", color="outline-secondary")),
-        _group("Legend", legend(view.case.reference_kind == "final_clinical")),
+        _group("Legend", legend(view.case.reference_kind == "final_clinical", hidden)),
         _group("Probe (hover a view)", html.Div("hover a view", id="viewer-probe", className="small")),
         _group("Case metrics", html.Div(id="viewer-metrics-box")),
     ], className="qa-sidebar", id="viewer-sidebar")

@@ -44,9 +44,10 @@ def header(case: Case) -> Component:
 
 
 def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
-                  budget: float = DEFAULT_FRACTION, state: ViewState | None = None) -> Component:
+                  budget: float = DEFAULT_FRACTION, state: ViewState | None = None, hidden: bool = False) -> Component:
     """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``,
-    with the window and level, overlays, layout and zoom of ``state`` (the address's; the defaults when None)."""
+    with the window and level, overlays, layout and zoom of ``state`` (the address's; the defaults when None);
+    ``hidden``: the case is read blind in a review study (no uncertainty control, ``viewer_controls.sidebar``)."""
     case = view.case
     state = state or parse_view({}, available_overlays(case), case.shape_zyx)
     zoom = None if state.zoom is None else {"factor": state.zoom[0], "centre": list(state.zoom[1:])}
@@ -66,7 +67,7 @@ def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
                      className=f"qa-stage qa-layout-{state.grid}" + (" qa-with-b" if b is not None else ""),
                      **{"data-geometry": json.dumps({p: _geometry(case, p) for p in PLANES}),
                         "data-zoom": json.dumps(zoom)}),
-            sidebar(view, budget_max, min(budget, budget_max), state),
+            sidebar(view, budget_max, min(budget, budget_max), state, hidden),
         ], className="qa-reading", id="viewer-reading"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Keyboard and mouse")), dbc.ModalBody(dbc.Table(
             html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in viewer.SHORTCUTS]), size="sm"))],

@@ -31,15 +31,17 @@ def colourbar() -> Component:
     ], className="mb-2")
 
 
-def legend(final_clinical: bool) -> Component:
-    """Swatches of the contours, masks, edits and crosshair planes."""
+def legend(final_clinical: bool, hidden: bool = False) -> Component:
+    """Swatches of the contours, masks, edits and crosshair planes (without the top-budget mask when ``hidden``: a
+    case read blind in a review study)."""
     def swatch(colour: str, text: str, style: str = "solid") -> Component:
         return html.Div([html.Span(className="qa-swatch", style={"borderTopColor": colour, "borderTopStyle": style}),
                          text], className="small")
 
     return html.Div([
         swatch("#00e5ff", "reference contour (solid)"), swatch("#00e5ff", "predicted contour (dashed)", "dashed"),
-        swatch(BUDGET_COLOUR, "top-budget mask (yellow, dotted)", "dotted"), swatch(ERROR_COLOUR, "error"),
+        *(() if hidden else (swatch(BUDGET_COLOUR, "top-budget mask (yellow, dotted)", "dotted"),)),
+        swatch(ERROR_COLOUR, "error"),
         *((swatch(ADDED_COLOUR, "added by the clinician (under-segmented)"),
            swatch(REMOVED_COLOUR, "removed by the clinician (over-segmented)")) if final_clinical else ()),
         html.Div([html.Span("crosshair: ", className="small"),

@@ -18,7 +18,7 @@ from dash.development.base_component import Component
 
 from pipeline.errors import InputError
 from pipeline.metrics.regions import slice_number
-from qa_dashboard import inputs, viewer
+from qa_dashboard import blinding, inputs, viewer
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard.components import number
 from qa_dashboard.rendering import measure, views
@@ -156,7 +156,8 @@ def _measure(request: Any, clear: Any, axial: Any, coronal: Any, sagittal: Any, 
         chosen = checked.configuration(a if asked["side"] == "a" else b, f"viewer-{asked['side']}.value")
         shown = inputs.listed(overlays, "viewer-overlays.value", lambda v, n: inputs.text(v, n, 20))
         try:
-            kept = [*kept, measure_one(get_store(), view, asked, slices, chosen, "entropy" in shown)]
+            entropy = "entropy" in blinding.shown_overlays(shown, blinding.hides(view.case.name))
+            kept = [*kept, measure_one(get_store(), view, asked, slices, chosen, entropy)]
         except ValueError as error:
             message = str(error)
         kept = kept[-MAX_MEASUREMENTS:]

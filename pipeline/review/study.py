@@ -13,7 +13,9 @@ Who sees what, enforced here and not only in a user interface:
 - a reviewer sees only the studies it reviews and its own readings, each reading's arm only once it opened that case;
 - opening a case (``study.open_case``) reveals the arm to that case's reviewer alone; anyone else gets nothing and a
   ``denied`` audit row. In a crossover, period 2 opens once the reviewer opened every period-1 case and the washout
-  has passed since the last of those openings.
+  has passed since the last of those openings;
+- :meth:`StudyOperations.study_readings` and :meth:`StudyOperations.open_case_readings` give the dashboard a user's
+  own readings in open studies and the arm that applies to a case (:mod:`pipeline.review.study_blinding`'s rule).
 Every write, and every refusal, is one audit row (:mod:`pipeline.review.base`).
 """
 
@@ -32,6 +34,7 @@ from pipeline.metrics.review_budget import Budget
 from pipeline.review import workflow
 from pipeline.review.base import Principal, ServiceBase, aware, utc
 from pipeline.review.study_allocation import METHOD, Arm, Design, Endpoint, allocate, digest
+from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.study_cases import CaseSelection, select_cases, select_reviewers
 from pipeline.review.workflow import Action, Actor, PermissionDenied, WorkflowError
 from pipeline.store.configurations import resolve_configuration
@@ -256,6 +259,39 @@ class StudyOperations(ServiceBase):
             return reading
 
         return self._run(principal, "study.open_case", "study_assignment", f"{name}/{case}"[:200], ip, body)
+
+    def study_readings(self, principal: Principal, case: str | None = None) -> tuple[StudyReading, ...]:
+        """The principal's own readings in open studies (of ``case`` when given), in the allocation's order, each arm
+        None until the principal opened that case; none for the command line. Not audited: a read that the
+        dashboard's server makes on every request it blinds."""
+        if not isinstance(principal, int):
+            return ()
+        with self._sessions() as session:
+            actor = self._actor(session, principal)
+            query = (select(StudyAssignment, Study, Image.name, Configuration.name, ModelSet.identity)
+                     .join(Study, Study.id == StudyAssignment.study_id)
+                     .join(Image, Image.id == StudyAssignment.image_id)
+                     .join(Configuration, Configuration.id == Study.configuration_id)
+                     .join(ModelSet, ModelSet.id == Configuration.model_set_id)
+                     .where(StudyAssignment.user_id == actor.user_id, Study.closed_at.is_(None))
+                     .order_by(Study.name, StudyAssignment.period, StudyAssignment.position))
+            if case is not None:
+                query = query.where(Image.name == case)
+            return tuple(StudyReading(study.name, name, study.configuration_id, configuration, model_set,
+                                      study.budget(), a.period, a.position,
+                                      Arm(a.arm) if a.opened_at is not None else None, aware(a.opened_at))
+                         for a, study, name, configuration, model_set in session.execute(query))
+
+    def open_case_readings(self, principal: Principal, case: str, ip: str | None = None) -> Arm | None:
+        """Open every reading of ``case`` the principal has in an open study (:meth:`open_study_case`: each opening
+        audited, the first one stored; WorkflowError before a crossover's washout) and return the arm that applies
+        to it (:func:`~pipeline.review.study_blinding.applicable_arm`); None, and nothing written, without one."""
+        readings = self.study_readings(principal, case)
+        if not readings:
+            return None
+        for reading in readings:
+            self.open_study_case(principal, reading.study, case, ip)
+        return applicable_arm(self.study_readings(principal, case), case)
 
     @staticmethod
     def _check_washout(session: Session, study: Study, user_id: int | None, now: datetime) -> None:

@@ -16,6 +16,7 @@ workflow's actions, and the case's downloads (review regions as NIfTI, and as an
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -26,8 +27,9 @@ from dash.development.base_component import Component
 
 from pipeline.metrics.regions import slice_number, slice_span
 from pipeline.metrics.review_budget import Budget
-from pipeline.review.workflow import Action, allowed
-from qa_dashboard import auth, inputs, review, viewer, viewer_client  # noqa: F401 (registers the stage's callbacks)
+from pipeline.review.study_allocation import Arm
+from pipeline.review.workflow import Action, WorkflowError, allowed
+from qa_dashboard import auth, blinding, inputs, review, viewer, viewer_client  # noqa: F401 (registers callbacks)
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard import viewer_measure as measurements
 from qa_dashboard.components import guarded, not_found, number, section
@@ -48,6 +50,11 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     view = viewer.load(store, name)
     if view is None:
         return not_found(f"There is no case called {name!r}.")
+    try:
+        arm = blinding.open_case(name)
+    except WorkflowError as error:
+        return dbc.Alert(str(error), color="warning", id="study-refused")
+    hidden = arm is Arm.STANDARD
     valid_a, a = parse_choice(query.get("a"), view)
     valid_b, b = parse_choice(query.get("b"), view)
     valid_at, slices = parse_at(query.get("at"), view.case)
@@ -62,27 +69,39 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
         return html.Div([header(view.case), dbc.Alert("The batch stored no CT map for this case: run the batch "
                                                       "again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
-    shown = a if a is not None else (with_maps or list(view.results))[0]
+    studied = [r.configuration_id for r in blinding.readings(name) if r.configuration_id in view.results]
+    shown = a if a is not None else (studied or with_maps or list(view.results))[0]
     try:
         listed = parse_budget(query.get("budget"), query.get("minutes"))
         fraction = parse_budget(query.get("budget"), None).value
-        state = parse_view(query, available_overlays(view.case), view.case.shape_zyx)
+        state = parse_view(query, blinding.shown_overlays(available_overlays(view.case), hidden),
+                           view.case.shape_zyx)
     except ValueError as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
-    region = _region(query.get("region"), fraction)
-    nav = [] if region is None else [region_nav(store, view, shown, region["rank"], listed)]
-    return html.Div([*nav, viewer_layout(view, shown, b, slices, fraction, state),
-                     _review(view, shown, fraction, region)])
+    region = None if hidden else _region(query.get("region"), fraction)
+    # a study reading is not a step through the general worklist: no "next region" of cases outside the study
+    nav = [] if region is None or arm is not None else [region_nav(store, view, shown, region["rank"], listed)]
+    return html.Div([*nav, *_study_note(arm), viewer_layout(view, shown, b, slices, fraction, state, hidden),
+                     _review(view, shown, fraction, region, hidden)])
+
+
+def _study_note(arm: Arm | None) -> list[Component]:
+    """A line saying that this case is a study reading, and in which arm (revealed: the user opened it)."""
+    if arm is None:
+        return []
+    text = ("standard review (arm A): the CT and the predicted contours, nothing derived from uncertainty"
+            if arm is Arm.STANDARD else "uncertainty-guided review (arm B): the entropy overlay and the budget regions")
+    return [dbc.Alert(f"Review study reading · {text}", color="info", className="py-1 small", id="study-arm")]
 
 
 def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
-            region: dict[str, Any] | None = None) -> Component:
+            region: dict[str, Any] | None = None, hidden: bool = False) -> Component:
     """The review panel of this case under configuration A at the viewer's budget (its structures' items and the
-    workflow's actions), and the case's downloads."""
+    workflow's actions), and the case's downloads (none when the case is read blind)."""
     data = _scope(view, configuration_id, fraction)
     return section("Review", review.panel(data, _rows(data), height=200, region=region),
-                   html.Div(_downloads(view, data), id="case-downloads", className="mt-2"),
+                   html.Div(_downloads(view, data, hidden), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
 
 
@@ -93,10 +112,11 @@ def _scope(view: viewer.CaseView, configuration_id: int, fraction: float) -> dic
                         model_set=shown.model_set_identity)
 
 
-def _downloads(view: viewer.CaseView, data: dict[str, Any]) -> Component:
-    """The case's review regions as NIfTI (and as an RTSTRUCT for a DICOM case) at the viewer's budget."""
+def _downloads(view: viewer.CaseView, data: dict[str, Any], hidden: bool) -> Component:
+    """The case's review regions as NIfTI (and as an RTSTRUCT for a DICOM case) at the viewer's budget; nothing
+    for a case read blind (the regions are derived from uncertainty)."""
     user = auth.current_user()
-    if user is None or not allowed(user["role"], Action.EXPORT):
+    if hidden or user is None or not allowed(user["role"], Action.EXPORT):
         return html.Span()
     query = urlencode({"configuration": data["configuration"], "model_set": data.get("model_set") or "",
                        "kind": data["kind"], "value": data["value"]})
@@ -173,6 +193,8 @@ def _register_plane(plane: str) -> None:
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
             return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
+        if blinding.hides(view.case.name):  # a forged request's hidden overlays are dropped, not drawn
+            settings = replace(settings, overlays=blinding.shown_overlays(settings.overlays, True))
         marks = measurements.traces(measurements.records(kept), plane, slices[plane])
         return viewer.plane_figures(store, view, plane, slices, a, b, settings, marks)
 
@@ -213,6 +235,8 @@ def _locate(*values: Any) -> tuple[Any, ...]:
     if a not in view.results:
         return unchanged
     trigger = ctx.triggered_id
+    if trigger in ("viewer-most-uncertain", "viewer-next-region") and blinding.hides(view.case.name):
+        raise blinding.refuse(view.case.name, "the jump to uncertain slices and regions")
     moved: views.Slices | None = None
     info: Any = dash.no_update
     if trigger in clicks:
@@ -256,7 +280,8 @@ def _probe(*values: Any) -> Any:
     voxel = views.voxel_at(view.case, trigger.split("-")[2], slices, *point)
     if voxel is None:
         return dash.no_update, dash.no_update
-    table = viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None])
+    table = viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None],
+                               blinding.hides(view.case.name))
     return table, html.Table(table.children, className=table.className)  # the 2×2 cell's copy, without the id
 
 
@@ -268,7 +293,8 @@ def _metrics(a: Any, b: Any, budget: Any, name: Any) -> Any:
     view = viewer.load(store, checked.name(name))
     if view is None:
         return dash.no_update
-    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget))
+    return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget),
+                                blinding.hides(view.case.name))
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),
@@ -290,4 +316,4 @@ def _review_scope(a: Any, budget: Any, name: Any) -> tuple[Any, Any, Any]:
     if view is None or a not in view.results:
         return dash.no_update, dash.no_update, dash.no_update
     data = _scope(view, a, checked.budget(view, budget))
-    return data, _rows(data), _downloads(view, data)
+    return data, _rows(data), _downloads(view, data, blinding.hides(view.case.name))

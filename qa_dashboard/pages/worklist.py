@@ -15,6 +15,8 @@ region links to the slice browser with the same budget and a way back, and is ti
 The acquisition controls show each case's group (scanner, kernel, slice thickness, …; ``unknown`` where not
 stated) in the case grid and narrow the lists to one group, each offered with its n of cases
 (:mod:`pipeline.store.strata`); the exports keep the whole list.
+A reviewer with readings in an open review study gets its study readings instead (``qa_dashboard.study_worklist``),
+and this page's callbacks refuse it the general list (403): it would show the uncertainty of its blind readings.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pipeline.metrics.review_budget import Budget, ReviewRate
 from pipeline.review.workflow import Action, allowed
 from pipeline.review.worklist import Worklist, default_configuration, in_group
 from pipeline.store.strata import SCANNER, group_counts, stratum_label
-from qa_dashboard import auth, inputs
+from qa_dashboard import auth, blinding, inputs
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, not_found, section
 from qa_dashboard.config import settings
 from qa_dashboard.filters import (
@@ -58,6 +60,7 @@ from qa_dashboard.queries.worklist import (
 )
 from qa_dashboard.review import MAX_MINUTES, checked_scope, panel, scope, scope_budget
 from qa_dashboard.store import Store, get_store
+from qa_dashboard.study_worklist import study_worklist
 from qa_dashboard.worklist_address import DEFAULT_PERCENT, MAX_PERCENT, parse_budget, worklist_search
 
 dash.register_page(__name__, path="/worklist", title="Review worklist", name="Worklist")
@@ -172,6 +175,9 @@ def budget_choices(percent: float) -> list[dict[str, Any]]:
 
 
 def _page(store: Store, configuration: str | None, budget: Budget, model_set: str | None) -> Component:
+    readings = blinding.readings()
+    if readings:
+        return study_worklist(store, readings)
     with store.session() as session:
         sets = model_sets(session)
         by_name = {name: identity for identity, name in sets}
@@ -230,6 +236,8 @@ def _reload(configuration: Any, kind: Any, percent: Any, minutes: Any, model_set
             ) -> tuple[Component, Any]:
     """The list at the controls' configuration and budget, and the same in the address (no reload: a copied or
     bookmarked address opens this list)."""
+    if blinding.in_study():
+        raise blinding.refuse(None, "the general worklist")
     configuration = inputs.text(configuration, "worklist-configuration.value")
     kind = inputs.choice(kind, "worklist-kind.value", ("fraction", "minutes"))
     percent = inputs.optional(inputs.number, percent, "worklist-percent.value", 0.0, MAX_PERCENT)
@@ -256,6 +264,8 @@ def _budget_kind(kind: Any) -> tuple[bool, bool]:
           Output("review-scope", "data"), Input("worklist-cases", "selectedRows"), State("review-scope", "data"),
           prevent_initial_call=True)
 def _narrow(selected: Any, data: Any) -> tuple[Any, Any, Any]:
+    if blinding.in_study():
+        raise blinding.refuse(None, "the general worklist")
     rows = inputs.listed(selected, "worklist-cases.selectedRows",
                          lambda row, name: inputs.record(row, name, {"name": inputs.text}), 1)
     case = rows[0]["name"] if rows else None

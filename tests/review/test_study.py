@@ -289,3 +289,25 @@ def test_the_command_line_defines_lists_shows_and_closes_studies(
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (what, err)
     assert main(["study", "show", "no such study"], settings) == 2
     assert "there is no study named 'no such study'" in capsys.readouterr().err
+
+
+def test_a_reviewers_open_readings_hide_the_arm_until_it_opens_the_case(store: Store) -> None:
+    """The service's answers for the dashboard's blinding: a reviewer's own readings in open studies (arm None until
+    opened), the opening of a case's readings (audited, the arm that applies), nothing once the study is closed."""
+    eve = store.service.create_user(CommandLine("t"), "eve", PASSWORD, "reviewer").id
+    store.service.define_study(store.users["adm"], _definition("blind readings", reviewers=("eve",)))
+    readings = store.service.study_readings(eve)
+    assert sorted(r.case for r in readings) == sorted(CASES) and all(r.arm is None for r in readings)
+    assert {(r.study, r.configuration, r.budget) for r in readings} == {("blind readings", "DE",
+                                                                         Budget("fraction", 0.02))}
+    assert store.service.study_readings(store.users["apo"]) == () and store.service.study_readings(CommandLine()) == ()
+    allocated = {r.case: r.arm for r in store.service.show_study(store.users["apo"], "blind readings").readings}
+    before = len(_audit(store, "study.open_case"))
+    assert store.service.open_case_readings(eve, CASES[0]) is allocated[CASES[0]]
+    assert len(_audit(store, "study.open_case")) == before + 1 and _audit(store, "study.open_case")[-1].actor == "eve"
+    assert [r.arm for r in store.service.study_readings(eve, CASES[0])] == [allocated[CASES[0]]]
+    assert all(r.arm is None for r in store.service.study_readings(eve) if r.case != CASES[0])
+    store.service.close_study(store.users["adm"], "blind readings")
+    assert store.service.study_readings(eve) == ()
+    assert store.service.open_case_readings(eve, CASES[0]) is None
+    assert len(_audit(store, "study.open_case")) == before + 1

@@ -1,0 +1,92 @@
+"""Review-study blinding on the dashboard's server: the signed-in user's arm for a case, and what arm A hides.
+
+The arm is :mod:`pipeline.review.study_blinding`'s rule over the user's readings in open studies, which the review
+service gives (:meth:`~pipeline.review.study.StudyOperations.study_readings`), asked again on every request that could
+carry something derived from uncertainty: the slice browser's page and callbacks, the worklist and the exports. A
+case is **hidden** (read blind) when the rule says arm A: a reading in arm A or one not opened yet. What a hidden case
+loses (``docs/review-study.md``): the entropy and top-budget overlays, the jumps to uncertain slices and regions, the
+regions, flagged volumes and ranks of the review items, the uncertainty metrics of the metrics and probe tables, and
+the region and worklist downloads. Answers that mix hidden and shown values are served without the hidden ones;
+requests for nothing but hidden data are refused (:func:`refuse`: 403, one line, audited as ``request.refused``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.review.study_allocation import Arm
+from pipeline.review.study_blinding import StudyReading, applicable_arm
+from pipeline.review.workflow import PermissionDenied
+from qa_dashboard import auth
+from qa_dashboard.store import get_store
+
+#: the slice browser's overlays derived from uncertainty (``qa_dashboard.rendering.compose.OVERLAYS``)
+HIDDEN_OVERLAYS = frozenset({"entropy", "budget"})
+#: the registry's case metrics an arm-A reading shows: those of the predicted contours alone (every other one, present
+#: or future, is derived from the probabilities or the entropy and hidden)
+SHOWN_METRICS = frozenset({"dsc_mean_fg"})
+#: review item fields derived from uncertainty: the worklist's rank, the regions and their flagged volume
+HIDDEN_ITEM_FIELDS = ("case_rank", "regions", "flagged_ml")
+BLIND = "read blind in a review study (standard review, or a reading not opened yet)"
+
+
+def readings(case: str | None = None) -> tuple[StudyReading, ...]:
+    """The signed-in user's readings in open studies (of ``case`` when given); none outside a request."""
+    user = auth.current_user()
+    if user is None:
+        return ()
+    return auth.review_service(get_store().engine).study_readings(int(user["user_id"]), case)
+
+
+def arm(case: str) -> Arm | None:
+    """The arm that applies to the signed-in user reading ``case`` (None: no open study covers it)."""
+    return applicable_arm(readings(case), case)
+
+
+def hides(case: str) -> bool:
+    """Whether ``case`` is read blind by the signed-in user: everything derived from uncertainty is hidden."""
+    return arm(case) is Arm.STANDARD
+
+
+def open_case(case: str) -> Arm | None:
+    """Open the signed-in user's study readings of ``case`` (the slice browser's page: audited, the arm revealed)
+    and return the arm that applies; WorkflowError before a crossover's washout."""
+    user = auth.current_user()
+    if user is None:
+        return None
+    return auth.review_service(get_store().engine).open_case_readings(int(user["user_id"]), case, auth.client_ip())
+
+
+def in_study() -> bool:
+    """Whether the signed-in user has a reading in an open study: its worklist is the study's (only its readings)."""
+    return bool(readings())
+
+
+def refuse(case: str | None, what: str) -> PermissionDenied:
+    """The refusal of a request for hidden data only (raise it: the app's handler answers 403 and audits it)."""
+    if case is None:
+        return PermissionDenied(f"{what} is not available to a reviewer in an open review study: its worklist holds "
+                                "only its study readings")
+    return PermissionDenied(f"{what} of case {case[:200]!r} is hidden: the case is {BLIND}")
+
+
+def shown_overlays(overlays: Iterable[str], hidden: bool) -> tuple[str, ...]:
+    """``overlays`` without those derived from uncertainty when ``hidden``."""
+    return tuple(o for o in overlays if not (hidden and o in HIDDEN_OVERLAYS))
+
+
+def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Review item rows as the signed-in user may see them: a user in an open study gets only its study cases, the
+    hidden ones without their uncertainty fields; anyone else every row as it is."""
+    mine = readings()
+    if not mine:
+        return rows
+    cases = {reading.case for reading in mine}
+    shown = []
+    for row in rows:
+        if row.get("case") not in cases:
+            continue
+        hidden = applicable_arm(mine, str(row["case"])) is Arm.STANDARD
+        shown.append({k: v for k, v in row.items() if k not in HIDDEN_ITEM_FIELDS} if hidden else row)
+    return shown
