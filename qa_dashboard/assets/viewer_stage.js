@@ -3,7 +3,7 @@
 // (viewer_address.py reads it back) so that the copied link opens the view as it is.
 // Zoom is one factor and one centre (continuous voxel coordinates z, y, x) for all views: Ctrl + wheel zooms at the
 // pointer, Plotly's own pan (drag) moves the centre; every view then shows the same centre and factor, a redrawn view
-// too (showZoom, once dcc.Graph has drawn it).
+// too (showZoom, once drawn).
 (function () {
     "use strict";
     const ZOOM_STEP = 1.25;
@@ -79,11 +79,31 @@
         return {"xaxis.range": [cx - w, cx + w], "yaxis.range": [cy + h, cy - h]};
     }
 
-    // dcc.Graph marks a view "dash-graph--pending" while Plotly.react draws it, and queues every later figure behind
-    // that draw: a relayout in the middle of it leaves the draw's promise unresolved, and the view would never show
-    // another figure. A view is zoomed only between draws: after each draw (a new slice comes with the whole image's
-    // ranges), by showZoom.
-    function pending(gd) { return gd.classList.contains("dash-graph--pending"); }
+    // A relayout in the middle of a draw (Plotly.react) leaves the draw's promise unresolved, and dcc.Graph queues
+    // every later figure behind it: the view would never show another slice. So the stage counts each view's draws
+    // in flight (dcc.Graph draws with the global Plotly.react) and zooms a view only between draws: after each draw,
+    // since a new slice comes with the whole image's ranges (showZoom).
+    function pending(gd) { return (gd.qaDrawing || 0) > 0 || gd.classList.contains("dash-graph--pending"); }
+
+    function trackDraws() {
+        const plotly = window.Plotly;
+        if (!plotly || plotly.react.qaTracked) { return; }
+        const react = plotly.react;
+        plotly.react = function (gd) {
+            const view = gd && gd.closest && gd.closest("#viewer-stage .qa-view") ? gd : null;
+            if (view) { view.qaDrawing = (view.qaDrawing || 0) + 1; }
+            const drawn = react.apply(this, arguments);
+            if (view) {
+                const done = function () {
+                    view.qaDrawing -= 1;
+                    if (!view.qaDrawing) { setTimeout(function () { showZoom(view); }, 0); }
+                };
+                Promise.resolve(drawn).then(done, done);
+            }
+            return drawn;
+        };
+        plotly.react.qaTracked = true;
+    }
 
     function showZoom(gd) {  // a drawn view to the stage's zoom, unless it shows it already
         const geo = geometry();
@@ -126,14 +146,9 @@
         return centre;
     }
 
-    function bind(gd) {  // Plotly's pan of one view moves the others; each new draw of a view gets the zoom
+    function bind(gd) {  // Plotly's pan of one view moves the others
         if (gd.qaBound || !gd.on) { return; }
         gd.qaBound = true;
-        new MutationObserver(function (changes) {
-            if (changes.some(function (c) { return (c.oldValue || "").includes("dash-graph--pending"); })) {
-                showZoom(gd);
-            }
-        }).observe(gd, {attributes: true, attributeFilter: ["class"], attributeOldValue: true});
         gd.on("plotly_relayout", function (change) {
             if (syncing || !gd.layout || change["xaxis.autorange"] || !("xaxis.range[0]" in change
                     || "xaxis.range" in change)) {
@@ -206,7 +221,8 @@
         });
     }
 
-    setInterval(function () { ensureZoom(); fit(); plots().forEach(bind); zoomNew(); }, 200);
+    trackDraws();
+    setInterval(function () { trackDraws(); ensureZoom(); fit(); plots().forEach(bind); zoomNew(); }, 200);
     window.addEventListener("resize", fit);
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
