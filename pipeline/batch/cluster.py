@@ -156,6 +156,7 @@ class DaskPieces:
         return self.client.gather(self.client.map(fit_on_worker, list(pieces), pure=False))
 
     def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> list[list[CaseRows]]:
-        """:func:`~pipeline.batch.protocol_pieces.evaluate_piece` of each piece with its inserted fits."""
+        """:func:`~pipeline.batch.protocol_pieces.evaluate_piece` of each piece with its inserted fits, all gathered
+        before the stage writes any: no write of its transaction then shuts a task's read out of a SQLite store."""
         return self.client.gather(self.client.map(evaluate_on_worker, list(pieces), [list(f) for f in fits],
                                                   pure=False))

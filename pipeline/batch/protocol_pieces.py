@@ -13,7 +13,7 @@ values are the same to the last bit.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +190,7 @@ class PieceRunner(Interface):
     def fits(self, pieces: Sequence[Piece]) -> list[list[dict[str, object]]]:
         """:func:`fit_piece` of each piece."""
 
-    def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> list[list[CaseRows]]:
+    def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> Iterable[list[CaseRows]]:
         """:func:`evaluate_piece` of each piece with its inserted fits."""
 
 
@@ -204,6 +204,8 @@ class InProcessPieces:
         """:func:`fit_piece` of each piece."""
         return [fit_piece(self.reader, piece) for piece in pieces]
 
-    def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> list[list[CaseRows]]:
-        """:func:`evaluate_piece` of each piece with its inserted fits."""
-        return [evaluate_piece(self.reader, piece, found) for piece, found in zip(pieces, fits, strict=True)]
+    def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> Iterator[list[CaseRows]]:
+        """:func:`evaluate_piece` of each piece with its inserted fits, one piece at a time (its rows are written
+        before the next is evaluated, as the stage did before it had pieces)."""
+        for piece, found in zip(pieces, fits, strict=True):
+            yield evaluate_piece(self.reader, piece, found)

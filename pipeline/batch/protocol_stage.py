@@ -18,7 +18,14 @@ folds, each fitted on the cohort minus the fold and applied to the fold), so no 
 it was fitted on (:mod:`pipeline.store.deployed`). Each deployment is a configuration change: one
 ``config.deploy_ts`` audit row per TS configuration, the replaced temperature before and the new one (with the
 cross-fits') after. A protocol with the same parameters replaces the earlier one. Everything is written in one
-transaction.
+transaction, by this process only.
+
+The fits and TS results come from independent pieces (:mod:`pipeline.batch.protocol_pieces`, :func:`plan_pieces`):
+one per repeat and TS configuration, one per TS configuration's deployment. They run one after another in this
+process, or as tasks on a Dask cluster (``protocol --cluster``, :class:`pipeline.batch.cluster.DaskPieces`) with the
+same stored values; their fits are inserted between their two steps, and what replaces earlier rows (the earlier
+protocol, the earlier deployed fits and their results) is deleted after the tasks, so a SQLite store's readers (the
+tasks) are never shut out by this transaction's deletions.
 """
 
 from __future__ import annotations
