@@ -5,7 +5,6 @@ per TS configuration for the deployment."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from pipeline.store.schema import (
     Processing,
     TemperatureFit,
 )
+from tests.store.test_cluster import _checksum
 
 SETTINGS = MetricSettings(temperature_granularities=("configuration", "class"))
 OPTIONS = ProtocolOptions(cohort="phantom", repeats=2)
@@ -69,16 +69,9 @@ def _protocol(url: str, artifacts: Path, runner: PieceRunner | None) -> dict[str
             select(MetricValue).where(MetricValue.result_id.in_(keys))))
         maps = sorted((keys[a.result_id], a.kind, _checksum(artifacts / a.path)) for a in session.scalars(
             select(Artifact).where(Artifact.result_id.in_(keys))))
-        temperatures = sorted((key, r.temperature) for r in (row[0] for row in results) for key in [keys[r.id]])
+        temperatures = sorted((keys[r.id], r.temperature) for r, *_ in results)
     engine.dispose()
     return {"fits": fits, "values": values, "maps": maps, "temperatures": temperatures}
-
-
-def _checksum(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(folder)).encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()
 
 
 def test_the_protocol_on_a_cluster_equals_the_in_process_protocol(
@@ -108,8 +101,8 @@ def test_the_pieces_are_one_per_repeat_and_ts_configuration_then_one_per_deploym
     cohort = [StoredCase(Image(id=i, name=n), Processing(id=i), None, (1.0, 1.0, 1.0)) for i, n in enumerate(names)]
     other = StoredCase(Image(id=9, name="night_0"), Processing(id=9), None, (1.0, 1.0, 1.0))
     de, st = _configuration(1, "DE"), _configuration(2, "ST")
-    targets = [(_configuration(3, "DE+TS"), de, "configuration"), (_configuration(4, "DE+TS/class", "class"), de,
-                                                                    "class"),
+    targets = [(_configuration(3, "DE+TS"), de, "configuration"),
+               (_configuration(4, "DE+TS/class", "class"), de, "class"),
                (_configuration(5, "ST+TS"), st, "configuration")]
     splits = repeated_holdout(names, 3, test_fraction=0.5, seed=0, with_development=False)
     source = PieceSource("sqlite://", Path("artifacts"), SETTINGS, 0.1, 1, "identity", ("background", "organ"))
