@@ -11,6 +11,9 @@ worker, up to Dask's ``distributed.scheduler.allowed-failures`` times; the case'
 that killed every worker it ran on is recorded as a failure of stage ``worker``. A multi-machine cluster needs a
 store every machine reaches: a SQLite store is refused there. ``local:N`` may use SQLite: the workers share one
 machine, its file locks (the claims) and SQLite's own locking, and each case's write waits its turn.
+
+``protocol --cluster``: the protocol stage's pieces (:mod:`pipeline.batch.protocol_pieces`) as tasks,
+:class:`DaskPieces`: each reads the stored maps and returns values and rows; the stage's process writes them.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from sqlalchemy.engine import make_url
 
 from pipeline.batch.case_task import CaseJob, CaseOutcome, record_failure
 from pipeline.batch.cases import CaseSpec
-from pipeline.batch.workers import WorkerSetup, run_on_worker
+from pipeline.batch.protocol_pieces import CaseRows, Piece
+from pipeline.batch.workers import WorkerSetup, evaluate_on_worker, fit_on_worker, run_on_worker
 from pipeline.errors import InputError
 from pipeline.store.database import make_engine, session_factory
+from pipeline.store.schema import TemperatureFit
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +142,21 @@ class DaskCases:
                 yield record_failure(sessions, job.run_id, spec, "worker",
                                      f"every worker that ran it died ({error})", None)
                 sessions.kw["bind"].dispose()
+
+
+@dataclass(frozen=True)
+class DaskPieces:
+    """The protocol stage's pieces as tasks on ``client``'s cluster, one task per piece and step; the answers in
+    the pieces' order (a :class:`~pipeline.batch.protocol_pieces.PieceRunner`)."""
+
+    client: Client
+
+    def fits(self, pieces: Sequence[Piece]) -> list[list[dict[str, object]]]:
+        """:func:`~pipeline.batch.protocol_pieces.fit_piece` of each piece."""
+        return self.client.gather(self.client.map(fit_on_worker, list(pieces), pure=False))
+
+    def results(self, pieces: Sequence[Piece], fits: Sequence[Sequence[TemperatureFit]]) -> list[list[CaseRows]]:
+        """:func:`~pipeline.batch.protocol_pieces.evaluate_piece` of each piece with its inserted fits, all gathered
+        before the stage writes any: no write of its transaction then shuts a task's read out of a SQLite store."""
+        return self.client.gather(self.client.map(evaluate_on_worker, list(pieces), [list(f) for f in fits],
+                                                  pure=False))

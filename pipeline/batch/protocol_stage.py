@@ -18,14 +18,20 @@ folds, each fitted on the cohort minus the fold and applied to the fold), so no 
 it was fitted on (:mod:`pipeline.store.deployed`). Each deployment is a configuration change: one
 ``config.deploy_ts`` audit row per TS configuration, the replaced temperature before and the new one (with the
 cross-fits') after. A protocol with the same parameters replaces the earlier one. Everything is written in one
-transaction.
+transaction, by this process only.
+
+The fits and TS results come from independent pieces (:mod:`pipeline.batch.protocol_pieces`, :func:`plan_pieces`):
+one per repeat and TS configuration, one per TS configuration's deployment. They run one after another in this
+process, or as tasks on a Dask cluster (``protocol --cluster``, :class:`pipeline.batch.cluster.DaskPieces`) with the
+same stored values; their fits are inserted between their two steps, and what replaces earlier rows (the earlier
+protocol, the earlier deployed fits and their results) is deleted after the tasks, so a SQLite store's readers (the
+tasks) are never shut out by this transaction's deletions.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -33,43 +39,31 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.member_passes import check_mode
-from pipeline.batch.outcomes import (
-    Outcome,
-    bin_rows,
-    body_entropy,
-    curve_rows,
-    evaluate_configuration,
-    result_row,
-    structure_rows,
-    value_rows,
+from pipeline.batch.persist import write_results
+from pipeline.batch.protocol_pieces import (
+    FitPlan,
+    InProcessPieces,
+    Piece,
+    PieceReader,
+    PieceRunner,
+    PieceSource,
+    detached,
+    detached_fit,
+    stored_cases,
 )
-from pipeline.batch.persist import ResultRows, twin_cost, write_results
-from pipeline.batch.splits import repeated_holdout
+from pipeline.batch.splits import Split, repeated_holdout
 from pipeline.batch.stored_maps import StoredMaps
-from pipeline.batch.temperature_fits import LastCalibration, StoredCase, Target, fit_columns, fit_targets
+from pipeline.batch.temperature_fits import StoredCase, Target, fit_targets
 from pipeline.errors import InputError
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
 from pipeline.metrics.settings import DEFAULT_SETTINGS, MetricSettings
-from pipeline.metrics.temperature_groups import CalibrationCase
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.deployed import DEPLOYED_ROLES, fit_for
+from pipeline.store.deployed import DEPLOYED_ROLES
 from pipeline.store.ood import refresh_ood_scores
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.run_settings import processing_settings
-from pipeline.store.schema import (
-    Artifact,
-    Configuration,
-    Image,
-    ModelSet,
-    Processing,
-    Protocol,
-    SplitRole,
-    TemperatureFit,
-    utcnow,
-)
-from pipeline.store.temperatures import applied_scaling, recorded_temperature
+from pipeline.store.schema import ModelSet, Protocol, SplitRole, TemperatureFit, utcnow
 
 log = logging.getLogger(__name__)
 CROSSFIT_FOLDS = 5  # the cohort's cases get their deployed TS results from K = min(5, n) cross-fits
@@ -84,23 +78,6 @@ class ProtocolOptions:
     test_fraction: float = 0.5
     seed: int = 0
     budget: float = DEFAULT_FRACTION
-
-
-def _cases(session: Session, store: ArtifactStore, model_set: ModelSet, cohort: str | None) -> list[StoredCase]:
-    query = select(Image, Processing).join(Processing, Processing.image_id == Image.id).where(
-        Processing.model_set_id == model_set.id)
-    if cohort is not None:
-        query = query.where(Image.cohort == cohort, Image.reference_hash.is_not(None))
-    cases = []
-    for image, processing in session.execute(query.order_by(Image.name)):
-        labels = None
-        if image.reference_hash is not None:
-            path = session.scalar(select(Artifact.path).where(Artifact.image_id == image.id,
-                                                              Artifact.kind == "reference"))
-            labels = store.read(path).astype(np.uint8) if path else None
-        x, y, z = image.spacing
-        cases.append(StoredCase(image, processing, labels, (float(z), float(y), float(x))))
-    return cases
 
 
 def _cohort_settings(session: Session, cohort: Sequence[StoredCase], name: str) -> MetricSettings:
@@ -118,42 +95,21 @@ def _cohort_settings(session: Session, cohort: Sequence[StoredCase], name: str) 
     return settings
 
 
-def _evaluate(session: Session, loader: StoredMaps, case: StoredCase, configuration: Configuration,
-              twin: Configuration, fit: TemperatureFit, model_set: ModelSet, options: ProtocolOptions) -> None:
-    began = time.perf_counter()
-    scaling = applied_scaling(fit, case.image.acquisition)
-    probabilities, temperature = loader.scored(case.processing.id, case.image.name, configuration, twin, scaling)
-    result = evaluate_configuration(probabilities, case.labels, case.spacing, loader.settings, temperature,
-                                    options.budget)
-    outcome = Outcome(configuration.name, recorded_temperature(scaling), result, case.labels is not None,
-                      time.perf_counter() - began, body_entropy(result, loader.body(case.image.id, case.image.name)))
-    counts = np.bincount(case.labels.ravel(), minlength=len(model_set.labels)) if case.labels is not None else None
-    prefix = result_prefix(case.image.name, model_set.identity, configuration.name, fit.id)
-    cost = twin_cost(session, case.processing.id, twin.id)
-    rows = ResultRows(configuration.id, fit.id, result_row(outcome) | cost, value_rows(outcome),
-                      structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
-                      map_artifacts(loader.store, prefix, outcome),
-                      result_regions(outcome, case.spacing) if fit.role in DEPLOYED_ROLES else ())
-    write_results(session, case.image, case.processing.id, [rows])
-
-
-def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, options: ProtocolOptions) -> Protocol:
-    """Splits, per-repeat fits and TS results, then the deployed fit (see the module's description)."""
-    cohort = _cases(session, store, model_set, options.cohort)
+def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, options: ProtocolOptions,
+                 runner: PieceRunner | None = None) -> Protocol:
+    """Splits, per-repeat fits and TS results, then the deployed fits (see the module's description); the pieces run
+    on ``runner`` (None: one after another in this process)."""
+    cohort = stored_cases(session, store, model_set.id, options.cohort)
     if len(cohort) < 2:
         raise InputError(f"cohort {options.cohort!r} has {len(cohort)} processed cases with a reference; "
                          "the protocol needs at least 2 (run the batch first)")
     loader = StoredMaps(session, store, _cohort_settings(session, cohort, options.cohort))
     targets = fit_targets(session, sorted(model_set.configurations, key=lambda c: c.position), loader.settings)
-    session.execute(delete(Protocol).where(
-        Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
-        Protocol.repeats == options.repeats, Protocol.test_fraction == options.test_fraction))
     protocol = Protocol(model_set_id=model_set.id, cohort=options.cohort, seed=options.seed, repeats=options.repeats,
                         test_fraction=options.test_fraction, calibration_fraction=None)
     session.add(protocol)
     session.flush()
     named = {c.image.name: c for c in cohort}
-    calibration = LastCalibration(loader)
     try:
         splits = repeated_holdout(sorted(named), options.repeats, test_fraction=options.test_fraction,
                                   seed=options.seed, with_development=False)
@@ -162,20 +118,72 @@ def run_protocol(session: Session, store: ArtifactStore, model_set: ModelSet, op
     for split in splits:
         session.add_all(SplitRole(protocol_id=protocol.id, repeat=split.repeat, image_id=named[n].image.id,
                                   role=split.role(n)) for n in sorted(named))
-        for configuration, twin, granularity in targets:
-            found = calibration([named[n] for n in split.calibration], configuration, twin)
-            fit = TemperatureFit(configuration_id=configuration.id, protocol_id=protocol.id, repeat=split.repeat,
-                                 cases=list(split.calibration), role="repeat",
-                                 temperature_mode=loader.settings.temperature_mode,
-                                 **fit_columns(list(found.values()), granularity, loader.settings))
-            session.add(fit)
-            session.flush()
-            for test in split.test:
-                _evaluate(session, loader, named[test], configuration, twin, fit, model_set, options)
+    everything = stored_cases(session, store, model_set.id)
+    source = PieceSource(session.get_bind().url.render_as_string(hide_password=False), store.root, loader.settings,
+                         options.budget, model_set.id, model_set.identity, tuple(model_set.labels))
+    pieces = plan_pieces(source, splits, targets, cohort, everything, options.seed)
+    runner = runner or InProcessPieces(PieceReader.of(loader, everything))
+    fits = _insert_fits(session, protocol, pieces, runner.fits(pieces), loader.settings)
+    cases = {c.image.name: c for c in everything}
+    for found in runner.results(pieces, [[detached_fit(f) for f in group] for group in fits]):
+        for name, rows in found:
+            write_results(session, cases[name].image, cases[name].processing.id, [rows])
+    for split in splits:
         log.info("repeat %d: %d calibration, %d test cases", split.repeat, len(split.calibration), len(split.test))
-    _deploy(session, loader, model_set, cohort, targets, options)
+    session.execute(delete(Protocol).where(
+        Protocol.model_set_id == model_set.id, Protocol.cohort == options.cohort, Protocol.seed == options.seed,
+        Protocol.repeats == options.repeats, Protocol.test_fraction == options.test_fraction,
+        Protocol.id != protocol.id))
+    _deploy(session, model_set, [(p, f) for p, f in zip(pieces, fits, strict=True) if p.repeat is None])
     refresh_ood_scores(session, model_set.id, loader.settings)
     return protocol
+
+
+def plan_pieces(source: PieceSource, splits: Sequence[Split], targets: Sequence[Target],
+                cohort: Sequence[StoredCase], everything: Sequence[StoredCase], seed: int) -> list[Piece]:
+    """One piece per repeat and TS configuration (fitted on the repeat's calibration cases, applied to its test
+    cases), then one per TS configuration for the deployment (fitted on the cohort and its cross-fits, applied to
+    every processed image): the order their rows are written in."""
+    return [*(_repeat_piece(source, split, target) for split in splits for target in targets),
+            *(_deployed_piece(source, cohort, everything, target, seed) for target in targets)]
+
+
+def _repeat_piece(source: PieceSource, split: Split, target: Target) -> Piece:
+    configuration, twin, granularity = target
+    plan = FitPlan("repeat", tuple(split.calibration), tuple(split.calibration))
+    return Piece(source, split.repeat, detached(configuration), detached(twin), granularity, plan.cases, (plan,),
+                 tuple(split.test))
+
+
+def _deployed_piece(source: PieceSource, cohort: Sequence[StoredCase], everything: Sequence[StoredCase],
+                    target: Target, seed: int) -> Piece:
+    """The whole-cohort fit and one cross-fit per fold (the cohort minus the fold), applied to every processed
+    image of the model set."""
+    configuration, twin, granularity = target
+    order = tuple(c.image.name for c in cohort)
+    members = tuple(sorted(order))
+    plans = [FitPlan("deployed", members, order)]
+    for fold in crossfit_folds(members, seed):
+        rest = tuple(n for n in members if n not in fold)
+        plans.append(FitPlan("crossfit", rest, rest))
+    return Piece(source, None, detached(configuration), detached(twin), granularity, order, tuple(plans),
+                 tuple(c.image.name for c in everything))
+
+
+def _insert_fits(session: Session, protocol: Protocol, pieces: Sequence[Piece],
+                 columns: Sequence[Sequence[dict[str, object]]], settings: MetricSettings
+                 ) -> list[list[TemperatureFit]]:
+    """The pieces' fits as rows (a repeat's with the protocol; the deployed ones with none), in the pieces' order."""
+    fits = []
+    for piece, found in zip(pieces, columns, strict=True):
+        rows = [TemperatureFit(configuration_id=piece.configuration.id,
+                               protocol_id=protocol.id if piece.repeat is not None else None, repeat=piece.repeat,
+                               cases=list(plan.cases), role=plan.role, temperature_mode=settings.temperature_mode,
+                               **fitted) for plan, fitted in zip(piece.fits, found, strict=True)]
+        session.add_all(rows)
+        session.flush()
+        fits.append(rows)
+    return fits
 
 
 def _deployment(fit: TemperatureFit) -> dict[str, object]:
@@ -193,37 +201,17 @@ def crossfit_folds(names: Sequence[str], seed: int, most: int = CROSSFIT_FOLDS) 
     return [tuple(sorted(order[k::count])) for k in range(count)]
 
 
-def _new_fit(session: Session, loader: StoredMaps, cases: Sequence[CalibrationCase], names: Sequence[str],
-             configuration: Configuration, granularity: str, role: str) -> TemperatureFit:
-    fit = TemperatureFit(configuration_id=configuration.id, protocol_id=None, repeat=None, cases=list(names),
-                         role=role, temperature_mode=loader.settings.temperature_mode,
-                         **fit_columns(cases, granularity, loader.settings))
-    session.add(fit)
-    session.flush()
-    return fit
-
-
-def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: Sequence[StoredCase],
-            targets: Sequence[Target], options: ProtocolOptions) -> None:
-    """Replace the deployed fits: the whole-cohort fit for the other images, cross-fits for the cohort's own. The
-    audit rows of the changes are added last: writing one takes the audit log's lock until the transaction ends."""
-    everything = _cases(session, loader.store, model_set, None)
-    members = sorted(c.image.name for c in cohort)
-    folds = crossfit_folds(members, options.seed)
+def _deploy(session: Session, model_set: ModelSet, deployed: Sequence[tuple[Piece, list[TemperatureFit]]]) -> None:
+    """The new deployed fits replace the earlier ones (whose results go with them). The audit rows of the changes
+    are added last: writing one takes the audit log's lock until the transaction ends."""
     changes = []
-    calibration = LastCalibration(loader)
-    for configuration, twin, granularity in targets:
-        found = calibration(cohort, configuration, twin)
-        deployed = (TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES))
-        replaced = session.scalar(select(TemperatureFit).where(*deployed, TemperatureFit.role == "deployed"))
+    for piece, (fit, *crossfits) in deployed:
+        configuration = piece.configuration
+        earlier = (TemperatureFit.configuration_id == configuration.id, TemperatureFit.role.in_(DEPLOYED_ROLES),
+                   TemperatureFit.id.not_in([fit.id, *(f.id for f in crossfits)]))
+        replaced = session.scalar(select(TemperatureFit).where(*earlier, TemperatureFit.role == "deployed"))
         old = _deployment(replaced) if replaced is not None else None
-        session.execute(delete(TemperatureFit).where(*deployed))
-        fit = _new_fit(session, loader, list(found.values()), members, configuration, granularity, "deployed")
-        crossfits = []
-        for fold in folds:
-            rest = [n for n in members if n not in fold]
-            crossfits.append(_new_fit(session, loader, [found[n] for n in rest], rest, configuration, granularity,
-                                      "crossfit"))
+        session.execute(delete(TemperatureFit).where(*earlier))
         after = _deployment(fit) | {"crossfit": [round(f.temperature, 6) for f in crossfits]}
         changes.append(AuditEntry(at=utcnow(), actor_id=None, actor=f"cli:{getpass.getuser()}"[:100],
                                   action="config.deploy_ts", outcome="ok", object_type="configuration",
@@ -231,8 +219,4 @@ def _deploy(session: Session, loader: StoredMaps, model_set: ModelSet, cohort: S
         log.info("deployed %s: T = %.3f (NLL %.4f -> %.4f on %d voxels); %d cross-fits for the cohort: %s",
                  configuration.name, fit.temperature, fit.nll_before, fit.nll_after, fit.voxels, len(crossfits),
                  ", ".join(f"{f.temperature:.3f}" for f in crossfits))
-        for case in everything:
-            chosen = fit_for(case.image.name, [fit, *crossfits])
-            assert chosen is not None and case.image.name not in chosen.cases  # a fold's cross-fit excludes it
-            _evaluate(session, loader, case, configuration, twin, chosen, model_set, options)
     session.add_all(changes)

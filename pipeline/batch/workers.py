@@ -5,7 +5,8 @@ per run, and one predictor per model set (keyed by its manifest identity, the de
 weights are read once (:class:`~pipeline.inference.engine.MemberPredictor` caches them), not once per case; the
 model set is read from the worker's own disk (same path) and checked against the run's (checksums and identity).
 :class:`WorkerSetup` sets each worker's torch threads when it starts, so N workers on one machine do not
-oversubscribe its cores.
+oversubscribe its cores. The protocol stage's pieces run here too (:func:`fit_on_worker`, :func:`evaluate_on_worker`),
+each on a session of its own on the worker's engine.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from sqlalchemy.orm import sessionmaker
 from pipeline.batch.case_task import CaseContext, CaseJob, CaseOutcome, run_case
 from pipeline.batch.cases import CaseSpec
 from pipeline.batch.persist import deployed_fits, ensure_model_set
+from pipeline.batch.protocol_pieces import CaseRows, Piece, evaluate_piece, fit_piece, piece_reader
 from pipeline.inference.engine import MemberPredictor, choose_device
 from pipeline.inference.model_set import ModelSet as LoadedModelSet
 from pipeline.inference.model_set import ModelSetError, load_model_set_file
 from pipeline.store.database import make_engine, session_factory
+from pipeline.store.schema import TemperatureFit
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +62,19 @@ def predictor_loads() -> int:
     return len(_predictors)
 
 
+def _store_sessions(url: str) -> sessionmaker:
+    """This process's sessions on the store at ``url`` (one engine per store); call under ``_lock``."""
+    sessions = _sessions.get(url)
+    if sessions is None:
+        sessions = _sessions[url] = session_factory(make_engine(url))
+    return sessions
+
+
 def _context(job: CaseJob, worker: str) -> CaseContext:
     options = job.options
     identity = options.model_set.identity()
     with _lock:
-        sessions = _sessions.get(options.database_url)
-        if sessions is None:
-            sessions = _sessions[options.database_url] = session_factory(make_engine(options.database_url))
+        sessions = _store_sessions(options.database_url)
         key = (identity, options.device or "", threading.get_ident())
         predictor = _predictors.get(key)
         if predictor is None:
@@ -99,3 +108,19 @@ def run_on_worker(job: CaseJob, spec: CaseSpec) -> CaseOutcome:
     worker = get_worker().address
     outcome = run_case(job, _context(job, worker), spec)
     return dataclasses.replace(outcome, seconds=time.perf_counter() - began)
+
+
+def fit_on_worker(piece: Piece) -> list[dict[str, object]]:
+    """One protocol piece's fits as a Dask task (:func:`pipeline.batch.protocol_pieces.fit_piece`)."""
+    with _lock:
+        sessions = _store_sessions(piece.source.database_url)
+    with sessions() as session, piece_reader(session, piece) as reader:
+        return fit_piece(reader, piece)
+
+
+def evaluate_on_worker(piece: Piece, fits: list[TemperatureFit]) -> list[CaseRows]:
+    """One protocol piece's TS results as a Dask task (:func:`pipeline.batch.protocol_pieces.evaluate_piece`)."""
+    with _lock:
+        sessions = _store_sessions(piece.source.database_url)
+    with sessions() as session, piece_reader(session, piece) as reader:
+        return evaluate_piece(reader, piece, fits)

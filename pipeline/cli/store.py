@@ -22,6 +22,8 @@ from pipeline.settings import Settings
 from pipeline.store.schema import DEFAULT_REFERENCE_KIND, REFERENCE_KINDS
 
 log = logging.getLogger(__name__)
+CLUSTER_HELP = ("local:N (N worker processes on this machine) or tcp://HOST:PORT (a running scheduler; PostgreSQL "
+                "store only); default: in this process")
 
 
 def add_verbs(verbs: Any) -> None:
@@ -48,8 +50,7 @@ def add_verbs(verbs: Any) -> None:
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present)")
     run.add_argument("--dry-run", action="store_true", help="list what would run; change nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    run.add_argument("--cluster", help="run the cases as tasks on Dask: local:N (N worker processes on this machine) "
-                     "or tcp://HOST:PORT (a running scheduler; PostgreSQL store only); default: in this process")
+    run.add_argument("--cluster", help=f"run the cases as tasks on Dask: {CLUSTER_HELP}")
     run.set_defaults(handler=run_command)
     protocol = verbs.add_parser("protocol", help="repeated hold-out temperature fits and TS results of a cohort, "
                                 "with the metric settings the batch stored with the cohort's runs")
@@ -60,6 +61,8 @@ def add_verbs(verbs: Any) -> None:
     protocol.add_argument("--seed", type=int, default=0, help="split seed")
     protocol.add_argument("--budget", type=float, default=DEFAULT_FRACTION,
                           help=f"review budget of the stored top-budget mask (default {DEFAULT_FRACTION})")
+    protocol.add_argument("--cluster", help="run the independent pieces (one TS configuration of one repeat, or its "
+                          f"deployment) as tasks on Dask: {CLUSTER_HELP}")
     protocol.set_defaults(handler=protocol_command)
     export = verbs.add_parser("export-map", help="a stored voxel map as NIfTI on the CT's original grid")
     export.add_argument("--case", required=True, help="case name")
@@ -143,7 +146,7 @@ def _cluster(text: str | None, database_url: str):  # a ClusterSpec or None (Das
 
 
 def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
-    """The protocol stage in one transaction."""
+    """The protocol stage in one transaction (its pieces on a Dask cluster with ``--cluster``)."""
     from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
     from pipeline.store.artifacts import ArtifactStore
     from pipeline.store.database import check_at_head, make_engine, refresh_statistics, session_factory
@@ -152,6 +155,7 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.repeats < 1 or not 0 < args.test_fraction < 1 or not 0 <= args.budget <= 1:
         raise InputError(f"--repeats must be >= 1, --test-fraction in (0, 1) and --budget in [0, 1]; got "
                          f"{args.repeats}, {args.test_fraction}, {args.budget}")
+    cluster = _cluster(args.cluster, settings.database_url)
     identity = _model_set(args.models).identity()
     artifacts = ArtifactStore(settings.artifacts_dir)
     engine = make_engine(settings.database_url)
@@ -164,7 +168,13 @@ def protocol_command(args: argparse.Namespace, settings: Settings) -> int:
         if model_set is None:
             raise NotFoundError(f"{args.models}: this model set has no processed case in the store; "
                                 "run the batch first")
-        protocol = run_protocol(session, artifacts, model_set, options)
+        if cluster is None:
+            protocol = run_protocol(session, artifacts, model_set, options)
+        else:
+            from pipeline.batch.cluster import DaskPieces, connect
+
+            with connect(cluster) as client:
+                protocol = run_protocol(session, artifacts, model_set, options, DaskPieces(client))
         sys.stdout.write(f"protocol {protocol.id}: cohort {args.cohort}, {args.repeats} repeats stored\n")
     refresh_statistics(engine)
     engine.dispose()
