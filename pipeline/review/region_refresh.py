@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.errors import InputError
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.worklist import ResultRef, case_regions, run_metric_settings
 from pipeline.settings import ReviewSettings
@@ -100,8 +101,13 @@ def _refresh_one(session: Session, artifacts: ArtifactStore, result_id: int, set
 def refresh_regions(sessions: sessionmaker, artifacts: ArtifactStore, settings: ReviewSettings,
                     configuration: str | None = None) -> RefreshSummary:
     """Store the regions of every deployed result with maps (of ``configuration`` only, when given) whose stored
-    regions miss a budget or were found with other region settings (module docstring)."""
+    regions miss a budget or were found with other region settings (module docstring); InputError for a configuration
+    that no model set has."""
     with sessions() as session:
+        if configuration is not None and session.scalar(
+                select(Configuration.id).where(Configuration.name == configuration).limit(1)) is None:
+            known = ", ".join(sorted(set(session.scalars(select(Configuration.name))))) or "none stored yet"
+            raise InputError(f"--configuration {configuration[:100]!r}: no such configuration (known: {known})")
         targets = _results_with_maps(session, configuration)
     refreshed, failed = 0, []
     for result_id, case, name in targets:

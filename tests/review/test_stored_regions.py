@@ -18,6 +18,7 @@ from pipeline.batch.maps import map_artifacts, result_prefix, result_regions
 from pipeline.batch.outcomes import Outcome, evaluate_configuration, result_row, structure_rows, value_rows
 from pipeline.batch.persist import ResultRows, write_results
 from pipeline.cli import main
+from pipeline.errors import InputError
 from pipeline.metrics.regions import Region, find_regions
 from pipeline.metrics.review_budget import Budget
 from pipeline.metrics.settings import DEFAULT_SETTINGS
@@ -179,6 +180,8 @@ def test_refresh_regions_stores_what_the_batch_stores_once_and_follows_new_setti
     face = ReviewSettings(connectivity=6)
     assert refresh_regions(sessions, stored, face, configuration="DE") == RefreshSummary(3, 3, ())
     assert {c for c, *_ in _stored_rows(engine).values()} == {6}
+    with pytest.raises(InputError, match="'D E': no such configuration"):
+        refresh_regions(sessions, stored, face, configuration="D E")
     with session_factory(engine)() as session:
         assert {case.case: case.regions for case in build_worklist(session, stored, "DE", Budget("fraction", BUDGET),
                                                                     face).cases} == {
