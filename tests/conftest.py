@@ -1,4 +1,5 @@
-"""Shared fixtures: the location of the real data in ``../shared/data`` (never copied into the repository)."""
+"""Shared fixtures: the location of the real data in ``../shared/data`` (never copied into the repository), and the
+smoke run's tiny nnU-Net models."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.inference.model_set import ModelSet, load_model_set_file
 from pipeline.nnunet.compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()  # torchmetrics (an oracle) imports torchvision, a CUDA build beside the CPU torch
@@ -50,3 +52,9 @@ def smoke_run_2d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """One ``train-demo-models --smoke --configuration 2d`` run (a 2-D ``2d_tiny`` model set, barely trained; about
     30 s of CPU, most of it planning) shared by the whole session."""
     return _train_smoke(tmp_path_factory.mktemp("smoke_2d"), "--configuration", "2d")
+
+
+@pytest.fixture(scope="module")
+def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
+    """The smoke run's model set (its manifest); the 2-D tests override it with ``smoke_run_2d``'s."""
+    return load_model_set_file(smoke_run[0] / "manifest.json")

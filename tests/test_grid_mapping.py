@@ -37,11 +37,6 @@ MIN_ARGMAX_AGREEMENT_FINER_GRID = 0.999
 
 
 @pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
-
-
-@pytest.fixture(scope="module")
 def plans_grid_ct() -> sitk.Image:
     """A phantom on the plans' grid (48 x 64 x 64 at 12 x 7 x 7 mm): the network's grid is the CT grid."""
     phantom = generate_phantom(4242)

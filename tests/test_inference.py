@@ -12,16 +12,11 @@ import SimpleITK as sitk
 
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import IDENTITY, grid_for, mirror_views
-from pipeline.inference.model_set import ModelSet, ModelSetError, check_label_set, load_model_set_file
+from pipeline.inference.model_set import ModelSet, ModelSetError, check_label_set
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics import evaluate_case
 from pipeline.metrics.pooling import softmax
 from pipeline.phantoms.ct import generate_phantom
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +12,13 @@ import SimpleITK as sitk
 
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import IDENTITY, grid_for, mirror_views
-from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.inference.model_set import ModelSet
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics.pooling import softmax
 from pipeline.phantoms.ct import generate_phantom
 
 # The documented view order: identity, the single-axis flips, the two-axis flips, all three axes.
 VIEW_ORDER = [IDENTITY, (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 @pytest.fixture(scope="module")

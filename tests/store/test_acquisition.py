@@ -15,7 +15,7 @@ from sqlalchemy import select
 from pipeline.batch.cases import discover, load_case
 from pipeline.batch.persist import ImageRecord, refresh_acquisition, upsert_image
 from pipeline.batch.runner import BatchOptions, run_batch
-from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.inference.model_set import ModelSet
 from pipeline.io.acquisition import Acquisition
 from pipeline.phantoms.ct import LABELS
 from pipeline.store.database import make_engine, session_factory
@@ -83,11 +83,6 @@ def test_stored_acquisition_reads_back_exactly(store_url: str) -> None:
         case = find_case(session, "scan")
         assert case is not None and case.acquisition.get("kvp") == 120.0
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 def _stored(url: str) -> tuple[dict[str, Any] | None, str]:

@@ -44,11 +44,6 @@ from tests.store.conftest import write_phantom_case
 BUDGET_POINTS = 51
 
 
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
-
-
 def _options(cases: list[CaseSpec], model_set: ModelSet, url: str, artifacts: Path, **extra: Any) -> BatchOptions:
     return BatchOptions(cases=tuple(cases), model_set=model_set, models_source="smoke", database_url=url,
                         artifacts=artifacts, tta=False, progress=False, **extra)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from pipeline.errors import InputError
 from pipeline.inference.engine import MemberPredictor
 from pipeline.inference.grid import Configuration as GridConfiguration
 from pipeline.inference.grid import grid_for
-from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.inference.model_set import ModelSet
 from pipeline.inference.pooling import predict_grid
 from pipeline.metrics import evaluate_case
 from pipeline.metrics.pooling import pool_members
@@ -39,11 +38,6 @@ from tests.store.conftest import write_phantom_case
 
 PER_MEMBER = MetricSettings(temperature_mode="per_member", grid_mapping="per_pass")
 COMPARED = ("dsc_mean_fg", "ece", "brier", "nll", "ueo_auc", "fp_tp_auc", "fn_tn_auc")
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,18 @@ like any configuration (scalars, curves, reliability bins, cost), voxel maps onl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from pipeline.batch.cases import discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, run_batch
-from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.inference.model_set import ModelSet
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.schema import Artifact, CaseResult, Configuration, CurvePoint, Processing, ReliabilityBin
 from pipeline.store.schema import ModelSet as ModelSetRow
 from qa_dashboard.queries.worklist import configurations as worklist_configurations
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 def _run(model_set: ModelSet, url: str, artifacts: Path, folder: Path, cases: int = 1, **sweep: bool) -> None:

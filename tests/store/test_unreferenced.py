@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from pipeline.batch.cases import CaseSpec
 from pipeline.batch.runner import BatchOptions, run_batch
-from pipeline.inference.model_set import ModelSet, load_model_set_file
+from pipeline.inference.model_set import ModelSet
 from pipeline.metrics.settings import DEFAULT_SETTINGS
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
@@ -47,11 +47,6 @@ from tests.test_acquisition import EXPECTED
 # dcmqi_ct3slice/ct (3 slices) is left out: too few slices for the model's plan, refused as bad input before any
 # inference (tests/store/test_too_few_slices.py), a failure of its own, not an unreferenced case's
 SERIES = {"totalsegmentator_dicom": "totalsegmentator/example_ct_dicom", "ibsi_sts_019": "ibsi_sts_019/dicom/CT/image"}
-
-
-@pytest.fixture(scope="module")
-def model_set(smoke_run: tuple[Path, dict[str, Any]]) -> ModelSet:
-    return load_model_set_file(smoke_run[0] / "manifest.json")
 
 
 def test_real_dicom_series_without_reference_are_all_stored_and_empty_predictions_flagged(
