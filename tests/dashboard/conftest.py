@@ -173,12 +173,13 @@ def screenshots() -> Path:
 
 @pytest.fixture(scope="session")
 def browser(downloads: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Debian Chromium through /usr/bin/chromedriver."""
+    """Headless Debian Chromium through /usr/bin/chromedriver, with reduced motion (Bootstrap's smooth scrolling
+    would still be under way when Selenium clicks an element it scrolled to)."""
     ensure_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1600,1300", "--lang=en-GB"):
+                     "--window-size=1600,1300", "--lang=en-GB", "--force-prefers-reduced-motion"):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})

@@ -50,7 +50,8 @@ def test_cost_benefit_view_shows_cis_the_front_the_choice_and_exports_its_table(
     browser.find_element(By.ID, "cost-verdict").location_once_scrolled_into_view  # noqa: B018
     shot(browser, screenshots, "05_compare_cost_benefit")
 
-    browser.find_element(By.CSS_SELECTOR, "#cost-axis input[value='passes']").click()
+    wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#cost-axis input[value='passes']").click()
+             or True, "a click on the passes axis (retried while the page redraws over it)")
     wait_for(browser, lambda: figure(browser, "cost-ece")["layout"]["xaxis"]["title"]["text"]
              == "forward passes per case", "the passes axis")
     assert sorted(set(figure(browser, "cost-ece")["data"][1]["x"])) == sorted(set(expected["forward_passes"]))

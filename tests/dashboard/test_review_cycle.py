@@ -41,11 +41,17 @@ def _click(driver: webdriver.Chrome, find: Callable[[], WebElement], what: str) 
 
 
 def _select(driver: webdriver.Chrome, row_id: str) -> None:
-    """Tick the row's checkbox as a user would (the row scrolled into view first)."""
-    driver.execute_script("const api = dash_ag_grid.getApi('review-items'); api.deselectAll();"
-                          "api.ensureNodeVisible(api.getRowNode(arguments[0]));", row_id)
+    """Tick the row's checkbox as a user would (the row scrolled into view first, again at each try: the grid may
+    redraw its rows in between)."""
+    driver.execute_script("dash_ag_grid.getApi('review-items').deselectAll();")
     box = f"#review-items .ag-row[row-id='{row_id}'] .ag-selection-checkbox .ag-checkbox-input-wrapper"
-    _click(driver, lambda: driver.find_element(By.CSS_SELECTOR, box), "a click on the row's checkbox")
+
+    def find() -> WebElement:
+        driver.execute_script("const api = dash_ag_grid.getApi('review-items');"
+                              "api.ensureNodeVisible(api.getRowNode(arguments[0]));", row_id)
+        return driver.find_element(By.CSS_SELECTOR, box)
+
+    _click(driver, find, "a click on the row's checkbox")
     wait_for(driver, lambda: driver.execute_script(
         "return dash_ag_grid.getApi('review-items').getSelectedRows().length === 1"), "the selection")
 
