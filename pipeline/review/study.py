@@ -32,10 +32,10 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError, NotFoundError, UserError
 from pipeline.metrics.review_budget import Budget
 from pipeline.review import workflow
-from pipeline.review.base import Principal, ServiceBase, aware, utc
+from pipeline.review.base import Principal, Refused, ServiceBase, aware, utc
 from pipeline.review.study_allocation import METHOD, Arm, Design, Endpoint, allocate, digest
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.study_cases import CaseSelection, select_cases, select_reviewers
@@ -243,17 +243,24 @@ class StudyOperations(ServiceBase):
                            review: ReviewSettings | None = None, ip: str | None = None) -> pd.DataFrame:
         """What study ``name`` measured, one row per reading with its arm
         (:func:`~pipeline.review.study_measure.reading_rows`): the results, for approvers, admins and the command
-        line, each look audited as ``study.view_results``; refused to anyone else (audited as ``denied``)."""
-
-        def body(session: Session, actor: Actor) -> pd.DataFrame:
-            workflow.require(actor.role, Action.VIEW_ALLOCATION, actor.username)
-            study = _study(session, name)
-            rows = reading_rows(session, artifacts, study.id, review)
-            self._audit(session, actor, "study.view_results", "ok", "study", study.name, None,
-                        {"readings": len(rows), "allocation_sha256": study.allocation_digest}, ip)
-            return rows
-
-        return self._run(principal, "study.view_results", "study", name[:200], ip, body)
+        line, each look audited as ``study.view_results``; refused to anyone else (audited as ``denied``). The
+        maps are read in a read transaction, the audit row written after it (SQLite's write lock is not held while
+        the edit masks are computed)."""
+        try:
+            with self._sessions() as session:
+                actor = self._actor(session, principal)
+                workflow.require(actor.role, Action.VIEW_ALLOCATION, actor.username)
+                study = _study(session, name)
+                rows = reading_rows(session, artifacts, study.id, review)
+                digest_of = study.allocation_digest
+        except UserError as error:
+            self._deny(principal, "study.view_results", Refused(error, "study", name[:200]), ip)
+            error.audited = True  # type: ignore[attr-defined]
+            raise
+        self._run(principal, "study.view_results", "study", name[:200], ip, lambda session, actor: self._audit(
+            session, actor, "study.view_results", "ok", "study", name, None,
+            {"readings": len(rows), "allocation_sha256": digest_of}, ip))
+        return rows
 
     def open_study_case(self, principal: Principal, name: str, case: str, ip: str | None = None) -> Reading:
         """Reveal the actor's arm of ``case`` in study ``name`` and note the first opening; only to that case's

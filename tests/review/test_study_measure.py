@@ -22,6 +22,7 @@ from pipeline.batch.attach import AttachRequest, attach_references
 from pipeline.batch.cases import CaseSpec
 from pipeline.batch.runner import BatchOptions, run_batch
 from pipeline.cli import main
+from pipeline.errors import NotFoundError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics.regions import find_regions
 from pipeline.metrics.review_budget import Budget
@@ -193,9 +194,14 @@ def test_only_approvers_and_admins_see_the_measurements_each_look_audited(measur
     with session_factory(engine)() as session:
         rows = session.scalars(select(AuditEntry).where(AuditEntry.action == "study.view_results")
                                .order_by(AuditEntry.id)).all()
-    engine.dispose()
     assert [(r.actor, r.outcome) for r in rows[-3:]] == [("ann", "denied"), ("vic", "denied"), ("apo", "ok")]
     assert rows[-1].object_id == STUDY and rows[-1].after is not None and rows[-1].after["readings"] == 2
+    with pytest.raises(NotFoundError, match="there is no study named 'nope'"):
+        measured.service.study_measurements(measured.users["apo"], "nope", artifacts)
+    with session_factory(engine)() as session:
+        last = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
+    engine.dispose()
+    assert (last.action, last.actor, last.outcome, last.object_id) == ("study.view_results", "apo", "denied", "nope")
 
 
 def test_the_command_line_prints_and_writes_the_readings(
