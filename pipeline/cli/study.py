@@ -1,23 +1,33 @@
-"""The review study verbs of ``python -m pipeline``: ``study define|list|show|close`` (``docs/review-study.md``).
+"""The review study verbs of ``python -m pipeline``: ``study define|list|show|readings|close``
+(``docs/review-study.md``).
 
 They act as :class:`~pipeline.review.service.CommandLine` (admin rights, audited as ``cli:<os user>``), like the other
-review verbs: ``study show`` therefore prints the whole allocation, and that look is audited. A user's mistake (an
-unknown user or case, a reviewer without the reviewer role, no case, a name taken) is one line and exit code 2.
+review verbs: ``study show`` therefore prints the whole allocation and ``study readings`` the measurements per reading
+(:mod:`pipeline.review.study_measure`, tab-separated, or as CSV with ``--csv``), and each look is audited. A user's
+mistake (an unknown user, case or study, a reviewer without the reviewer role, no case, a name taken) is one line and
+exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from pipeline.cli.parsing import day, names
 from pipeline.cli.review import budget_options, parsed_budget, with_service
+from pipeline.errors import InputError
 from pipeline.review.service import CommandLine
 from pipeline.review.study import StudyDefinition, StudyInfo, StudyView
 from pipeline.review.study_allocation import Design, Endpoint
 from pipeline.review.study_cases import CaseSelection
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ArtifactStore
 
 
 def add_verbs(verbs: Any) -> None:
@@ -47,6 +57,11 @@ def add_verbs(verbs: Any) -> None:
     show = actions.add_parser("show", help="a study's protocol and allocation (the look is audited)")
     show.add_argument("name")
     show.set_defaults(handler=show_command)
+    readings = actions.add_parser("readings", help="what a study measured, one reading (reviewer × case) a line "
+                                  "(the look is audited)")
+    readings.add_argument("name")
+    readings.add_argument("--csv", type=Path, help="write the table to this CSV file instead of printing it")
+    readings.set_defaults(handler=readings_command)
     close = actions.add_parser("close", help="close a study: no case of it can be opened any more")
     close.add_argument("name")
     close.set_defaults(handler=close_command)
@@ -103,6 +118,37 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
         opened = f"{reading.opened_at:%Y-%m-%d %H:%M}" if reading.opened_at else "-"
         lines.append(f"{reading.reviewer}\t{reading.period}\t{reading.order}\t{reading.case}\t{arm}\t{opened}")
     sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    """The table as CSV at ``path``, whole or not at all (written beside it, then moved into place)."""
+    if path.is_dir():
+        raise InputError(f"--csv {path} is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            table.to_csv(out, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def readings_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print (or write as CSV) a study's measurements, one reading a line."""
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    table: pd.DataFrame = with_service(settings, lambda service: service.study_measurements(
+        CommandLine(), args.name, artifacts, settings.review))
+    if args.csv is not None:
+        _write_csv(table, args.csv)
+        sys.stdout.write(f"wrote {len(table)} readings of study {args.name} to {args.csv}\n")
+    else:
+        sys.stdout.write(table.to_csv(sep="\t", index=False, na_rep="NA"))
     return 0
 
 

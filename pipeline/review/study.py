@@ -14,6 +14,8 @@ Who sees what, enforced here and not only in a user interface:
 - opening a case (``study.open_case``) reveals the arm to that case's reviewer alone; anyone else gets nothing and a
   ``denied`` audit row. In a crossover, period 2 opens once the reviewer opened every period-1 case and the washout
   has passed since the last of those openings;
+- the measurements per reading (:mod:`pipeline.review.study_measure`: the results, with every arm): approvers and
+  admins, each look audited (``study.view_results``);
 - :meth:`StudyOperations.study_readings` and :meth:`StudyOperations.open_case_readings` give the dashboard a user's
   own readings in open studies and the arm that applies to a case (:mod:`pipeline.review.study_blinding`'s rule).
 Every write, and every refusal, is one audit row (:mod:`pipeline.review.base`).
@@ -26,17 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError, NotFoundError, UserError
 from pipeline.metrics.review_budget import Budget
 from pipeline.review import workflow
-from pipeline.review.base import Principal, ServiceBase, aware, utc
+from pipeline.review.base import Principal, Refused, ServiceBase, aware, utc
 from pipeline.review.study_allocation import METHOD, Arm, Design, Endpoint, allocate, digest
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.study_cases import CaseSelection, select_cases, select_reviewers
+from pipeline.review.study_measure import reading_rows
 from pipeline.review.workflow import Action, Actor, PermissionDenied, WorkflowError
+from pipeline.settings import ReviewSettings
+from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.configurations import resolve_configuration
 from pipeline.store.review_schema import User
 from pipeline.store.schema import Configuration, Image, ModelSet
@@ -232,6 +238,29 @@ class StudyOperations(ServiceBase):
             return view
 
         return self._run(principal, "study.view_allocation", "study", name[:200], ip, body)
+
+    def study_measurements(self, principal: Principal, name: str, artifacts: ArtifactStore,
+                           review: ReviewSettings | None = None, ip: str | None = None) -> pd.DataFrame:
+        """What study ``name`` measured, one row per reading with its arm
+        (:func:`~pipeline.review.study_measure.reading_rows`): the results, for approvers, admins and the command
+        line, each look audited as ``study.view_results``; refused to anyone else (audited as ``denied``). The
+        maps are read in a read transaction, the audit row written after it (SQLite's write lock is not held while
+        the edit masks are computed)."""
+        try:
+            with self._sessions() as session:
+                actor = self._actor(session, principal)
+                workflow.require(actor.role, Action.VIEW_ALLOCATION, actor.username)
+                study = _study(session, name)
+                rows = reading_rows(session, artifacts, study.id, review)
+                digest_of = study.allocation_digest
+        except UserError as error:
+            self._deny(principal, "study.view_results", Refused(error, "study", name[:200]), ip)
+            error.audited = True  # type: ignore[attr-defined]
+            raise
+        self._run(principal, "study.view_results", "study", name[:200], ip, lambda session, actor: self._audit(
+            session, actor, "study.view_results", "ok", "study", name, None,
+            {"readings": len(rows), "allocation_sha256": digest_of}, ip))
+        return rows
 
     def open_study_case(self, principal: Principal, name: str, case: str, ip: str | None = None) -> Reading:
         """Reveal the actor's arm of ``case`` in study ``name`` and note the first opening; only to that case's
