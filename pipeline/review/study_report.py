@@ -80,6 +80,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def protocol_lines(protocol: Mapping[str, Any]) -> list[str]:
+    """The protocol (:meth:`pipeline.review.study.StudyInfo.record`) as ``label: value`` lines (:data:`PROTOCOL`)."""
+    return [f"{label}: {_shown(protocol.get(key))}" for label, key in PROTOCOL]
+
+
 def difference_line(difference: ArmDifference, confidence: float) -> str:
     """A difference in words: ``B − A = x [low, high] (95% CI, paired by case; n cases)``."""
     pairing = "paired by case" if difference.paired else "unpaired"
@@ -113,7 +118,7 @@ def differences_frame(analysis: StudyAnalysis) -> pd.DataFrame:
 def _cover(analysis: StudyAnalysis, protocol: Mapping[str, Any]) -> Figure:
     figure, axes = page(f"Review study — {protocol.get('name', analysis.study)}")
     primary = analysis.primary
-    lines = [DISCLAIMER, "", *(f"{label}: {_shown(protocol.get(key))}" for label, key in PROTOCOL),
+    lines = [DISCLAIMER, "", *protocol_lines(protocol),
              f"Endpoint definition: {Endpoint(primary.endpoint).description}", "",
              f"Primary endpoint {primary.endpoint.value}: A {_shown(primary.a)}, B {_shown(primary.b)} "
              f"{UNITS[primary.endpoint]}",
