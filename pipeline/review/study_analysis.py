@@ -187,7 +187,7 @@ def case_sums(readings: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
         parts = pd.DataFrame({"num": minutes[usable], "den": 1.0})
     elif endpoint is Endpoint.EDITED_ML_PER_MINUTE:
         ml = decided["edited_ml"].astype("float64")
-        usable = decided["final_attached"].astype(bool) & ml.notna() & minutes.notna()
+        usable = decided["final_attached"].fillna(False).astype(bool) & ml.notna() & minutes.notna()
         parts = pd.DataFrame({"num": ml[usable], "den": minutes[usable]})
     else:
         usable = pd.Series(True, index=decided.index)
@@ -239,7 +239,7 @@ def summarise_arm(readings: pd.DataFrame, arm: Arm) -> ArmSummary:
         return float(_ratio(np.ones((1, len(sums))), sums)[0]) if len(sums) else math.nan
 
     kappa, pairs = _kappa(decided)
-    return ArmSummary(arm, len(rows), int(rows["opened"].astype(bool).sum()), len(decided),
+    return ArmSummary(arm, len(rows), int(rows["opened"].fillna(False).astype(bool).sum()), len(decided),
                       int(decided["case"].nunique()), float(minutes.mean()) if len(minutes) else math.nan,
                       float(minutes.median()) if len(minutes) else math.nan, ratio(Endpoint.EDITED_ML_PER_MINUTE),
                       ratio(Endpoint.EDIT_DETECTED_FRACTION), _nan_mean(decided["edits_in_regions_fraction"]),
