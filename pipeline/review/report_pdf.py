@@ -41,7 +41,7 @@ def _text(value: object, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _page(title: str, size: tuple[float, float] = A4) -> tuple[Figure, Axes]:
+def page(title: str, size: tuple[float, float] = A4) -> tuple[Figure, Axes]:
     figure = Figure(figsize=size)
     figure.text(0.06, 0.94, title, fontsize=15, weight="bold")
     axes = figure.add_axes((0.04, 0.06, 0.92, 0.84))
@@ -61,11 +61,11 @@ def _table(axes: Axes, frame: pd.DataFrame, font: float, widths: Mapping[str, in
     table.scale(1.0, 1.3)
 
 
-def _table_pages(title: str, frame: pd.DataFrame, empty: str, font: float = 7.0,
+def table_pages(title: str, frame: pd.DataFrame, empty: str, font: float = 7.0,
                  widths: Mapping[str, int] | None = None) -> list[Callable[[], Figure]]:
     """One drawing function per landscape page of ``frame`` (ROWS_PER_PAGE rows each); a note when it is empty."""
     def draw(part: pd.DataFrame, number: int, count: int) -> Figure:
-        figure, axes = _page(title if count == 1 else f"{title} ({number}/{count})", LANDSCAPE)
+        figure, axes = page(title if count == 1 else f"{title} ({number}/{count})", LANDSCAPE)
         if part.empty:
             axes.text(0.0, 0.95, empty, fontsize=11, va="top")
         else:
@@ -95,7 +95,7 @@ def cohort_table(cohort: Cohort) -> pd.DataFrame:
 
 
 def _cover(content: ReportContent) -> Figure:
-    figure, axes = _page("Uncertainty QA — audit report")
+    figure, axes = page("Uncertainty QA — audit report")
     lines = [DISCLAIMER, f"Generated {content.generated_at:%Y-%m-%d %H:%M} UTC from {content.store}",
              f"Worklist: configuration {content.configuration}, budget {content.budget.describe()}", "",
              "Cohort numbers (as the cohort page shows them for these filters): per repeat the mean over its test "
@@ -205,7 +205,7 @@ def _worklist_frame(worklist: Worklist) -> pd.DataFrame:
 
 
 def _sign_off(content: ReportContent) -> Figure:
-    figure, axes = _page("Sign-off")
+    figure, axes = page("Sign-off")
     states = content.decisions["state"].value_counts().to_dict() if not content.decisions.empty else {}
     summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no review item yet"
     lines = [f"Review items: {summary}.", f"Unreviewed items in the worklist: {content.worklist.unreviewed()}.", "",
@@ -225,18 +225,24 @@ def write_report(content: ReportContent, path: Path) -> Path:
     """Draw ``content`` into a PDF at ``path``; returns ``path``."""
     pages: Sequence[Callable[[], Figure]] = [
         lambda: _cover(content), lambda: _charts(content), lambda: _cost(content),
-        *_table_pages("Cost and benefit per configuration", shown_table(content.cohort.cost),
+        *table_pages("Cost and benefit per configuration", shown_table(content.cohort.cost),
                       "No configuration has results for these filters."),
-        *_table_pages(f"Worklist — {content.configuration}, {content.budget.describe()}",
+        *table_pages(f"Worklist — {content.configuration}, {content.budget.describe()}",
                       _worklist_frame(content.worklist), "No case in the worklist.", font=6.0,
                       widths={"notes": 125}),
-        *_table_pages("Reviewer decisions", content.decisions, "No review decision recorded yet."),
+        *table_pages("Reviewer decisions", content.decisions, "No review decision recorded yet."),
         lambda: _sign_off(content),
     ]
+    return save_pages(pages, path, "Uncertainty QA audit report")
+
+
+def save_pages(pages: Sequence[Callable[[], Figure]], path: Path, title: str) -> Path:
+    """Draw each page into a PDF at ``path`` titled ``title``, every page footed with its number and the
+    disclaimer; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with PdfPages(path) as pdf:
         metadata = pdf.infodict()
-        metadata["Title"] = "Uncertainty QA audit report"
+        metadata["Title"] = title
         metadata["Subject"] = DISCLAIMER
         for number, draw in enumerate(pages, start=1):
             figure = draw()

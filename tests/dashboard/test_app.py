@@ -57,7 +57,7 @@ def test_app_serves_every_page_without_torch_or_nnunet(sqlite_store: SeededStore
         "assert client.get('/assets/viewer.js').status_code == 200\n"
         "paths = sorted(p['path_template'] or p['path'] for p in dash.page_registry.values())\n"
         "assert paths == ['/', '/404', '/audit', '/cohort', '/compare', '/docs/metrics', '/patient/<name>', '/runs', "
-        "'/sessions', '/trends', '/worklist'], "
+        "'/sessions', '/study/<name>', '/trends', '/worklist'], "
         "paths\n"
         "assert 'not a medical device' in str(client.get('/_dash-layout').get_json())\n"
         "for page in dash.page_registry.values():\n"
