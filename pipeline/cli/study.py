@@ -1,9 +1,11 @@
-"""The review study verbs of ``python -m pipeline``: ``study define|list|show|readings|close``
+"""The review study verbs of ``python -m pipeline``: ``study define|list|show|readings|close`` and ``study-report``
 (``docs/review-study.md``).
 
 They act as :class:`~pipeline.review.service.CommandLine` (admin rights, audited as ``cli:<os user>``), like the other
 review verbs: ``study show`` therefore prints the whole allocation and ``study readings`` the measurements per reading
-(:mod:`pipeline.review.study_measure`, tab-separated, or as CSV with ``--csv``), and each look is audited. A user's
+(:mod:`pipeline.review.study_measure`, tab-separated, or as CSV with ``--csv``), and each look is audited.
+``study-report`` writes the analysis (:mod:`pipeline.review.study_analysis`) as CSV and as a PDF summary
+(:mod:`pipeline.review.study_report`), reproducible from the store: the bootstrap draws from the study's seed. A user's
 mistake (an unknown user, case or study, a reviewer without the reviewer role, no case, a name taken) is one line and
 exit code 2.
 """
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,9 @@ from pipeline.errors import InputError
 from pipeline.review.service import CommandLine
 from pipeline.review.study import StudyDefinition, StudyInfo, StudyView
 from pipeline.review.study_allocation import Design, Endpoint
+from pipeline.review.study_analysis import analyse_study
 from pipeline.review.study_cases import CaseSelection
+from pipeline.review.study_report import difference_line, study_report_csv, write_study_report
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 
@@ -65,6 +71,12 @@ def add_verbs(verbs: Any) -> None:
     close = actions.add_parser("close", help="close a study: no case of it can be opened any more")
     close.add_argument("name")
     close.set_defaults(handler=close_command)
+    report = verbs.add_parser("study-report", help="a study's analysis (per arm, B − A with bootstrap CIs) as CSV and "
+                              "a PDF summary (the looks are audited)")
+    report.add_argument("name")
+    report.add_argument("--out", type=Path, default=Path("."), help="the folder for study_<name>.csv and .pdf "
+                        "(default: the current folder)")
+    report.set_defaults(handler=report_command)
 
 
 def _selection(args: argparse.Namespace) -> CaseSelection:
@@ -122,21 +134,10 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """The table as CSV at ``path``, whole or not at all (written beside it, then moved into place)."""
+    """The table as CSV at ``path``, whole or not at all."""
     if path.is_dir():
         raise InputError(f"--csv {path} is a folder, not a file")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-            table.to_csv(out, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    _write_whole(path, lambda temporary: table.to_csv(temporary, index=False))
 
 
 def readings_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,6 +151,44 @@ def readings_command(args: argparse.Namespace, settings: Settings) -> int:
     else:
         sys.stdout.write(table.to_csv(sep="\t", index=False, na_rep="NA"))
     return 0
+
+
+def report_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a study's analysis as ``study_<name>.csv`` and ``study_<name>.pdf`` into ``--out``."""
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
+    artifacts = ArtifactStore(settings.artifacts_dir)
+
+    def read(service: Any) -> tuple[StudyView, pd.DataFrame]:
+        return (service.show_study(CommandLine(), args.name),
+                service.study_measurements(CommandLine(), args.name, artifacts, settings.review))
+
+    view, readings = with_service(settings, read)
+    study = view.study
+    analysis = analyse_study(readings, study.design, study.endpoint, study.seed)
+    stem = "study_" + re.sub(r"[^A-Za-z0-9._-]+", "_", study.name)
+    csv_path, pdf_path = args.out / f"{stem}.csv", args.out / f"{stem}.pdf"
+    _write_whole(csv_path, lambda path: path.write_text(study_report_csv(analysis), encoding="utf-8"))
+    _write_whole(pdf_path, lambda path: write_study_report(analysis, study.record(), readings, path))
+    sys.stdout.write(f"{study.name}: primary endpoint {analysis.primary.endpoint.value}, "
+                     f"{difference_line(analysis.primary, analysis.confidence)}\nwrote {csv_path} and {pdf_path}\n")
+    return 0
+
+
+def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a file beside ``path``, then move it into place: ``path`` is whole or not there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def close_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,7 +3,8 @@ with their case-level bootstrap CIs, the pre-registered primary endpoint first (
 
 The protocol comes through :meth:`~pipeline.review.service.ReviewService.show_study`, which checks the role again
 and audits the look (``study.view_allocation``: the results rest on the allocation); the numbers from
-:func:`qa_dashboard.queries.study.study_analysis`. A reviewer, or anyone else, gets the forbidden note and nothing
+:func:`qa_dashboard.queries.study.study_analysis` (the measurements through the service too, audited as
+``study.view_results``). A reviewer, or anyone else, gets the forbidden note and nothing
 of the study.
 """
 
@@ -48,7 +49,10 @@ def _page(store: Store, name: str) -> Component:
         return not_found(f"There is no study called {name!r}.")
     except PermissionDenied:
         return _forbidden()
-    analysis = queries.study_analysis(store, name)
+    try:
+        analysis = queries.study_analysis(store, int(user["user_id"]), view.study)
+    except PermissionDenied:
+        return _forbidden()
     primary = analysis.primary
     return html.Div([
         html.H3(f"Review study — {name}"),

@@ -1,13 +1,11 @@
 """The review study's results page (``/study/<name>``) over HTTP, on SQLite and PostgreSQL: an admin and an approver
 see the per-arm table and the differences with their CIs, the primary endpoint first, and their look is audited; a
 reviewer of the study and a viewer get the forbidden note and nothing of the study; an unknown study is not found.
-The measurement loader (``pipeline.review.study_measure``, another slice) is stood in for by a module that turns the
-study's stored allocation into readings with known times."""
+The measurement (``pipeline.review.study_measure.reading_rows``, tested on its own) is stood in for by a function that
+turns the study's stored allocation into readings with known times."""
 
 from __future__ import annotations
 
-import sys
-import types
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +34,7 @@ def study(store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Any:
     defined = define_study(store.url, store.seeded.map_cases)
     readings = defined.service.show_study(CommandLine("t"), defined.name).readings
 
-    def reading_rows(session: Any, study_id: int) -> pd.DataFrame:
+    def reading_rows(session: Any, _artifacts: Any, study_id: int, _settings: Any = None) -> pd.DataFrame:
         assert session.get(StudyRow, study_id).name == defined.name
         rows = [{"study": defined.name, "case": r.case, "reviewer": r.reviewer, "arm": r.arm.value,
                  "period": r.period, "opened": True, "active_seconds": 60 * MINUTES[r.arm], "decision": "edited",
@@ -44,8 +42,7 @@ def study(store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Any:
                  "edits_in_regions_fraction": 0.5, "regions_opened": 2} for r in readings if r.arm is not None]
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
-    monkeypatch.setitem(sys.modules, "pipeline.review.study_measure",
-                        types.SimpleNamespace(reading_rows=reading_rows))
+    monkeypatch.setattr("pipeline.review.study.reading_rows", reading_rows)
     yield defined
     defined.service.close_study(CommandLine("t"), defined.name)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pypdfium2 as pdfium
 import pytest
 import SimpleITK as sitk
 from alembic import command
@@ -224,6 +225,30 @@ def test_the_command_line_prints_and_writes_the_readings(
     assert err.startswith("error: ") and err.count("\n") == 1 and "there is no study named 'no such study'" in err
     assert main(["study", "readings", STUDY, "--csv", str(tmp_path)], settings) == 2
     assert "is a folder, not a file" in capsys.readouterr().err
+
+
+def test_study_report_writes_the_analysis_as_csv_and_pdf_from_the_store(
+    measured: Measured, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m pipeline study-report``: the analysis of the stored readings as CSV and PDF, twice the same (the
+    bootstrap draws from the study's seed); an unknown study or a file as ``--out`` is one line and exit 2."""
+    settings = Settings(database_url=measured.url, artifacts_dir=measured.artifacts, exports_dir=tmp_path / "x")
+    out = tmp_path / "reports"
+    assert main(["study-report", STUDY, "--out", str(out)], settings) == 0
+    said = capsys.readouterr().out
+    csv_path, pdf_path = out / f"study_{STUDY}.csv", out / f"study_{STUDY}.pdf"
+    assert f"wrote {csv_path} and {pdf_path}" in said and "primary endpoint" in said
+    first = csv_path.read_text()
+    assert first.splitlines()[0].startswith("study,") and STUDY in first
+    assert pdf_path.read_bytes().startswith(b"%PDF") and len(pdfium.PdfDocument(pdf_path)) >= 2
+    assert main(["study-report", STUDY, "--out", str(out)], settings) == 0
+    assert csv_path.read_text() == first, "the same store gives the same report"
+    assert sorted(p.name for p in out.iterdir()) == [csv_path.name, pdf_path.name], "no temporary file left"
+    capsys.readouterr()
+    assert main(["study-report", "no such study", "--out", str(out)], settings) == 2
+    assert "there is no study named 'no such study'" in capsys.readouterr().err
+    assert main(["study-report", STUDY, "--out", str(csv_path)], settings) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_the_edit_mask_and_the_case_decision_rules() -> None:
