@@ -69,7 +69,7 @@ def study(store: SeededStore) -> Iterator[Study]:
     defined.service.close_study(CommandLine("t"), defined.name)
 
 
-def _client(dash_app: dash.Dash, username: str) -> Any:
+def signed_in_client(dash_app: dash.Dash, username: str) -> Any:
     client = dash_app.server.test_client()
     assert login(client, username).status_code == 302
     return client
@@ -133,7 +133,7 @@ def _refusals(url: str, username: str) -> list[str]:
 def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededStore, study: Study,
                                                                 dash_app: dash.Dash) -> None:
     reader = study.readers[Arm.STANDARD]
-    client = _client(dash_app, reader.username)
+    client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed, not opened yet: read blind already
     content = page(client, f"/patient/{reader.case}")
     assert "standard review (arm A)" in content and "viewer-overlays" in content
@@ -160,7 +160,7 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     assert any(r.startswith("GET /export/regions/") for r in _refusals(store.url, reader.username))
 
     ensure_user(store.url)
-    admin = _client(dash_app, ADMIN)  # no study reader: nothing hidden
+    admin = signed_in_client(dash_app, ADMIN)  # no study reader: nothing hidden
     assert _uncertain(admin, dash_app, store, reader.case)
     assert ": entropy" in _probe(admin, dash_app, store, reader.case)
 
@@ -168,7 +168,7 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
 def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, study: Study,
                                                           dash_app: dash.Dash) -> None:
     reader = study.readers[Arm.GUIDED]
-    client = _client(dash_app, reader.username)
+    client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed: read blind until opened
     assert _export(client, reader.case).status_code == 403
     content = page(client, f"/patient/{reader.case}")
@@ -187,7 +187,7 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
 def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStore, study: Study,
                                                                dash_app: dash.Dash) -> None:
     a, b = study.readers[Arm.STANDARD], study.readers[Arm.GUIDED]
-    client = _client(dash_app, a.username)
+    client = signed_in_client(dash_app, a.username)
     listed = page(client, "/worklist")
     assert "study-readings" in listed and a.case in listed and b.case not in listed
     assert "concealed until you open the case" in listed and "worklist-cases" not in listed
@@ -199,7 +199,7 @@ def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStor
     assert client.get("/export/worklist.csv?configuration=DE").status_code == 403
     assert client.get("/export/report.pdf?configuration=DE").status_code == 403
 
-    guided = _client(dash_app, b.username)
+    guided = signed_in_client(dash_app, b.username)
     page(guided, f"/patient/{b.case}")  # opens it: its regions appear on the study worklist
     listed = page(guided, "/worklist")
     assert "uncertainty-guided" in listed and '"open_href"' in listed and a.case not in listed

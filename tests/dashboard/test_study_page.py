@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from benchmarks.http_client import ADMIN, ensure_user, login
+from benchmarks.http_client import ADMIN, ensure_user
 from pipeline.review.service import CommandLine
 from pipeline.review.study_allocation import Arm
 from pipeline.review.study_analysis import COLUMNS
@@ -24,7 +24,7 @@ from pipeline.store.review_schema import AuditEntry
 from pipeline.store.study_schema import Study as StudyRow
 from tests.dashboard.conftest import SeededStore
 from tests.dashboard.test_permissions import page
-from tests.dashboard.test_study_blinding import Study, define_study
+from tests.dashboard.test_study_blinding import Study, define_study, signed_in_client
 
 MINUTES = {Arm.STANDARD: 12.0, Arm.GUIDED: 8.0}
 
@@ -47,12 +47,6 @@ def study(store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Any:
     defined.service.close_study(CommandLine("t"), defined.name)
 
 
-def _client(dash_app: dash.Dash, username: str) -> Any:
-    client = dash_app.server.test_client()
-    assert login(client, username).status_code == 302
-    return client
-
-
 def _looks(study: Study, actor: str) -> int:
     with study.service._sessions() as session:
         return session.scalar(select(func.count()).select_from(AuditEntry).where(
@@ -67,7 +61,7 @@ def test_admins_and_approvers_see_the_arms_and_differences(store: SeededStore, s
     ensure_user(store.url)
     for user in (ADMIN, approver):
         before = _looks(study, user)
-        shown = page(_client(dash_app, user), f"/study/{quote(study.name)}")
+        shown = page(signed_in_client(dash_app, user), f"/study/{quote(study.name)}")
         assert '"study-arms"' in shown and '"study-differences"' in shown and '"forbidden"' not in shown
         assert "edited-ml-per-minute (primary)" in shown and "Primary endpoint edited-ml-per-minute" in shown
         assert "A (standard review)" in shown and "12.0" in shown and "8.0" in shown  # minutes per case
@@ -81,12 +75,12 @@ def test_reviewers_and_viewers_get_nothing_of_the_results(role: Role, store: See
                                                           dash_app: dash.Dash) -> None:
     username = study.readers[Arm.GUIDED].username if role is Role.REVIEWER else f"view-{uuid.uuid4().hex[:8]}"
     ensure_user(store.url, username, role)
-    shown = page(_client(dash_app, username), f"/study/{quote(study.name)}")
+    shown = page(signed_in_client(dash_app, username), f"/study/{quote(study.name)}")
     assert '"forbidden"' in shown and '"study-arms"' not in shown and "edited-ml-per-minute" not in shown
     assert _looks(study, username) == 0
 
 
 def test_an_unknown_study_is_not_found(store: SeededStore, dash_app: dash.Dash) -> None:
     ensure_user(store.url)
-    shown = page(_client(dash_app, ADMIN), "/study/no%20such%20study")
+    shown = page(signed_in_client(dash_app, ADMIN), "/study/no%20such%20study")
     assert '"not-found"' in shown and "no such study" in shown
