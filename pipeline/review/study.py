@@ -12,8 +12,9 @@ Who sees what, enforced here and not only in a user interface:
   (``study.view_allocation``);
 - a reviewer sees only the studies it reviews and its own readings, each reading's arm only once it opened that case;
 - opening a case (``study.open_case``) reveals the arm to that case's reviewer alone; anyone else gets nothing and a
-  ``denied`` audit row. In a crossover, period 2 opens once the reviewer opened every period-1 case and the washout
-  has passed since the last of those openings;
+  ``denied`` audit row. In a crossover, period 2 opens once the reviewer opened and decided every period-1 case
+  and the washout has passed since the last of those decisions (:func:`pipeline.review.study_measure.reading_decisions`:
+  the memory of a case lasts until the reader is done with it, not from its opening);
 - the measurements per reading (:mod:`pipeline.review.study_measure`: the results, with every arm): approvers and
   admins, each look audited (``study.view_results``);
 - :meth:`StudyOperations.study_readings` and :meth:`StudyOperations.open_case_readings` give the dashboard a user's
@@ -39,7 +40,7 @@ from pipeline.review.base import Principal, Refused, ServiceBase, aware, utc
 from pipeline.review.study_allocation import METHOD, Arm, Design, Endpoint, allocate, digest
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.study_cases import CaseSelection, select_cases, select_reviewers
-from pipeline.review.study_measure import reading_rows
+from pipeline.review.study_measure import reading_decisions, reading_rows
 from pipeline.review.workflow import Action, Actor, PermissionDenied, WorkflowError
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
@@ -324,17 +325,25 @@ class StudyOperations(ServiceBase):
 
     @staticmethod
     def _check_washout(session: Session, study: Study, user_id: int | None, now: datetime) -> None:
-        first_period = session.scalars(select(StudyAssignment.opened_at).where(
-            StudyAssignment.study_id == study.id, StudyAssignment.user_id == user_id,
-            StudyAssignment.period == 1)).all()
-        if any(opened is None for opened in first_period):
-            left = sum(opened is None for opened in first_period)
+        first_period = session.execute(
+            select(StudyAssignment.image_id, StudyAssignment.opened_at, Image.name)
+            .join(Image, Image.id == StudyAssignment.image_id)
+            .where(StudyAssignment.study_id == study.id, StudyAssignment.user_id == user_id,
+                   StudyAssignment.period == 1)).all()
+        left = sum(opened is None for _, opened, _ in first_period)
+        if left:
             raise WorkflowError(f"period 2 opens after period 1: {left} case(s) of period 1 are still unopened")
-        opens = max(utc(opened) for opened in first_period if opened is not None) + timedelta(
-            days=study.washout_days or 0)
+        decided = reading_decisions(session, study, {name: image for image, _, name in first_period},
+                                    [] if user_id is None else [user_id])
+        last = [decided.get((image, user_id)) for image, _, _ in first_period]
+        undecided = sum(reading is None or reading.decision is None for reading in last)
+        if undecided:
+            raise WorkflowError(f"period 2 opens after period 1: {undecided} case(s) of period 1 are still "
+                                "undecided")
+        opens = max(reading.at for reading in last if reading is not None) + timedelta(days=study.washout_days or 0)
         if now < opens:
             raise WorkflowError(f"period 2 opens at {opens:%Y-%m-%d %H:%M} UTC, after the washout of "
-                                f"{study.washout_days} days since your last case of period 1")
+                                f"{study.washout_days} days since your last decision of period 1")
 
     def close_study(self, principal: Principal, name: str, ip: str | None = None) -> StudyInfo:
         """Close an open study (admin or the command line): no case can be opened any more. One ``study.close``."""

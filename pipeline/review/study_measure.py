@@ -139,28 +139,40 @@ def _openings(session: Session, study: Study, cases: dict[str, int]) -> dict[tup
     return {(objects[object_id], actor_id): first for actor_id, object_id, first in rows}
 
 
-def _decisions(session: Session, study: Study, cases: dict[str, int], users: Iterable[int]
-               ) -> dict[tuple[int, int], str | None]:
+@dataclass(frozen=True)
+class ReadingDecision:
+    """A reader's case decision (module description) and when the last decision row behind it was written."""
+
+    decision: str | None
+    at: datetime
+
+
+def reading_decisions(session: Session, study: Study, cases: dict[str, int], users: Iterable[int]
+                      ) -> dict[tuple[int, int], ReadingDecision]:
     """(image, user) → the reader's case decision (module description) from the audit log: its ``review.decide`` and
-    ``review.reopen`` rows on the case's items under the study's configuration after the reading's first opening."""
+    ``review.reopen`` rows on the case's items under the study's configuration after the reading's first opening;
+    ``cases``: case name → image id."""
     openings = _openings(session, study, cases)
     rows = session.execute(
-        select(AuditEntry.id, AuditEntry.actor_id, AuditEntry.object_id, AuditEntry.action, AuditEntry.after)
+        select(AuditEntry.id, AuditEntry.at, AuditEntry.actor_id, AuditEntry.object_id, AuditEntry.action,
+               AuditEntry.after)
         .where(AuditEntry.action.in_(DECISION_ACTIONS), AuditEntry.outcome == "ok",
                AuditEntry.object_type == "review_item", AuditEntry.actor_id.in_(sorted(set(users))),
                AuditEntry.object_id.like(f"%/{study.configuration_id}/%"))
         .order_by(AuditEntry.id))
     last: dict[tuple[int, int, int], str | None] = {}  # (image, user, class) → decision
-    for row_id, actor_id, object_id, action, after in rows:
+    latest: dict[tuple[int, int], datetime] = {}
+    for row_id, at, actor_id, object_id, action, after in rows:
         image, configuration, class_index = (int(part) for part in object_id.split("/"))
         opened = openings.get((image, actor_id))
         if configuration != study.configuration_id or opened is None or row_id < opened:
             continue
         last[(image, actor_id, class_index)] = (after or {}).get("decision") if action == "review.decide" else None
+        latest[(image, actor_id)] = aware(at)
     by_reading: dict[tuple[int, int], list[str | None]] = defaultdict(list)
     for (image, user, _), decision in last.items():
         by_reading[(image, user)].append(decision)
-    return {key: case_decision(decisions) for key, decisions in by_reading.items()}
+    return {key: ReadingDecision(case_decision(decisions), latest[key]) for key, decisions in by_reading.items()}
 
 
 def _edits(session: Session, artifacts: ArtifactStore, study: Study, settings: ReviewSettings) -> dict[int, EditMask]:
@@ -211,7 +223,7 @@ def reading_rows(session: Session, artifacts: ArtifactStore, study_id: int,
     opened = {(a.image_id, a.user_id): aware(a.opened_at) for a, _, _ in assignments}
     times, regions = _item_time(session, study), _region_clocks(session, study)
     cases = {case: a.image_id for a, case, _ in assignments}
-    decisions = _decisions(session, study, cases, (a.user_id for a, _, _ in assignments))
+    decisions = reading_decisions(session, study, cases, (a.user_id for a, _, _ in assignments))
     edits = _edits(session, artifacts, study, settings or ReviewSettings())
     rows = []
     for a, case, reviewer in assignments:
@@ -222,7 +234,7 @@ def reading_rows(session: Session, artifacts: ArtifactStore, study_id: int,
         rows.append({
             "study": study.name, "case": case, "reviewer": reviewer, "arm": a.arm, "period": a.period,
             "opened": since is not None, "active_seconds": float(sum(clocks)) if clocks else math.nan,
-            "decision": decisions.get(key), "final_attached": edit is not None,
+            "decision": decisions[key].decision if key in decisions else None, "final_attached": edit is not None,
             "added_voxels": edit.added_voxels if edit else pd.NA,
             "removed_voxels": edit.removed_voxels if edit else pd.NA,
             "edited_ml": edit.edited_ml if edit else math.nan,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.cli import main
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import Budget
-from pipeline.review.service import CommandLine, ReviewService
+from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_allocation import allocate, digest
 from pipeline.review.study_cases import CaseSelection
@@ -23,6 +23,7 @@ from pipeline.review.workflow import PermissionDenied, WorkflowError
 from pipeline.settings import Settings
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
+from pipeline.store.schema import Image
 from pipeline.store.study_schema import Study, StudyAssignment, StudyCase
 from tests.review.conftest import FAST_HASH, PASSWORD, Seeded
 
@@ -144,7 +145,20 @@ def test_reviewers_see_only_their_studies_and_viewers_none(store: Store) -> None
         store.service.show_study(store.users["vic"], "ann only")
 
 
-def test_a_crossover_opens_period_two_after_period_one_and_the_washout(store: Store) -> None:
+def _decide(store: Store, user: str, study: str, cases: list[str]) -> None:
+    """``user`` decides one structure of each case under the study's configuration (a reading's decision)."""
+    with session_factory(store.engine)() as session:
+        configuration = session.scalar(select(Study.configuration_id).where(Study.name == study))
+        images = dict(session.execute(select(Image.name, Image.id).where(Image.name.in_(cases))).tuples().all())
+    for case in cases:
+        key = ItemKey(images[case], int(configuration or 0), 1)
+        store.service.start_review(store.users[user], key)
+        store.service.record_decision(store.users[user], key, "accepted", None)
+
+
+def test_a_crossover_opens_period_two_after_period_one_is_decided_and_the_washout(store: Store) -> None:
+    """Period 2 opens once every period-1 case is opened and decided, the washout counted from the last decision
+    (the time its audit row holds)."""
     store.clock.now = T0
     store.service.define_study(store.users["adm"], _definition("crossover", design="crossover", washout_days=2))
     own = store.service.show_study(store.users["ann"], "crossover").readings
@@ -154,10 +168,15 @@ def test_a_crossover_opens_period_two_after_period_one_and_the_washout(store: St
     with pytest.raises(WorkflowError, match="still unopened"):
         store.service.open_study_case(store.users["ann"], "crossover", second[0])
     arms = {store.service.open_study_case(store.users["ann"], "crossover", case).arm for case in first}
-    store.clock.now = T0 + timedelta(days=1)
-    with pytest.raises(WorkflowError, match="washout of 2 days"):
+    with pytest.raises(WorkflowError, match=f"{len(first)} case\\(s\\) of period 1 are still undecided"):
         store.service.open_study_case(store.users["ann"], "crossover", second[0])
-    store.clock.now = T0 + timedelta(days=2)
+    _decide(store, "ann", "crossover", first)
+    decided = max(row.at for row in _audit(store, "review.decide")[-len(first):])
+    decided = decided if decided.tzinfo else decided.replace(tzinfo=UTC)  # the audit chain seals its own time
+    store.clock.now = decided + timedelta(days=1)
+    with pytest.raises(WorkflowError, match="washout of 2 days since your last decision"):
+        store.service.open_study_case(store.users["ann"], "crossover", second[0])
+    store.clock.now = decided + timedelta(days=2)
     later = store.service.open_study_case(store.users["ann"], "crossover", second[0])
     assert len(arms) == 1 and later.arm != arms.pop() and later.period == 2
     store.clock.now = T0
