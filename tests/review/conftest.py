@@ -9,6 +9,7 @@ prediction and top-budget (2 %) maps, 51-point curves and reliability bins.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,17 +194,25 @@ def seed_store(url: str, artifacts: Path) -> Seeded:
     return Seeded(url, artifacts, ids, configuration_ids)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    """A seeded store per backend, shared by a module's tests (they must only add rows)."""
-    folder = tmp_path_factory.mktemp(f"seeded-{request.param}")
-    if request.param == "sqlite":
+@contextmanager
+def empty_store(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty store at the head revision on ``backend``: a SQLite file in ``folder``, or a fresh
+    PostgreSQL database, dropped afterwards."""
+    if backend == "sqlite":
         url, name = f"sqlite:///{folder / 'store.sqlite3'}", None
     else:
         name, url = _fresh_postgres()
     try:
         command.upgrade(alembic_config(url), "head")
-        yield seed_store(url, folder / "artifacts")
+        yield url
     finally:
         if name is not None:
             _drop_postgres(name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A seeded store per backend, shared by a module's tests (they must only add rows)."""
+    folder = tmp_path_factory.mktemp(f"seeded-{request.param}")
+    with empty_store(request.param, folder) as url:
+        yield seed_store(url, folder / "artifacts")

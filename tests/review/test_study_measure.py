@@ -16,7 +16,6 @@ import pandas as pd
 import pypdfium2 as pdfium
 import pytest
 import SimpleITK as sitk
-from alembic import command
 from sqlalchemy import select
 
 from pipeline.batch.attach import AttachRequest, attach_references
@@ -34,12 +33,12 @@ from pipeline.review.study_measure import COLUMNS, DTYPES, case_decision, edit_m
 from pipeline.review.workflow import PermissionDenied
 from pipeline.settings import DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
-from pipeline.store.database import alembic_config, make_engine, session_factory
+from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image
 from tests.conftest import REPO_ROOT
-from tests.review.conftest import FAST_HASH, PASSWORD
-from tests.store.conftest import _drop_postgres, _fresh_postgres, write_phantom_case
+from tests.review.conftest import FAST_HASH, PASSWORD, empty_store
+from tests.store.conftest import write_phantom_case
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CAP = ReviewSettings().idle_cap_seconds
@@ -73,12 +72,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """Two phantoms run without a reference, a per-case study of both read by ann; ann opens ``p9000`` (clocks,
     regions, decisions), the final clinical contour of ``p9000`` attached afterwards; ``p9001`` never opened."""
     folder = tmp_path_factory.mktemp(f"measure-{request.param}")
-    if request.param == "sqlite":
-        url, name = f"sqlite:///{folder / 'store.sqlite3'}", None
-    else:
-        name, url = _fresh_postgres()
-    try:
-        command.upgrade(alembic_config(url), "head")
+    with empty_store(request.param, folder) as url:
         specs, finals = [], {}
         for seed in (9000, 9001):
             ct, finals[f"p{seed}"] = write_phantom_case(folder, seed, f"p{seed}")
@@ -105,9 +99,6 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         assert done.exit_code == 0
         yield Measured(url, folder / "artifacts", finals["p9000"], service, users, images, configuration_id)
         engine.dispose()
-    finally:
-        if name is not None:
-            _drop_postgres(name)
 
 
 def _read(service: ReviewService, clock: Clock, ann: int, image_id: int, configuration_id: int) -> None:
