@@ -22,7 +22,7 @@ from dash.development.base_component import Component
 from pipeline.errors import UserError, http_status, one_line
 from pipeline.review.workflow import Action, allowed
 from pipeline.settings import Settings
-from qa_dashboard import auth, config, exports, inputs, security
+from qa_dashboard import auth, blinding, config, exports, inputs, security
 from qa_dashboard.case_search import search_box
 from qa_dashboard.review import badge_text
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     app.layout = _layout
     auth.install(app.server, settings)
     security.install(app)
+    app.server.before_request(blinding.check_callback)
     exports.install(app.server)
     app.server.register_error_handler(UserError, _user_error)
     return app

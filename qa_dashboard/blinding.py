@@ -12,9 +12,16 @@ requests for nothing but hidden data are refused (:func:`refuse`: 403, one line,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import dash
+import dash_bootstrap_components as dbc
+import flask
+from dash import dcc
+from dash.development.base_component import Component
+
+from pipeline.errors import one_line
 from pipeline.review.study_allocation import Arm
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.workflow import PermissionDenied
@@ -29,6 +36,12 @@ SHOWN_METRICS = frozenset({"dsc_mean_fg"})
 #: review item fields derived from uncertainty: the worklist's rank, the regions and their flagged volume
 HIDDEN_ITEM_FIELDS = ("case_rank", "regions", "flagged_ml")
 BLIND = "read blind in a review study (standard review, or a reading not opened yet)"
+#: the pages closed to a reader in an open study: their tables and figures hold every case's uncertainty numbers (its
+#: own cases' among them): the overview, cohort calibration, method comparison, trends and runs pages
+CLOSED_PAGES = ("home", "cohort", "compare", "trends", "runs")
+#: the other modules whose callbacks serve only those pages: the cohort filters and the cost-benefit view
+CLOSED_HELPERS = ("qa_dashboard.filters", "qa_dashboard.cost_view")
+CALLBACK_PATH = "/_dash-update-component"
 
 
 def readings(case: str | None = None) -> tuple[StudyReading, ...]:
@@ -90,3 +103,34 @@ def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         hidden = applicable_arm(mine, str(row["case"])) is Arm.STANDARD
         shown.append({k: v for k, v in row.items() if k not in HIDDEN_ITEM_FIELDS} if hidden else row)
     return shown
+
+
+def closes(module: str) -> bool:
+    """Whether the callbacks of ``module`` serve a page closed to a reader in an open study."""
+    page = module.rsplit(".", 1)[-1]
+    return module in CLOSED_HELPERS or (page in CLOSED_PAGES and module.rsplit(".", 1)[0].endswith("pages"))
+
+
+def unless_in_study(build: Callable[[], Component]) -> Component:
+    """A closed page's layout: ``build()``, or for a reader in an open study the note that sends it to its study's
+    worklist (the page's numbers would show it what its study hides)."""
+    if not in_study():
+        return build()
+    return dbc.Alert(["This page shows uncertainty numbers of every case, so it is closed while you read in an open "
+                      "review study. Your study's cases are on ", dcc.Link("the worklist", href="/worklist"), "."],
+                     color="info", id="study-closed")
+
+
+def check_callback() -> Any:
+    """A ``before_request`` check: a callback of a closed page asked for by a reader in an open study is refused (403,
+    one line, audited), whatever the browser shows; None for every other request."""
+    request = flask.request
+    if request.path != CALLBACK_PATH or request.method != "POST":
+        return None
+    body = request.get_json(silent=True)
+    spec = dash.get_app().callback_map.get(body.get("output")) if isinstance(body, dict) else None
+    module = str(getattr(spec.get("callback"), "__module__", "")) if spec else ""
+    if closes(module) and in_study():
+        return auth.refuse(one_line(refuse(None, "a cohort-level page (overview, cohort, comparison, trends, runs)")),
+                           403)
+    return None

@@ -10,7 +10,8 @@ configuration a 404, an RTSTRUCT of a case without a DICOM series a 422, each wi
 
 Review-study blinding (:mod:`qa_dashboard.blinding`): a case's regions (NIfTI with its entropy, RTSTRUCT) are
 refused (403, audited as ``request.refused``) to a user who reads the case blind (arm A, or not opened yet), and the
-worklist and report exports, which hold every case's regions, to a user with a reading in an open study.
+worklist, report, cohort and cost-benefit exports, which hold every case's regions or uncertainty numbers, to a user
+with a reading in an open study.
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def cohort_file() -> Any:
     """``/export/cohort.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND&stratum=KEY&group=NAME&structure=S…``:
     the cohort calibration
     table as the page shows it with those filters (reviewer and above)."""
+    if (refused := _blind(None, "the cohort export")) is not None:
+        return refused
     args = flask.request.args
 
     def produce(store: Store, folder: Path) -> Path:
@@ -257,6 +260,8 @@ def cohort_file() -> Any:
 def cost_file() -> Any:
     """``/export/cost.csv?protocol=ID&repeat=R…&start=&end=&reference=KIND``: the comparison page's cost–benefit
     table with those filters (reviewer and above)."""
+    if (refused := _blind(None, "the cost-benefit export")) is not None:
+        return refused
     args = flask.request.args
 
     def produce(store: Store, folder: Path) -> Path:

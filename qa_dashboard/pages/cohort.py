@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 from pipeline.store.cohort_numbers import configurations, reliability
 from pipeline.store.cohort_strata import stratified
 from pipeline.store.strata import SCANNER, stratum_label
-from qa_dashboard import charts, inputs
+from qa_dashboard import blinding, charts, inputs
 from qa_dashboard.components import export_button, grid, guarded, not_found, section, unreferenced_alert
 from qa_dashboard.filters import (
     cohort_filter,
@@ -91,7 +91,7 @@ def _page(store: Store, wanted: str | None) -> Component:
 
 
 def layout(protocol: str | None = None, **_query: str) -> Component:
-    return guarded(lambda store: _page(store, protocol))
+    return blinding.unless_in_study(lambda: guarded(lambda store: _page(store, protocol)))
 
 
 register_protocol_callbacks(PREFIX)

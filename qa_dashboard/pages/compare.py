@@ -14,7 +14,7 @@ from pipeline.errors import InputError
 from pipeline.metrics import registry
 from pipeline.store.cohort_numbers import case_metrics, case_table, configurations, curves
 from pipeline.store.strata import SCANNER, image_groups, stratum_label
-from qa_dashboard import charts, cost_view, inputs
+from qa_dashboard import blinding, charts, cost_view, inputs
 from qa_dashboard.cell_statistics import family_adjusted_p
 from qa_dashboard.components import export_button, guarded, not_found, patient_href, section, unreferenced_alert
 from qa_dashboard.config import settings
@@ -88,7 +88,7 @@ def _page(store: Store, wanted: str | None) -> Component:
 
 
 def layout(protocol: str | None = None, **_query: str) -> Component:
-    return guarded(lambda store: _page(store, protocol))
+    return blinding.unless_in_study(lambda: guarded(lambda store: _page(store, protocol)))
 
 
 register_protocol_callbacks(PREFIX)

@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 from dash.development.base_component import Component
 
+from qa_dashboard import blinding
 from qa_dashboard.components import LINK_RENDERER, grid, guarded, patient_href, section
 from qa_dashboard.queries.overview import case_rows, totals
 from qa_dashboard.queries.trends import MARK_RULES, run_marks, worst_case_marks
@@ -48,4 +49,4 @@ def _overview(store: Store) -> Component:
 
 
 def layout(**_query: str) -> Component:
-    return guarded(_overview)
+    return blinding.unless_in_study(lambda: guarded(_overview))

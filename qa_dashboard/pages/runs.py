@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, html
 from dash.development.base_component import Component
 
-from qa_dashboard import inputs
+from qa_dashboard import blinding, inputs
 from qa_dashboard.components import grid, guarded, section
 from qa_dashboard.queries.runs import failure_rows, run_rows, worker_rows
 from qa_dashboard.queries.trends import MARK_RULES, run_marks
@@ -68,7 +68,7 @@ def _page(store: Store) -> Component:
 
 
 def layout(**_query: str) -> Component:
-    return guarded(_page)
+    return blinding.unless_in_study(lambda: guarded(_page))
 
 
 @callback(Output("failures-grid", "rowData"), Output("failures-title", "children"), Output("workers-grid", "rowData"),

@@ -18,7 +18,7 @@ from pipeline.errors import UserError
 from pipeline.review.workflow import Action, allowed
 from pipeline.store.trend_schema import EVERY
 from pipeline.store.trends import QUANTITIES, quantity
-from qa_dashboard import auth, charts, inputs
+from qa_dashboard import auth, blinding, charts, inputs
 from qa_dashboard.components import grid, guarded, section
 from qa_dashboard.filters import (
     acquisition_choice,
@@ -90,7 +90,7 @@ def _page(store: Store) -> Component:
 
 
 def layout(**_query: str) -> Component:
-    return guarded(_page)
+    return blinding.unless_in_study(lambda: guarded(_page))
 
 
 def _quantity(value: Any) -> str:

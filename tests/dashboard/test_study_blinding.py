@@ -203,3 +203,22 @@ def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStor
     page(guided, f"/patient/{b.case}")  # opens it: its regions appear on the study worklist
     listed = page(guided, "/worklist")
     assert "uncertainty-guided" in listed and '"open_href"' in listed and a.case not in listed
+
+
+def test_a_study_reader_gets_no_cohort_level_page_callback_or_export(store: SeededStore, study: Study,
+                                                                     dash_app: dash.Dash) -> None:
+    """The overview, cohort, comparison, trends and runs pages hold every case's uncertainty numbers: a reader in an
+    open study gets the note instead of each page, 403 for their callbacks and exports; the admin outside the study
+    gets them all."""
+    reader = signed_in_client(dash_app, study.readers[Arm.STANDARD].username)
+    admin = signed_in_client(dash_app, ADMIN)
+    for path in ("/", "/cohort", "/compare", "/trends", "/runs"):
+        assert '"study-closed"' in page(reader, path), path
+        assert '"study-closed"' not in page(admin, path), path
+    assert '"study-closed"' not in page(reader, "/worklist")
+    table = call(reader, dash_app, "cohort-grid.rowData", "cohort-structures.value", {})
+    assert table.status_code == 403 and "open review study" in table.get_data(as_text=True)
+    assert call(admin, dash_app, "cohort-grid.rowData", "cohort-structures.value", {}).status_code == 200
+    for export in ("/export/cohort.csv", "/export/cost.csv"):
+        assert reader.get(export).status_code == 403, export
+    assert "POST /_dash-update-component" in _refusals(store.url, study.readers[Arm.STANDARD].username)
