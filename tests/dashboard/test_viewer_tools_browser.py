@@ -127,9 +127,10 @@ def test_distance_and_rectangle_read_the_oracles_values(browser: webdriver.Chrom
     wait_for(browser, lambda: browser.find_element(By.ID, "viewer-readout").is_displayed(), "the fourth cell")
     assert _measured(browser, "viewer-measure-cell") == rows, "the 2×2 layout's fourth cell shows the measurements"
     shot(browser, screenshots, "21_measurements_2x2")
+    browser.execute_script("document.getElementById('view-a-axial').scrollIntoView({block: 'center'});")
     outside = ActionBuilder(browser)
     outside.pointer_action.move_to_location(*_client(browser, "view-a-axial", 10, 10)).pointer_down()
-    outside.pointer_action.move_to_location(*_client(browser, "view-a-axial", 10, -3)).pointer_up()
+    outside.pointer_action.move_to_location(*_client(browser, "view-a-axial", 10, -1)).pointer_up()  # left of it
     outside.perform()
     wait_for(browser, lambda: "is outside the axial image" in browser.find_element(By.ID, "viewer-measure-list").text,
              "a corner off the image named")
