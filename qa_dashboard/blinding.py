@@ -26,6 +26,7 @@ from pipeline.review.study_allocation import Arm
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.workflow import PermissionDenied
 from qa_dashboard import auth
+from qa_dashboard.security import CALLBACK_PATH
 from qa_dashboard.store import get_store
 
 #: the slice browser's overlays derived from uncertainty (``qa_dashboard.rendering.compose.OVERLAYS``)
@@ -41,7 +42,6 @@ BLIND = "read blind in a review study (standard review, or a reading not opened 
 CLOSED_PAGES = ("home", "cohort", "compare", "trends", "runs")
 #: the other modules whose callbacks serve only those pages: the cohort filters and the cost-benefit view
 CLOSED_HELPERS = ("qa_dashboard.filters", "qa_dashboard.cost_view")
-CALLBACK_PATH = "/_dash-update-component"
 
 
 def readings(case: str | None = None) -> tuple[StudyReading, ...]:
