@@ -40,10 +40,11 @@ from pipeline.review.workflow import Action
 from pipeline.store.artifacts import safe_name
 from pipeline.store.cohort_cost import cost_benefit_rows
 from pipeline.store.cohort_numbers import CohortFilter
+from pipeline.store.strata import stratum_label
 from qa_dashboard import auth, blinding
 from qa_dashboard.config import settings
-from qa_dashboard.filters import cohort_filter
-from qa_dashboard.queries.worklist import load_worklist
+from qa_dashboard.filters import acquisition_choice, cohort_filter
+from qa_dashboard.queries.worklist import load_worklist, narrowed
 from qa_dashboard.store import Store, get_store
 from qa_dashboard.tables import cohort_csv, load_rows
 
@@ -82,6 +83,11 @@ def _configuration(args: Any) -> str:
 def _model_set(args: Any) -> str | None:
     """``?model_set=`` (a model set's name or identity); None: the newest with a result of the configuration."""
     return (args.get("model_set") or "").strip() or None
+
+
+def _acquisition(args: Any) -> tuple[str, str] | None:
+    """``&stratum=KEY&group=NAME`` (an acquisition group: :mod:`pipeline.store.strata`); None: every scan."""
+    return acquisition_choice(args.get("stratum"), args.get("group"))
 
 
 def _in_new_folder(user: dict[str, Any], store: Store, produce: Callable[[Store, Path], Path]) -> Path:
@@ -135,11 +141,15 @@ def worklist_file(fmt: Literal["csv", "xlsx"]) -> Any:
         return refused
 
     def produce(store: Store, folder: Path) -> Path:
-        configuration, budget = _configuration(args), _budget(args)
-        worklist = load_worklist(store, configuration, budget, model_set=_model_set(args))
-        return write_worklist(worklist, folder / f"worklist_{safe_name(configuration)}.{fmt}", fmt)
+        configuration, budget, choice = _configuration(args), _budget(args), _acquisition(args)
+        worklist = narrowed(store, load_worklist(store, configuration, budget, model_set=_model_set(args)), choice)
+        suffix = "" if choice is None else f"_{safe_name(choice[1])}"
+        return write_worklist(worklist, folder / f"worklist_{safe_name(configuration)}{suffix}.{fmt}", fmt,
+                              group=None if choice is None else f"{stratum_label(choice[0])}: {choice[1]}")
 
-    return _send(f"worklist_{fmt}", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}", produce)
+    group = f" · {args.get('stratum')}: {args.get('group')}" if args.get("group") else ""
+    return _send(f"worklist_{fmt}", f"{args.get('configuration')} @ {args.get('kind')}={args.get('value')}{group}",
+                 produce)
 
 
 def regions_zip(case: str) -> Any:

@@ -126,8 +126,9 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]
     return path
 
 
-def write_worklist(worklist: Worklist, path: Path, fmt: Literal["csv", "xlsx"]) -> Path:
-    """The worklist as CSV (the region rows) or Excel (sheets ``cases`` and ``regions`` and ``about``)."""
+def write_worklist(worklist: Worklist, path: Path, fmt: Literal["csv", "xlsx"], group: str | None = None) -> Path:
+    """The worklist as CSV (the region rows) or Excel (sheets ``cases`` and ``regions`` and ``about``; ``group``
+    names the acquisition group the list was narrowed to, e.g. ``scanner: SimCT Alpha 64``)."""
     if fmt == "csv":
         return _write_csv(path, REGION_COLUMNS, region_rows(worklist))
     if fmt != "xlsx":
@@ -137,7 +138,8 @@ def write_worklist(worklist: Worklist, path: Path, fmt: Literal["csv", "xlsx"]) 
     assert about is not None
     about.title = "about"
     for row in (("configuration", worklist.configuration), ("budget", worklist.budget.describe()),
-                ("cases", len(worklist.cases)), ("unreviewed items", worklist.unreviewed()),
+                *((("acquisition", group),) if group else ()), ("cases", len(worklist.cases)),
+                ("unreviewed items", worklist.unreviewed()),
                 *(("skipped", line) for line in worklist.skipped),
                 ("note", "Research / QA support, not a medical device.")):
         about.append(list(row))

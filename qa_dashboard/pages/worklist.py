@@ -14,7 +14,8 @@ the list its total. The controls keep the address in step without a reload (``qa
 region links to the slice browser with the same budget and a way back, and is ticked once a reviewer opened it.
 The acquisition controls show each case's group (scanner, kernel, slice thickness, …; ``unknown`` where not
 stated) in the case grid and narrow the lists to one group, each offered with its n of cases
-(:mod:`pipeline.store.strata`); the exports keep the whole list.
+(:mod:`pipeline.store.strata`); the worklist exports (CSV, Excel) follow the group (``&stratum=KEY&group=NAME``), the
+audit report keeps the whole list.
 A reviewer with readings in an open review study gets its study readings instead (``qa_dashboard.study_worklist``),
 and this page's callbacks refuse it the general list (403): it would show the uncertainty of its blind readings.
 """
@@ -106,15 +107,18 @@ REGION_COLUMNS = [
 ]
 
 
-def export_links(configuration: str, budget: Budget, model_set: str = "") -> Component:
-    """The worklist and report downloads (served by ``qa_dashboard.exports``), for roles that may export."""
+def export_links(configuration: str, budget: Budget, model_set: str = "", key: str = SCANNER,
+                 group: str = EVERY_SCAN) -> Component:
+    """The worklist and report downloads (served by ``qa_dashboard.exports``), for roles that may export: the
+    worklist's narrowed to the acquisition ``group`` of the stratum ``key`` unless every scan, the report whole."""
     user = auth.current_user()
     if user is None or not allowed(user["role"], Action.EXPORT):
         return html.Small("Exports need the reviewer, approver or admin role.", className="text-muted",
                           id="export-links")
     query = urlencode({"configuration": configuration, "model_set": model_set, "kind": budget.kind,
                        "value": budget.value})
-    links = [("Worklist CSV", f"/export/worklist.csv?{query}"), ("Worklist Excel", f"/export/worklist.xlsx?{query}"),
+    listed = query if group == EVERY_SCAN else f"{query}&{urlencode({'stratum': key, 'group': group})}"
+    links = [("Worklist CSV", f"/export/worklist.csv?{listed}"), ("Worklist Excel", f"/export/worklist.xlsx?{listed}"),
              ("Audit report PDF", f"/export/report.pdf?{query}")]
     return html.Div([dbc.Button(label, href=href, external_link=True, color="outline-primary", size="sm",
                                 className="me-1", id=f"export-{label.split()[-1].lower()}")
@@ -154,7 +158,7 @@ def _content(whole: Worklist, rate: ReviewRate, key: str = SCANNER, group: str =
         section("Review", panel(scope(worklist.configuration, budget, model_set=worklist.model_set),
                                 item_rows(worklist)),
                 help_text="select items, then act; approval needs a second user with the approver role"),
-        section("Exports", export_links(worklist.configuration, budget, worklist.model_set)),
+        section("Exports", export_links(worklist.configuration, budget, worklist.model_set, key, group)),
     ])
 
 

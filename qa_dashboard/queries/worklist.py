@@ -22,6 +22,7 @@ from pipeline.review.worklist import (
     Worklist,
     WorklistCase,
     build_worklist,
+    in_group,
     with_current_states,
 )
 from pipeline.store.schema import Artifact, CaseResult, Configuration, ModelSet
@@ -89,6 +90,15 @@ def acquisition_groups(store: Store, worklist: Worklist, key: str) -> dict[int, 
     id."""
     with store.session() as session:
         return image_groups(session, key, {case.image_id for case in worklist.cases})
+
+
+def narrowed(store: Store, worklist: Worklist, choice: tuple[str, str] | None) -> Worklist:
+    """The worklist narrowed to one acquisition group (``choice``: stratum key, group;
+    :func:`qa_dashboard.filters.acquisition_choice`), or whole when None: what the page lists and the exports write."""
+    if choice is None:
+        return worklist
+    key, group = choice
+    return in_group(worklist, acquisition_groups(store, worklist, key), group)
 
 
 def status(states: list[str]) -> str:

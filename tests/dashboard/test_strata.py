@@ -4,15 +4,25 @@ table whose n and ECE differences are the cases' own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import io
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlencode
 
+import dash
 import numpy as np
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import select, update
 
+from benchmarks.http_client import ensure_user, login
 from pipeline.errors import InputError
 from pipeline.metrics.review_budget import Budget
+from pipeline.review.workflow import Role
 from pipeline.review.worklist import in_group
+from pipeline.settings import Settings
 from pipeline.store import cohort_numbers
 from pipeline.store.cohort_strata import stratified
 from pipeline.store.schema import Image, SplitRole
@@ -29,6 +39,13 @@ ALPHA = {"manufacturer": "SimCT", "manufacturer_model": "Alpha 64", "convolution
          "slice_thickness_mm": 12.0, "kvp": 120.0}
 BETA = {"manufacturer": "VoxelWorks", "manufacturer_model": "Beta 16", "convolution_kernel": "SOFT",
         "slice_thickness_mm": 24.0, "kvp": 100.0}
+
+
+@pytest.fixture(autouse=True)
+def served(dash_app: dash.Dash) -> None:
+    """The app has served a page before a test imports a page module by its package name: Dash Pages checks its
+    registry for duplicate paths once, at the first request, and would then find that module twice."""
+    assert dash_app.server.test_client().get("/login").status_code == 200
 
 
 @pytest.fixture
@@ -122,6 +139,36 @@ def test_the_worklist_narrows_to_a_group_and_names_each_cases(store: SeededStore
         assert [c.rank for c in narrowed.cases] == sorted(c.rank for c in narrowed.cases), "ranks kept, in order"
         assert {"label": f"{group} (n = {len(narrowed.cases)})", "value": group} in page._group_choices(counts)
     assert page._group_choices(counts)[0]["label"] == f"every scan (n = {len(whole.cases)})"
+
+
+def test_the_worklist_exports_follow_the_group(store: SeededStore, scanners: dict[str, str], dash_app: dash.Dash,
+                                              configure_app: Callable[..., Settings], tmp_path: Path) -> None:
+    configure_app(database_url=store.url, artifacts_dir=store.root, exports_dir=tmp_path)
+    name = f"reviewer-{uuid.uuid4().hex[:8]}"
+    ensure_user(store.url, name, Role.REVIEWER)
+    client = dash_app.server.test_client()
+    assert login(client, name).status_code == 302
+    whole = load_worklist(get_store(), "DE", Budget("fraction", PLAN.budget))
+    groups = acquisition_groups(get_store(), whole, "scanner")
+    query = urlencode({"configuration": "DE", "kind": "fraction", "value": PLAN.budget})
+    for group in [*group_counts(groups), "no such scanner"]:
+        response = client.get(f"/export/worklist.xlsx?{query}&{urlencode({'stratum': 'scanner', 'group': group})}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        book = load_workbook(io.BytesIO(response.data))
+        assert [row[1].value for row in book["cases"].iter_rows(min_row=2)] == [
+            c.case for c in whole.cases if groups[c.image_id] == group], group
+        assert ["acquisition", f"Scanner: {group}"] in [[c.value for c in row] for row in book["about"].iter_rows()]
+    every = client.get(f"/export/worklist.csv?{query}")
+    assert {row["case"] for row in csv.DictReader(io.StringIO(every.get_data(as_text=True)))} == {
+        c.case for c in whole.cases}, "no group: the whole list"
+    bad = client.get(f"/export/worklist.csv?{query}&stratum=series_description&group=x")
+    assert bad.status_code == 400 and "series_description" in bad.get_json()["error"]
+    from qa_dashboard.pages import worklist as page
+
+    with client:  # the signed-in request's context stays open for the links' role check
+        client.get("/worklist")
+        links = str(page.export_links("DE", Budget("fraction", PLAN.budget), "", "scanner", "SimCT Alpha 64"))
+    assert "group=SimCT+Alpha+64" in links and links.count("group=") == 2, "the worklist's two files, not the report"
 
 
 def test_trends_per_group_and_narrowed_to_one(store: SeededStore, scanners: dict[str, str]) -> None:
