@@ -28,6 +28,7 @@ from dash.development.base_component import Component
 from pipeline.metrics.regions import slice_number, slice_span
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.study_allocation import Arm
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from qa_dashboard import auth, blinding, inputs, review, viewer, viewer_client  # noqa: F401 (registers callbacks)
 from qa_dashboard import viewer_inputs as checked
@@ -54,7 +55,7 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
         arm = blinding.open_case(name)
     except WorkflowError as error:
         return dbc.Alert(str(error), color="warning", id="study-refused")
-    hidden = arm is Arm.STANDARD
+    hidden = blinding.hiding(name)
     valid_a, a = parse_choice(query.get("a"), view)
     valid_b, b = parse_choice(query.get("b"), view)
     valid_at, slices = parse_at(query.get("at"), view.case)
@@ -64,10 +65,11 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     if not valid_at:
         return not_found(f"at={query.get('at')!r} is not a voxel z,y,x inside case {name!r}.")
     if not view.results:
-        return html.Div([header(view.case), dbc.Alert("The batch stored no result for this case yet.", color="info")])
+        return html.Div([header(view.case, hidden.reference),
+                         dbc.Alert("The batch stored no result for this case yet.", color="info")])
     if view.case.ct_path is None:
-        return html.Div([header(view.case), dbc.Alert("The batch stored no CT map for this case: run the batch "
-                                                      "again.", color="warning")])
+        return html.Div([header(view.case, hidden.reference),
+                         dbc.Alert("The batch stored no CT map for this case: run the batch again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
     studied = [r.configuration_id for r in blinding.readings(name) if r.configuration_id in view.results]
     shown = a if a is not None else (studied or with_maps or list(view.results))[0]
@@ -79,7 +81,7 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     except ValueError as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
-    region = None if hidden else _region(query.get("region"), fraction)
+    region = None if hidden.uncertainty else _region(query.get("region"), fraction)
     # a study reading is not a step through the general worklist: no "next region" of cases outside the study
     nav = [] if region is None or arm is not None else [region_nav(store, view, shown, region["rank"], listed)]
     return html.Div([*nav, *_study_note(arm), viewer_layout(view, shown, b, slices, fraction, state, hidden),
@@ -96,12 +98,12 @@ def _study_note(arm: Arm | None) -> list[Component]:
 
 
 def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
-            region: dict[str, Any] | None = None, hidden: bool = False) -> Component:
+            region: dict[str, Any] | None = None, hidden: Hidden = NOTHING_HIDDEN) -> Component:
     """The review panel of this case under configuration A at the viewer's budget (its structures' items and the
     workflow's actions), and the case's downloads (none when the case is read blind)."""
     data = _scope(view, configuration_id, fraction)
     return section("Review", review.panel(data, _rows(data), height=200, region=region),
-                   html.Div(_downloads(view, data, hidden), id="case-downloads", className="mt-2"),
+                   html.Div(_downloads(view, data, hidden.uncertainty), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
 
 
@@ -193,8 +195,9 @@ def _register_plane(plane: str) -> None:
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
             return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
-        if blinding.hides(view.case.name):  # a forged request's hidden overlays are dropped, not drawn
-            settings = replace(settings, overlays=blinding.shown_overlays(settings.overlays, True))
+        # a forged request's hidden overlays (uncertainty, reference) are dropped, not drawn
+        settings = replace(settings, overlays=blinding.shown_overlays(settings.overlays,
+                                                                      blinding.hiding(view.case.name)))
         marks = measurements.traces(measurements.records(kept), plane, slices[plane])
         return viewer.plane_figures(store, view, plane, slices, a, b, settings, marks)
 
@@ -281,7 +284,7 @@ def _probe(*values: Any) -> Any:
     if voxel is None:
         return dash.no_update, dash.no_update
     table = viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None],
-                               blinding.hides(view.case.name))
+                               blinding.hiding(view.case.name))
     return table, html.Table(table.children, className=table.className)  # the 2×2 cell's copy, without the id
 
 
@@ -294,7 +297,7 @@ def _metrics(a: Any, b: Any, budget: Any, name: Any) -> Any:
     if view is None:
         return dash.no_update
     return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget),
-                                blinding.hides(view.case.name))
+                                blinding.hiding(view.case.name))
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),

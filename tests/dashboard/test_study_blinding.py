@@ -1,11 +1,13 @@
 """Review-study blinding enforced by the server, on SQLite and PostgreSQL: each reader of a per-case study of the
 seeded map cases asks for the hidden data directly (the slice browser's callbacks as a forged POST to
 ``/_dash-update-component``, the page addresses, the export URLs) and gets nothing derived from uncertainty for a
-case read blind (arm A, or not opened yet), and everything for a case read in arm B; a reviewer in an open study
-gets only its own readings on the worklist."""
+case read blind (arm A, or not opened yet), and everything but the reference for a case read in arm B; no reader gets
+the reference (the answer key) while the study is open; a reviewer in an open study gets only its own readings on the
+worklist."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -23,7 +25,7 @@ from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_allocation import Arm
 from pipeline.review.study_cases import CaseSelection
-from pipeline.review.workflow import Role
+from pipeline.review.workflow import Role, WorkflowError
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry, ReviewItem
 from pipeline.store.schema import Image
@@ -67,7 +69,8 @@ def define_study(url: str, cases: list[str]) -> Study:
 def study(store: SeededStore) -> Iterator[Study]:
     defined = define_study(store.url, store.seeded.map_cases)
     yield defined
-    defined.service.close_study(CommandLine("t"), defined.name)
+    with contextlib.suppress(WorkflowError):  # a test may have closed it
+        defined.service.close_study(CommandLine("t"), defined.name)
 
 
 def signed_in_client(dash_app: dash.Dash, username: str) -> Any:
@@ -93,6 +96,27 @@ def _uncertain(client: Any, app: dash.Dash, store: SeededStore, case: str) -> bo
     """Whether a forged draw that asks for the entropy and budget overlays gets a picture other than without them."""
     return (_figure(client, app, store, case, ["prediction", "entropy", "budget"])
             != _figure(client, app, store, case, ["prediction"]))
+
+
+def _referenced(client: Any, app: dash.Dash, store: SeededStore, case: str) -> bool:
+    """Whether a forged draw that asks for the reference, error and edits overlays gets a picture other than without
+    them."""
+    return (_figure(client, app, store, case, ["prediction", "reference", "error", "edits"])
+            != _figure(client, app, store, case, ["prediction"]))
+
+
+def _without_reference(client: Any, app: dash.Dash, store: SeededStore, case: str, content: str) -> None:
+    """The page ``content`` and the forged callbacks of a study reader of ``case`` carry nothing of the reference."""
+    assert not _referenced(client, app, store, case)
+    for shown in ("reference contour", "error map", "clinician's edits", "research reference", "no reference yet"):
+        assert shown not in content, shown
+    assert not re.search(r'"note": ?"', content)  # the review items' empty-structure note comes from the reference
+    assert "is not one of this case's overlays" in page(client, f"/patient/{case}", "?overlays=reference")
+    probe = _probe(client, app, store, case)
+    assert ": predicted" in probe and '"reference"' not in probe
+    metrics = _metrics(client, app, store, case)
+    assert "mL pred" in metrics and "foreground predicted" in metrics
+    assert not any(hidden in metrics for hidden in ("DSC", "/ ref", "error mL", "ROI mL", "edits caught", "NLL"))
 
 
 def _probe(client: Any, app: dash.Dash, store: SeededStore, case: str) -> str:
@@ -149,6 +173,7 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     reader = study.readers[Arm.STANDARD]
     client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed, not opened yet: read blind already
+    assert not _referenced(client, dash_app, store, reader.case)
     content = page(client, f"/patient/{reader.case}")
     assert "standard review (arm A)" in content and "viewer-overlays" in content
     assert "entropy heat map" not in content and "top-budget mask" not in content
@@ -164,8 +189,8 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     assert jump.status_code == 403 and "is hidden" in jump.get_json()["error"]
     probe = _probe(client, dash_app, store, reader.case)
     assert ": predicted" in probe and ": entropy" not in probe and ': p"' not in probe
+    _without_reference(client, dash_app, store, reader.case, content)
     metrics = _metrics(client, dash_app, store, reader.case)
-    assert "DSC (mean foreground)" in metrics
     assert not any(hidden in metrics for hidden in ("ECE", "Brier", "UEO", "entropy", "flagged mL", "distribution"))
     blind_clock = _region_clock(client, dash_app, reader.case)
     assert blind_clock.get_json()["response"] == {}  # no region opened: nothing tells of one
@@ -175,8 +200,10 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
 
     ensure_user(store.url)
     admin = signed_in_client(dash_app, ADMIN)  # no study reader: nothing hidden
-    assert _uncertain(admin, dash_app, store, reader.case)
+    assert _uncertain(admin, dash_app, store, reader.case) and _referenced(admin, dash_app, store, reader.case)
     assert ": entropy" in _probe(admin, dash_app, store, reader.case)
+    assert "reference contour" in page(admin, f"/patient/{reader.case}")
+    assert "DSC" in _metrics(admin, dash_app, store, reader.case)
 
 
 def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, study: Study,
@@ -185,8 +212,10 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
     client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed: read blind until opened
     assert _export(client, reader.case).status_code == 403
+    assert not _referenced(client, dash_app, store, reader.case)  # no reference before the opening either
     content = page(client, f"/patient/{reader.case}")
     assert "uncertainty-guided review (arm B)" in content and "entropy heat map" in content
+    _without_reference(client, dash_app, store, reader.case, content)
     assert _uncertain(client, dash_app, store, reader.case)
     assert ": entropy" in _probe(client, dash_app, store, reader.case)
     assert "flagged mL" in _metrics(client, dash_app, store, reader.case)
@@ -197,6 +226,10 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
     _free_items(store.url, reader.case)
     clock = _region_clock(client, dash_app, reader.case)
     assert clock.status_code == 200 and clock.get_json()["response"]["review-region"]["data"]["clock"] is not None
+
+    study.service.close_study(CommandLine("t"), study.name)  # a closed study hides nothing any more
+    assert _referenced(client, dash_app, store, reader.case)
+    assert '"reference"' in _probe(client, dash_app, store, reader.case)
 
 
 def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStore, study: Study,
@@ -237,3 +270,4 @@ def test_a_study_reader_gets_no_cohort_level_page_callback_or_export(store: Seed
     for export in ("/export/cohort.csv", "/export/cost.csv"):
         assert reader.get(export).status_code == 403, export
     assert "POST /_dash-update-component" in _refusals(store.url, study.readers[Arm.STANDARD].username)
+
