@@ -1,7 +1,9 @@
 """The patient slice browser: three planes per configuration, overlays, probe, metrics (layout: ``viewer_layout``).
 
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
-``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
+``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share, or
+``&minutes=M`` alone (a study reading's link) a time budget per patient, opened at the fraction of this case's ROI it
+becomes at the review rate in force (the worklist's conversion);
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
 region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
 ``&w=&l=&overlays=&grid=&zoom=&thickness=&fill=&colours=`` the rest of the view (``qa_dashboard.viewer_address``),
@@ -34,6 +36,7 @@ from qa_dashboard import auth, blinding, inputs, review, viewer, viewer_client  
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard import viewer_measure as measurements
 from qa_dashboard.components import guarded, not_found, number, section
+from qa_dashboard.queries.worklist import budget_fraction
 from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
@@ -75,10 +78,14 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     shown = a if a is not None else (studied or with_maps or list(view.results))[0]
     try:
         listed = parse_budget(query.get("budget"), query.get("minutes"))
-        fraction = parse_budget(query.get("budget"), None).value
+        # the page's budget: the case's percentage when given (a region link's), else the list's, a time budget as
+        # this case's fraction at the rate in force (a study reading's link: ``&minutes=`` alone)
+        opened = parse_budget(query.get("budget"), None) if query.get("budget") else listed
+        fraction = budget_fraction(store, view.results[shown].configuration, opened, name,
+                                   view.results[shown].model_set_identity)
         state = parse_view(query, blinding.shown_overlays(available_overlays(view.case), hidden),
                            view.case.shape_zyx)
-    except ValueError as error:
+    except (ValueError, LookupError) as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
     region = None if hidden.uncertainty else _region(query.get("region"), fraction)

@@ -29,6 +29,8 @@ from pipeline.review.workflow import Role, WorkflowError
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.review_schema import AuditEntry, ReviewItem
 from pipeline.store.schema import Image
+from qa_dashboard.queries.worklist import load_worklist
+from qa_dashboard.store import get_store
 from tests.dashboard.conftest import PLAN, SeededStore
 from tests.dashboard.http import call
 from tests.dashboard.test_permissions import page
@@ -48,16 +50,19 @@ class Study:
     service: ReviewService
 
 
-def define_study(url: str, cases: list[str]) -> Study:
-    """A per-case study of ``cases[:2]`` (configuration DE) read by two fresh reviewers: one case each, one in each
-    arm (two cases, two reviewers: the left-over block holds one A and one B)."""
+STUDY_BUDGET = Budget("fraction", PLAN.budget)
+
+
+def define_study(url: str, cases: list[str], budget: Budget = STUDY_BUDGET) -> Study:
+    """A per-case study of ``cases[:2]`` (configuration DE, at ``budget``) read by two fresh reviewers: one case each,
+    one in each arm (two cases, two reviewers: the left-over block holds one A and one B)."""
     tag = uuid.uuid4().hex[:8]
     names = (f"ann-{tag}", f"ben-{tag}")
     ids = {name: ensure_user(url, name, Role.REVIEWER) for name in names}
     service = ReviewService(make_engine(url), password_method=FAST_HASH)
     name = f"blind {tag}"
     service.define_study(CommandLine("t"), StudyDefinition(
-        name=name, configuration="DE", budget=Budget("fraction", PLAN.budget), cases=CaseSelection(names=tuple(
+        name=name, configuration="DE", budget=budget, cases=CaseSelection(names=tuple(
             cases[:2])), reviewers=names, design="per-case", endpoint="edited-ml-per-minute", seed=5))
     readings = service.show_study(CommandLine("t"), name).readings
     readers = {r.arm: Reader(r.reviewer, ids[r.reviewer], r.case) for r in readings if r.arm is not None}
@@ -271,3 +276,36 @@ def test_a_study_reader_gets_no_cohort_level_page_callback_or_export(store: Seed
         assert reader.get(export).status_code == 403, export
     assert "POST /_dash-update-component" in _refusals(store.url, study.readers[Arm.STANDARD].username)
 
+
+def _prop(content: str, ident: str, prop: str) -> Any:
+    """The property ``prop`` of the component with id ``ident`` in a page's JSON."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == ident:
+                return node["props"].get(prop)
+            return next((found for v in node.values() if (found := walk(v)) is not None), None)
+        if isinstance(node, list):
+            return next((found for v in node if (found := walk(v)) is not None), None)
+        return None
+
+    return walk(json.loads(content))
+
+
+def test_a_study_with_a_time_budget_opens_at_that_budget(store: SeededStore, dash_app: dash.Dash) -> None:
+    """The study worklist links a minutes budget as ``&minutes=``; the slice browser opens at the fraction of the
+    case's ROI it becomes at the rate in force (the worklist's own conversion), not at the default 2 %."""
+    budget = Budget("minutes", 0.05)
+    study = define_study(store.url, store.seeded.map_cases, budget)
+    try:
+        reader = study.readers[Arm.GUIDED]
+        client = signed_in_client(dash_app, reader.username)
+        listed = page(client, "/worklist")
+        assert "minutes=0.05" in listed and "budget=2" not in listed
+        expected = load_worklist(get_store(), "DE", budget, reader.case).cases[0].fraction
+        assert 0 < expected < PLAN.budget
+        content = page(client, f"/patient/{reader.case}",
+                       f"?a={store.seeded.configurations['DE']}&minutes={budget.value:g}")
+        assert _prop(content, "viewer-budget", "value") == pytest.approx(expected)
+        assert _prop(content, "review-scope", "data")["value"] == pytest.approx(expected, abs=1e-6)
+    finally:
+        study.service.close_study(CommandLine("t"), study.name)
