@@ -17,7 +17,7 @@ from typing import Any
 
 import dash
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from benchmarks.http_client import ADMIN, FAST_HASH, ensure_user, login
 from pipeline.metrics.review_budget import Budget
@@ -27,8 +27,7 @@ from pipeline.review.study_allocation import Arm
 from pipeline.review.study_cases import CaseSelection
 from pipeline.review.workflow import Role, WorkflowError
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.review_schema import AuditEntry, ReviewItem
-from pipeline.store.schema import Image
+from pipeline.store.review_schema import AuditEntry
 from qa_dashboard.queries.worklist import load_worklist
 from qa_dashboard.store import get_store
 from tests.dashboard.conftest import PLAN, SeededStore
@@ -146,19 +145,6 @@ def _region_clock(client: Any, app: dash.Dash, case: str) -> Any:
         "review-region.data": {"rank": 1, "budget": PLAN.budget, "clock": None}})
 
 
-def _free_items(url: str, case: str) -> None:
-    """The review items of ``case`` back to nobody's: other tests of the shared store may have left one reviewed by
-    another user, and review time is never recorded on such an item (``workflow.may_record_time``)."""
-    engine = make_engine(url)
-    try:
-        with session_factory(engine).begin() as session:
-            image = select(Image.id).where(Image.name == case).scalar_subquery()
-            session.execute(update(ReviewItem).where(ReviewItem.image_id == image)
-                            .values(state="pending", decision=None, reviewer_id=None))
-    finally:
-        engine.dispose()
-
-
 def _export(client: Any, case: str) -> Any:
     return client.get(f"/export/regions/{case}.zip?configuration=DE&kind=fraction&value={PLAN.budget}")
 
@@ -228,7 +214,6 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
                 {**_view(store, reader.case, []), "viewer-most-uncertain.n_clicks": 1})
     assert jump.status_code == 200, jump.get_data(as_text=True)
     assert _export(client, reader.case).status_code == 200
-    _free_items(store.url, reader.case)
     clock = _region_clock(client, dash_app, reader.case)
     assert clock.status_code == 200 and clock.get_json()["response"]["review-region"]["data"]["clock"] is not None
 
