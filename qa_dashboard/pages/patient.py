@@ -3,7 +3,7 @@
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
 ``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share, or
 ``&minutes=M`` alone (a study reading's link) a time budget per patient, opened at the fraction of this case's ROI it
-becomes at the review rate in force (the worklist's conversion);
+becomes at the review rate in force (the worklist's conversion); without either, a study reading's budget, else 2 %;
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
 region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
 ``&w=&l=&overlays=&grid=&zoom=&thickness=&fill=&colours=`` the rest of the view (``qa_dashboard.viewer_address``),
@@ -74,10 +74,12 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
         return html.Div([header(view.case, hidden.reference),
                          dbc.Alert("The batch stored no CT map for this case: run the batch again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
-    studied = [r.configuration_id for r in blinding.readings(name) if r.configuration_id in view.results]
-    shown = a if a is not None else (studied or with_maps or list(view.results))[0]
+    studied = [r for r in blinding.readings(name) if r.configuration_id in view.results]
+    shown = a if a is not None else ([r.configuration_id for r in studied] or with_maps or list(view.results))[0]
     try:
-        listed = parse_budget(query.get("budget"), query.get("minutes"))
+        # the list's budget: the address's, else a study reading's (an address without one), else the default
+        addressed = bool(query.get("budget") or query.get("minutes")) or not studied
+        listed = parse_budget(query.get("budget"), query.get("minutes")) if addressed else studied[0].budget
         # the page's budget: the case's percentage when given (a region link's), else the list's, a time budget as
         # this case's fraction at the rate in force (a study reading's link: ``&minutes=`` alone)
         opened = parse_budget(query.get("budget"), None) if query.get("budget") else listed
@@ -91,16 +93,21 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     region = None if hidden.uncertainty else _region(query.get("region"), fraction)
     # a study reading is not a step through the general worklist: no "next region" of cases outside the study
     nav = [] if region is None or arm is not None else [region_nav(store, view, shown, region["rank"], listed)]
-    return html.Div([*nav, *_study_note(arm), viewer_layout(view, shown, b, slices, fraction, state, hidden),
+    return html.Div([*nav, *_study_note(arm, listed, fraction),
+                     viewer_layout(view, shown, b, slices, fraction, state, hidden),
                      _review(view, shown, fraction, region, hidden)])
 
 
-def _study_note(arm: Arm | None) -> list[Component]:
-    """A line saying that this case is a study reading, and in which arm (revealed: the user opened it)."""
+def _study_note(arm: Arm | None, budget: Budget, fraction: float) -> list[Component]:
+    """A line saying that this case is a study reading, and in which arm (revealed: the user opened it); in arm B at
+    which ``budget`` (a time budget with the ``fraction`` of this case's ROI it became)."""
     if arm is None:
         return []
+    shown = budget.describe() + (f" ({100 * fraction:.3g} % of this case's ROI voxels)" if budget.kind == "minutes"
+                                 else "")
     text = ("standard review (arm A): the CT and the predicted contours, nothing derived from uncertainty"
-            if arm is Arm.STANDARD else "uncertainty-guided review (arm B): the entropy overlay and the budget regions")
+            if arm is Arm.STANDARD else
+            f"uncertainty-guided review (arm B): the entropy overlay and the budget regions at {shown}")
     return [dbc.Alert(f"Review study reading · {text}", color="info", className="py-1 small", id="study-arm")]
 
 

@@ -277,8 +277,9 @@ def _prop(content: str, ident: str, prop: str) -> Any:
 
 
 def test_a_study_with_a_time_budget_opens_at_that_budget(store: SeededStore, dash_app: dash.Dash) -> None:
-    """The study worklist links a minutes budget as ``&minutes=``; the slice browser opens at the fraction of the
-    case's ROI it becomes at the rate in force (the worklist's own conversion), not at the default 2 %."""
+    """The study worklist links a minutes budget as ``&minutes=``; the slice browser, from that link or a bare
+    address, opens at the fraction of the case's ROI it becomes at the rate in force (the worklist's own conversion),
+    not at the default 2 %, and says the time budget."""
     budget = Budget("minutes", 0.05)
     study = define_study(store.url, store.seeded.map_cases, budget)
     try:
@@ -288,9 +289,10 @@ def test_a_study_with_a_time_budget_opens_at_that_budget(store: SeededStore, das
         assert "minutes=0.05" in listed and "budget=2" not in listed
         expected = load_worklist(get_store(), "DE", budget, reader.case).cases[0].fraction
         assert 0 < expected < PLAN.budget
-        content = page(client, f"/patient/{reader.case}",
-                       f"?a={store.seeded.configurations['DE']}&minutes={budget.value:g}")
-        assert _prop(content, "viewer-budget", "value") == pytest.approx(expected)
-        assert _prop(content, "review-scope", "data")["value"] == pytest.approx(expected, abs=1e-6)
+        for search in (f"?a={store.seeded.configurations['DE']}&minutes={budget.value:g}", ""):  # link, bare
+            content = page(client, f"/patient/{reader.case}", search)
+            assert _prop(content, "viewer-budget", "value") == pytest.approx(expected), search
+            assert _prop(content, "review-scope", "data")["value"] == pytest.approx(expected, abs=1e-6)
+            assert "budget regions at 0.05 min per patient (" in content
     finally:
         study.service.close_study(CommandLine("t"), study.name)
