@@ -228,8 +228,9 @@ def _rows(metrics: list[ResultMetrics], budget: float, hidden: Hidden = NOTHING_
             else number(m.values.get(metric.name), metric.digits))
 
     def volumes(m: ResultMetrics, i: int) -> str:
-        text = (f"{m.structures[i][2]:.1f}" if hidden.reference
-                else f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}")
+        if hidden.reference:  # nor the note that the structure is empty: with a reference, it says the reference has it
+            return f"{m.structures[i][2]:.1f}"
+        text = f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"
         return f"{text} · {EMPTY_PREDICTION}" if i in m.empty_structures else text
 
     def shows(metric: registry.Metric) -> bool:
