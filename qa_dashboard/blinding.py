@@ -1,13 +1,17 @@
-"""Review-study blinding on the dashboard's server: the signed-in user's arm for a case, and what arm A hides.
+"""Review-study blinding on the dashboard's server: what the signed-in user's reading of a case hides, and how.
 
-The arm is :mod:`pipeline.review.study_blinding`'s rule over the user's readings in open studies, which the review
-service gives (:meth:`~pipeline.review.study.StudyOperations.study_readings`), asked again on every request that could
-carry something derived from uncertainty: the slice browser's page and callbacks, the worklist and the exports. A
-case is **hidden** (read blind) when the rule says arm A: a reading in arm A or one not opened yet. What a hidden case
-loses (``docs/review-study.md``): the entropy and top-budget overlays, the jumps to uncertain slices and regions, the
-regions, flagged volumes and ranks of the review items, the uncertainty metrics of the metrics and probe tables, and
-the region and worklist downloads. Answers that mix hidden and shown values are served without the hidden ones;
-requests for nothing but hidden data are refused (:func:`refuse`: 403, one line, audited as ``request.refused``).
+What a reading hides is :mod:`pipeline.review.study_blinding`'s rule (:func:`~pipeline.review.study_blinding.hidden`)
+over the user's readings in open studies, which the review service gives
+(:meth:`~pipeline.review.study.StudyOperations.study_readings`), asked again on every request that could carry it:
+the slice browser's page and callbacks, the worklist and the exports. A case read blind (arm A, or a reading not
+opened yet) loses what is derived from uncertainty (``docs/review-study.md``): the entropy and top-budget overlays,
+the jumps to uncertain slices and regions, the regions, flagged volumes and ranks of the review items, the
+uncertainty metrics of the metrics and probe tables, and the region and worklist downloads. Any study reading, in
+either arm, loses the reference (the answer key): the reference, error and edits overlays, the reference's label in
+the probe, every metric that needs the reference (DSC, reference volumes, error and ROI volumes, edits caught), the
+review items' empty-structure note and the case header's reference. Answers that mix hidden and shown values are
+served without the hidden ones; requests for nothing but hidden data are refused (:func:`refuse`: 403, one line,
+audited as ``request.refused``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dash.development.base_component import Component
 
 from pipeline.errors import one_line
 from pipeline.review.study_allocation import Arm
-from pipeline.review.study_blinding import StudyReading, applicable_arm
+from pipeline.review.study_blinding import Hidden, StudyReading, applicable_arm, hidden
 from pipeline.review.workflow import PermissionDenied
 from qa_dashboard import auth
 from qa_dashboard.security import CALLBACK_PATH
@@ -31,11 +35,15 @@ from qa_dashboard.store import get_store
 
 #: the slice browser's overlays derived from uncertainty (``qa_dashboard.rendering.compose.OVERLAYS``)
 HIDDEN_OVERLAYS = frozenset({"entropy", "budget"})
+#: the slice browser's overlays drawn from the reference: hidden from every study reading
+REFERENCE_OVERLAYS = frozenset({"reference", "error", "edits"})
 #: the registry's case metrics an arm-A reading shows: those of the predicted contours alone (every other one, present
 #: or future, is derived from the probabilities or the entropy and hidden)
 SHOWN_METRICS = frozenset({"dsc_mean_fg"})
 #: review item fields derived from uncertainty: the worklist's rank, the regions and their flagged volume
 HIDDEN_ITEM_FIELDS = ("case_rank", "regions", "flagged_ml")
+#: review item fields derived from the reference: the note that a structure the reference holds was not predicted
+REFERENCE_ITEM_FIELDS = ("note",)
 BLIND = "read blind in a review study (standard review, or a reading not opened yet)"
 #: the pages closed to a reader in an open study: their tables and figures hold every case's uncertainty numbers (its
 #: own cases' among them): the overview, cohort calibration, method comparison, trends and runs pages
@@ -55,6 +63,11 @@ def readings(case: str | None = None) -> tuple[StudyReading, ...]:
 def arm(case: str) -> Arm | None:
     """The arm that applies to the signed-in user reading ``case`` (None: no open study covers it)."""
     return applicable_arm(readings(case), case)
+
+
+def hiding(case: str) -> Hidden:
+    """What ``case`` hides from the signed-in user (nothing outside an open study)."""
+    return hidden(readings(case), case)
 
 
 def hides(case: str) -> bool:
@@ -84,14 +97,16 @@ def refuse(case: str | None, what: str) -> PermissionDenied:
     return PermissionDenied(f"{what} of case {case[:200]!r} is hidden: the case is {BLIND}")
 
 
-def shown_overlays(overlays: Iterable[str], hidden: bool) -> tuple[str, ...]:
-    """``overlays`` without those derived from uncertainty when ``hidden``."""
-    return tuple(o for o in overlays if not (hidden and o in HIDDEN_OVERLAYS))
+def shown_overlays(overlays: Iterable[str], hidden: Hidden) -> tuple[str, ...]:
+    """``overlays`` without those ``hidden`` hides (derived from uncertainty, drawn from the reference)."""
+    return tuple(o for o in overlays if not (hidden.uncertainty and o in HIDDEN_OVERLAYS)
+                 and not (hidden.reference and o in REFERENCE_OVERLAYS))
 
 
 def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Review item rows as the signed-in user may see them: a user in an open study gets only its study cases, the
-    hidden ones without their uncertainty fields; anyone else every row as it is."""
+    """Review item rows as the signed-in user may see them: a user in an open study gets only its study cases, without
+    their reference-derived fields, those read blind without their uncertainty fields either; anyone else every row
+    as it is."""
     mine = readings()
     if not mine:
         return rows
@@ -100,8 +115,10 @@ def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         if row.get("case") not in cases:
             continue
-        hidden = applicable_arm(mine, str(row["case"])) is Arm.STANDARD
-        shown.append({k: v for k, v in row.items() if k not in HIDDEN_ITEM_FIELDS} if hidden else row)
+        hides_now = hidden(mine, str(row["case"]))
+        left_out = (*(HIDDEN_ITEM_FIELDS if hides_now.uncertainty else ()),
+                    *(REFERENCE_ITEM_FIELDS if hides_now.reference else ()))
+        shown.append({k: v for k, v in row.items() if k not in left_out})
     return shown
 
 

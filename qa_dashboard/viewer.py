@@ -11,6 +11,7 @@ from dash.development.base_component import Component
 from pipeline.metrics import registry
 from pipeline.metrics.regions import Region, find_regions, slice_number
 from pipeline.metrics.review_budget import narrow_budget_mask
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from pipeline.review.worklist import EMPTY_PREDICTION, NO_REFERENCE
 from qa_dashboard.blinding import SHOWN_METRICS
 from qa_dashboard.components import number
@@ -166,18 +167,18 @@ def regions(store: Store, view: CaseView, result: ShownResult, budget: float) ->
 
 
 def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown: list[int],
-                hidden: bool = False) -> Component:
+                hidden: Hidden = NOTHING_HIDDEN) -> Component:
     """The probe's table: slice, voxel, mm, HU, reference label, and per configuration label, entropy, p (without
-    entropy and p when ``hidden``: a case read blind in a review study)."""
+    what a review study hides, ``hidden``: the reference label in any reading, entropy and p in one read blind)."""
     results = [view.results[c] for c in shown if c in view.results]
     probe = views.probe(store, view.case, results, voxel)
     z, y, x = probe.voxel
     rows = [("slice (axial)", f"{slice_number(z)} / {view.case.shape_zyx[0]}"), ("voxel (z, y, x)", f"{z}, {y}, {x}"),
             ("position (mm, LPS)", ", ".join(f"{v:.1f}" for v in probe.position_mm)),
-            ("HU", number(probe.hu, 0)), ("reference", probe.reference or "—")]
+            ("HU", number(probe.hu, 0)), *(() if hidden.reference else (("reference", probe.reference or "—"),))]
     for item in probe.results:
         rows.append((f"{item.configuration}: predicted", item.predicted or "—"))
-        if hidden:
+        if hidden.uncertainty:
             continue
         rows.append((f"{item.configuration}: entropy", number(item.entropy)))
         if item.probabilities:
@@ -186,18 +187,20 @@ def probe_table(store: Store, view: CaseView, voxel: tuple[int, int, int], shown
                       className="table table-sm small mb-0", id="viewer-probe-table")
 
 
-def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float, hidden: bool = False) -> Component:
-    """The case's metrics for the shown configurations, side by side; when ``hidden`` (a case read blind in a
-    review study) only those of the predicted contours (:data:`~qa_dashboard.blinding.SHOWN_METRICS`, volumes)."""
+def metrics_table(store: Store, view: CaseView, shown: list[int], budget: float,
+                  hidden: Hidden = NOTHING_HIDDEN) -> Component:
+    """The case's metrics for the shown configurations, side by side, without what a review study hides (``hidden``:
+    in a case read blind only those of the predicted contours, :data:`~qa_dashboard.blinding.SHOWN_METRICS` and
+    volumes; in any study reading none that needs the reference)."""
     results = [view.results[c] for c in shown if c in view.results]
     with store.session() as session:
         metrics = [result_metrics(session, r.result_id) for r in results]
     header = html.Tr([html.Th("metric"), *(html.Th(r.configuration) for r in results)])
     rows = _rows(metrics, budget, hidden)
-    if view.case.reference_kind == "final_clinical" and not hidden:
+    if view.case.reference_kind == "final_clinical" and not (hidden.uncertainty or hidden.reference):
         rows += _clinical_rows(metrics, budget)
     body = [html.Tr([html.Td(label, title=tip), *(html.Td(cell(m)) for m in metrics)]) for label, tip, cell in rows]
-    if not hidden:
+    if not hidden.uncertainty:
         body.append(html.Tr([html.Td("temperature scaling"),
                              *(html.Td(_fit_note(r, view.case.name)) for r in results)]))
     return html.Table([html.Thead(header), html.Tbody(body)], className="table table-sm small", id="viewer-metrics")
@@ -213,9 +216,10 @@ def _fit_note(result: ShownResult, case: str) -> str:
     return f"T = {shown}, deployed fit on {len(result.fit_cases)} cases{included}"
 
 
-def _rows(metrics: list[ResultMetrics], budget: float, hidden: bool = False) -> list[tuple[str, str, Any]]:
+def _rows(metrics: list[ResultMetrics], budget: float, hidden: Hidden = NOTHING_HIDDEN) -> list[tuple[str, str, Any]]:
     """(label, tooltip, cell) rows: the registry's case-level metrics (the DSC ones with each structure's DSC and
-    volumes after them), then the ROI, error and flagged volumes; ``hidden``: none derived from uncertainty."""
+    volumes after them), then the ROI, error and flagged volumes; none that ``hidden`` hides (derived from uncertainty,
+    or from the reference: its DSC, volumes, error volume and the ROI it widens)."""
     dsc = registry.metric("dsc")  # per structure, kept in structure_results beside the volumes
 
     def value(metric: registry.Metric) -> tuple[str, str, Any]:
@@ -224,35 +228,43 @@ def _rows(metrics: list[ResultMetrics], budget: float, hidden: bool = False) -> 
             else number(m.values.get(metric.name), metric.digits))
 
     def volumes(m: ResultMetrics, i: int) -> str:
+        if hidden.reference:  # nor the note that the structure is empty: with a reference, it says the reference has it
+            return f"{m.structures[i][2]:.1f}"
         text = f"{m.structures[i][2]:.1f} / {number(m.structures[i][3], 1)}"
         return f"{text} · {EMPTY_PREDICTION}" if i in m.empty_structures else text
+
+    def shows(metric: registry.Metric) -> bool:
+        return not ((hidden.uncertainty and metric.name not in SHOWN_METRICS)
+                    or (hidden.reference and metric.needs_reference))
 
     rows: list[tuple[str, str, Any]] = []
     names = [s[0] for s in metrics[0].structures[1:]] if metrics else []
     for metric in registry.case_metrics():
-        if hidden and metric.name not in SHOWN_METRICS:
-            continue
-        rows.append(value(metric))
+        if shows(metric):
+            rows.append(value(metric))
         if metric.name != dsc.whole_case:
             continue
         for index, name in enumerate(names, start=1):
-            rows.append((f"{dsc.label} {name}", dsc.describe(),
-                         lambda m, i=index: number(m.structures[i][1], dsc.digits) if m.has_reference
-                         else NO_REFERENCE))
-            rows.append((f"{name} mL pred / ref", "predicted and reference volume of the structure",
-                         lambda m, i=index: volumes(m, i)))
-    tail: list[tuple[bool, tuple[str, str, Any]]] = [  # (derived from uncertainty, row)
-        (False, ("prediction", "whether the configuration predicted any foreground",
-                 lambda m: EMPTY_PREDICTION if m.empty_prediction else "foreground predicted")),
-        (True, ("out of distribution?", "mean entropy over the body ranked against the same configuration on the "
-                "calibration cohort", lambda m: m.ood)),
-        (False, ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1))),
-        (False, ("error mL", "wrong ROI voxels × voxel volume",
-                 lambda m: number(_ml(m, "error_voxels"), 1) if m.has_reference else NO_REFERENCE)),
-        (True, (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
-                lambda m: number(m.flagged_ml.get(round(budget, 6)), 1))),
+            if not hidden.reference:
+                rows.append((f"{dsc.label} {name}", dsc.describe(),
+                             lambda m, i=index: number(m.structures[i][1], dsc.digits) if m.has_reference
+                             else NO_REFERENCE))
+            rows.append((f"{name} mL pred" if hidden.reference else f"{name} mL pred / ref",
+                         "predicted volume of the structure" if hidden.reference
+                         else "predicted and reference volume of the structure", lambda m, i=index: volumes(m, i)))
+    tail: list[tuple[bool, bool, tuple[str, str, Any]]] = [  # (from uncertainty, from the reference, row)
+        (False, False, ("prediction", "whether the configuration predicted any foreground",
+                        lambda m: EMPTY_PREDICTION if m.empty_prediction else "foreground predicted")),
+        (True, False, ("out of distribution?", "mean entropy over the body ranked against the same configuration on "
+                       "the calibration cohort", lambda m: m.ood)),
+        (False, True, ("ROI mL", "ROI voxels × voxel volume", lambda m: number(_ml(m, "roi_voxels"), 1))),
+        (False, True, ("error mL", "wrong ROI voxels × voxel volume",
+                       lambda m: number(_ml(m, "error_voxels"), 1) if m.has_reference else NO_REFERENCE)),
+        (True, False, (f"flagged mL at {budget * 100:.1f} %", "the review budget's flagged voxels × voxel volume",
+                       lambda m: number(m.flagged_ml.get(round(budget, 6)), 1))),
     ]
-    return rows + [row for uncertain, row in tail if not (hidden and uncertain)]
+    return rows + [row for uncertain, referenced, row in tail
+                   if not (hidden.uncertainty and uncertain) and not (hidden.reference and referenced)]
 
 
 CLINICAL_POINTS = 5  # budgets of the stored grid shown in the clinical UEO rows, evenly spaced up to its largest

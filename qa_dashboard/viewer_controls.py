@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from qa_dashboard import viewer
 from qa_dashboard.blinding import shown_overlays
 from qa_dashboard.queries.patient import Case
@@ -61,16 +62,17 @@ def toolbar(view: viewer.CaseView, a: int | None, b: int | None, state: ViewStat
     ], className="qa-toolbar", id="viewer-toolbar")
 
 
-def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: ViewState, hidden: bool = False
-            ) -> Component:
+def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: ViewState,
+            hidden: Hidden = NOTHING_HIDDEN) -> Component:
     """The side bar: overlays and structures with their colours, contours, entropy, the review ``budget`` (of at most
     the stored mask's ``budget_max``), measurements, legend, jumps, probe and metrics (it scrolls on its own, beside
-    the views); overlays and contours as ``state`` (the address's) sets them. ``hidden`` (a case read blind in a
-    review study): no overlay derived from uncertainty is offered, and the entropy, budget and jump controls are
-    left out of sight (kept in the page, disabled, since the callbacks name them; the server refuses them anyway)."""
+    the views); overlays and contours as ``state`` (the address's) sets them. ``hidden`` (what a review study hides):
+    no overlay it hides is offered (nor its legend), and for a case read blind the entropy, budget and jump controls
+    are left out of sight (kept in the page, disabled, since the callbacks name them; the server refuses them)."""
     labels = next(iter(view.results.values())).labels
     overlays = shown_overlays(available_overlays(view.case), hidden)
-    out_of_sight = {"display": "none"} if hidden else None
+    blind = hidden.uncertainty
+    out_of_sight = {"display": "none"} if blind else None
     structures = [{"label": name, "value": i} for i, name in enumerate(labels) if i > 0]
     colours = [html.Div([
         dbc.Input(type="color", id={"type": "viewer-colour", "index": i}, value=structure_colour(i, state.colours),
@@ -90,17 +92,17 @@ def sidebar(view: viewer.CaseView, budget_max: float, budget: float, state: View
                dbc.Switch(id="viewer-fill", label="fill the predicted structures", value=state.fill)),
         html.Div([
             _group("Entropy", colourbar(), html.Span("opacity", className="small"), dcc.Slider(
-                id="viewer-opacity", min=0, max=1, step=0.05, value=0.6, marks=None, disabled=hidden,
+                id="viewer-opacity", min=0, max=1, step=0.05, value=0.6, marks=None, disabled=blind,
                 tooltip={"placement": "bottom"}), html.Span("transparent below", className="small"), dcc.Slider(
-                id="viewer-threshold", min=0, max=1, step=0.01, value=0.1, marks=None, disabled=hidden,
+                id="viewer-threshold", min=0, max=1, step=0.01, value=0.1, marks=None, disabled=blind,
                 tooltip={"placement": "bottom"})),
             _group(f"Review budget (stored mask: {budget_max * 100:.1f} %)", dcc.Slider(
-                id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget, disabled=hidden,
+                id="viewer-budget", min=0, max=budget_max, step=0.001, value=budget, disabled=blind,
                 marks={v: f"{v * 100:.1f}%" for v in (0, budget_max / 2, budget_max)},
                 tooltip={"placement": "bottom"})),
             _group("Go to", dbc.Button("Most uncertain slice", id="viewer-most-uncertain", size="sm",
-                                       className="me-1", disabled=hidden),
-                   dbc.Button("Next uncertain region", id="viewer-next-region", size="sm", disabled=hidden),
+                                       className="me-1", disabled=blind),
+                   dbc.Button("Next uncertain region", id="viewer-next-region", size="sm", disabled=blind),
                    html.Div(id="viewer-region-info", className="small mt-1")),
         ], id="viewer-uncertainty-controls", style=out_of_sight),
         _group("Measurements", measurements_box("viewer-measure-list"),

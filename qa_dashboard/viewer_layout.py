@@ -15,6 +15,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from pipeline.metrics.review_budget import DEFAULT_FRACTION
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from pipeline.review.worklist import NO_REFERENCE
 from qa_dashboard import viewer
 from qa_dashboard.case_context import dicom_context
@@ -29,31 +30,33 @@ REFERENCE_KINDS = {"final_clinical": "final clinical contour", "research": "rese
 GRAPH_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": False, "responsive": True}
 
 
-def header(case: Case) -> Component:
-    """The case's name, cohort, patient, geometry and reference note on one line, and its DICOM context under it."""
+def header(case: Case, hide_reference: bool = False) -> Component:
+    """The case's name, cohort, patient, geometry and reference note on one line, and its DICOM context under it
+    (``hide_reference``, a study reading: nothing about the reference, not even whether there is one)."""
+    reference = "" if hide_reference else (
+        (f" · {REFERENCE_KINDS[case.reference_kind]}" if case.reference_kind else "")
+        + (f" · reference: {case.reference_note}" if case.reference_note else "")
+        + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"))
     return html.Div([html.Div([
         html.Span(case.name, className="fw-semibold me-2"),
         html.Span(f"{case.cohort} · patient {case.pseudonym} · "
                   f"{case.shape_zyx[2]} × {case.shape_zyx[1]} × {case.shape_zyx[0]} voxels, "
-                  f"{' × '.join(f'{s:g}' for s in case.spacing_xyz)} mm"
-                  + (f" · {REFERENCE_KINDS[case.reference_kind]}" if case.reference_kind else "")
-                  + (f" · reference: {case.reference_note}" if case.reference_note else "")
-                  + ("" if case.reference_path else f" · {NO_REFERENCE}: error map and reference metrics unavailable"),
-                  className="text-muted small"),
+                  f"{' × '.join(f'{s:g}' for s in case.spacing_xyz)} mm" + reference, className="text-muted small"),
     ], className="qa-case-header"), dicom_context(case)], id="viewer-header")
 
 
 def viewer_layout(view: viewer.CaseView, a: int, b: int | None, slices: Slices,
-                  budget: float = DEFAULT_FRACTION, state: ViewState | None = None, hidden: bool = False) -> Component:
+                  budget: float = DEFAULT_FRACTION, state: ViewState | None = None,
+                  hidden: Hidden = NOTHING_HIDDEN) -> Component:
     """The whole browser for ``view`` showing configuration ``a`` (and ``b``) at ``slices`` and review ``budget``,
     with the window and level, overlays, layout and zoom of ``state`` (the address's; the defaults when None);
-    ``hidden``: the case is read blind in a review study (no uncertainty control, ``viewer_controls.sidebar``)."""
+    ``hidden``: what a review study hides of the case (``viewer_controls.sidebar``, the header's reference)."""
     case = view.case
     state = state or parse_view({}, available_overlays(case), case.shape_zyx)
     zoom = None if state.zoom is None else {"factor": state.zoom[0], "centre": list(state.zoom[1:])}
     budget_max = max((r.mask_budget or 0.0) for r in view.results.values()) or DEFAULT_FRACTION
     return html.Div([
-        header(case),
+        header(case, hidden.reference),
         dcc.Store(id="viewer-case", data=case.name),
         dcc.Store(id="viewer-shape", data=dict(zip(PLANES, case.shape_zyx, strict=True))),
         dcc.Store(id="viewer-presets", data={k: [w, lv] for k, (_, w, lv) in viewer.PRESETS.items()}),

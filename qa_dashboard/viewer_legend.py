@@ -6,6 +6,7 @@ from __future__ import annotations
 from dash import html
 from dash.development.base_component import Component
 
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from qa_dashboard.rendering.compose import (
     ADDED_COLOUR,
     BUDGET_COLOUR,
@@ -31,19 +32,22 @@ def colourbar() -> Component:
     ], className="mb-2")
 
 
-def legend(final_clinical: bool, hidden: bool = False) -> Component:
-    """Swatches of the contours, masks, edits and crosshair planes (without the top-budget mask when ``hidden``: a
-    case read blind in a review study)."""
+def legend(final_clinical: bool, hidden: Hidden = NOTHING_HIDDEN) -> Component:
+    """Swatches of the contours, masks, edits and crosshair planes, without those a review study hides (``hidden``:
+    the top-budget mask of a case read blind, the reference's contour, error and edits of any study reading)."""
     def swatch(colour: str, text: str, style: str = "solid") -> Component:
         return html.Div([html.Span(className="qa-swatch", style={"borderTopColor": colour, "borderTopStyle": style}),
                          text], className="small")
 
+    reference = not hidden.reference
     return html.Div([
-        swatch("#00e5ff", "reference contour (solid)"), swatch("#00e5ff", "predicted contour (dashed)", "dashed"),
-        *(() if hidden else (swatch(BUDGET_COLOUR, "top-budget mask (yellow, dotted)", "dotted"),)),
-        swatch(ERROR_COLOUR, "error"),
+        *((swatch("#00e5ff", "reference contour (solid)"),) if reference else ()),
+        swatch("#00e5ff", "predicted contour (dashed)", "dashed"),
+        *(() if hidden.uncertainty else (swatch(BUDGET_COLOUR, "top-budget mask (yellow, dotted)", "dotted"),)),
+        *((swatch(ERROR_COLOUR, "error"),) if reference else ()),
         *((swatch(ADDED_COLOUR, "added by the clinician (under-segmented)"),
-           swatch(REMOVED_COLOUR, "removed by the clinician (over-segmented)")) if final_clinical else ()),
+           swatch(REMOVED_COLOUR, "removed by the clinician (over-segmented)")) if final_clinical and reference
+          else ()),
         html.Div([html.Span("crosshair: ", className="small"),
                   *(html.Span(p, className="small me-1", style={"color": PLANE_COLOURS[p]}) for p in PLANE_COLOURS)]),
     ], id="viewer-legend")

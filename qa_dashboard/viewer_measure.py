@@ -156,7 +156,7 @@ def _measure(request: Any, clear: Any, axial: Any, coronal: Any, sagittal: Any, 
         chosen = checked.configuration(a if asked["side"] == "a" else b, f"viewer-{asked['side']}.value")
         shown = inputs.listed(overlays, "viewer-overlays.value", lambda v, n: inputs.text(v, n, 20))
         try:
-            entropy = "entropy" in blinding.shown_overlays(shown, blinding.hides(view.case.name))
+            entropy = "entropy" in blinding.shown_overlays(shown, blinding.hiding(view.case.name))
             kept = [*kept, measure_one(get_store(), view, asked, slices, chosen, entropy)]
         except ValueError as error:
             message = str(error)

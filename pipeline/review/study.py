@@ -12,9 +12,11 @@ Who sees what, enforced here and not only in a user interface:
   (``study.view_allocation``);
 - a reviewer sees only the studies it reviews and its own readings, each reading's arm only once it opened that case;
 - opening a case (``study.open_case``) reveals the arm to that case's reviewer alone; anyone else gets nothing and a
-  ``denied`` audit row. In a crossover, period 2 opens once the reviewer opened and decided every period-1 case
-  and the washout has passed since the last of those decisions (:func:`pipeline.review.study_measure.reading_decisions`:
-  the memory of a case lasts until the reader is done with it, not from its opening);
+  ``denied`` audit row. The first opening starts the reader's clock on each of the case's items
+  (:func:`pipeline.review.timing.open_reading_clocks`: the reading is timed from its opening, whoever reviews them).
+  In a crossover, period 2 opens once the reviewer opened and decided every period-1 case and the washout has passed
+  since the last of those decisions (:func:`pipeline.review.study_measure.reading_decisions`: the memory of a case
+  lasts until the reader is done with it, not from its opening);
 - the measurements per reading (:mod:`pipeline.review.study_measure`: the results, with every arm): approvers and
   admins, each look audited (``study.view_results``);
 - :meth:`StudyOperations.study_readings` and :meth:`StudyOperations.open_case_readings` give the dashboard a user's
@@ -41,7 +43,9 @@ from pipeline.review.study_allocation import METHOD, Arm, Design, Endpoint, allo
 from pipeline.review.study_blinding import StudyReading, applicable_arm
 from pipeline.review.study_cases import CaseSelection, select_cases, select_reviewers
 from pipeline.review.study_measure import reading_decisions, reading_rows
+from pipeline.review.timing import open_reading_clocks
 from pipeline.review.workflow import Action, Actor, PermissionDenied, WorkflowError
+from pipeline.review.worklist import deployed_results, review_classes
 from pipeline.settings import ReviewSettings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.configurations import resolve_configuration
@@ -170,6 +174,15 @@ def _readings(session: Session, study: Study, user_id: int | None, reveal_all: b
                  for a, case, reviewer in session.execute(query))
 
 
+def _case_items(session: Session, study: Study, case: str) -> list[int]:
+    """The class indexes of ``case``'s review items under the study's configuration: its deployed result's structures
+    to review (:func:`pipeline.review.worklist.review_classes`; a region's own structure opens its clock at start)."""
+    configuration = session.get_one(Configuration, study.configuration_id)
+    model_set = session.get_one(ModelSet, configuration.model_set_id).identity
+    refs = deployed_results(session, configuration.name, case, model_set)
+    return sorted(review_classes(session, [refs[0].result.id]).get(refs[0].result.id, {})) if refs else []
+
+
 def _reviews(session: Session, study_id: int, user_id: int | None) -> bool:
     return user_id is not None and session.get(StudyReviewer, (study_id, user_id)) is not None
 
@@ -282,6 +295,9 @@ class StudyOperations(ServiceBase):
             first = row.opened_at is None
             if first:
                 row.opened_at = now
+                session.flush()
+                open_reading_clocks(session, actor, row.image_id, study.configuration_id,
+                                    _case_items(session, study, case), now)
             session.flush()
             reading = Reading(case, actor.username, row.period, row.position, Arm(row.arm), aware(row.opened_at))
             self._audit(session, actor, "study.open_case", "ok", "study_assignment", f"{name}/{case}"[:200], None,

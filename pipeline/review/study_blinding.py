@@ -7,8 +7,11 @@ A user's readings in **open** studies (:meth:`pipeline.review.study.StudyOperati
   concealed, and a concealed reading is read blind, so that nothing seen before the opening depends on the arm). A
   case in two open studies of the user is blind when either reading is.
 
-In arm A the user sees nothing derived from uncertainty (``docs/review-study.md`` lists what, and how the dashboard's
-server enforces it). Arm B hides nothing: arm A's view is a part of arm B's.
+What a reading hides (:func:`hidden`, ``docs/review-study.md`` lists where, and how the dashboard's server enforces
+it): in arm A everything derived from uncertainty, and in **every** study reading (either arm, opened or not) the
+case's reference contour and everything derived from it (error map, clinician's edits, DSC, reference volumes, edits
+caught, any metric that needs the reference): for a study case the reference is the answer key (the final clinical
+contour or an observer's). Apart from the reference, arm B hides nothing: arm A's view is a part of arm B's.
 """
 
 from __future__ import annotations
@@ -43,6 +46,25 @@ def applicable_arm(readings: Iterable[StudyReading], case: str) -> Arm | None:
     if not covering:
         return None
     return Arm.GUIDED if all(reading.arm is Arm.GUIDED for reading in covering) else Arm.STANDARD
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """What a user reading a case does not see: ``uncertainty`` (everything derived from it: arm A, or a reading not
+    opened yet) and ``reference`` (the reference contour and everything derived from it: any study reading)."""
+
+    uncertainty: bool = False
+    reference: bool = False
+
+
+NOTHING_HIDDEN = Hidden()
+
+
+def hidden(readings: Iterable[StudyReading], case: str) -> Hidden:
+    """What ``case`` hides from a user with the open-study ``readings`` (module description): nothing outside a
+    study; the reference in either arm, opened or not; and in arm A (or unopened) the uncertainty too."""
+    arm = applicable_arm(readings, case)
+    return Hidden(uncertainty=arm is Arm.STANDARD, reference=arm is not None)
 
 
 def reading_order(readings: Iterable[StudyReading]) -> list[StudyReading]:

@@ -3,8 +3,10 @@ from the records their owners keep; nothing is stored here (``docs/review-study.
 
 - **Active time** (``active_seconds``): the sum of the reader's item clocks on the case under the study's
   configuration (:mod:`pipeline.review.timing`: focus and input events, each idle gap capped, shared between the
-  items a person holds at once) that opened at or after the reading's first opening; NaN without one. Region
-  clocks are not added: they overlap the item clocks (a region's time is also its item's time).
+  items a person holds at once) that opened at or after the reading's first opening, which starts them
+  (:func:`pipeline.review.timing.open_reading_clocks`, whoever reviews the items: a crossover's second reader is timed
+  like the first); NaN without one. Region clocks are not added: they overlap the item clocks (a region's time is also
+  its item's time).
 - **Regions opened** (``regions_opened``): the distinct regions (structure, rank, budget) of the case the reader
   opened a region clock on (the worklist's tick, :func:`pipeline.review.timing.opened_regions`) since that opening.
 - **Decision** (``decision``): the reader's own last decision on each of the case's review items (structures) under

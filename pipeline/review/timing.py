@@ -10,7 +10,12 @@
   away adds at most the cap), split evenly over the user's open item clocks (several items held at once share one
   person's time); the page's region clock, if any, gets its capped gap in full. The decision is activity too.
 - **Permission**: :func:`pipeline.review.workflow.may_record_time` (the owner): a user whose role may review, on an
-  item nobody else reviews; a report only ever credits the reporting user's own clocks.
+  item nobody else reviews, or on an item of a case it reads in an open review study (an opened reading, under the
+  study's configuration: :func:`reads_case`); a report only ever credits the reporting user's own clocks.
+- **Study readings**: a reading's first opening (:meth:`pipeline.review.study.StudyOperations.open_study_case`)
+  opens the reader's clock on each of the case's items (:func:`open_reading_clocks`), whoever reviews them, so a
+  reading is timed from its opening until the reader decides, for the first reader of a case and the second alike.
+  A user holds one clock per item: starting or reopening an item whose clock is open keeps that clock.
 - **Ticks**: a region counts as looked at once it has a region clock (:func:`opened_regions`): the worklist ticks it.
 - **Measured items**: an item whose clock closed with active time and a flagged volume; its rate is its active
   seconds over its flagged mL. :meth:`TimingOperations.review_rate` turns the department's measured items into the
@@ -34,6 +39,7 @@ from pipeline.review.base import Principal, ServiceBase, utc
 from pipeline.review.workflow import Actor, ItemState, PermissionDenied, State, may_record_time
 from pipeline.settings import ReviewSettings
 from pipeline.store.review_schema import ReviewItem, ReviewTime, User
+from pipeline.store.study_schema import Study, StudyAssignment
 
 #: a region of the worklist: (image id, configuration id, class index, rank, budget fraction rounded to 6 places)
 RegionKey = tuple[int, int, int, int, float]
@@ -52,12 +58,45 @@ def _open_items(session: Session, user_id: int) -> list[ReviewTime]:
         ReviewTime.user_id == user_id, ReviewTime.region_rank.is_(None), ReviewTime.closed_at.is_(None))))
 
 
+def _open_clock(session: Session, key: tuple[int, int, int], user_id: int, now: datetime, flagged_ml: float | None
+                ) -> None:
+    """Open ``user_id``'s clock on the item ``key`` (image, configuration, class index), unless one is open: then
+    that one runs on, with ``flagged_ml`` noted when it had none."""
+    image_id, configuration_id, class_index = key
+    running = session.scalar(select(ReviewTime).where(
+        ReviewTime.user_id == user_id, ReviewTime.image_id == image_id, ReviewTime.configuration_id == configuration_id,
+        ReviewTime.class_index == class_index, ReviewTime.region_rank.is_(None), ReviewTime.closed_at.is_(None)))
+    if running is None:
+        session.add(ReviewTime(image_id=image_id, configuration_id=configuration_id, class_index=class_index,
+                               user_id=user_id, flagged_ml=flagged_ml, opened_at=now, last_active_at=now, seconds=0.0))
+    elif running.flagged_ml is None:
+        running.flagged_ml = flagged_ml
+
+
 def open_item_clock(session: Session, item: ReviewItem, user_id: int, now: datetime, flagged_ml: float | None
                     ) -> None:
-    """Start timing ``item`` for ``user_id`` (its review just started), with its flagged volume (mL) when known."""
-    session.add(ReviewTime(image_id=item.image_id, configuration_id=item.configuration_id,
-                           class_index=item.class_index, user_id=user_id, flagged_ml=flagged_ml, opened_at=now,
-                           last_active_at=now, seconds=0.0))
+    """Start timing ``item`` for ``user_id`` (its review just started), with its flagged volume (mL) when known (an
+    open clock of the user on the item, a study reading's, runs on)."""
+    _open_clock(session, (item.image_id, item.configuration_id, item.class_index), user_id, now, flagged_ml)
+
+
+def reads_case(session: Session, user_id: int | None, image_id: int, configuration_id: int) -> bool:
+    """Whether ``user_id`` has an opened reading of the case ``image_id`` in an open review study of the
+    configuration ``configuration_id`` (:func:`~pipeline.review.workflow.may_record_time`'s exception)."""
+    return user_id is not None and session.scalar(
+        select(StudyAssignment.id).join(Study, Study.id == StudyAssignment.study_id)
+        .where(StudyAssignment.user_id == user_id, StudyAssignment.image_id == image_id,
+               StudyAssignment.opened_at.is_not(None), Study.closed_at.is_(None),
+               Study.configuration_id == configuration_id).limit(1)) is not None
+
+
+def open_reading_clocks(session: Session, actor: Actor, image_id: int, configuration_id: int,
+                        class_indexes: Iterable[int], now: datetime) -> None:
+    """A study reading's first opening: start ``actor``'s clock on each of the case's items ``class_indexes`` under
+    the study's configuration (whoever reviews them: the actor reads the case) that it has none open on."""
+    for class_index in class_indexes:
+        _may_time(session, actor, image_id, configuration_id, class_index)
+        _open_clock(session, (image_id, configuration_id, class_index), actor.user_id or 0, now, None)
 
 
 def close_item_clock(session: Session, item: ReviewItem, user_id: int, now: datetime, cap: float) -> None:
@@ -99,7 +138,9 @@ def _may_time(session: Session, actor: Actor, image_id: int, configuration_id: i
     item = session.scalar(select(ReviewItem).where(
         ReviewItem.image_id == image_id, ReviewItem.configuration_id == configuration_id,
         ReviewItem.class_index == class_index))
-    may_record_time(ItemState(State(item.state), reviewer_id=item.reviewer_id) if item else ItemState(), actor)
+    state = ItemState(State(item.state), reviewer_id=item.reviewer_id) if item else ItemState()
+    another = state.reviewer_id not in (None, actor.user_id)  # only then does the study exception matter
+    may_record_time(state, actor, another and reads_case(session, actor.user_id, image_id, configuration_id))
 
 
 class TimingOperations(ServiceBase):

@@ -187,11 +187,14 @@ def approve(item: ItemState, actor: Actor) -> ItemState:
     return replace(item, state=State.APPROVED, approver_id=actor.user_id)
 
 
-def may_record_time(item: ItemState, actor: Actor) -> None:
+def may_record_time(item: ItemState, actor: Actor, reads_case: bool = False) -> None:
     """Review time on ``item`` may be written by a signed-in user whose role may review, and only while the item is
-    nobody's or the actor's own (its reviewer): never on an item another user reviews or reviewed."""
+    nobody's or the actor's own (its reviewer): never on an item another user reviews or reviewed, unless the actor
+    ``reads_case``: it has an opened reading of the item's case in an open review study under the item's
+    configuration, whose time is the study's measurement whoever reviews the item (a crossover's second reader
+    reads a case the first one decided)."""
     require(actor.role, Action.RECORD_TIME, actor.username)
     if actor.user_id is None:
         raise PermissionDenied("review time needs a signed-in user (the command line has none)")
-    if item.reviewer_id is not None and item.reviewer_id != actor.user_id:
+    if item.reviewer_id is not None and item.reviewer_id != actor.user_id and not reads_case:
         raise PermissionDenied(f"{actor.username} may not record time on an item another user reviews")

@@ -255,7 +255,7 @@ def review_states(session: Session, configuration_ids: set[int]) -> dict[tuple[i
     } for item, reviewer_name, approver_name in session.execute(query)}
 
 
-def _review_classes(session: Session, result_ids: list[int]) -> dict[int, dict[int, bool]]:
+def review_classes(session: Session, result_ids: list[int]) -> dict[int, dict[int, bool]]:
     """Per result: its foreground structures to review (predicted, or flagged empty) → whether flagged empty."""
     rows = session.execute(select(StructureResult.result_id, StructureResult.class_index,
                                   StructureResult.empty_prediction).where(
@@ -302,7 +302,7 @@ def build_worklist(
         raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
     curve = recall_curve(session, chosen.id)
     states = review_states(session, {ref.result.configuration_id for ref in refs})
-    classes = _review_classes(session, [ref.result.id for ref in refs])
+    classes = review_classes(session, [ref.result.id for ref in refs])
     fractions = {ref.result.id: case_fraction(session, ref, budget, settings) for ref in refs}
     stored: dict[int, tuple[Region, ...]] = {}
     for fraction in {f for f, _ in fractions.values()}:
@@ -347,7 +347,7 @@ def unreviewed_count(session: Session, configuration: str, model_set: str | None
     counted here.
     """
     refs = deployed_results(session, configuration, model_set=model_set)
-    predicted = _review_classes(session, [ref.result.id for ref in refs])
+    predicted = review_classes(session, [ref.result.id for ref in refs])
     states = review_states(session, {ref.result.configuration_id for ref in refs})
     done = {State.REVIEWED, State.APPROVED}
     return sum(

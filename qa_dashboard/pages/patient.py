@@ -1,7 +1,9 @@
 """The patient slice browser: three planes per configuration, overlays, probe, metrics (layout: ``viewer_layout``).
 
 Address: ``/patient/<name>?a=ID&b=ID&at=z,y,x`` — configurations A and B by id, the crosshair's voxel;
-``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share;
+``&budget=PERCENT`` the review budget (default 2 %), which the views, the review panel and the downloads share, or
+``&minutes=M`` alone (a study reading's link) a time budget per patient, opened at the fraction of this case's ROI it
+becomes at the review rate in force (the worklist's conversion); without either, a study reading's budget, else 2 %;
 ``&region=RANK`` (the worklist's region links, with the list's ``&minutes=`` for a time budget) times the work on that
 region (``qa_dashboard.review``) and shows the way through the list (``qa_dashboard.region_nav``);
 ``&w=&l=&overlays=&grid=&zoom=&thickness=&fill=&colours=`` the rest of the view (``qa_dashboard.viewer_address``),
@@ -28,11 +30,13 @@ from dash.development.base_component import Component
 from pipeline.metrics.regions import slice_number, slice_span
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.study_allocation import Arm
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden
 from pipeline.review.workflow import Action, WorkflowError, allowed
 from qa_dashboard import auth, blinding, inputs, review, viewer, viewer_client  # noqa: F401 (registers callbacks)
 from qa_dashboard import viewer_inputs as checked
 from qa_dashboard import viewer_measure as measurements
 from qa_dashboard.components import guarded, not_found, number, section
+from qa_dashboard.queries.worklist import budget_fraction
 from qa_dashboard.region_nav import region_nav
 from qa_dashboard.rendering import views
 from qa_dashboard.rendering.geometry import PLANES
@@ -54,7 +58,7 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
         arm = blinding.open_case(name)
     except WorkflowError as error:
         return dbc.Alert(str(error), color="warning", id="study-refused")
-    hidden = arm is Arm.STANDARD
+    hidden = blinding.hiding(name)
     valid_a, a = parse_choice(query.get("a"), view)
     valid_b, b = parse_choice(query.get("b"), view)
     valid_at, slices = parse_at(query.get("at"), view.case)
@@ -64,44 +68,56 @@ def _page(store: Store, name: str, query: dict[str, str | None]) -> Component:
     if not valid_at:
         return not_found(f"at={query.get('at')!r} is not a voxel z,y,x inside case {name!r}.")
     if not view.results:
-        return html.Div([header(view.case), dbc.Alert("The batch stored no result for this case yet.", color="info")])
+        return html.Div([header(view.case, hidden.reference),
+                         dbc.Alert("The batch stored no result for this case yet.", color="info")])
     if view.case.ct_path is None:
-        return html.Div([header(view.case), dbc.Alert("The batch stored no CT map for this case: run the batch "
-                                                      "again.", color="warning")])
+        return html.Div([header(view.case, hidden.reference),
+                         dbc.Alert("The batch stored no CT map for this case: run the batch again.", color="warning")])
     with_maps = [c for c, r in view.results.items() if "entropy" in r.maps]
-    studied = [r.configuration_id for r in blinding.readings(name) if r.configuration_id in view.results]
-    shown = a if a is not None else (studied or with_maps or list(view.results))[0]
+    studied = [r for r in blinding.readings(name) if r.configuration_id in view.results]
+    shown = a if a is not None else ([r.configuration_id for r in studied] or with_maps or list(view.results))[0]
     try:
-        listed = parse_budget(query.get("budget"), query.get("minutes"))
-        fraction = parse_budget(query.get("budget"), None).value
+        # the list's budget: the address's, else a study reading's (an address without one), else the default
+        addressed = bool(query.get("budget") or query.get("minutes")) or not studied
+        listed = parse_budget(query.get("budget"), query.get("minutes")) if addressed else studied[0].budget
+        # the page's budget: the case's percentage when given (a region link's), else the list's, a time budget as
+        # this case's fraction at the rate in force (a study reading's link: ``&minutes=`` alone)
+        opened = parse_budget(query.get("budget"), None) if query.get("budget") else listed
+        fraction = budget_fraction(store, view.results[shown].configuration, opened, name,
+                                   view.results[shown].model_set_identity)
         state = parse_view(query, blinding.shown_overlays(available_overlays(view.case), hidden),
                            view.case.shape_zyx)
-    except ValueError as error:
+    except (ValueError, LookupError) as error:
         return not_found(str(error))
     fraction = min(fraction, max((r.mask_budget or 0.0) for r in view.results.values()) or fraction)
-    region = None if hidden else _region(query.get("region"), fraction)
+    region = None if hidden.uncertainty else _region(query.get("region"), fraction)
     # a study reading is not a step through the general worklist: no "next region" of cases outside the study
     nav = [] if region is None or arm is not None else [region_nav(store, view, shown, region["rank"], listed)]
-    return html.Div([*nav, *_study_note(arm), viewer_layout(view, shown, b, slices, fraction, state, hidden),
+    return html.Div([*nav, *_study_note(arm, listed, fraction),
+                     viewer_layout(view, shown, b, slices, fraction, state, hidden),
                      _review(view, shown, fraction, region, hidden)])
 
 
-def _study_note(arm: Arm | None) -> list[Component]:
-    """A line saying that this case is a study reading, and in which arm (revealed: the user opened it)."""
+def _study_note(arm: Arm | None, budget: Budget, fraction: float) -> list[Component]:
+    """A line saying that this case is a study reading, and in which arm (revealed: the user opened it); in arm B at
+    which ``budget`` (a time budget with the ``fraction`` of this case's ROI it became)."""
     if arm is None:
         return []
+    shown = budget.describe() + (f" ({100 * fraction:.3g} % of this case's ROI voxels)" if budget.kind == "minutes"
+                                 else "")
     text = ("standard review (arm A): the CT and the predicted contours, nothing derived from uncertainty"
-            if arm is Arm.STANDARD else "uncertainty-guided review (arm B): the entropy overlay and the budget regions")
+            if arm is Arm.STANDARD else
+            f"uncertainty-guided review (arm B): the entropy overlay and the budget regions at {shown}")
     return [dbc.Alert(f"Review study reading · {text}", color="info", className="py-1 small", id="study-arm")]
 
 
 def _review(view: viewer.CaseView, configuration_id: int, fraction: float,
-            region: dict[str, Any] | None = None, hidden: bool = False) -> Component:
+            region: dict[str, Any] | None = None, hidden: Hidden = NOTHING_HIDDEN) -> Component:
     """The review panel of this case under configuration A at the viewer's budget (its structures' items and the
     workflow's actions), and the case's downloads (none when the case is read blind)."""
     data = _scope(view, configuration_id, fraction)
     return section("Review", review.panel(data, _rows(data), height=200, region=region),
-                   html.Div(_downloads(view, data, hidden), id="case-downloads", className="mt-2"),
+                   html.Div(_downloads(view, data, hidden.uncertainty), id="case-downloads", className="mt-2"),
                    help_text="this case's structures under configuration A; approval needs a second user")
 
 
@@ -193,8 +209,9 @@ def _register_plane(plane: str) -> None:
         if triggered and triggered <= {f"slice-{p}" for p in others}:
             shapes = views.crosshair(views.geometry(view.case, plane), slices)
             return _shapes_patch(shapes), _shapes_patch(shapes) if b is not None else dash.no_update
-        if blinding.hides(view.case.name):  # a forged request's hidden overlays are dropped, not drawn
-            settings = replace(settings, overlays=blinding.shown_overlays(settings.overlays, True))
+        # a forged request's hidden overlays (uncertainty, reference) are dropped, not drawn
+        settings = replace(settings, overlays=blinding.shown_overlays(settings.overlays,
+                                                                      blinding.hiding(view.case.name)))
         marks = measurements.traces(measurements.records(kept), plane, slices[plane])
         return viewer.plane_figures(store, view, plane, slices, a, b, settings, marks)
 
@@ -281,7 +298,7 @@ def _probe(*values: Any) -> Any:
     if voxel is None:
         return dash.no_update, dash.no_update
     table = viewer.probe_table(store, view, voxel, [c for c in (a, b) if c is not None],
-                               blinding.hides(view.case.name))
+                               blinding.hiding(view.case.name))
     return table, html.Table(table.children, className=table.className)  # the 2×2 cell's copy, without the id
 
 
@@ -294,7 +311,7 @@ def _metrics(a: Any, b: Any, budget: Any, name: Any) -> Any:
     if view is None:
         return dash.no_update
     return viewer.metrics_table(store, view, [c for c in (a, b) if c is not None], checked.budget(view, budget),
-                                blinding.hides(view.case.name))
+                                blinding.hiding(view.case.name))
 
 
 @callback(Output("viewer-colourbar-mask", "style"), Output("viewer-colourbar", "title"),

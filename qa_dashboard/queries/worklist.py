@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.errors import NotFoundError
 from pipeline.metrics.regions import Region, slice_span
 from pipeline.metrics.review_budget import Budget, ReviewRate
 from pipeline.review.exports import case_state
@@ -22,9 +23,12 @@ from pipeline.review.worklist import (
     Worklist,
     WorklistCase,
     build_worklist,
+    case_fraction,
+    deployed_results,
     in_group,
     with_current_states,
 )
+from pipeline.settings import ReviewSettings
 from pipeline.store.schema import Artifact, CaseResult, Configuration, ModelSet
 from pipeline.store.strata import image_groups
 from qa_dashboard.components import patient_href
@@ -72,17 +76,36 @@ def rate_in_force(store: Store) -> ReviewRate:
         return measured_rate(session, settings().review)
 
 
+def _review_in_force(session: Session) -> ReviewSettings:
+    """The review settings with the review rate in force (a time budget converts at it)."""
+    return replace(settings().review, seconds_per_ml=measured_rate(session, settings().review).seconds_per_ml)
+
+
 def load_worklist(store: Store, configuration: str, budget: Budget, case: str | None = None,
                   model_set: str | None = None) -> Worklist:
     """The worklist of ``configuration`` (of ``model_set``, default the newest with a result of it) at ``budget``, of
     ``case`` alone when given (LookupError when there is no such result); a time budget converts at the rate in
     force (:func:`rate_in_force`)."""
     with store.session() as session:
-        review = replace(settings().review, seconds_per_ml=measured_rate(session, settings().review).seconds_per_ml)
+        review = _review_in_force(session)
         key = ("worklist", configuration, model_set, budget, review, case)
         cached = store.cached(session, key, lambda: build_worklist(
             session, store.maps.artifacts, configuration, budget, review, case=case, model_set=model_set))
         return with_current_states(session, cached)
+
+
+def budget_fraction(store: Store, configuration: str, budget: Budget, case: str, model_set: str | None = None
+                    ) -> float:
+    """The fraction of ``case``'s ROI voxels that ``budget`` flags under ``configuration`` (of ``model_set``): a time
+    budget at the rate in force, as the worklist converts it (:func:`pipeline.review.worklist.case_fraction`, without
+    computing the worklist); LookupError when the case has no such result."""
+    if budget.kind == "fraction":
+        return budget.value
+    with store.session() as session:
+        refs = deployed_results(session, configuration, case, model_set)
+        if not refs:
+            raise NotFoundError(f"case {case!r} has no stored result of configuration {configuration!r}")
+        return case_fraction(session, refs[0], budget, _review_in_force(session))[0]
 
 
 def acquisition_groups(store: Store, worklist: Worklist, key: str) -> dict[int, str]:

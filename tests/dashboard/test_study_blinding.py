@@ -1,11 +1,13 @@
 """Review-study blinding enforced by the server, on SQLite and PostgreSQL: each reader of a per-case study of the
 seeded map cases asks for the hidden data directly (the slice browser's callbacks as a forged POST to
 ``/_dash-update-component``, the page addresses, the export URLs) and gets nothing derived from uncertainty for a
-case read blind (arm A, or not opened yet), and everything for a case read in arm B; a reviewer in an open study
-gets only its own readings on the worklist."""
+case read blind (arm A, or not opened yet), and everything but the reference for a case read in arm B; no reader gets
+the reference (the answer key) while the study is open; a reviewer in an open study gets only its own readings on the
+worklist."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -15,7 +17,7 @@ from typing import Any
 
 import dash
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from benchmarks.http_client import ADMIN, FAST_HASH, ensure_user, login
 from pipeline.metrics.review_budget import Budget
@@ -23,10 +25,11 @@ from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_allocation import Arm
 from pipeline.review.study_cases import CaseSelection
-from pipeline.review.workflow import Role
+from pipeline.review.workflow import Role, WorkflowError
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.review_schema import AuditEntry, ReviewItem
-from pipeline.store.schema import Image
+from pipeline.store.review_schema import AuditEntry
+from qa_dashboard.queries.worklist import load_worklist
+from qa_dashboard.store import get_store
 from tests.dashboard.conftest import PLAN, SeededStore
 from tests.dashboard.http import call
 from tests.dashboard.test_permissions import page
@@ -46,16 +49,19 @@ class Study:
     service: ReviewService
 
 
-def define_study(url: str, cases: list[str]) -> Study:
-    """A per-case study of ``cases[:2]`` (configuration DE) read by two fresh reviewers: one case each, one in each
-    arm (two cases, two reviewers: the left-over block holds one A and one B)."""
+STUDY_BUDGET = Budget("fraction", PLAN.budget)
+
+
+def define_study(url: str, cases: list[str], budget: Budget = STUDY_BUDGET) -> Study:
+    """A per-case study of ``cases[:2]`` (configuration DE, at ``budget``) read by two fresh reviewers: one case each,
+    one in each arm (two cases, two reviewers: the left-over block holds one A and one B)."""
     tag = uuid.uuid4().hex[:8]
     names = (f"ann-{tag}", f"ben-{tag}")
     ids = {name: ensure_user(url, name, Role.REVIEWER) for name in names}
     service = ReviewService(make_engine(url), password_method=FAST_HASH)
     name = f"blind {tag}"
     service.define_study(CommandLine("t"), StudyDefinition(
-        name=name, configuration="DE", budget=Budget("fraction", PLAN.budget), cases=CaseSelection(names=tuple(
+        name=name, configuration="DE", budget=budget, cases=CaseSelection(names=tuple(
             cases[:2])), reviewers=names, design="per-case", endpoint="edited-ml-per-minute", seed=5))
     readings = service.show_study(CommandLine("t"), name).readings
     readers = {r.arm: Reader(r.reviewer, ids[r.reviewer], r.case) for r in readings if r.arm is not None}
@@ -67,7 +73,8 @@ def define_study(url: str, cases: list[str]) -> Study:
 def study(store: SeededStore) -> Iterator[Study]:
     defined = define_study(store.url, store.seeded.map_cases)
     yield defined
-    defined.service.close_study(CommandLine("t"), defined.name)
+    with contextlib.suppress(WorkflowError):  # a test may have closed it
+        defined.service.close_study(CommandLine("t"), defined.name)
 
 
 def signed_in_client(dash_app: dash.Dash, username: str) -> Any:
@@ -95,6 +102,27 @@ def _uncertain(client: Any, app: dash.Dash, store: SeededStore, case: str) -> bo
             != _figure(client, app, store, case, ["prediction"]))
 
 
+def _referenced(client: Any, app: dash.Dash, store: SeededStore, case: str) -> bool:
+    """Whether a forged draw that asks for the reference, error and edits overlays gets a picture other than without
+    them."""
+    return (_figure(client, app, store, case, ["prediction", "reference", "error", "edits"])
+            != _figure(client, app, store, case, ["prediction"]))
+
+
+def _without_reference(client: Any, app: dash.Dash, store: SeededStore, case: str, content: str) -> None:
+    """The page ``content`` and the forged callbacks of a study reader of ``case`` carry nothing of the reference."""
+    assert not _referenced(client, app, store, case)
+    for shown in ("reference contour", "error map", "clinician's edits", "research reference", "no reference yet"):
+        assert shown not in content, shown
+    assert not re.search(r'"note": ?"', content)  # the review items' empty-structure note comes from the reference
+    assert "is not one of this case's overlays" in page(client, f"/patient/{case}", "?overlays=reference")
+    probe = _probe(client, app, store, case)
+    assert ": predicted" in probe and '"reference"' not in probe
+    metrics = _metrics(client, app, store, case)
+    assert "mL pred" in metrics and "foreground predicted" in metrics
+    assert not any(hidden in metrics for hidden in ("DSC", "/ ref", "error mL", "ROI mL", "edits caught", "NLL"))
+
+
 def _probe(client: Any, app: dash.Dash, store: SeededStore, case: str) -> str:
     response = call(client, app, "viewer-probe.children", "view-a-axial.hoverData",
                     {**_view(store, case, []), "view-a-axial.hoverData": {"points": [{"x": 40.0, "y": 40.0}]}})
@@ -117,19 +145,6 @@ def _region_clock(client: Any, app: dash.Dash, case: str) -> Any:
         "review-region.data": {"rank": 1, "budget": PLAN.budget, "clock": None}})
 
 
-def _free_items(url: str, case: str) -> None:
-    """The review items of ``case`` back to nobody's: other tests of the shared store may have left one reviewed by
-    another user, and review time is never recorded on such an item (``workflow.may_record_time``)."""
-    engine = make_engine(url)
-    try:
-        with session_factory(engine).begin() as session:
-            image = select(Image.id).where(Image.name == case).scalar_subquery()
-            session.execute(update(ReviewItem).where(ReviewItem.image_id == image)
-                            .values(state="pending", decision=None, reviewer_id=None))
-    finally:
-        engine.dispose()
-
-
 def _export(client: Any, case: str) -> Any:
     return client.get(f"/export/regions/{case}.zip?configuration=DE&kind=fraction&value={PLAN.budget}")
 
@@ -149,6 +164,7 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     reader = study.readers[Arm.STANDARD]
     client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed, not opened yet: read blind already
+    assert not _referenced(client, dash_app, store, reader.case)
     content = page(client, f"/patient/{reader.case}")
     assert "standard review (arm A)" in content and "viewer-overlays" in content
     assert "entropy heat map" not in content and "top-budget mask" not in content
@@ -164,8 +180,8 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
     assert jump.status_code == 403 and "is hidden" in jump.get_json()["error"]
     probe = _probe(client, dash_app, store, reader.case)
     assert ": predicted" in probe and ": entropy" not in probe and ': p"' not in probe
+    _without_reference(client, dash_app, store, reader.case, content)
     metrics = _metrics(client, dash_app, store, reader.case)
-    assert "DSC (mean foreground)" in metrics
     assert not any(hidden in metrics for hidden in ("ECE", "Brier", "UEO", "entropy", "flagged mL", "distribution"))
     blind_clock = _region_clock(client, dash_app, reader.case)
     assert blind_clock.get_json()["response"] == {}  # no region opened: nothing tells of one
@@ -175,8 +191,10 @@ def test_an_arm_a_reading_gets_nothing_derived_from_uncertainty(store: SeededSto
 
     ensure_user(store.url)
     admin = signed_in_client(dash_app, ADMIN)  # no study reader: nothing hidden
-    assert _uncertain(admin, dash_app, store, reader.case)
+    assert _uncertain(admin, dash_app, store, reader.case) and _referenced(admin, dash_app, store, reader.case)
     assert ": entropy" in _probe(admin, dash_app, store, reader.case)
+    assert "reference contour" in page(admin, f"/patient/{reader.case}")
+    assert "DSC" in _metrics(admin, dash_app, store, reader.case)
 
 
 def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, study: Study,
@@ -185,8 +203,10 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
     client = signed_in_client(dash_app, reader.username)
     assert not _uncertain(client, dash_app, store, reader.case)  # concealed: read blind until opened
     assert _export(client, reader.case).status_code == 403
+    assert not _referenced(client, dash_app, store, reader.case)  # no reference before the opening either
     content = page(client, f"/patient/{reader.case}")
     assert "uncertainty-guided review (arm B)" in content and "entropy heat map" in content
+    _without_reference(client, dash_app, store, reader.case, content)
     assert _uncertain(client, dash_app, store, reader.case)
     assert ": entropy" in _probe(client, dash_app, store, reader.case)
     assert "flagged mL" in _metrics(client, dash_app, store, reader.case)
@@ -194,9 +214,12 @@ def test_an_arm_b_reading_gets_the_guided_view_once_opened(store: SeededStore, s
                 {**_view(store, reader.case, []), "viewer-most-uncertain.n_clicks": 1})
     assert jump.status_code == 200, jump.get_data(as_text=True)
     assert _export(client, reader.case).status_code == 200
-    _free_items(store.url, reader.case)
     clock = _region_clock(client, dash_app, reader.case)
     assert clock.status_code == 200 and clock.get_json()["response"]["review-region"]["data"]["clock"] is not None
+
+    study.service.close_study(CommandLine("t"), study.name)  # a closed study hides nothing any more
+    assert _referenced(client, dash_app, store, reader.case)
+    assert '"reference"' in _probe(client, dash_app, store, reader.case)
 
 
 def test_a_study_reader_sees_only_its_readings_on_the_worklist(store: SeededStore, study: Study,
@@ -237,3 +260,39 @@ def test_a_study_reader_gets_no_cohort_level_page_callback_or_export(store: Seed
     for export in ("/export/cohort.csv", "/export/cost.csv"):
         assert reader.get(export).status_code == 403, export
     assert "POST /_dash-update-component" in _refusals(store.url, study.readers[Arm.STANDARD].username)
+
+
+def _prop(content: str, ident: str, prop: str) -> Any:
+    """The property ``prop`` of the component with id ``ident`` in a page's JSON."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == ident:
+                return node["props"].get(prop)
+            return next((found for v in node.values() if (found := walk(v)) is not None), None)
+        if isinstance(node, list):
+            return next((found for v in node if (found := walk(v)) is not None), None)
+        return None
+
+    return walk(json.loads(content))
+
+
+def test_a_study_with_a_time_budget_opens_at_that_budget(store: SeededStore, dash_app: dash.Dash) -> None:
+    """The study worklist links a minutes budget as ``&minutes=``; the slice browser, from that link or a bare
+    address, opens at the fraction of the case's ROI it becomes at the rate in force (the worklist's own conversion),
+    not at the default 2 %, and says the time budget."""
+    budget = Budget("minutes", 0.05)
+    study = define_study(store.url, store.seeded.map_cases, budget)
+    try:
+        reader = study.readers[Arm.GUIDED]
+        client = signed_in_client(dash_app, reader.username)
+        listed = page(client, "/worklist")
+        assert "minutes=0.05" in listed and "budget=2" not in listed
+        expected = load_worklist(get_store(), "DE", budget, reader.case).cases[0].fraction
+        assert 0 < expected < PLAN.budget
+        for search in (f"?a={store.seeded.configurations['DE']}&minutes={budget.value:g}", ""):  # link, bare
+            content = page(client, f"/patient/{reader.case}", search)
+            assert _prop(content, "viewer-budget", "value") == pytest.approx(expected), search
+            assert _prop(content, "review-scope", "data")["value"] == pytest.approx(expected, abs=1e-6)
+            assert "budget regions at 0.05 min per patient (" in content
+    finally:
+        study.service.close_study(CommandLine("t"), study.name)

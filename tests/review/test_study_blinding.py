@@ -1,4 +1,5 @@
-"""The blinding rule (pure): which arm applies to a user reading a case, from its readings in open studies."""
+"""The blinding rule (pure): which arm applies to a user reading a case, from its readings in open studies, and what
+the reading hides."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 from pipeline.metrics.review_budget import Budget
 from pipeline.review.study_allocation import Arm
-from pipeline.review.study_blinding import StudyReading, applicable_arm, reading_order
+from pipeline.review.study_blinding import NOTHING_HIDDEN, Hidden, StudyReading, applicable_arm, hidden, reading_order
 
 OPENED = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -37,3 +38,10 @@ def test_the_reading_order_is_the_allocations_whatever_the_arms() -> None:
     readings = [_reading("c", Arm.GUIDED, period=2, order=1), _reading("a", None, order=2),
                 _reading("b", Arm.STANDARD, order=1)]
     assert [r.case for r in reading_order(readings)] == ["b", "a", "c"]
+
+
+def test_every_study_reading_hides_the_reference_and_arm_a_the_uncertainty_too() -> None:
+    assert hidden([], "x") == hidden([_reading("y", Arm.STANDARD)], "x") == NOTHING_HIDDEN
+    assert hidden([_reading("x", Arm.GUIDED)], "x") == Hidden(uncertainty=False, reference=True)
+    for arm in (Arm.STANDARD, None):  # arm A, or concealed: blind to both
+        assert hidden([_reading("x", arm)], "x") == Hidden(uncertainty=True, reference=True)

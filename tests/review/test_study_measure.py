@@ -30,11 +30,11 @@ from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_cases import CaseSelection
 from pipeline.review.study_measure import COLUMNS, DTYPES, case_decision, edit_mask
-from pipeline.review.workflow import PermissionDenied
+from pipeline.review.workflow import PermissionDenied, Role
 from pipeline.settings import DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
-from pipeline.store.review_schema import AuditEntry
+from pipeline.store.review_schema import AuditEntry, ReviewItem
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image
 from tests.conftest import REPO_ROOT
 from tests.review.conftest import FAST_HASH, PASSWORD, empty_store
@@ -65,6 +65,7 @@ class Measured:
     users: dict[str, int]
     images: dict[str, int]
     configuration_id: int
+    clock: Clock
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -97,7 +98,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                                                                            "final_clinical")],
                                  DEFAULT_MAX_VOXELS, isolate=False)
         assert done.exit_code == 0
-        yield Measured(url, folder / "artifacts", finals["p9000"], service, users, images, configuration_id)
+        yield Measured(url, folder / "artifacts", finals["p9000"], service, users, images, configuration_id, clock)
         engine.dispose()
 
 
@@ -254,3 +255,54 @@ def test_the_edit_mask_and_the_case_decision_rules() -> None:
     assert case_decision(["accepted", "rejected", None]) == "rejected"
     assert case_decision(["accepted", "edited", "rejected"]) == "edited"
     assert case_decision(["accepted"]) == "accepted"
+
+
+def _decide_all(measured: Measured, user: int, image_id: int) -> None:
+    """``user`` decides every item of the case: starting those nobody reviewed, reopening those decided."""
+    engine = make_engine(measured.url)
+    with session_factory(engine)() as session:
+        states = dict(session.execute(select(ReviewItem.class_index, ReviewItem.state).where(
+            ReviewItem.image_id == image_id, ReviewItem.configuration_id == measured.configuration_id)).all())
+    engine.dispose()
+    for class_index in (1, 2):
+        key = ItemKey(image_id, measured.configuration_id, class_index)
+        if states.get(class_index, "pending") == "pending":
+            measured.service.start_review(user, key)
+        else:
+            measured.service.reopen(user, key)
+        measured.service.record_decision(user, key, "accepted", None)
+
+
+def test_a_crossovers_second_reader_is_timed_from_its_opening(measured: Measured) -> None:
+    """In a crossover both readers read a case of period 1; the second opens it after the first decided its items
+    (another user's, reviewed): its opening starts its clocks and its region clock is allowed, so its whole reading
+    is measured; a reviewer outside the study still may not time the items the first reader decided."""
+    service, clock = measured.service, measured.clock
+    users = {n: service.create_user(CommandLine("t"), n, PASSWORD, Role.REVIEWER).id for n in ("cyd", "dee", "eve")}
+    service.define_study(CommandLine("t"), StudyDefinition(
+        name="crossed", configuration="DE", budget=Budget("fraction", 0.02),
+        cases=CaseSelection(names=("p9000", "p9001")), reviewers=("cyd", "dee"), design="crossover",
+        endpoint="minutes-per-case", seed=11, washout_days=0))
+    readings = service.show_study(CommandLine("t"), "crossed").readings
+    case = next(r.case for r in readings if r.period == 1)
+    image_id = measured.images[case]
+    service.open_study_case(users["cyd"], "crossed", case)
+    clock.tick(20)
+    _decide_all(measured, users["cyd"], image_id)  # the first reader's decisions: the items are cyd's
+
+    service.open_study_case(users["dee"], "crossed", case)
+    clock.tick(40)
+    service.report_activity(users["dee"])
+    region = service.open_region(users["dee"], image_id, measured.configuration_id, 1, 1, 0.02, 1.0)
+    with pytest.raises(PermissionDenied, match="another user reviews"):
+        service.open_region(users["eve"], image_id, measured.configuration_id, 1, 1, 0.02, 1.0)
+    clock.tick(10)
+    service.report_activity(users["dee"], region)
+    _decide_all(measured, users["dee"], image_id)
+
+    table = service.study_measurements(measured.users["apo"], "crossed", ArtifactStore(measured.artifacts))
+    read = table[table["case"] == case].set_index("reviewer")
+    assert read.loc["cyd", "active_seconds"] == pytest.approx(20)
+    assert read.loc["dee", "active_seconds"] == pytest.approx(50)  # from its opening, not from its reopening
+    assert read.loc["dee", "regions_opened"] == 1 and read.loc["dee", "decision"] == "accepted"
+    assert read.loc["cyd", "decision"] == "accepted"

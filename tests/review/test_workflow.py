@@ -94,3 +94,14 @@ def test_refusals_say_why() -> None:
         workflow.reopen(ItemState(State.APPROVED, Decision.ACCEPTED, None, 1, 2), BOB)
     with pytest.raises(PermissionDenied, match="needs a signed-in user"):
         workflow.start_review(ItemState(), Actor(None, "cli:root", Role.ADMIN))
+
+
+def test_review_time_on_another_users_item_only_for_a_reader_of_its_case_in_a_study() -> None:
+    theirs = ItemState(State.REVIEWED, Decision.ACCEPTED, reviewer_id=BOB.user_id)
+    workflow.may_record_time(ItemState(), ALICE)
+    workflow.may_record_time(ItemState(State.IN_REVIEW, reviewer_id=ALICE.user_id), ALICE)
+    with pytest.raises(PermissionDenied, match="another user reviews"):
+        workflow.may_record_time(theirs, ALICE)
+    workflow.may_record_time(theirs, ALICE, reads_case=True)  # a crossover's second reader
+    with pytest.raises(PermissionDenied):
+        workflow.may_record_time(theirs, Actor(3, "vic", Role.VIEWER), reads_case=True)
