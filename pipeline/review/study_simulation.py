@@ -7,15 +7,18 @@ Per reading the model is given the arm and the case's facts (:class:`CaseFacts`:
 share of it inside the review regions at the study's budget, the number of those regions) and draws, with a NumPy
 ``Generator`` seeded from the study's seed and the reading's place in the allocation (:func:`reading_generator`):
 
-- **Detection** (does the reader record an edit?). Arm A (CT and contours only): P = 1 − exp(−edited mL /
-  ``detect_ml``): larger errors are easier to see. Arm B (entropy and regions shown): an edit inside a shown region is
-  seen with probability ``region_hit``, the rest as in arm A, so P_B = 1 − (1 − P_A)(1 − ``region_hit`` · share
-  inside). Hence P_B ≥ P_A, equal when no edit lies in a region. A case without an edit is accepted (no false
+- **Detection** (does the reader record an edit?). Arm A (CT and contours only): P_A = ``detect_a`` · (1 −
+  exp(−edited mL / ``detect_ml``)): a tiny edit is easy to miss, and even a large one is missed now and then
+  (``detect_a`` < 1: the reader looks at other slices). Arm B (entropy and regions shown): an edit inside a shown
+  region is seen with probability ``region_hit``, the rest as in arm A, so P_B = 1 − (1 − P_A)(1 − ``region_hit`` ·
+  share inside). Hence P_B ≥ P_A, equal when no edit lies in a region. A case without an edit is accepted (no false
   alarms: a simplification). A reader who detects the edit records ``edited``, else ``accepted``.
 - **Working time** [s]: log-normal with median ``seconds_a`` (arm A) or ``seconds_b`` plus ``seconds_per_region``
   for each region opened (arm B opens the first ``regions_looked_at`` regions of the list), spread ``sigma`` (the
-  log's standard deviation), plus ``seconds_per_edited_ml`` per mL of the edit when the reader edits. Arm B is
-  faster as long as its regions cost less than the search they replace (the guidance's hoped-for effect).
+  log's standard deviation), plus ``edit_seconds`` when the reader edits (a fixed cost: the phantoms' edits are
+  hundreds of mL on coarse voxels, and a cost per mL would swamp everything else). Arm B is faster as long as its
+  regions cost less than the search they replace (the guidance's hoped-for effect), less so for the extra edits it
+  finds.
 - **Activity**: the working time is reported in equal gaps of at most ``report_seconds`` (the browser's activity
   reports), one gap per region opened at least; with probability ``break_probability`` one idle break of
   ``break_range`` seconds (uniform; the reader walked away) falls between two of them. The measurement caps every
@@ -60,10 +63,11 @@ class ReaderModel:
     seconds_b: float = 90.0
     seconds_per_region: float = 12.0
     regions_looked_at: int = 4
-    seconds_per_edited_ml: float = 6.0
+    edit_seconds: float = 60.0
     sigma: float = 0.35
-    detect_ml: float = 2.0
-    region_hit: float = 0.85
+    detect_a: float = 0.6
+    detect_ml: float = 1.0
+    region_hit: float = 0.9
     report_seconds: float = 20.0
     break_probability: float = 0.2
     break_range: tuple[float, float] = (120.0, 600.0)
@@ -104,7 +108,7 @@ def detection_probability(arm: Arm, facts: CaseFacts, model: ReaderModel = DEFAU
     """P(the reader records an edit) in ``arm`` (module description); 0 without an edit."""
     if not facts.edited_ml > 0:
         return 0.0
-    unaided = 1.0 - math.exp(-facts.edited_ml / model.detect_ml)
+    unaided = model.detect_a * (1.0 - math.exp(-facts.edited_ml / model.detect_ml))
     if arm is Arm.STANDARD:
         return unaided
     inside = 0.0 if math.isnan(facts.in_regions) else min(max(facts.in_regions, 0.0), 1.0)
@@ -120,7 +124,7 @@ def simulate_reading(rng: np.random.Generator, arm: Arm | str, facts: CaseFacts,
     median = model.seconds_a if chosen is Arm.STANDARD else model.seconds_b + model.seconds_per_region * opened
     working = float(median * math.exp(model.sigma * rng.standard_normal()))
     if detected:
-        working += model.seconds_per_edited_ml * facts.edited_ml
+        working += model.edit_seconds
     count = max(math.ceil(working / model.report_seconds), opened + 1)
     gaps = [working / count] * count
     if rng.random() < model.break_probability:

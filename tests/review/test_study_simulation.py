@@ -38,9 +38,10 @@ def test_guided_review_detects_more_and_is_faster_on_average() -> None:
     detected = {arm: np.mean([r.decision == "edited" for r in rs]) for arm, rs in (("A", a), ("B", b))}
     assert detected["A"] == pytest.approx(detection_probability(Arm.STANDARD, FACTS), abs=0.04)
     assert detected["B"] == pytest.approx(detection_probability(Arm.GUIDED, FACTS), abs=0.04)
-    assert detected["B"] > detected["A"] + 0.2
+    assert detected["B"] > detected["A"] + 0.15
     seconds = {arm: np.mean([r.measured_seconds(CAP) for r in rs]) for arm, rs in (("A", a), ("B", b))}
-    assert seconds["B"] < seconds["A"] - 20, "3 regions cost 36 s, less than the 60 s of search they replace"
+    assert seconds["B"] < seconds["A"] - 5, "3 regions cost 36 s, less than the 60 s of search they replace, even " \
+        "with the edits B finds more often"
     assert {r.regions_opened for r in a} == {0} and {r.regions_opened for r in b} == {3}
 
 
@@ -50,8 +51,8 @@ def test_detection_follows_the_edit_and_the_regions() -> None:
     assert {r.decision for r in _many(Arm.GUIDED, none, n=50)} == {"accepted"}
     outside = CaseFacts(1.5, 0.0, 2)
     assert detection_probability(Arm.GUIDED, outside) == detection_probability(Arm.STANDARD, outside)
-    small, large = (detection_probability(Arm.STANDARD, CaseFacts(ml, 0.0, 0)) for ml in (0.5, 5.0))
-    assert 0 < small < large < 1
+    small, large = (detection_probability(Arm.STANDARD, CaseFacts(ml, 0.0, 0)) for ml in (0.2, 300.0))
+    assert 0 < small < large == pytest.approx(DEFAULT_MODEL.detect_a), "a large edit is found at the ceiling"
     everything = CaseFacts(1.5, 1.0, 1)
     assert detection_probability(Arm.GUIDED, everything) == pytest.approx(
         1 - (1 - detection_probability(Arm.STANDARD, everything)) * (1 - DEFAULT_MODEL.region_hit))
