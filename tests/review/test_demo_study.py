@@ -11,16 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 from sqlalchemy import select
 
+from pipeline.batch.attach import AttachRequest, attach_references
 from pipeline.batch.cases import CaseSpec
 from pipeline.batch.runner import BatchOptions, run_batch
 from pipeline.cli import main
 from pipeline.demo_study import SIMULATED_READERS, SIMULATED_STUDY, StudyPlan, seed_simulated_study, study_line
+from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.study_simulation import ReaderModel, SimulatedReading
-from pipeline.settings import ReviewSettings, Settings
+from pipeline.settings import DEFAULT_MAX_VOXELS, ReviewSettings, Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
 from pipeline.store.references import FINAL_CLINICAL, reference_kind
@@ -43,7 +46,8 @@ class Simulated:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def simulated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulated]:
-    """Two phantoms run with their labels as the (research) reference, then the simulated study seeded on them."""
+    """Two phantoms run with their labels as the (research) reference and the sweep (results without maps), then the
+    simulated study seeded on them."""
     folder = tmp_path_factory.mktemp(f"simulated-{request.param}")
     with empty_store(request.param, folder) as url:
         specs, finals = [], {}
@@ -52,7 +56,7 @@ def simulated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
             specs.append(CaseSpec(f"phantom_{seed}", ct, finals[f"phantom_{seed}"], cohort="phantom"))
         model_set = load_model_set_file(REPO_ROOT / "models" / "demo" / "manifest.json")
         run_batch(BatchOptions(cases=tuple(specs), model_set=model_set, models_source="smoke", database_url=url,
-                               artifacts=folder / "artifacts", tta=False, progress=False))
+                               artifacts=folder / "artifacts", tta=False, sweep=True, progress=False))
         settings = Settings(database_url=url, artifacts_dir=folder / "artifacts", exports_dir=folder / "exports")
         drawn = seed_simulated_study(settings, StudyPlan(finals, model=MODEL), START)
         assert drawn is not None
@@ -109,3 +113,18 @@ def test_the_closed_simulated_study_is_reported(simulated: Simulated, tmp_path: 
     assert main(["study-report", SIMULATED_STUDY, "--out", str(tmp_path)], simulated.settings) == 0
     assert "primary endpoint edited-ml-per-minute" in capsys.readouterr().out
     assert (tmp_path / f"study_{SIMULATED_STUDY}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_another_reference_on_a_swept_case_is_refused_in_one_line(simulated: Simulated, tmp_path: Path) -> None:
+    """A sweep result stored without maps keeps its rows when the same reference is attached (above), but cannot be
+    scored on another one: refused before anything is written."""
+    labels = sitk.ReadImage(str(simulated.settings.artifacts_dir.parent / "references" / "phantom_9000.nii.gz"))
+    other = sitk.GetArrayFromImage(labels)
+    other[other == 1] = 0
+    changed = sitk.GetImageFromArray(other)
+    changed.CopyInformation(labels)
+    sitk.WriteImage(changed, str(tmp_path / "other.nii.gz"))
+    with pytest.raises(InputError, match=r"the sweep's \S+ result has no stored maps to score another reference on"):
+        attach_references(simulated.settings.database_url, simulated.settings.artifacts_dir,
+                          [AttachRequest("phantom_9000", tmp_path / "other.nii.gz", "final_clinical")],
+                          DEFAULT_MAX_VOXELS, isolate=False)
