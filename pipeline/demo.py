@@ -17,7 +17,10 @@
    (:mod:`pipeline.metrics.cost_benefit`), the real CT's rows, and each configuration's stored
    out-of-distribution score of the real CT (mean entropy over the body, ranked against its own values on the
    calibration phantoms: :mod:`pipeline.store.ood`); the dashboard then shows them all.
-A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded).
+7. Seeds a small **simulated** review study on the phantoms (:mod:`pipeline.demo_study`: scripted readers drawn from
+   a documented model with made-up parameters; ``demo --no-study`` leaves it out) and prints where to see it.
+A second run finds every case unchanged and only reprints (the protocol is refitted: it is cheap and seeded; the
+simulated study, already there, is left as it is).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sqlalchemy.orm import Session
 from pipeline.batch.cases import CaseSpec, discover
 from pipeline.batch.protocol_stage import ProtocolOptions, run_protocol
 from pipeline.batch.runner import BatchOptions, RunSummary, print_summary, run_batch
+from pipeline.demo_study import StudyPlan, seed_simulated_study, study_line
 from pipeline.errors import InputError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.io.acquisition import KEYS, Acquisition
@@ -263,7 +267,7 @@ def _batch(cases: list[CaseSpec], models: Path, settings: Settings, tta: bool, s
 
 
 def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, cases: int = DEMO_CASES, repeats: int = 3,
-             tta: bool = True, sweep: bool = True) -> int:
+             tta: bool = True, sweep: bool = True, study: bool = True) -> int:
     """The demo of the module's description into the store of ``settings``; the exit code is 1 when a case failed."""
     if not models.is_file():
         raise InputError(f"{models}: demo models missing (train them with `python -m pipeline train-demo-models`)")
@@ -294,4 +298,8 @@ def run_demo(settings: Settings, workdir: Path, models: Path = DEMO_MODELS, case
                      f"http://127.0.0.1:8050 (login required). {accounts}\nA night in the clinic (README): new "
                      f"patients without a reference in {night / 'images'}, their final contours in "
                      f"{night / 'final_contours'}.\n")
+    if study:
+        references = {f"phantom_{seed}": cohort / "references" / f"phantom_{seed}.nii.gz" for seed in seeds}
+        seed_simulated_study(settings, StudyPlan(references))
+        sys.stdout.write(study_line(settings) + "\n")
     return 1 if failed else 0

@@ -8,7 +8,8 @@ stored temperature fit under its temperature mode) is recomputed from the stored
 (:mod:`pipeline.batch.stored_maps`) with the metric settings and review budget it was made with: the same
 functions as the batch on the same float32 maps, so the rows equal those the batch would have stored had the
 reference been there from the start. Results keep their ids (review rows hang off them); their metric rows and maps
-are replaced.
+are replaced. The reference a case holds already (the same hash: e.g. the batch's input, now attached as the final
+clinical contour) changes only the attachment and its kind: the results scored on it, and the stored map, stay.
 
 One case is one transaction, with a ``reference_attachments`` row (the history: kind, source, hash, who, when; the
 previous attachment marked superseded; the replaced numbers) and one ``reference.attach`` audit row. New maps are
@@ -148,11 +149,15 @@ def attach_reference(session: Session, store: RecordingStore, request: AttachReq
     session.add(attachment)
     session.flush()
     replaced: list[str] = []
-    _replace_reference_map(session, store, image, array, attachment.id, replaced)
+    same = image.reference_hash == new_hash and session.scalar(select(Artifact.id).where(
+        Artifact.image_id == image.id, Artifact.kind == "reference", Artifact.processing_id.is_(None),
+        Artifact.result_id.is_(None))) is not None
+    if not same:
+        _replace_reference_map(session, store, image, array, attachment.id, replaced)
     image.reference_hash, image.reference_path = new_hash, str(request.reference)
     image.reference_note = "; ".join(reference_notes) or None
     for processing in processings:
-        _rescore(session, store, image, processing, array, attachment.id, replaced)
+        _rescore(session, store, image, processing, array, attachment.id, replaced, same)
     session.add(AuditEntry(at=now, actor_id=None, actor=attachment.actor, action="reference.attach", outcome="ok",
                            object_type="image", object_id=image.name[:200], before=before,
                            after={"reference_hash": new_hash, "attachment": attachment.id, "kind": request.kind,
@@ -207,8 +212,10 @@ def _settings(session: Session, processing: Processing, case: str) -> MetricSett
 
 
 def _rescore(session: Session, store: ArtifactStore, image: Image, processing: Processing,
-             labels: NDArray[np.uint8], attachment_id: int, replaced: list[str]) -> None:
-    """Every result of one processing, recomputed on its stored maps with ``labels`` as the reference."""
+             labels: NDArray[np.uint8], attachment_id: int, replaced: list[str], same: bool) -> None:
+    """Every result of one processing, recomputed on its stored maps with ``labels`` as the reference; when ``same``
+    (the case holds this very reference already) a result scored on it keeps its rows. A sweep result stored without
+    maps (``run --sweep`` without ``--sweep-maps``) cannot be recomputed: another reference is refused."""
     model_set = session.get_one(ModelSet, processing.model_set_id)
     configurations = session.scalars(select(Configuration).where(Configuration.model_set_id == model_set.id)).all()
     by_id = {c.id: c for c in configurations}
@@ -217,9 +224,17 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
     x, y, z = image.spacing
     spacing = (float(z), float(y), float(x))
     counts = np.bincount(labels.ravel(), minlength=len(model_set.labels))
+    rescored = False
     for result in session.scalars(select(CaseResult).where(CaseResult.processing_id == processing.id)
                                   .order_by(CaseResult.id)).all():
         configuration = by_id[result.configuration_id]
+        if same and result.has_reference:
+            continue
+        paths = dict(session.execute(select(Artifact.kind, Artifact.path).where(
+            Artifact.result_id == result.id)).all())
+        if configuration.sweep and "budget_mask" not in paths:
+            raise InputError(f"case {image.name!r}: the sweep's {configuration.name} result has no stored maps to "
+                             "score another reference on; rerun the batch with --sweep-maps (or without --sweep)")
         fit = session.get(TemperatureFit, result.temperature_fit_id) if result.temperature_fit_id else None
         began = time.perf_counter()
         if fit is None:
@@ -234,8 +249,6 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
             probabilities, temperature = maps.scored(processing.id, image.name, configuration,
                                                      twin_of(configuration, configurations), scaling)
             recorded = recorded_temperature(scaling)
-        paths = dict(session.execute(select(Artifact.kind, Artifact.path).where(
-            Artifact.result_id == result.id)).all())
         budget = session.scalar(select(Artifact.budget).where(Artifact.result_id == result.id,
                                                                Artifact.kind == "budget_mask"))
         if budget is None:
@@ -251,7 +264,9 @@ def _rescore(session: Session, store: ArtifactStore, image: Image, processing: P
             structure_rows(outcome, tuple(model_set.labels), counts), curve_rows(outcome), bin_rows(outcome),
             map_artifacts(store, prefix, outcome), result_regions(outcome, spacing)))
         replaced += paths.values()
-    refresh_ood_scores(session, model_set.id, settings)
+        rescored = True
+    if rescored:
+        refresh_ood_scores(session, model_set.id, settings)
 
 
 @dataclass

@@ -26,6 +26,8 @@ def add_verbs(verbs: Any) -> None:
     demo.add_argument("--no-tta", action="store_true", help="leave the TTA configurations out (8x fewer passes)")
     demo.add_argument("--no-sweep", action="store_true",
                       help="leave the sweep's sub-configurations out (the demo stores them: `run --sweep`)")
+    demo.add_argument("--no-study", action="store_true",
+                      help="leave the simulated review study out (scripted readers on the phantoms)")
     demo.set_defaults(handler=demo_command)
     train = verbs.add_parser("train-demo-models", help="train the tiny nnU-Net demo models on phantoms (CPU)")
     train.add_argument("--out", type=Path, help="exported models and manifest.json (default models/demo)")
@@ -55,7 +57,7 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.cases < 2 or args.repeats < 1:
         raise InputError("--cases must be >= 2 and --repeats >= 1")
     return run_demo(settings, args.workdir, args.models or DEMO_MODELS, args.cases, args.repeats, tta=not args.no_tta,
-                    sweep=not args.no_sweep)
+                    sweep=not args.no_sweep, study=not args.no_study)
 
 
 def train_demo_models_command(args: argparse.Namespace, _settings: Settings) -> int:

@@ -44,7 +44,8 @@ def study(store: SeededStore, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setattr("pipeline.review.study.reading_rows", reading_rows)
     yield defined
-    defined.service.close_study(CommandLine("t"), defined.name)
+    if not any(s.name == defined.name and s.closed_at for s in defined.service.studies(CommandLine("t"))):
+        defined.service.close_study(CommandLine("t"), defined.name)
 
 
 def _looks(study: Study, actor: str) -> int:
@@ -68,6 +69,14 @@ def test_admins_and_approvers_see_the_arms_and_differences(store: SeededStore, s
         assert "-4.000" in shown  # B − A of the minutes: one case in each arm, no spread
         assert study.service.show_study(CommandLine("t"), study.name).study.allocation_digest in shown
         assert _looks(study, user) == before + 1
+
+
+def test_a_closed_study_still_shows_its_results(store: SeededStore, study: Study, dash_app: dash.Dash) -> None:
+    """Closing a study (as the demo's simulated one is) ends its readings, not its results."""
+    study.service.close_study(CommandLine("t"), study.name)
+    ensure_user(store.url)
+    shown = page(signed_in_client(dash_app, ADMIN), f"/study/{quote(study.name)}")
+    assert '"study-arms"' in shown and '"forbidden"' not in shown and "-4.000" in shown
 
 
 @pytest.mark.parametrize("role", [Role.REVIEWER, Role.VIEWER])

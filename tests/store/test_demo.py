@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from pipeline.cli import main
+from pipeline.demo_study import SIMULATED_STUDY
 from pipeline.io.acquisition import Acquisition
+from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactStore
 from pipeline.store.database import make_engine, session_factory
+from pipeline.store.references import final_clinical_images
 from pipeline.store.schema import Artifact, CaseResult, Configuration, Image, Protocol, Run, StructureResult
+from pipeline.store.study_schema import Study
 from tests.conftest import REPO_ROOT
 
 
@@ -35,6 +40,7 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
     assert "Real CT (reference: TotalSegmentator model prediction" in done.stdout
     assert "Demo accounts: demo-admin (admin), demo-reviewer (reviewer), demo-approver (approver)" in done.stdout
     _the_shift_table_is_recomputed(done.stdout, url, tmp_path / "artifacts")
+    _the_simulated_study_is_there(done.stdout, url, tmp_path)
     engine = make_engine(url)
     with session_factory(engine)() as session:
         images = {i.name: i for i in session.scalars(select(Image))}
@@ -64,11 +70,37 @@ def test_demo_fills_an_empty_store_and_prints_the_cohort_table(
     again = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 processed, 2 unchanged" in again.stdout, "a second demo run redoes no inference"
+    assert _cohort_table(again.stdout) == _cohort_table(done.stdout), "the final contours attached changed no number"
+    assert _study_line(again.stdout) == _study_line(done.stdout), "the simulated study is left as it was"
     with session_factory(engine)() as session:
         assert len(session.scalars(select(Run)).all()) == 4
         assert len(session.scalars(select(Protocol)).all()) == 1, "the refitted protocol replaces the first"
     engine.dispose()
     _a_night_in_the_clinic(smoke_run[0] / "manifest.json", tmp_path / "demo" / "night", environment, url)
+
+
+def _cohort_table(stdout: str) -> str:
+    return stdout.split("Phantom cohort")[1].split("Cost and benefit")[0]
+
+
+def _study_line(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("Simulated review study"))
+
+
+def _the_simulated_study_is_there(stdout: str, url: str, tmp_path: Path) -> None:
+    """The demo's last line points at the simulated study (closed, both phantoms read, final contours attached) and
+    its report is written from the store."""
+    line = _study_line(stdout)
+    assert f"/study/{SIMULATED_STUDY}, 2 readings, primary endpoint edited-ml-per-minute: B − A = " in line
+    settings = Settings(database_url=url, artifacts_dir=tmp_path / "artifacts", exports_dir=tmp_path / "exports")
+    assert main(["study-report", SIMULATED_STUDY, "--out", str(tmp_path / "report")], settings) == 0
+    assert (tmp_path / "report" / f"study_{SIMULATED_STUDY}.pdf").read_bytes().startswith(b"%PDF")
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        closed = session.scalar(select(Study.closed_at).where(Study.name == SIMULATED_STUDY))
+        final = session.scalars(select(Image.name).where(Image.id.in_(final_clinical_images()))).all()
+    engine.dispose()
+    assert closed is not None and sorted(final) == ["phantom_9000", "phantom_9001"]
 
 
 def _a_night_in_the_clinic(models: Path, night: Path, environment: dict[str, str], url: str) -> None:
