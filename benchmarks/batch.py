@@ -11,7 +11,10 @@ With ``--cluster local:1 --cluster local:2`` the same cases then run on each Das
 SQLite store (``--database-url`` is for the in-process run only): cases per hour, the speed-up over the in-process
 run (the peer), the cluster's start (processes, imports; once per batch, not per case) and the scheduling overhead
 per case: (wall time x workers - the seconds the tasks took on their workers) / cases, measured within the same run
-(so it does not depend on how busy the machine was during the other runs). With ``--sweep`` the same phantoms then go
+(so it does not depend on how busy the machine was during the other runs). Each row also gives the CPU seconds per
+case (user + sys) and the minor page faults per case of the processes that ran the cases (the batch's own process
+in-process; the workers, summed, on a cluster; ``getrusage``): they change little when other processes load the
+machine, where wall times do. With ``--sweep`` the same phantoms then go
 through the batch with the sweep's sub-configurations (``run --sweep``) into a new SQLite store, and its row is
 printed beside the standard grid's (the peer, same run).
 """
@@ -23,6 +26,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -109,6 +113,18 @@ def _insert_times(url: str, repeats: int = 5) -> tuple[float, float, int]:
     return statistics.median(timings["bulk"]), statistics.median(timings["row"]), n_rows
 
 
+def usage() -> tuple[float, float, int]:
+    """This process's CPU seconds so far (user, sys) and its minor page faults."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime, own.ru_stime, own.ru_minflt
+
+
+def _per_case(before: tuple[float, float, int], after: tuple[float, float, int], cases: int) -> str:
+    """The CPU seconds (user + sys) and minor page faults per case between two :func:`usage` readings."""
+    user, system, faults = (b - a for a, b in zip(before, after, strict=True))
+    return f"{user / cases:.1f} + {system / cases:.1f} s | {faults / cases / 1e6:.2f} M"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch", description=__doc__.splitlines()[0])
@@ -131,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         options = BatchOptions(cases=tuple(discover(cohort, "bench")), model_set=model_set,
                                models_source=str(args.models), database_url=url, artifacts=root / "artifacts",
                                tta=not args.no_tta, progress=False)
-        start = time.perf_counter()
+        before, start = usage(), time.perf_counter()
         summary = run_batch(options)
         wall = time.perf_counter() - start
+        own = _per_case(before, usage(), max(1, len(summary.done)))
         engine = make_engine(url)
         with session_factory(engine)() as session:
             stages = [(p.seconds_inference, p.seconds_metrics, p.seconds_storage, p.forward_passes)
@@ -160,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         n = len(summary.done)
         sys.stdout.write(
             f"\n{n} phantoms on each: in-process (the peer) and on Dask LocalClusters (1 thread per worker), "
-            f"{os.cpu_count()} cores\n| run | wall | cases per hour | speed-up | cluster start | overhead per case |\n"
-            "|---|---|---|---|---|---|\n"
-            f"| in-process | {wall:.1f} s | {3600 * n / wall:.0f} | 1.00x | - | - |\n"
+            f"{os.cpu_count()} cores\n| run | wall | cases per hour | speed-up | cluster start | overhead per case "
+            "| CPU per case (user + sys) | minor faults per case |\n|---|---|---|---|---|---|---|---|\n"
+            f"| in-process | {wall:.1f} s | {3600 * n / wall:.0f} | 1.00x | - | - | {own} |\n"
             + "".join(f"| {spec} | {seconds:.1f} s | {3600 * n / seconds:.0f} | {wall / seconds:.2f}x "
-                      f"| {start:.1f} s | {overhead:.2f} s |\n" for spec, seconds, start, overhead, _ in clusters))
-    return 1 if summary.failed or any(c[4] for c in clusters) else 0
+                      f"| {start:.1f} s | {overhead:.2f} s | {cpu} |\n"
+                      for spec, seconds, start, overhead, cpu, _ in clusters))
+    return 1 if summary.failed or any(c[5] for c in clusters) else 0
 
 
 def _with_sweep(options: BatchOptions, root: Path, grid_per_case: float) -> str:
@@ -186,9 +204,10 @@ def _with_sweep(options: BatchOptions, root: Path, grid_per_case: float) -> str:
             f"{per_case:.1f} s per case vs {grid_per_case:.1f} s for the standard grid (same run)\n")
 
 
-def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, float, float, float, list[Any]]:
+def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, float, float, float, str, list[Any]]:
     """The same cases on a Dask cluster into a new SQLite store: (spec, wall seconds of the batch, seconds to start
-    the cluster and import the pipeline on its workers, scheduling overhead per case, failures)."""
+    the cluster and import the pipeline on its workers, scheduling overhead per case, the workers' CPU seconds and
+    minor page faults per case, failures)."""
     from pipeline.batch.cluster import DaskCases, connect, parse_cluster
 
     url = f"sqlite:///{root / 'bench.sqlite3'}"
@@ -197,7 +216,7 @@ def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, floa
     with connect(parse_cluster(spec)) as client:
         client.run(importlib.import_module, "pipeline.batch.workers")
         start = time.perf_counter() - began
-        began = time.perf_counter()
+        before, began = client.run(usage), time.perf_counter()
         outcomes: list[Any] = []
         cases = DaskCases(client)
 
@@ -209,9 +228,12 @@ def _on_cluster(spec: str, options: BatchOptions, root: Path) -> tuple[str, floa
         summary = run_batch(dataclasses.replace(options, database_url=url, artifacts=root / "artifacts"),
                             SimpleNamespace(map=recorded))
         seconds = time.perf_counter() - began
+        after = client.run(usage)
+    total = tuple(sum(reading[i] for reading in readings.values()) for readings in (before, after) for i in range(3))
+    cpu = _per_case(total[:3], total[3:], max(1, len(outcomes)))
     workers = int(spec.split(":")[1])
     overhead = (seconds * workers - sum(o.seconds for o in outcomes)) / max(1, len(outcomes))
-    return spec, seconds, start, overhead, summary.failed
+    return spec, seconds, start, overhead, cpu, summary.failed
 
 
 if __name__ == "__main__":

@@ -149,15 +149,18 @@ def test_a_worker_killed_mid_case_has_its_case_redone_and_the_store_equals_an_un
 def test_local_cluster_on_sqlite_equals_the_in_process_run_and_loads_the_models_once_per_worker(
     phantom_folder: Path, uninterrupted: dict[str, Any], tmp_path: Path
 ) -> None:
-    """local:N may use SQLite (one machine: flock claims and SQLite's own locks); each worker builds one predictor.
-    A cluster of its own: fresh workers count their loads from zero (a restart of the killing tests' cluster can
-    outlast its timeout on a loaded machine)."""
+    """local:N may use SQLite (one machine: flock claims and SQLite's own locks); each worker builds one predictor
+    and runs with glibc's malloc settings (no Dask ``MALLOC_TRIM_THRESHOLD_``). A cluster of its own: fresh workers
+    count their loads from zero (a restart of the killing tests' cluster can outlast its timeout on a loaded
+    machine)."""
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     command.upgrade(alembic_config(url), "head")
     with connect(ClusterSpec(workers=2)) as client:
         summary = run_batch(_options(phantom_folder, url, tmp_path / "artifacts"), DaskCases(client))
         loads = client.run(predictor_loads)
+        trim = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
     assert len(summary.done) == 3 and not summary.failed
+    assert list(trim.values()) == [None, None], trim
     assert _full_snapshot(url, tmp_path / "artifacts") == uninterrupted
     assert sorted(loads.values()) in ([1, 1], [0, 1]), loads
     assert len({w for w in _workers(url)[0]}) == sum(loads.values())
