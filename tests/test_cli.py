@@ -272,6 +272,7 @@ def test_predict_bad_input_gets_one_line_and_exit_2(tmp_path: Path, models: str,
     [
         ("local:0", "sqlite", "--cluster must be local:N"),
         ("local:two", "sqlite", "--cluster must be local:N"),
+        ("local:2:0", "sqlite", "local:N:T with T torch threads"),
         ("10.0.0.5:8786", "sqlite", "or tcp://HOST:PORT"),
         ("tcp://10.0.0.5:8786", "sqlite", "a SQLite store cannot serve workers on other machines"),
         ("tcp://127.0.0.1:1", "postgresql", "no Dask scheduler answers there"),

@@ -1,11 +1,11 @@
 """``run --cluster``: the batch's cases as tasks on Dask distributed, one task per case.
 
 ``local:N`` starts a ``LocalCluster`` of N worker processes on this machine (one thread each, torch threads = cores
-// N, so N workers do not oversubscribe the cores); ``tcp://HOST:PORT`` joins a running scheduler whose workers were
-started with ``dask worker tcp://HOST:PORT --nthreads 1 --resources GPU=1`` on the GPU nodes. A case run on a CUDA
-device (``--device cuda``) asks for the ``GPU`` resource, so each GPU takes one case at a time. A ``local:N`` worker
-starts with glibc's own malloc settings, as the in-process batch has them, not Dask's ``MALLOC_TRIM_THRESHOLD_=65536``
-(:data:`WORKER_ENVIRON`).
+// N, so N workers do not oversubscribe the cores; ``local:N:T`` gives each worker T torch threads instead);
+``tcp://HOST:PORT`` joins a running scheduler whose workers were started with ``dask worker tcp://HOST:PORT
+--nthreads 1 --resources GPU=1`` on the GPU nodes. A case run on a CUDA device (``--device cuda``) asks for the
+``GPU`` resource, so each GPU takes one case at a time. A ``local:N`` worker starts with glibc's own malloc
+settings, as the in-process batch has them, not Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (:data:`WORKER_ENVIRON`).
 
 Exactly once: the scheduler retries the task of a worker that died (a killed process, a lost node) on another
 worker, up to Dask's ``distributed.scheduler.allowed-failures`` times; the case's claim and its one transaction
@@ -42,7 +42,7 @@ from pipeline.store.schema import TemperatureFit
 
 log = logging.getLogger(__name__)
 
-_LOCAL = re.compile(r"local:([1-9][0-9]{0,3})")
+_LOCAL = re.compile(r"local:([1-9][0-9]{0,3})(?::([1-9][0-9]{0,2}))?")
 _REMOTE = re.compile(r"tcp://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
 GPU = "GPU"
 
@@ -57,10 +57,12 @@ WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Where the cases run: N local worker processes, or the scheduler at ``address``."""
+    """Where the cases run: N local worker processes (``threads`` torch threads each; None: the cores shared out),
+    or the scheduler at ``address``."""
 
     workers: int = 0
     address: str | None = None
+    threads: int | None = None
 
     @property
     def multi_machine(self) -> bool:
@@ -69,13 +71,14 @@ class ClusterSpec:
 
 
 def parse_cluster(text: str) -> ClusterSpec:
-    """``local:N`` (1 <= N <= 9999) or ``tcp://HOST:PORT``; anything else is a user's mistake."""
+    """``local:N`` (1 <= N <= 9999), ``local:N:T`` (T torch threads per worker, 1 <= T <= 999) or
+    ``tcp://HOST:PORT``; anything else is a user's mistake."""
     if match := _LOCAL.fullmatch(text):
-        return ClusterSpec(workers=int(match.group(1)))
+        return ClusterSpec(workers=int(match.group(1)), threads=int(match.group(2)) if match.group(2) else None)
     if _REMOTE.fullmatch(text):
         return ClusterSpec(address=text)
-    raise InputError(f"--cluster must be local:N (N worker processes on this machine) or tcp://HOST:PORT (a running "
-                     f"Dask scheduler), got {text!r}")
+    raise InputError(f"--cluster must be local:N (N worker processes on this machine; local:N:T with T torch threads "
+                     f"each) or tcp://HOST:PORT (a running Dask scheduler), got {text!r}")
 
 
 def check_store(spec: ClusterSpec, database_url: str) -> None:
@@ -104,7 +107,7 @@ def connect(spec: ClusterSpec, gpu: bool = False) -> Iterator[Client]:
             cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
                                    resources={GPU: 1} if gpu else None)
         client = Client(cluster)
-        threads: int | None = torch_threads(spec.workers)
+        threads: int | None = spec.threads or torch_threads(spec.workers)
     else:
         cluster, threads = None, None
         try:

@@ -22,8 +22,8 @@ from pipeline.settings import Settings
 from pipeline.store.schema import DEFAULT_REFERENCE_KIND, REFERENCE_KINDS
 
 log = logging.getLogger(__name__)
-CLUSTER_HELP = ("local:N (N worker processes on this machine) or tcp://HOST:PORT (a running scheduler; PostgreSQL "
-                "store only); default: in this process")
+CLUSTER_HELP = ("local:N (N worker processes on this machine; local:N:T: T torch threads each, default cores // N) or "
+                "tcp://HOST:PORT (a running scheduler; PostgreSQL store only); default: in this process")
 
 
 def add_verbs(verbs: Any) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from pipeline.batch import process
 from pipeline.batch.cases import discover
-from pipeline.batch.cluster import ClusterSpec, DaskCases, connect
+from pipeline.batch.cluster import ClusterSpec, DaskCases, connect, parse_cluster, torch_threads
 from pipeline.batch.runner import BatchOptions, RunSummary, run_batch
 from pipeline.batch.workers import predictor_loads
 from pipeline.demo import DEMO_MODELS
@@ -155,12 +155,20 @@ def test_local_cluster_on_sqlite_equals_the_in_process_run_and_loads_the_models_
     machine)."""
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     command.upgrade(alembic_config(url), "head")
-    with connect(ClusterSpec(workers=2)) as client:
+    with connect(parse_cluster("local:2:1")) as client:
         summary = run_batch(_options(phantom_folder, url, tmp_path / "artifacts"), DaskCases(client))
         loads = client.run(predictor_loads)
         trim = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        threads = client.run(torch.get_num_threads)
     assert len(summary.done) == 3 and not summary.failed
     assert list(trim.values()) == [None, None], trim
+    assert list(threads.values()) == [1, 1], threads
     assert _full_snapshot(url, tmp_path / "artifacts") == uninterrupted
     assert sorted(loads.values()) in ([1, 1], [0, 1]), loads
     assert len({w for w in _workers(url)[0]}) == sum(loads.values())
+
+
+def test_a_local_cluster_shares_the_cores_out_unless_told_the_torch_threads_per_worker() -> None:
+    assert parse_cluster("local:3") == ClusterSpec(workers=3)
+    assert parse_cluster("local:1:1") == ClusterSpec(workers=1, threads=1)
+    assert torch_threads(1, cores=2) == 2 and torch_threads(2, cores=2) == 1 and torch_threads(4, cores=2) == 1
