@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.batch.attach import AttachRequest, attach_references
 from pipeline.metrics.review_budget import Budget
+from pipeline.review.base import ManualClock
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_allocation import Arm
@@ -63,19 +64,6 @@ SIMULATED_SEED = 16
 PAUSE_SECONDS = 30.0  # between two readings of one reader (no activity)
 
 
-@dataclass
-class SimulatedClock:
-    """The services' clock during the simulation: it moves only when told (seconds)."""
-
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass(frozen=True)
 class StudyPlan:
     """What the simulated study is: its name, cases (name → the file of its final contour), readers, the
@@ -97,7 +85,7 @@ def seed_simulated_study(settings: Settings, plan: StudyPlan, start: datetime | 
     (default 09:00 UTC the day before)."""
     engine = make_engine(settings.database_url)
     try:
-        clock = SimulatedClock(start or datetime.combine(utcnow().date() - timedelta(days=1), time(9), UTC))
+        clock = ManualClock(start or datetime.combine(utcnow().date() - timedelta(days=1), time(9), UTC))
         service = ReviewService(engine, clock=clock, review=settings.review)
         if plan.name in {study.name for study in service.studies(CommandLine())}:
             return None
@@ -180,7 +168,7 @@ def _case(session: Session, artifacts: ArtifactStore, settings: Settings, plan: 
                  tuple((r.class_index, r.rank, r.volume_ml) for r in regions.regions), fraction)
 
 
-def _read(service: ReviewService, clock: SimulatedClock, reader: int, case: str, cases: Mapping[str, _Case],
+def _read(service: ReviewService, clock: ManualClock, reader: int, case: str, cases: Mapping[str, _Case],
           rng: np.random.Generator, plan: StudyPlan) -> SimulatedReading:
     """One scripted reading: open the case (the arm is revealed), start every structure's review, then the drawn
     activity (in arm B the drawn regions opened one per event, in the worklist's order) and the decisions."""

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -74,6 +74,21 @@ class Refused(Exception):
 def utc(moment: datetime) -> datetime:
     """SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@dataclass
+class ManualClock:
+    """A services' clock (``clock=``) that moves only when told: a simulation's (the demo's review study) and the
+    tests'."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        """Move on by ``seconds``."""
+        self.now += timedelta(seconds=seconds)
 
 
 def aware(moment: datetime | None) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from pipeline.review.base import ManualClock
 from pipeline.review.service import CommandLine, ReviewService
 from pipeline.review.workflow import PermissionDenied
 from pipeline.store.database import session_factory
@@ -19,21 +20,13 @@ from tests.review.conftest import FAST_HASH
 IDLE = 30.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(engine: Engine, clock: Clock) -> ReviewService:
+def timed(engine: Engine, clock: ManualClock) -> ReviewService:
     return ReviewService(engine, password_method=FAST_HASH, clock=clock)
 
 
@@ -43,7 +36,7 @@ def _rows(engine: Engine, action: str) -> list[AuditEntry]:
 
 
 def test_a_session_lives_until_idle_or_expired_and_stores_only_a_hash(
-        timed: ReviewService, users: dict[str, int], clock: Clock, engine: Engine) -> None:
+        timed: ReviewService, users: dict[str, int], clock: ManualClock, engine: Engine) -> None:
     token = timed.start_session(users["reviewer"], max_hours=2, ip="10.0.0.1", user_agent="Mozilla\x00/5.0\n")
     session_id, actor = timed.resolve_session(token, IDLE)
     assert actor.username == "reviewer" and actor.role == "reviewer"

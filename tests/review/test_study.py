@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.cli import main
 from pipeline.errors import InputError, NotFoundError
 from pipeline.metrics.review_budget import Budget
+from pipeline.review.base import ManualClock
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_allocation import allocate, digest
@@ -31,19 +32,11 @@ CASES = ("ibsi", "synthetic-1", "synthetic-2")
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass(frozen=True)
 class Store:
     engine: Engine
     service: ReviewService
-    clock: Clock
+    clock: ManualClock
     users: dict[str, int]
 
 
@@ -51,7 +44,7 @@ class Store:
 def store(seeded: Seeded) -> Iterator[Store]:
     """The seeded store (one per backend) with one user per role and three more reviewers (dee deactivated)."""
     engine = make_engine(seeded.url)
-    clock = Clock()
+    clock = ManualClock(T0)
     service = ReviewService(engine, password_method=FAST_HASH, clock=clock)
     roles = {"vic": "viewer", "ann": "reviewer", "ben": "reviewer", "cy": "reviewer", "dee": "reviewer",
              "apo": "approver", "adm": "admin"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from pipeline.errors import NotFoundError
 from pipeline.inference.model_set import load_model_set_file
 from pipeline.metrics.regions import find_regions
 from pipeline.metrics.review_budget import Budget
+from pipeline.review.base import ManualClock
 from pipeline.review.service import CommandLine, ItemKey, ReviewService
 from pipeline.review.study import StudyDefinition
 from pipeline.review.study_cases import CaseSelection
@@ -45,17 +46,6 @@ CAP = ReviewSettings().idle_cap_seconds
 STUDY = "measured"
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass(frozen=True)
 class Measured:
     url: str
@@ -65,7 +55,7 @@ class Measured:
     users: dict[str, int]
     images: dict[str, int]
     configuration_id: int
-    clock: Clock
+    clock: ManualClock
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -82,7 +72,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run_batch(BatchOptions(cases=tuple(specs), model_set=model_set, models_source="smoke", database_url=url,
                                artifacts=folder / "artifacts", tta=False, progress=False))
         engine = make_engine(url)
-        clock = Clock()
+        clock = ManualClock(T0)
         service = ReviewService(engine, password_method=FAST_HASH, clock=clock)
         roles = {"ann": "reviewer", "apo": "approver", "vic": "viewer"}
         users = {n: service.create_user(CommandLine("t"), n, PASSWORD, r).id for n, r in roles.items()}
@@ -102,7 +92,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         engine.dispose()
 
 
-def _read(service: ReviewService, clock: Clock, ann: int, image_id: int, configuration_id: int) -> None:
+def _read(service: ReviewService, clock: ManualClock, ann: int, image_id: int, configuration_id: int) -> None:
     """ann's reading of p9000: 30 s, an idle gap of 500 s (capped), 10 s to the first decision; the spleen edited,
     the lymph nodes accepted then reopened and accepted again; three region clocks on two regions."""
     spleen, nodes = ItemKey(image_id, configuration_id, 2), ItemKey(image_id, configuration_id, 1)

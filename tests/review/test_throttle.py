@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 
 from pipeline.cli import main
 from pipeline.review import accounts
+from pipeline.review.base import ManualClock
 from pipeline.review.service import AccountLockedError, AuthenticationError, CommandLine, ReviewService
 from pipeline.review.throttle import ACCOUNT_FAILURES, CLIENT_FAILURES, PAIR_FREE, WINDOW
 from pipeline.settings import Settings
@@ -25,23 +26,13 @@ from tests.review.conftest import FAST_HASH, PASSWORD
 WRONG = "not the password at all"
 
 
-class Clock:
-    """A settable clock for the service."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def throttled(engine: Engine, clock: Clock) -> ReviewService:
+def throttled(engine: Engine, clock: ManualClock) -> ReviewService:
     service = ReviewService(engine, password_method=FAST_HASH, clock=clock)
     service.create_user(CommandLine("tester"), "ann", PASSWORD, "reviewer")
     return service
@@ -97,7 +88,7 @@ def test_a_burst_of_forty_is_locked_after_five(throttled: ReviewService, checks:
     assert (outcomes.count("failure"), outcomes.count("locked"), len(checks)) == (PAIR_FREE, 40 - PAIR_FREE, PAIR_FREE)
 
 
-def test_one_client_spraying_usernames_is_stopped_but_others_are_not(throttled: ReviewService, clock: Clock,
+def test_one_client_spraying_usernames_is_stopped_but_others_are_not(throttled: ReviewService, clock: ManualClock,
                                                                       checks: list[str]) -> None:
     sprayed = [_try(throttled, f"user{n}", WRONG, "10.6.6.6") for n in range(CLIENT_FAILURES + 5)]
     assert sprayed.count("failure") == CLIENT_FAILURES and sprayed[CLIENT_FAILURES:] == ["locked"] * 5
@@ -109,7 +100,7 @@ def test_one_client_spraying_usernames_is_stopped_but_others_are_not(throttled: 
 
 
 def test_a_distributed_attack_delays_the_account_until_an_admin_unlocks_it(
-        throttled: ReviewService, clock: Clock, engine: Engine, tmp_path: Any) -> None:
+        throttled: ReviewService, clock: ManualClock, engine: Engine, tmp_path: Any) -> None:
     for n in range(ACCOUNT_FAILURES):  # four tries per address: no pair or client limit is reached
         assert _try(throttled, "ann", WRONG, f"10.1.{n // 4}.{n % 4}") == "failure"
     assert _try(throttled, "ann", PASSWORD, "10.9.9.9") == "locked"
@@ -126,7 +117,7 @@ def test_a_distributed_attack_delays_the_account_until_an_admin_unlocks_it(
     assert unlock.actor.startswith("cli:") and unlock.after["unlocked"] > 0
 
 
-def test_an_admin_unlocks_an_address_and_the_window_forgets(throttled: ReviewService, clock: Clock) -> None:
+def test_an_admin_unlocks_an_address_and_the_window_forgets(throttled: ReviewService, clock: ManualClock) -> None:
     admin = throttled.create_user(CommandLine("tester"), "root-admin", PASSWORD, "admin").id
     for _ in range(PAIR_FREE):
         _try(throttled, "ann", WRONG, "10.3.3.3")
